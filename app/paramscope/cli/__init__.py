@@ -1,0 +1,77 @@
+"""Command line: ``paramscope [SOURCE]`` opens the window; subcommands share the same core.
+
+This module imports neither torch nor Qt, so ``--help`` and ``--version`` answer at once;
+each subcommand module imports what it needs inside its ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from paramscope import __version__
+from paramscope.core.errors import ParamscopeError
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("paramscope.cli.inspect_cmd", "tree, parameters with statistics, buffers, ties, unregistered tensors"),
+    "init": ("paramscope.cli.init_cmd", "re-initialize parameters by rules and write a state_dict"),
+    "grad": ("paramscope.cli.grad_cmd", "run forward and backward on a sample input; show gradients"),
+    "export": ("paramscope.cli.export_cmd", "write the state_dict as .pt or .safetensors"),
+    "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),
+    "bench": ("paramscope.cli.bench_cmd", "measure speed against plain torch/numpy baselines"),
+}
+
+
+def _window_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="paramscope",
+        description="Explore the parameters of PyTorch models.",
+        epilog=f"subcommands (paramscope COMMAND --help):\n{lines}\n\n"
+        "SOURCE is demo:NAME, FILE.py:NAME, package.module:NAME or a checkpoint file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", nargs="?", default="demo:mlp", help="what to open (default: demo:mlp)")
+    parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model")
+    parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
+    parser.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+    parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
+    return parser
+
+
+def _run_window(argv: Sequence[str]) -> int:
+    args = _window_parser().parse_args(argv)
+    from paramscope.gui.app import run_app
+
+    return run_app(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot)
+
+
+def _run_subcommand(name: str, argv: Sequence[str]) -> int:
+    module_name, text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"paramscope {name}", description=text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return int(module.run(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _run_subcommand(argv[0], argv[1:])
+        return _run_window(argv)
+    except ParamscopeError as exc:
+        print(f"paramscope: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
+    except KeyboardInterrupt:
+        print("paramscope: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback in the user's face
+        print(f"paramscope: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,49 @@
+"""Arguments and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="demo:NAME, FILE.py:NAME, package.module:NAME or a checkpoint file")
+    parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model first")
+    parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
+
+
+def open_from_args(args: argparse.Namespace) -> Any:
+    from paramscope.core.sources import open_source
+
+    return open_source(args.source, trust=args.trust, weights=args.weights)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as strings so the output stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    json.dump(_clean(data), sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def fmt_number(value: float | None, width: int = 10) -> str:
+    if value is None:
+        return "-".rjust(width)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3e}".rjust(width)
+    return f"{value:.4f}".rjust(width)
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}"

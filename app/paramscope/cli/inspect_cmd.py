@@ -1,0 +1,77 @@
+"""``paramscope inspect SOURCE [--json]``: a model summary from the core report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from paramscope.cli.common import add_source_arguments, fmt_count, fmt_number, open_from_args, print_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--bins", type=int, default=32, help="histogram bins in the JSON (default 32)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from paramscope.core.inspection import inspect_model
+
+    opened = open_from_args(args)
+    data = inspect_model(opened.model, bins=args.bins)
+    if opened.forward_unavailable:
+        data["forward_unavailable"] = opened.forward_unavailable
+    if args.json:
+        data["source"] = opened.source
+        print_json(data)
+    else:
+        print(format_text(opened.source, data))
+    return 0
+
+
+def format_text(source: str, data: dict[str, Any]) -> str:
+    out: list[str] = [f"paramscope inspect {source}", ""]
+    out.append("Module tree")
+    for m in data["modules"]:
+        depth = 0 if m["name"] == "" else m["name"].count(".") + 1
+        label = m["name"].rpartition(".")[2] or "(root)"
+        extra = f"({m['extra_repr']})" if m["extra_repr"] else ""
+        shared = f"  [same module as {m['same_as']}]" if m.get("same_as") is not None else ""
+        out.append(f"{'  ' * depth}{label}: {m['type']}{extra}  params {fmt_count(m['total_params'])}{shared}")
+    out.append("")
+    out.append("Parameters")
+    width = max([28] + [len(p["name"]) for p in data["parameters"]])
+    header = f"  {'name':<{width}} {'shape':<14} {'dtype':<9} {'grad':<5} {'mean':>10} {'std':>10} {'min':>10} {'max':>10} {'norm':>10}"
+    out.append(header)
+    for p in data["parameters"]:
+        s = p["stats"]
+        shape = "uninit" if p["shape"] is None else "[" + ", ".join(map(str, p["shape"])) + "]"
+        out.append(
+            f"  {p['name']:<{width}} {shape:<14} {p['dtype']:<9} {str(p['requires_grad']):<5} "
+            f"{fmt_number(s['mean'])} {fmt_number(s['std'])} {fmt_number(s['min'])} {fmt_number(s['max'])} {fmt_number(s['norm'])}"
+        )
+        if len(p["aliases"]) > 1:
+            out.append(f"    also named: {', '.join(p['aliases'][1:])}")
+        if s["nan"] or s["inf"]:
+            out.append(f"    NaN: {s['nan']}  Inf: {s['inf']}")
+        if s.get("note"):
+            out.append(f"    note: {s['note']}")
+    if data["buffers"]:
+        out.append("")
+        out.append("Buffers")
+        for b in data["buffers"]:
+            shape = "[" + ", ".join(map(str, b["shape"])) + "]"
+            flag = "" if b["persistent"] else "  (non-persistent)"
+            out.append(f"  {b['name']:<{width}} {shape:<14} {b['dtype']:<9}{flag}")
+    out.append("")
+    out.append(f"Tied groups: {len(data['tied_groups'])}")
+    for group in data["tied_groups"]:
+        out.append(f"  {' = '.join(group)}")
+    out.append(f"Unregistered tensors: {len(data['unregistered'])}")
+    for u in data["unregistered"]:
+        out.append(f"  {u['message']}")
+    out.append("")
+    out.append(f"Total params: {fmt_count(data['total_params'])}   Unique params: {fmt_count(data['unique_params'])}")
+    if data.get("forward_unavailable"):
+        out.append(f"Forward/backward unavailable: {data['forward_unavailable']}")
+    return "\n".join(out)

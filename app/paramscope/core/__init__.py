@@ -1,0 +1,1 @@
+"""Qt-free core of paramscope: reports, statistics, sources, commands. Never imports Qt."""

@@ -1,0 +1,205 @@
+"""A Qt-free undo stack (glue style): every change to a model is a command object.
+
+The GUI's undo/redo actions call :meth:`CommandStack.undo` / :meth:`CommandStack.redo`; the
+command line and scripts use the same commands. Memory for undo is bounded: when the snapshots
+kept exceed ``limit_bytes`` the oldest commands are dropped (and can no longer be undone).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
+
+
+class Command(ABC):
+    """One undoable change. ``do`` may run again after ``undo`` (redo)."""
+
+    text: str = ""
+
+    @abstractmethod
+    def do(self) -> None: ...
+
+    @abstractmethod
+    def undo(self) -> None: ...
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this command holds for undo/redo."""
+        return 0
+
+    @property
+    def touched(self) -> tuple[str, ...]:
+        """Canonical names of the tensors this command changes (for refreshing views)."""
+        return ()
+
+
+@dataclass
+class _Snapshot:
+    name: str
+    tensor: torch.Tensor
+    before: torch.Tensor
+    after: torch.Tensor | None = None
+
+
+class TensorEditCommand(Command):
+    """Run ``mutate`` on some tensors in place and keep before/after copies for undo/redo.
+
+    ``mutate`` runs once; redo restores the recorded result, so random initializers redo to
+    the same bytes. Changing a tied Parameter changes every alias, since they are one object.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        targets: Sequence[tuple[str, torch.Tensor]],
+        mutate: Callable[[], None],
+    ) -> None:
+        self.text = text
+        self._mutate: Callable[[], None] | None = mutate
+        self._snapshots = [_Snapshot(n, t, t.detach().clone()) for n, t in targets]
+
+    def do(self) -> None:
+        with torch.no_grad():
+            if self._mutate is not None:
+                try:
+                    self._mutate()
+                except BaseException:
+                    self._restore(before=True)
+                    raise
+                self._mutate = None
+                for snap in self._snapshots:
+                    snap.after = snap.tensor.detach().clone()
+            else:
+                self._restore(before=False)
+
+    def undo(self) -> None:
+        with torch.no_grad():
+            self._restore(before=True)
+
+    def _restore(self, before: bool) -> None:
+        for snap in self._snapshots:
+            source = snap.before if before else snap.after
+            assert source is not None
+            snap.tensor.detach().copy_(source)
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for snap in self._snapshots:
+            total += snap.before.numel() * snap.before.element_size()
+            if snap.after is not None:
+                total += snap.after.numel() * snap.after.element_size()
+        return total
+
+    @property
+    def touched(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self._snapshots)
+
+
+Listener = Callable[[], None]
+
+
+class CommandStack:
+    """Undo/redo history with a memory limit and a clean (saved) mark."""
+
+    def __init__(self, limit_bytes: int = DEFAULT_UNDO_LIMIT) -> None:
+        self.limit_bytes = limit_bytes
+        self._done: list[Command] = []
+        self._undone: list[Command] = []
+        self._clean_index: int | None = 0
+        self._dropped = 0
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def push(self, command: Command) -> None:
+        """Do ``command`` and record it. If ``do`` raises, nothing is recorded."""
+        command.do()
+        self._done.append(command)
+        self._undone.clear()
+        if self._clean_index is not None and self._clean_index > len(self._done) - 1:
+            self._clean_index = None  # the saved state was in the discarded redo branch
+        self._enforce_limit()
+        self._changed()
+
+    def _enforce_limit(self) -> None:
+        while len(self._done) > 1 and self.nbytes > self.limit_bytes:
+            self._done.pop(0)
+            self._dropped += 1
+            if self._clean_index is not None:
+                self._clean_index -= 1
+                if self._clean_index < 0:
+                    self._clean_index = None
+
+    def undo(self) -> Command | None:
+        if not self._done:
+            return None
+        command = self._done.pop()
+        command.undo()
+        self._undone.append(command)
+        self._changed()
+        return command
+
+    def redo(self) -> Command | None:
+        if not self._undone:
+            return None
+        command = self._undone.pop()
+        command.do()
+        self._done.append(command)
+        self._changed()
+        return command
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._done)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
+
+    @property
+    def undo_text(self) -> str:
+        return self._done[-1].text if self._done else ""
+
+    @property
+    def redo_text(self) -> str:
+        return self._undone[-1].text if self._undone else ""
+
+    @property
+    def history(self) -> list[Command]:
+        """Commands in effect, oldest first."""
+        return list(self._done)
+
+    @property
+    def dropped(self) -> int:
+        """How many old commands were dropped to keep within the memory limit."""
+        return self._dropped
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self._done) + sum(c.nbytes for c in self._undone)
+
+    @property
+    def is_clean(self) -> bool:
+        return self._clean_index == len(self._done)
+
+    def set_clean(self) -> None:
+        self._clean_index = len(self._done)
+        self._changed()
+
+    def clear(self) -> None:
+        self._done.clear()
+        self._undone.clear()
+        self._clean_index = 0
+        self._dropped = 0
+        self._changed()

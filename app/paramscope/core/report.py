@@ -1,0 +1,368 @@
+"""The model report: module tree, parameters, buffers, tied groups and unregistered tensors.
+
+:func:`build_report` reads only structure (names, shapes, identities), so it is fast and the
+tree can appear at once; statistics come separately from :mod:`paramscope.core.statistics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from paramscope.core.stats import data_problem
+
+
+def is_lazy(tensor: torch.Tensor) -> bool:
+    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+
+
+def _numel(tensor: torch.Tensor) -> int:
+    return 0 if is_lazy(tensor) else tensor.numel()
+
+
+def _shape(tensor: torch.Tensor) -> tuple[int, ...] | None:
+    return None if is_lazy(tensor) else tuple(tensor.shape)
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One parameter or buffer, under its canonical (first) name and every alias."""
+
+    name: str
+    aliases: tuple[str, ...]
+    kind: str  # "parameter" or "buffer"
+    shape: tuple[int, ...] | None  # None for lazy (uninitialized) parameters
+    dtype: str
+    device: str
+    requires_grad: bool
+    numel: int
+    nbytes: int
+    persistent: bool = True
+    note: str | None = None  # why there is no data (lazy, meta), if so
+
+    @property
+    def module(self) -> str:
+        return self.name.rpartition(".")[0]
+
+    @property
+    def local_name(self) -> str:
+        return self.name.rpartition(".")[2]
+
+    @property
+    def is_tied(self) -> bool:
+        return len(self.aliases) > 1
+
+    def relative_name(self, module: str) -> str | None:
+        """The name ``model.get_submodule(module).named_parameters()`` gives, or None if outside."""
+        if module == "":
+            return self.name
+        prefix = module + "."
+        for alias in self.aliases:
+            if alias.startswith(prefix):
+                return alias[len(prefix) :]
+        return None
+
+    def shape_text(self) -> str:
+        return "uninitialized" if self.shape is None else "[" + ", ".join(map(str, self.shape)) + "]"
+
+
+@dataclass
+class ModuleInfo:
+    """One node of the module tree, as ``print(net)`` shows it."""
+
+    name: str  # qualified name, "" for the root
+    type_name: str
+    extra_repr: str
+    children: list[str] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)  # canonical names of own parameters
+    buffers: list[str] = field(default_factory=list)
+    own_params: int = 0  # elements of own parameters
+    total_params: int = 0  # elements in the subtree, a shared parameter counted once
+    same_as: str | None = None  # this module object already appeared under that name
+
+    @property
+    def local_name(self) -> str:
+        return self.name.rpartition(".")[2]
+
+    @property
+    def parent(self) -> str | None:
+        if self.name == "":
+            return None
+        return self.name.rpartition(".")[0]
+
+
+@dataclass(frozen=True)
+class TiedGroup:
+    """Names that reach one tensor (``same parameter``) or tensors sharing memory (``shared storage``)."""
+
+    names: tuple[str, ...]
+    kind: str
+
+    def describe(self) -> str:
+        return f"{self.kind}: " + " = ".join(self.names)
+
+
+@dataclass(frozen=True)
+class Unregistered:
+    """A tensor (or module) attribute that ``parameters()``, ``state_dict()`` and ``.to()`` skip."""
+
+    module: str
+    attribute: str
+    kind: str  # "tensor", "tensors in list", "modules in list", ...
+    shape: tuple[int, ...] | None
+    dtype: str | None
+    message: str
+
+
+@dataclass
+class ModelReport:
+    modules: dict[str, ModuleInfo]
+    parameters: dict[str, TensorInfo]
+    buffers: dict[str, TensorInfo]
+    tied_groups: list[TiedGroup]
+    unregistered: list[Unregistered]
+    alias_to_name: dict[str, str]
+
+    @property
+    def total_params(self) -> int:
+        """Elements counted once per name, as summing over every alias would."""
+        return sum(p.numel * len(p.aliases) for p in self.parameters.values())
+
+    @property
+    def unique_params(self) -> int:
+        """Elements of distinct parameters: a shared parameter counted once."""
+        return sum(p.numel for p in self.parameters.values())
+
+    @property
+    def root(self) -> ModuleInfo:
+        return self.modules[""]
+
+    def tensor(self, name: str) -> TensorInfo:
+        """A parameter or buffer by any of its names."""
+        canonical = self.alias_to_name.get(name, name)
+        if canonical in self.parameters:
+            return self.parameters[canonical]
+        return self.buffers[canonical]
+
+    def parameters_under(self, module: str) -> Iterator[tuple[str, TensorInfo]]:
+        """``(relative name, info)`` as ``get_submodule(module).named_parameters()`` yields them."""
+        yield from self._under(self.parameters, module)
+
+    def buffers_under(self, module: str) -> Iterator[tuple[str, TensorInfo]]:
+        yield from self._under(self.buffers, module)
+
+    @staticmethod
+    def _under(table: dict[str, TensorInfo], module: str) -> Iterator[tuple[str, TensorInfo]]:
+        for info in table.values():
+            relative = info.relative_name(module)
+            if relative is not None:
+                yield relative, info
+
+    def group_of(self, name: str) -> TiedGroup | None:
+        canonical = self.alias_to_name.get(name, name)
+        for group in self.tied_groups:
+            if canonical in group.names or name in group.names:
+                return group
+        return None
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
+    if is_lazy(tensor) or data_problem(tensor) is not None:
+        return None
+    storage = tensor.untyped_storage()
+    if storage.nbytes() == 0:
+        return None
+    return (str(tensor.device), storage.data_ptr())
+
+
+def _collect(
+    named: list[tuple[str, torch.Tensor]],
+    kind: str,
+    non_persistent: set[str],
+) -> tuple[dict[str, TensorInfo], dict[str, torch.Tensor], dict[str, str]]:
+    """Infos keyed by canonical name, the tensor of each canonical name, and alias -> canonical."""
+    aliases: dict[int, list[str]] = {}
+    objects: dict[int, torch.Tensor] = {}
+    for name, tensor in named:
+        aliases.setdefault(id(tensor), []).append(name)
+        objects[id(tensor)] = tensor
+    infos: dict[str, TensorInfo] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    alias_to_name: dict[str, str] = {}
+    for key, names in aliases.items():
+        tensor = objects[key]
+        canonical = names[0]
+        tensors[canonical] = tensor
+        numel = _numel(tensor)
+        infos[canonical] = TensorInfo(
+            name=canonical,
+            aliases=tuple(names),
+            kind=kind,
+            shape=_shape(tensor),
+            dtype=_dtype_name(tensor),
+            device=str(tensor.device),
+            requires_grad=bool(tensor.requires_grad),
+            numel=numel,
+            nbytes=numel * tensor.dtype.itemsize,
+            persistent=canonical not in non_persistent,
+            note=data_problem(tensor),
+        )
+        for name in names:
+            alias_to_name[name] = canonical
+    return infos, tensors, alias_to_name
+
+
+def _tied_groups(
+    params: dict[str, TensorInfo],
+    buffers: dict[str, TensorInfo],
+    tensors: dict[str, torch.Tensor],
+) -> list[TiedGroup]:
+    groups = [TiedGroup(p.aliases, "same parameter") for p in params.values() if p.is_tied]
+    groups += [TiedGroup(b.aliases, "same buffer") for b in buffers.values() if b.is_tied]
+    by_storage: dict[tuple[str, int], list[str]] = {}
+    for name, tensor in tensors.items():
+        storage = _storage_key(tensor)
+        if storage is not None:
+            by_storage.setdefault(storage, []).append(name)
+    for names in by_storage.values():
+        if len(names) > 1:
+            infos = [params.get(n) or buffers[n] for n in names]
+            all_names = tuple(alias for info in infos for alias in info.aliases)
+            groups.append(TiedGroup(all_names, "shared storage"))
+    return groups
+
+
+_MODULE_INTERNALS = frozenset(
+    {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training"}
+)
+
+
+def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregistered]:
+    where = module_name or "(root)"
+    for attribute, value in vars(module).items():
+        if attribute in _MODULE_INTERNALS or "hook" in attribute:
+            continue
+        if isinstance(value, torch.Tensor):
+            yield Unregistered(
+                module_name,
+                attribute,
+                "tensor",
+                _shape(value),
+                _dtype_name(value),
+                f"{where}.{attribute} is a plain tensor, not a Parameter or buffer: "
+                "parameters(), state_dict() and .to() skip it",
+            )
+        elif isinstance(value, list | tuple | dict):
+            items = list(value.values()) if isinstance(value, dict) else list(value)
+            modules = [v for v in items if isinstance(v, nn.Module)]
+            tensors = [v for v in items if isinstance(v, torch.Tensor)]
+            if modules:
+                container = "nn.ModuleDict" if isinstance(value, dict) else "nn.ModuleList"
+                yield Unregistered(
+                    module_name,
+                    attribute,
+                    f"modules in {type(value).__name__}",
+                    None,
+                    None,
+                    f"{where}.{attribute} holds {len(modules)} module(s) in a plain "
+                    f"{type(value).__name__}: their parameters are not registered (use {container})",
+                )
+            if tensors:
+                container = "nn.ParameterDict" if isinstance(value, dict) else "nn.ParameterList"
+                yield Unregistered(
+                    module_name,
+                    attribute,
+                    f"tensors in {type(value).__name__}",
+                    None,
+                    None,
+                    f"{where}.{attribute} holds {len(tensors)} tensor(s) in a plain "
+                    f"{type(value).__name__}: not registered (use {container} or register_buffer)",
+                )
+
+
+def _safe_extra_repr(module: nn.Module) -> str:
+    try:
+        return module.extra_repr()
+    except Exception as exc:  # a user's extra_repr may fail on a lazy module
+        return f"<extra_repr failed: {type(exc).__name__}>"
+
+
+def build_report(model: nn.Module) -> ModelReport:
+    """Describe ``model``'s structure without reading any tensor values.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> build_report(net).parameters["0.weight"].shape
+        (3, 4)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    non_persistent = {
+        f"{name}.{b}" if name else b
+        for name, mod in model.named_modules(remove_duplicate=False)
+        for b in mod._non_persistent_buffers_set
+    }
+    params, param_objects, param_alias = _collect(
+        list(model.named_parameters(remove_duplicate=False)), "parameter", set()
+    )
+    buffers, buffer_objects, buffer_alias = _collect(
+        list(model.named_buffers(remove_duplicate=False)), "buffer", non_persistent
+    )
+    alias_to_name = {**buffer_alias, **param_alias}
+    tensors = {**buffer_objects, **param_objects}
+
+    modules: dict[str, ModuleInfo] = {}
+    first_name: dict[int, str] = {}
+    unregistered: list[Unregistered] = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
+        if id(module) in first_name:
+            info.same_as = first_name[id(module)]
+        else:
+            first_name[id(module)] = name
+            unregistered.extend(_unregistered_in(name, module))
+        prefix = f"{name}." if name else ""
+        for local, param in module._parameters.items():
+            if param is not None:
+                info.parameters.append(alias_to_name[prefix + local])
+                info.own_params += _numel(param)
+        for local, buffer in module._buffers.items():
+            if buffer is not None:
+                info.buffers.append(alias_to_name[prefix + local])
+        for child_name, child in module._modules.items():
+            if child is not None:
+                info.children.append(prefix + child_name)
+        modules[name] = info
+
+    # Subtree totals: every distinct parameter under a node counted once.
+    under: dict[str, set[str]] = {name: set() for name in modules}
+    for info in params.values():
+        for alias in info.aliases:
+            for ancestor in _ancestors(alias):
+                under.setdefault(ancestor, set()).add(info.name)
+    for name, module_info in modules.items():
+        module_info.total_params = sum(params[n].numel for n in under[name])
+
+    return ModelReport(
+        modules=modules,
+        parameters=params,
+        buffers=buffers,
+        tied_groups=_tied_groups(params, buffers, tensors),
+        unregistered=unregistered,
+        alias_to_name=alias_to_name,
+    )
+
+
+def _ancestors(qualified: str) -> Iterator[str]:
+    """Module names above a dotted tensor name: "a.b.w" gives "", "a", "a.b"."""
+    parts = qualified.split(".")[:-1]
+    yield ""
+    for depth in range(1, len(parts) + 1):
+        yield ".".join(parts[:depth])

@@ -1,0 +1,159 @@
+"""One entry point that turns a source string into an open model.
+
+Source kinds:
+- ``demo:NAME``: a built-in model (:mod:`paramscope.core.demos`).
+- ``path/to/file.py:NAME``: a class, factory or module instance in the user's file.
+- ``package.module:NAME``: the same from an importable module.
+- a file path: handled by the openers registered with :func:`register_file_opener`
+  (state_dict files, checkpoints, archives; see :mod:`paramscope.core.files`).
+
+The first two run the user's own code, which is what they asked for. Data files never run code
+without consent (``trust``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from paramscope.core.demos import DEMOS, build_demo
+from paramscope.core.errors import SourceError
+
+
+@dataclass
+class OpenedModel:
+    """A model opened from a source, with what the UI needs to know about it."""
+
+    model: nn.Module
+    source: str
+    kind: str  # "demo", "python", "state_dict", "torchscript", "export", ...
+    forward_unavailable: str | None = None  # why forward/backward cannot run, if so
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # things worth telling the user
+    extras: dict[str, object] = field(default_factory=dict)  # non-tensor checkpoint entries
+
+    @property
+    def can_forward(self) -> bool:
+        return self.forward_unavailable is None
+
+    @property
+    def title(self) -> str:
+        return self.source
+
+
+FileOpener = Callable[[Path, bool], OpenedModel]
+_file_openers: list[FileOpener] = []
+
+
+def register_file_opener(opener: FileOpener) -> FileOpener:
+    """Add a function ``opener(path, trust) -> OpenedModel`` for file sources."""
+    if opener not in _file_openers:
+        _file_openers.append(opener)
+    return opener
+
+
+_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def _instantiate(obj: object, spec: str) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise SourceError(f"{spec}: {type(obj).__name__} is neither an nn.Module nor callable")
+    try:
+        made = obj()
+    except Exception as exc:
+        raise SourceError(
+            f"{spec}: calling it without arguments failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(made, nn.Module):
+        raise SourceError(f"{spec}: returned {type(made).__name__}, not an nn.Module")
+    return made
+
+
+def _from_python_file(path: Path, name: str, spec: str) -> nn.Module:
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    module_name = f"paramscope_user_{abs(hash(str(path.resolve())))}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise SourceError(f"{path}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise SourceError(f"{path}: running it failed: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, name):
+        raise SourceError(f"{path}: defines no {name!r}")
+    return _instantiate(getattr(module, name), spec)
+
+
+def _from_import(module_name: str, name: str, spec: str) -> nn.Module:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SourceError(f"{spec}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise SourceError(f"{spec}: importing failed: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, name):
+        raise SourceError(f"{spec}: module {module_name!r} defines no {name!r}")
+    return _instantiate(getattr(module, name), spec)
+
+
+def _open_file(path: Path, trust: bool) -> OpenedModel:
+    if path.is_dir() and not _file_openers:
+        raise SourceError(f"{path}: is a folder, not a model file")
+    if not _file_openers:
+        import paramscope.core.files  # noqa: F401  (registers the file openers)
+    for opener in list(_file_openers):
+        opened = opener(path, trust)
+        if opened is not None:
+            return opened
+    raise SourceError(f"{path}: not a format paramscope can open")
+
+
+def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -> OpenedModel:
+    """Open ``spec`` (see the module docstring) as a model.
+
+    Args:
+        spec: the source string.
+        trust: allow formats that can run code from the file (pickled modules, ``.pt2``).
+        weights: a state_dict file to load into the model after building it.
+
+    Raises:
+        SourceError: with a one-line message naming the spec or file and the problem.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise SourceError("empty source: give demo:NAME, FILE.py:NAME, package.module:NAME or a file")
+    opened: OpenedModel
+    if spec.startswith("demo:"):
+        name = spec[len("demo:") :]
+        if name not in DEMOS:
+            raise SourceError(f"{spec}: unknown demo; known demos: {', '.join(DEMOS)}")
+        opened = OpenedModel(build_demo(name), spec, "demo")
+    else:
+        head, sep, name = spec.rpartition(":")
+        if sep and head.endswith(".py") and name.isidentifier():
+            opened = OpenedModel(_from_python_file(Path(head), name, spec), spec, "python", path=Path(head))
+        elif sep and _DOTTED.match(head) and name.isidentifier() and not Path(spec).exists():
+            opened = OpenedModel(_from_import(head, name, spec), spec, "python")
+        else:
+            path = Path(spec).expanduser()
+            if not path.exists():
+                raise SourceError(f"{spec}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
+            opened = _open_file(path, trust)
+    if weights is not None:
+        from paramscope.core.files import load_weights_into  # the files layer owns reading
+
+        load_weights_into(opened, Path(weights))
+    return opened

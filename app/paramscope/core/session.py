@@ -1,0 +1,120 @@
+"""The Qt-free state of one open model: what every front end (GUI, CLI, API) works on.
+
+A :class:`Session` holds the opened model, its structural report, the undo stack and a cache of
+tensor summaries. Every change goes through :meth:`Session.execute` as a command; listeners hear
+which tensors changed, so views refresh only what they must. The GUI wraps a Session, it never
+keeps model state of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from paramscope.core.commands import Command, CommandStack
+from paramscope.core.report import ModelReport, build_report
+from paramscope.core.sources import OpenedModel
+from paramscope.core.statistics import TensorSummary, named_tensors, summarize
+
+ChangeListener = Callable[[tuple[str, ...]], None]
+
+
+class Session:
+    def __init__(self, opened: OpenedModel, stack: CommandStack | None = None) -> None:
+        self.opened = opened
+        self.stack = stack if stack is not None else CommandStack()
+        self.report: ModelReport = build_report(opened.model)
+        self._tensors = named_tensors(opened.model, self.report)
+        self._summaries: dict[str, TensorSummary] = {}
+        self._previous: dict[str, TensorSummary] = {}
+        self._listeners: list[ChangeListener] = []
+
+    @property
+    def model(self) -> nn.Module:
+        return self.opened.model
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """``listener(names)`` runs after tensors change (names empty: the structure changed)."""
+        self._listeners.append(listener)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """The live tensor (parameter or buffer) under any of its names."""
+        return self._tensors[self.report.alias_to_name.get(name, name)]
+
+    def canonical(self, name: str) -> str:
+        return self.report.alias_to_name.get(name, name)
+
+    # --- summaries -------------------------------------------------------------------------
+    def summary(self, name: str) -> TensorSummary | None:
+        """Cached summary of ``name``, or None if not computed since its last change."""
+        return self._summaries.get(self.canonical(name))
+
+    def previous_summary(self, name: str) -> TensorSummary | None:
+        """Summary from before the last change of ``name`` (for before/after plots)."""
+        return self._previous.get(self.canonical(name))
+
+    def ensure_summary(self, name: str) -> TensorSummary:
+        canonical = self.canonical(name)
+        if canonical not in self._summaries:
+            with torch.no_grad():
+                self._summaries[canonical] = summarize(self._tensors[canonical])
+        return self._summaries[canonical]
+
+    def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:
+        """Keep summaries computed elsewhere (a worker)."""
+        self._summaries.update(summaries)
+
+    # --- changes ---------------------------------------------------------------------------
+    def execute(self, command: Command) -> None:
+        """Do ``command`` through the undo stack; listeners hear what changed."""
+        self._before_change(command.touched)
+        self.stack.push(command)
+        self._after_change(command.touched)
+
+    def undo(self) -> Command | None:
+        pending = self.stack.next_undo
+        if pending is None:
+            return None
+        touched = pending.touched
+        self._before_change(touched)
+        command = self.stack.undo()
+        self._after_change(touched)
+        return command
+
+    def redo(self) -> Command | None:
+        pending = self.stack.next_redo
+        if pending is None:
+            return None
+        self._before_change(pending.touched)
+        command = self.stack.redo()
+        self._after_change(pending.touched)
+        return command
+
+    def _before_change(self, names: Iterable[str]) -> None:
+        for name in names:
+            canonical = self.canonical(name)
+            if canonical in self._summaries:
+                self._previous[canonical] = self._summaries[canonical]
+
+    def _after_change(self, names: Iterable[str]) -> None:
+        touched = tuple(self.canonical(n) for n in names)
+        for canonical in touched:
+            self._summaries.pop(canonical, None)
+        self.notify(touched)
+
+    def notify(self, names: tuple[str, ...]) -> None:
+        for listener in list(self._listeners):
+            listener(names)
+
+    def rebuild(self) -> None:
+        """Re-read the structure (after a lazy forward materialized parameters, or a load)."""
+        self.report = build_report(self.opened.model)
+        self._tensors = named_tensors(self.opened.model, self.report)
+        self._summaries.clear()
+        self.notify(())
+
+    @property
+    def modified(self) -> bool:
+        return not self.stack.is_clean

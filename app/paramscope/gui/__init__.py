@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph views over :mod:`paramscope.core`."""

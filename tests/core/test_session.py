@@ -1,0 +1,79 @@
+"""Session and command stack: undo/redo, ties, listeners, memory limit."""
+
+from __future__ import annotations
+
+import torch
+
+from paramscope.core.commands import CommandStack, TensorEditCommand
+from paramscope.core.session import Session
+from paramscope.core.sources import open_source
+
+
+def _fill(session: Session, name: str, value: float) -> TensorEditCommand:
+    tensor = session.tensor(name)
+    return TensorEditCommand(f"fill {name}", [(session.canonical(name), tensor)], lambda: tensor.fill_(value))
+
+
+def test_edit_through_one_alias_changes_both_and_undo_restores() -> None:
+    session = Session(open_source("demo:shared"))
+    original = session.model[0].weight.detach().clone()
+    heard: list[tuple[str, ...]] = []
+    session.add_listener(heard.append)
+    session.execute(_fill(session, "1.weight", 3.0))
+    assert session.model[0].weight.item() == 3.0
+    assert heard == [("0.weight",)]
+    assert session.modified
+    session.undo()
+    assert torch.equal(session.model[0].weight.detach(), original)
+    session.redo()
+    assert session.model[1].weight.item() == 3.0
+
+
+def test_previous_summary_kept_for_before_after() -> None:
+    session = Session(open_source("demo:mlp"))
+    before = session.ensure_summary("0.bias")
+    session.execute(_fill(session, "0.bias", 0.0))
+    assert session.previous_summary("0.bias") is before
+    assert session.summary("0.bias") is None
+    assert session.ensure_summary("0.bias").stats.max == 0.0
+
+
+def test_failed_command_changes_nothing_and_is_not_recorded() -> None:
+    session = Session(open_source("demo:mlp"))
+    tensor = session.tensor("0.weight")
+    original = tensor.detach().clone()
+
+    def half_done() -> None:
+        tensor.fill_(7.0)
+        raise ValueError("midway")
+
+    try:
+        session.execute(TensorEditCommand("bad", [("0.weight", tensor)], half_done))
+    except ValueError:
+        pass
+    assert torch.equal(tensor.detach(), original)
+    assert not session.stack.can_undo
+
+
+def test_memory_limit_drops_oldest_commands() -> None:
+    stack = CommandStack(limit_bytes=3 * 2 * 400)  # three commands of one 100-float tensor
+    t = torch.zeros(100)
+    for i in range(5):
+        stack.push(TensorEditCommand(f"fill {i}", [("t", t)], lambda i=i: t.fill_(float(i))))
+    assert stack.dropped == 2
+    assert len(stack.history) == 3
+    while stack.undo() is not None:
+        pass
+    assert t[0].item() == 1.0  # the state before the oldest command still kept
+
+
+def test_clean_mark() -> None:
+    stack = CommandStack()
+    t = torch.zeros(2)
+    stack.push(TensorEditCommand("a", [("t", t)], lambda: t.add_(1)))
+    stack.set_clean()
+    assert stack.is_clean
+    stack.undo()
+    assert not stack.is_clean
+    stack.redo()
+    assert stack.is_clean

@@ -1,0 +1,49 @@
+"""The project's shape: core free of Qt, resources inside the wheel, entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_imports_no_qt() -> None:
+    code = (
+        "import sys, pkgutil, importlib, paramscope.core as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'paramscope.core.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'PyQt5', 'PyQt6')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_import_linter_contracts_hold() -> None:
+    result = subprocess.run(["lint-imports"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_wheel_ships_resources(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("paramscope-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "paramscope/resources/style.qss" in names
+    assert "paramscope/resources/icons/paramscope.svg" in names
+    assert "paramscope/core/report.py" in names
+    assert "paramscope/gui/state.py" in names
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_python_dash_m_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "paramscope", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("paramscope ")

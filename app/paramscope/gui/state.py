@@ -13,6 +13,7 @@ from paramscope.core.commands import Command
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.statistics import TensorSummary
 
 
 class AppState(QObject):
@@ -27,6 +28,7 @@ class AppState(QObject):
         gradientsChanged(): a backward pass or zero-grad changed ``.grad`` of parameters.
         errorOccurred(str): a one-line message for the user.
         busyChanged(bool, str): long work started or finished (with what it is).
+        summariesChanged(tuple): statistics of these canonical names arrived (from a worker).
     """
 
     sessionChanged = Signal()
@@ -37,6 +39,7 @@ class AppState(QObject):
     gradientsChanged = Signal()
     errorOccurred = Signal(str)
     busyChanged = Signal(bool, str)
+    summariesChanged = Signal(tuple)
 
     def __init__(self, session: Session | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -83,6 +86,11 @@ class AppState(QObject):
             self.tensorsChanged.emit(names)
         else:
             self.sessionChanged.emit()
+
+    def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:
+        """Keep statistics computed by a worker and tell the views which tensors they cover."""
+        self.session.store_summaries(summaries)
+        self.summariesChanged.emit(tuple(summaries))
 
     def execute(self, command: Command) -> bool:
         """Run ``command`` undoably; report a failure and leave the model as it was."""

@@ -1,0 +1,141 @@
+"""The parameter table panel: filter box, sortable table, copy to clipboard, selection."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTableView, QVBoxLayout, QWidget
+
+from paramscope.gui.param_table import (
+    COL_NAME,
+    COL_QUALIFIED,
+    COLUMNS,
+    NAME_ROLE,
+    ParameterFilterProxy,
+    ParameterTableModel,
+)
+from paramscope.gui.state import AppState
+from paramscope.gui.ties import tied_tensors
+from paramscope.gui.widths import fit_columns
+
+
+class ParameterPanel(QWidget):
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.model = ParameterTableModel(self)
+        self.proxy = ParameterFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+
+        self.filter_box = QLineEdit(self)
+        self.filter_box.setObjectName("filterBox")
+        self.filter_box.setPlaceholderText("Filter parameters (name, alias, dtype, shape)…")
+        self.filter_box.setClearButtonEnabled(True)
+        self.filter_box.textChanged.connect(self.proxy.set_filter_text)
+
+        self.view = QTableView(self)
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # model order until the user sorts
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setAlternatingRowColors(True)
+        self.view.setWordWrap(False)
+        self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 6)
+        self.view.verticalHeader().setSectionResizeMode(self.view.verticalHeader().ResizeMode.Fixed)
+        self.view.verticalHeader().hide()
+        self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.selectionModel().selectionChanged.connect(self._on_selection)
+
+        copy = QAction("Copy rows", self.view)
+        copy.setShortcut(QKeySequence.StandardKey.Copy)
+        copy.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        copy.triggered.connect(self.copy_selection)
+        self.view.addAction(copy)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.copy_action = copy
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.filter_box)
+        layout.addWidget(self.view)
+
+        state.sessionChanged.connect(self._on_session)
+        state.moduleSelected.connect(self._on_module)
+        state.tensorSelected.connect(self._on_tensor)
+        state.summariesChanged.connect(self.model.summaries_changed)
+        state.tensorsChanged.connect(self.model.tensors_changed)
+        state.gradientsChanged.connect(self.model.gradients_changed)
+        state.tiedGroupSelected.connect(self._on_group)
+        if state.has_session:
+            self._on_session()
+
+    # --- state -> view -------------------------------------------------------------------------
+    def _on_session(self) -> None:
+        self._show_module(self.state.selected_module)
+        self._on_group(self.state.selected_group)
+
+    def _on_module(self, name: str) -> None:
+        self._show_module(name)
+
+    def _show_module(self, name: str) -> None:
+        session = self.state.session if self.state.has_session else None
+        self.model.set_module(session, name)
+        self.model.set_highlight(
+            tied_tensors(session.report, self.state.selected_group) if session else frozenset()
+        )
+        self.view.setColumnHidden(COL_QUALIFIED, name == "")  # the same as Name at the root
+        fit_columns(self.view.horizontalHeader(), self.model)
+        if self.state.selected_tensor:
+            self._on_tensor(self.state.selected_tensor)
+
+    def _on_group(self, index: int) -> None:
+        if self.state.has_session:
+            self.model.set_highlight(tied_tensors(self.state.session.report, index))
+
+    def _on_tensor(self, canonical: str) -> None:
+        row = self.model.row_of(canonical)
+        if row < 0:
+            return
+        proxy_index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not proxy_index.isValid():
+            return
+        selection = self.view.selectionModel()
+        if self.selected_names() == [canonical]:
+            return
+        selection.select(
+            proxy_index,
+            QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+        )
+        self.view.scrollTo(proxy_index)
+
+    # --- view -> state -------------------------------------------------------------------------
+    def _on_selection(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        names = self.selected_names()
+        if len(names) == 1 and self.state.has_session:
+            self.state.select_tensor(names[0])
+
+    def selected_rows(self) -> list[int]:
+        """Source rows selected, in view order."""
+        rows = sorted({i.row() for i in self.view.selectionModel().selectedRows()})
+        return [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in rows]
+
+    def selected_names(self) -> list[str]:
+        return [self.model.index(r, COL_NAME).data(NAME_ROLE) for r in self.selected_rows()]
+
+    def selected_tsv(self) -> str:
+        """Selected rows (all shown rows if none) as tab-separated text with a header line."""
+        rows = self.selected_rows()
+        if not rows:
+            rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(self.proxy.rowCount())]
+        header = self.view.horizontalHeader()
+        columns = [c for c in range(len(COLUMNS)) if not header.isSectionHidden(c)]
+        lines = ["\t".join(COLUMNS[c] for c in columns)]
+        for row in rows:
+            texts = self.model.row_texts(row)
+            lines.append("\t".join(texts[c].replace("\t", " ") for c in columns))
+        return "\n".join(lines) + "\n"
+
+    def copy_selection(self) -> None:
+        QGuiApplication.clipboard().setText(self.selected_tsv())

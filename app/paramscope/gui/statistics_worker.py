@@ -1,0 +1,106 @@
+"""Keeps the statistics of the open model up to date, in the background.
+
+When a model opens (or tensors change), the missing summaries are computed by
+:func:`~paramscope.core.statistics.compute_model_statistics` in a :class:`TaskWorker`, in a few
+batches so the table fills in while the rest is still being computed.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from paramscope.core.report import ModelReport
+from paramscope.core.statistics import TensorSummary, compute_model_statistics
+from paramscope.gui.state import AppState
+from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
+
+# Batches by bytes: small models in one go, large ones deliver results as they come.
+BATCH_BYTES = 16 << 20
+
+
+def _batches(report: ModelReport, names: list[str]) -> list[list[str]]:
+    batches: list[list[str]] = [[]]
+    size = 0
+    for name in names:
+        if batches[-1] and size >= BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(name)
+        size += report.tensor(name).nbytes
+    return [b for b in batches if b]
+
+
+class StatisticsWorker(QObject):
+    """Computes missing summaries for ``state``'s session and stores them through the state.
+
+    Signals:
+        progress(float, str), started(), done(): relayed from the worker.
+        allDone(): every tensor of the current session has a summary (what a screenshot waits for).
+    """
+
+    progress = Signal(float, str)
+    started = Signal()
+    done = Signal()
+    allDone = Signal()
+
+    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.worker = TaskWorker(self)
+        self.worker.progress.connect(self.progress)
+        self.worker.partial.connect(self._store)
+        self.worker.failed.connect(self.state.errorOccurred)
+        self.worker.done.connect(self._on_done)
+        self.worker.started.connect(lambda _what: self.started.emit())
+        state.sessionChanged.connect(self.refresh)
+        state.tensorsChanged.connect(lambda _names: self.refresh())
+
+    @property
+    def is_running(self) -> bool:
+        return self.worker.is_running
+
+    def missing(self) -> list[str]:
+        if not self.state.has_session:
+            return []
+        session = self.state.session
+        names = [*session.report.parameters, *session.report.buffers]
+        return [n for n in names if session.summary(n) is None]
+
+    @property
+    def complete(self) -> bool:
+        return self.state.has_session and not self.missing()
+
+    def refresh(self) -> None:
+        """Compute what is missing now (cancels work on a model that is no longer current)."""
+        self.worker.cancel()
+        names = self.missing()
+        if not names:
+            self.allDone.emit()
+            return
+        session = self.state.session
+        model, report = session.model, session.report
+        batches = _batches(report, names)
+
+        def task(state: WorkerState) -> None:
+            for i, batch in enumerate(batches):
+                part = SliceState(state, i / len(batches), (i + 1) / len(batches))
+                state.deliver((report, compute_model_statistics(model, report, part, names=batch)))
+
+        self.worker.start(task, "statistics")
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    def cancel_and_wait(self) -> bool:
+        return self.worker.cancel_and_wait()
+
+    def _store(self, delivered: tuple[ModelReport, dict[str, TensorSummary]]) -> None:
+        report, summaries = delivered
+        # A rebuild may have replaced the report since: those numbers describe old tensors.
+        if self.state.has_session and report is self.state.session.report:
+            self.state.store_summaries(summaries)
+
+    def _on_done(self) -> None:
+        self.done.emit()
+        if self.complete:
+            self.allDone.emit()

@@ -1,0 +1,106 @@
+"""torch.distributed.checkpoint folders written by a real two-process gloo group."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from paramscope.core.dcp import is_dcp_folder, list_entries, load_tensors, read_metadata
+from paramscope.core.errors import SourceError
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys, torch, torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    import torch.multiprocessing as mp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    def work(rank, world, path, port):
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = port
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        mesh = init_device_mesh("cpu", (world,))
+        weight = torch.arange(24, dtype=torch.float32).reshape(6, 4)
+        state = {
+            "layer.weight": distribute_tensor(weight, mesh, [Shard(0)]),
+            "layer.bias": distribute_tensor(torch.ones(4), mesh, [Replicate()]),
+            "step": torch.tensor(7),
+            "note": "trained",
+        }
+        dcp.save(state, checkpoint_id=path)
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        mp.spawn(work, args=(2, sys.argv[1], sys.argv[2]), nprocs=2)
+    """
+)
+
+
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dcp_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dcp")
+    script = root / "writer.py"
+    script.write_text(WRITER)
+    folder = root / "checkpoint"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(folder), _free_port()], check=True, timeout=240, env=env)
+    return folder
+
+
+def test_sharded_folder_is_read_from_its_metadata(dcp_folder: Path) -> None:
+    assert is_dcp_folder(dcp_folder)
+    assert len(list(dcp_folder.glob("*.distcp"))) == 2  # written by two ranks
+    entries = {e.key: e for e in list_entries(read_metadata(dcp_folder))}
+    assert entries["layer.weight"].shape == (6, 4) and entries["layer.weight"].chunks == 2
+    assert entries["step"].dtype == torch.int64
+    assert not entries["note"].is_tensor
+
+
+def test_tensors_merge_every_shard(dcp_folder: Path) -> None:
+    metadata = read_metadata(dcp_folder)
+    entries = [e for e in list_entries(metadata) if e.key == "layer.weight"]
+    tensors = load_tensors(dcp_folder, entries, metadata)
+    assert list(tensors) == ["layer.weight"]  # only what was asked for
+    assert torch.equal(tensors["layer.weight"], torch.arange(24, dtype=torch.float32).reshape(6, 4))
+
+
+class _Marker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # runs os.system on unpickling
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_malicious_metadata_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(pickle.dumps(_Marker(str(marker))))
+    with pytest.raises(SourceError, match="nothing was run"):
+        read_metadata(folder)
+    assert not marker.exists()
+
+
+def test_garbage_metadata_gives_one_line_error(tmp_path: Path) -> None:
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(b"\x00\x01 not a pickle")
+    with pytest.raises(SourceError) as info:
+        read_metadata(folder)
+    assert str(folder / ".metadata") in str(info.value) and "\n" not in str(info.value)

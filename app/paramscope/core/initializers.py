@@ -320,7 +320,7 @@ class CustomSource:
     @property
     def label(self) -> str:
         if self.kind == "text":
-            return f"custom:{self.function} (typed)"
+            return f"custom:{self.function}"
         return f"{self.location}:{self.function}"
 
 
@@ -444,7 +444,7 @@ def load_custom_from_file(path: str | Path, function: str) -> CustomInitializer:
     except Exception as exc:
         raise InitializerError(f"{where}: running the file failed: {type(exc).__name__}: {exc}") from exc
     obj, name = _pick_function(vars(module), function, where)
-    return CustomInitializer(obj, CustomSource("file", str(path), name))
+    return CustomInitializer(obj, CustomSource("file", str(path.resolve()), name))
 
 
 def load_custom_from_module(module_name: str, function: str) -> CustomInitializer:

@@ -192,7 +192,7 @@ class InitRule:
         initializer = init if isinstance(init, Initializer) else None
         init_name = init.name if isinstance(init, Initializer) else init
         args = ",".join(f"{k}={format_value(v)}" for k, v in kwargs.items())
-        text = f"{selector.text}={init_name}({args})"
+        text = f"{selector.text}={init_name}" + (f"({args})" if args else "")
         return cls(text, selector, init_name, tuple(kwargs.items()), initializer)
 
     def resolve_initializer(self, cache: LoadedCustom | None = None) -> Initializer:

@@ -1,0 +1,78 @@
+"""Diagnostics of the open model (unregistered tensors first); clicking one selects what it names."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from paramscope.core.diagnostics import ERROR, WARNING, Diagnostic, diagnose
+from paramscope.gui import colors
+from paramscope.gui.state import AppState
+
+DIAGNOSTIC_ROLE = Qt.ItemDataRole.UserRole
+_SEVERITY_COLOR = {ERROR: colors.NONFINITE_TEXT, WARNING: colors.WARNING_TEXT}
+
+
+class DiagnosticsPanel(QWidget):
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.diagnostics: list[Diagnostic] = []
+        self.list = QTreeWidget(self)
+        self.list.setHeaderLabels(["", "Message"])
+        self.list.setRootIsDecorated(False)
+        self.list.setUniformRowHeights(True)
+        self.list.setWordWrap(False)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.itemClicked.connect(self._on_clicked)
+        self.list.itemActivated.connect(self._on_clicked)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list)
+        state.sessionChanged.connect(self.refresh)
+        state.summariesChanged.connect(lambda _names: self.refresh())
+        state.tensorsChanged.connect(lambda _names: self.refresh())
+        state.gradientsChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.state.has_session:
+            self.diagnostics = []
+        else:
+            session = self.state.session
+            report = session.report
+            known = {n: s for n in [*report.parameters, *report.buffers] if (s := session.summary(n))}
+            self.diagnostics = diagnose(report, known)
+        self.list.clear()
+        for diagnostic in self.diagnostics:
+            item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])
+            item.setData(0, DIAGNOSTIC_ROLE, diagnostic)
+            item.setToolTip(1, diagnostic.message)
+            color = _SEVERITY_COLOR.get(diagnostic.severity)
+            if color is not None:
+                item.setForeground(0, color)
+            self.list.addTopLevelItem(item)
+        self.list.resizeColumnToContents(0)
+
+    def messages(self) -> list[str]:
+        return [d.message for d in self.diagnostics]
+
+    def _on_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        self.select(item.data(0, DIAGNOSTIC_ROLE))
+
+    def select(self, diagnostic: Diagnostic) -> None:
+        """Select the tensor the diagnostic names (and its module), or the module holding it."""
+        if not self.state.has_session or not diagnostic.names:
+            return
+        report = self.state.session.report
+        name = diagnostic.names[0]
+        if name in report.alias_to_name:
+            canonical = report.alias_to_name[name]
+            self.state.select_module(report.tensor(canonical).module)
+            self.state.select_tensor(canonical)
+        elif name in report.modules:
+            self.state.select_module(name)
+        else:  # an unregistered attribute: select the module that holds it
+            module = name.rpartition(".")[0]
+            if module in report.modules:
+                self.state.select_module(module)

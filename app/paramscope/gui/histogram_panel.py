@@ -1,0 +1,114 @@
+"""The histogram of the selected tensor (values or gradient), kept in step with the AppState."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from paramscope.core.statistics import TensorSummary, summarize
+from paramscope.gui.histogram_view import HistogramView, Theory
+from paramscope.gui.state import AppState
+
+VALUES, GRADIENT = "values", "gradient"
+# Below this many elements a missing summary is computed at once instead of waiting for the worker.
+SYNC_SUMMARY_LIMIT = 1 << 20
+
+
+class HistogramPanel(QWidget):
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.view = HistogramView(self)
+        self.mode = QComboBox(self)
+        self.mode.addItem("Values", VALUES)
+        self.mode.addItem("Gradient", GRADIENT)
+        self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
+        self._theory: Theory | None = None
+        self._grad_cache: dict[str, TensorSummary | None] = {}
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.mode)
+        top.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+
+        state.sessionChanged.connect(self._on_session)
+        state.tensorSelected.connect(self._on_tensor)
+        state.summariesChanged.connect(self._on_summaries)
+        state.tensorsChanged.connect(self._on_tensors_changed)
+        state.gradientsChanged.connect(self._on_gradients)
+        self.refresh()
+
+    @property
+    def current_mode(self) -> str:
+        return self.mode.currentData()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode.setCurrentIndex(self.mode.findData(mode))
+
+    def set_theory(self, theory: Theory | None) -> None:
+        """Draw a theoretical density (x, pdf, label) over the selected tensor's values."""
+        self._theory = theory
+        self.refresh()
+
+    # --- state -----------------------------------------------------------------------------
+    def _on_session(self) -> None:
+        self._grad_cache.clear()
+        self._theory = None
+        self.refresh()
+
+    def _on_tensor(self, _name: str) -> None:
+        self._theory = None
+        self.refresh()
+
+    def _on_summaries(self, names: tuple[str, ...]) -> None:
+        if self.state.selected_tensor in names:
+            self.refresh()
+
+    def _on_tensors_changed(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._grad_cache.pop(name, None)
+        if self.state.selected_tensor in names:
+            self.refresh()
+
+    def _on_gradients(self) -> None:
+        self._grad_cache.clear()
+        if self.current_mode == GRADIENT:
+            self.refresh()
+
+    # --- drawing ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        name = self.state.selected_tensor if self.state.has_session else None
+        if name is None:
+            self.view.clear("Select a parameter to see its histogram.")
+            return
+        if self.current_mode == GRADIENT:
+            self._show_gradient(name)
+            return
+        session = self.state.session
+        summary = session.summary(name)
+        if summary is None and session.report.tensor(name).numel <= SYNC_SUMMARY_LIMIT:
+            summary = session.ensure_summary(name)
+        if summary is None:
+            self.view.clear(f"{name}: computing statistics…")
+            return
+        previous = session.previous_summary(name)
+        self.view.set_histograms(
+            summary.histogram,
+            previous.histogram if previous is not None else None,
+            self._theory,
+            title=name,
+        )
+
+    def _show_gradient(self, name: str) -> None:
+        session = self.state.session
+        if name not in self._grad_cache:
+            grad = session.tensor(name).grad
+            self._grad_cache[name] = None if grad is None else summarize(grad.detach())
+        summary = self._grad_cache[name]
+        if summary is None:
+            self.view.clear(f"{name} has no gradient (.grad is None): run a backward pass first.")
+            return
+        self.view.set_histograms(summary.histogram, title=f"gradient of {name}")

@@ -1,0 +1,184 @@
+"""A histogram plot (pyqtgraph) of exact counts, with NaN/Inf shown beside it, never dropped.
+
+:meth:`HistogramView.set_histograms` draws the current histogram, optionally the previous
+state (before the last change) and a theoretical density; the plot items are reused, so
+thousands of updates cost no new objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from paramscope.core.stats import Histogram
+from paramscope.gui import colors
+
+Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
+LOG_FLOOR = -0.3  # where empty bins sit on the log axis: below 10**0 = one count
+
+
+def _log_counts(counts: np.ndarray) -> np.ndarray:
+    out = np.full(len(counts), LOG_FLOOR, dtype=np.float64)
+    positive = counts > 0
+    out[positive] = np.log10(counts[positive].astype(np.float64))
+    return out
+
+
+class HistogramView(QWidget):
+    """Counts over bin edges as a filled step plot, with a log-y toggle and NaN/Inf counts."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot_widget = pg.PlotWidget(background="w")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setLabel("left", "count")
+        self.plot.setMenuEnabled(True)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self._legend_key: tuple[str, ...] = ()
+
+        def brush(color) -> pg.QtGui.QColor:
+            c = pg.mkColor(color)
+            c.setAlpha(90)
+            return c
+
+        self.current_item = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, pen=pg.mkPen(colors.CURRENT_PLOT, width=1.5),
+            brush=brush(colors.CURRENT_PLOT), name="now",
+        )  # fmt: skip
+        self.previous_item = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, pen=pg.mkPen(colors.PREVIOUS_PLOT, width=1.5),
+            brush=brush(colors.PREVIOUS_PLOT), name="before",
+        )  # fmt: skip
+        self.theory_item = pg.PlotDataItem(pen=pg.mkPen(colors.THEORY_PLOT, width=2, style=Qt.PenStyle.DashLine))
+        for item in (self.previous_item, self.current_item, self.theory_item):
+            self.plot.addItem(item)
+            item.hide()
+
+        self.log_y = QCheckBox("Log y", self)
+        self.log_y.toggled.connect(self._redraw)
+        self.nonfinite_label = QLabel(self)
+        self.nonfinite_label.setTextFormat(Qt.TextFormat.RichText)
+        self.nonfinite_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.nonfinite_label.setMinimumWidth(110)
+        self.message = QLabel(self)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+
+        side = QVBoxLayout()
+        side.addWidget(self.log_y)
+        side.addWidget(self.nonfinite_label)
+        side.addStretch(1)
+        body = QHBoxLayout(self)
+        body.setContentsMargins(2, 2, 2, 2)
+        plot_column = QVBoxLayout()
+        plot_column.addWidget(self.plot_widget, 1)
+        plot_column.addWidget(self.message)
+        body.addLayout(plot_column, 1)
+        body.addLayout(side)
+
+        self.current: Histogram | None = None
+        self.previous: Histogram | None = None
+        self.theory: Theory | None = None
+        self.clear("Select a parameter to see its histogram.")
+
+    # --- public API --------------------------------------------------------------------------
+    def set_histograms(
+        self,
+        current: Histogram,
+        previous: Histogram | None = None,
+        theory: Theory | None = None,
+        *,
+        title: str = "",
+    ) -> None:
+        """Draw ``current``, with ``previous`` (before the last change) and a density overlaid.
+
+        Args:
+            current: the histogram to show.
+            previous: the same tensor's histogram before the last change, drawn in a second colour.
+            theory: ``(x, pdf, label)``: a probability density, scaled to ``current``'s counts
+                (``finite elements * bin width``) so it lies over the bars.
+            title: shown above the plot (e.g. the tensor name, or "gradient of ...").
+        """
+        self.current, self.previous, self.theory = current, previous, theory
+        self.plot.setTitle(title or None)
+        self._redraw()
+
+    def clear(self, message: str = "") -> None:
+        """Show no histogram, only ``message``."""
+        self.current = self.previous = None
+        self.theory = None
+        self.plot.setTitle(None)
+        self._redraw()
+        self.message.setText(message)
+        self.message.setVisible(bool(message))
+
+    # --- drawing -----------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        log = self.log_y.isChecked()
+        self.plot.getAxis("left").setLogMode(False, log)
+        self.plot.setLabel("left", "count (log)" if log else "count")
+        fill = LOG_FLOOR if log else 0.0
+        shown: list[tuple[str, pg.PlotDataItem]] = []
+        for item, hist, label in (
+            (self.current_item, self.current, "now"),
+            (self.previous_item, self.previous, "before"),
+        ):
+            if hist is None or len(hist.counts) == 0:
+                item.hide()
+                continue
+            counts = np.asarray(hist.counts)
+            y = _log_counts(counts) if log else counts.astype(np.float64)
+            item.setFillLevel(fill)
+            item.setData(np.asarray(hist.edges, dtype=np.float64), y)
+            item.show()
+            shown.append((label, item))
+        if self.theory is not None and self.current is not None and len(self.current.counts):
+            x, density, label = self.theory
+            edges = np.asarray(self.current.edges, dtype=np.float64)
+            scale = float(np.sum(self.current.counts)) * float(edges[1] - edges[0])
+            y = np.asarray(density, dtype=np.float64) * scale
+            if log:
+                y = np.where(y > 0, np.log10(np.maximum(y, 1e-300)), np.nan)
+            self.theory_item.setData(np.asarray(x, dtype=np.float64), y, connect="finite")
+            self.theory_item.show()
+            shown.append((label, self.theory_item))
+        else:
+            self.theory_item.hide()
+        self._update_legend(shown if len(shown) > 1 else [])
+        self._update_side()
+        has_bars = bool(self.current is not None and len(self.current.counts))
+        if self.current is not None:
+            note = self.current.note or ("" if has_bars else "no finite values to plot")
+            self.message.setText(note)
+            self.message.setVisible(bool(note))
+        if has_bars:
+            self.plot.enableAutoRange()
+
+    def _update_legend(self, shown: list[tuple[str, pg.PlotDataItem]]) -> None:
+        key = tuple(label for label, _ in shown)
+        if key == self._legend_key:
+            return  # rebuilding the legend on every update would create label items each time
+        self._legend_key = key
+        self.legend.clear()
+        for label, item in shown:
+            self.legend.addItem(item, label)
+
+    def _update_side(self) -> None:
+        hist = self.current
+        if hist is None:
+            self.nonfinite_label.setText("")
+            return
+        rows = [("finite", int(np.sum(hist.counts))), ("NaN", hist.nan), ("+Inf", hist.posinf), ("-Inf", hist.neginf)]
+        lines = []
+        for label, count in rows:
+            text = f"{label}: {count:,}"
+            if label != "finite" and count:
+                text = f"<b style='color:{colors.NONFINITE_TEXT.name()}'>{text}</b>"
+            lines.append(text)
+        before = self.previous
+        if before is not None and before.nan + before.posinf + before.neginf:
+            lines.append(f"before: {before.nan:,} NaN, {before.posinf + before.neginf:,} Inf")
+        self.nonfinite_label.setText("<br>".join(lines))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class ParamscopeError(Exception):
-    """An expected failure with a message fit to show a user as it is."""
+    """An expected failure with a message fit to show a user as it is: always one line."""
+
+    def __str__(self) -> str:
+        # Messages often quote other exceptions, which may span lines; the user sees one.
+        return " ".join(super().__str__().split())
 
 
 class SourceError(ParamscopeError):
@@ -16,3 +20,8 @@ class Cancelled(ParamscopeError):
 
     def __init__(self, message: str = "cancelled") -> None:
         super().__init__(message)
+
+
+def shown(text: str) -> str:
+    """``text`` as it can stand in a one-line message (control characters escaped)."""
+    return text if text.isprintable() else repr(text)[1:-1]

@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from paramscope.core.demos import DEMOS, build_demo
-from paramscope.core.errors import SourceError
+from paramscope.core.errors import SourceError, shown
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _instantiate(obj: object, spec: str) -> nn.Module:
 
 def _from_python_file(path: Path, name: str, spec: str) -> nn.Module:
     if not path.is_file():
-        raise SourceError(f"{path}: no such file")
+        raise SourceError(f"{shown(str(path))}: no such file")
     module_name = f"paramscope_user_{abs(hash(str(path.resolve())))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
@@ -133,24 +133,25 @@ def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -
         SourceError: with a one-line message naming the spec or file and the problem.
     """
     spec = spec.strip()
+    label = shown(spec)
     if not spec:
         raise SourceError("empty source: give demo:NAME, FILE.py:NAME, package.module:NAME or a file")
     opened: OpenedModel
     if spec.startswith("demo:"):
         name = spec[len("demo:") :]
         if name not in DEMOS:
-            raise SourceError(f"{spec}: unknown demo; known demos: {', '.join(DEMOS)}")
+            raise SourceError(f"{label}: unknown demo; known demos: {', '.join(DEMOS)}")
         opened = OpenedModel(build_demo(name), spec, "demo")
     else:
         head, sep, name = spec.rpartition(":")
         if sep and head.endswith(".py") and name.isidentifier():
-            opened = OpenedModel(_from_python_file(Path(head), name, spec), spec, "python", path=Path(head))
+            opened = OpenedModel(_from_python_file(Path(head), name, label), spec, "python", path=Path(head))
         elif sep and _DOTTED.match(head) and name.isidentifier() and not Path(spec).exists():
-            opened = OpenedModel(_from_import(head, name, spec), spec, "python")
+            opened = OpenedModel(_from_import(head, name, label), spec, "python")
         else:
             path = Path(spec).expanduser()
             if not path.exists():
-                raise SourceError(f"{spec}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
+                raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
             opened = _open_file(path, trust)
     if weights is not None:
         from paramscope.core.files import load_weights_into  # the files layer owns reading

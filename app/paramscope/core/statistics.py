@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from paramscope.core.report import ModelReport
-from paramscope.core.stats import DEFAULT_BINS, Histogram, TensorStats, tensor_histogram, tensor_stats
+from paramscope.core.stats import (
+    DEFAULT_BINS,
+    Histogram,
+    TensorStats,
+    tensor_histogram,
+    tensor_stats,
+)
 from paramscope.core.tasks import TaskState, ensure_state
 
 

@@ -1,0 +1,216 @@
+"""Export a state_dict as ``.pt`` or ``.safetensors``, atomically and verified.
+
+Every write goes to a temporary file in the target folder, is flushed and fsynced, read back and
+compared bit for bit with the model, and only then renamed over the target (``os.replace``). A
+failure or cancel at any point leaves the old target (or none) untouched. Renaming also avoids
+torch's SIGBUS when saving over a file the model was mmap-loaded from: the old file's bytes stay
+alive under the mapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from paramscope.core.errors import ParamscopeError
+from paramscope.core.files.safetensors_io import (
+    METADATA_KEY,
+    dedupe,
+    read_safetensors,
+    write_safetensors,
+)
+from paramscope.core.tasks import TaskState, ensure_state
+
+if TYPE_CHECKING:
+    from paramscope.core.session import Session
+
+FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".safetensors": "safetensors"}
+
+
+class ExportError(ParamscopeError):
+    """An export failed; the target was left as it was."""
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """What to export: ``model`` (or the submodule ``module``) to ``path``."""
+
+    model: nn.Module
+    path: Path
+    module: str = ""  # a module prefix: export that subtree with names relative to it
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    tensors: int  # names written (aliases included)
+    stored: int  # tensors stored (each shared tensor once)
+    nbytes: int
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+def export_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ExportError(f"{path}: unknown export format {path.suffix!r}: use .pt, .pth, .bin or .safetensors")
+    return fmt
+
+
+def state_dict_for(model: nn.Module, module: str = "") -> dict[str, torch.Tensor]:
+    """The state_dict of ``model`` or of its submodule ``module`` (names relative to it)."""
+    if module:
+        try:
+            model = model.get_submodule(module)
+        except AttributeError:
+            raise ExportError(f"{module}: no such module in the model") from None
+    state = model.state_dict()
+    lazy = [k for k, v in state.items() if isinstance(v, nn.parameter.UninitializedTensorMixin)]
+    if lazy:
+        raise ExportError(f"{lazy[0]}: uninitialized (lazy) parameter; run a forward before exporting")
+    return dict(state)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape) and torch.equal(_bits(a), _bits(b))
+
+
+def _verify(expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor], target: Path) -> None:
+    if set(written) != set(expected):
+        missing = sorted(set(expected) - set(written))
+        raise ExportError(f"{target}: read-back check failed: {len(missing)} name(s) missing, e.g. {missing[:3]}")
+    for name, tensor in expected.items():
+        if not _same_bits(tensor, written[name]):
+            raise ExportError(f"{target}: read-back check failed: {name} differs from the model")
+    # names that were one tensor must still be one
+    _, aliases = dedupe(expected)
+    for alias, kept in aliases.items():
+        a, k = written[alias], written[kept]
+        if a.untyped_storage().data_ptr() != k.untyped_storage().data_ptr():
+            raise ExportError(f"{target}: read-back check failed: {alias} is no longer tied to {kept}")
+
+
+def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
+    if fmt == "pt":
+        return dict(torch.load(tmp, map_location="cpu", weights_only=True))
+    return read_safetensors(tmp).all_tensors()
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can fsync a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _file_mode(target: Path) -> int:
+    """Keep an existing target's permissions; a new file gets the usual umask-based mode."""
+    if target.exists():
+        return target.stat().st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _check_target(target: Path) -> None:
+    if target.is_dir():
+        raise ExportError(f"{target}: is a folder; give a file name ending in .pt or .safetensors")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ExportError(f"{target}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"{target}: permission denied: cannot write in {folder}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ExportError(f"{target}: permission denied: the file is read-only")
+
+
+def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, state: TaskState | None = None) -> ExportResult:
+    """Write ``state_dict`` to ``path`` atomically, verified by reading it back.
+
+    Args:
+        state_dict: name -> tensor; names that are one tensor are stored once (and stay tied).
+        path: the target; ``.pt``/``.pth``/``.bin`` (``torch.save``) or ``.safetensors``.
+        state: progress and cancel; a cancel before the final rename leaves the target as it was.
+
+    Raises:
+        ExportError: one line naming the target and the problem; the target is untouched.
+        Cancelled: the user cancelled; the target is untouched.
+
+    Example:
+        >>> write_state_dict(nn.Linear(2, 1).state_dict(), "/tmp/linear.safetensors").stored
+        2
+    """
+    state = ensure_state(state)
+    target = Path(path).expanduser()
+    fmt = export_format(target)
+    if fmt == "safetensors" and METADATA_KEY in state_dict:
+        raise ExportError(f"{target}: a tensor named {METADATA_KEY!r} cannot be stored in safetensors (reserved name)")
+    _check_target(target)
+    state.progress(0.05, f"writing {target.name}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise ExportError(f"{target}: cannot create a temporary file: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        aliases: dict[str, str] = {}
+        if fmt == "pt":
+            with open(tmp, "wb") as handle:
+                torch.save(state_dict, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            aliases = dedupe(state_dict)[1]
+        else:
+            aliases = write_safetensors(state_dict, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode(target))  # mkstemp makes it private (0600)
+        state.progress(0.6, "checking the written file")
+        written = _read_back(tmp, fmt)
+        _verify(state_dict, written, target)
+        del written
+        state.progress(0.95, "replacing the target")
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise ExportError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        raise
+    state.progress(1.0, f"wrote {target.name}")
+    stored = len(state_dict) - len(aliases)
+    nbytes = target.stat().st_size
+    return ExportResult(target, fmt, len(state_dict), stored, nbytes, aliases)
+
+
+def run_export(inputs: ExportInputs, state: TaskState | None = None) -> ExportResult:
+    """Worker entry point: export ``inputs.model`` (or a subtree) to ``inputs.path``."""
+    return write_state_dict(state_dict_for(inputs.model, inputs.module), inputs.path, state)
+
+
+def export_model(model: nn.Module, path: Path | str, module: str = "", state: TaskState | None = None) -> ExportResult:
+    """Export ``model``'s state_dict (or the subtree ``module``) to ``path``."""
+    return run_export(ExportInputs(model, Path(path), module), state)
+
+
+def save_session(session: Session, path: Path | str, module: str = "", state: TaskState | None = None) -> ExportResult:
+    """Export the session's model and, for a whole-model export, mark the session saved (clean)."""
+    result = export_model(session.model, path, module, state)
+    if not module:
+        session.stack.set_clean()
+    return result

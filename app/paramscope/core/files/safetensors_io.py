@@ -1,0 +1,189 @@
+"""safetensors files: check the header against the file before loading; aliases kept as metadata.
+
+A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape,
+data_offsets) and the bytes. The header is checked against the file size before anything is
+read. Shared tensors are written once; every other name goes into the metadata as
+``{alias: stored_name}``, the form ``safetensors.torch.save_model`` writes, and is re-tied on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import torch
+
+from paramscope.core.files.safety import (
+    bad_file,
+    check_fits_memory,
+    check_readable_file,
+    first_line,
+    human_bytes,
+)
+from paramscope.core.files.statedict import Checkpoint
+
+_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8, "C128": 16,
+    "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1,
+}
+MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+METADATA_KEY = "__metadata__"
+
+
+def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
+    """Validated header entries, metadata, and the data start offset.
+
+    Raises:
+        SourceError: when the header is unreadable or claims bytes the file does not hold.
+    """
+    size = check_readable_file(path)
+    if size < 8:
+        raise bad_file(path, f"is too short for a safetensors file ({size} bytes)")
+    with open(path, "rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        if header_len > MAX_HEADER or 8 + header_len > size:
+            raise bad_file(
+                path,
+                f"safetensors header claims {human_bytes(header_len)} but the file has "
+                f"{human_bytes(size)}: truncated or not a safetensors file",
+            )
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad_file(path, "safetensors header is not valid JSON: damaged or not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise bad_file(path, "safetensors header is not a JSON object")
+    metadata = header.pop(METADATA_KEY, None) or {}
+    if not isinstance(metadata, dict):
+        raise bad_file(path, "safetensors metadata is not a JSON object")
+    data_len = size - 8 - header_len
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        spans.append(_check_entry(path, name, entry, data_len))
+    spans.sort()
+    end = 0
+    for begin, stop, name in spans:
+        if begin < end:
+            raise bad_file(path, f"safetensors header: tensor {name!r} overlaps another tensor's bytes")
+        end = stop
+    return header, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len
+
+
+def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[int, int, str]:
+    if not isinstance(entry, dict):
+        raise bad_file(path, f"safetensors header: entry {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in _ITEMSIZE:
+        raise bad_file(path, f"safetensors header: tensor {name!r} has unknown dtype {dtype!r}")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise bad_file(path, f"safetensors header: tensor {name!r} has an invalid shape {shape!r}")
+    if not (
+        isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+        and 0 <= offsets[0] <= offsets[1]
+    ):
+        raise bad_file(path, f"safetensors header: tensor {name!r} has invalid data_offsets {offsets!r}")
+    begin, stop = offsets
+    nbytes = math.prod(shape) * _ITEMSIZE[dtype]
+    if dtype in ("F4", "F6_E2M3", "F6_E3M2"):
+        nbytes = stop - begin  # sub-byte types: trust the span, bounded by the file below
+    if stop - begin != nbytes:
+        raise bad_file(
+            path,
+            f"safetensors header: tensor {name!r} {dtype}{shape} needs {nbytes} bytes but its "
+            f"offsets span {stop - begin}",
+        )
+    if stop > data_len:
+        raise bad_file(
+            path,
+            f"safetensors header: tensor {name!r} lies past the end of the file "
+            f"(offset {stop} > {data_len} data bytes): truncated or forged",
+        )
+    return begin, stop, name
+
+
+def aliases_from_metadata(metadata: dict[str, str], stored: set[str]) -> dict[str, str]:
+    """``{alias: stored}`` pairs as ``save_model`` writes them; other metadata is left alone."""
+    return {k: v for k, v in metadata.items() if v in stored and k not in stored}
+
+
+def read_safetensors(path: Path) -> Checkpoint:
+    """Load a safetensors file after checking its header; aliases become ties.
+
+    Raises:
+        SourceError: damaged, lying header, or more data than memory available.
+    """
+    header, metadata, _ = read_header(path)
+    total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
+    check_fits_memory(path, total)
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # the library's errors are not one-line friendly
+        raise bad_file(path, f"cannot be read as safetensors: {first_line(exc)}") from None
+    aliases = aliases_from_metadata(metadata, set(tensors))
+    other = {k: v for k, v in metadata.items() if k not in aliases}
+    notes = [f"{len(aliases)} tied name(s) restored from the file's metadata"] if aliases else []
+    return Checkpoint(dict(tensors), aliases=aliases, extras=dict(other), notes=notes)
+
+
+def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
+    storage = t.untyped_storage()
+    if storage.nbytes() == 0 or t.device.type == "meta":
+        return None
+    return (str(t.device), storage.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+def dedupe(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Split into tensors to store once and ``{alias: stored name}``, as ``save_model`` does.
+
+    Names that are the very same view of one storage are aliases; the kept name is the first in
+    sorted order (``save_model``'s choice). Tensors that merely overlap are stored as copies.
+    """
+    groups: dict[tuple[object, ...], list[str]] = {}
+    keyless: list[str] = []
+    for name, tensor in state_dict.items():
+        key = _view_key(tensor)
+        if key is None:
+            keyless.append(name)
+        else:
+            groups.setdefault(key, []).append(name)
+    stored: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for names in groups.values():
+        keep = sorted(names)[0]
+        stored[keep] = state_dict[keep]
+        for other in names:
+            if other != keep:
+                aliases[other] = keep
+    for name in keyless:
+        stored[name] = state_dict[name]
+    ordered = {name: stored[name] for name in state_dict if name in stored}
+    return ordered, aliases
+
+
+def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> dict[str, str]:
+    """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases."""
+    from safetensors.torch import save_file
+
+    if METADATA_KEY in state_dict:
+        raise ValueError(f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)")
+    stored, aliases = dedupe(state_dict)
+    meta = {"format": "pt"}
+    meta.update(metadata or {})
+    meta.update(aliases)
+    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in stored.items()}
+    # contiguous() of a non-contiguous view is a copy; two remaining views of one storage would
+    # still be refused by save_file, so copy those that still share memory
+    seen: set[int] = set()
+    for k, v in contiguous.items():
+        ptr = v.untyped_storage().data_ptr()
+        if v.numel() and ptr in seen:
+            contiguous[k] = v.clone()
+        seen.add(ptr)
+    save_file(contiguous, str(path), metadata=meta)
+    return aliases

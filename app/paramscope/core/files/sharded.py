@@ -1,0 +1,75 @@
+"""Sharded checkpoints: a ``*.index.json`` whose ``weight_map`` names the shard of every tensor.
+
+Each shard is read like any single file (safetensors or a torch state_dict, never unpickling code
+without trust); shard names that leave the index's folder are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from paramscope.core.files.safety import (
+    bad_file,
+    check_fits_memory,
+    check_inside,
+    check_readable_file,
+)
+from paramscope.core.files.statedict import Checkpoint
+
+
+def read_index(path: Path) -> tuple[dict[str, str], dict[str, object]]:
+    """The weight map and the index's metadata, validated."""
+    check_readable_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_file(path, f"is not a valid JSON index ({exc.__class__.__name__})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        raise bad_file(path, "has no valid weight_map (tensor name -> shard file)")
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    return weight_map, dict(metadata)
+
+
+def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
+    """Load every shard named by the index at ``path``.
+
+    Raises:
+        SourceError: missing shard, a shard name outside the folder, a tensor missing from its
+            shard, or a damaged shard (naming the shard).
+        UntrustedFileError: a shard that needs unpickling code, unless ``trust``.
+    """
+    from paramscope.core.files.readers import read_checkpoint
+
+    weight_map, metadata = read_index(path)
+    folder = path.parent
+    shards: dict[str, Path] = {}
+    for shard in dict.fromkeys(weight_map.values()):
+        resolved = check_inside(folder, shard, path)
+        if not resolved.exists():
+            raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
+        shards[shard] = resolved
+    check_fits_memory(path, sum(p.stat().st_size for p in shards.values() if p.is_file()), "shards")
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    notes = [f"{len(shards)} shard(s) read through {path.name}"]
+    for shard, shard_path in shards.items():
+        part = read_checkpoint(shard_path, trust=trust)
+        if part.module is not None:
+            raise bad_file(shard_path, "is a whole pickled module, not a state_dict shard")
+        wanted = [k for k, v in weight_map.items() if v == shard]
+        available = part.all_tensors()
+        for key in wanted:
+            if key not in available:
+                raise bad_file(shard_path, f"does not hold tensor {key!r}, which {path.name} says it does")
+            tensors[key] = available[key]
+        aliases.update({a: t for a, t in part.aliases.items() if a not in weight_map})
+        extra = [k for k in part.tensors if k not in weight_map]
+        if extra:
+            notes.append(f"{shard}: {len(extra)} tensor(s) not in the index were ignored")
+    return Checkpoint(tensors, aliases=aliases, extras={"index metadata": dict(metadata)} if metadata else {}, notes=notes)

@@ -1,0 +1,241 @@
+"""State dicts without a class: find the weights in a checkpoint and build a module tree from them.
+
+A checkpoint is often more than a state_dict: ``{"epoch": 3, "model": {...}, "optimizer": {...}}``.
+:func:`split_checkpoint` takes the weights from the ``model``/``state_dict`` entry and keeps the
+rest as extras. :func:`build_module` turns dotted names into a real ``nn.Module`` hierarchy of
+containers holding Parameters and buffers, so the report, init and export work as on any model.
+Tensors that were one tensor in the file (same storage view, or a safetensors alias) become one
+Parameter object, so ties survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+# entries of a training checkpoint that hold the model's weights, most specific first
+WEIGHT_KEYS = (
+    "state_dict", "model_state_dict", "model", "module", "net", "network",
+    "model_ema", "ema", "weights", "params", "params_ema", "generator",
+)
+# names that are buffers by convention, whatever their dtype
+_BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+
+NO_FORWARD = (
+    "a state_dict holds tensors only, no code: forward and backward need the model's class "
+    "(open FILE.py:NAME --weights THIS_FILE)"
+)
+
+
+@dataclass
+class Checkpoint:
+    """Tensors found in a file, plus what else it held."""
+
+    tensors: dict[str, torch.Tensor]
+    aliases: dict[str, str] = field(default_factory=dict)  # alias name -> stored name
+    extras: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    module: nn.Module | None = None  # a whole pickled module (trusted files only)
+
+    def all_tensors(self) -> dict[str, torch.Tensor]:
+        """Every name, aliases included, mapped to its tensor."""
+        out = dict(self.tensors)
+        for alias, target in self.aliases.items():
+            if target in self.tensors:
+                out[alias] = self.tensors[target]
+        return out
+
+
+def describe(value: object) -> object:
+    """A short, JSON-friendly view of a non-tensor checkpoint entry."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:197] + "..."
+    if isinstance(value, torch.Tensor):
+        return f"tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, Mapping):
+        if "param_groups" in value and "state" in value:
+            groups = value.get("param_groups") or []
+            lrs = [g.get("lr") for g in groups if isinstance(g, Mapping) and "lr" in g]
+            return f"optimizer state: {len(value.get('state') or {})} parameter states, {len(groups)} group(s), lr={lrs}"
+        return f"dict with {len(value)} entries"
+    if isinstance(value, list | tuple):
+        if len(value) <= 8 and all(isinstance(v, bool | int | float | str) for v in value):
+            return list(value)
+        return f"{type(value).__name__} of {len(value)} items"
+    return type(value).__name__
+
+
+def _flatten(prefix: str, value: Mapping[str, Any], tensors: dict[str, torch.Tensor], extras: dict[str, object]) -> None:
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, torch.Tensor):
+            tensors[name] = item
+        elif isinstance(item, Mapping) and item and not ("param_groups" in item and "state" in item):
+            _flatten(name + ".", item, tensors, extras)
+        else:
+            extras[name] = describe(item)
+
+
+def _tensor_count(value: object) -> int:
+    if isinstance(value, nn.Module):
+        return 1
+    if isinstance(value, Mapping):
+        return sum(isinstance(v, torch.Tensor) for v in value.values())
+    return 0
+
+
+def split_checkpoint(obj: object, where: str) -> Checkpoint:
+    """Find the weights in what a file held.
+
+    Args:
+        obj: the loaded object: a state_dict, a checkpoint dict, a module, a tensor or a tuple.
+        where: the file, for messages.
+
+    Example:
+        >>> ck = split_checkpoint({"epoch": 3, "model": {"w": torch.ones(2)}}, "x.pt")
+        >>> list(ck.tensors), ck.extras
+        (['w'], {'epoch': 3})
+    """
+    if isinstance(obj, nn.Module):
+        return Checkpoint({}, module=obj)
+    if isinstance(obj, torch.Tensor):
+        return Checkpoint({"tensor": obj}, notes=[f"{where} holds a single tensor, shown as 'tensor'"])
+    if isinstance(obj, list | tuple) and obj and all(isinstance(t, torch.Tensor) for t in obj):
+        return Checkpoint({str(i): t for i, t in enumerate(obj)}, notes=[f"{where} holds a {type(obj).__name__} of tensors"])
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"holds a {type(obj).__name__}, not a state_dict or checkpoint")
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return Checkpoint({str(k): v for k, v in obj.items()})
+    for key in WEIGHT_KEYS:
+        entry = obj.get(key)
+        if _tensor_count(entry) == 0:
+            continue
+        extras = {str(k): describe(v) for k, v in obj.items() if k != key}
+        notes = [f"weights taken from the {key!r} entry"]
+        if extras:
+            notes.append("other entries kept as extras: " + ", ".join(extras))
+        if isinstance(entry, nn.Module):
+            return Checkpoint({}, extras=extras, notes=notes, module=entry)
+        tensors: dict[str, torch.Tensor] = {}
+        inner_extras: dict[str, object] = {}
+        _flatten("", entry, tensors, inner_extras)
+        extras.update({f"{key}.{k}": v for k, v in inner_extras.items()})
+        return Checkpoint(tensors, extras=extras, notes=notes)
+    tensors = {}
+    extras = {}
+    _flatten("", obj, tensors, extras)
+    notes = ["non-tensor entries kept as extras: " + ", ".join(extras)] if extras else []
+    if not tensors:
+        notes.append("no tensors found")
+    return Checkpoint(tensors, extras=extras, notes=notes)
+
+
+class StateDictModule(nn.Module):
+    """A container module holding tensors read from a file; it has no forward."""
+
+    def __init__(self, kind: str = "") -> None:
+        super().__init__()
+        self._kind = kind
+
+    def extra_repr(self) -> str:
+        return self._kind
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(NO_FORWARD)
+
+
+def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
+    try:
+        storage = t.untyped_storage()
+        if storage.nbytes() == 0:
+            return None
+        return (str(t.device), storage.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def is_buffer_name(name: str, tensor: torch.Tensor) -> bool:
+    leaf = name.rpartition(".")[2]
+    return leaf in _BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex())
+
+
+def _free_name(parent: nn.Module, wanted: str) -> str:
+    name = wanted or "_"
+    while hasattr(parent, name) and name not in parent._modules:
+        name += "_"
+    return name
+
+
+def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.Module, list[str]]:
+    """Build a module tree from dotted tensor names; returns the root and notes.
+
+    Tensors that are the same view of one storage, or a safetensors alias, become one object
+    registered under every name, as in the model that was saved.
+
+    Example:
+        >>> root, _ = build_module(Checkpoint({"0.weight": torch.ones(3, 4), "0.bias": torch.zeros(3)}))
+        >>> [n for n, _ in root.named_parameters()]
+        ['0.weight', '0.bias']
+    """
+    root = StateDictModule(kind)
+    notes: list[str] = []
+    by_view: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
+    made: dict[str, nn.Parameter | torch.Tensor] = {}
+    names = list(checkpoint.tensors) + [a for a in checkpoint.aliases if a not in checkpoint.tensors]
+    for name in names:
+        target = checkpoint.aliases.get(name, name) if name not in checkpoint.tensors else name
+        if target not in checkpoint.tensors:
+            continue
+        if target in made and target != name:
+            obj = made[target]
+        else:
+            tensor = checkpoint.tensors[target]
+            key = _view_key(tensor)
+            if key is not None and key in by_view:
+                obj = by_view[key]
+            elif is_buffer_name(target, tensor):
+                obj = tensor
+            else:
+                obj = nn.Parameter(tensor, requires_grad=True)
+            if key is not None:
+                by_view.setdefault(key, obj)
+            made[target] = obj
+        made[name] = obj
+        _place(root, name, obj, notes)
+    return root, notes
+
+
+def _place(root: nn.Module, name: str, obj: torch.Tensor, notes: list[str]) -> None:
+    parts = name.split(".")
+    module = root
+    path: list[str] = []
+    for part in parts[:-1]:
+        child = module._modules.get(part)
+        if child is None:
+            free = _free_name(module, part)
+            if free != part:
+                notes.append(f"{name}: part {part!r} renamed {free!r} (it clashes with a name already used)")
+            child = module._modules.get(free)
+            if child is None:
+                child = StateDictModule()
+                module.add_module(free, child)
+            part = free
+        module = child
+        path.append(part)
+    leaf = parts[-1]
+    free = leaf
+    if leaf in module._modules or leaf in module._parameters or leaf in module._buffers or hasattr(module, leaf) or not leaf:
+        free = _free_name(module, leaf)
+        while free in module._modules or free in module._parameters or free in module._buffers:
+            free += "_"
+        notes.append(f"{name}: stored as {'.'.join([*path, free])!r} (the name clashes)")
+    if isinstance(obj, nn.Parameter):
+        module.register_parameter(free, obj)
+    else:
+        module.register_buffer(free, obj)

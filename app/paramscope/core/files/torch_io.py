@@ -1,0 +1,145 @@
+"""Reading torch checkpoint files (zip and legacy format) without running code from them.
+
+Before torch sees a file, its pickle is scanned inertly (:mod:`pickle_scan`) and the storage sizes
+it declares are checked against the bytes present and the memory available. Then torch loads it
+with ``weights_only=True``; what that refuses needs the user's trust, never a silent unsafe retry.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paramscope.core.files.pickle_scan import PickleScan, scan_pickle
+from paramscope.core.files.safety import (
+    UntrustedFileError,
+    bad_file,
+    check_fits_memory,
+    first_line,
+    human_bytes,
+)
+from paramscope.core.files.sniff import Sniffed, sniff
+
+_PICKLE_RISK = "loading it unpickles Python objects, which can run arbitrary code on this computer"
+
+
+def _check_zip(sniffed: Sniffed) -> PickleScan:
+    path = sniffed.path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            expanded = 0
+            for info in infos.values():
+                if info.header_offset + info.compress_size > sniffed.size:
+                    raise bad_file(path, f"is truncated: entry {info.filename!r} lies past the end of the file")
+                expanded += info.file_size
+            check_fits_memory(path, expanded, "data once unpacked")
+            pkl_name = f"{sniffed.prefix}/data.pkl" if sniffed.prefix else "data.pkl"
+            pkl = infos.get(pkl_name)
+            if pkl is None:
+                raise bad_file(path, "is a zip archive without data.pkl at its top level")
+            if pkl.file_size > 512 * 1024 * 1024:
+                raise bad_file(path, f"its data.pkl is {human_bytes(pkl.file_size)}; refusing to read it")
+            raw = archive.read(pkl)
+    except zipfile.BadZipFile as exc:
+        raise bad_file(path, f"is a damaged zip archive ({exc})") from None
+    scan = _scan(path, raw)
+    for key, decl in scan.storages.items():
+        record = infos.get(f"{sniffed.prefix}/data/{key}" if sniffed.prefix else f"data/{key}")
+        if record is None:
+            raise bad_file(path, f"refers to storage {key!r} that is not in the archive")
+        if decl.nbytes > record.file_size:
+            raise bad_file(
+                path,
+                f"storage {key!r} declares {human_bytes(decl.nbytes)} but holds only "
+                f"{human_bytes(record.file_size)}",
+            )
+    check_fits_memory(path, scan.declared_bytes)
+    return scan
+
+
+def _scan(path: Path, raw: bytes | io.BufferedReader) -> PickleScan:
+    try:
+        return scan_pickle(raw)
+    except Exception as exc:  # any failure here means damaged bytes; nothing ran
+        raise bad_file(path, f"is damaged: its pickle cannot be read ({type(exc).__name__})") from None
+
+
+def _check_legacy(sniffed: Sniffed) -> PickleScan:
+    """Torch's legacy format: magic, protocol, sys_info, the object, storage keys, raw storages."""
+    path = sniffed.path
+    with open(path, "rb") as handle:
+        for _ in range(3):
+            _scan(path, handle)  # magic number, protocol version, sys info: plain values
+        scan = _scan(path, handle)
+        keys_scan = _scan(path, handle)
+        data_start = handle.tell()
+    keys = keys_scan.top_level if isinstance(keys_scan.top_level, list) else []
+    # each storage follows as an 8-byte element count and its bytes
+    needed = sum(8 + scan.storages[k].nbytes for k in keys if k in scan.storages)
+    missing = [k for k in scan.storages if k not in keys]
+    if missing:
+        raise bad_file(path, f"declares storage {missing[0]!r} whose data is not in the file")
+    if data_start + needed > sniffed.size:
+        raise bad_file(
+            path,
+            f"declares {human_bytes(scan.declared_bytes)} of tensor data but holds only "
+            f"{human_bytes(sniffed.size - data_start)}: truncated or forged",
+        )
+    check_fits_memory(path, scan.declared_bytes)
+    return scan
+
+
+def _untrusted(path: Path, scan: PickleScan) -> UntrustedFileError:
+    names = scan.code_globals
+    what = "it is not a plain state_dict"
+    if names:
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        what = f"it contains pickled Python objects ({shown})"
+    return UntrustedFileError(path, _PICKLE_RISK, what)
+
+
+def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = None) -> Any:
+    """Load a ``torch.save`` file: ``weights_only=True`` unless ``trust``.
+
+    Args:
+        path: the file (zip or legacy torch format, any extension).
+        trust: allow unpickling arbitrary objects (runs code from the file).
+        sniffed: the result of :func:`sniff` if already known.
+
+    Raises:
+        UntrustedFileError: the file needs ``weights_only=False`` and ``trust`` is False.
+        SourceError: damaged, truncated, forged or too large for memory.
+    """
+    sniffed = sniffed or sniff(path)
+    if sniffed.kind == "torch_zip":
+        scan = _check_zip(sniffed)
+    elif sniffed.kind == "torch_legacy":
+        scan = _check_legacy(sniffed)
+    elif sniffed.kind == "pickle":
+        if not trust:
+            raise UntrustedFileError(path, _PICKLE_RISK, "it is a plain Python pickle, not a torch state_dict")
+        scan = PickleScan()
+    else:
+        raise bad_file(path, f"is a {sniffed.kind} file, not a torch checkpoint")
+    try:
+        if not trust:
+            return torch.load(
+                path, map_location="cpu", weights_only=True, mmap=sniffed.kind == "torch_zip"
+            )
+        if sniffed.kind == "pickle":
+            with open(path, "rb") as handle:
+                return pickle.load(handle)  # noqa: S301  (the user trusted this file)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as exc:
+        if not trust and "weights only" in str(exc).lower():
+            raise _untrusted(path, scan) from None
+        raise bad_file(path, f"is damaged: {first_line(exc)}") from None
+    except (RuntimeError, EOFError, ValueError, struct.error, OSError, KeyError, TypeError) as exc:
+        raise bad_file(path, f"cannot be loaded: {first_line(exc)}") from None

@@ -1,0 +1,52 @@
+"""``paramscope diff A B [--json]``: compare two models or checkpoints tensor by tensor."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from paramscope.cli.common import fmt_number, print_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="first source: a checkpoint file, demo:NAME, FILE.py:NAME, ...")
+    parser.add_argument("b", help="second source")
+    parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--bins", type=int, default=32, help="histogram bins of each difference (default 32)")
+    parser.add_argument("--all", action="store_true", help="list identical tensors too")
+
+
+def run(args: argparse.Namespace) -> int:
+    from paramscope.core.files.diff import diff_sources
+
+    result = diff_sources(args.a, args.b, trust=args.trust, bins=args.bins if args.json else 0)
+    if args.json:
+        data = result.to_dict()
+        data["a"], data["b"] = args.a, args.b
+        print_json(data)
+    else:
+        print(format_text(args.a, args.b, result.to_dict(with_histogram=False), args.all))
+    return 0
+
+
+def format_text(a: str, b: str, data: dict[str, Any], show_all: bool = False) -> str:
+    out = [f"paramscope diff {a} {b}", ""]
+    rows = [t for t in data["tensors"] if show_all or t["max_abs_diff"] != 0]
+    width = max([24] + [len(t["name"]) for t in rows])
+    out.append(f"  {'name':<{width}} {'max|Δ|':>10} {'rel':>10} {'cosine':>10}")
+    for t in rows:
+        out.append(
+            f"  {t['name']:<{width}} {fmt_number(t['max_abs_diff'])} {fmt_number(t['rel_change'])} {fmt_number(t['cosine'])}"
+        )
+        if len(t["aliases"]) > 1:
+            out.append(f"    also named: {', '.join(t['aliases'][1:])}")
+    same = len(data["tensors"]) - data["changed"]
+    out.append("")
+    out.append(f"{data['changed']} tensor(s) differ, {same} identical")
+    for key, label in (("only_a", f"only in {a}"), ("only_b", f"only in {b}")):
+        if data[key]:
+            out.append(f"{label}: {', '.join(data[key])}")
+    for m in data["mismatched"]:
+        out.append(f"mismatched: {m['name']}: shape {m['shape_a']} {m['dtype_a']} vs {m['shape_b']} {m['dtype_b']}")
+    return "\n".join(out)

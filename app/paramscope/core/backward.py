@@ -1,0 +1,746 @@
+"""One forward and backward pass on a sample input: every gradient, without a training loop.
+
+:func:`run_backward` is the ``run(inputs, state)`` style function a GUI worker calls. It
+
+- builds the input (an :class:`~paramscope.core.inputs.InputSpec`, a spec string or tensors),
+  runs the forward, a loss from :mod:`paramscope.core.losses` and ``loss.backward()``;
+- replaces ``.grad`` (default: as if ``zero_grad(set_to_none=True)`` ran first) or adds to it
+  (``accumulate=True``: exactly ``grad += new`` as PyTorch's AccumulateGrad does);
+- records, for a parameter used in several places (the tutorial's ``Sequential(linear, linear)``,
+  a head tied to an embedding), the gradient contributed by each use: the parts sum to the total;
+- records signal propagation (:mod:`paramscope.core.signal`) and diagnostics after backward.
+
+Guarantees: train/eval flags, buffers (BatchNorm running statistics) and hooks are restored
+afterwards, even on error; if the forward, the loss or the backward raises, parameters and
+``.grad`` are left bit-identical and a :class:`ForwardError` names the innermost module that was
+running. The global RNG is not consumed (dropout draws from a forked, seeded RNG).
+
+How per-use parts work: during the forward, a pre-hook on each module swaps each of its
+parameters for a view ``p.view_as(p)`` for the duration of that call (restored by the matching
+post-hook or, on error, in ``finally``). Gradients flow through the view into ``p`` exactly as
+they would into ``p`` itself, so ``.grad`` is PyTorch's; a tensor hook on each view sees that
+use's contribution. Uses the hooks cannot see (a parent reading a child's parameter directly,
+RNNs reading their flat weight list) show as one "(direct use)" part: the rest of the total.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from paramscope.core.diagnostics import ERROR, INFO, WARNING, Diagnostic
+from paramscope.core.errors import ParamscopeError
+from paramscope.core.inputs import InputSpec, parse_input_spec
+from paramscope.core.losses import compute_loss, differentiable_leaves, get_loss, tensor_leaves
+from paramscope.core.signal import SignalPoint, SignalRecorder
+from paramscope.core.stats import Histogram, TensorStats, data_problem, tensor_histogram, tensor_stats
+from paramscope.core.tasks import TaskState, ensure_state
+
+ROOT_LABEL = "(root)"
+DIRECT_USE = "(direct use)"
+VALUES_LIMIT = 256  # keep a CPU copy of gradients this small, for value grids
+# Rows of these weights are units (output features/channels): an all-zero row is a dead unit.
+# Elsewhere (embeddings, position tables) untouched rows are expected and not reported.
+_UNIT_MODULES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+
+
+class BackwardError(ParamscopeError):
+    """Backward could not run; the model and its gradients are as they were."""
+
+
+class BackwardUnavailable(BackwardError):
+    """The source has no forward (e.g. a bare state_dict)."""
+
+
+class ForwardError(BackwardError):
+    """The forward raised; ``module`` is the innermost module that was running."""
+
+    def __init__(self, message: str, module: str, type_name: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.module = module
+        self.type_name = type_name
+        self.original = original
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputLeaf:
+    path: str  # "" for a plain tensor output, else "[0]", "['logits']", ".hidden", ...
+    shape: tuple[int, ...]
+    dtype: str
+    stats: TensorStats
+
+    @property
+    def value(self) -> float | None:
+        """The value when the tensor has exactly one element (the tutorial's ``tensor(9.)``)."""
+        if self.stats.numel != 1:
+            return None
+        return self.stats.mean if self.stats.mean is not None else self.stats.min
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"path": self.path, "shape": list(self.shape), "dtype": self.dtype}
+        if self.stats.numel == 1:
+            data["value"] = _single_value(self.stats)
+        data["stats"] = self.stats.to_dict()
+        return data
+
+
+def _single_value(stats: TensorStats) -> float | None:
+    if stats.mean is not None:
+        return stats.mean
+    if stats.nan:
+        return math.nan
+    if stats.posinf:
+        return math.inf
+    if stats.neginf:
+        return -math.inf
+    return None
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    leaves: tuple[OutputLeaf, ...]
+    type_name: str  # type of what forward returned
+
+    @property
+    def value(self) -> float | None:
+        if len(self.leaves) == 1:
+            return self.leaves[0].value
+        return None
+
+    def to_dict(self) -> dict[str, object]:
+        if len(self.leaves) == 1 and self.leaves[0].path == "":
+            data = self.leaves[0].to_dict()
+            data.pop("path")
+            return data
+        return {"type": self.type_name, "leaves": [leaf.to_dict() for leaf in self.leaves]}
+
+
+@dataclass(frozen=True)
+class GradPart:
+    """The gradient one use of a parameter contributed (one module call)."""
+
+    module: str
+    stats: TensorStats
+    values: torch.Tensor | None  # CPU copy when small
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"module": self.module, "stats": self.stats.to_dict()}
+        if self.values is not None and self.values.numel() == 1:
+            data["value"] = float(self.values.reshape(()))
+        return data
+
+
+@dataclass(frozen=True)
+class ParameterGradient:
+    name: str
+    aliases: tuple[str, ...]
+    shape: tuple[int, ...] | None
+    requires_grad: bool
+    grad: TensorStats | None  # None: .grad is None
+    histogram: Histogram | None
+    weight_norm: float | None
+    received: bool  # this run contributed a gradient
+    parts: tuple[GradPart, ...] = ()
+    values: torch.Tensor | None = None  # CPU copy of .grad when small
+    dead_rows: tuple[int, ...] = ()
+
+    @property
+    def ratio(self) -> float | None:
+        """grad norm / weight norm: the relative step size an SGD step of lr 1 would take."""
+        if self.grad is None or self.grad.norm is None or not self.weight_norm:
+            return None
+        return self.grad.norm / self.weight_norm
+
+    @property
+    def max_abs(self) -> float | None:
+        if self.grad is None or self.grad.min is None or self.grad.max is None:
+            return None
+        return max(abs(self.grad.min), abs(self.grad.max))
+
+    def to_dict(self, histogram: bool = True) -> dict[str, object]:
+        data: dict[str, object] = {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "shape": None if self.shape is None else list(self.shape),
+            "requires_grad": self.requires_grad,
+            "received": self.received,
+            "grad": None,
+        }
+        if self.grad is not None:
+            grad = self.grad.to_dict()
+            grad["max_abs"] = self.max_abs
+            grad["grad_to_weight"] = self.ratio
+            if self.values is not None and self.values.numel() == 1:
+                grad["value"] = float(self.values.reshape(()))
+            if histogram and self.histogram is not None:
+                grad["histogram"] = {
+                    "edges": self.histogram.edges.tolist(),
+                    "counts": self.histogram.counts.tolist(),
+                }
+            data["grad"] = grad
+        data["weight_norm"] = self.weight_norm
+        if self.parts:
+            data["parts"] = [part.to_dict() for part in self.parts]
+        if self.dead_rows:
+            data["dead_rows"] = list(self.dead_rows)
+        return data
+
+
+@dataclass
+class BackwardResult:
+    output: OutputInfo
+    loss: float
+    loss_name: str
+    inputs: str  # the spec text, or the shapes of given tensors
+    accumulate: bool
+    parameters: dict[str, ParameterGradient]
+    diagnostics: list[Diagnostic]
+    signal: list[SignalPoint]
+    notes: list[str] = field(default_factory=list)
+    structure_changed: bool = False  # lazy parameters were materialized: rebuild the report
+
+    def to_dict(self, histogram: bool = False) -> dict[str, object]:
+        return {
+            "inputs": self.inputs,
+            "output": self.output.to_dict(),
+            "loss": self.loss,
+            "loss_name": self.loss_name,
+            "accumulate": self.accumulate,
+            "parameters": [p.to_dict(histogram) for p in self.parameters.values()],
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "signal": [s.to_dict() for s in self.signal],
+            "notes": list(self.notes),
+        }
+
+
+# --- recording hooks ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Use:
+    name: str  # module call name
+    view: torch.Tensor
+    grad: torch.Tensor | None = None
+
+
+class _Recorder:
+    """Forward pre/post hooks: the module stack (for errors), per-use views, signal."""
+
+    def __init__(self, model: nn.Module, record_parts: bool, record_signal: bool) -> None:
+        self.model = model
+        self.record_parts = record_parts
+        self.signal = SignalRecorder() if record_signal else None
+        self.names: dict[int, list[str]] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            self.names.setdefault(id(module), []).append(name or ROOT_LABEL)
+        self.calls: dict[int, int] = {}
+        self.stack: list[tuple[int, int, str, str]] = []  # (module id, call id, name, type)
+        self.swaps: dict[int, list[tuple[nn.Module, str, torch.Tensor]]] = {}
+        self.originals: dict[tuple[int, str], nn.Parameter] = {}
+        self.uses: dict[int, list[_Use]] = {}
+        self.clone_ids: set[int] = set()  # parameters whose per-use gradients are kept
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.notes: list[str] = []
+        self._ids = itertools.count()
+
+    def install(self) -> None:
+        seen: set[int] = set()
+        for module in self.model.modules():
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            try:
+                self.handles.append(module.register_forward_pre_hook(self._pre))
+                self.handles.append(module.register_forward_hook(self._post))
+            except (RuntimeError, AttributeError, TypeError) as exc:  # e.g. TorchScript modules
+                self.notes.append(f"cannot hook {type(module).__name__}: {exc}")
+                break
+
+    def remove(self) -> None:
+        """Remove every hook and undo every parameter swap still in place (after an error)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        for call_id in sorted(self.swaps, reverse=True):
+            self._restore(call_id)
+
+    def _call_name(self, module: nn.Module) -> str:
+        names = self.names.get(id(module), [type(module).__name__])
+        index = self.calls.get(id(module), 0)
+        self.calls[id(module)] = index + 1
+        if index < len(names):  # the same module under several names: i-th call, i-th name
+            return names[index]
+        return f"{names[0]} (call {index + 1})"
+
+    def _pre(self, module: nn.Module, args: object) -> None:
+        name = self._call_name(module)
+        call_id = next(self._ids)
+        self.stack.append((id(module), call_id, name, type(module).__name__))
+        if self.record_parts and torch.is_grad_enabled():
+            self._swap_parameters(module, call_id, name)
+
+    def _swap_parameters(self, module: nn.Module, call_id: int, name: str) -> None:
+        swapped: list[tuple[nn.Module, str, torch.Tensor]] = []
+        for local, current in list(module._parameters.items()):
+            if current is None:
+                continue
+            if isinstance(current, nn.Parameter):
+                self.originals[(id(module), local)] = current
+                real = current
+            else:  # a re-entrant call: the first call's view is in place
+                real = self.originals.get((id(module), local))  # type: ignore[assignment]
+                if real is None:
+                    continue
+            if not real.requires_grad or data_problem(real) is not None:
+                continue
+            view = real.view_as(real)
+            use = _Use(name, view)
+            view.register_hook(self._keep_part(id(real), use))
+            self.uses.setdefault(id(real), []).append(use)
+            module._parameters[local] = view  # bypasses __setattr__'s Parameter check on purpose
+            swapped.append((module, local, current))
+        if swapped:
+            self.swaps[call_id] = swapped
+
+    def _keep_part(self, param_id: int, use: _Use) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            # Only parameters with several uses keep copies; the forward is complete by now.
+            if param_id in self.clone_ids or len(self.uses.get(param_id, ())) > 1:
+                use.grad = grad.detach().clone() if use.grad is None else use.grad + grad.detach()
+
+        return hook
+
+    def _restore(self, call_id: int) -> None:
+        for module, local, previous in reversed(self.swaps.pop(call_id, [])):
+            module._parameters[local] = previous
+
+    def _post(self, module: nn.Module, args: object, output: object) -> None:
+        # Pop up to this module's call (a forward that swallowed a child's error leaves extras).
+        while self.stack:
+            module_id, call_id, name, _ = self.stack.pop()
+            self._restore(call_id)
+            if module_id == id(module):
+                break
+        else:
+            return
+        if self.signal is not None and SignalRecorder.is_leaf(module):
+            self.signal.on_output(name, module, output)
+
+    @property
+    def innermost(self) -> tuple[str, str]:
+        if not self.stack:
+            return ROOT_LABEL, type(self.model).__name__
+        _, _, name, type_name = self.stack[-1]
+        return name, type_name
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _named_parameters(model: nn.Module) -> dict[int, tuple[nn.Parameter, list[str]]]:
+    found: dict[int, tuple[nn.Parameter, list[str]]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in found:
+            found[id(param)][1].append(name)
+        else:
+            found[id(param)] = (param, [name])
+    return found
+
+
+def _model_placement(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
+    device = torch.device("cpu")
+    dtype = None
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if data_problem(tensor) is not None and not isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            continue
+        device = tensor.device
+        if tensor.is_floating_point():
+            dtype = tensor.dtype
+            break
+    return device, dtype
+
+
+def make_inputs(
+    model: nn.Module, inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor], seed: int | None
+) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The input tensors for ``model`` (on its device, floats in its dtype) and a description."""
+    if isinstance(inputs, str):
+        inputs = parse_input_spec(inputs)
+    if isinstance(inputs, InputSpec):
+        device, dtype = _model_placement(model)
+        return inputs.make(seed, device=device, float_dtype=dtype), inputs.text
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    text = "; ".join(f"tensor{list(t.shape)}" for t in tensors)
+    return tensors, text
+
+
+def zero_grad(model: nn.Module) -> int:
+    """Set every parameter's ``.grad`` to None (as before any backward); return how many had one.
+
+    Example:
+        >>> net = nn.Linear(2, 1); net(torch.ones(1, 2)).sum().backward()
+        >>> zero_grad(net), net.weight.grad
+        (2, None)
+    """
+    cleared = 0
+    for param in model.parameters():
+        if param.grad is not None:
+            cleared += 1
+            param.grad = None
+    return cleared
+
+
+def unavailable_reason(source: object) -> str | None:
+    """Why ``source`` (an OpenedModel or Session) cannot run forward, or None."""
+    opened = getattr(source, "opened", source)
+    return getattr(opened, "forward_unavailable", None)
+
+
+def _describe_output(output: object) -> OutputInfo:
+    leaves = tuple(
+        OutputLeaf(path, tuple(t.shape), str(t.dtype).removeprefix("torch."), tensor_stats(t.detach()))
+        for path, t in tensor_leaves(output)
+    )
+    return OutputInfo(leaves, type(output).__name__)
+
+
+class _Snapshot:
+    """Training flags and buffer values, put back after the run."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.flags = [(m, m.training) for m in model.modules()]
+        self.buffers: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
+        for module in model.modules():
+            for local, buffer in module._buffers.items():
+                if buffer is not None and data_problem(buffer) is None:
+                    self.buffers.append((module, local, buffer, buffer.detach().clone()))
+
+    def restore(self) -> None:
+        for module, flag in self.flags:
+            module.training = flag
+        with torch.no_grad():
+            for module, local, buffer, copy in self.buffers:
+                module._buffers[local] = buffer
+                if buffer.shape == copy.shape:
+                    buffer.copy_(copy)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run_backward(
+    model: nn.Module | object,
+    inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor],
+    loss_name: str = "sum",
+    *,
+    accumulate: bool = False,
+    state: TaskState | None = None,
+    record_parts: bool = True,
+    record_signal: bool = True,
+    seed: int | None = 0,
+    train: bool | None = None,
+    bins: int = 32,
+) -> BackwardResult:
+    """Run forward, a loss and backward on a sample input; return every gradient.
+
+    Args:
+        model: an ``nn.Module``, or an OpenedModel/Session (refused with the reason when its
+            source has no forward).
+        inputs: an :class:`InputSpec`, a spec string such as ``"rand(2, 4)"``, a tensor, or a
+            tuple of tensors (the forward's positional arguments).
+        loss_name: ``sum``, ``mean``, ``l2`` or ``cross_entropy``
+            (see :mod:`paramscope.core.losses`).
+        accumulate: add to existing ``.grad`` as PyTorch does; default replaces it.
+        state: progress/cancel; cancelling is possible until gradients are written.
+        record_parts: keep the gradient of each use of a parameter used several times.
+        record_signal: keep activation/gradient std per leaf layer call.
+        seed: seed for random inputs, random labels and the forward's RNG (dropout).
+        train: run in train (True) or eval (False) mode; None keeps each module's mode. The
+            modes and buffers are restored afterwards either way.
+        bins: gradient histogram bins.
+
+    Raises:
+        BackwardUnavailable: the source has no forward.
+        ForwardError: the forward raised (names the innermost module running).
+        BackwardError: the loss or backward failed. In all cases nothing was changed.
+
+    Example:
+        >>> linear = nn.Linear(1, 1, bias=False); net = nn.Sequential(linear, linear)
+        >>> _ = nn.init.constant_(linear.weight, 3.0)
+        >>> result = run_backward(net, "ones(1, 1)")
+        >>> result.output.value, float(linear.weight.grad), [p.values.item() for p in result.parameters["0.weight"].parts]
+        (9.0, 6.0, [3.0, 3.0])
+    """
+    why = unavailable_reason(model)
+    if why:
+        raise BackwardUnavailable(f"backward unavailable: {why}")
+    model = getattr(getattr(model, "opened", model), "model", model)
+    if not isinstance(model, nn.Module):
+        raise BackwardError(f"backward needs an nn.Module, got {type(model).__name__}")
+    state = ensure_state(state)
+    loss = get_loss(loss_name)  # an unknown name fails before anything runs
+    state.progress(0.0, "building inputs")
+    tensors, input_text = make_inputs(model, inputs, seed)
+    had_lazy = any(isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters())
+
+    before = _named_parameters(model)
+    recorder = _Recorder(model, record_parts, record_signal)
+    snapshot = _Snapshot(model)
+    for param_id, (_, names) in before.items():
+        if len(names) > 1:
+            recorder.clone_ids.add(param_id)
+    device, _ = _model_placement(model)
+    rng_devices = [device] if device.type == "cuda" else []
+    try:
+        if train is not None:
+            model.train(train)
+        recorder.install()
+        state.progress(0.1, "forward")
+        with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            try:
+                output = model(*tensors)
+            except Exception as exc:
+                module, type_name = recorder.innermost
+                raise ForwardError(
+                    f"forward failed in {module} ({type_name}): {type(exc).__name__}: {_one_line(exc)}",
+                    module,
+                    type_name,
+                    exc,
+                ) from exc
+            finally:
+                recorder.remove()  # parameters back in their modules before anything else
+            try:
+                loss_tensor = compute_loss(output, loss.name, seed)
+            except ParamscopeError:
+                raise
+            except Exception as exc:
+                raise BackwardError(f"loss {loss.name} failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+            if not loss_tensor.requires_grad:
+                raise BackwardError(
+                    "the loss does not depend on any parameter that requires grad "
+                    "(all parameters frozen, or the output is detached)"
+                )
+            state.progress(0.4, "backward")
+            params = _named_parameters(model)  # after the forward: lazy parameters are real now
+            old = {pid: p.grad for pid, (p, _) in params.items()}
+            state.check()  # last point where cancelling is possible: nothing written yet
+            for param, _ in params.values():
+                param.grad = None
+            try:
+                loss_tensor.backward()
+            except BaseException as exc:
+                for pid, (param, _) in params.items():
+                    param.grad = old[pid]
+                if isinstance(exc, Exception):
+                    raise BackwardError(f"backward failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+                raise
+    finally:
+        recorder.remove()
+        snapshot.restore()
+
+    new = {pid: p.grad for pid, (p, _) in params.items()}
+    parts = {pid: _parts(recorder, pid, new[pid]) for pid in params}
+    with torch.no_grad():
+        for pid, (param, _) in params.items():
+            if accumulate and old[pid] is not None and new[pid] is not None:
+                param.grad = old[pid].add_(new[pid])  # what AccumulateGrad does: grad += new
+            elif old[pid] is not None and new[pid] is None and accumulate:
+                param.grad = old[pid]
+
+    structure_changed = had_lazy and not any(
+        isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters()
+    )
+    gradients: dict[str, ParameterGradient] = {}
+    owners = _owner_types(model)
+    for pid, (param, names) in params.items():
+        gradients[names[0]] = _gradient_entry(
+            param, names, new[pid] is not None, parts[pid], owners.get(pid, ()), bins
+        )
+    notes = list(recorder.notes)
+    if structure_changed:
+        notes.append("lazy parameters were materialized by this forward: their shapes are known now")
+    output_info = _describe_output(output)
+    used = {path for path, _ in differentiable_leaves(output)}
+    skipped = [path or "output" for path, _ in tensor_leaves(output) if path not in used]
+    if skipped:
+        notes.append(f"integer outputs left out of the loss: {', '.join(skipped)}")
+    result = BackwardResult(
+        output=output_info,
+        loss=float(loss_tensor.detach().double().cpu()),
+        loss_name=loss.name,
+        inputs=input_text,
+        accumulate=accumulate,
+        parameters=gradients,
+        diagnostics=gradient_diagnostics(gradients.values()),
+        signal=recorder.signal.points() if recorder.signal is not None else [],
+        notes=notes,
+        structure_changed=structure_changed,
+    )
+    return result
+
+
+def _owner_types(model: nn.Module) -> dict[int, tuple[type, ...]]:
+    owners: dict[int, set[type]] = {}
+    for module in model.modules():
+        for param in module._parameters.values():
+            if param is not None:
+                owners.setdefault(id(param), set()).add(type(module))
+    return {pid: tuple(types) for pid, types in owners.items()}
+
+
+def _small_copy(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    if tensor is None or tensor.numel() > VALUES_LIMIT or data_problem(tensor) is not None:
+        return None
+    return tensor.detach().to("cpu", copy=True)
+
+
+def _parts(recorder: _Recorder, param_id: int, contribution: torch.Tensor | None) -> list[GradPart]:
+    """Per-use gradients of one parameter, plus a "(direct use)" part for what hooks missed."""
+    uses = [use for use in recorder.uses.get(param_id, []) if use.grad is not None]
+    if contribution is None or not uses:
+        return []
+    if len(uses) == 1 and param_id not in recorder.clone_ids:
+        return []
+    with torch.no_grad():
+        seen = torch.zeros_like(contribution)
+        for use in uses:
+            assert use.grad is not None
+            seen += use.grad
+        rest = contribution - seen
+        scale = float(contribution.abs().max()) if contribution.numel() else 0.0
+        tensors = [(use.name, use.grad) for use in uses]
+        if rest.numel() and float(rest.abs().max()) > 1e-6 * scale + 1e-30:
+            tensors.append((DIRECT_USE, rest))
+    if len(tensors) < 2:
+        return []
+    return [GradPart(name, tensor_stats(t), _small_copy(t)) for name, t in tensors if t is not None]
+
+
+def _dead_rows(grad: torch.Tensor, owners: tuple[type, ...]) -> tuple[int, ...]:
+    if grad.dim() < 2 or grad.is_sparse or not owners:
+        return ()
+    if not all(issubclass(t, _UNIT_MODULES) for t in owners):
+        return ()
+    rows = (grad.detach().reshape(grad.shape[0], -1) == 0).all(dim=1)
+    if bool(rows.all()):  # an all-zero gradient is reported as such, not as dead rows
+        return ()
+    return tuple(int(i) for i in torch.nonzero(rows).reshape(-1).tolist())
+
+
+def _gradient_entry(
+    param: nn.Parameter,
+    names: list[str],
+    received: bool,
+    parts: list[GradPart],
+    owners: tuple[type, ...],
+    bins: int,
+) -> ParameterGradient:
+    grad = param.grad
+    stats = histogram = None
+    dead: tuple[int, ...] = ()
+    if grad is not None:
+        stats = tensor_stats(grad)
+        histogram = tensor_histogram(grad, bins=bins, stats=stats)
+        dead = _dead_rows(grad, owners)
+    weight = tensor_stats(param) if data_problem(param) is None else None
+    return ParameterGradient(
+        name=names[0],
+        aliases=tuple(names),
+        shape=None if isinstance(param, nn.parameter.UninitializedTensorMixin) else tuple(param.shape),
+        requires_grad=param.requires_grad,
+        grad=stats,
+        histogram=histogram,
+        weight_norm=None if weight is None else weight.norm,
+        received=received,
+        parts=tuple(parts),
+        values=_small_copy(grad),
+        dead_rows=dead,
+    )
+
+
+def _rows_text(rows: tuple[int, ...], limit: int = 8) -> str:
+    shown = ", ".join(map(str, rows[:limit]))
+    return shown + (f", ... ({len(rows)} in all)" if len(rows) > limit else "")
+
+
+def gradient_diagnostics(gradients: object) -> list[Diagnostic]:
+    """Problems visible after backward: NaN/Inf, no gradient, dead rows, zero and frozen."""
+    found: list[Diagnostic] = []
+    for g in gradients:  # type: ignore[attr-defined]
+        assert isinstance(g, ParameterGradient)
+        if not g.requires_grad:
+            found.append(Diagnostic(INFO, "frozen", (g.name,), f"{g.name} is frozen (requires_grad=False): it gets no gradient"))
+            continue
+        if g.grad is not None and g.grad.nonfinite:
+            found.append(
+                Diagnostic(ERROR, "nonfinite_grad", (g.name,), f"{g.name}: gradient has {g.grad.nan} NaN and {g.grad.inf} Inf values")
+            )
+        if not g.received:
+            found.append(
+                Diagnostic(
+                    WARNING,
+                    "no_grad",
+                    (g.name,),
+                    f"{g.name} received no gradient: it is unused by the forward or not on the path to the loss",
+                )
+            )
+        elif g.grad is not None and g.grad.zero_fraction == 1.0:
+            found.append(Diagnostic(WARNING, "zero_grad", (g.name,), f"{g.name}: gradient is entirely zero"))
+        if g.dead_rows and g.shape:
+            found.append(
+                Diagnostic(
+                    WARNING,
+                    "dead_rows",
+                    (g.name,),
+                    f"{g.name}: gradient rows {_rows_text(g.dead_rows)} of {g.shape[0]} are all zero "
+                    "(dead units: e.g. a ReLU that never fired on this input)",
+                )
+            )
+    return found
+
+
+# --- worker entry point -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackwardRequest:
+    """Everything :func:`run` needs, so a worker can call ``run(request, state)``."""
+
+    model: object  # nn.Module, OpenedModel or Session
+    inputs: InputSpec | str | torch.Tensor | tuple[torch.Tensor, ...]
+    loss: str = "sum"
+    accumulate: bool = False
+    seed: int | None = 0
+    record_parts: bool = True
+    record_signal: bool = True
+    train: bool | None = None
+
+
+def run(request: BackwardRequest, state: TaskState | None = None) -> BackwardResult:
+    """``run(inputs, state)`` form of :func:`run_backward` for GUI workers."""
+    return run_backward(
+        request.model,
+        request.inputs,
+        request.loss,
+        accumulate=request.accumulate,
+        state=state,
+        record_parts=request.record_parts,
+        record_signal=request.record_signal,
+        seed=request.seed,
+        train=request.train,
+    )

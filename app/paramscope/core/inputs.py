@@ -1,0 +1,334 @@
+"""Sample inputs for a forward/backward pass: parsed from a small spec, never evaluated.
+
+Spec grammar (several inputs separated by ``;`` make a tuple of positional arguments)::
+
+    rand(2, 4)                   uniform [0, 1), as the tutorial's torch.rand(2, 4)
+    randn(2, 4, dtype=float64)   standard normal
+    ones(1, 1) / zeros(3)        constants
+    randint(2, 16, high=100)     token ids in [low, high); low=0 by default
+    path/to/input.pt             a tensor or a tuple/list of tensors (torch.load weights_only=True)
+
+Random inputs come from a ``torch.Generator`` seeded with the given seed, so the global RNG is
+never touched and the same spec and seed give the same tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from paramscope.core.errors import ParamscopeError
+
+
+class InputSpecError(ParamscopeError):
+    """An input spec that cannot be parsed or loaded."""
+
+
+FUNCTIONS = ("rand", "randn", "ones", "zeros", "randint")
+_FLOAT_FUNCTIONS = {"rand", "randn", "ones", "zeros"}
+_DTYPES: dict[str, torch.dtype] = {
+    name: getattr(torch, name)
+    for name in (
+        "float16", "bfloat16", "float32", "float64", "half", "float", "double",
+        "int8", "int16", "int32", "int64", "uint8", "long", "int", "bool",
+    )
+}
+_CALL = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
+_INT = re.compile(r"^[+-]?\d+$")
+_KEYWORDS = {"dtype", "low", "high"}
+_MAX_ELEMENTS = 1 << 28  # refuse absurd shapes before allocating
+
+
+@dataclass(frozen=True)
+class TensorItem:
+    """One generated input: ``kind(*shape, dtype=..., low=..., high=...)``."""
+
+    kind: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype | None = None  # None: float32, or the model's float dtype when known
+    low: int = 0
+    high: int | None = None
+
+    def text(self) -> str:
+        parts = [str(n) for n in self.shape]
+        if self.kind == "randint":
+            if self.low:
+                parts.append(f"low={self.low}")
+            parts.append(f"high={self.high}")
+        if self.dtype is not None:
+            parts.append(f"dtype={str(self.dtype).removeprefix('torch.')}")
+        return f"{self.kind}({', '.join(parts)})"
+
+    def make(self, generator: torch.Generator, float_dtype: torch.dtype | None) -> torch.Tensor:
+        if self.kind == "randint":
+            assert self.high is not None
+            dtype = self.dtype or torch.int64
+            return torch.randint(self.low, self.high, self.shape, generator=generator, dtype=dtype)
+        dtype = self.dtype or float_dtype or torch.float32
+        if self.kind == "rand":
+            return torch.rand(self.shape, generator=generator, dtype=dtype)
+        if self.kind == "randn":
+            return torch.randn(self.shape, generator=generator, dtype=dtype)
+        if self.kind == "ones":
+            return torch.ones(self.shape, dtype=dtype)
+        return torch.zeros(self.shape, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """Inputs stored in a ``.pt`` file: one tensor, or a tuple/list of tensors."""
+
+    path: Path
+
+    def text(self) -> str:
+        return str(self.path)
+
+    def load(self) -> tuple[torch.Tensor, ...]:
+        path = self.path
+        if not path.is_file():
+            raise InputSpecError(f"{path}: no such input file")
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch's own message suggests an unsafe load: never do that
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputSpecError(
+                f"{path}: not a tensor file torch can load safely ({first[:160]})"
+            ) from exc
+        if isinstance(loaded, torch.Tensor):
+            return (loaded,)
+        if isinstance(loaded, tuple | list) and loaded and all(isinstance(t, torch.Tensor) for t in loaded):
+            return tuple(loaded)
+        raise InputSpecError(
+            f"{path}: holds {type(loaded).__name__}, expected a tensor or a tuple of tensors"
+        )
+
+
+InputItem = TensorItem | FileItem
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Parsed input spec: positional inputs of the model's forward, in order.
+
+    Example:
+        >>> spec = InputSpec.parse("rand(2, 4); randint(2, 8, high=100)")
+        >>> [tuple(t.shape) for t in spec.make(seed=0)]
+        [(2, 4), (2, 8)]
+    """
+
+    items: tuple[InputItem, ...]
+    note: str | None = field(default=None, compare=False)  # why this default was chosen, if a guess
+
+    @classmethod
+    def parse(cls, text: str) -> InputSpec:
+        return parse_input_spec(text)
+
+    @property
+    def text(self) -> str:
+        return "; ".join(item.text() for item in self.items)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def make(
+        self,
+        seed: int | None = 0,
+        *,
+        device: torch.device | str | None = None,
+        float_dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Build the input tensors.
+
+        Args:
+            seed: seed of the generator for random items (None: a fresh random seed).
+            device: where to put the tensors (default: CPU).
+            float_dtype: dtype of floating items without an explicit ``dtype=`` (e.g. the
+                model's, so a float64 model gets float64 inputs). Default float32.
+        """
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        tensors: list[torch.Tensor] = []
+        for item in self.items:
+            if isinstance(item, FileItem):
+                tensors.extend(item.load())
+            else:
+                tensors.append(item.make(generator, float_dtype))
+        if device is not None:
+            tensors = [t.to(device) for t in tensors]
+        return tuple(tensors)
+
+
+def _parse_int(text: str, spec: str, what: str) -> int:
+    if not _INT.match(text):
+        raise InputSpecError(f"input spec {spec!r}: {what} must be an integer, got {text!r}")
+    return int(text)
+
+
+def _parse_call(item: str, spec: str) -> TensorItem:
+    match = _CALL.match(item)
+    if match is None:
+        raise InputSpecError(
+            f"input spec {item!r}: expected rand(...), randn(...), ones(...), zeros(...), "
+            "randint(..., high=N) or a .pt file"
+        )
+    kind, body = match.group(1), match.group(2)
+    if kind not in FUNCTIONS:
+        raise InputSpecError(f"input spec {item!r}: unknown function {kind!r}; known: {', '.join(FUNCTIONS)}")
+    shape: list[int] = []
+    keywords: dict[str, str] = {}
+    args = [a.strip() for a in body.split(",")] if body.strip() else []
+    for arg in args:
+        if not arg:
+            raise InputSpecError(f"input spec {item!r}: empty argument")
+        if "=" in arg:
+            key, _, value = (s.strip() for s in arg.partition("="))
+            if key not in _KEYWORDS:
+                raise InputSpecError(f"input spec {item!r}: unknown keyword {key!r}; known: dtype, low, high")
+            if key in keywords:
+                raise InputSpecError(f"input spec {item!r}: {key} given twice")
+            keywords[key] = value
+        else:
+            if keywords:
+                raise InputSpecError(f"input spec {item!r}: sizes must come before keywords")
+            size = _parse_int(arg, item, "a size")
+            if size < 0:
+                raise InputSpecError(f"input spec {item!r}: negative size {size}")
+            shape.append(size)
+    dtype = None
+    if "dtype" in keywords:
+        name = keywords["dtype"].removeprefix("torch.")
+        if name not in _DTYPES:
+            raise InputSpecError(f"input spec {item!r}: unknown dtype {keywords['dtype']!r}")
+        dtype = _DTYPES[name]
+    numel = 1
+    for size in shape:
+        numel *= size
+    if numel > _MAX_ELEMENTS:
+        raise InputSpecError(f"input spec {item!r}: {numel:,} elements is too large for a sample input")
+    if kind != "randint":
+        if "low" in keywords or "high" in keywords:
+            raise InputSpecError(f"input spec {item!r}: low/high only apply to randint")
+        if dtype is not None and not (dtype.is_floating_point or kind in ("ones", "zeros")):
+            raise InputSpecError(f"input spec {item!r}: {kind} needs a floating dtype")
+        return TensorItem(kind, tuple(shape), dtype)
+    if "high" not in keywords:
+        raise InputSpecError(f"input spec {item!r}: randint needs high=N (ids are drawn from [low, high))")
+    high = _parse_int(keywords["high"], item, "high")
+    low = _parse_int(keywords.get("low", "0"), item, "low")
+    if high <= low:
+        raise InputSpecError(f"input spec {item!r}: high ({high}) must be greater than low ({low})")
+    if dtype is not None and dtype.is_floating_point:
+        raise InputSpecError(f"input spec {item!r}: randint makes integers, dtype {keywords['dtype']} is floating")
+    return TensorItem(kind, tuple(shape), dtype, low, high)
+
+
+def parse_input_spec(text: str) -> InputSpec:
+    """Parse an input spec (see the module docstring); raise :class:`InputSpecError` if bad.
+
+    Example:
+        >>> parse_input_spec("randint(2, 16, high=100)").text
+        'randint(2, 16, high=100)'
+    """
+    if not text or not text.strip():
+        raise InputSpecError("empty input spec: give e.g. rand(2, 4)")
+    items: list[InputItem] = []
+    for raw in text.split(";"):
+        item = raw.strip()
+        if not item:
+            raise InputSpecError(f"input spec {text!r}: empty input between ';'")
+        if "(" not in item:
+            items.append(FileItem(Path(item).expanduser()))
+        else:
+            items.append(_parse_call(item, text))
+    return InputSpec(tuple(items))
+
+
+# --- default input inferred from the model ----------------------------------------------------
+
+LAZY_FALLBACK_FEATURES = 4
+_SEQUENCE_LENGTH = 8
+_RNN_STEPS = 5
+_IMAGE_SIZE = 16
+
+
+def _first_module_with_parameters(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first module (registration order) that owns parameters directly, leaves first."""
+    for name, module in model.named_modules():
+        if module is model:
+            continue
+        if any(p is not None for p in module._parameters.values()):
+            return name, module
+    if any(p is not None for p in model._parameters.values()):
+        return "", model
+    return None
+
+
+def default_input(model: nn.Module) -> InputSpec:
+    """A sensible sample input for ``model``, guessed from its first layer with parameters.
+
+    Rules: ``Linear`` -> ``rand(2, in_features)``; ``Conv1d/2d/3d`` -> a small batch
+    ``rand(2, C, 16[, 16[, 16]])``; ``Embedding`` -> token ids ``randint(2, 8, high=num_embeddings)``;
+    ``LSTM/GRU/RNN`` -> a short sequence ``rand(2, 5, input_size)`` (``(5, 2, input_size)``
+    without ``batch_first``); norms -> ``rand(2, num_features)``; a bare 2-D Parameter on the
+    root (the tutorial's ``MyModel``) -> ``rand(2, rows)``. Lazy layers know no input size yet:
+    ``rand(2, 4)`` with a note, to be edited.
+
+    Example:
+        >>> default_input(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))).text
+        'rand(2, 4)'
+    """
+    found = _first_module_with_parameters(model)
+    if found is None:
+        return InputSpec(
+            (TensorItem("rand", (2, LAZY_FALLBACK_FEATURES)),),
+            note="the model has no parameters to infer an input from: edit the spec",
+        )
+    name, module = found
+    where = name or "(root)"
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+        return InputSpec(
+            (TensorItem("rand", (2, LAZY_FALLBACK_FEATURES)),),
+            note=f"{where} ({type(module).__name__}) infers its input size from the first input: "
+            f"rand(2, {LAZY_FALLBACK_FEATURES}) is a guess, edit it",
+        )
+    if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+        high = module.num_embeddings
+        return InputSpec((TensorItem("randint", (2, _SEQUENCE_LENGTH), high=high),))
+    if isinstance(module, nn.Linear):
+        return InputSpec((TensorItem("rand", (2, module.in_features)),))
+    if isinstance(module, nn.Bilinear):  # two inputs: a tuple
+        return InputSpec(
+            (TensorItem("rand", (2, module.in1_features)), TensorItem("rand", (2, module.in2_features)))
+        )
+    if isinstance(module, nn.modules.conv._ConvNd):
+        dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1,
+                nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}.get(type(module), 2)
+        size = _IMAGE_SIZE if dims < 3 else 8
+        return InputSpec((TensorItem("rand", (2, module.in_channels) + (size,) * dims),))
+    if isinstance(module, nn.RNNBase):
+        shape = (2, _RNN_STEPS, module.input_size) if module.batch_first else (_RNN_STEPS, 2, module.input_size)
+        return InputSpec((TensorItem("rand", shape),))
+    if isinstance(module, nn.RNNCellBase):
+        return InputSpec((TensorItem("rand", (2, module.input_size)),))
+    if isinstance(module, nn.modules.batchnorm._BatchNorm | nn.GroupNorm):
+        channels = module.num_channels if isinstance(module, nn.GroupNorm) else module.num_features
+        return InputSpec((TensorItem("rand", (2, channels)),))
+    if isinstance(module, nn.LayerNorm) and module.normalized_shape:
+        return InputSpec((TensorItem("rand", (2, *module.normalized_shape)),))
+    first = next((p for p in module._parameters.values() if p is not None), None)
+    if first is not None and first.dim() >= 1:
+        return InputSpec(
+            (TensorItem("rand", (2, first.shape[0])),),
+            note=f"guessed from {where}'s first parameter {tuple(first.shape)}: edit the spec if wrong",
+        )
+    return InputSpec(
+        (TensorItem("rand", (2, LAZY_FALLBACK_FEATURES)),),
+        note=f"cannot infer an input for {where} ({type(module).__name__}): edit the spec",
+    )

@@ -21,8 +21,7 @@ class DiagnosticsPanel(QWidget):
         self.list = QTreeWidget(self)
         self.list.setHeaderLabels(["", "Message"])
         self.list.setRootIsDecorated(False)
-        self.list.setUniformRowHeights(True)
-        self.list.setWordWrap(False)
+        self.list.setWordWrap(True)  # messages are sentences; few enough to wrap cheaply
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.itemClicked.connect(self._on_clicked)
         self.list.itemActivated.connect(self._on_clicked)

@@ -46,11 +46,11 @@ class HistogramView(QWidget):
 
         self.current_item = pg.PlotDataItem(
             stepMode="center", fillLevel=0, pen=pg.mkPen(colors.CURRENT_PLOT, width=1.5),
-            brush=brush(colors.CURRENT_PLOT), name="now",
+            brush=brush(colors.CURRENT_PLOT),
         )  # fmt: skip
         self.previous_item = pg.PlotDataItem(
             stepMode="center", fillLevel=0, pen=pg.mkPen(colors.PREVIOUS_PLOT, width=1.5),
-            brush=brush(colors.PREVIOUS_PLOT), name="before",
+            brush=brush(colors.PREVIOUS_PLOT),
         )  # fmt: skip
         self.theory_item = pg.PlotDataItem(pen=pg.mkPen(colors.THEORY_PLOT, width=2, style=Qt.PenStyle.DashLine))
         for item in (self.previous_item, self.current_item, self.theory_item):

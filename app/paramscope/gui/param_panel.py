@@ -7,8 +7,14 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTableView, QVBoxLayout, QWidget
 
 from paramscope.gui.param_table import (
+    COL_GRAD_NORM,
+    COL_MAX,
+    COL_MEAN,
+    COL_MIN,
     COL_NAME,
+    COL_NORM,
     COL_QUALIFIED,
+    COL_STD,
     COLUMNS,
     NAME_ROLE,
     ParameterFilterProxy,
@@ -17,6 +23,8 @@ from paramscope.gui.param_table import (
 from paramscope.gui.state import AppState
 from paramscope.gui.ties import tied_tensors
 from paramscope.gui.widths import fit_columns
+
+NUMBER_COLUMNS = (COL_MEAN, COL_STD, COL_MIN, COL_MAX, COL_NORM, COL_GRAD_NORM)
 
 
 class ParameterPanel(QWidget):
@@ -86,7 +94,14 @@ class ParameterPanel(QWidget):
             tied_tensors(session.report, self.state.selected_group) if session else frozenset()
         )
         self.view.setColumnHidden(COL_QUALIFIED, name == "")  # the same as Name at the root
-        fit_columns(self.view.horizontalHeader(), self.model)
+        header = self.view.horizontalHeader()
+        fit_columns(header, self.model, maximum=280)
+        # Statistics arrive after the widths are set: leave room for the widest number format.
+        number_width = self.view.fontMetrics().horizontalAdvance("-8.888e-88") + 16
+        for column in NUMBER_COLUMNS:
+            header.resizeSection(column, max(header.sectionSize(column), number_width))
+        icon_room = self.view.iconSize().width() if self.view.iconSize().isValid() else 16
+        header.resizeSection(COL_NAME, min(300, header.sectionSize(COL_NAME) + icon_room + 6))
         if self.state.selected_tensor:
             self._on_tensor(self.state.selected_tensor)
 

@@ -31,20 +31,21 @@ AnyIndex = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole  # numbers sort as numbers
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # canonical tensor name
 
+# Statistics right after the shape: they are what a user scans; bookkeeping columns follow.
 COLUMNS = (
-    "Name", "Qualified name", "Aliases", "Kind", "Shape", "dtype", "Device", "requires_grad",
-    "numel", "mean", "std", "min", "max", "norm", "zeros", "NaN", "Inf", "grad norm",
+    "Name", "Shape", "dtype", "numel", "mean", "std", "min", "max", "norm", "zeros", "NaN", "Inf",
+    "grad norm", "requires_grad", "Device", "Kind", "Aliases", "Qualified name",
 )  # fmt: skip
 (
-    COL_NAME, COL_QUALIFIED, COL_ALIASES, COL_KIND, COL_SHAPE, COL_DTYPE, COL_DEVICE, COL_GRAD,
-    COL_NUMEL, COL_MEAN, COL_STD, COL_MIN, COL_MAX, COL_NORM, COL_ZEROS, COL_NAN, COL_INF,
-    COL_GRAD_NORM,
+    COL_NAME, COL_SHAPE, COL_DTYPE, COL_NUMEL, COL_MEAN, COL_STD, COL_MIN, COL_MAX, COL_NORM,
+    COL_ZEROS, COL_NAN, COL_INF, COL_GRAD_NORM, COL_GRAD, COL_DEVICE, COL_KIND, COL_ALIASES,
+    COL_QUALIFIED,
 ) = range(len(COLUMNS))  # fmt: skip
 STAT_COLUMNS = range(COL_MEAN, COL_INF + 1)
 NUMERIC_COLUMNS = frozenset({COL_NUMEL, *STAT_COLUMNS, COL_GRAD_NORM})
 _TOOLTIPS = {
     COL_NAME: "Name relative to the selected module, as module.named_parameters() gives it",
-    COL_ALIASES: "Every name that reaches this tensor (named_parameters(remove_duplicate=False))",
+    COL_ALIASES: "Every name of a tied tensor (named_parameters(remove_duplicate=False))",
     COL_ZEROS: "Fraction of elements equal to zero",
     COL_MEAN: "Statistics are over finite values; NaN and Inf are counted separately",
     COL_GRAD_NORM: "L2 norm of .grad; None before any backward",
@@ -236,8 +237,8 @@ class ParameterTableModel(QAbstractTableModel):
             return relative
         if column == COL_QUALIFIED:
             return info.name
-        if column == COL_ALIASES:
-            return ", ".join(info.aliases)
+        if column == COL_ALIASES:  # only tied tensors have other names worth a column
+            return ", ".join(info.aliases) if info.is_tied else ""
         if column == COL_KIND:
             if info.kind == "buffer":
                 return "buffer" if info.persistent else "buffer (non-persistent)"

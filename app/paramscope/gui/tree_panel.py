@@ -10,6 +10,7 @@ from paramscope.gui.ties import tied_modules
 from paramscope.gui.tree_model import (
     COL_DETAILS,
     COL_NAME,
+    COL_TYPE,
     NAME_ROLE,
     ModuleFilterProxy,
     ModuleTreeModel,
@@ -64,9 +65,9 @@ class ModuleTreePanel(QWidget):
             self.view.expandAll()
         else:
             self.view.expandToDepth(0)
-        fit_columns(self.view.header(), self._visible_sample(), maximum=240)
+        fit_columns(self.view.header(), self._visible_sample(), maximum=240, caps={COL_TYPE: 150})
         self.view.header().resizeSection(
-            COL_NAME, self.view.header().sectionSize(COL_NAME) + 20 * self._depth_hint()
+            COL_NAME, self.view.header().sectionSize(COL_NAME) + self.view.indentation() * (self._depth_hint() + 1)
         )
         self.view.header().setStretchLastSection(True)
         self._on_group(self.state.selected_group)

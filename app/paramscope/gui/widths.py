@@ -16,8 +16,12 @@ def fit_columns(
     maximum: int = 320,
     extra: int = 24,
     stretch_last: bool = False,
+    caps: dict[int, int] | None = None,
 ) -> None:
-    """Set each column's width from its header and the first rows' text, within bounds."""
+    """Set each column's width from its header and the first rows' text, within bounds.
+
+    ``caps`` gives some columns a smaller maximum (long class names are elided; tooltips have them).
+    """
     metrics = header.fontMetrics()
     rows = min(model.rowCount(), SAMPLE_ROWS)
     for column in range(model.columnCount()):
@@ -29,5 +33,6 @@ def fit_columns(
             text = model.index(row, column).data()
             if text:
                 width = max(width, metrics.horizontalAdvance(str(text)) + extra)
-        header.resizeSection(column, max(minimum, min(maximum, width)))
+        cap = (caps or {}).get(column, maximum)
+        header.resizeSection(column, max(minimum, min(cap, width)))
     header.setStretchLastSection(stretch_last)

@@ -1,0 +1,117 @@
+"""Starting the GUI: the QApplication, the first source, and ``--screenshot`` rendering."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from paramscope.core.errors import ParamscopeError
+from paramscope.core.sources import open_source
+from paramscope.gui.main_window import MainWindow
+
+FALLBACK_SOURCE = "demo:mlp"
+SCREENSHOT_SIZE = (1400, 880)
+# A screenshot never hangs a script: after this long it is taken with what statistics there are.
+SCREENSHOT_TIMEOUT_MS = 300_000
+
+
+def ensure_app() -> QApplication:
+    """The running QApplication, or a new one set up with paramscope's name, icon and style."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("paramscope")
+        app.setOrganizationName("paramscope")
+        app.setApplicationDisplayName("paramscope")
+        _apply_look(app)
+    return app  # type: ignore[return-value]
+
+
+def _apply_look(app: QApplication) -> None:
+    import pyqtgraph as pg
+
+    from paramscope.resources import resource_path
+
+    pg.setConfigOptions(antialias=True, background="w", foreground="k")
+    try:
+        icon = resource_path("icons/paramscope.svg")
+        pixmap = QPixmap()
+        if pixmap.loadFromData(icon.read_bytes()):
+            app.setWindowIcon(QIcon(pixmap))
+        app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
+    except OSError:  # a missing asset makes the app plainer, not broken
+        pass
+
+
+def run_app(source: str, weights: str | None = None, trust: bool = False, screenshot: str | None = None) -> int:
+    """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
+
+    A bad source with ``screenshot`` raises ParamscopeError (the CLI prints it and exits 2);
+    interactively it is shown in a message box and ``demo:mlp`` opens instead.
+    """
+    if screenshot is not None:
+        opened = open_source(source, trust=trust, weights=weights)  # errors go to the CLI
+        target = Path(screenshot)
+        if not target.parent.is_dir():
+            raise ParamscopeError(f"{screenshot}: folder {target.parent} does not exist")
+        app = ensure_app()
+        window = MainWindow(interactive=False)
+        window.open_model(opened)
+        return render_screenshot(app, window, target)
+
+    app = ensure_app()
+    window = MainWindow()
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    try:
+        opened = open_source(source, trust=trust, weights=weights)
+    except ParamscopeError as exc:
+        QMessageBox.warning(window, "paramscope", f"{exc}\n\nOpening {FALLBACK_SOURCE} instead.")
+        opened = open_source(FALLBACK_SOURCE)
+    window.open_model(opened)
+    return app.exec()
+
+
+def render_screenshot(app: QApplication, window: MainWindow, target: Path) -> int:
+    """Wait until the statistics are done (a signal), select the first parameter, grab, save."""
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    result = {"code": 1}
+    taken = {"done": False}
+
+    def shoot() -> None:
+        if taken["done"]:
+            return
+        taken["done"] = True
+        state = window.state
+        if state.has_session and state.session.report.parameters:
+            state.select_tensor(next(iter(state.session.report.parameters)))
+        # Let layouts and the plot settle through one event-loop turn before grabbing.
+        QTimer.singleShot(0, lambda: QTimer.singleShot(0, save))
+
+    def save() -> None:
+        pixmap = window.grab()
+        if pixmap.isNull() or not pixmap.save(str(target), "PNG"):
+            print(f"paramscope: {target}: could not write the PNG", file=sys.stderr)
+            result["code"] = 2
+        else:
+            result["code"] = 0
+        window.statistics.cancel_and_wait()
+        app.quit()
+
+    def on_error(message: str) -> None:
+        print(f"paramscope: {message}", file=sys.stderr)
+        shoot()  # the window still shows what is known
+
+    window.errorShown.connect(on_error)
+    window.statistics.allDone.connect(shoot)
+    if window.statistics.complete:
+        shoot()
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, shoot)
+    app.exec()
+    window.close()
+    return result["code"]

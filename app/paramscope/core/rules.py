@@ -206,7 +206,10 @@ class InitRule:
             raise RuleError(f"rule {self.text!r}: {exc}") from exc
 
 
-_INIT_RE = re.compile(r"^\s*(?P<name>[^()=\s][^()=]*?)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL)
+# INIT: a torch.nn.init name, or FILE.py:FUNCTION / package.module:FUNCTION; then (args) or nothing.
+_INIT_RE = re.compile(
+    r"^\s*(?P<name>[A-Za-z_]\w*|[^()=\s][^()=]*:[A-Za-z_]\w*)\s*(?:\((?P<args>.*)\))?\s*$", re.DOTALL
+)
 
 
 def _literal(node: ast.expr, rule: str) -> Any:
@@ -244,11 +247,24 @@ def _parse_args(args: str, rule: str) -> tuple[list[Any], dict[str, Any]]:
 
 def _split_rule(text: str) -> tuple[str, re.Match[str]]:
     # A selector may itself contain '=' (a regex): take the first split whose right side reads as INIT.
+    regex_problem: str | None = None
     for index, char in enumerate(text):
         if char == "=":
             match = _INIT_RE.match(text[index + 1 :])
-            if match and text[:index].strip():
-                return text[:index], match
+            left = text[:index].strip()
+            if not match or not left:
+                continue
+            if "(" in left and not left.startswith("re:"):
+                continue  # the '=' was inside INIT's arguments
+            if left.startswith("re:"):
+                try:
+                    re.compile(left[3:])
+                except re.error as exc:
+                    regex_problem = f"{left}: bad regular expression: {exc}"
+                    continue  # the '=' may be inside the regex
+            return text[:index], match
+    if regex_problem is not None:
+        raise RuleError(f"rule {text!r}: {regex_problem}")
     raise RuleError(f"rule {text!r}: expected SELECTOR=INIT(key=value,...), e.g. *.weight=normal(std=0.01)")
 
 

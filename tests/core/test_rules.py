@@ -1,0 +1,119 @@
+"""Parsing init rules and resolving their targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from paramscope.core.report import build_report
+from paramscope.core.rules import (
+    RuleError,
+    Selector,
+    parse_rule,
+    parse_selector,
+    plan,
+    resolve_targets,
+)
+from paramscope.core.session import Session
+from paramscope.core.sources import open_source
+
+
+def report_of(spec: str):
+    model = open_source(spec).model
+    return build_report(model), model
+
+
+@pytest.mark.parametrize(
+    ("text", "selector", "init", "kwargs"),
+    [
+        ("*.weight=normal(mean=0,std=0.01)", Selector("glob", "*.weight"), "normal", {"mean": 0, "std": 0.01}),
+        ("*.bias=constant(val=0)", Selector("glob", "*.bias"), "constant", {"val": 0}),
+        ("*.bias=constant(0)", Selector("glob", "*.bias"), "constant", {"val": 0}),
+        ("*=default", Selector("glob", "*"), "default", {}),
+        (r"re:^0\.=xavier_uniform(gain=1.0)", Selector("regex", r"^0\."), "xavier_uniform", {"gain": 1.0}),
+        ("re:a=b=normal_()", Selector("regex", "a=b"), "normal_", {}),
+        ("type:Linear=kaiming_normal_(mode='fan_out', nonlinearity=relu)", Selector("type", "Linear"),
+         "kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"}),  # fmt: skip
+        ("weights = trunc_normal(std=-1e-2, a=-2, b=2)", Selector("weights"), "trunc_normal",
+         {"std": -0.01, "a": -2, "b": 2}),  # fmt: skip
+        ("*.weight=my_init.py:init_weight_", Selector("glob", "*.weight"), "my_init.py:init_weight_", {}),
+        ("*.weight=pkg.mod:f(low=5, flag=True)", Selector("glob", "*.weight"), "pkg.mod:f", {"low": 5, "flag": True}),
+    ],
+)
+def test_parse_rule(text, selector, init, kwargs):
+    rule = parse_rule(text)
+    assert rule.selector == selector
+    assert rule.init == init
+    assert dict(rule.kwargs) == kwargs
+    assert rule.text == text.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("*.weight", "expected SELECTOR=INIT"),
+        ("=normal", "expected SELECTOR=INIT"),
+        ("*.weight=gaussian(std=1)", "unknown initializer 'gaussian'"),
+        ("*.weight=normal(sd=1)", "has no argument 'sd'"),
+        ("*.weight=normal(std='big')", "std must be a number"),
+        ("*.weight=normal(std=__import__('os').getpid())", "is not a number, string or boolean"),
+        ("*.weight=normal(std=1+1)", "is not a number, string or boolean"),
+        ("*.weight=normal(std=1", "expected SELECTOR=INIT"),
+        ("*.weight=normal(std=1,,)", "cannot read the arguments"),
+        ("*.weight=kaiming_normal(mode=fan_sideways)", "mode must be one of fan_in, fan_out"),
+        ("*.weight=dirac(groups=1.5)", "groups must be an integer"),
+        ("*.weight=constant()", "constant_ needs val"),
+        ("*.weight=normal(1, 2, 3)", "takes at most 2 arguments"),
+        ("re:([=normal", "bad regular expression"),
+        ("type:not a type=normal", "a module type is a class name"),
+        ("*=my.py:f(3)", "as key=value"),
+    ],
+)
+def test_bad_rules_give_one_line_errors_naming_the_rule(text, message):
+    with pytest.raises(RuleError) as caught:
+        parse_rule(text)
+    text_of_error = str(caught.value)
+    assert message in text_of_error
+    assert "\n" not in text_of_error
+    assert "rule" in text_of_error
+
+
+def test_glob_regex_type_and_keywords_on_the_tutorial_mlp():
+    report, model = report_of("demo:mlp")
+    assert resolve_targets(report, "*.weight") == ["0.weight", "2.weight"]
+    assert resolve_targets(report, "0.*") == ["0.weight", "0.bias"]
+    assert resolve_targets(report, "*") == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert resolve_targets(report, r"re:^2\.") == ["2.weight", "2.bias"]
+    assert resolve_targets(report, "type:Linear") == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert resolve_targets(report, "type:ReLU") == []
+    assert resolve_targets(report, parse_selector("weights")) == ["0.weight", "2.weight"]
+    assert resolve_targets(report, parse_selector("biases")) == ["0.bias", "2.bias"]
+
+
+def test_type_selector_matches_subclasses_when_the_model_is_given():
+    report, model = report_of("demo:tiny_lm")
+    # MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear, a Linear subclass
+    with_model = resolve_targets(report, "type:Linear", model)
+    assert "blocks.layers.0.self_attn.out_proj.weight" in with_model
+    assert "blocks.layers.0.self_attn.out_proj.weight" not in resolve_targets(report, "type:Linear")
+
+
+def test_tied_parameter_hit_through_either_alias_is_one_canonical_target():
+    report, model = report_of("demo:tiny_lm")
+    assert resolve_targets(report, "head.weight") == ["embed.weight"]
+    assert resolve_targets(report, "embed.weight") == ["embed.weight"]
+    session = Session(open_source("demo:tiny_lm"))
+    described = plan(session, ["head.*=normal(std=0.02)"]).describe()
+    assert "head.weight (= embed.weight)" in described and "also changes embed.weight" in described
+
+
+def test_glob_does_not_hit_buffers_but_names_may():
+    report, _ = report_of("demo:cnn")
+    assert not any("running" in n for n in resolve_targets(report, "*"))
+    assert resolve_targets(report, Selector.of_names(["features.1.running_var"])) == ["features.1.running_var"]
+    with pytest.raises(RuleError, match="no tensor named 'nope'"):
+        resolve_targets(report, Selector.of_names(["nope"]))
+
+
+def test_a_rule_that_hits_nothing_says_so():
+    session = Session(open_source("demo:mlp"))
+    assert "hits nothing" in plan(session, ["*.gamma=ones"]).describe()

@@ -22,7 +22,9 @@ def load_torchscript(sniffed: Sniffed, trust: bool) -> nn.Module:
     if not trust:
         raise UntrustedFileError(path, TORCHSCRIPT_RISK, "it is a TorchScript archive")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; still worth opening
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError with C++ traces
         raise bad_file(path, f"cannot be loaded as TorchScript: {first_line(exc)}") from None
 

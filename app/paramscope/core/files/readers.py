@@ -58,9 +58,30 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
     return checkpoint.all_tensors()
 
 
-def open_file(path: Path, trust: bool) -> OpenedModel:
+def _folder_target(path: Path) -> Path | None:
+    """A folder opens through its single ``*.index.json``; DCP folders are left to their opener."""
+    try:
+        from paramscope.core.dcp import is_dcp_folder
+
+        if is_dcp_folder(path):
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    indexes = sorted(path.glob("*.index.json"))
+    if len(indexes) == 1:
+        return indexes[0]
+    hint = "it holds several *.index.json; open one of them" if indexes else "open a weights file or the *.index.json inside"
+    raise bad_file(path, f"is a folder, not a model file ({hint})")
+
+
+def open_file(path: Path, trust: bool) -> OpenedModel | None:
     """The file opener registered with :func:`paramscope.core.sources.register_file_opener`."""
     path = Path(path)
+    if path.is_dir():
+        index = _folder_target(path)
+        if index is None:
+            return None
+        path = index
     sniffed = sniff(path)
     checkpoint = read_checkpoint(path, trust)
     source = str(path)

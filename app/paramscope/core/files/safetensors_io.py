@@ -105,6 +105,10 @@ def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[i
     return begin, stop, name
 
 
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in name.split(".")]
+
+
 def aliases_from_metadata(metadata: dict[str, str], stored: set[str]) -> dict[str, str]:
     """``{alias: stored}`` pairs as ``save_model`` writes them; other metadata is left alone."""
     return {k: v for k, v in metadata.items() if v in stored and k not in stored}
@@ -125,6 +129,8 @@ def read_safetensors(path: Path) -> Checkpoint:
         tensors = load_file(str(path))
     except Exception as exc:  # the library's errors are not one-line friendly
         raise bad_file(path, f"cannot be read as safetensors: {first_line(exc)}") from None
+    # safetensors keeps no order: sort names naturally so layers.2 comes before layers.10
+    tensors = {k: tensors[k] for k in sorted(tensors, key=natural_key)}
     aliases = aliases_from_metadata(metadata, set(tensors))
     other = {k: v for k, v in metadata.items() if k not in aliases}
     notes = [f"{len(aliases)} tied name(s) restored from the file's metadata"] if aliases else []

@@ -129,14 +129,17 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
     else:
         raise bad_file(path, f"is a {sniffed.kind} file, not a torch checkpoint")
     try:
-        if not trust:
-            return torch.load(
-                path, map_location="cpu", weights_only=True, mmap=sniffed.kind == "torch_zip"
-            )
         if sniffed.kind == "pickle":
             with open(path, "rb") as handle:
-                return pickle.load(handle)  # noqa: S301  (the user trusted this file)
-        return torch.load(path, map_location="cpu", weights_only=False)
+                return pickle.load(handle)  # noqa: S301  (only with trust, checked above)
+        if path.suffix.lower() == ".safetensors":
+            # torch.load hands any *.safetensors path to safetensors: give it the bytes instead
+            with open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=not trust)
+        # mmap: a large checkpoint is paged in as it is read, not copied into memory at once
+        return torch.load(
+            path, map_location="cpu", weights_only=not trust, mmap=sniffed.kind == "torch_zip"
+        )
     except pickle.UnpicklingError as exc:
         if not trust and "weights only" in str(exc).lower():
             raise _untrusted(path, scan) from None

@@ -1,0 +1,204 @@
+"""Every file source opens: state_dicts (.pt/.pth/.bin, legacy), safetensors, shards, archives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file, save_model
+from torch import nn
+
+from paramscope.core.demos import build_demo
+from paramscope.core.errors import SourceError
+from paramscope.core.files import UntrustedFileError, read_checkpoint
+from paramscope.core.report import build_report
+from paramscope.core.sources import open_source
+
+
+def _same_values(model: nn.Module, reference: nn.Module) -> None:
+    got, want = model.state_dict(), reference.state_dict()
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert torch.equal(got[name], want[name]), name
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin"])
+def test_zip_state_dict_opens_as_tree_with_ties(tmp_path: Path, suffix: str) -> None:
+    lm = build_demo("tiny_lm")
+    path = tmp_path / f"lm{suffix}"
+    torch.save(lm.state_dict(), path)
+    opened = open_source(str(path))
+    assert opened.kind == "state_dict"
+    assert "forward" in opened.forward_unavailable
+    _same_values(opened.model, lm)
+    report = build_report(opened.model)
+    assert report.parameters["embed.weight"].aliases == ("embed.weight", "head.weight")
+    assert opened.model.get_submodule("blocks.layers.0.self_attn").in_proj_weight.shape == (96, 32)
+
+
+def test_legacy_format_and_buffers(tmp_path: Path) -> None:
+    cnn = build_demo("cnn")
+    path = tmp_path / "cnn_legacy.pt"
+    torch.save(cnn.state_dict(), path, _use_new_zipfile_serialization=False)
+    opened = open_source(str(path))
+    _same_values(opened.model, cnn)
+    report = build_report(opened.model)
+    assert "features.1.running_mean" in report.buffers
+    assert report.buffers["features.1.num_batches_tracked"].dtype == "int64"
+    assert "features.1.weight" in report.parameters
+
+
+def test_safetensors_with_aliases_is_retied(tmp_path: Path) -> None:
+    lm = build_demo("tiny_lm")
+    path = tmp_path / "lm.safetensors"
+    save_model(lm, str(path))
+    opened = open_source(str(path))
+    model = opened.model
+    assert model.get_submodule("head").weight is model.get_submodule("embed").weight
+    _same_values(model, lm)
+
+
+def test_content_decides_not_extension(tmp_path: Path) -> None:
+    mlp = build_demo("mlp")
+    as_pt = tmp_path / "really_safetensors.pt"
+    save_file(dict(mlp.state_dict()), str(as_pt))
+    as_st = tmp_path / "really_torch.safetensors"
+    torch.save(mlp.state_dict(), as_st)
+    _same_values(open_source(str(as_pt)).model, mlp)
+    _same_values(open_source(str(as_st)).model, mlp)
+
+
+def test_checkpoint_dict_weights_and_extras(tmp_path: Path) -> None:
+    mlp = build_demo("mlp")
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1, momentum=0.9)
+    mlp(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "ckpt.pt"
+    torch.save(
+        {"epoch": 7, "arch": "mlp", "model": mlp.state_dict(), "optimizer": optimizer.state_dict(),
+         "config": {"width": 3, "act": "relu"}},
+        path,
+    )
+    opened = open_source(str(path))
+    _same_values(opened.model, mlp)
+    assert opened.extras["epoch"] == 7
+    assert opened.extras["arch"] == "mlp"
+    assert "optimizer state" in str(opened.extras["optimizer"])
+    assert any("'model' entry" in n for n in opened.notes)
+
+
+def test_nested_dicts_single_tensor_and_non_tensor_entries(tmp_path: Path) -> None:
+    path = tmp_path / "nested.pt"
+    torch.save({"encoder": {"w": torch.ones(2, 2), "steps": 5}, "name": "x"}, path)
+    opened = open_source(str(path))
+    assert dict(opened.model.named_parameters())["encoder.w"].shape == (2, 2)
+    assert opened.extras == {"encoder.steps": 5, "name": "x"}
+    single = tmp_path / "tensor.pt"
+    torch.save(torch.arange(3.0), single)
+    assert torch.equal(open_source(str(single)).model.tensor, torch.arange(3.0))
+
+
+def test_names_that_clash_with_module_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "clash.safetensors"
+    save_file({"forward.weight": torch.ones(1), "a": torch.ones(2), "a.b": torch.zeros(2)}, str(path))
+    opened = open_source(str(path))
+    values = sorted(t.numel() for t in opened.model.state_dict().values())
+    assert values == [1, 2, 2]
+    assert opened.notes  # the renames are explained
+
+
+def _write_sharded(folder: Path, model: nn.Module, fmt: str) -> Path:
+    state = model.state_dict()
+    names = list(state)
+    half = len(names) // 2
+    weight_map = {}
+    for i, part in enumerate((names[:half], names[half:])):
+        shard = f"model-{i + 1:05d}-of-00002.{fmt}"
+        tensors = {k: state[k].clone() for k in part}
+        if fmt == "safetensors":
+            save_file(tensors, str(folder / shard))
+        else:
+            torch.save(tensors, folder / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    index = folder / f"model.{fmt}.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_sharded_index(tmp_path: Path, fmt: str) -> None:
+    cnn = build_demo("cnn")
+    index = _write_sharded(tmp_path, cnn, fmt)
+    opened = open_source(str(index))
+    assert opened.kind == "sharded"
+    _same_values(opened.model, cnn)
+    # the folder itself opens through its single index
+    _same_values(open_source(str(tmp_path)).model, cnn)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_needs_trust_then_opens(tmp_path: Path) -> None:
+    mlp = build_demo("mlp")
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(mlp), str(path))
+    with pytest.raises(UntrustedFileError, match="TorchScript"):
+        open_source(str(path))
+    opened = open_source(str(path), trust=True)
+    assert opened.kind == "torchscript"
+    assert opened.can_forward
+    x = torch.randn(2, 4)
+    assert torch.allclose(opened.model(x), mlp(x))
+
+
+def test_exported_program_needs_trust_then_opens(tmp_path: Path) -> None:
+    mlp = build_demo("mlp")
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(torch.export.export(mlp, (torch.randn(2, 4),)), str(path))
+    with pytest.raises(UntrustedFileError, match="pt2"):
+        open_source(str(path))
+    opened = open_source(str(path), trust=True)
+    assert opened.kind == "export"
+    assert sorted(t.numel() for t in opened.model.state_dict().values()) == [1, 3, 3, 12]
+
+
+def test_whole_pickled_module_refused_then_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(build_demo("mlp"), path)
+    with pytest.raises(UntrustedFileError) as info:
+        open_source(str(path))
+    message = str(info.value)
+    assert str(path) in message and "--trust" in message and "arbitrary code" in message
+    assert "weights_only=False" not in message
+    assert info.value.path == path
+    opened = open_source(str(path), trust=True)
+    assert opened.kind == "pickled_module" and isinstance(opened.model, nn.Sequential)
+
+
+def test_python_source_with_weights(tmp_path: Path) -> None:
+    code = tmp_path / "net.py"
+    code.write_text("from torch import nn\ndef make():\n    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))\n")
+    weights = tmp_path / "w.safetensors"
+    mlp = build_demo("mlp", seed=3)
+    save_file(dict(mlp.state_dict()), str(weights))
+    opened = open_source(f"{code}:make", weights=str(weights))
+    _same_values(opened.model, mlp)
+
+
+def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path: Path) -> None:
+    weights = tmp_path / "cnn.pt"
+    torch.save(build_demo("cnn").state_dict(), weights)
+    with pytest.raises(SourceError.__mro__[1]) as info:  # ParamscopeError
+        open_source("demo:mlp", weights=str(weights))
+    message = str(info.value)
+    assert "\n" not in message and str(weights) in message
+    assert "4 missing" in message and "16 unexpected" in message
+
+
+def test_read_checkpoint_gives_aliases(tmp_path: Path) -> None:
+    path = tmp_path / "shared.safetensors"
+    save_model(build_demo("shared"), str(path))
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.aliases == {"1.weight": "0.weight"}
+    assert set(checkpoint.all_tensors()) == {"0.weight", "1.weight"}

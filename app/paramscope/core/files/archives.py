@@ -7,6 +7,8 @@ without consent.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 

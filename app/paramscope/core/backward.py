@@ -38,7 +38,13 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.inputs import InputSpec, parse_input_spec
 from paramscope.core.losses import compute_loss, differentiable_leaves, get_loss, tensor_leaves
 from paramscope.core.signal import SignalPoint, SignalRecorder
-from paramscope.core.stats import Histogram, TensorStats, data_problem, tensor_histogram, tensor_stats
+from paramscope.core.stats import (
+    Histogram,
+    TensorStats,
+    data_problem,
+    tensor_histogram,
+    tensor_stats,
+)
 from paramscope.core.tasks import TaskState, ensure_state
 
 ROOT_LABEL = "(root)"
@@ -312,11 +318,45 @@ class _Recorder:
 
     def _keep_part(self, param_id: int, use: _Use) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            # Only parameters with several uses keep copies; the forward is complete by now.
-            if param_id in self.clone_ids or len(self.uses.get(param_id, ())) > 1:
+            # Only parameters used several times keep copies (a clone: autograd may later add
+            # other uses in place into storage this gradient shares).
+            if param_id in self.clone_ids:
                 use.grad = grad.detach().clone() if use.grad is None else use.grad + grad.detach()
 
         return hook
+
+    def count_uses(self, loss: torch.Tensor) -> None:
+        """Walk the autograd graph: parameters reached by two or more edges keep per-use parts.
+
+        Counting edges into each parameter's AccumulateGrad node also finds uses no module call
+        saw (a parent reading ``self.child.weight`` directly, an RNN's flat weight list).
+        """
+        view_nodes = {id(use.view.grad_fn) for uses in self.uses.values() for use in uses}
+        edges: dict[int, int] = {}
+        seen: set[int] = set()
+        stack = [loss.grad_fn] if loss.grad_fn is not None else []
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            for child, _ in node.next_functions:
+                if child is None:
+                    continue
+                variable = getattr(child, "variable", None)
+                if variable is not None:
+                    edges[id(variable)] = edges.get(id(variable), 0) + 1
+                elif id(child) in view_nodes:
+                    # one use through a module call: the view's own edge leads to the parameter
+                    if id(child) not in seen:
+                        seen.add(id(child))
+                        for grandchild, _ in child.next_functions:
+                            var = getattr(grandchild, "variable", None)
+                            if var is not None:
+                                edges[id(var)] = edges.get(id(var), 0) + 1
+                else:
+                    stack.append(child)
+        self.clone_ids.update(pid for pid, count in edges.items() if count > 1)
 
     def _restore(self, call_id: int) -> None:
         for module, local, previous in reversed(self.swaps.pop(call_id, [])):
@@ -535,6 +575,8 @@ def run_backward(
                     "the loss does not depend on any parameter that requires grad "
                     "(all parameters frozen, or the output is detached)"
                 )
+            if record_parts:
+                recorder.count_uses(loss_tensor)
             state.progress(0.4, "backward")
             params = _named_parameters(model)  # after the forward: lazy parameters are real now
             old = {pid: p.grad for pid, (p, _) in params.items()}

@@ -10,6 +10,7 @@ outputs are used; the caller removes the module hooks afterwards.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -78,10 +79,9 @@ class SignalRecorder:
             def keep_gradient_std(grad: torch.Tensor, record: _Record = record) -> None:
                 record.gradient_std = _std(grad)
 
-            try:
+            # e.g. an output that cannot take hooks: keep the forward std only
+            with contextlib.suppress(RuntimeError):
                 tensor.register_hook(keep_gradient_std)
-            except RuntimeError:  # e.g. an output modified in place later: forward std only
-                pass
 
     def points(self) -> list[SignalPoint]:
         return [

@@ -377,6 +377,7 @@ class Plan:
     """What a request (one or more rules) will change, checked before anything is applied."""
 
     rules: list[RulePlan]
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # refusals left out on request
 
     @property
     def refusals(self) -> list[tuple[str, str, str]]:
@@ -397,6 +398,13 @@ class Plan:
 
     def describe(self) -> str:
         return "\n".join(line for rp in self.rules for line in rp.describe())
+
+    def drop_refused(self) -> list[tuple[str, str, str]]:
+        """Remove refused hits (to apply the rest); returns what was dropped, as :attr:`refusals`."""
+        dropped = self.refusals
+        for rule_plan in self.rules:
+            rule_plan.hits[:] = [h for h in rule_plan.hits if h.refused is None]
+        return dropped
 
     def refusal_message(self) -> str:
         parts = [f"{name}: {why}" for _, name, why in self.refusals]
@@ -528,35 +536,46 @@ def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
     return "\n".join(lines)
 
 
-def build_commands(session: Session, rules: Sequence[InitRule | str], seed: int | None = None) -> tuple[Plan, list[InitCommand]]:
+def _checked_plan(session: Session, rules: Sequence[InitRule | str], skip_refused: bool) -> Plan:
+    the_plan = plan(session, rules)
+    if skip_refused:
+        the_plan.skipped = the_plan.drop_refused()
+    if not the_plan.ok:
+        raise RefusedError(the_plan.refusal_message(), the_plan)
+    return the_plan
+
+
+def build_commands(session: Session, rules: Sequence[InitRule | str], seed: int | None = None,
+                   skip_refused: bool = False) -> tuple[Plan, list[InitCommand]]:  # fmt: skip
     """Plan ``rules`` and build their commands (not yet executed).
 
     Raises:
         RuleError: a bad rule. RefusedError: some target refuses (its ``plan`` says which).
     """
-    the_plan = plan(session, rules)
-    if not the_plan.ok:
-        raise RefusedError(the_plan.refusal_message(), the_plan)
+    the_plan = _checked_plan(session, rules, skip_refused)
     generator, used_seed = make_generator(seed)
     request = next(_request_ids)
+    effective = [rp for rp in the_plan.rules if rp.hits]  # a rule that hits nothing changes nothing
     commands = [
         InitCommand(session, rule_plan, generator, used_seed, request, index)
-        for index, rule_plan in enumerate(the_plan.rules)
+        for index, rule_plan in enumerate(effective)
     ]
     return the_plan, commands
 
 
-def apply_rules(session: Session, rules: Sequence[InitRule | str], seed: int | None = None) -> list[Command]:
+def apply_rules(session: Session, rules: Sequence[InitRule | str], seed: int | None = None,
+                skip_refused: bool = False) -> list[Command]:  # fmt: skip
     """Apply ``rules`` in order through ``session.execute`` (one undoable command per rule).
 
     All or nothing: every target is checked first; if any refuses, nothing is applied and
-    :class:`RefusedError` names each refused tensor and why. If a rule fails while running,
-    the rules already applied are undone.
+    :class:`RefusedError` names each refused tensor and why (with ``skip_refused`` the refused
+    tensors are left out and the others applied). If a rule fails while running, the rules
+    already applied are undone.
 
     Example:
         >>> apply_rules(session, ["*.weight=normal(std=0.01)", "*.bias=constant(val=0)"], seed=0)
     """
-    _, commands = build_commands(session, rules, seed)
+    _, commands = build_commands(session, rules, seed, skip_refused)
     done: list[Command] = []
     for command in commands:
         try:
@@ -576,16 +595,15 @@ def _undo_all(session: Session, done: list[Command]) -> None:
         session.undo()
 
 
-def preview_rules(session: Session, rules: Sequence[InitRule | str], seed: int | None = None) -> tuple[Plan, dict[str, torch.Tensor]]:
+def preview_rules(session: Session, rules: Sequence[InitRule | str], seed: int | None = None,
+                  skip_refused: bool = False) -> tuple[Plan, dict[str, torch.Tensor]]:  # fmt: skip
     """The tensors ``rules`` would produce, computed on copies; the model is not touched.
 
     With the same seed the preview is bit-identical to what :func:`apply_rules` writes.
     """
     import copy
 
-    the_plan = plan(session, rules)
-    if not the_plan.ok:
-        raise RefusedError(the_plan.refusal_message(), the_plan)
+    the_plan = _checked_plan(session, rules, skip_refused)
     generator, _ = make_generator(seed)
     copies: dict[str, torch.Tensor] = {}
 

@@ -1,0 +1,99 @@
+"""``paramscope init SOURCE --rule 'SELECTOR=INIT(key=value,...)' ... [--seed N] -o OUT``.
+
+Rules apply in order with one seeded generator (see :mod:`paramscope.core.rules`); every target
+is checked before anything changes, and the state_dict is written atomically (``.pt`` or
+``.safetensors``). A custom initializer (``file.py:function``) runs that file's Python code.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from paramscope.cli.common import add_source_arguments, open_from_args
+
+EPILOG = """\
+rules: SELECTOR=INIT(key=value,...)
+  SELECTOR  glob on qualified names (*.weight, 0.*, *), re:REGEX, type:Linear, weights, biases
+  INIT      a torch.nn.init name (normal, kaiming_uniform_, ...), default (reset_parameters()),
+            or FILE.py:FUNCTION / package.module:FUNCTION (runs that Python code)
+examples:
+  paramscope init demo:mlp --rule '*.weight=normal(mean=0,std=0.01)' --rule '*.bias=constant(val=0)' -o out.pt
+  paramscope init demo:mlp --rule 're:^0\\.=xavier_uniform(gain=1.0)' --seed 0 -o out.safetensors
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_source_arguments(parser)
+    parser.add_argument("--rule", action="append", default=[], metavar="RULE", help="SELECTOR=INIT(key=value,...); repeatable, applied in order")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the torch.Generator (default: a random seed, printed)")
+    parser.add_argument("-o", "--output", metavar="OUT", help="write the state_dict here (.pt, .pth, .bin or .safetensors)")
+    parser.add_argument("--skip-refused", action="store_true", help="leave out tensors an initializer cannot apply to (e.g. biases for xavier_*) and apply the rest; default: apply nothing")
+    parser.add_argument("--dry-run", action="store_true", help="only list which tensors each rule hits")
+    parser.add_argument("--script", metavar="PY", help="also write a Python script that replays the init")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from paramscope.core.errors import ParamscopeError
+    from paramscope.core.rules import RefusedError, parse_rule, plan
+
+    if not args.rule:
+        raise ParamscopeError("init: give at least one --rule 'SELECTOR=INIT(key=value,...)'")
+    if not args.output and not args.dry_run:
+        raise ParamscopeError("init: give -o OUT.pt (or OUT.safetensors), or --dry-run")
+    if args.output:
+        from paramscope.core.files.export import export_format
+
+        export_format(Path(args.output))  # a bad extension fails before any work
+    rules = [parse_rule(text) for text in args.rule]  # bad rules fail before the model is opened
+    opened = open_from_args(args)
+
+    from paramscope.core.session import Session
+
+    session = Session(opened)
+    the_plan = plan(session, rules)
+    print(the_plan.describe())
+    if not the_plan.ok and not args.skip_refused:
+        message = the_plan.refusal_message() + " (--skip-refused applies the rule to the other tensors)"
+        raise RefusedError(message, the_plan)
+    if args.dry_run:
+        return 0
+
+    from paramscope.core.rules import apply_rules
+
+    if the_plan.refusals:
+        print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
+    commands = apply_rules(session, rules, seed=args.seed, skip_refused=args.skip_refused)
+    print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
+    if args.script:
+        from paramscope.core.replay import replay_script
+
+        _write_text(Path(args.script), replay_script(session))
+        print(f"wrote {args.script}")
+    from paramscope.core.files.export import export_model
+
+    result = export_model(session.model, args.output)
+    print(f"wrote {result.path} ({result.format}): {result.tensors} tensors")
+    return 0
+
+
+def _write_text(path, text: str) -> None:  # noqa: ANN001
+    """Write ``text`` next to its target first, then rename it into place."""
+    import os
+    import tempfile
+
+    folder = path.resolve().parent
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

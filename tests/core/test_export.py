@@ -1,0 +1,257 @@
+"""Export: .pt and .safetensors round trips with ties, exact non-float data, atomic writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+from paramscope.core.commands import TensorEditCommand
+from paramscope.core.demos import build_demo
+from paramscope.core.errors import Cancelled
+from paramscope.core.files import export as export_module
+from paramscope.core.files.export import ExportError, export_model, save_session, write_state_dict
+from paramscope.core.session import Session
+from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.tasks import TaskState
+
+TIED = {"tiny_lm": ("embed.weight", "head.weight"), "shared": ("0.weight", "1.weight")}
+
+
+def _assert_equal_state(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert sorted(got) == sorted(want)
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype, name
+        assert torch.equal(got[name], tensor), name
+
+
+@pytest.mark.parametrize("demo", list(TIED))
+def test_pt_round_trip_keeps_ties(tmp_path: Path, demo: str) -> None:
+    model = build_demo(demo)
+    path = tmp_path / "out.pt"
+    result = export_model(model, path)
+    kept, alias = sorted(TIED[demo])
+    assert result.aliases == {alias: kept}
+    plain = torch.load(path, weights_only=True)
+    _assert_equal_state(plain, model.state_dict())
+    assert plain[kept].data_ptr() == plain[alias].data_ptr()  # torch.save kept one storage
+    fresh = build_demo(demo, seed=1)
+    fresh.load_state_dict(plain)
+    _assert_equal_state(fresh.state_dict(), model.state_dict())
+    reopened = open_source(str(path)).model
+    assert reopened.get_parameter(kept) is reopened.get_parameter(alias)
+
+
+@pytest.mark.parametrize("demo", list(TIED))
+def test_safetensors_round_trip_stores_shared_once(tmp_path: Path, demo: str) -> None:
+    model = build_demo(demo)
+    path = tmp_path / "out.safetensors"
+    export_model(model, path)
+    kept, alias = sorted(TIED[demo])
+    plain = safetensors.torch.load_file(str(path))
+    assert kept in plain and alias not in plain  # stored once
+    with safetensors.safe_open(str(path), "pt") as handle:
+        assert handle.metadata()[alias] == kept  # save_model's alias form
+    expected = {k: v for k, v in model.state_dict().items() if k != alias}
+    _assert_equal_state(plain, expected)
+    fresh = build_demo(demo, seed=1)
+    missing, unexpected = safetensors.torch.load_model(fresh, str(path))
+    assert not missing and not unexpected
+    _assert_equal_state(fresh.state_dict(), model.state_dict())
+    reopened = open_source(str(path)).model
+    assert reopened.get_parameter(kept) is reopened.get_parameter(alias)
+
+
+def test_same_file_as_safetensors_save_model_writes(tmp_path: Path) -> None:
+    model = build_demo("tiny_lm")
+    ours, theirs = tmp_path / "ours.safetensors", tmp_path / "theirs.safetensors"
+    export_model(model, ours)
+    safetensors.torch.save_model(model, str(theirs))
+    with safetensors.safe_open(str(ours), "pt") as a, safetensors.safe_open(str(theirs), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert {k: v for k, v in a.metadata().items() if k != "format"} == b.metadata()
+
+
+class Odd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([1.0, float("nan"), float("inf"), -0.0, 1e-45]))
+        self.fp16 = nn.Parameter(torch.randn(3, dtype=torch.float16))
+        self.bf16 = nn.Parameter(torch.randn(3, dtype=torch.bfloat16))
+        self.register_buffer("mask", torch.tensor([True, False, True]))
+        self.register_buffer("count", torch.tensor(2**40 + 1, dtype=torch.int64))
+        self.register_buffer("small", torch.tensor([-3, 7], dtype=torch.int8))
+        self.register_buffer("scratch", torch.ones(2), persistent=False)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_non_float_and_odd_values_round_trip_exactly(tmp_path: Path, suffix: str) -> None:
+    model = Odd()
+    path = tmp_path / f"odd{suffix}"
+    export_model(model, path)
+    reopened = open_source(str(path)).model
+    got = reopened.state_dict()
+    assert "scratch" not in got
+    for name, tensor in model.state_dict().items():
+        assert got[name].dtype == tensor.dtype
+        assert torch.equal(got[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)), name
+    assert isinstance(reopened.get_buffer("mask"), torch.Tensor)
+    assert torch.signbit(got["weight"][3])  # -0.0 stays negative zero
+
+
+def test_subtree_export_uses_relative_names(tmp_path: Path) -> None:
+    model = build_demo("cnn")
+    path = tmp_path / "features.safetensors"
+    export_model(model, path, module="features")
+    plain = safetensors.torch.load_file(str(path))
+    assert sorted(plain) == sorted(model.features.state_dict())
+    fresh = build_demo("cnn", seed=2).features
+    fresh.load_state_dict(plain)
+    with pytest.raises(ExportError, match="no such module"):
+        export_model(model, tmp_path / "x.pt", module="nope")
+
+
+def _fail_midway(real):
+    def writer(obj, target, *args, **kwargs):
+        if hasattr(target, "write"):
+            target.write(b"partial bytes")
+        else:
+            Path(target).write_bytes(b"partial bytes")
+        raise OSError(28, "No space left on device")
+
+    return writer
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_failure_midway_leaves_old_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    path = tmp_path / f"model{suffix}"
+    export_model(build_demo("mlp"), path)
+    before = path.read_bytes()
+    if suffix == ".pt":
+        monkeypatch.setattr(torch, "save", _fail_midway(torch.save))
+    else:
+        monkeypatch.setattr(safetensors.torch, "save_file", _fail_midway(safetensors.torch.save_file))
+    with pytest.raises(ExportError, match="No space left") as info:
+        export_model(build_demo("mlp", seed=9), path)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
+
+
+def test_failure_with_no_old_target_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "save", _fail_midway(torch.save))
+    with pytest.raises(ExportError):
+        export_model(build_demo("mlp"), tmp_path / "new.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_back_mismatch_and_interrupt_leave_old_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "model.pt"
+    export_model(build_demo("mlp"), path)
+    before = path.read_bytes()
+    real = export_module._read_back
+
+    def corrupted(tmp, fmt):
+        state = real(tmp, fmt)
+        state["0.weight"] = state["0.weight"] + 1
+        return state
+
+    monkeypatch.setattr(export_module, "_read_back", corrupted)
+    with pytest.raises(ExportError, match="read-back check failed: 0.weight"):
+        export_model(build_demo("mlp", seed=4), path)
+    assert path.read_bytes() == before
+
+    def interrupted(tmp, fmt):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "_read_back", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(build_demo("mlp", seed=4), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_cancel_leaves_old_target(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    export_model(build_demo("mlp"), path)
+    before = path.read_bytes()
+    state = TaskState(on_progress=lambda fraction, _: state.cancel() if fraction >= 0.5 else None)
+    with pytest.raises(Cancelled):
+        export_model(build_demo("mlp", seed=5), path, state=state)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_progress_reaches_the_end(tmp_path: Path) -> None:
+    seen: list[float] = []
+    export_model(build_demo("mlp"), tmp_path / "m.pt", state=TaskState(on_progress=lambda f, _: seen.append(f)))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_bad_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_demo("mlp")
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(model, tmp_path / "m.txt")
+    with pytest.raises(ExportError, match="is a folder"):
+        (tmp_path / "dir.pt").mkdir()
+        export_model(model, tmp_path / "dir.pt")
+    with pytest.raises(ExportError, match="does not exist"):
+        export_model(model, tmp_path / "nowhere" / "m.pt")
+    with pytest.raises(ExportError, match="reserved"):
+        write_state_dict({"__metadata__": torch.ones(1)}, tmp_path / "m.safetensors")
+
+    def no_temp(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(export_module.tempfile, "mkstemp", no_temp)
+    with pytest.raises(ExportError, match="Permission denied"):
+        export_model(model, tmp_path / "m.pt")
+
+
+def test_existing_file_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    export_model(build_demo("mlp"), path)
+    path.chmod(0o640)
+    export_model(build_demo("mlp", seed=3), path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_save_session_marks_clean(tmp_path: Path) -> None:
+    session = Session(OpenedModel(build_demo("mlp"), "demo:mlp", "demo"))
+    weight = session.tensor("0.weight")
+    session.execute(TensorEditCommand("zero", [("0.weight", weight)], lambda: weight.zero_()))
+    assert session.modified
+    save_session(session, tmp_path / "m.safetensors")
+    assert not session.modified
+    reopened = open_source(str(tmp_path / "m.safetensors")).model
+    assert torch.count_nonzero(reopened.get_parameter("0.weight")) == 0
+
+
+def test_export_over_the_mmap_loaded_file(tmp_path: Path) -> None:
+    """torch.save over a file the model was mmap-loaded from kills the process with SIGBUS."""
+    path = tmp_path / "lm.pt"
+    torch.save(build_demo("tiny_lm").state_dict(), path)
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from paramscope.core.sources import open_source
+        from paramscope.core.files.export import export_model
+        opened = open_source({str(path)!r})
+        with torch.no_grad():
+            opened.model.get_parameter("pos").add_(1.0)
+        export_model(opened.model, {str(path)!r})
+        again = open_source({str(path)!r}).model
+        assert torch.equal(again.get_parameter("pos"), opened.model.get_parameter("pos"))
+        assert torch.equal(again.get_parameter("blocks.layers.1.linear2.weight"), opened.model.get_parameter("blocks.layers.1.linear2.weight"))
+        print("survived")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "survived" in done.stdout

@@ -1,0 +1,511 @@
+"""The Initialize panel: pick targets and an initializer, preview, apply, edit values.
+
+Thin over the core: targets come from :func:`paramscope.core.rules.resolve_targets` (or the
+selection), the form from each initializer's :class:`~paramscope.core.initializers.ParamSpec`,
+and every change is a command through ``AppState.execute`` (undoable). Preview runs the same
+request on copies (:func:`~paramscope.core.rules.preview_rules`), so with the same seed it shows
+exactly what Apply will write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from paramscope.core.errors import ParamscopeError
+from paramscope.core.initializers import (
+    CATALOGUE,
+    REQUIRED,
+    Initializer,
+    ParamSpec,
+    custom_from_source,
+)
+from paramscope.core.rules import (
+    InitRule,
+    Selector,
+    build_commands,
+    parse_selector,
+    plan,
+    preview_rules,
+    resolve_targets,
+)
+from paramscope.core.statistics import summarize
+from paramscope.core.stats import Histogram
+from paramscope.core.theory import theory_for
+from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
+from paramscope.gui.histogram_view import HistogramView, Theory
+from paramscope.gui.state import AppState
+from paramscope.resources import resource_path
+
+SELECTED_TENSOR, SELECTED_MODULE, RULE = "tensor", "module", "rule"
+CUSTOM = "custom"
+
+
+def example_source() -> str:
+    """The tutorial's bimodal init_weight_, shipped as an example."""
+    return resource_path("examples/init_weight.py").read_text(encoding="utf-8")
+
+
+def theory_curve(initializer: str, kwargs: dict, shape: tuple[int, ...] | None, histogram: Histogram) -> Theory | None:
+    """``(x, pdf, label)`` for the histogram view, or None if there is no simple density."""
+    theory = theory_for(initializer, kwargs, shape)
+    if theory is None or len(histogram.edges) < 2:
+        return None
+    x, _ = theory.curve(np.asarray(histogram.edges), 1)
+    return x, theory.pdf(x), theory.text
+
+
+def _spin_for(spec: ParamSpec) -> QWidget:
+    default = None if spec.default is REQUIRED else spec.default
+    if spec.kind == "choice":
+        box = QComboBox()
+        box.addItems(list(spec.choices))
+        if default is not None:
+            box.setCurrentText(str(default))
+        return box
+    if spec.kind == "bool":
+        check = QCheckBox()
+        check.setChecked(bool(default))
+        return check
+    if spec.kind == "int":
+        spin = QSpinBox()
+        spin.setRange(-(2**31), 2**31 - 1)
+        spin.setValue(int(default or 0))
+        return spin
+    if spec.kind == "float":
+        spin = QDoubleSpinBox()
+        spin.setDecimals(6)
+        spin.setRange(-1e9, 1e9)
+        spin.setSingleStep(0.01)
+        spin.setValue(float(default or 0.0))
+        return spin
+    line = QLineEdit(str(default or ""))
+    return line
+
+
+def _value_of(widget: QWidget) -> object:
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QSpinBox | QDoubleSpinBox):
+        return widget.value()
+    assert isinstance(widget, QLineEdit)
+    return widget.text()
+
+
+class InitPanel(QWidget):
+    """Initialize parameters and edit values, undoably.
+
+    Signals:
+        previewReady(str, object, object): tensor name, would-be :class:`Histogram`, theory
+            ``(x, pdf, label)`` or None, after Preview.
+        theoryChanged(object): the theory of the last preview/apply (for the main histogram).
+        applied(tuple): canonical names changed by the last Apply.
+    """
+
+    previewReady = Signal(str, object, object)
+    theoryChanged = Signal(object)
+    applied = Signal(tuple)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.fields: dict[str, QWidget] = {}
+        self._preview_seed: tuple[str, int] | None = None  # (request key, seed) of the last preview
+        self._custom_cache: tuple[str, Initializer] | None = None
+
+        # --- targets
+        self.target_mode = QComboBox()
+        self.target_mode.addItem("Selected tensor", SELECTED_TENSOR)
+        self.target_mode.addItem("Selected module (all its parameters)", SELECTED_MODULE)
+        self.target_mode.addItem("Rule (glob, re:REGEX, type:Linear)", RULE)
+        self.rule_edit = QLineEdit("*.weight")
+        self.rule_edit.setPlaceholderText("*.weight, 0.*, re:^0\\., type:Linear")
+        self.weights_box = QCheckBox("weights")
+        self.biases_box = QCheckBox("biases")
+        self.weights_box.setChecked(True)
+        self.biases_box.setChecked(True)
+        self.targets_list = QListWidget()
+        self.targets_list.setMaximumHeight(110)
+        targets = QGroupBox("Targets")
+        tl = QVBoxLayout(targets)
+        tl.addWidget(self.target_mode)
+        tl.addWidget(self.rule_edit)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Include:"))
+        row.addWidget(self.weights_box)
+        row.addWidget(self.biases_box)
+        row.addStretch(1)
+        tl.addLayout(row)
+        tl.addWidget(self.targets_list)
+
+        # --- initializer
+        self.initializer_combo = QComboBox()
+        for name, entry in CATALOGUE.items():
+            label = "default (reset_parameters())" if name == "default" else name
+            self.initializer_combo.addItem(label, name)
+            self.initializer_combo.setItemData(self.initializer_combo.count() - 1, entry.title, 3)  # tooltip
+        self.initializer_combo.addItem("custom Python function", CUSTOM)
+        self.form_box = QWidget()
+        self.form = QFormLayout(self.form_box)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.custom_editor = QPlainTextEdit(example_source())
+        self.custom_editor.setMinimumHeight(120)
+        self.custom_function = QLineEdit("init_weight_")
+        self.custom_function.setPlaceholderText("function name (default: the last one defined)")
+        self.load_button = QPushButton("Load file…")
+        self.custom_warning = QLabel("This code runs as Python in paramscope's process: only run code you trust.")
+        self.custom_warning.setWordWrap(True)
+        self.custom_box = QWidget()
+        cl = QVBoxLayout(self.custom_box)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.custom_warning)
+        cl.addWidget(self.custom_editor)
+        crow = QHBoxLayout()
+        crow.addWidget(QLabel("Function:"))
+        crow.addWidget(self.custom_function, 1)
+        crow.addWidget(self.load_button)
+        cl.addLayout(crow)
+        self.seed_edit = QLineEdit()
+        self.seed_edit.setPlaceholderText("random (shown after use)")
+        self.skip_refused = QCheckBox("Skip tensors it cannot apply to")
+        self.preview_button = QPushButton("Preview")
+        self.apply_button = QPushButton("Apply")
+        self.theory_label = QLabel()
+        self.theory_label.setWordWrap(True)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        init_box = QGroupBox("Initializer")
+        il = QVBoxLayout(init_box)
+        il.addWidget(self.initializer_combo)
+        il.addWidget(self.form_box)
+        il.addWidget(self.custom_box)
+        srow = QHBoxLayout()
+        srow.addWidget(QLabel("Seed:"))
+        srow.addWidget(self.seed_edit, 1)
+        il.addLayout(srow)
+        il.addWidget(self.skip_refused)
+        brow = QHBoxLayout()
+        brow.addWidget(self.preview_button)
+        brow.addWidget(self.apply_button)
+        il.addLayout(brow)
+        il.addWidget(self.theory_label)
+
+        # --- value edits
+        self.edit_kind = QComboBox()
+        self.edit_kind.addItems(list(EDIT_KINDS))
+        self.edit_value = QDoubleSpinBox()
+        self.edit_value.setDecimals(6)
+        self.edit_value.setRange(-1e9, 1e9)
+        self.edit_value.setValue(1.0)
+        self.clamp_low = QDoubleSpinBox()
+        self.clamp_high = QDoubleSpinBox()
+        for spin, value in ((self.clamp_low, -1.0), (self.clamp_high, 1.0)):
+            spin.setDecimals(6)
+            spin.setRange(-1e9, 1e9)
+            spin.setValue(value)
+        self.expression_edit = QLineEdit("x * 2 + 1")
+        self.edit_button = QPushButton("Apply edit")
+        edits = QGroupBox("Edit values (outside autograd, like param.data += 1)")
+        el = QFormLayout(edits)
+        el.addRow("Edit:", self.edit_kind)
+        el.addRow("Value:", self.edit_value)
+        el.addRow("Clamp from:", self.clamp_low)
+        el.addRow("Clamp to:", self.clamp_high)
+        el.addRow("Expression in x:", self.expression_edit)
+        el.addRow(self.edit_button)
+
+        self.view = HistogramView(self)
+        self.view.setMinimumHeight(180)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addWidget(targets)
+        layout.addWidget(init_box)
+        layout.addWidget(edits)
+        layout.addWidget(self.message)
+        layout.addWidget(self.view, 1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.target_mode.currentIndexChanged.connect(lambda _i: self.refresh_targets())
+        self.rule_edit.textChanged.connect(lambda _t: self.refresh_targets())
+        self.weights_box.toggled.connect(lambda _b: self.refresh_targets())
+        self.biases_box.toggled.connect(lambda _b: self.refresh_targets())
+        self.initializer_combo.currentIndexChanged.connect(lambda _i: self._rebuild_form())
+        self.load_button.clicked.connect(self.load_file_dialog)
+        self.preview_button.clicked.connect(self.preview)
+        self.apply_button.clicked.connect(self.apply)
+        self.edit_button.clicked.connect(self.apply_value_edit)
+        self.edit_kind.currentIndexChanged.connect(lambda _i: self._update_edit_fields())
+        state.sessionChanged.connect(self.refresh_targets)
+        state.moduleSelected.connect(lambda _m: self.refresh_targets())
+        state.tensorSelected.connect(lambda _t: self.refresh_targets())
+        self.initializer_combo.setCurrentIndex(self.initializer_combo.findData("normal_"))
+        self._rebuild_form()
+        self._update_edit_fields()
+        self.refresh_targets()
+
+    # --- form ----------------------------------------------------------------------------------
+    @property
+    def initializer_name(self) -> str:
+        return self.initializer_combo.currentData()
+
+    def set_initializer(self, name: str) -> None:
+        self.initializer_combo.setCurrentIndex(self.initializer_combo.findData(name))
+
+    def _rebuild_form(self) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.fields.clear()
+        custom = self.initializer_name == CUSTOM
+        self.custom_box.setVisible(custom)
+        if custom:
+            return
+        for spec in CATALOGUE[self.initializer_name].params:
+            widget = _spin_for(spec)
+            self.fields[spec.name] = widget
+            label = spec.name + (" (required)" if spec.required else "")
+            self.form.addRow(label + ":", widget)
+        self.refresh_targets()
+
+    def set_field(self, name: str, value: object) -> None:
+        widget = self.fields[name]
+        if isinstance(widget, QComboBox):
+            widget.setCurrentText(str(value))
+        elif isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
+        elif isinstance(widget, QSpinBox | QDoubleSpinBox):
+            widget.setValue(value)  # type: ignore[arg-type]
+        else:
+            widget.setText(str(value))  # type: ignore[attr-defined]
+
+    def kwargs(self) -> dict[str, object]:
+        return {name: _value_of(widget) for name, widget in self.fields.items()}
+
+    def load_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load an initializer", "", "Python files (*.py)")
+        if path:
+            self.load_file(Path(path))
+
+    def load_file(self, path: Path) -> None:
+        """Put a Python file's text into the editor (it runs when previewed or applied)."""
+        try:
+            self.custom_editor.setPlainText(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            self._error(f"{path}: cannot read: {exc}")
+            return
+        self.custom_function.clear()
+        self.set_initializer(CUSTOM)
+
+    def _initializer(self) -> Initializer | str:
+        if self.initializer_name != CUSTOM:
+            return self.initializer_name
+        key = self.custom_editor.toPlainText() + "\0" + self.custom_function.text().strip()
+        if self._custom_cache is None or self._custom_cache[0] != key:
+            self._custom_cache = (key, custom_from_source(self.custom_editor.toPlainText(),
+                                                         self.custom_function.text().strip() or None))  # fmt: skip
+        return self._custom_cache[1]
+
+    # --- targets -------------------------------------------------------------------------------
+    def target_names(self) -> list[str]:
+        """Canonical names the request hits (raises ParamscopeError for a bad rule)."""
+        if not self.state.has_session:
+            return []
+        session = self.state.session
+        mode = self.target_mode.currentData()
+        if mode == SELECTED_TENSOR:
+            names = [self.state.selected_tensor] if self.state.selected_tensor else []
+        elif mode == SELECTED_MODULE:
+            module = self.state.selected_module
+            names = [info.name for _, info in session.report.parameters_under(module)]
+        else:
+            names = resolve_targets(session.report, parse_selector(self.rule_edit.text()), session.model)
+        weights, biases = self.weights_box.isChecked(), self.biases_box.isChecked()
+        if weights != biases:  # one of them: the tutorial's 'weight' in name / 'bias' in name
+            word = "weight" if weights else "bias"
+            names = [n for n in names if any(word in a.rpartition(".")[2] for a in session.report.tensor(n).aliases)]
+        elif not weights:
+            names = []
+        return names
+
+    def current_rule(self) -> InitRule:
+        initializer = self._initializer()
+        kwargs = self.kwargs() if isinstance(initializer, str) else {}
+        return InitRule.make(Selector.of_names(self.target_names()), initializer, **kwargs)
+
+    def refresh_targets(self) -> None:
+        self.targets_list.clear()
+        self.rule_edit.setEnabled(self.target_mode.currentData() == RULE)
+        if not self.state.has_session:
+            return
+        try:
+            names = self.target_names()
+            if not names:
+                self.targets_list.addItem("(no tensors: select one, or write a rule)")
+                return
+            if self.initializer_name == CUSTOM:
+                initializer: Initializer | str = "zeros_"  # do not run the user's code on every keystroke
+            else:
+                initializer = self.initializer_name
+            kwargs = self.kwargs() if isinstance(initializer, str) and initializer != "zeros_" else {}
+            the_plan = plan(self.state.session, [InitRule.make(Selector.of_names(names), initializer, **kwargs)])
+            for line in the_plan.describe().splitlines()[1:]:
+                self.targets_list.addItem(line.strip())
+        except ParamscopeError as exc:
+            self.targets_list.addItem(str(exc))
+        except ValueError as exc:  # a form value the initializer rejects
+            self.targets_list.addItem(str(exc))
+
+    # --- actions -------------------------------------------------------------------------------
+    def _seed(self, key: str) -> int | None:
+        text = self.seed_edit.text().strip()
+        if text:
+            try:
+                return int(text)
+            except ValueError:
+                raise ParamscopeError(f"seed {text!r}: must be a whole number") from None
+        if self._preview_seed is not None and self._preview_seed[0] == key:
+            return self._preview_seed[1]  # apply exactly what was previewed
+        return None
+
+    def _error(self, message: str) -> None:
+        self.message.setText(message)
+        self.state.errorOccurred.emit(message)
+
+    def preview(self) -> bool:
+        """Show the would-be histogram of the first target; the model is not touched."""
+        try:
+            rule = self.current_rule()
+            if not rule.selector.names:
+                raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
+            seed = self._seed(rule.text)
+            from paramscope.core.rules import make_generator
+
+            if seed is None:
+                seed = make_generator(None)[1]
+            the_plan, tensors = preview_rules(self.state.session, [rule], seed, self.skip_refused.isChecked())
+        except ParamscopeError as exc:
+            self._error(str(exc))
+            return False
+        self._preview_seed = (rule.text, seed)
+        name = self._shown_name(the_plan.touched)
+        histogram = summarize(tensors[name]).histogram
+        theory = self._theory(name, histogram)
+        current = self.state.session.ensure_summary(name).histogram
+        self.view.set_histograms(histogram, current, theory, title=f"preview: {name}")
+        self.message.setText(f"Preview of {name} (seed {seed}); the model is unchanged. Apply writes exactly this.")
+        self.previewReady.emit(name, histogram, theory)
+        self.theoryChanged.emit(theory)
+        return True
+
+    def _shown_name(self, names: list[str]) -> str:
+        selected = self.state.selected_tensor
+        return selected if selected in names else names[0]
+
+    def _theory(self, name: str, histogram: Histogram) -> Theory | None:
+        if self.initializer_name == CUSTOM:
+            return None
+        shape = self.state.session.report.tensor(name).shape
+        try:
+            return theory_curve(self.initializer_name, self.kwargs(), shape, histogram)
+        except (ValueError, ZeroDivisionError):
+            return None
+
+    def apply(self) -> bool:
+        """Initialize the targets (one undoable command)."""
+        session = self.state.session if self.state.has_session else None
+        if session is None:
+            return False
+        try:
+            rule = self.current_rule()
+            if not rule.selector.names:
+                raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
+            the_plan, commands = build_commands(session, [rule], self._seed(rule.text), self.skip_refused.isChecked())
+        except ParamscopeError as exc:
+            self._error(str(exc))
+            return False
+        if not commands:
+            self._error("nothing to initialize: every target was refused")
+            return False
+        for name in the_plan.touched:  # so "before" is known to every histogram after the change
+            session.ensure_summary(name)
+        command = commands[0]
+        if not self.state.execute(command):
+            return False
+        self._preview_seed = None
+        touched = tuple(command.touched)
+        self._show_after(touched)
+        skipped = f"; skipped {', '.join(n for _, n, _ in the_plan.skipped)}" if the_plan.skipped else ""
+        self.message.setText(f"{command.text}: changed {', '.join(touched)}{skipped}. Undo takes it back.")
+        self.applied.emit(touched)
+        return True
+
+    def _show_after(self, touched: tuple[str, ...]) -> None:
+        session = self.state.session
+        name = self._shown_name(list(touched))
+        current = session.ensure_summary(name).histogram
+        previous = session.previous_summary(name)
+        theory = self._theory(name, current)
+        self.view.set_histograms(current, previous.histogram if previous else None, theory, title=name)
+        self.theory_label.setText(theory[2] if theory else "")
+        self.theoryChanged.emit(theory)
+
+    def _update_edit_fields(self) -> None:
+        kind = self.edit_kind.currentText()
+        self.edit_value.setEnabled(kind in ("add", "multiply", "set"))
+        self.clamp_low.setEnabled(kind == "clamp")
+        self.clamp_high.setEnabled(kind == "clamp")
+        self.expression_edit.setEnabled(kind == "expression")
+
+    def apply_value_edit(self) -> bool:
+        """Add, multiply, set, clamp or an expression in x, on the targets (undoable)."""
+        if not self.state.has_session:
+            return False
+        session = self.state.session
+        try:
+            names = self.target_names()
+            kind = self.edit_kind.currentText()
+            command = value_edit_command(
+                session, names, kind,
+                value=self.edit_value.value() if kind in ("add", "multiply", "set") else None,
+                low=self.clamp_low.value() if kind == "clamp" else None,
+                high=self.clamp_high.value() if kind == "clamp" else None,
+                expression=self.expression_edit.text() if kind == "expression" else None,
+            )  # fmt: skip
+        except ParamscopeError as exc:
+            self._error(str(exc))
+            return False
+        for name in command.touched:
+            session.ensure_summary(name)
+        if not self.state.execute(command):
+            return False
+        self._show_after(tuple(command.touched))
+        self.message.setText(f"{command.text}. Undo takes it back.")
+        self.applied.emit(tuple(command.touched))
+        return True

@@ -171,3 +171,18 @@ def test_value_edit_plus_one_on_biases_keeps_gradients(panel):
     widget.expression_edit.setText("__import__('os').getpid()")
     assert not widget.apply_value_edit()
     assert "attribute access" in widget.message.text() or "not allowed" in widget.message.text()
+
+
+def test_main_window_has_the_initialize_dock_and_shows_before_after(window, open_demo):
+    open_demo("mlp")
+    panel = window.init_panel
+    assert window.init_dock.widget() is panel
+    window.state.select_tensor("0.weight")
+    panel.set_initializer("normal_")
+    panel.set_field("std", 0.01)
+    assert panel.apply()
+    histogram = window.histogram_panel.view
+    assert histogram.previous_item.isVisible() and histogram.current_item.isVisible()
+    assert histogram.theory_item.isVisible()
+    window.undo()
+    assert not window.state.session.stack.can_undo

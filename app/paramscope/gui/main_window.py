@@ -24,6 +24,7 @@ from paramscope.core.demos import DEMOS
 from paramscope.core.sources import OpenedModel
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.histogram_panel import HistogramPanel
+from paramscope.gui.init_panel import InitPanel
 from paramscope.gui.opening import (
     FILE_FILTER,
     add_recent_file,
@@ -80,6 +81,11 @@ class MainWindow(QMainWindow):
         self.diagnostics_panel = DiagnosticsPanel(self.state)
         self.tied_dock = self.add_dock(self.tied_panel, "Tied groups")
         self.diagnostics_dock = self.add_dock(self.diagnostics_panel, "Diagnostics")
+        self.init_panel = InitPanel(self.state)
+        self.init_dock = self.add_dock(self.init_panel, "Initialize")
+        self.tabifyDockWidget(self.diagnostics_dock, self.init_dock)
+        self.diagnostics_dock.raise_()
+        self.init_panel.theoryChanged.connect(self.histogram_panel.set_theory)
         self.resizeDocks([self.tied_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tied_dock, self.diagnostics_dock], [180, 500], Qt.Orientation.Vertical)
 

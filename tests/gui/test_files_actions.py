@@ -1,0 +1,112 @@
+"""GUI file actions: export off the GUI thread, load-weights report, diff view, trust consent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from paramscope.core.commands import TensorEditCommand
+from paramscope.core.demos import build_demo
+from paramscope.core.files import UntrustedFileError
+from paramscope.core.files.diff import diff_state_dicts
+from paramscope.core.files.load_weights import compare_weights
+from paramscope.gui.files_actions import (
+    FilesActions,
+    LoadWeightsDialog,
+    open_with_consent,
+    trust_question,
+)
+from paramscope.gui.state import AppState
+
+
+@pytest.fixture
+def state(qtbot) -> AppState:
+    app_state = AppState()
+    assert app_state.open("demo:mlp")
+    return app_state
+
+
+def test_export_runs_in_worker_and_marks_clean(qtbot, state: AppState, tmp_path: Path) -> None:
+    actions = FilesActions(state, interactive=False)
+    weight = state.session.tensor("0.weight")
+    state.execute(TensorEditCommand("fill", [("0.weight", weight)], lambda: weight.fill_(0.25)))
+    assert state.session.modified
+    target = tmp_path / "mlp.safetensors"
+    with qtbot.waitSignal(actions.exportFinished, timeout=30_000) as blocker:
+        actions.start_export(target)
+    assert blocker.args[0].path == target
+    assert not state.session.modified
+    from safetensors.torch import load_file
+
+    assert torch.all(load_file(str(target))["0.weight"] == 0.25)
+
+
+def test_export_error_reported_and_target_kept(qtbot, state: AppState, tmp_path: Path) -> None:
+    actions = FilesActions(state, interactive=False)
+    with qtbot.waitSignal(state.errorOccurred, timeout=30_000) as blocker:
+        actions.start_export(tmp_path / "missing" / "x.pt")
+    assert "does not exist" in blocker.args[0]
+
+
+def test_load_weights_report_then_partial_apply_and_undo(qtbot, state: AppState, tmp_path: Path) -> None:
+    other = dict(build_demo("mlp", seed=3).state_dict())
+    other.pop("2.bias")
+    path = tmp_path / "partial.pt"
+    torch.save(other, path)
+    actions = FilesActions(state, interactive=False)
+    with qtbot.waitSignal(actions.weightsRead, timeout=30_000) as blocker:
+        actions.start_read_weights(str(path))
+    source, tensors, report = blocker.args[0]
+    assert report.missing == ["2.bias"]
+    dialog = LoadWeightsDialog(report, source)
+    qtbot.addWidget(dialog)
+    assert "1 missing" in dialog.summary.text()
+    assert dialog.partial_button.isChecked()
+    dialog.strict_button.setChecked(True)
+    assert not dialog.apply_button.isEnabled()  # strict cannot apply weights that do not fit
+    dialog.partial_button.setChecked(True)
+    assert dialog.apply_button.isEnabled()
+    before = state.session.tensor("0.weight").clone()
+    assert actions.apply(tensors, report, source, strict=dialog.strict)
+    assert torch.equal(state.session.tensor("0.weight"), other["0.weight"])
+    state.session.undo()
+    assert torch.equal(state.session.tensor("0.weight"), before)
+
+
+def test_diff_view_lists_changes(qtbot, state: AppState, tmp_path: Path) -> None:
+    path = tmp_path / "cnn.pt"
+    torch.save(build_demo("mlp", seed=8).state_dict(), path)
+    actions = FilesActions(state, interactive=False)
+    with qtbot.waitSignal(actions.diffReady, timeout=30_000) as blocker:
+        actions.start_diff(str(path))
+    assert len(blocker.args[0].changed) == 4
+    view = actions.diff_view
+    qtbot.addWidget(view)
+    assert view.table.rowCount() == 4
+    a = {"w": torch.ones(2), "gone": torch.ones(1)}
+    b = {"w": torch.ones(2), "new": torch.ones(1)}
+    view.set_result(diff_state_dicts(a, b), "A", "B")
+    statuses = sorted(view.table.item(r, 1).text() for r in range(view.table.rowCount()))
+    assert statuses == ["identical", "only in A", "only in B"]
+
+
+def test_untrusted_file_needs_consent(qtbot, state: AppState, tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(build_demo("cnn"), path)
+    asked: list[UntrustedFileError] = []
+    with qtbot.waitSignal(state.errorOccurred) as blocker:
+        assert not open_with_consent(state, str(path), ask=lambda e: asked.append(e) or False)
+    assert str(path) in blocker.args[0]
+    assert state.session.opened.source == "demo:mlp"  # the current model stays
+    assert str(path) in trust_question(asked[0]) and "run code" in trust_question(asked[0])
+    assert open_with_consent(state, str(path), ask=lambda e: True)
+    assert state.session.opened.kind == "pickled_module"
+
+
+def test_load_weights_dialog_for_a_fitting_file(qtbot) -> None:
+    report = compare_weights(build_demo("mlp"), dict(build_demo("mlp", seed=1).state_dict()))
+    dialog = LoadWeightsDialog(report, "w.pt")
+    qtbot.addWidget(dialog)
+    assert dialog.strict and dialog.apply_button.isEnabled()

@@ -186,3 +186,22 @@ def test_main_window_has_the_initialize_dock_and_shows_before_after(window, open
     assert histogram.theory_item.isVisible()
     window.undo()
     assert not window.state.session.stack.can_undo
+
+
+def test_undo_memory_is_shown_and_edits_export_as_a_replay_script(panel, tmp_path):
+    import subprocess
+    import sys
+
+    widget = panel()
+    assert widget.undo_label.text().startswith("Undo memory: 0.0 of 512 MiB")
+    widget.state.select_tensor("0.weight")
+    widget.seed_edit.setText("3")
+    assert widget.apply()
+    assert "Undo memory" in widget.undo_label.text()
+    script, out = tmp_path / "replay.py", tmp_path / "out.pt"
+    assert widget.export_script(script)
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    replayed = torch.load(out, weights_only=True)
+    assert torch.equal(replayed["0.weight"], widget.state.session.tensor("0.weight").detach())
+    assert not widget.export_script(tmp_path / "missing" / "x.py")

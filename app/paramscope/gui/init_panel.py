@@ -236,6 +236,9 @@ class InitPanel(QWidget):
         el.addRow("Expression in x:", self.expression_edit)
         el.addRow(self.edit_button)
 
+        self.undo_label = QLabel()
+        self.script_button = QPushButton("Export edits as Python script…")
+
         self.view = HistogramView(self)
         self.view.setMinimumHeight(180)
 
@@ -245,6 +248,10 @@ class InitPanel(QWidget):
         layout.addWidget(init_box)
         layout.addWidget(edits)
         layout.addWidget(self.message)
+        footer = QHBoxLayout()
+        footer.addWidget(self.undo_label, 1)
+        footer.addWidget(self.script_button)
+        layout.addLayout(footer)
         layout.addWidget(self.view, 1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -264,12 +271,16 @@ class InitPanel(QWidget):
         self.edit_button.clicked.connect(self.apply_value_edit)
         self.edit_kind.currentIndexChanged.connect(lambda _i: self._update_edit_fields())
         state.sessionChanged.connect(self.refresh_targets)
+        state.sessionChanged.connect(self._update_undo_label)
+        state.tensorsChanged.connect(lambda _n: self._update_undo_label())
+        self.script_button.clicked.connect(self.export_script_dialog)
         state.moduleSelected.connect(lambda _m: self.refresh_targets())
         state.tensorSelected.connect(lambda _t: self.refresh_targets())
         self.initializer_combo.setCurrentIndex(self.initializer_combo.findData("normal_"))
         self._rebuild_form()
         self._update_edit_fields()
         self.refresh_targets()
+        self._update_undo_label()
 
     # --- form ----------------------------------------------------------------------------------
     @property
@@ -508,4 +519,41 @@ class InitPanel(QWidget):
         self._show_after(tuple(command.touched))
         self.message.setText(f"{command.text}. Undo takes it back.")
         self.applied.emit(tuple(command.touched))
+        return True
+
+    # --- undo memory and replay script -----------------------------------------------------------
+    def _update_undo_label(self) -> None:
+        if not self.state.has_session:
+            self.undo_label.setText("")
+            return
+        stack = self.state.session.stack
+        text = f"Undo memory: {stack.nbytes / 2**20:.1f} of {stack.limit_bytes / 2**20:.0f} MiB"
+        if stack.dropped:
+            text += f"; {stack.dropped} oldest change(s) dropped, no longer undoable"
+        self.undo_label.setText(text)
+
+    def export_script_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export edits as a Python script", "replay.py", "Python (*.py)")
+        if path:
+            self.export_script(Path(path))
+
+    def export_script(self, path: Path) -> bool:
+        """Write the session's edits as a script that replays them on a fresh model."""
+        import os
+        import tempfile
+
+        from paramscope.core.replay import replay_script
+
+        try:
+            text = replay_script(self.state.session)
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as exc:
+            self._error(f"{path}: cannot write the script: {exc.strerror or exc}")
+            return False
+        self.message.setText(f"wrote {path}: run it with python to replay these edits on a fresh model")
         return True

@@ -1,0 +1,143 @@
+"""The backward panel driven like a user: type an input, Run backward, read the numbers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from torch import nn
+
+from paramscope.core.session import Session
+from paramscope.core.sources import OpenedModel, open_source
+from paramscope.gui.backward_panel import COLUMNS, BackwardPanel
+from paramscope.gui.state import AppState
+
+
+def make_panel(qtbot, source: str = "demo:mlp") -> tuple[BackwardPanel, AppState]:
+    state = AppState(Session(open_source(source)))
+    panel = BackwardPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    return panel, state
+
+
+def run_and_wait(qtbot, panel: BackwardPanel, state: AppState):
+    with qtbot.waitSignals([panel.finished, state.gradientsChanged], timeout=60_000):
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_running)
+    return panel.result
+
+
+def texts(panel: BackwardPanel) -> list[list[str]]:
+    model = panel.table_model
+    return [[model.text(r, c) for c in range(len(COLUMNS))] for r in range(model.rowCount())]
+
+
+def test_tutorial_shared_layer_shows_9_and_6_equal_3_plus_3(qtbot):
+    panel, state = make_panel(qtbot, "demo:shared")
+    nn.init.constant_(state.session.model[0].weight, 3.0)
+    assert texts(panel)[0][:3] == ["0.weight", "", "None"]  # None before any backward
+    panel.input_edit.setText("ones(1, 1)")
+    assert panel.loss_combo.currentData() == "sum"
+    result = run_and_wait(qtbot, panel, state)
+    assert result.output.value == 9.0
+    assert "Output: 9" in panel.output_label.text() and "Loss (sum): 9" in panel.output_label.text()
+    rows = texts(panel)
+    assert [r[0] for r in rows] == ["0.weight", "    ↳ use in 0", "    ↳ use in 1"]
+    assert [r[2] for r in rows] == ["6", "3", "3"]
+    assert panel.parts_text("0.weight") == "6 = 3 + 3"
+    panel.table.selectRow(0)
+    assert "tensor([[6.]])" in panel.values.toPlainText() and "6 = 3 + 3" in panel.values.toPlainText()
+    assert state.selected_tensor == "0.weight"
+
+
+def test_default_input_runs_off_the_gui_thread_and_accumulate_doubles(qtbot):
+    panel, state = make_panel(qtbot)
+    assert panel.input_edit.text() == "rand(2, 4)"
+    threads: list[int] = []
+    model = state.session.model
+    model[0].register_forward_pre_hook(lambda m, a: threads.append(threading.get_ident()))
+    run_and_wait(qtbot, panel, state)
+    assert threads and threads[0] != threading.get_ident()
+    once = model[0].weight.grad.clone()
+    panel.accumulate_box.setChecked(True)
+    run_and_wait(qtbot, panel, state)
+    assert torch.equal(model[0].weight.grad, 2 * once)
+    assert "accumulated" in panel.status.text()
+
+    with qtbot.waitSignal(state.gradientsChanged, timeout=5_000):
+        qtbot.mouseClick(panel.zero_button, Qt.MouseButton.LeftButton)
+    assert all(p.grad is None for p in model.parameters())
+    assert {r[2] for r in texts(panel)} == {"None"}
+
+
+def test_signal_plot_and_diagnostics_after_a_run(qtbot):
+    panel, state = make_panel(qtbot, "demo:deep_mlp")
+    run_and_wait(qtbot, panel, state)
+    x, activations, gradients = panel.signal_plot.curves()
+    assert len(x) == 39 and np.isfinite(activations).all()
+    assert np.isfinite(gradients[:-1]).all()  # the last output's gradient (all ones) has std 0
+    panel.signal_plot.only_parametrized.setChecked(True)
+    assert len(panel.signal_plot.curves()[0]) == 20
+    kinds = {panel.diagnostics.topLevelItem(i).text(1).split(":")[0] for i in range(panel.diagnostics.topLevelItemCount())}
+    assert kinds  # 2 samples leave some ReLU units silent: dead rows are listed
+
+
+def test_a_failing_forward_is_shown_and_changes_nothing(qtbot):
+    panel, state = make_panel(qtbot)
+    model = state.session.model
+    before = [p.detach().clone() for p in model.parameters()]
+    errors: list[str] = []
+    state.errorOccurred.connect(errors.append)
+    panel.input_edit.setText("rand(2, 5)")
+    with qtbot.waitSignal(panel.failed, timeout=60_000) as blocker:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert "forward failed in 0 (Linear)" in blocker.args[0]
+    assert errors == [blocker.args[0]]
+    assert "mat1 and mat2" in panel.status.text()
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, p.detach()) for a, p in zip(before, model.parameters(), strict=True))
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled())
+
+
+def test_a_bad_spec_is_refused_before_running(qtbot):
+    panel, state = make_panel(qtbot)
+    with qtbot.waitSignal(panel.failed, timeout=5_000) as blocker:
+        panel.input_edit.setText("rand(2, x)")
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert "a size must be an integer" in blocker.args[0]
+    assert not panel.is_running
+
+
+def test_source_without_forward_says_why(qtbot):
+    opened = OpenedModel(nn.Linear(2, 2), "w.safetensors", "state_dict", forward_unavailable="a state_dict holds no code")
+    state = AppState(Session(opened))
+    panel = BackwardPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.unavailable.isVisible()
+    assert panel.unavailable.text() == "backward unavailable: a state_dict holds no code"
+    assert not panel.run_button.isEnabled()
+
+
+def test_new_session_resets_the_input_and_lazy_model_rebuilds(qtbot):
+    panel, state = make_panel(qtbot, "demo:tiny_lm")
+    assert panel.input_edit.text() == "randint(2, 8, high=100)"
+    state.open("demo:lazy")
+    assert panel.input_edit.text() == "rand(2, 4)" and "guess" in panel.input_note.text()
+    assert state.session.report.parameters["0.weight"].shape is None
+    run_and_wait(qtbot, panel, state)
+    assert state.session.report.parameters["0.weight"].shape == (8, 4)
+    assert texts(panel)[0][1] == "[8, 4]"
+
+
+@pytest.mark.parametrize("loss", ["mean", "l2", "cross_entropy"])
+def test_losses_from_the_combo(qtbot, loss):
+    panel, state = make_panel(qtbot, "demo:cnn")
+    panel.loss_combo.setCurrentIndex(panel.loss_combo.findData(loss))
+    result = run_and_wait(qtbot, panel, state)
+    assert result.loss_name == loss
+    assert "tuple, list, dict or dataclass" in panel.loss_note.text()

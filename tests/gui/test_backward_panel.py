@@ -141,3 +141,17 @@ def test_losses_from_the_combo(qtbot, loss):
     result = run_and_wait(qtbot, panel, state)
     assert result.loss_name == loss
     assert "tuple, list, dict or dataclass" in panel.loss_note.text()
+
+
+def test_inputs_given_to_explore_are_used(qtbot):
+    linear = nn.Linear(1, 1, bias=False)
+    net = nn.Sequential(linear, linear)
+    nn.init.constant_(linear.weight, 3.0)
+    opened = OpenedModel(net, "live model", "live")
+    opened.extras["inputs"] = torch.ones(1, 1)
+    state = AppState(Session(opened))
+    panel = BackwardPanel(state)
+    qtbot.addWidget(panel)
+    assert panel.input_edit.text() == "inputs given to explore()"
+    result = run_and_wait(qtbot, panel, state)
+    assert result.output.value == 9.0 and linear.weight.grad.item() == 6.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -63,6 +64,8 @@ from paramscope.gui.workers import TaskWorker
 AnyIndex = QModelIndex | QPersistentModelIndex
 COLUMNS = ["Parameter", "Shape", "grad norm", "mean", "max |g|", "grad/weight", "zero frac", "NaN/Inf"]
 MODES = {"as is": None, "train": True, "eval": False}
+# Shown in the input box when paramscope.explore(model, inputs) gave the input tensors.
+EXPLORE_INPUTS = "inputs given to explore()"
 
 
 @dataclass(frozen=True)
@@ -288,10 +291,23 @@ class BackwardPanel(QWidget):
     def reset_input(self) -> None:
         if not self.state.has_session:
             return
+        if self._explore_inputs() is not None:
+            self.input_edit.setText(EXPLORE_INPUTS)
+            self.input_note.setText("the tensors passed to paramscope.explore(); type a spec to use others")
+            self.input_note.setVisible(True)
+            return
         spec = default_input(self.state.session.model)
         self.input_edit.setText(spec.text)
         self.input_note.setText(spec.note or "")
         self.input_note.setVisible(bool(spec.note))
+
+    def _explore_inputs(self) -> object | None:
+        inputs = self.state.session.opened.extras.get("inputs")
+        if isinstance(inputs, torch.Tensor):
+            return (inputs,)
+        if isinstance(inputs, tuple | list) and inputs and all(isinstance(t, torch.Tensor) for t in inputs):
+            return tuple(inputs)
+        return None
 
     def _show_plain_rows(self) -> None:
         """Rows before any run in this panel: .grad None (as the tutorial prints) or existing."""
@@ -311,14 +327,17 @@ class BackwardPanel(QWidget):
         if not self.state.has_session or self.worker.is_running:
             return
         session = self.state.session
-        try:
-            spec = parse_input_spec(self.input_edit.text())
-        except ParamscopeError as exc:
-            self._show_error(str(exc))
-            return
+        text = self.input_edit.text().strip()
+        inputs = self._explore_inputs() if text == EXPLORE_INPUTS else None
+        if inputs is None:
+            try:
+                inputs = parse_input_spec(text)
+            except ParamscopeError as exc:
+                self._show_error(str(exc))
+                return
         request = BackwardRequest(
             session.opened,
-            spec,
+            inputs,  # type: ignore[arg-type]
             loss=str(self.loss_combo.currentData()),
             accumulate=self.accumulate_box.isChecked(),
             seed=self.seed_spin.value(),

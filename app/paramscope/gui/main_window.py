@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from paramscope.core.demos import DEMOS
 from paramscope.core.sources import OpenedModel
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
+from paramscope.gui.files_actions import FilesActions, confirm_trust, open_with_consent
 from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
 from paramscope.gui.opening import (
@@ -152,6 +153,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("&Recent files")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
+        self.files_actions = FilesActions(self.state, self, interactive=self.interactive)
+        self.files_actions.install(file_menu)  # Export…, Load weights…, Diff against…
+        file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -189,7 +193,8 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             return False
         self.statistics.cancel()
-        ok = self.state.open(spec, trust=trust, weights=weights)
+        ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
+        ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask)
         if ok and not spec.startswith("demo:"):
             add_recent_file(spec)
         return ok
@@ -322,10 +327,13 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(
             self,
             "Unsaved changes",
-            f"{self.state.session.opened.title} has changes that were not exported. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            f"{self.state.session.opened.title} has changes that were not exported. Save them as a state_dict?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
+        if answer == QMessageBox.StandardButton.Save:
+            path = self.files_actions.ask_save_path()
+            return path is not None and self.files_actions.save_now(path)
         return answer == QMessageBox.StandardButton.Discard
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

@@ -110,3 +110,17 @@ def test_load_weights_dialog_for_a_fitting_file(qtbot) -> None:
     dialog = LoadWeightsDialog(report, "w.pt")
     qtbot.addWidget(dialog)
     assert dialog.strict and dialog.apply_button.isEnabled()
+
+
+def test_main_window_file_menu_has_file_actions(qtbot, tmp_path: Path) -> None:
+    from paramscope.gui.main_window import MainWindow
+
+    window = MainWindow(interactive=False)
+    qtbot.addWidget(window)
+    texts = [a.text() for a in window.file_menu.actions()]
+    assert {"&Export state_dict…", "&Load weights…", "&Diff against…"} <= set(texts)
+    path = tmp_path / "whole.pt"
+    torch.save(build_demo("mlp"), path)
+    with qtbot.waitSignal(window.errorShown) as blocker:
+        assert not window.open_source(str(path))  # no dialog without interaction: refused
+    assert "--trust" in blocker.args[0]

@@ -230,8 +230,7 @@ class BackwardPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
 
         self.values = QPlainTextEdit()
@@ -397,7 +396,6 @@ class BackwardPanel(QWidget):
             rows.append(_Row(name, gradient, has_grad=gradient.grad is not None))
             rows.extend(_Row(name, gradient, part) for part in gradient.parts)
         self.table_model.set_rows(rows)
-        self.table.resizeColumnToContents(0)
         self.diagnostics.clear()
         for diagnostic in result.diagnostics:
             item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])

@@ -17,8 +17,7 @@ from paramscope.core.stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
-    tensor_histogram,
-    tensor_stats,
+    tensor_summary,
 )
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -31,8 +30,8 @@ class TensorSummary:
 
 def summarize(tensor: torch.Tensor, bins: int = DEFAULT_BINS, state: TaskState | None = None) -> TensorSummary:
     """Statistics and histogram of one tensor."""
-    stats = tensor_stats(tensor, state)
-    return TensorSummary(stats, tensor_histogram(tensor, bins=bins, stats=stats, state=state))
+    stats, histogram = tensor_summary(tensor, bins=bins, state=state)  # two reads, not three
+    return TensorSummary(stats, histogram)
 
 
 def named_tensors(model: nn.Module, report: ModelReport) -> dict[str, torch.Tensor]:

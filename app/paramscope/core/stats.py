@@ -598,9 +598,11 @@ class _KeyMap:
     def keys(self, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Keys of ``b = x - shift`` (float64, overwritten) into the int32 ``out``."""
         e0, etop = float(self.edges[0]), float(self.edges[-1])
-        scale = self.bins / (etop - e0)
-        offset = (self.shift - e0) * scale
-        b.mul_(scale)
+        # Divide by numpy's own step (not multiply by its inverse): a value exactly on an edge
+        # (common: midpoints, power-of-two bins) then gets exactly the edge's key.
+        step = (etop - e0) / self.bins
+        offset = (self.shift - e0) / step
+        b.div_(step)
         if self.inside:
             if offset != 0.0:
                 b.add_(offset)
@@ -654,7 +656,12 @@ def _misassigned(dtype: torch.dtype, keymap: _KeyMap) -> list[tuple[float, int, 
     keys = keymap.keys(b.reshape(-1), torch.empty(b.numel(), dtype=torch.int32)).reshape(grid.shape)
     values = grid.to(torch.float64).numpy()
     true = keymap.true_keys(values.reshape(-1)).reshape(values.shape)
-    wrong = (keys.numpy() != true) & finite.numpy()
+    estimated = keys.numpy()
+    if keymap.inside:  # key `bins` is counted in the last bar
+        estimated = np.minimum(estimated, keymap.bins - 1)
+    wrong = (estimated != true) & finite.numpy()
+    if keymap.inside:  # values outside the edges never reach these keys
+        wrong &= (values >= keymap.edges[0]) & (values <= keymap.edges[-1])
     border = [_EDGE_WINDOW, 2 * _EDGE_WINDOW]  # the outermost column on each side
     if wrong[:, border].any():
         return None

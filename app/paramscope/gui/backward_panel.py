@@ -266,6 +266,7 @@ class BackwardPanel(QWidget):
 
     # --- state ---------------------------------------------------------------------------------
     def _on_session(self) -> None:
+        self.worker.cancel()  # a run on the previous model must not fill in this one
         self.result = None
         self.signal_plot.set_points([])
         self.diagnostics.clear()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from paramscope.core.demos import DEMOS
 from paramscope.core.sources import OpenedModel
+from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.files_actions import FilesActions, confirm_trust, open_with_consent
 from paramscope.gui.histogram_panel import HistogramPanel
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.diagnostics_dock, self.init_dock)
         self.diagnostics_dock.raise_()
         self.init_panel.theoryChanged.connect(self.histogram_panel.set_theory)
+        self.backward_panel = BackwardPanel(self.state)
+        self.backward_dock = self.add_dock(self.backward_panel, "Backward", Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.tied_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tied_dock, self.diagnostics_dock], [180, 500], Qt.Orientation.Vertical)
 
@@ -175,7 +178,7 @@ class MainWindow(QMainWindow):
         self.edit_menu = edit_menu
 
         self.view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.tied_dock, self.diagnostics_dock):
+        for dock in (self.tied_dock, self.diagnostics_dock, self.backward_dock):
             self.view_menu.addAction(dock.toggleViewAction())
         self.view_menu.addSeparator()
         log_action = self.view_menu.addAction("Histogram: log y")
@@ -341,4 +344,5 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.statistics.cancel_and_wait()
+        self.backward_panel.worker.cancel_and_wait()
         event.accept()

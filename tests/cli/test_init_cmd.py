@@ -47,15 +47,15 @@ def test_default_rule_with_seed_is_repeatable_and_safetensors_works(tmp_path, ca
     assert not torch.equal(a["0.weight"], original["0.weight"])
 
 
-def test_regex_rule_refused_for_biases_then_skip_refused(tmp_path, capsys):
+def test_regex_rule_strict_refuses_then_default_skips_biases(tmp_path, capsys):
     out = tmp_path / "out.pt"
-    code, stdout, stderr = run(capsys, "demo:mlp", "--rule", r"re:^0\.=xavier_uniform(gain=1.0)", "-o", str(out))
+    code, stdout, stderr = run(capsys, "demo:mlp", "--rule", r"re:^0\.=xavier_uniform(gain=1.0)", "--strict", "-o", str(out))
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("paramscope: rule ")
     assert "0.bias: xavier_uniform_ needs fan_in and fan_out" in stderr and "nothing applied" in stderr
     assert "REFUSED" in stdout
     assert not out.exists()
-    code, stdout, _ = run(capsys, "demo:mlp", "--rule", r"re:^0\.=xavier_uniform(gain=1.0)", "--skip-refused",
+    code, stdout, _ = run(capsys, "demo:mlp", "--rule", r"re:^0\.=xavier_uniform(gain=1.0)",
                           "--seed", "0", "-o", str(out))  # fmt: skip
     assert code == 0 and "skipped 1 refused tensor(s): 0.bias" in stdout
     state = torch.load(out, weights_only=True)

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", action="append", default=[], metavar="RULE", help="SELECTOR=INIT(key=value,...); repeatable, applied in order")
     parser.add_argument("--seed", type=int, default=None, help="seed of the torch.Generator (default: a random seed, printed)")
     parser.add_argument("-o", "--output", metavar="OUT", help="write the state_dict here (.pt, .pth, .bin or .safetensors)")
-    parser.add_argument("--skip-refused", action="store_true", help="leave out tensors an initializer cannot apply to (e.g. biases for xavier_*) and apply the rest; default: apply nothing")
+    parser.add_argument("--strict", action="store_true", help="apply nothing if an initializer cannot apply to some hit tensor (default: skip those tensors, say which, apply the rest)")
     parser.add_argument("--dry-run", action="store_true", help="only list which tensors each rule hits")
     parser.add_argument("--script", metavar="PY", help="also write a Python script that replays the init")
 
@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     session = Session(opened)
     the_plan = plan(session, rules)
     print(the_plan.describe())
-    if not the_plan.ok and not args.skip_refused:
-        message = the_plan.refusal_message() + " (--skip-refused applies the rule to the other tensors)"
-        raise RefusedError(message, the_plan)
+    skip_refused = not args.strict
+    if not the_plan.ok and args.strict:
+        raise RefusedError(the_plan.refusal_message() + " (--strict)", the_plan)
+    applicable = sum(len(rp.hits) for rp in the_plan.rules) - len(the_plan.refusals)
+    if applicable <= 0:
+        raise RefusedError(the_plan.refusal_message(), the_plan)
     if args.dry_run:
         return 0
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if the_plan.refusals:
         print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
-    commands = apply_rules(session, rules, seed=args.seed, skip_refused=args.skip_refused)
+    commands = apply_rules(session, rules, seed=args.seed, skip_refused=skip_refused)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
     if args.script:
         from paramscope.core.replay import replay_script

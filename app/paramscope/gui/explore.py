@@ -46,6 +46,7 @@ def explore(model: nn.Module, inputs: Any = None) -> str | MainWindow:
         _open_windows.append(window)
         window.destroyed.connect(lambda *_: _open_windows.remove(window) if window in _open_windows else None)
         return window
+    window.closed.connect(app.quit)  # other top-level windows must not keep the caller waiting
     app.exec()
     return summarize_changes(window)
 

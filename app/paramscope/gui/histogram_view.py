@@ -38,6 +38,8 @@ class HistogramView(QWidget):
         self.plot.setMenuEnabled(True)
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self._legend_key: tuple[str, ...] = ()
+        self._title = ""
+        self._log_shown = False
 
         def brush(color) -> pg.QtGui.QColor:
             c = pg.mkColor(color)
@@ -103,23 +105,30 @@ class HistogramView(QWidget):
             title: shown above the plot (e.g. the tensor name, or "gradient of ...").
         """
         self.current, self.previous, self.theory = current, previous, theory
-        self.plot.setTitle(title or None)
+        self._set_title(title)
         self._redraw()
 
     def clear(self, message: str = "") -> None:
         """Show no histogram, only ``message``."""
         self.current = self.previous = None
         self.theory = None
-        self.plot.setTitle(None)
+        self._set_title("")
         self._redraw()
         self.message.setText(message)
         self.message.setVisible(bool(message))
 
     # --- drawing -----------------------------------------------------------------------------
+    def _set_title(self, title: str) -> None:
+        if title != self._title:  # text layout is the costliest part of an update
+            self._title = title
+            self.plot.setTitle(title or None)
+
     def _redraw(self) -> None:
         log = self.log_y.isChecked()
-        self.plot.getAxis("left").setLogMode(False, log)
-        self.plot.setLabel("left", "count (log)" if log else "count")
+        if log != self._log_shown:
+            self._log_shown = log
+            self.plot.getAxis("left").setLogMode(False, log)
+            self.plot.setLabel("left", "count (log)" if log else "count")
         fill = LOG_FLOOR if log else 0.0
         shown: list[tuple[str, pg.PlotDataItem]] = []
         for item, hist, label in (

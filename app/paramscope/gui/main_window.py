@@ -48,9 +48,11 @@ class MainWindow(QMainWindow):
 
     Signals:
         errorShown(str): an error message was shown to the user (tests and screenshots listen).
+        closed(): the window closed (after the close was confirmed).
     """
 
     errorShown = Signal(str)
+    closed = Signal()
 
     def __init__(self, state: AppState | None = None, *, interactive: bool = True) -> None:
         super().__init__()
@@ -346,3 +348,4 @@ class MainWindow(QMainWindow):
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
         event.accept()
+        self.closed.emit()

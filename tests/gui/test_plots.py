@@ -1,0 +1,96 @@
+"""Histogram view and value grid: what they show for ordinary and odd tensors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+
+from paramscope.core.stats import tensor_histogram
+from paramscope.gui.histogram_view import HistogramView
+from paramscope.gui.value_grid import MAX_ELEMENTS, grid_of
+
+
+def test_histogram_shows_nan_and_inf_beside_the_bars(qtbot):
+    view = HistogramView()
+    qtbot.addWidget(view)
+    values = torch.tensor([0.0, 1.0, 1.0, float("nan"), float("inf"), float("-inf"), float("-inf")])
+    view.set_histograms(tensor_histogram(values, bins=4), title="t")
+    text = view.nonfinite_label.text()
+    assert "finite: 3" in text and "NaN: 1" in text and "+Inf: 1" in text and "-Inf: 2" in text
+    x, y = view.current_item.getData()
+    assert y.sum() == 3  # only finite values are bars; the others are counted beside them
+    assert not view.previous_item.isVisible()
+
+
+def test_histogram_overlays_previous_and_theory_with_a_legend(qtbot):
+    view = HistogramView()
+    qtbot.addWidget(view)
+    now = tensor_histogram(torch.randn(1000), bins=20)
+    before = tensor_histogram(torch.rand(1000), bins=20)
+    xs = np.linspace(-4, 4, 101)  # includes 0, the peak
+    view.set_histograms(now, before, (xs, np.exp(-xs**2 / 2) / np.sqrt(2 * np.pi), "N(0, 1)"))
+    assert view.previous_item.isVisible() and view.theory_item.isVisible()
+    labels = [label.text for _sample, label in view.legend.items]
+    assert labels == ["now", "before", "N(0, 1)"]
+    # The density is scaled to counts: its peak is near 1000 * bin width * 0.399.
+    _, y = view.theory_item.getData()
+    width = float(now.edges[1] - now.edges[0])
+    assert np.isclose(np.nanmax(y), 1000 * width / np.sqrt(2 * np.pi))
+    view.log_y.setChecked(True)
+    _, y_log = view.current_item.getData()
+    assert np.nanmax(y_log) == np.log10(now.counts.max())
+
+
+def test_value_grid_shapes_like_print():
+    array, rows, _note = grid_of(torch.arange(12.0).reshape(3, 4))
+    assert array.shape == (3, 4) and rows == ["0", "1", "2"]
+    array, rows, note = grid_of(torch.arange(3.0))
+    assert array.shape == (1, 3)
+    array, rows, note = grid_of(torch.zeros(2, 3, 4, dtype=torch.bfloat16))
+    assert array.shape == (6, 4) and rows[1] == "[0, 1, :]" and "2-D" in note
+    array, _rows, note = grid_of(torch.zeros(MAX_ELEMENTS + 1))
+    assert array is None and "4,096" in note
+    array, _rows, note = grid_of(torch.empty(3, 3, device="meta"))
+    assert array is None and note.startswith("no data")
+    array, _rows, note = grid_of(torch.nn.LazyLinear(3).weight)
+    assert array is None and note.startswith("no data")
+
+
+def test_many_histogram_updates_keep_the_process_alive(tmp_path):
+    """Regression: PySide6 6.12.0 on Python 3.11 aborted (none_dealloc) after a few hundred updates."""
+    script = tmp_path / "updates.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+            import numpy as np
+            import torch
+            from PySide6.QtWidgets import QApplication
+            from paramscope.core.stats import tensor_histogram
+            from paramscope.gui.histogram_view import HistogramView
+
+            app = QApplication([])
+            view = HistogramView()
+            view.show()
+            rng = np.random.default_rng(0)
+            previous = None
+            for i in range(3200):
+                values = torch.from_numpy(rng.normal(size=200) * (1 + i % 7))
+                current = tensor_histogram(values, bins=32)
+                view.set_histograms(current, previous, None, title=f"update {i}")
+                if i % 50 == 0:
+                    view.log_y.setChecked(not view.log_y.isChecked())
+                    app.processEvents()
+                previous = current
+            print("alive", i + 1)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert "alive 3200" in done.stdout

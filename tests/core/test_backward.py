@@ -467,3 +467,10 @@ def test_backward_on_the_gpu_matches_the_cpu():
     nn.init.constant_(shared[0].weight, 3.0)
     result = run_backward(shared, "ones(1, 1)")
     assert [p.values.item() for p in result.parameters["0.weight"].parts] == [3.0, 3.0]
+
+
+def test_torchscript_modules_run_without_hooks_and_say_so():
+    scripted = torch.jit.script(build_demo("mlp"))
+    result = run_backward(scripted, "rand(2, 4)")
+    assert all(p.grad is not None for p in scripted.parameters())
+    assert any("takes no forward hooks" in note for note in result.notes)

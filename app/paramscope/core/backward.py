@@ -267,7 +267,10 @@ class _Recorder:
                 self.handles.append(module.register_forward_pre_hook(self._pre))
                 self.handles.append(module.register_forward_hook(self._post))
             except (RuntimeError, AttributeError, TypeError) as exc:  # e.g. TorchScript modules
-                self.notes.append(f"cannot hook {type(module).__name__}: {exc}")
+                self.notes.append(
+                    f"{type(module).__name__} takes no forward hooks ({_one_line(exc, 120)}): "
+                    "no per-use parts, signal propagation or module names in errors"
+                )
                 break
 
     def remove(self) -> None:

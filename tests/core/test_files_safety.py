@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from paramscope.core.demos import build_demo
 from paramscope.core.errors import SourceError
@@ -243,17 +243,31 @@ def test_zip_bomb_refused_by_declared_sizes(tmp_path: Path, monkeypatch: pytest.
         open_source(str(path))
 
 
-@pytest.mark.parametrize("writer", ["pt", "legacy", "safetensors"])
-def test_more_than_available_memory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
-    path = tmp_path / f"big.{'safetensors' if writer == 'safetensors' else 'pt'}"
-    state = {"w": torch.ones(1000)}
-    if writer == "safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path, _use_new_zipfile_serialization=writer == "pt")
+def test_legacy_file_larger_than_available_memory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.ones(1000)}, path, _use_new_zipfile_serialization=False)  # cannot be mapped
     monkeypatch.setattr(safety, "available_memory", lambda: 1000)
     with pytest.raises(SourceError, match="memory available"):
         open_source(str(path))
+
+
+@pytest.mark.parametrize("writer", ["pt", "safetensors"])
+def test_mapped_file_larger_than_available_memory_still_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """Zip .pt and .safetensors are memory-mapped: nothing is read until a tensor is looked at."""
+    path = tmp_path / f"big.{writer}"
+    state = {"w": torch.arange(1000, dtype=torch.float32)}
+    if writer == "safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    monkeypatch.setattr(safety, "available_memory", lambda: 1000)
+    opened = open_source(str(path))
+    assert torch.equal(opened.model.w.detach(), state["w"])
+    with torch.no_grad():
+        opened.model.w.add_(1)  # an edit stays in memory (copy-on-write), the file is unchanged
+    assert torch.equal(torch.load(path, weights_only=True)["w"] if writer == "pt" else load_file(str(path))["w"], state["w"])
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,19 +114,61 @@ def aliases_from_metadata(metadata: dict[str, str], stored: set[str]) -> dict[st
     return {k: v for k, v in metadata.items() if v in stored and k not in stored}
 
 
+_TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
+    "C128": torch.complex128,
+}
+
+
+def _mapped_tensors(path: Path, header: dict[str, dict], data_start: int) -> dict[str, torch.Tensor]:
+    """Tensors viewing a private (copy-on-write) memory map of the file: nothing is read until
+    a tensor's values are, so a checkpoint larger than memory can be browsed. Edits stay in
+    memory; the file is never written through the map.
+    """
+    import mmap
+    import warnings
+
+    with open(path, "rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, entry in header.items():
+        dtype = _TORCH_DTYPES[entry["dtype"]]
+        begin, stop = entry["data_offsets"]
+        shape = entry["shape"]
+        if stop == begin:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        with warnings.catch_warnings():  # the map is writable (copy-on-write); torch cannot tell
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(mapped, dtype=dtype, count=(stop - begin) // dtype.itemsize, offset=data_start + begin)
+        tensors[name] = flat.reshape(shape)
+    return tensors
+
+
 def read_safetensors(path: Path) -> Checkpoint:
-    """Load a safetensors file after checking its header; aliases become ties.
+    """Open a safetensors file after checking its header; aliases become ties.
+
+    Tensors are memory-mapped (header only until values are read); formats torch cannot map
+    (sub-byte floats) are loaded in full after a memory check.
 
     Raises:
-        SourceError: damaged, lying header, or more data than memory available.
+        SourceError: damaged, lying header, or (unmappable dtypes) more data than memory.
     """
-    header, metadata, _ = read_header(path)
-    total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
-    check_fits_memory(path, total)
-    from safetensors.torch import load_file
-
+    header, metadata, data_start = read_header(path)
     try:
-        tensors = load_file(str(path))
+        if all(e["dtype"] in _TORCH_DTYPES for e in header.values()):
+            tensors = _mapped_tensors(path, header, data_start)
+        else:
+            total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
+            check_fits_memory(path, total)
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+    except OSError as exc:
+        raise bad_file(path, f"cannot be read: {exc.strerror or exc}") from None
     except Exception as exc:  # the library's errors are not one-line friendly
         raise bad_file(path, f"cannot be read as safetensors: {first_line(exc)}") from None
     # safetensors keeps no order: sort names naturally so layers.2 comes before layers.10

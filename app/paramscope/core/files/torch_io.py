@@ -34,11 +34,12 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {info.filename: info for info in archive.infolist()}
-            expanded = 0
+            expanded = 0  # compressed entries must be unpacked into memory; stored ones are mapped
             for info in infos.values():
                 if info.header_offset + info.compress_size > sniffed.size:
                     raise bad_file(path, f"is truncated: entry {info.filename!r} lies past the end of the file")
-                expanded += info.file_size
+                if info.compress_type != zipfile.ZIP_STORED:
+                    expanded += info.file_size
             check_fits_memory(path, expanded, "data once unpacked")
             pkl_name = f"{sniffed.prefix}/data.pkl" if sniffed.prefix else "data.pkl"
             pkl = infos.get(pkl_name)
@@ -60,7 +61,8 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
                 f"storage {key!r} declares {human_bytes(decl.nbytes)} but holds only "
                 f"{human_bytes(record.file_size)}",
             )
-    check_fits_memory(path, scan.declared_bytes)
+        if record.compress_type != zipfile.ZIP_STORED:  # torch cannot map it: it is read whole
+            check_fits_memory(path, decl.nbytes)
     return scan
 
 

@@ -469,6 +469,7 @@ def test_backward_on_the_gpu_matches_the_cpu():
     assert [p.values.item() for p in result.parameters["0.weight"].parts] == [3.0, 3.0]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_torchscript_modules_run_without_hooks_and_say_so():
     scripted = torch.jit.script(build_demo("mlp"))
     result = run_backward(scripted, "rand(2, 4)")

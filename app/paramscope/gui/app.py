@@ -14,7 +14,7 @@ from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
 
 FALLBACK_SOURCE = "demo:mlp"
-SCREENSHOT_SIZE = (1400, 880)
+SCREENSHOT_SIZE = (1600, 1000)  # room for the Backward dock below the table and plots
 # A screenshot never hangs a script: after this long it is taken with what statistics there are.
 SCREENSHOT_TIMEOUT_MS = 300_000
 

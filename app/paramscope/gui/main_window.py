@@ -59,7 +59,7 @@ class MainWindow(QMainWindow):
         self.state = state if state is not None else AppState(parent=self)
         self.interactive = interactive  # False: errors go to errorShown only (screenshots, tests)
         self.setAcceptDrops(True)
-        self.resize(1400, 880)
+        self.resize(1600, 1000)
         self.statistics = StatisticsWorker(self.state, self)
 
         self.tree_panel = ModuleTreePanel(self.state)
@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         main.addWidget(self.tree_panel)
         main.addWidget(center)
         main.setStretchFactor(1, 1)
-        main.setSizes([500, 900])
+        main.setSizes([520, 1080])
         self.setCentralWidget(main)
 
         self.tied_panel = TiedGroupsPanel(self.state)
@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         self.backward_dock = self.add_dock(self.backward_panel, "Backward", Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.tied_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tied_dock, self.diagnostics_dock], [180, 500], Qt.Orientation.Vertical)
+        # The table and plots stay the main view; the Backward dock starts low and can be dragged up.
+        self.resizeDocks([self.backward_dock], [300], Qt.Orientation.Vertical)
 
         self._build_status_bar()
         self._build_menus()
@@ -180,7 +182,7 @@ class MainWindow(QMainWindow):
         self.edit_menu = edit_menu
 
         self.view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.tied_dock, self.diagnostics_dock, self.backward_dock):
+        for dock in self.findChildren(QDockWidget):  # every panel placed so far; later ones add themselves
             self.view_menu.addAction(dock.toggleViewAction())
         self.view_menu.addSeparator()
         log_action = self.view_menu.addAction("Histogram: log y")

@@ -104,3 +104,32 @@ def test_garbage_metadata_gives_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         read_metadata(folder)
     assert str(folder / ".metadata") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folder_opens_lazily_and_exports_consolidated(dcp_folder: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from paramscope.cli import main
+    from paramscope.core.files.export import save_session
+    from paramscope.core.session import Session
+    from paramscope.core.sources import open_source
+
+    opened = open_source(str(dcp_folder))
+    assert opened.kind == "distributed_checkpoint" and not opened.can_forward
+    assert opened.model.layer.weight.device.type == "meta"  # nothing read yet
+    session = Session(opened)
+    assert session.report.parameters["layer.weight"].shape == (6, 4)
+    summary = session.ensure_summary("layer.weight")
+    assert summary.stats.max == 23.0 and summary.stats.has_data
+    assert opened.model.layer.weight.device.type == "meta"  # values were not kept in the model
+    assert "note" in opened.extras
+
+    out = tmp_path / "consolidated.pt"
+    save_session(session, out)
+    merged = torch.load(out, weights_only=True)
+    assert torch.equal(merged["layer.weight"], torch.arange(24, dtype=torch.float32).reshape(6, 4))
+    assert merged["step"].item() == 7
+
+    st = tmp_path / "consolidated.safetensors"
+    assert main(["export", str(dcp_folder), "-o", str(st)]) == 0
+    assert torch.equal(load_file(str(st))["layer.bias"], torch.ones(4))

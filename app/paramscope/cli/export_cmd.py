@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     export_format(_path(args.output))  # a bad extension fails before the model is opened
     opened = open_from_args(args)
-    result = export_model(opened.model, args.output, args.module)
+    result = export_model(opened.model, args.output, args.module, loader=opened.loader)
     tied = f", {len(result.aliases)} tied name(s) kept" if result.aliases else ""
     print(
         f"wrote {result.path} ({result.format}): {fmt_count(result.tensors)} tensors, "

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from paramscope.core.errors import SourceError
-from paramscope.core.memory import ensure_fits
+from paramscope.core.files.safety import check_fits_memory
 
 METADATA_FILE = ".metadata"
 
@@ -123,7 +123,7 @@ def load_tensors(folder: Path, entries: list[DcpEntry], metadata: Any | None = N
 
     metadata = metadata if metadata is not None else read_metadata(folder)
     wanted = [e for e in entries if e.is_tensor]
-    ensure_fits(sum(e.nbytes for e in wanted), folder)
+    check_fits_memory(folder, sum(e.nbytes for e in wanted))
     targets = {e.key: torch.empty(e.shape or (), dtype=e.dtype) for e in wanted}
     if not targets:
         return {}
@@ -134,3 +134,33 @@ def load_tensors(folder: Path, entries: list[DcpEntry], metadata: Any | None = N
     except Exception as exc:
         raise SourceError(f"{folder}: reading tensors failed: {type(exc).__name__}: {exc}") from exc
     return targets
+
+
+def open_dcp(folder: Path) -> Any:
+    """Open a DCP folder lazily: shape-only placeholders now, each tensor's values on demand."""
+    from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
+    from paramscope.core.sources import OpenedModel
+
+    metadata = read_metadata(folder)
+    entries = list_entries(metadata)
+    tensors = {e.key: torch.empty(e.shape or (), dtype=e.dtype, device="meta") for e in entries if e.is_tensor}
+    if not tensors:
+        raise SourceError(f"{folder}: the checkpoint holds no tensors")
+    by_key = {e.key: e for e in entries}
+    extras: dict[str, object] = {e.key: "non-tensor entry (not loaded: torch unpickles it unsafely)" for e in entries if not e.is_tensor}
+    model, notes = build_module(Checkpoint(tensors, extras=extras), "distributed checkpoint")
+    shards = len(list(folder.glob("*.distcp")))
+
+    def load(name: str) -> torch.Tensor:
+        return load_tensors(folder, [by_key[name]], metadata)[name]
+
+    return OpenedModel(
+        model,
+        str(folder),
+        "distributed_checkpoint",
+        forward_unavailable=NO_FORWARD,
+        path=folder,
+        notes=[f"torch.distributed.checkpoint folder, {shards} data file(s); tensors load when selected", *notes],
+        extras=extras,
+        loader=load,
+    )

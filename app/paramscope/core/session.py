@@ -43,6 +43,13 @@ class Session:
         """The live tensor (parameter or buffer) under any of its names."""
         return self._tensors[self.report.alias_to_name.get(name, name)]
 
+    def values(self, name: str) -> torch.Tensor:
+        """The tensor's values: the live tensor, or for a lazily opened source, loaded on demand."""
+        tensor = self.tensor(name)
+        if tensor.device.type == "meta" and self.opened.loader is not None:
+            return self.opened.loader(self.canonical(name))
+        return tensor
+
     def canonical(self, name: str) -> str:
         return self.report.alias_to_name.get(name, name)
 
@@ -59,7 +66,7 @@ class Session:
         canonical = self.canonical(name)
         if canonical not in self._summaries:
             with torch.no_grad():
-                self._summaries[canonical] = summarize(self._tensors[canonical])
+                self._summaries[canonical] = summarize(self.values(canonical))
         return self._summaries[canonical]
 
     def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from paramscope.core.demos import DEMOS, build_demo
@@ -38,6 +39,9 @@ class OpenedModel:
     path: Path | None = None
     notes: list[str] = field(default_factory=list)  # things worth telling the user
     extras: dict[str, object] = field(default_factory=dict)  # non-tensor checkpoint entries
+    # For sources opened lazily: the model holds shape-only (meta) placeholders and this loads
+    # the full values of one of them, by its state_dict name, when they are needed.
+    loader: Callable[[str], torch.Tensor] | None = None
 
     @property
     def can_forward(self) -> bool:

@@ -6,7 +6,7 @@ worker calls; it is plain Python and is tested without an event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -50,8 +50,13 @@ def compute_model_statistics(
     state: TaskState | None = None,
     names: Iterable[str] | None = None,
     bins: int = DEFAULT_BINS,
+    loader: Callable[[str], torch.Tensor] | None = None,
 ) -> dict[str, TensorSummary]:
-    """Summaries of ``names`` (default: every parameter and buffer), with progress by bytes."""
+    """Summaries of ``names`` (default: every parameter and buffer), with progress by bytes.
+
+    ``loader`` gives the values of shape-only (meta) placeholders of a lazily opened source;
+    each is loaded, summarized and released in turn.
+    """
     state = ensure_state(state)
     tensors = named_tensors(model, report)
     wanted = list(tensors) if names is None else [report.alias_to_name.get(n, n) for n in names]
@@ -61,8 +66,11 @@ def compute_model_statistics(
     results: dict[str, TensorSummary] = {}
     for name in wanted:
         state.progress(done / total, name)
+        tensor = tensors[name]
+        if tensor.device.type == "meta" and loader is not None:
+            tensor = loader(name)
         with torch.no_grad():
-            results[name] = summarize(tensors[name], bins, state)
+            results[name] = summarize(tensor, bins, state)
         done += sizes[name]
     state.progress(1.0, "done")
     return results

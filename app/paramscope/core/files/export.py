@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class ExportInputs:
     model: nn.Module
     path: Path
     module: str = ""  # a module prefix: export that subtree with names relative to it
+    loader: Callable[[str], torch.Tensor] | None = None  # values of a lazy source's placeholders
 
 
 @dataclass
@@ -64,8 +66,13 @@ def export_format(path: Path) -> str:
     return fmt
 
 
-def state_dict_for(model: nn.Module, module: str = "") -> dict[str, torch.Tensor]:
-    """The state_dict of ``model`` or of its submodule ``module`` (names relative to it)."""
+def state_dict_for(
+    model: nn.Module, module: str = "", loader: Callable[[str], torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The state_dict of ``model`` or of its submodule ``module`` (names relative to it).
+
+    ``loader`` fills in shape-only placeholders of a lazily opened source (by full name).
+    """
     if module:
         try:
             model = model.get_submodule(module)
@@ -75,6 +82,14 @@ def state_dict_for(model: nn.Module, module: str = "") -> dict[str, torch.Tensor
     lazy = [k for k, v in state.items() if isinstance(v, nn.parameter.UninitializedTensorMixin)]
     if lazy:
         raise ExportError(f"{lazy[0]}: uninitialized (lazy) parameter; run a forward before exporting")
+    if loader is not None:
+        prefix = f"{module}." if module else ""
+        loaded: dict[int, torch.Tensor] = {}  # aliases of one placeholder load once, stay tied
+        for key, value in state.items():
+            if value.device.type == "meta":
+                if id(value) not in loaded:
+                    loaded[id(value)] = loader(prefix + key)
+                state[key] = loaded[id(value)]
     return dict(state)
 
 
@@ -200,17 +215,23 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, stat
 
 def run_export(inputs: ExportInputs, state: TaskState | None = None) -> ExportResult:
     """Worker entry point: export ``inputs.model`` (or a subtree) to ``inputs.path``."""
-    return write_state_dict(state_dict_for(inputs.model, inputs.module), inputs.path, state)
+    return write_state_dict(state_dict_for(inputs.model, inputs.module, inputs.loader), inputs.path, state)
 
 
-def export_model(model: nn.Module, path: Path | str, module: str = "", state: TaskState | None = None) -> ExportResult:
+def export_model(
+    model: nn.Module,
+    path: Path | str,
+    module: str = "",
+    state: TaskState | None = None,
+    loader: Callable[[str], torch.Tensor] | None = None,
+) -> ExportResult:
     """Export ``model``'s state_dict (or the subtree ``module``) to ``path``."""
-    return run_export(ExportInputs(model, Path(path), module), state)
+    return run_export(ExportInputs(model, Path(path), module, loader), state)
 
 
 def save_session(session: Session, path: Path | str, module: str = "", state: TaskState | None = None) -> ExportResult:
     """Export the session's model and, for a whole-model export, mark the session saved (clean)."""
-    result = export_model(session.model, path, module, state)
+    result = export_model(session.model, path, module, state, session.opened.loader)
     if not module:
         session.stack.set_clean()
     return result

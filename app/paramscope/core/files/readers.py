@@ -78,6 +78,10 @@ def open_file(path: Path, trust: bool) -> OpenedModel | None:
     """The file opener registered with :func:`paramscope.core.sources.register_file_opener`."""
     path = Path(path)
     if path.is_dir():
+        from paramscope.core.dcp import is_dcp_folder, open_dcp
+
+        if is_dcp_folder(path):
+            return open_dcp(path)
         index = _folder_target(path)
         if index is None:
             return None

@@ -16,7 +16,8 @@ from paramscope.core.stats import data_problem
 
 
 def is_lazy(tensor: torch.Tensor) -> bool:
-    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+    # issubclass on the type: isinstance goes through Parameter's slow __instancecheck__
+    return issubclass(type(tensor), nn.parameter.UninitializedTensorMixin)
 
 
 def _numel(tensor: torch.Tensor) -> int:
@@ -174,7 +175,7 @@ class ModelReport:
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
-    if is_lazy(tensor) or data_problem(tensor) is not None:
+    if is_lazy(tensor) or tensor.device.type == "meta" or tensor.layout != torch.strided:
         return None
     storage = tensor.untyped_storage()
     if storage.nbytes() == 0:

@@ -17,6 +17,8 @@ from paramscope.core.stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
+    tensor_histogram,
+    tensor_stats,
     tensor_summary,
 )
 from paramscope.core.tasks import TaskState, ensure_state
@@ -28,8 +30,43 @@ class TensorSummary:
     histogram: Histogram
 
 
-def summarize(tensor: torch.Tensor, bins: int = DEFAULT_BINS, state: TaskState | None = None) -> TensorSummary:
-    """Statistics and histogram of one tensor."""
+MIN_AUTO_BINS = 8
+# Integer tensors spanning at most this many values get one bar per value.
+MAX_INTEGER_BARS = DEFAULT_BINS
+
+
+def auto_bins(numel: int) -> int:
+    """Bars for ``numel`` values: about sqrt(numel) within [8, DEFAULT_BINS].
+
+    A 12-element weight in 64 bins is a row of spikes; sqrt keeps small tensors readable.
+
+    Example:
+        >>> auto_bins(12), auto_bins(100), auto_bins(10**6)
+        (8, 10, 64)
+    """
+    return int(min(DEFAULT_BINS, max(MIN_AUTO_BINS, round(numel**0.5))))
+
+
+def summarize(tensor: torch.Tensor, bins: int | None = None, state: TaskState | None = None) -> TensorSummary:
+    """Statistics and histogram of one tensor.
+
+    Args:
+        tensor: any tensor.
+        bins: number of bars; None picks them: one per value for integer and bool tensors whose
+            values span at most 64 integers, else :func:`auto_bins` of the element count.
+        state: optional progress/cancel state.
+    """
+    if bins is None:
+        if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            stats = tensor_stats(tensor, state=state)
+            if stats.has_data and stats.min is not None and stats.max is not None:
+                lo, hi = int(stats.min), int(stats.max)
+                if hi - lo + 1 <= MAX_INTEGER_BARS:
+                    histogram = tensor_histogram(
+                        tensor, bins=hi - lo + 1, value_range=(lo - 0.5, hi + 0.5), stats=stats, state=state
+                    )
+                    return TensorSummary(stats, histogram)
+        bins = auto_bins(tensor.numel())
     stats, histogram = tensor_summary(tensor, bins=bins, state=state)  # two reads, not three
     return TensorSummary(stats, histogram)
 
@@ -49,10 +86,12 @@ def compute_model_statistics(
     report: ModelReport,
     state: TaskState | None = None,
     names: Iterable[str] | None = None,
-    bins: int = DEFAULT_BINS,
+    bins: int | None = None,
     loader: Callable[[str], torch.Tensor] | None = None,
 ) -> dict[str, TensorSummary]:
     """Summaries of ``names`` (default: every parameter and buffer), with progress by bytes.
+
+    ``bins=None`` picks the bars per tensor (see :func:`summarize`).
 
     ``loader`` gives the values of shape-only (meta) placeholders of a lazily opened source;
     each is loaded, summarized and released in turn.

@@ -54,6 +54,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., torch.Tensor], int]] = {
 }
 
 CONSTANTS = {"pi": math.pi, "e": math.e}
+MAX_LENGTH = 1000  # longer text is not typed by hand; deep nesting would exhaust Python's parser
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -140,7 +141,7 @@ class Expression:
                 return torch.broadcast_to(result, x.shape).to(x.dtype)
         except ExpressionError:
             raise
-        except (RuntimeError, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (RuntimeError, TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
             raise ExpressionError(f"{self.text!r}: {type(exc).__name__}: {exc}") from exc
 
     def _eval(self, node: ast.AST, x: torch.Tensor) -> Any:
@@ -176,12 +177,18 @@ def compile_expression(text: str) -> Expression:
     source = text.strip()
     if not source:
         raise ExpressionError("empty expression: write something in x, e.g. x * 2 + 1")
+    if len(source) > MAX_LENGTH:
+        raise ExpressionError(f"expression of {len(source):,} characters: at most {MAX_LENGTH:,} are allowed")
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"{source!r}: not a valid expression ({exc.msg})") from exc
+    except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, nesting too deep for Python
+        raise ExpressionError(f"{source!r}: not a valid expression ({type(exc).__name__})") from exc
     try:
         _check(tree)
     except ExpressionError as exc:
         raise ExpressionError(f"{source!r}: {exc}") from exc
+    except RecursionError as exc:
+        raise ExpressionError(f"{source!r}: nested too deeply") from exc
     return Expression(source, tree)

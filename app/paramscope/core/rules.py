@@ -218,7 +218,7 @@ def _literal(node: ast.expr, rule: str) -> Any:
         return node.id
     try:
         value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError) as exc:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         raise RuleError(
             f"rule {rule!r}: {ast.unparse(node)!r} is not a number, string or boolean"
         ) from exc
@@ -232,8 +232,12 @@ def _parse_args(args: str, rule: str) -> tuple[list[Any], dict[str, Any]]:
         tree = ast.parse(f"f({args})", mode="eval")
     except SyntaxError as exc:
         raise RuleError(f"rule {rule!r}: cannot read the arguments ({exc.msg})") from exc
+    except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, nesting too deep for Python
+        raise RuleError(f"rule {rule!r}: cannot read the arguments ({type(exc).__name__})") from exc
     call = tree.body
-    assert isinstance(call, ast.Call)
+    # "std=1)(2" or "1), g(2" would close our f( early: the text must be one argument list
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+        raise RuleError(f"rule {rule!r}: cannot read the arguments (unbalanced parentheses)")
     positional = [_literal(a, rule) for a in call.args]
     keywords: dict[str, Any] = {}
     for keyword in call.keywords:

@@ -67,7 +67,10 @@ class TensorItem:
         if self.kind == "randint":
             assert self.high is not None
             dtype = self.dtype or torch.int64
-            return torch.randint(self.low, self.high, self.shape, generator=generator, dtype=dtype)
+            try:
+                return torch.randint(self.low, self.high, self.shape, generator=generator, dtype=dtype)
+            except (RuntimeError, ValueError, OverflowError) as exc:  # low/high outside the dtype
+                raise InputSpecError(f"input spec {self.text()!r}: {exc}") from exc
         dtype = self.dtype or float_dtype or torch.float32
         if self.kind == "rand":
             return torch.rand(self.shape, generator=generator, dtype=dtype)
@@ -168,6 +171,8 @@ class InputSpec:
 def _parse_int(text: str, spec: str, what: str) -> int:
     if not _INT.match(text):
         raise InputSpecError(f"input spec {spec!r}: {what} must be an integer, got {text!r}")
+    if len(text) > 30:  # far past any real size; int() refuses thousands of digits
+        raise InputSpecError(f"input spec {spec!r}: {what} {text[:12]}... is too large")
     return int(text)
 
 
@@ -244,7 +249,11 @@ def parse_input_spec(text: str) -> InputSpec:
         if not item:
             raise InputSpecError(f"input spec {text!r}: empty input between ';'")
         if "(" not in item:
-            items.append(FileItem(Path(item).expanduser()))
+            try:
+                path = Path(item).expanduser()
+            except RuntimeError:  # ~user of an unknown user: keep the text, load() says it is missing
+                path = Path(item)
+            items.append(FileItem(path))
         else:
             items.append(_parse_call(item, text))
     return InputSpec(tuple(items))

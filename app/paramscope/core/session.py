@@ -20,6 +20,10 @@ from paramscope.core.statistics import TensorSummary, named_tensors, summarize
 
 ChangeListener = Callable[[tuple[str, ...]], None]
 
+# Above this many bytes of tensors, statistics are computed for the selected tensor only, so
+# browsing a checkpoint larger than memory reads only what the user looks at.
+ON_DEMAND_BYTES = 1 << 30
+
 
 class Session:
     def __init__(self, opened: OpenedModel, stack: CommandStack | None = None) -> None:
@@ -121,6 +125,15 @@ class Session:
         self._tensors = named_tensors(self.opened.model, self.report)
         self._summaries.clear()
         self.notify(())
+
+    @property
+    def stats_on_demand(self) -> bool:
+        """Whether statistics should be computed per selected tensor rather than for all."""
+        if self.opened.loader is not None:
+            return True
+        total = sum(t.nbytes for t in self.report.parameters.values())
+        total += sum(t.nbytes for t in self.report.buffers.values())
+        return total > ON_DEMAND_BYTES
 
     @property
     def modified(self) -> bool:

@@ -54,17 +54,27 @@ class StatisticsWorker(QObject):
         self.worker.started.connect(lambda _what: self.started.emit())
         state.sessionChanged.connect(self.refresh)
         state.tensorsChanged.connect(lambda _names: self.refresh())
+        state.tensorSelected.connect(self._on_selected)
 
     @property
     def is_running(self) -> bool:
         return self.worker.is_running
 
     def missing(self) -> list[str]:
+        """Tensors still without a summary; for a huge or lazy source only the selected one."""
         if not self.state.has_session:
             return []
         session = self.state.session
-        names = [*session.report.parameters, *session.report.buffers]
+        if session.stats_on_demand:
+            selected = self.state.selected_tensor
+            names = [selected] if selected is not None else []
+        else:
+            names = [*session.report.parameters, *session.report.buffers]
         return [n for n in names if session.summary(n) is None]
+
+    def _on_selected(self, _name: str) -> None:
+        if self.state.has_session and self.state.session.stats_on_demand and not self.complete:
+            self.refresh()
 
     @property
     def complete(self) -> bool:
@@ -78,13 +88,14 @@ class StatisticsWorker(QObject):
             self.allDone.emit()
             return
         session = self.state.session
-        model, report = session.model, session.report
+        model, report, loader = session.model, session.report, session.opened.loader
         batches = _batches(report, names)
 
         def task(state: WorkerState) -> None:
             for i, batch in enumerate(batches):
                 part = SliceState(state, i / len(batches), (i + 1) / len(batches))
-                state.deliver((report, compute_model_statistics(model, report, part, names=batch)))
+                summaries = compute_model_statistics(model, report, part, names=batch, loader=loader)
+                state.deliver((report, summaries))
 
         self.worker.start(task, "statistics")
 

@@ -123,28 +123,48 @@ _TORCH_DTYPES = {
 }
 
 
+MAP_GROUP_BYTES = 1 << 30  # one private mapping per ~1 GiB of tensors (see _mapped_tensors)
+
+
 def _mapped_tensors(path: Path, header: dict[str, dict], data_start: int) -> dict[str, torch.Tensor]:
-    """Tensors viewing a private (copy-on-write) memory map of the file: nothing is read until
-    a tensor's values are, so a checkpoint larger than memory can be browsed. Edits stay in
-    memory; the file is never written through the map.
+    """Tensors viewing private (copy-on-write) memory maps of the file: nothing is read until a
+    tensor's values are, so a checkpoint larger than memory can be browsed. Edits stay in memory;
+    the file is never written through a map.
+
+    The file is mapped in pieces of about :data:`MAP_GROUP_BYTES`: Linux refuses a single private
+    mapping larger than memory, but not many smaller ones.
     """
     import mmap
     import warnings
 
-    with open(path, "rb") as handle:
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    spans = sorted((e["data_offsets"][0], e["data_offsets"][1], name) for name, e in header.items())
+    groups: list[list[tuple[int, int, str]]] = []
+    for span in spans:
+        if groups and span[1] - groups[-1][0][0] <= MAP_GROUP_BYTES:
+            groups[-1].append(span)
+        else:
+            groups.append([span])
     tensors: dict[str, torch.Tensor] = {}
-    for name, entry in header.items():
-        dtype = _TORCH_DTYPES[entry["dtype"]]
-        begin, stop = entry["data_offsets"]
-        shape = entry["shape"]
-        if stop == begin:
-            tensors[name] = torch.empty(shape, dtype=dtype)
-            continue
-        with warnings.catch_warnings():  # the map is writable (copy-on-write); torch cannot tell
-            warnings.simplefilter("ignore", UserWarning)
-            flat = torch.frombuffer(mapped, dtype=dtype, count=(stop - begin) // dtype.itemsize, offset=data_start + begin)
-        tensors[name] = flat.reshape(shape)
+    with open(path, "rb") as handle:
+        for group in groups:
+            begin = data_start + group[0][0]
+            start = begin - begin % mmap.ALLOCATIONGRANULARITY
+            length = data_start + group[-1][1] - start
+            mapped = None
+            if length > 0:
+                mapped = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_COPY, offset=start)
+            for lo, hi, name in group:
+                entry = header[name]
+                dtype = _TORCH_DTYPES[entry["dtype"]]
+                if hi == lo or mapped is None:
+                    tensors[name] = torch.empty(entry["shape"], dtype=dtype)
+                    continue
+                with warnings.catch_warnings():  # the map is writable (copy-on-write)
+                    warnings.simplefilter("ignore", UserWarning)
+                    flat = torch.frombuffer(
+                        mapped, dtype=dtype, count=(hi - lo) // dtype.itemsize, offset=data_start + lo - start
+                    )
+                tensors[name] = flat.reshape(entry["shape"])
     return tensors
 
 

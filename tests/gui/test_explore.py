@@ -26,3 +26,31 @@ def test_explore_edits_the_live_model_and_summarizes(qapp):
     summary = paramscope.explore(net)
     assert summary == "1 change: zero 0.weight"
     assert float(net[0].weight.detach().abs().sum()) == 0.0
+
+
+def test_explore_returns_at_once_under_ipython_qt_and_edits_stay_on_the_model(qtbot, monkeypatch):
+    import paramscope.gui.explore as explore_module
+    from paramscope.gui.init_panel import SELECTED_MODULE
+
+    monkeypatch.setattr(explore_module, "ipython_runs_qt", lambda: True)  # as after %gui qt
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    window = paramscope.explore(net)
+    assert isinstance(window, MainWindow) and window.isVisible()  # returned, window still live
+    qtbot.addWidget(window)
+    window.interactive = False
+    window.state.select_module("0")
+    panel = window.init_panel
+    panel.target_mode.setCurrentIndex(panel.target_mode.findData(SELECTED_MODULE))
+    panel.set_initializer("constant_")
+    panel.set_field("val", 3.0)
+    assert panel.apply()
+    # The caller's own object changed, while the window is open.
+    assert net[0].weight.detach().eq(3).all() and net[0].bias.detach().eq(3).all()
+    assert explore_module.summarize_changes(window).startswith("1 change")
+    window.close()
+
+
+def test_ipython_detection_is_false_in_a_plain_process():
+    from paramscope.gui.explore import ipython_runs_qt
+
+    assert ipython_runs_qt() is False

@@ -12,9 +12,10 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
+from paramscope.gui.settings import restore_window
 
 FALLBACK_SOURCE = "demo:mlp"
-SCREENSHOT_SIZE = (1600, 1000)  # room for the Backward dock below the table and plots
+SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
 # A screenshot never hangs a script: after this long it is taken with what statistics there are.
 SCREENSHOT_TIMEOUT_MS = 300_000
 
@@ -34,9 +35,11 @@ def ensure_app() -> QApplication:
 def _apply_look(app: QApplication) -> None:
     import pyqtgraph as pg
 
+    from paramscope.gui.palette import follow_system
     from paramscope.resources import resource_path
 
-    pg.setConfigOptions(antialias=True, background="w", foreground="k")
+    pg.setConfigOptions(antialias=True)
+    follow_system(app)  # plot colours follow the system's light or dark scheme
     try:
         icon = resource_path("icons/paramscope.svg")
         pixmap = QPixmap()
@@ -66,6 +69,8 @@ def run_app(source: str, weights: str | None = None, trust: bool = False, screen
     app = ensure_app()
     window = MainWindow()
     window.resize(*SCREENSHOT_SIZE)
+    window.remember = True  # geometry and dock layout saved on close, restored next time
+    restore_window(window)
     window.show()
     try:
         opened = open_source(source, trust=trust, weights=weights)
@@ -76,9 +81,20 @@ def run_app(source: str, weights: str | None = None, trust: bool = False, screen
     return app.exec()
 
 
-def render_screenshot(app: QApplication, window: MainWindow, target: Path) -> int:
-    """Wait until the statistics are done (a signal), select the first parameter, grab, save."""
-    window.resize(*SCREENSHOT_SIZE)
+def render_screenshot(
+    app: QApplication,
+    window: MainWindow,
+    target: Path,
+    *,
+    size: tuple[int, int] = SCREENSHOT_SIZE,
+    prepare=None,
+) -> int:
+    """Wait until the statistics are done (a signal), select the first parameter, grab, save.
+
+    ``prepare(window)``, when given, runs instead of selecting the first parameter (the
+    README's screenshot script uses it to show a particular tab, selection or backward pass).
+    """
+    window.resize(*size)
     window.show()
     result = {"code": 1}
     taken = {"done": False}
@@ -88,7 +104,9 @@ def render_screenshot(app: QApplication, window: MainWindow, target: Path) -> in
             return
         taken["done"] = True
         state = window.state
-        if state.has_session and state.session.report.parameters:
+        if prepare is not None:
+            prepare(window)
+        elif state.has_session and state.session.report.parameters:
             state.select_tensor(next(iter(state.session.report.parameters)))
         # Let layouts and the plot settle through one event-loop turn before grabbing.
         QTimer.singleShot(0, lambda: QTimer.singleShot(0, save))

@@ -31,7 +31,7 @@ class HistogramView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot_widget = pg.PlotWidget(background="w")
+        self.plot_widget = pg.PlotWidget()  # colours follow the light/dark scheme (palette.py)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("left", "count")

@@ -5,26 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QWidget,
 )
 
 from paramscope.core.demos import DEMOS
+from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import OpenedModel
+from paramscope.gui import plot_export, settings
+from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
+from paramscope.gui.context_menus import RowMenus
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.files_actions import FilesActions, confirm_trust, open_with_consent
+from paramscope.gui.heatmap_view import HeatmapView
 from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
 from paramscope.gui.opening import (
@@ -54,10 +68,11 @@ class MainWindow(QMainWindow):
     errorShown = Signal(str)
     closed = Signal()
 
-    def __init__(self, state: AppState | None = None, *, interactive: bool = True) -> None:
+    def __init__(self, state: AppState | None = None, *, interactive: bool = True, restore: bool = False) -> None:
         super().__init__()
         self.state = state if state is not None else AppState(parent=self)
         self.interactive = interactive  # False: errors go to errorShown only (screenshots, tests)
+        self.remember = restore  # True: geometry and docks come from QSettings and go back on close
         self.setAcceptDrops(True)
         self.resize(1600, 1000)
         self.statistics = StatisticsWorker(self.state, self)
@@ -65,37 +80,45 @@ class MainWindow(QMainWindow):
         self.tree_panel = ModuleTreePanel(self.state)
         self.param_panel = ParameterPanel(self.state)
         self.histogram_panel = HistogramPanel(self.state)
+        self.heatmap_view = HeatmapView(self.state)
         self.value_grid = ValueGrid(self.state)
         self.tabs = QTabWidget()
+        self.tabs.setObjectName("plotTabs")
         self.tabs.addTab(self.histogram_panel, "Histogram")
+        self.tabs.addTab(self.heatmap_view, "Heatmap")
         self.tabs.addTab(self.value_grid, "Values")
 
-        center = QSplitter(Qt.Orientation.Vertical)
-        center.addWidget(self.param_panel)
-        center.addWidget(self.tabs)
-        center.setSizes([430, 400])
-        main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(self.tree_panel)
-        main.addWidget(center)
-        main.setStretchFactor(1, 1)
-        main.setSizes([520, 1080])
-        self.setCentralWidget(main)
+        # Centre: the table over the plots. Left: tree over ties/diagnostics. Right: the tool panels.
+        self.center = QSplitter(Qt.Orientation.Vertical)
+        self.center.setObjectName("centerSplitter")
+        self.center.addWidget(self.param_panel)
+        self.center.addWidget(self.tabs)
+        self.center.setStretchFactor(1, 1)
+        self.center.setSizes([380, 520])
+        self.setCentralWidget(self.center)
+        self.setDockNestingEnabled(True)
 
+        left = Qt.DockWidgetArea.LeftDockWidgetArea
+        self.tree_dock = self.add_dock(self.tree_panel, "Modules", left)
         self.tied_panel = TiedGroupsPanel(self.state)
         self.diagnostics_panel = DiagnosticsPanel(self.state)
-        self.tied_dock = self.add_dock(self.tied_panel, "Tied groups")
-        self.diagnostics_dock = self.add_dock(self.diagnostics_panel, "Diagnostics")
-        self.init_panel = InitPanel(self.state)
-        self.init_dock = self.add_dock(self.init_panel, "Initialize")
-        self.tabifyDockWidget(self.diagnostics_dock, self.init_dock)
+        self.tied_dock = self.add_dock(self.tied_panel, "Tied groups", left)
+        self.diagnostics_dock = self.add_dock(self.diagnostics_panel, "Diagnostics", left)
+        self.splitDockWidget(self.tree_dock, self.tied_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.tied_dock, self.diagnostics_dock)
         self.diagnostics_dock.raise_()
+
+        # Long forms scroll inside their dock rather than being squashed.
+        self.init_panel = InitPanel(self.state)
+        self.init_dock = self.add_dock(self.init_panel, "Initialize", scroll=True)
         self.init_panel.theoryChanged.connect(self.histogram_panel.set_theory)
         self.backward_panel = BackwardPanel(self.state)
-        self.backward_dock = self.add_dock(self.backward_panel, "Backward", Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.tied_dock], [330], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.tied_dock, self.diagnostics_dock], [180, 500], Qt.Orientation.Vertical)
-        # The table and plots stay the main view; the Backward dock starts low and can be dragged up.
-        self.resizeDocks([self.backward_dock], [300], Qt.Orientation.Vertical)
+        self.backward_panel.signal_plot.setMinimumHeight(240)
+        self.backward_panel.table.setMinimumHeight(150)
+        self.backward_dock = self.add_dock(self.backward_panel, "Backward", scroll=True)
+        self.tabifyDockWidget(self.init_dock, self.backward_dock)
+        self.init_dock.raise_()
+        self._docks_fitted = False
 
         self._build_status_bar()
         self._build_menus()
@@ -107,8 +130,15 @@ class MainWindow(QMainWindow):
         self.statistics.started.connect(self._on_stats_started)
         self.statistics.progress.connect(self._on_stats_progress)
         self.statistics.done.connect(self._on_stats_done)
+        self.state.busyChanged.connect(self.set_running)
+        self.files_actions.worker.started.connect(lambda what: self.set_running(True, "files", what))
+        self.files_actions.worker.done.connect(lambda: self.set_running(False, "files"))
+        self.row_menus = RowMenus(self)
         self._hooked_stack: object | None = None
         self._on_session()
+        self._tooltips()
+        if restore:
+            settings.restore_window(self)
 
     # --- building ------------------------------------------------------------------------------
     def add_dock(
@@ -116,23 +146,59 @@ class MainWindow(QMainWindow):
         widget: QWidget,
         title: str,
         area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea,
+        *,
+        scroll: bool = False,
     ) -> QDockWidget:
-        """Place a panel in a dock (other panels use this too) and list it in the View menu."""
+        """Place a panel in a dock (other panels use this too) and list it in the View menu.
+
+        With ``scroll`` the panel sits in a scroll area: a small window scrolls it instead of
+        squashing its plots and tables below their minimum size.
+        """
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "_"))
-        dock.setWidget(widget)
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setObjectName(f"{dock.objectName()}_scroll")
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setWidget(widget)
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         self.addDockWidget(area, dock)
         if hasattr(self, "view_menu"):
             self.view_menu.addAction(dock.toggleViewAction())
         return dock
 
     def add_tab(self, widget: QWidget, title: str) -> int:
-        """Add a panel as a tab beside Histogram and Values."""
+        """Add a panel as a tab beside Histogram, Heatmap and Values."""
         return self.tabs.addTab(widget, title)
+
+    def raise_dock(self, dock: QDockWidget) -> None:
+        """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
+        dock.show()
+        dock.raise_()
+
+    def fit_docks(self) -> None:
+        """Share the window's width: tree ~27%, tool panels ~31%, the rest for table and plots."""
+        width, height = max(self.width(), 800), max(self.height(), 600)
+        self.resizeDocks([self.tree_dock], [int(width * 0.27)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.init_dock], [int(width * 0.31)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.tree_dock, self.tied_dock], [int(height * 0.6), int(height * 0.3)], Qt.Orientation.Vertical)
+        self.center.setSizes([int(height * 0.4), int(height * 0.5)])
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._docks_fitted:
+            self._docks_fitted = True
+            self.fit_docks()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.selection_label = QLabel()
+        self.running_label = QLabel()
+        self.running_label.setObjectName("runningLabel")
+        self._running: dict[str, str] = {}
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setMaximumWidth(220)
@@ -141,6 +207,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setToolTip("Stop computing statistics (what is done stays)")
         self.cancel_button.clicked.connect(self.statistics.cancel)
         bar.addWidget(self.selection_label, 1)
+        bar.addPermanentWidget(self.running_label)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
         self.progress_bar.hide()
@@ -162,10 +229,22 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.files_actions = FilesActions(self.state, self, interactive=self.interactive)
         self.files_actions.install(file_menu)  # Export…, Load weights…, Diff against…
+        for action in file_menu.actions():
+            if action.text().replace("&", "").startswith("Export state_dict"):
+                action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Save), QKeySequence("Ctrl+E")])
+                self.export_action = action
+        file_menu.addSeparator()
+        self.export_plot_action = file_menu.addAction("Export &plot as PNG/SVG…")
+        self.export_plot_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.export_plot_action.triggered.connect(self.export_plot_dialog)
+        self.export_bins_action = file_menu.addAction("Export histogram &bins as CSV…")
+        self.export_bins_action.triggered.connect(self.export_bins_dialog)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
+        self.quit_action = quit_action
+        self.open_action = open_action
         self.file_menu = file_menu
 
         edit_menu = self.menuBar().addMenu("&Edit")
@@ -179,6 +258,15 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.redo_action)
         edit_menu.addSeparator()
         edit_menu.addAction(self.param_panel.copy_action)
+        edit_menu.addAction("Copy table as &CSV").triggered.connect(lambda: self.param_panel.copy_table(","))
+        edit_menu.addAction("Copy table as &TSV").triggered.connect(lambda: self.param_panel.copy_table("\t"))
+        edit_menu.addSeparator()
+        self.find_action = edit_menu.addAction("&Find parameter…")
+        self.find_action.setShortcut(QKeySequence.StandardKey.Find)
+        self.find_action.triggered.connect(self.focus_filter)
+        self.find_module_action = edit_menu.addAction("Find &module…")
+        self.find_module_action.setShortcut(QKeySequence("Ctrl+Shift+F"))
+        self.find_module_action.triggered.connect(self.focus_module_filter)
         self.edit_menu = edit_menu
 
         self.view_menu = self.menuBar().addMenu("&View")
@@ -193,6 +281,108 @@ class MainWindow(QMainWindow):
         expand.triggered.connect(self.tree_panel.view.expandAll)
         collapse = self.view_menu.addAction("Collapse module tree")
         collapse.triggered.connect(lambda: self.tree_panel.view.expandToDepth(0))
+        self.view_menu.addSeparator()
+        self.view_menu.addAction("Reset layout").triggered.connect(self.reset_layout)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = help_menu.addAction("&About paramscope")
+        self.about_action.triggered.connect(lambda: show_about(self))
+        self.help_menu = help_menu
+
+    def _tooltips(self) -> None:
+        self.tabs.setTabToolTip(0, "Histogram of the selected tensor (values or gradient), before/after a change")
+        self.tabs.setTabToolTip(1, "Heatmap of the selected weight (2-D; more dimensions flattened to rows × rest)")
+        self.tabs.setTabToolTip(2, "Values of the selected tensor, as print(param) shows them")
+        self.tree_panel.filter_box.setToolTip("Show modules whose name or type contains this text (Ctrl+Shift+F)")
+        self.param_panel.filter_box.setToolTip("Show tensors whose name, alias, dtype or shape contains this text (Ctrl+F)")
+
+    # --- conveniences --------------------------------------------------------------------------
+    def focus_filter(self) -> None:
+        """Find: put the cursor in the parameter filter box (its text selected)."""
+        self.param_panel.filter_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.param_panel.filter_box.selectAll()
+
+    def focus_module_filter(self) -> None:
+        self.raise_dock(self.tree_dock)
+        self.tree_panel.filter_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.tree_panel.filter_box.selectAll()
+
+    def reset_layout(self) -> None:
+        for dock in (self.tree_dock, self.tied_dock, self.diagnostics_dock, self.init_dock, self.backward_dock):
+            dock.setFloating(False)
+            dock.show()
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        for dock, area in ((self.tree_dock, left), (self.tied_dock, left), (self.init_dock, right), (self.backward_dock, right)):
+            self.addDockWidget(area, dock)
+        self.splitDockWidget(self.tree_dock, self.tied_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.tied_dock, self.diagnostics_dock)
+        self.tabifyDockWidget(self.init_dock, self.backward_dock)
+        self.init_dock.raise_()
+        self.fit_docks()
+
+    def current_plot(self):
+        """The pyqtgraph PlotItem on the front plot tab (Histogram or Heatmap), or None."""
+        widget = self.tabs.currentWidget()
+        if widget is self.histogram_panel:
+            return self.histogram_panel.view.plot
+        if widget is self.heatmap_view:
+            return self.heatmap_view.plot
+        return None
+
+    def export_plot(self, path: str | Path) -> Path | None:
+        """Write the front plot (the histogram when Values is in front) as PNG or SVG."""
+        plot = self.current_plot() or self.histogram_panel.view.plot
+        try:
+            written = plot_export.export_plot(plot, path)
+        except (ParamscopeError, OSError) as exc:
+            self.state.errorOccurred.emit(f"{path}: could not export the plot: {exc}")
+            return None
+        self.statusBar().showMessage(f"Plot written to {written}", 5000)
+        return written
+
+    def export_bins(self, path: str | Path) -> Path | None:
+        """Write the bins of the histogram shown (values or gradient) as CSV."""
+        histogram = self.histogram_panel.view.current
+        if histogram is None:
+            self.state.errorOccurred.emit("No histogram to export: select a tensor first.")
+            return None
+        try:
+            written = plot_export.export_histogram_csv(histogram, path)
+        except (ParamscopeError, OSError) as exc:
+            self.state.errorOccurred.emit(f"{path}: could not export the bins: {exc}")
+            return None
+        self.statusBar().showMessage(f"Bins written to {written}", 5000)
+        return written
+
+    def _default_export_name(self, suffix: str) -> str:
+        name = (self.state.selected_tensor or "plot") if self.state.has_session else "plot"
+        kind = "heatmap" if self.tabs.currentWidget() is self.heatmap_view else "histogram"
+        folder = Path(str(QSettings().value("lastExportFolder", str(Path.home()))))
+        return str(folder / f"{name}-{kind}{suffix}")
+
+    def export_plot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export plot", self._default_export_name(".png"), plot_export.PLOT_FILTER
+        )
+        if path:
+            QSettings().setValue("lastExportFolder", str(Path(path).parent))
+            self.export_plot(path)
+
+    def export_bins_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export histogram bins", self._default_export_name(".csv"), plot_export.CSV_FILTER
+        )
+        if path:
+            QSettings().setValue("lastExportFolder", str(Path(path).parent))
+            self.export_bins(path)
+
+    def set_running(self, busy: bool, what: str, text: str | None = None) -> None:
+        """Show in the status bar what long work is going on (several at once are joined)."""
+        if busy:
+            self._running[what] = text or what
+        else:
+            self._running.pop(what, None)
+        self.running_label.setText(("running: " + ", ".join(self._running.values())) if self._running else "")
 
     # --- opening -------------------------------------------------------------------------------
     def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
@@ -302,6 +492,7 @@ class MainWindow(QMainWindow):
         self.selection_label.setText("   ·   ".join(p for p in parts if p))
 
     def _on_stats_started(self) -> None:
+        self.set_running(True, "statistics")
         self.progress_bar.setValue(0)
         self.progress_bar.show()
         self.cancel_button.show()
@@ -312,6 +503,7 @@ class MainWindow(QMainWindow):
 
     def _on_stats_done(self) -> None:
         if not self.statistics.is_running:
+            self.set_running(False, "statistics")
             self.progress_bar.hide()
             self.cancel_button.hide()
 
@@ -349,5 +541,7 @@ class MainWindow(QMainWindow):
             return
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
+        if self.remember:
+            settings.save_window(self)
         event.accept()
         self.closed.emit()

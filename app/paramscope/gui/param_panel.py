@@ -20,6 +20,7 @@ from paramscope.gui.param_table import (
     ParameterFilterProxy,
     ParameterTableModel,
 )
+from paramscope.gui.plot_export import rows_as_text
 from paramscope.gui.state import AppState
 from paramscope.gui.ties import tied_tensors
 from paramscope.gui.widths import fit_columns
@@ -141,16 +142,21 @@ class ParameterPanel(QWidget):
 
     def selected_tsv(self) -> str:
         """Selected rows (all shown rows if none) as tab-separated text with a header line."""
-        rows = self.selected_rows()
+        return self.table_text("\t")
+
+    def table_text(self, separator: str = "\t", *, all_rows: bool = False) -> str:
+        """The selected rows (or every shown row) as TSV (``"\\t"``) or CSV (``","``) with a header."""
+        rows = [] if all_rows else self.selected_rows()
         if not rows:
             rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(self.proxy.rowCount())]
         header = self.view.horizontalHeader()
         columns = [c for c in range(len(COLUMNS)) if not header.isSectionHidden(c)]
-        lines = ["\t".join(COLUMNS[c] for c in columns)]
-        for row in rows:
-            texts = self.model.row_texts(row)
-            lines.append("\t".join(texts[c].replace("\t", " ") for c in columns))
-        return "\n".join(lines) + "\n"
+        texts = [self.model.row_texts(row) for row in rows]
+        return rows_as_text([COLUMNS[c] for c in columns], [[t[c] for c in columns] for t in texts], separator)
 
     def copy_selection(self) -> None:
         QGuiApplication.clipboard().setText(self.selected_tsv())
+
+    def copy_table(self, separator: str = "\t") -> None:
+        """Copy every shown row (CSV with ``","``, TSV with a tab) to the clipboard."""
+        QGuiApplication.clipboard().setText(self.table_text(separator, all_rows=True))

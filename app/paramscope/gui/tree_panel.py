@@ -65,7 +65,9 @@ class ModuleTreePanel(QWidget):
             self.view.expandAll()
         else:
             self.view.expandToDepth(0)
-        fit_columns(self.view.header(), self._visible_sample(), maximum=240, caps={COL_TYPE: 150})
+        fit_columns(  # Details (extra_repr) gets its full width: the tree scrolls sideways
+            self.view.header(), self._visible_sample(), maximum=240, caps={COL_TYPE: 150, COL_DETAILS: 700}
+        )
         self.view.header().resizeSection(
             COL_NAME, self.view.header().sectionSize(COL_NAME) + self.view.indentation() * (self._depth_hint() + 1)
         )

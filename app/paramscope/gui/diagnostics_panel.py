@@ -11,6 +11,21 @@ from paramscope.gui.state import AppState
 
 DIAGNOSTIC_ROLE = Qt.ItemDataRole.UserRole
 _SEVERITY_COLOR = {ERROR: colors.NONFINITE_TEXT, WARNING: colors.WARNING_TEXT}
+# What each kind means and what to do (tooltips); the message says which tensor.
+KIND_HELP = {
+    "unregistered": "A tensor attribute that is neither a Parameter nor a buffer (the tutorial's weight2): "
+    "named_parameters(), state_dict(), .to() and optimizers never see it. "
+    "Wrap it in nn.Parameter, or register_buffer() it.",
+    "nonfinite": "NaN or Inf values: every output that uses them will be NaN/Inf. Re-initialize the tensor.",
+    "lazy": "A lazy module's parameter has no shape yet: run a forward pass (Backward panel) to materialize it.",
+    "frozen": "requires_grad=False: backward gives it no gradient and an optimizer will not change it.",
+    "non_persistent": "A buffer registered with persistent=False: state_dict() leaves it out, so a saved "
+    "checkpoint does not restore it.",
+    "tied": "Several names reach one tensor (a shared module or parameter): changing one changes all, and "
+    "their gradients add up.",
+    "nonfinite_grad": "The gradient has NaN or Inf values: check the input, the loss and the initialization.",
+    "zero_grad": "The gradient is exactly zero: the tensor does not influence the loss for this input.",
+}
 
 
 class DiagnosticsPanel(QWidget):
@@ -46,7 +61,9 @@ class DiagnosticsPanel(QWidget):
         for diagnostic in self.diagnostics:
             item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])
             item.setData(0, DIAGNOSTIC_ROLE, diagnostic)
-            item.setToolTip(1, diagnostic.message)
+            help_text = KIND_HELP.get(diagnostic.kind, f"{diagnostic.severity}: {diagnostic.kind}")
+            item.setToolTip(0, f"{diagnostic.kind}: {help_text}")
+            item.setToolTip(1, f"{diagnostic.message}\n\n{help_text}")
             color = _SEVERITY_COLOR.get(diagnostic.severity)
             if color is not None:
                 item.setForeground(0, color)

@@ -241,7 +241,8 @@ class MainWindow(QMainWindow):
         self.export_bins_action.triggered.connect(self.export_bins_dialog)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        # Some platforms (offscreen, Windows) bind no key to Quit: Ctrl+Q then, as most desktop apps.
+        quit_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Quit) or [QKeySequence("Ctrl+Q")])
         quit_action.triggered.connect(self.close)
         self.quit_action = quit_action
         self.open_action = open_action

@@ -45,10 +45,23 @@ STAT_COLUMNS = range(COL_MEAN, COL_INF + 1)
 NUMERIC_COLUMNS = frozenset({COL_NUMEL, *STAT_COLUMNS, COL_GRAD_NORM})
 _TOOLTIPS = {
     COL_NAME: "Name relative to the selected module, as module.named_parameters() gives it",
-    COL_ALIASES: "Every name of a tied tensor (named_parameters(remove_duplicate=False))",
+    COL_SHAPE: "tensor.shape",
+    COL_DTYPE: "Element type (tensor.dtype)",
+    COL_NUMEL: "Number of elements (tensor.numel())",
+    COL_MEAN: "Mean over finite values (float64); NaN and Inf are counted separately",
+    COL_STD: "Standard deviation over finite values (float64)",
+    COL_MIN: "Smallest finite value",
+    COL_MAX: "Largest finite value",
+    COL_NORM: "L2 norm over finite values, as tensor.norm() in float64",
     COL_ZEROS: "Fraction of elements equal to zero",
-    COL_MEAN: "Statistics are over finite values; NaN and Inf are counted separately",
+    COL_NAN: "Number of NaN elements (never dropped silently)",
+    COL_INF: "Number of +Inf and -Inf elements",
     COL_GRAD_NORM: "L2 norm of .grad; None before any backward",
+    COL_GRAD: "requires_grad: False means frozen (no gradient, optimizers skip it)",
+    COL_DEVICE: "Device the tensor lives on (meta: shape only, values not loaded)",
+    COL_KIND: "parameter, or buffer (persistent or not)",
+    COL_ALIASES: "Every name of a tied tensor (named_parameters(remove_duplicate=False))",
+    COL_QUALIFIED: "Full name from the model root, as model.named_parameters() gives it",
 }
 MISSING = -math.inf  # sort key of a value not known (yet)
 

@@ -1,0 +1,61 @@
+"""What the window remembers (QSettings): geometry, dock layout and recent files across instances."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QSettings
+
+from paramscope.gui.main_window import MainWindow
+from paramscope.gui.opening import add_recent_file, recent_files
+from paramscope.gui.settings import use_settings_file
+
+
+@pytest.fixture
+def settings_file(tmp_path):
+    """Every QSettings() in the test reads and writes an INI file under tmp_path."""
+    old_format = QSettings.defaultFormat()
+    old_org, old_app = QCoreApplication.organizationName(), QCoreApplication.applicationName()
+    QCoreApplication.setOrganizationName("paramscope-test")
+    QCoreApplication.setApplicationName("paramscope-test")
+    use_settings_file(tmp_path)
+    yield tmp_path
+    QSettings.setDefaultFormat(old_format)
+    QCoreApplication.setOrganizationName(old_org)
+    QCoreApplication.setApplicationName(old_app)
+
+
+def test_layout_and_geometry_survive_a_restart(settings_file, qtbot):
+    first = MainWindow(interactive=False, restore=True)
+    qtbot.addWidget(first)
+    first.resize(700, 520)  # within the offscreen screen: restoreGeometry clamps to it
+    first.show()
+    first.backward_dock.hide()  # the user closes a dock
+    first.diagnostics_dock.setFloating(True)
+    first.close()  # saves
+    assert list(settings_file.rglob("*.ini")), "settings were written to the temporary INI file"
+
+    second = MainWindow(interactive=False, restore=True)
+    qtbot.addWidget(second)
+    second.show()
+    assert second.backward_dock.isHidden()
+    assert second.diagnostics_dock.isFloating()
+    assert (second.width(), second.height()) == (700, 520)
+    second.close()
+
+
+def test_recent_files_are_kept_in_the_settings_file(settings_file):
+    add_recent_file("/data/a.pt")
+    add_recent_file("/data/b.safetensors")
+    add_recent_file("/data/a.pt")  # reopening moves it to the top, no duplicate
+    QSettings().sync()
+    assert recent_files() == ["/data/a.pt", "/data/b.safetensors"]
+    ini = next(settings_file.rglob("*.ini")).read_text()
+    assert "b.safetensors" in ini
+
+
+def test_a_window_without_restore_leaves_settings_alone(settings_file, qtbot):
+    window = MainWindow(interactive=False)
+    qtbot.addWidget(window)
+    window.show()
+    window.close()
+    assert QSettings().value("window/state") is None

@@ -38,8 +38,9 @@ import torch
 from paramscope.core.tasks import TaskState
 
 DEFAULT_BINS = 64
-# 64 Ki elements: the float64 buffer (512 KiB) and the int32 keys stay in a 1 MiB L2 cache.
-CHUNK_ELEMENTS = 1 << 16
+# 128 Ki elements (512 KB of float32): large enough to amortize ~10 torch calls per chunk, small
+# enough that the float64 buffer and int64 keys (1 MiB each) stay in cache.
+CHUNK_ELEMENTS = 1 << 17
 # Bit-pattern tables: dtypes whose every value fits a bincount of this many entries.
 _TABLE_DTYPES = {
     torch.bool: (torch.uint8, 256),
@@ -122,7 +123,7 @@ class Histogram:
     def to_csv(self) -> str:
         lines = ["left,right,count"]
         lines += [
-            f"{lo!r},{hi!r},{int(c)}"
+            f"{float(lo)!r},{float(hi)!r},{int(c)}"
             for lo, hi, c in zip(self.edges[:-1], self.edges[1:], self.counts, strict=True)
         ]
         lines += [f"nan,,{self.nan}", f"+inf,,{self.posinf}", f"-inf,,{self.neginf}"]
@@ -290,6 +291,7 @@ def tensor_summary(
             has_nonfinite=False,
             moments=True,
             state=state,
+            constant=ranges.count if ranges.lo == ranges.hi else None,
         )
     except (RuntimeError, TypeError) as exc:
         stats = TensorStats(numel=numel, has_data=False, note=f"cannot read values: {exc}")
@@ -596,7 +598,7 @@ class _KeyMap:
         return self.bins + 1 if self.inside else self.bins + 2
 
     def keys(self, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Keys of ``b = x - shift`` (float64, overwritten) into the int32 ``out``."""
+        """Keys of ``b = x - shift`` (float64, overwritten) into the integer tensor ``out``."""
         e0, etop = float(self.edges[0]), float(self.edges[-1])
         # Divide by numpy's own step (not multiply by its inverse): a value exactly on an edge
         # (common: midpoints, power-of-two bins) then gets exactly the edge's key.
@@ -653,7 +655,7 @@ def _misassigned(dtype: torch.dtype, keymap: _KeyMap) -> list[tuple[float, int, 
     finite = torch.isfinite(grid)
     b = grid.to(torch.float64).sub_(keymap.shift)
     b[~finite] = 0.0
-    keys = keymap.keys(b.reshape(-1), torch.empty(b.numel(), dtype=torch.int32)).reshape(grid.shape)
+    keys = keymap.keys(b.reshape(-1), torch.empty(b.numel(), dtype=torch.int64)).reshape(grid.shape)
     values = grid.to(torch.float64).numpy()
     true = keymap.true_keys(values.reshape(-1)).reshape(values.shape)
     estimated = keys.numpy()
@@ -681,19 +683,30 @@ def _histogram_pass(
     has_nonfinite: bool,
     moments: bool,
     state: TaskState | None,
+    constant: int | None = None,
 ) -> _Scan:
     """The histogram read: float64 keys counted by bincount into int64, exact by the edge rule.
 
     ``data_lo`` is the tensor's finite minimum: the shift of the keys and of the moments.
-    ``inside`` promises that every finite value lies within ``value_range``.
+    ``inside`` promises that every finite value lies within ``value_range``; ``constant``, that
+    the tensor holds this many copies of ``data_lo`` and nothing else.
     """
     keymap = _KeyMap(histogram_edges(value_range[0], value_range[1], bins), data_lo, inside)
     scan = _Scan(shift=data_lo, edges=keymap.edges)
+    if constant is not None and not has_nonfinite:  # zero biases, LayerNorm ones: no read at all
+        bars = np.zeros(bins, dtype=np.int64)
+        where = int(_numpy_bins(np.array([data_lo]), keymap.edges)[0])
+        if where >= 0:
+            bars[where] = constant
+        scan.count, scan.counts = constant, bars
+        return scan
     counts = torch.zeros(keymap.length, dtype=torch.int64)
-    fixes = _misassigned(torch.float32, keymap) if flat.dtype == torch.float32 else None
+    # The edge check costs ~1 ms: worth it for large float32 tensors; one chunk is fixed directly.
+    large = flat.numel() > CHUNK_ELEMENTS
+    fixes = _misassigned(torch.float32, keymap) if flat.dtype == torch.float32 and large else None
     size = min(CHUNK_ELEMENTS, flat.numel())
     buf = torch.empty(size, dtype=torch.float64)
-    keys = torch.empty(size, dtype=torch.int32)
+    keys = torch.empty(size, dtype=torch.int64)  # int64: bincount on int32 is twice as slow
     edges_t = torch.from_numpy(keymap.edges)
     for part in _chunks(flat):
         if state is not None:
@@ -712,9 +725,8 @@ def _histogram_pass(
             scan.s2 += float(torch.dot(b, b))
         k = keymap.keys(b, keys[:n])
         if fixes is None:  # float64 data or an unusual edge: numpy's own per-element correction
-            k64 = k.to(torch.int64)
-            _numpy_fix(k64, part.to(torch.float64), edges_t, keymap)
-            counts += torch.bincount(k64, minlength=keymap.length)
+            _numpy_fix(k, part.to(torch.float64), edges_t, keymap)
+            counts += torch.bincount(k, minlength=keymap.length)
             continue
         found = torch.bincount(k, minlength=keymap.length)
         if found.numel() > keymap.length:

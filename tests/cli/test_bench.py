@@ -1,0 +1,81 @@
+"""`paramscope bench --quick --json` runs every step and reports a ratio or why it is pending."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from paramscope.core.bench import QUICK, STEPS, build_gpt2, parameter_count
+
+
+@pytest.fixture(scope="module")
+def quick_bench() -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run(
+        [sys.executable, "-m", "paramscope", "bench", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_every_step_reports_rows(quick_bench: dict) -> None:
+    steps = {row["step"] for row in quick_bench["rows"]}
+    assert steps == set(STEPS)
+
+
+def test_every_row_has_a_ratio_or_says_pending(quick_bench: dict) -> None:
+    for row in quick_bench["rows"]:
+        if row["pending"] is None:
+            assert isinstance(row["ratio"], float) and row["ratio"] > 0, row
+            assert row["target"], row
+        else:
+            assert row["pending"].startswith(("pending", "failed")), row
+        assert row["peak_rss_mb"] and row["peak_rss_mb"] > 10, row
+
+
+def test_ratios_come_with_their_targets(quick_bench: dict) -> None:
+    by_name = {row["name"]: row for row in quick_bench["rows"]}
+    stats = next(
+        row
+        for name, row in by_name.items()
+        if name.startswith("statistics + histograms vs one read")
+    )
+    assert stats["target"] == "<= 8x"
+    assert stats["ok"] in (True, False)  # judged against the target, not asserted (no timing tests)
+
+
+def test_text_output_names_targets() -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run(
+        [sys.executable, "-m", "paramscope", "bench", "--quick", "--step", "statistics"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    assert "target <= 8x" in done.stdout
+    assert "numpy.histogram" in done.stdout
+
+
+def test_the_full_model_is_gpt2_small_sized() -> None:
+    # Built on the meta device: the shapes of the real one, no memory.
+    import torch
+
+    from paramscope.core.bench import GPT2
+
+    with torch.device("meta"):
+        model = GPT2()
+    assert 124_000_000 < parameter_count(model) < 125_000_000
+    assert model.lm_head.weight is model.wte.weight
+    small = build_gpt2(QUICK)
+    assert small(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, QUICK.vocab)

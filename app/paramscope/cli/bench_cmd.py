@@ -33,7 +33,7 @@ def _format_row(row) -> str:  # type: ignore[no-untyped-def]
     elif row.value is not None:
         figure = row.value
     elif row.ratio is not None:
-        figure = f"{row.ratio:7.2f}x  (app {row.app_s:.3f} s, baseline {row.baseline_s:.3f} s)"
+        figure = f"{row.ratio:7.3g}x  (app {row.app_s:.3f} s, baseline {row.baseline_s:.3f} s)"
     else:
         figure = row.note or "-"
     verdict = {True: "ok", False: "MISSED", None: ""}[row.ok]

@@ -45,7 +45,8 @@ _ALLOWED_GLOBALS: dict[str, set[str]] = {
 }
 
 
-class _MetadataUnpickler(pickle.Unpickler):
+# Pure Python, as in pickle_scan: a damaged memo index must not allocate gigabytes.
+class _MetadataUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)

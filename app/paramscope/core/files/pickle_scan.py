@@ -84,7 +84,9 @@ class _Inert:
         return cls
 
 
-class _ScanUnpickler(pickle.Unpickler):
+# The pure-Python unpickler: damaged bytes cannot make it allocate what they claim (the C one
+# grows its memo to any index a LONG_BINPUT names, which let a flipped bit exhaust memory).
+class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, stream: IO[bytes], scan: PickleScan) -> None:
         super().__init__(stream)
         self._scan = scan

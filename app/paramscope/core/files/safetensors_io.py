@@ -53,7 +53,7 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
         raw = handle.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, nesting too deep, absurd numbers
         raise bad_file(path, "safetensors header is not valid JSON: damaged or not a safetensors file") from None
     if not isinstance(header, dict):
         raise bad_file(path, "safetensors header is not a JSON object")

@@ -90,8 +90,11 @@ def check_inside(folder: Path, name: str, index: Path) -> Path:
     """Resolve shard ``name`` of ``index``; refuse names that point outside ``folder``."""
     if not name or os.path.isabs(name) or "\\" in name:
         raise bad_file(index, f"shard name {name!r} is not a plain file name inside {folder}")
-    candidate = (folder / name).resolve()
-    root = folder.resolve()
+    try:
+        candidate = (folder / name).resolve()
+        root = folder.resolve()
+    except (ValueError, OSError) as exc:  # a null byte, a name too long for the file system
+        raise bad_file(index, f"shard name {name[:80]!r} is not a usable file name ({first_line(exc)})") from None
     if candidate != root and root not in candidate.parents:
         raise bad_file(index, f"shard name {name!r} points outside the checkpoint's folder; refusing it")
     return candidate

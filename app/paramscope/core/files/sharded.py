@@ -24,7 +24,7 @@ def read_index(path: Path) -> tuple[dict[str, str], dict[str, object]]:
     check_readable_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, nesting too deep, absurd numbers
         raise bad_file(path, f"is not a valid JSON index ({exc.__class__.__name__})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
@@ -50,7 +50,11 @@ def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
     shards: dict[str, Path] = {}
     for shard in dict.fromkeys(weight_map.values()):
         resolved = check_inside(folder, shard, path)
-        if not resolved.exists():
+        try:
+            present = resolved.is_file()
+        except OSError:  # e.g. a name longer than the file system allows
+            present = False
+        if not present:
             raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
         shards[shard] = resolved
     # each shard checks what it must hold in memory itself (mapped formats need none)

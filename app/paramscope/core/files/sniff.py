@@ -69,7 +69,7 @@ def _looks_like_index(path: Path, size: int) -> bool:
         return False
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+    except (ValueError, RecursionError, OSError):  # not JSON, or JSON nested/numbered absurdly
         return False
     return isinstance(data, dict) and "weight_map" in data
 

@@ -11,6 +11,7 @@ import io
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
             if pkl.file_size > 512 * 1024 * 1024:
                 raise bad_file(path, f"its data.pkl is {human_bytes(pkl.file_size)}; refusing to read it")
             raw = archive.read(pkl)
-    except zipfile.BadZipFile as exc:
-        raise bad_file(path, f"is a damaged zip archive ({exc})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as exc:
+        # a damaged directory or entry surfaces as any of these from zipfile
+        raise bad_file(path, f"is a damaged zip archive ({first_line(exc)})") from None
     scan = _scan(path, raw)
     for key, decl in scan.storages.items():
         record = infos.get(f"{sniffed.prefix}/data/{key}" if sniffed.prefix else f"data/{key}")

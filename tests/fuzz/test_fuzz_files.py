@@ -267,3 +267,19 @@ def test_intact_files_still_open(dcp_folder: Path, torch_files: dict[str, bytes]
         path = tmp_path / f"{kind}.pt"
         path.write_bytes(blob)
         assert _opens_or_fails_cleanly(path) is not None
+
+
+def test_pickle_memo_index_cannot_exhaust_memory(dcp_folder: Path, tmp_path: Path) -> None:
+    """LONG_BINPUT 0x7fffffff: the C unpickler grew its memo to 2**31 slots (gigabytes) on a flipped bit."""
+    import shutil
+
+    from paramscope.core.files.pickle_scan import scan_pickle
+
+    forged = b"\x80\x02K\x01r\xff\xff\xff\x7f."
+    with no_hang():
+        assert scan_pickle(forged).top_level == 1
+        copy = tmp_path / "ckpt"
+        shutil.copytree(dcp_folder, copy)
+        (copy / ".metadata").write_bytes(forged)
+        with pytest.raises(ParamscopeError, match="not torch.distributed.checkpoint metadata"):
+            read_metadata(copy)

@@ -54,3 +54,21 @@ def test_ipython_detection_is_false_in_a_plain_process():
     from paramscope.gui.explore import ipython_runs_qt
 
     assert ipython_runs_qt() is False
+
+
+def test_ipython_detection_reads_the_shells_event_loop(monkeypatch):
+    import sys
+    import types
+
+    from paramscope.gui.explore import ipython_runs_qt
+
+    shell = types.SimpleNamespace(active_eventloop=None)
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: shell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert ipython_runs_qt() is False  # IPython without %gui qt: explore() blocks
+    shell.active_eventloop = "qt6"  # after %gui qt
+    assert ipython_runs_qt() is True
+    shell.active_eventloop = None
+    shell.kernel = types.SimpleNamespace(eventloop=types.SimpleNamespace(__name__="loop_qt"))  # Jupyter kernel
+    assert ipython_runs_qt() is True

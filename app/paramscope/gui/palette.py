@@ -59,7 +59,7 @@ def apply_plot_colors(root: QWidget | None = None, dark: bool | None = None) -> 
 
 def follow_system(app: QGuiApplication) -> None:
     """Apply the scheme now and whenever the system changes it (Qt 6.5+)."""
-    apply_plot_colors(dark=is_dark(app)) if QApplication.instance() else None
+    apply_plot_colors(dark=is_dark(app))
     hints = app.styleHints()
     if hasattr(hints, "colorSchemeChanged"):
         hints.colorSchemeChanged.connect(lambda _scheme: apply_plot_colors())

@@ -17,6 +17,7 @@ from paramscope.core.stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
+    _empty_histogram,
     tensor_histogram,
     tensor_stats,
     tensor_summary,
@@ -71,6 +72,12 @@ def summarize(tensor: torch.Tensor, bins: int | None = None, state: TaskState | 
     return TensorSummary(stats, histogram)
 
 
+def unavailable_summary(tensor: torch.Tensor, note: str, bins: int | None = None) -> TensorSummary:
+    """A summary without values that says why (``note``) in both stats and histogram."""
+    stats = TensorStats(numel=tensor.numel(), has_data=False, note=note)
+    return TensorSummary(stats, _empty_histogram(bins or MIN_AUTO_BINS, note=note))
+
+
 def named_tensors(model: nn.Module, report: ModelReport) -> dict[str, torch.Tensor]:
     """Each distinct parameter and buffer of ``model`` under its canonical name."""
     tensors: dict[str, torch.Tensor] = {}
@@ -108,8 +115,12 @@ def compute_model_statistics(
         tensor = tensors[name]
         if tensor.device.type == "meta" and loader is not None:
             tensor = loader(name)
-        with torch.no_grad():
-            results[name] = summarize(tensor, bins, state)
+        try:
+            with torch.no_grad():
+                results[name] = summarize(tensor, bins, state)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            # one huge tensor must not cost the statistics of all the others
+            results[name] = unavailable_summary(tensor, f"out of memory computing statistics ({type(exc).__name__})", bins)
         done += sizes[name]
     state.progress(1.0, "done")
     return results

@@ -50,7 +50,9 @@ def test_any_source_string_opens_or_fails_cleanly(spec: str, tmp_path: Path) -> 
         os.chdir(cwd)
 
 
-@pytest.mark.parametrize("spec", ["demo:", ":", "demo:mlp:", "x.py:", ".py:Net", "a..b:c", "  ", "demo:MLP"])
+@pytest.mark.parametrize(
+    "spec", ["demo:", ":", "demo:mlp:", "x.py:", ".py:Net", "a..b:c", "  ", "demo:MLP", "~0", "~nosuchuser/x.pt"]
+)
 def test_regressions(spec: str) -> None:
     with pytest.raises(ParamscopeError):
         open_source(spec)

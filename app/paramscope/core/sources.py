@@ -113,6 +113,14 @@ def _from_import(module_name: str, name: str, spec: str) -> nn.Module:
     return _instantiate(getattr(module, name), spec)
 
 
+def _expand(path: Path) -> Path:
+    """``~`` and ``~user`` expanded where they name a home folder; otherwise left as typed."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "~nosuchuser": not a home folder, so a literal name
+        return path
+
+
 def _open_file(path: Path, trust: bool) -> OpenedModel:
     if path.is_dir() and not _file_openers:
         raise SourceError(f"{path}: is a folder, not a model file")
@@ -153,7 +161,7 @@ def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -
         elif sep and _DOTTED.match(head) and name.isidentifier() and not Path(spec).exists():
             opened = OpenedModel(_from_import(head, name, label), spec, "python")
         else:
-            path = Path(spec).expanduser()
+            path = _expand(Path(spec))
             if not path.exists():
                 raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
             opened = _open_file(path, trust)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QSettings
+from PySide6.QtCore import QCoreApplication, QSettings, Qt
 
 from paramscope.gui.main_window import MainWindow
 from paramscope.gui.opening import add_recent_file, recent_files
@@ -31,6 +31,10 @@ def test_layout_and_geometry_survive_a_restart(settings_file, qtbot):
     first.show()
     first.backward_dock.hide()  # the user closes a dock
     first.diagnostics_dock.setFloating(True)
+    default_width = first.tree_dock.width()
+    first.resizeDocks([first.tree_dock], [default_width - 40], Qt.Orientation.Horizontal)  # the user drags
+    qtbot.waitUntil(lambda: first.tree_dock.width() < default_width)
+    dragged_width = first.tree_dock.width()
     first.close()  # saves
     assert list(settings_file.rglob("*.ini")), "settings were written to the temporary INI file"
 
@@ -40,6 +44,7 @@ def test_layout_and_geometry_survive_a_restart(settings_file, qtbot):
     assert second.backward_dock.isHidden()
     assert second.diagnostics_dock.isFloating()
     assert (second.width(), second.height()) == (700, 520)
+    qtbot.waitUntil(lambda: second.tree_dock.width() == dragged_width)  # not reset to the default share
     second.close()
 
 

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
-from paramscope.gui.settings import restore_window
 
 FALLBACK_SOURCE = "demo:mlp"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
@@ -69,8 +68,7 @@ def run_app(source: str, weights: str | None = None, trust: bool = False, screen
     app = ensure_app()
     window = MainWindow()
     window.resize(*SCREENSHOT_SIZE)
-    window.remember = True  # geometry and dock layout saved on close, restored next time
-    restore_window(window)
+    window.restore_settings()  # geometry and dock layout of the last run; saved again on close
     window.show()
     try:
         opened = open_source(source, trust=trust, weights=weights)

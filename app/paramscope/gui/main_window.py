@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
         self._on_session()
         self._tooltips()
         if restore:
-            settings.restore_window(self)
+            self.restore_settings()
 
     # --- building ------------------------------------------------------------------------------
     def add_dock(
@@ -186,6 +186,14 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.init_dock], [int(width * 0.31)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tree_dock, self.tied_dock], [int(height * 0.6), int(height * 0.3)], Qt.Orientation.Vertical)
         self.center.setSizes([int(height * 0.4), int(height * 0.5)])
+
+    def restore_settings(self) -> bool:
+        """Geometry and dock layout from the last session (QSettings); saved again on close."""
+        self.remember = True
+        restored = settings.restore_window(self)
+        if restored:
+            self._docks_fitted = True  # the user's own dock sizes win over the defaults
+        return restored
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         super().showEvent(event)

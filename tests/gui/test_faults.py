@@ -1,0 +1,262 @@
+"""Faults in the middle of work: closing while workers run, workers that raise, memory running out,
+unsaved changes on close, numbers that lie."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from paramscope.core import statistics as core_statistics
+from paramscope.core.files import export as core_export
+from paramscope.core.value_edits import value_edit_command
+from paramscope.gui import backward_panel as backward_module
+from paramscope.gui import statistics_worker as statistics_module
+from paramscope.gui.main_window import MainWindow
+
+
+def _model_bytes(window: MainWindow) -> dict[str, bytes]:
+    return {k: v.detach().clone().numpy().tobytes() for k, v in window.state.session.model.state_dict().items()}
+
+
+def _blocking_task(entered: threading.Event):
+    """A task body that runs until its state is cancelled (reporting progress, as real work does)."""
+
+    def work(*args, **kwargs):
+        state = kwargs.get("state") or next(a for a in args if hasattr(a, "check"))
+        entered.set()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            state.progress(0.5, "pretending to be busy")  # raises Cancelled once cancelled
+            time.sleep(0.01)
+        raise AssertionError("never cancelled")
+
+    return work
+
+
+def _close_and_check(window: MainWindow, qtbot) -> None:
+    with qtbot.waitSignal(window.closed, timeout=30_000):
+        assert window.close()
+    assert not window.statistics.is_running
+    assert not window.backward_panel.worker.is_running
+    assert not window.files_actions.worker.is_running
+    assert all(not r.isRunning() for r in window.statistics.worker._retired)
+
+
+def test_close_while_statistics_compute(window, qtbot, monkeypatch):
+    entered = threading.Event()
+    monkeypatch.setattr(statistics_module, "compute_model_statistics", _blocking_task(entered))
+    assert window.open_source("demo:mlp")
+    qtbot.waitUntil(entered.is_set, timeout=10_000)
+    assert window.statistics.is_running
+    _close_and_check(window, qtbot)
+
+
+def test_close_while_backward_runs(window, open_demo, qtbot, monkeypatch):
+    open_demo("mlp")
+    entered = threading.Event()
+    monkeypatch.setattr(backward_module, "run", lambda request, state: _blocking_task(entered)(state))
+    before = _model_bytes(window)
+    window.backward_panel.run_backward()
+    qtbot.waitUntil(entered.is_set, timeout=10_000)
+    assert window.backward_panel.worker.is_running
+    _close_and_check(window, qtbot)
+    assert _model_bytes(window) == before
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_close_while_export_runs_leaves_no_file(window, open_demo, qtbot, monkeypatch, tmp_path, suffix):
+    open_demo("mlp")
+    entered = threading.Event()
+    real_read_back = core_export._read_back
+    runner_states = []
+
+    def slow_read_back(tmp: Path, fmt: str):
+        assert tmp.exists()  # the temporary file is there while we wait
+        entered.set()
+        deadline = time.monotonic() + 20
+        while not runner_states[0].cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_read_back(tmp, fmt)
+
+    monkeypatch.setattr(core_export, "_read_back", slow_read_back)
+    target = tmp_path / f"model{suffix}"
+    window.files_actions.start_export(target)
+    runner_states.append(window.files_actions.worker._runner.state)
+    qtbot.waitUntil(entered.is_set, timeout=10_000)
+    _close_and_check(window, qtbot)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
+
+
+def test_a_backward_worker_that_raises_shows_the_error_and_leaves_the_model(window, open_demo, qtbot, monkeypatch):
+    open_demo("mlp")
+    before = _model_bytes(window)
+
+    def boom(request, state):
+        raise RuntimeError("simulated failure inside backward")
+
+    monkeypatch.setattr(backward_module, "run", boom)
+    with qtbot.waitSignal(window.errorShown, timeout=10_000) as shown:
+        window.backward_panel.run_backward()
+    assert "simulated failure inside backward" in shown.args[0]
+    qtbot.waitUntil(lambda: not window.backward_panel.worker.is_running, timeout=10_000)
+    assert _model_bytes(window) == before
+    assert not window.state.session.modified
+    assert window.backward_panel.run_button.isEnabled()
+
+
+def test_a_statistics_worker_that_raises_shows_the_error(window, qtbot, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure in statistics")
+
+    monkeypatch.setattr(statistics_module, "compute_model_statistics", boom)
+    with qtbot.waitSignal(window.errorShown, timeout=10_000) as shown:
+        assert window.open_source("demo:mlp")
+    assert "simulated failure in statistics" in shown.args[0]
+    assert window.state.has_session and not window.state.session.modified
+
+
+@pytest.mark.parametrize("error", [MemoryError, torch.OutOfMemoryError])
+def test_out_of_memory_on_one_tensor_is_a_note_not_fatal(window, qtbot, monkeypatch, error):
+    real = core_statistics.summarize
+
+    def summarize(tensor, bins=None, state=None):
+        if tuple(tensor.shape) == (3, 4):  # demo:mlp's first weight only
+            raise error("simulated: the tensor does not fit in memory")
+        return real(tensor, bins, state)
+
+    monkeypatch.setattr(core_statistics, "summarize", summarize)
+    errors: list[str] = []
+    window.errorShown.connect(errors.append)
+    with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
+        assert window.open_source("demo:mlp")
+    session = window.state.session
+    assert errors == []
+    noted = session.summary("0.weight")
+    assert noted is not None and not noted.stats.has_data and "out of memory" in noted.stats.note
+    for name in ("0.bias", "2.weight", "2.bias"):
+        assert session.summary(name).stats.has_data
+    window.state.select_module("0")
+    table = window.param_panel.model
+    row = next(r for r in range(table.rowCount()) if table.index(r, 0).data() == "weight")
+    tip = table.index(row, 0).data(Qt.ItemDataRole.ToolTipRole)
+    assert "out of memory" in tip
+
+
+# --- unsaved changes on close -------------------------------------------------------------------
+
+
+@pytest.fixture
+def interactive_window(qtbot):
+    win = MainWindow(interactive=True)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.statistics.allDone, timeout=60_000):
+        assert win.open_source("demo:mlp")
+    session = win.state.session
+    assert win.state.execute(value_edit_command(session, ["0.weight"], "multiply", value=2.0))
+    assert session.modified
+    yield win
+    win.statistics.cancel_and_wait()
+
+
+def _answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
+    asked: list[str] = []
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(text)
+        return button
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked
+
+
+def test_close_with_unsaved_changes_cancel_keeps_the_window(interactive_window, monkeypatch):
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.Cancel)
+    before = _model_bytes(interactive_window)
+    assert not interactive_window.close()
+    assert asked and "not exported" in asked[0]
+    assert interactive_window.isVisible()
+    assert interactive_window.state.session.modified and _model_bytes(interactive_window) == before
+
+
+def test_close_with_unsaved_changes_discard_closes(interactive_window, qtbot, monkeypatch):
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.Discard)
+    with qtbot.waitSignal(interactive_window.closed, timeout=10_000):
+        assert interactive_window.close()
+    assert len(asked) == 1
+
+
+def test_close_with_unsaved_changes_save_writes_the_model(interactive_window, qtbot, monkeypatch, tmp_path):
+    _answer(monkeypatch, QMessageBox.StandardButton.Save)
+    target = tmp_path / "saved.safetensors"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    edited = _model_bytes(interactive_window)
+    with qtbot.waitSignal(interactive_window.closed, timeout=30_000):
+        assert interactive_window.close()
+    from safetensors.torch import load_file
+
+    saved = {k: v.numpy().tobytes() for k, v in load_file(target).items()}
+    assert saved == edited
+    assert [p.name for p in tmp_path.iterdir()] == ["saved.safetensors"]
+
+
+def test_close_with_unsaved_changes_save_dialog_cancelled_keeps_the_window(interactive_window, monkeypatch):
+    _answer(monkeypatch, QMessageBox.StandardButton.Save)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
+    assert not interactive_window.close()
+    assert interactive_window.isVisible() and interactive_window.state.session.modified
+
+
+# --- numbers that lie ---------------------------------------------------------------------------
+
+
+def _all_rows(model, parent=None):
+    parent = parent if parent is not None else QModelIndex()
+    for row in range(model.rowCount(parent)):
+        index = model.index(row, 0, parent)
+        yield index
+        yield from _all_rows(model, index)
+
+
+def _tree_warnings(tree) -> str:
+    return "\n".join(
+        str(tree.data(index.siblingAtColumn(column), Qt.ItemDataRole.ToolTipRole) or "")
+        for index in _all_rows(tree)
+        for column in range(tree.columnCount(index.parent()))
+    )
+
+
+def test_nan_and_inf_are_marked_in_tree_table_and_histogram(window, open_demo, qtbot):
+    from paramscope.gui import colors
+    from paramscope.gui.init_panel import SELECTED_TENSOR
+
+    open_demo("mlp")
+    panel = window.init_panel
+    window.state.select_tensor("0.weight")
+    panel.target_mode.setCurrentIndex(panel.target_mode.findData(SELECTED_TENSOR))
+    panel.edit_kind.setCurrentText("expression")
+    panel.expression_edit.setText("where(x > 0, x / 0, sqrt(x - 1))")  # +Inf and NaN
+    assert panel.apply_value_edit()
+    stats = window.state.session.ensure_summary("0.weight").stats
+    assert stats.posinf > 0 and stats.nan > 0 and stats.posinf + stats.nan == stats.numel
+
+    tree = window.tree_panel.model
+    qtbot.waitUntil(lambda: "0.weight has" in _tree_warnings(tree), timeout=10_000)
+    assert f"{stats.nan} NaN and {stats.posinf} Inf" in _tree_warnings(tree)
+
+    window.state.select_module("0")
+    table = window.param_panel.model
+    row = next(r for r in range(table.rowCount()) if table.index(r, 0).data() == "weight")
+    assert table.index(row, 0).data(Qt.ItemDataRole.BackgroundRole) == colors.NONFINITE_BACKGROUND
+    window.state.select_tensor("0.weight")
+    label = window.histogram_panel.view.nonfinite_label.text()
+    assert f"NaN: {stats.nan}" in label and f"+Inf: {stats.posinf}" in label
+
+    window.undo()  # the marks go when the values are finite again
+    qtbot.waitUntil(lambda: "0.weight has" not in _tree_warnings(tree), timeout=10_000)

@@ -260,3 +260,52 @@ def test_nan_and_inf_are_marked_in_tree_table_and_histogram(window, open_demo, q
 
     window.undo()  # the marks go when the values are finite again
     qtbot.waitUntil(lambda: "0.weight has" not in _tree_warnings(tree), timeout=10_000)
+
+
+# --- fields are not eval ------------------------------------------------------------------------
+
+MARKER = "PARAMSCOPE_GUI_MARKER"
+GUI_ATTACKS = [
+    f"__import__('os').system('touch {MARKER}')",
+    "().__class__.__bases__[0].__subclasses__()",
+    f"(lambda: open('{MARKER}', 'w'))()",
+    "x.__class__",
+    "9**9**9**9**9",
+]
+
+
+@pytest.mark.parametrize("text", GUI_ATTACKS)
+def test_gui_fields_do_not_run_typed_python(window, open_demo, qtbot, tmp_path, monkeypatch, text):
+    from paramscope.gui.init_panel import RULE, SELECTED_TENSOR
+
+    monkeypatch.chdir(tmp_path)
+    open_demo("mlp")
+    before = _model_bytes(window)
+    errors: list[str] = []
+    window.errorShown.connect(errors.append)
+    panel = window.init_panel
+    window.state.select_tensor("0.weight")
+
+    panel.target_mode.setCurrentIndex(panel.target_mode.findData(SELECTED_TENSOR))
+    panel.edit_kind.setCurrentText("expression")
+    panel.expression_edit.setText(text)
+    qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
+
+    panel.target_mode.setCurrentIndex(panel.target_mode.findData(RULE))
+    panel.rule_edit.setText(text)
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    panel.rule_edit.setText("*.weight")
+    panel.seed_edit.setText(text)
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    panel.seed_edit.clear()
+
+    window.backward_panel.input_edit.setText(text)
+    qtbot.mouseClick(window.backward_panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.backward_panel.worker.is_running, timeout=10_000)
+
+    if "9**9" not in text:  # a huge power is valid maths (inf), the others must all be refused
+        assert len(errors) >= 3, errors
+    assert all("\n" not in e for e in errors)
+    assert not (tmp_path / MARKER).exists()
+    if "9**9" not in text:
+        assert _model_bytes(window) == before and not window.state.session.modified

@@ -309,3 +309,20 @@ def test_gui_fields_do_not_run_typed_python(window, open_demo, qtbot, tmp_path, 
     assert not (tmp_path / MARKER).exists()
     if "9**9" not in text:
         assert _model_bytes(window) == before and not window.state.session.modified
+
+
+# --- Qt warnings fail the GUI tests -------------------------------------------------------------
+
+
+def test_qt_warnings_fail_gui_tests(request):
+    assert request.config.getini("qt_log_level_fail") == "WARNING"
+    ignored = request.config.getini("qt_log_ignore")
+    assert ignored and all("propagateSizeHints" in pattern for pattern in ignored)
+
+
+@pytest.mark.qt_log_level_fail("CRITICAL")  # here only: this test emits a warning on purpose
+def test_a_qt_warning_is_captured(qtlog):
+    from PySide6.QtCore import qWarning
+
+    qWarning("paramscope test warning")
+    assert any("paramscope test warning" in record.message for record in qtlog.records)

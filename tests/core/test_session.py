@@ -77,3 +77,33 @@ def test_clean_mark() -> None:
     assert not stack.is_clean
     stack.redo()
     assert stack.is_clean
+
+
+def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None:
+    from torch import nn
+
+    from paramscope.core.rules import apply_rules
+    from paramscope.core.sources import OpenedModel
+
+    class Views(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(4, 4))
+            self.b = nn.Parameter(torch.empty(0))
+            self.b.data = self.a.data[1]  # b is a view of a's row 1
+            self.c = nn.Parameter(torch.zeros(3, 3))
+
+    model = Views()
+    session = Session(OpenedModel(model, "views", "live"))
+    assert session.shared_storage == {"a", "b"}
+    c_storage = model.c.data_ptr()
+    apply_rules(session, ["c=ones", "b=constant(val=5)"], seed=0)
+    assert model.c.data_ptr() != c_storage  # swapped: the old data is the undo state, no copy
+    assert torch.equal(model.a[1], torch.full((4,), 5.0))  # the view was edited in place
+    session.undo()
+    assert torch.equal(model.a, torch.zeros(4, 4)) and model.b.data.data_ptr() == model.a[1].data_ptr()
+    session.undo()
+    assert model.c.data_ptr() == c_storage and torch.equal(model.c, torch.zeros(3, 3))
+    session.redo()
+    session.redo()
+    assert torch.equal(model.c, torch.ones(3, 3)) and torch.equal(model.b, torch.full((4,), 5.0))

@@ -8,7 +8,7 @@ kept exceed ``limit_bytes`` the oldest commands are dropped (and can no longer b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,14 +43,29 @@ class _Snapshot:
     name: str
     tensor: torch.Tensor
     before: torch.Tensor
+    swapped: bool  # before/after are whole data tensors swapped in, not copies to copy back
     after: torch.Tensor | None = None
 
 
 class TensorEditCommand(Command):
-    """Run ``mutate`` on some tensors in place and keep before/after copies for undo/redo.
+    """Run ``mutate`` on some tensors in place; undo and redo restore the exact bytes.
 
-    ``mutate`` runs once; redo restores the recorded result, so random initializers redo to
-    the same bytes. Changing a tied Parameter changes every alias, since they are one object.
+    ``mutate`` runs once; redo restores the recorded result, so random initializers redo to the
+    same bytes. Changing a tied Parameter changes every alias, since they are one object.
+
+    A tensor that owns its storage is edited without copies: before ``mutate`` runs, its
+    ``.data`` is replaced by a fresh tensor (a copy, or an empty one when ``overwrites`` says
+    ``mutate`` writes every element without reading any), so the old data object is the undo
+    state and the new one the redo state; undo and redo swap ``.data``. A tensor sharing storage
+    with another (a view; named in ``shared``) must change in place: it is copied before and
+    after. With ``shared=None`` (not known) every tensor is treated that way.
+
+    Args:
+        text: what the command does, for the undo menu.
+        targets: ``(canonical name, tensor)`` pairs that ``mutate`` changes.
+        mutate: the change, run under ``torch.no_grad()``.
+        overwrites: ``mutate`` writes every element of every target without reading it.
+        shared: names of targets whose storage other tensors of the model also use.
     """
 
     def __init__(
@@ -58,24 +73,36 @@ class TensorEditCommand(Command):
         text: str,
         targets: Sequence[tuple[str, torch.Tensor]],
         mutate: Callable[[], None],
+        *,
+        overwrites: bool = False,
+        shared: Collection[str] | None = None,
     ) -> None:
         self.text = text
         self._mutate: Callable[[], None] | None = mutate
-        self._snapshots = [_Snapshot(n, t, t.detach().clone()) for n, t in targets]
+        self._overwrites = overwrites
+        self._snapshots = []
+        for name, tensor in targets:
+            swap = shared is not None and name not in shared and tensor.layout == torch.strided
+            before = tensor.data if swap else tensor.detach().clone()
+            self._snapshots.append(_Snapshot(name, tensor, before, swap))
 
     def do(self) -> None:
         with torch.no_grad():
-            if self._mutate is not None:
-                try:
-                    self._mutate()
-                except BaseException:
-                    self._restore(before=True)
-                    raise
-                self._mutate = None
-                for snap in self._snapshots:
-                    snap.after = snap.tensor.detach().clone()
-            else:
+            if self._mutate is None:
                 self._restore(before=False)
+                return
+            for snap in self._snapshots:
+                if snap.swapped:
+                    old = snap.before
+                    snap.tensor.data = torch.empty_like(old) if self._overwrites else old.clone()
+            try:
+                self._mutate()
+            except BaseException:
+                self._restore(before=True)
+                raise
+            self._mutate = None
+            for snap in self._snapshots:
+                snap.after = snap.tensor.data if snap.swapped else snap.tensor.detach().clone()
 
     def undo(self) -> None:
         with torch.no_grad():
@@ -85,7 +112,10 @@ class TensorEditCommand(Command):
         for snap in self._snapshots:
             source = snap.before if before else snap.after
             assert source is not None
-            snap.tensor.detach().copy_(source)
+            if snap.swapped:
+                snap.tensor.data = source
+            else:
+                snap.tensor.detach().copy_(source)
 
     @property
     def nbytes(self) -> int:

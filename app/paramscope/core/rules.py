@@ -41,6 +41,7 @@ from paramscope.core.initializers import (
     Initializer,
     InitializerError,
     LoadedCustom,
+    TorchInitializer,
     format_value,
     get_initializer,
     is_custom_reference,
@@ -513,7 +514,10 @@ class InitCommand(TensorEditCommand):
         text = f"init {rule_plan.rule.text}"
         if rule_plan.initializer.takes_generator or rule_plan.modules or isinstance(rule_plan.initializer, CustomInitializer):
             text += f" (seed {seed})"
-        super().__init__(text, [(n, session.tensor(n)) for n in names], mutate)
+        # torch.nn.init functions write every element without reading: no copy is needed
+        overwrites = isinstance(rule_plan.initializer, TorchInitializer)
+        targets = [(n, session.tensor(n)) for n in names]
+        super().__init__(text, targets, mutate, overwrites=overwrites, shared=session.shared_storage)
         self.replay_code = replay_code(rule_plan, seed, first_of_request=index == 0)
 
 

@@ -54,6 +54,13 @@ class Session:
             return self.opened.loader(self.canonical(name))
         return tensor
 
+    @property
+    def shared_storage(self) -> frozenset[str]:
+        """Names (and aliases) of tensors that share storage with another tensor (views): commands
+        must edit these in place rather than swap their data."""
+        names = {n for g in self.report.tied_groups if g.kind == "shared storage" for n in g.names}
+        return frozenset(names | {self.canonical(n) for n in names})
+
     def canonical(self, name: str) -> str:
         return self.report.alias_to_name.get(name, name)
 

@@ -89,7 +89,7 @@ class ValueEditCommand(TensorEditCommand):
                 _apply(tensor, kind, value, low, high, expression)
 
         text = f"{', '.join(canonical)} {describe_edit(kind, value, low, high, expression)}"
-        super().__init__(text, targets, mutate)
+        super().__init__(text, targets, mutate, shared=session.shared_storage)
         self.replay_code = "\n".join(
             [f"# {text}"] + [_replay_line(f"T({n!r})", kind, value, low, high, expression) for n in canonical]
         )

@@ -161,7 +161,11 @@ def _refuse(report: WeightsReport, where: str) -> ParamscopeError:
 
 
 def weights_command(
-    model: nn.Module, tensors: dict[str, torch.Tensor], report: WeightsReport, text: str
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    report: WeightsReport,
+    text: str,
+    shared: frozenset[str] | None = None,
 ) -> TensorEditCommand:
     """One command copying every matched tensor (cast to the model's dtype) into the model."""
     live = model_tensors(model)
@@ -171,7 +175,8 @@ def weights_command(
         for _, target, source in pairs:
             target.detach().copy_(source.to(device=target.device, dtype=target.dtype))
 
-    return TensorEditCommand(text, [(name, target) for name, target, _ in pairs], mutate)
+    targets = [(name, target) for name, target, _ in pairs]
+    return TensorEditCommand(text, targets, mutate, overwrites=True, shared=shared)
 
 
 def apply_weights(
@@ -200,7 +205,8 @@ def apply_weights(
     if not report.matched:
         raise ParamscopeError(f"{where}: no tensor in it matches the model")
     mode = "" if strict else " (partial)"
-    session.execute(weights_command(session.model, tensors, report, f"Load weights from {Path(where).name}{mode}"))
+    text = f"Load weights from {Path(where).name}{mode}"
+    session.execute(weights_command(session.model, tensors, report, text, session.shared_storage))
     return report
 
 

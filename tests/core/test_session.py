@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from paramscope.core.commands import CommandStack, TensorEditCommand
@@ -47,10 +48,8 @@ def test_failed_command_changes_nothing_and_is_not_recorded() -> None:
         tensor.fill_(7.0)
         raise ValueError("midway")
 
-    try:
+    with pytest.raises(ValueError, match="midway"):
         session.execute(TensorEditCommand("bad", [("0.weight", tensor)], half_done))
-    except ValueError:
-        pass
     assert torch.equal(tensor.detach(), original)
     assert not session.stack.can_undo
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
+from paramscope.gui.state import AppState
 
 FALLBACK_SOURCE = "demo:mlp"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
@@ -97,6 +98,15 @@ def render_screenshot(
     result = {"code": 1}
     taken = {"done": False}
 
+    def _most_telling_parameter(state: AppState) -> str:
+        """The first parameter whose values vary (a constant one shows a single bar)."""
+        session = state.session
+        for name in session.report.parameters:
+            summary = session.summary(name)
+            if summary is not None and summary.stats.std:
+                return name
+        return next(iter(session.report.parameters))
+
     def shoot() -> None:
         if taken["done"]:
             return
@@ -105,7 +115,7 @@ def render_screenshot(
         if prepare is not None:
             prepare(window)
         elif state.has_session and state.session.report.parameters:
-            state.select_tensor(next(iter(state.session.report.parameters)))
+            state.select_tensor(_most_telling_parameter(state))
         # Let layouts and the plot settle through one event-loop turn before grabbing.
         QTimer.singleShot(0, lambda: QTimer.singleShot(0, save))
 

@@ -42,8 +42,8 @@ from paramscope.core.stats import (
     Histogram,
     TensorStats,
     data_problem,
-    tensor_histogram,
     tensor_stats,
+    tensor_summary,
 )
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -699,10 +699,11 @@ def _gradient_entry(
     stats = histogram = None
     dead: tuple[int, ...] = ()
     if grad is not None:
-        stats = tensor_stats(grad)
-        histogram = tensor_histogram(grad, bins=bins, stats=stats)
+        stats, histogram = tensor_summary(grad, bins=bins)
         dead = _dead_rows(grad, owners)
-    weight = tensor_stats(param) if data_problem(param) is None else None
+    weight_norm = None
+    if data_problem(param) is None and param.numel():  # one read, in float64 like the statistics
+        weight_norm = float(torch.linalg.vector_norm(param.detach(), dtype=torch.float64))
     return ParameterGradient(
         name=names[0],
         aliases=tuple(names),
@@ -710,7 +711,7 @@ def _gradient_entry(
         requires_grad=param.requires_grad,
         grad=stats,
         histogram=histogram,
-        weight_norm=None if weight is None else weight.norm,
+        weight_norm=weight_norm,
         received=received,
         parts=tuple(parts),
         values=_small_copy(grad),

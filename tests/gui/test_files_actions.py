@@ -43,6 +43,22 @@ def test_export_runs_in_worker_and_marks_clean(qtbot, state: AppState, tmp_path:
     assert torch.all(load_file(str(target))["0.weight"] == 0.25)
 
 
+def test_export_selected_module_writes_its_subtree(
+    qtbot, state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions = FilesActions(state, interactive=False)
+    state.select_module("2")
+    target = tmp_path / "layer2.pt"
+    monkeypatch.setattr(
+        "paramscope.gui.files_actions.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "")
+    )
+    with qtbot.waitSignal(actions.exportFinished, timeout=30_000):
+        actions.export_module_dialog()
+    written = torch.load(target, weights_only=True)
+    assert sorted(written) == ["bias", "weight"]  # names relative to module 2, as net[2].state_dict()
+    assert torch.equal(written["weight"], state.session.tensor("2.weight").detach())
+
+
 def test_export_error_reported_and_target_kept(qtbot, state: AppState, tmp_path: Path) -> None:
     actions = FilesActions(state, interactive=False)
     with qtbot.waitSignal(state.errorOccurred, timeout=30_000) as blocker:

@@ -222,6 +222,7 @@ class FilesActions(QObject):
 
     def install(self, menu: QMenu) -> None:
         menu.addAction("&Export state_dict…").triggered.connect(self.export_dialog)
+        menu.addAction("Export selected &module…").triggered.connect(self.export_module_dialog)
         menu.addAction("&Load weights…").triggered.connect(self.load_weights_dialog)
         menu.addAction("&Diff against…").triggered.connect(self.diff_dialog)
 
@@ -243,10 +244,20 @@ class FilesActions(QObject):
         if path:
             self.start_export(Path(path))
 
+    def export_module_dialog(self) -> None:
+        """Export the subtree of the module selected in the tree, names relative to it."""
+        if not self.state.has_session:
+            return
+        module = self.state.selected_module
+        title = f"Export state_dict of {module or 'the whole model'}"
+        path, _ = QFileDialog.getSaveFileName(self.window, title, "", EXPORT_FILTER)
+        if path:
+            self.start_export(Path(path), module)
+
     def start_export(self, path: Path, module: str = "") -> None:
         """Export off the GUI thread; a whole-model export marks the session saved."""
         session = self.state.session
-        inputs = ExportInputs(session.model, Path(path), module)
+        inputs = ExportInputs(session.model, Path(path), module, session.opened.loader)
 
         def done(result: ExportResult) -> None:
             if not module and self.state.has_session and self.state.session is session:

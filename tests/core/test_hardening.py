@@ -88,3 +88,15 @@ def test_a_warning_from_paramscope_code_fails_the_tests(category: type[Warning])
         exec(code, {"__name__": "paramscope.core.some_module"})  # noqa: S102
     with pytest.warns(category):  # raised by other code it stays a warning
         exec(code, {"__name__": "elsewhere.module"})  # noqa: S102
+
+
+def test_statistics_of_a_lazy_model_note_the_uninitialized_parameters() -> None:
+    """demo:lazy once made the statistics worker fail (numel() of an UninitializedParameter)."""
+    from paramscope.core.demos import build_demo
+    from paramscope.core.report import build_report
+    from paramscope.core.statistics import compute_model_statistics
+
+    model = build_demo("lazy")
+    summaries = compute_model_statistics(model, build_report(model))
+    lazy = [s for s in summaries.values() if not s.stats.has_data]
+    assert lazy and all("uninitialized" in (s.stats.note or "") for s in lazy)

@@ -67,7 +67,9 @@ def summarize(tensor: torch.Tensor, bins: int | None = None, state: TaskState | 
                         tensor, bins=hi - lo + 1, value_range=(lo - 0.5, hi + 0.5), stats=stats, state=state
                     )
                     return TensorSummary(stats, histogram)
-        bins = auto_bins(tensor.numel())
+        # a lazy (uninitialized) parameter has no numel yet; tensor_summary notes why it is empty
+        lazy = isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin)
+        bins = MIN_AUTO_BINS if lazy else auto_bins(tensor.numel())
     stats, histogram = tensor_summary(tensor, bins=bins, state=state)  # two reads, not three
     return TensorSummary(stats, histogram)
 

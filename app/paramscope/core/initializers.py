@@ -21,7 +21,6 @@ the user's global random stream is left as it was.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import math
 import typing
@@ -37,6 +36,7 @@ from torch.nn import init as torch_init
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.report import is_lazy
 from paramscope.core.stats import data_problem
+from paramscope.core.user_code import UserCodeError, run_python_file
 
 
 class InitializerError(ParamscopeError):
@@ -432,17 +432,10 @@ def load_custom_from_file(path: str | Path, function: str) -> CustomInitializer:
     """Run ``path`` (the user's Python file) and take ``function`` from it."""
     path = Path(path).expanduser()
     where = f"{path}:{function}"
-    if not path.is_file():
-        raise InitializerError(f"{where}: no such file")
-    module_name = f"_paramscope_init_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise InitializerError(f"{where}: cannot load this file as Python")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise InitializerError(f"{where}: running the file failed: {type(exc).__name__}: {exc}") from exc
+        module = run_python_file(path, prefix="_paramscope_init")
+    except UserCodeError as exc:
+        raise InitializerError(f"{where}: {str(exc).removeprefix(f'{path}: ')}") from exc.__cause__
     obj, name = _pick_function(vars(module), function, where)
     return CustomInitializer(obj, CustomSource("file", str(path.resolve()), name))
 

@@ -14,9 +14,7 @@ without consent (``trust``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from torch import nn
 
 from paramscope.core.demos import DEMOS, build_demo
 from paramscope.core.errors import SourceError, shown
+from paramscope.core.user_code import UserCodeError, run_python_file
 
 
 @dataclass
@@ -83,19 +82,10 @@ def _instantiate(obj: object, spec: str) -> nn.Module:
 
 
 def _from_python_file(path: Path, name: str, spec: str) -> nn.Module:
-    if not path.is_file():
-        raise SourceError(f"{shown(str(path))}: no such file")
-    module_name = f"paramscope_user_{abs(hash(str(path.resolve())))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise SourceError(f"{path}: cannot be imported as Python")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look classes up here
     try:
-        loader_spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise SourceError(f"{path}: running it failed: {type(exc).__name__}: {exc}") from exc
+        module = run_python_file(path)
+    except UserCodeError as exc:
+        raise SourceError(str(exc)) from exc.__cause__
     if not hasattr(module, name):
         raise SourceError(f"{path}: defines no {name!r}")
     return _instantiate(getattr(module, name), spec)

@@ -317,7 +317,8 @@ def test_gui_fields_do_not_run_typed_python(window, open_demo, qtbot, tmp_path, 
 def test_qt_warnings_fail_gui_tests(request):
     assert request.config.getini("qt_log_level_fail") == "WARNING"
     ignored = request.config.getini("qt_log_ignore")
-    assert ignored and all("propagateSizeHints" in pattern for pattern in ignored)
+    # only the offscreen platform's notices that it lacks a window-manager feature
+    assert ignored and all(pattern.startswith("This plugin does not support") for pattern in ignored)
 
 
 @pytest.mark.qt_log_level_fail("CRITICAL")  # here only: this test emits a warning on purpose

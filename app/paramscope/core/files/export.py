@@ -94,7 +94,15 @@ def state_dict_for(
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+    """The tensor's bytes, as wide integers where possible (comparing int64 is ~5x faster)."""
+    raw = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+    for wide in (torch.int64, torch.int32):
+        if raw.numel() % wide.itemsize == 0:
+            try:
+                return raw.view(wide)
+            except RuntimeError:  # a misaligned view: compare bytes
+                break
+    return raw
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -42,6 +42,7 @@ from paramscope.core.stats import (
     Histogram,
     TensorStats,
     data_problem,
+    l2_norm,
     tensor_stats,
     tensor_summary,
 )
@@ -701,9 +702,7 @@ def _gradient_entry(
     if grad is not None:
         stats, histogram = tensor_summary(grad, bins=bins)
         dead = _dead_rows(grad, owners)
-    weight_norm = None
-    if data_problem(param) is None and param.numel():  # one read, in float64 like the statistics
-        weight_norm = float(torch.linalg.vector_norm(param.detach(), dtype=torch.float64))
+    weight_norm = l2_norm(param) if param.numel() else None
     return ParameterGradient(
         name=names[0],
         aliases=tuple(names),

@@ -327,3 +327,15 @@ def test_a_qt_warning_is_captured(qtlog):
 
     qWarning("paramscope test warning")
     assert any("paramscope test warning" in record.message for record in qtlog.records)
+
+
+def test_a_torch_warning_during_an_edit_becomes_a_notice(qtbot) -> None:
+    from paramscope.core.rules import build_commands
+    from paramscope.gui.state import AppState
+
+    state = AppState()
+    assert state.open("demo:mlp")
+    _, (command,) = build_commands(state.session, ["0.weight=trunc_normal(mean=10, std=1, a=-1, b=1)"], seed=0)
+    with qtbot.waitSignal(state.noticeOccurred, timeout=5_000) as blocker:
+        assert state.execute(command)
+    assert blocker.args[0].startswith("init 0.weight=trunc_normal") and "mean is more than 2 std" in blocker.args[0]

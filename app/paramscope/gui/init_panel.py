@@ -420,7 +420,8 @@ class InitPanel(QWidget):
 
             if seed is None:
                 seed = make_generator(None)[1]
-            the_plan, tensors = preview_rules(self.state.session, [rule], seed, self.skip_refused.isChecked())
+            with self.state.warnings_as_notices(f"preview {rule.text}"):
+                the_plan, tensors = preview_rules(self.state.session, [rule], seed, self.skip_refused.isChecked())
         except ParamscopeError as exc:
             self._error(str(exc))
             return False

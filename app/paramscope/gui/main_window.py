@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
 
         self.state.sessionChanged.connect(self._on_session)
         self.state.errorOccurred.connect(self.show_error)
+        self.state.noticeOccurred.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.state.moduleSelected.connect(lambda _m: self._update_selection_label())
         self.state.tensorSelected.connect(lambda _t: self._update_selection_label())
         self.statistics.started.connect(self._on_stats_started)

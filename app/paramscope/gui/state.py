@@ -7,6 +7,10 @@ AppState and hands it to every panel; each panel also runs on its own with a fre
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from PySide6.QtCore import QObject, Signal
 
 from paramscope.core.commands import Command
@@ -27,6 +31,7 @@ class AppState(QObject):
         tiedGroupSelected(int): index into ``session.report.tied_groups``, or -1 for none.
         gradientsChanged(): a backward pass or zero-grad changed ``.grad`` of parameters.
         errorOccurred(str): a one-line message for the user.
+        noticeOccurred(str): something worth telling that is not an error (a torch warning).
         busyChanged(bool, str): long work started or finished (with what it is).
         summariesChanged(tuple): statistics of these canonical names arrived (from a worker).
     """
@@ -38,6 +43,7 @@ class AppState(QObject):
     tiedGroupSelected = Signal(int)
     gradientsChanged = Signal()
     errorOccurred = Signal(str)
+    noticeOccurred = Signal(str)
     busyChanged = Signal(bool, str)
     summariesChanged = Signal(tuple)
 
@@ -93,9 +99,14 @@ class AppState(QObject):
         self.summariesChanged.emit(tuple(summaries))
 
     def execute(self, command: Command) -> bool:
-        """Run ``command`` undoably; report a failure and leave the model as it was."""
+        """Run ``command`` undoably; report a failure and leave the model as it was.
+
+        Warnings torch gives while the command runs (e.g. ``trunc_normal_`` with a mean far
+        outside ``[a, b]``) are passed on as notices instead of going to a console.
+        """
         try:
-            self.session.execute(command)
+            with self.warnings_as_notices(command.text):
+                self.session.execute(command)
         except ParamscopeError as exc:
             self.errorOccurred.emit(str(exc))
             return False
@@ -103,6 +114,17 @@ class AppState(QObject):
             self.errorOccurred.emit(f"{command.text}: {type(exc).__name__}: {exc}")
             return False
         return True
+
+    @contextmanager
+    def warnings_as_notices(self, what: str) -> Iterator[None]:
+        """Pass warnings raised inside the block on as ``noticeOccurred`` lines about ``what``."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+                    self.noticeOccurred.emit(f"{what}: {text}")
 
     def select_module(self, name: str) -> None:
         if name != self.selected_module:

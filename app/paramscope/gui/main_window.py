@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
         self.running_label.setObjectName("runningLabel")
         self._running: dict[str, str] = {}
         self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setRange(0, 100)
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setFormat("statistics %p%")
         self.cancel_button = QPushButton("Cancel")
@@ -508,7 +508,10 @@ class MainWindow(QMainWindow):
         self.cancel_button.show()
 
     def _on_stats_progress(self, fraction: float, message: str) -> None:
-        self.progress_bar.setValue(int(fraction * 1000))
+        # QProgressBar.setValue repaints at once: only when the shown percentage changes.
+        percent = int(fraction * 100)
+        if percent != self.progress_bar.value():
+            self.progress_bar.setValue(percent)
         self.progress_bar.setToolTip(message)
 
     def _on_stats_done(self) -> None:

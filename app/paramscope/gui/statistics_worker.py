@@ -7,15 +7,17 @@ batches so the table fills in while the rest is still being computed.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from paramscope.core.report import ModelReport
 from paramscope.core.statistics import TensorSummary, compute_model_statistics
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
 
-# Batches by bytes: small models in one go, large ones deliver results as they come.
-BATCH_BYTES = 16 << 20
+# Batches by bytes: small models in one go, large ones deliver results as they come. Each
+# delivery refreshes tree, table and diagnostics on the GUI thread, so not too many of them.
+BATCH_BYTES = 64 << 20
+FIRST_PAINT_MS = 50
 
 
 def _batches(report: ModelReport, names: list[str]) -> list[list[str]]:
@@ -52,7 +54,9 @@ class StatisticsWorker(QObject):
         self.worker.failed.connect(self.state.errorOccurred)
         self.worker.done.connect(self._on_done)
         self.worker.started.connect(lambda _what: self.started.emit())
-        state.sessionChanged.connect(self.refresh)
+        # A new model is drawn first: starting at once, the worker would compete with that
+        # first paint for the GIL and the window would stall while it appears.
+        state.sessionChanged.connect(self._refresh_after_paint)
         state.tensorsChanged.connect(lambda _names: self.refresh())
         state.tensorSelected.connect(self._on_selected)
 
@@ -79,6 +83,10 @@ class StatisticsWorker(QObject):
     @property
     def complete(self) -> bool:
         return self.state.has_session and not self.missing()
+
+    def _refresh_after_paint(self) -> None:
+        self.worker.cancel()
+        QTimer.singleShot(FIRST_PAINT_MS, self.refresh)
 
     def refresh(self) -> None:
         """Compute what is missing now (cancels work on a model that is no longer current)."""

@@ -86,10 +86,16 @@ class ModuleTreeModel(QAbstractItemModel):
         return None if name is None or self._report is None else self._report.modules[name]
 
     def update_summaries(self, summaries: dict[str, TensorSummary]) -> None:
-        """New statistics may add or clear NaN/Inf warning badges."""
+        """New statistics may add or clear NaN/Inf warning badges (only then is the tree told)."""
+        flagged = any(
+            s.stats.nonfinite
+            for s in (*summaries.values(), *(self._summaries.get(n) for n in summaries))
+            if s is not None
+        )
         self._summaries.update(summaries)
-        self._badges.clear()
-        self._emit_column_changed(COL_BADGES)
+        if flagged:
+            self._badges.clear()
+            self._emit_column_changed(COL_BADGES)
 
     def set_highlight(self, module_names: set[str] | frozenset[str]) -> None:
         """Paint these modules (those holding aliases of the selected tied group) in one colour."""

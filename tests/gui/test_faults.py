@@ -339,3 +339,23 @@ def test_a_torch_warning_during_an_edit_becomes_a_notice(qtbot) -> None:
     with qtbot.waitSignal(state.noticeOccurred, timeout=5_000) as blocker:
         assert state.execute(command)
     assert blocker.args[0].startswith("init 0.weight=trunc_normal") and "mean is more than 2 std" in blocker.args[0]
+
+
+def test_edits_wait_while_a_backward_uses_the_model(qtbot) -> None:
+    """Found by the monkey test: a preview of `default` during a backward deep-copied a module
+    holding the backward's hooks. While long work uses the model, edits are refused with a message."""
+    from paramscope.core.rules import build_commands
+    from paramscope.gui.state import AppState
+
+    state = AppState()
+    assert state.open("demo:mlp")
+    before = state.session.tensor("0.weight").detach().clone()
+    _, (command,) = build_commands(state.session, ["0.weight=zeros"], seed=0)
+    state.busyChanged.emit(True, "backward")
+    with qtbot.waitSignal(state.errorOccurred, timeout=5_000) as blocker:
+        assert not state.execute(command)
+    assert "wait until the backward task finishes" in blocker.args[0]
+    assert torch.equal(state.session.tensor("0.weight").detach(), before)
+    state.busyChanged.emit(False, "backward")
+    assert state.execute(command)
+    assert not state.session.tensor("0.weight").detach().any()

@@ -411,6 +411,8 @@ class InitPanel(QWidget):
 
     def preview(self) -> bool:
         """Show the would-be histogram of the first target; the model is not touched."""
+        if self.state.refuse_if_busy("preview"):
+            return False
         try:
             rule = self.current_rule()
             if not rule.selector.names:

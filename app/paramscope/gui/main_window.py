@@ -133,6 +133,9 @@ class MainWindow(QMainWindow):
         self.statistics.done.connect(self._on_stats_done)
         self.state.busyChanged.connect(self.set_running)
         self.files_actions.worker.started.connect(lambda what: self.set_running(True, "files", what))
+        # The model is in use while a file task reads it: the state refuses edits until done.
+        self.files_actions.worker.started.connect(lambda _what: self.state.set_busy(True, "files"))
+        self.files_actions.worker.done.connect(lambda: self.state.set_busy(False, "files"))
         self.files_actions.worker.done.connect(lambda: self.set_running(False, "files"))
         self.row_menus = RowMenus(self)
         self._hooked_stack: object | None = None

@@ -53,6 +53,8 @@ class AppState(QObject):
         self.selected_module = ""
         self.selected_tensor: str | None = None
         self.selected_group = -1
+        self._busy: set[str] = set()  # long work using the model now ("backward", "files")
+        self.busyChanged.connect(self.set_busy)
         if session is not None:
             self.set_session(session)
 
@@ -98,12 +100,33 @@ class AppState(QObject):
         self.session.store_summaries(summaries)
         self.summariesChanged.emit(tuple(summaries))
 
+    def set_busy(self, busy: bool, what: str) -> None:
+        """Record that long work using the model started or ended (``busyChanged`` calls it)."""
+        if busy:
+            self._busy.add(what)
+        else:
+            self._busy.discard(what)
+
+    @property
+    def model_busy(self) -> str | None:
+        """What long work is using the model now (edits wait until it is done), if any."""
+        return ", ".join(sorted(self._busy)) or None
+
+    def refuse_if_busy(self, what: str) -> bool:
+        """Report and return True when ``what`` must wait for long work using the model."""
+        if self.model_busy is None:
+            return False
+        self.errorOccurred.emit(f"{what}: wait until the {self.model_busy} task finishes (it is using the model)")
+        return True
+
     def execute(self, command: Command) -> bool:
         """Run ``command`` undoably; report a failure and leave the model as it was.
 
         Warnings torch gives while the command runs (e.g. ``trunc_normal_`` with a mean far
         outside ``[a, b]``) are passed on as notices instead of going to a console.
         """
+        if self.refuse_if_busy(command.text):
+            return False
         try:
             with self.warnings_as_notices(command.text):
                 self.session.execute(command)

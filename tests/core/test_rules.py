@@ -117,3 +117,18 @@ def test_glob_does_not_hit_buffers_but_names_may():
 def test_a_rule_that_hits_nothing_says_so():
     session = Session(open_source("demo:mlp"))
     assert "hits nothing" in plan(session, ["*.gamma=ones"]).describe()
+
+
+def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error():
+    import torch
+    from torch import nn
+
+    from paramscope.core.rules import RuleError, preview_rules
+    from paramscope.core.session import Session
+    from paramscope.core.sources import OpenedModel
+
+    net = nn.Sequential(nn.Linear(2, 2))
+    net[0].cache = net[0](torch.ones(1, 2))  # an activation with a grad_fn: deepcopy refuses it
+    session = Session(OpenedModel(net, "live", "live"))
+    with pytest.raises(RuleError, match="cannot preview reset_parameters"):
+        preview_rules(session, ["0.weight=default"], seed=0)

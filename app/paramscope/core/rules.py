@@ -621,8 +621,15 @@ def preview_rules(session: Session, rules: Sequence[InitRule | str], seed: int |
         return copies[name]
 
     def module_of(module_name: str) -> nn.Module:
-        module = copy.deepcopy(session.model.get_submodule(module_name))
         original = session.model.get_submodule(module_name)
+        try:
+            module = copy.deepcopy(original)
+        except Exception as exc:  # e.g. it keeps a tensor with a grad_fn (a cached activation)
+            where = module_name or "(root)"
+            raise RuleError(
+                f"cannot preview reset_parameters() of {where}: the module cannot be copied "
+                f"({type(exc).__name__}: {exc}); Apply still works and can be undone"
+            ) from exc
         # After the copy is reset, read its tensors back under the model's canonical names.
         pending.append((module_name, module, original))
         return module

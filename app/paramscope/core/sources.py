@@ -4,8 +4,8 @@ Source kinds:
 - ``demo:NAME``: a built-in model (:mod:`paramscope.core.demos`).
 - ``path/to/file.py:NAME``: a class, factory or module instance in the user's file.
 - ``package.module:NAME``: the same from an importable module.
-- a file path: handled by the openers registered with :func:`register_file_opener`
-  (state_dict files, checkpoints, archives; see :mod:`paramscope.core.files`).
+- a file or folder path: state_dict files, checkpoints, archives, distributed checkpoints
+  (see :mod:`paramscope.core.files`, which decides the format from the content).
 
 The first two run the user's own code, which is what they asked for. Data files never run code
 without consent (``trust``).
@@ -49,17 +49,6 @@ class OpenedModel:
     @property
     def title(self) -> str:
         return self.source
-
-
-FileOpener = Callable[[Path, bool], OpenedModel]
-_file_openers: list[FileOpener] = []
-
-
-def register_file_opener(opener: FileOpener) -> FileOpener:
-    """Add a function ``opener(path, trust) -> OpenedModel`` for file sources."""
-    if opener not in _file_openers:
-        _file_openers.append(opener)
-    return opener
 
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -112,15 +101,12 @@ def _expand(path: Path) -> Path:
 
 
 def _open_file(path: Path, trust: bool) -> OpenedModel:
-    if path.is_dir() and not _file_openers:
-        raise SourceError(f"{path}: is a folder, not a model file")
-    if not _file_openers:
-        import paramscope.core.files  # noqa: F401  (registers the file openers)
-    for opener in list(_file_openers):
-        opened = opener(path, trust)
-        if opened is not None:
-            return opened
-    raise SourceError(f"{path}: not a format paramscope can open")
+    from paramscope.core.files.readers import open_file  # imported late: it imports this module
+
+    opened = open_file(path, trust)
+    if opened is None:
+        raise SourceError(f"{path}: not a format paramscope can open")
+    return opened
 
 
 def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -> OpenedModel:

@@ -1,7 +1,7 @@
 """Files: open checkpoints safely, export state_dicts, load weights, diff.
 
-Importing this package registers :func:`readers.open_file` with
-:func:`paramscope.core.sources.register_file_opener`.
+:func:`paramscope.core.sources.open_source` opens file and folder sources through
+:func:`readers.open_file`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from paramscope.core.files.load_weights import (
 )
 from paramscope.core.files.readers import open_file, read_checkpoint, state_dict_of
 from paramscope.core.files.safety import UntrustedFileError
-from paramscope.core.sources import register_file_opener
-
-register_file_opener(open_file)
 
 __all__ = [
     "UntrustedFileError",

@@ -75,7 +75,7 @@ def _folder_target(path: Path) -> Path | None:
 
 
 def open_file(path: Path, trust: bool) -> OpenedModel | None:
-    """The file opener registered with :func:`paramscope.core.sources.register_file_opener`."""
+    """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls)."""
     path = Path(path)
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, open_dcp

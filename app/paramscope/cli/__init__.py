@@ -44,9 +44,9 @@ def _window_parser() -> argparse.ArgumentParser:
 
 def _run_window(argv: Sequence[str]) -> int:
     args = _window_parser().parse_args(argv)
-    from paramscope.gui.app import run_app
+    from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
 
-    return run_app(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot)
+    return launch(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot)
 
 
 def _run_subcommand(name: str, argv: Sequence[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -50,7 +51,13 @@ def _apply_look(app: QApplication) -> None:
         pass
 
 
-def run_app(source: str, weights: str | None = None, trust: bool = False, screenshot: str | None = None) -> int:
+def run_app(
+    source: str,
+    weights: str | None = None,
+    trust: bool = False,
+    screenshot: str | None = None,
+    on_shown: Callable[[], object] | None = None,
+) -> int:
     """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
 
     A bad source with ``screenshot`` raises ParamscopeError (the CLI prints it and exits 2);
@@ -71,6 +78,8 @@ def run_app(source: str, weights: str | None = None, trust: bool = False, screen
     window.resize(*SCREENSHOT_SIZE)
     window.restore_settings()  # geometry and dock layout of the last run; saved again on close
     window.show()
+    if on_shown is not None:  # e.g. close the splash
+        on_shown()
     try:
         opened = open_source(source, trust=trust, weights=weights)
     except ParamscopeError as exc:

@@ -288,9 +288,7 @@ class DefaultInitializer(Initializer):
         if not callable(getattr(module, "reset_parameters", None)):
             return f"{type(module).__name__} has no reset_parameters(): PyTorch has no default to restore"
         for tensor in list(module.parameters()) + list(module.buffers()):
-            if is_lazy(tensor):
-                return "uninitialized (lazy) parameter: run a forward pass first to give it a shape"
-            problem = data_problem(tensor)
+            problem = Initializer.check(self, tensor, {})  # the same data checks as for one tensor
             if problem is not None:
                 return problem
         return None

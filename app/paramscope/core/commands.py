@@ -119,11 +119,12 @@ class TensorEditCommand(Command):
 
     @property
     def nbytes(self) -> int:
+        # A swapped tensor holds one extra copy: whichever of before/after is not the live data
+        # (after is the next command's before, or live). Copied ones hold both.
         total = 0
         for snap in self._snapshots:
-            total += snap.before.numel() * snap.before.element_size()
-            if snap.after is not None:
-                total += snap.after.numel() * snap.after.element_size()
+            size = snap.before.numel() * snap.before.element_size()
+            total += size if snap.swapped or snap.after is None else 2 * size
         return total
 
     @property

@@ -209,7 +209,9 @@ def test_bad_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_temp(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(export_module.tempfile, "mkstemp", no_temp)
+    from paramscope.core import atomic
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", no_temp)
     with pytest.raises(ExportError, match="Permission denied"):
         export_model(model, tmp_path / "m.pt")
 

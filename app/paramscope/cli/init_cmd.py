@@ -72,31 +72,13 @@ def run(args: argparse.Namespace) -> int:
     commands = apply_rules(session, rules, seed=args.seed, skip_refused=skip_refused)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
     if args.script:
+        from paramscope.core.atomic import write_text_atomically
         from paramscope.core.replay import replay_script
 
-        _write_text(Path(args.script), replay_script(session))
+        write_text_atomically(Path(args.script), replay_script(session))
         print(f"wrote {args.script}")
     from paramscope.core.files.export import export_model
 
     result = export_model(session.model, args.output)
     print(f"wrote {result.path} ({result.format}): {result.tensors} tensors")
     return 0
-
-
-def _write_text(path, text: str) -> None:  # noqa: ANN001
-    """Write ``text`` next to its target first, then rename it into place."""
-    import os
-    import tempfile
-
-    folder = path.resolve().parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.common import add_source_arguments, fmt_count, fmt_number, open_from_args, print_json
+from paramscope.cli.common import (
+    add_source_arguments,
+    fmt_count,
+    fmt_number,
+    open_from_args,
+    print_json,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

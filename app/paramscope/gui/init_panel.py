@@ -542,19 +542,11 @@ class InitPanel(QWidget):
 
     def export_script(self, path: Path) -> bool:
         """Write the session's edits as a script that replays them on a fresh model."""
-        import os
-        import tempfile
-
+        from paramscope.core.atomic import write_text_atomically
         from paramscope.core.replay import replay_script
 
         try:
-            text = replay_script(self.state.session)
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            write_text_atomically(path, replay_script(self.state.session))
         except OSError as exc:
             self._error(f"{path}: cannot write the script: {exc.strerror or exc}")
             return False

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PySide6.QtCore import QRectF, QSize
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
 
+from paramscope.core.atomic import write_atomically
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.stats import Histogram
 
@@ -27,28 +26,16 @@ CSV_FILTER = "CSV (*.csv)"
 PNG_WIDTH = 1200  # pixels; plots on screen are often smaller than a slide wants
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic(target: Path, write: Callable[[Path], None]) -> Path:
     target = Path(target)
     if not target.parent.is_dir():
         raise ParamscopeError(f"{target}: folder {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        if not tmp.exists() or tmp.stat().st_size == 0:
+
+    def check(tmp: Path) -> None:
+        if tmp.stat().st_size == 0:
             raise ParamscopeError(f"{target}: nothing was written")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an export is an ordinary file
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return write_atomically(target, write, check)
 
 
 def export_plot(plot: pg.PlotItem, path: str | Path) -> Path:

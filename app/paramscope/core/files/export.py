@@ -9,9 +9,7 @@ alive under the mapping.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from paramscope.core.atomic import write_atomically
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
@@ -131,24 +130,6 @@ def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
     return read_safetensors(tmp).all_tensors()
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can fsync a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _file_mode(target: Path) -> int:
-    """Keep an existing target's permissions; a new file gets the usual umask-based mode."""
-    if target.exists():
-        return target.stat().st_mode & 0o7777
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _check_target(target: Path) -> None:
     if target.is_dir():
         raise ExportError(f"{target}: is a folder; give a file name ending in .pt or .safetensors")
@@ -184,38 +165,25 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, stat
         raise ExportError(f"{target}: a tensor named {METADATA_KEY!r} cannot be stored in safetensors (reserved name)")
     _check_target(target)
     state.progress(0.05, f"writing {target.name}")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise ExportError(f"{target}: cannot create a temporary file: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        aliases: dict[str, str] = {}
+    aliases: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        nonlocal aliases
         if fmt == "pt":
-            with open(tmp, "wb") as handle:
-                torch.save(state_dict, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
+            torch.save(state_dict, tmp)
             aliases = dedupe(state_dict)[1]
         else:
             aliases = write_safetensors(state_dict, tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode(target))  # mkstemp makes it private (0600)
+
+    def check(tmp: Path) -> None:
         state.progress(0.6, "checking the written file")
-        written = _read_back(tmp, fmt)
-        _verify(state_dict, written, target)
-        del written
+        _verify(state_dict, _read_back(tmp, fmt), target)
         state.progress(0.95, "replacing the target")
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise ExportError(f"{target}: cannot write: {exc.strerror or exc}") from None
-        raise
+
+    try:
+        write_atomically(target, write, check)
+    except OSError as exc:
+        raise ExportError(f"{target}: cannot write: {exc.strerror or exc}") from None
     state.progress(1.0, f"wrote {target.name}")
     stored = len(state_dict) - len(aliases)
     nbytes = target.stat().st_size

@@ -106,3 +106,17 @@ def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None
     session.redo()
     session.redo()
     assert torch.equal(model.c, torch.ones(3, 3)) and torch.equal(model.b, torch.full((4,), 5.0))
+
+
+def test_previous_summary_is_computed_only_when_asked_and_matches_the_old_values() -> None:
+    from paramscope.core.rules import apply_rules
+    from paramscope.core.statistics import summarize
+
+    session = Session(open_source("demo:mlp"))
+    original = session.tensor("0.weight").detach().clone()
+    apply_rules(session, ["0.weight=zeros"], seed=0)  # no summary was computed before
+    assert session.summary("0.weight") is None
+    previous = session.previous_summary("0.weight")
+    assert previous is not None and previous.stats == summarize(original).stats
+    session.undo()  # before the undo the weight was all zeros
+    assert session.previous_summary("0.weight").stats.max == 0.0

@@ -37,6 +37,10 @@ class Command(ABC):
         """Canonical names of the tensors this command changes (for refreshing views)."""
         return ()
 
+    def values(self, name: str, after: bool) -> torch.Tensor | None:
+        """The values of ``name`` before (or after) this command, if the command keeps them."""
+        return None
+
 
 @dataclass
 class _Snapshot:
@@ -130,6 +134,13 @@ class TensorEditCommand(Command):
     @property
     def touched(self) -> tuple[str, ...]:
         return tuple(s.name for s in self._snapshots)
+
+    def values(self, name: str, after: bool) -> torch.Tensor | None:
+        # Both are never written again: copies, or data objects swapped out of the model.
+        for snap in self._snapshots:
+            if snap.name == name:
+                return snap.after if after else snap.before
+        return None
 
 
 Listener = Callable[[], None]

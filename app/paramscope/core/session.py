@@ -33,6 +33,8 @@ class Session:
         self._tensors = named_tensors(opened.model, self.report)
         self._summaries: dict[str, TensorSummary] = {}
         self._previous: dict[str, TensorSummary] = {}
+        # Values from before the last change, summarized only if a view asks (no work on apply).
+        self._previous_values: dict[str, torch.Tensor] = {}
         self._listeners: list[ChangeListener] = []
 
     @property
@@ -71,7 +73,11 @@ class Session:
 
     def previous_summary(self, name: str) -> TensorSummary | None:
         """Summary from before the last change of ``name`` (for before/after plots)."""
-        return self._previous.get(self.canonical(name))
+        canonical = self.canonical(name)
+        if canonical not in self._previous and canonical in self._previous_values:
+            with torch.no_grad():
+                self._previous[canonical] = summarize(self._previous_values.pop(canonical))
+        return self._previous.get(canonical)
 
     def ensure_summary(self, name: str) -> TensorSummary:
         canonical = self.canonical(name)
@@ -87,34 +93,38 @@ class Session:
     # --- changes ---------------------------------------------------------------------------
     def execute(self, command: Command) -> None:
         """Do ``command`` through the undo stack; listeners hear what changed."""
-        self._before_change(command.touched)
         self.stack.push(command)
+        self._keep_previous(command, after=False)
         self._after_change(command.touched)
 
     def undo(self) -> Command | None:
-        pending = self.stack.next_undo
-        if pending is None:
-            return None
-        touched = pending.touched
-        self._before_change(touched)
         command = self.stack.undo()
-        self._after_change(touched)
+        if command is not None:
+            self._keep_previous(command, after=True)  # what it was before the undo
+            self._after_change(command.touched)
         return command
 
     def redo(self) -> Command | None:
-        pending = self.stack.next_redo
-        if pending is None:
-            return None
-        self._before_change(pending.touched)
         command = self.stack.redo()
-        self._after_change(pending.touched)
+        if command is not None:
+            self._keep_previous(command, after=False)
+            self._after_change(command.touched)
         return command
 
-    def _before_change(self, names: Iterable[str]) -> None:
-        for name in names:
+    def _keep_previous(self, command: Command, after: bool) -> None:
+        """Remember the values the tensors had before ``command`` changed them (its ``before``,
+        or its ``after`` when it was undone): a summary already known is kept as it is."""
+        for name in command.touched:
             canonical = self.canonical(name)
-            if canonical in self._summaries:
-                self._previous[canonical] = self._summaries[canonical]
+            known = self._summaries.get(canonical)
+            self._previous.pop(canonical, None)
+            self._previous_values.pop(canonical, None)
+            if known is not None:
+                self._previous[canonical] = known
+                continue
+            values = command.values(name, after)
+            if values is not None:
+                self._previous_values[canonical] = values
 
     def _after_change(self, names: Iterable[str]) -> None:
         touched = tuple(self.canonical(n) for n in names)
@@ -131,6 +141,8 @@ class Session:
         self.report = build_report(self.opened.model)
         self._tensors = named_tensors(self.opened.model, self.report)
         self._summaries.clear()
+        self._previous.clear()
+        self._previous_values.clear()
         self.notify(())
 
     @property

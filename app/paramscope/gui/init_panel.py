@@ -467,8 +467,6 @@ class InitPanel(QWidget):
         if not commands:
             self._error("nothing to initialize: every target was refused")
             return False
-        for name in the_plan.touched:  # so "before" is known to every histogram after the change
-            session.ensure_summary(name)
         command = commands[0]
         if not self.state.execute(command):
             return False
@@ -515,8 +513,6 @@ class InitPanel(QWidget):
         except ParamscopeError as exc:
             self._error(str(exc))
             return False
-        for name in command.touched:
-            session.ensure_summary(name)
         if not self.state.execute(command):
             return False
         self._show_after(tuple(command.touched))

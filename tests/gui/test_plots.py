@@ -94,3 +94,26 @@ def test_many_histogram_updates_keep_the_process_alive(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert "alive 3200" in done.stdout
+
+
+def test_gradient_histogram_of_a_large_tensor_is_computed_off_the_gui_thread(qtbot) -> None:
+    import torch
+    from torch import nn
+
+    from paramscope.core.session import Session
+    from paramscope.core.sources import OpenedModel
+    from paramscope.gui import histogram_panel as panel_module
+    from paramscope.gui.histogram_panel import GRADIENT, HistogramPanel
+    from paramscope.gui.state import AppState
+
+    net = nn.Linear(1200, 1000)  # 1.2M weights: over the synchronous limit
+    net.weight.grad = torch.ones_like(net.weight)
+    state = AppState(Session(OpenedModel(net, "live", "live")))
+    panel = HistogramPanel(state)
+    qtbot.addWidget(panel)
+    panel.set_mode(GRADIENT)
+    assert net.weight.numel() > panel_module.SYNC_SUMMARY_LIMIT
+    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+        state.select_tensor("weight")
+    assert panel._grad_cache["weight"].stats.mean == 1.0
+    panel.cancel_and_wait()

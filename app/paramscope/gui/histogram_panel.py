@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from paramscope.core.statistics import TensorSummary, summarize
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
 
 VALUES, GRADIENT = "values", "gradient"
 # Below this many elements a missing summary is computed at once instead of waiting for the worker.
@@ -24,6 +25,10 @@ class HistogramPanel(QWidget):
         self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
         self._theory: Theory | None = None
         self._grad_cache: dict[str, TensorSummary | None] = {}
+        # Gradients of large tensors are summarized off the GUI thread.
+        self._grad_worker = TaskWorker(self)
+        self._grad_worker.finished.connect(self._grad_summary_ready)
+        self._grad_worker.failed.connect(self.state.errorOccurred)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show:"))
@@ -102,10 +107,24 @@ class HistogramPanel(QWidget):
             title=name,
         )
 
+    def cancel_and_wait(self) -> None:
+        self._grad_worker.cancel_and_wait()
+
+    def _grad_summary_ready(self, result: tuple[str, TensorSummary]) -> None:
+        name, summary = result
+        self._grad_cache[name] = summary
+        if self.current_mode == GRADIENT and self.state.selected_tensor == name:
+            self.refresh()
+
     def _show_gradient(self, name: str) -> None:
         session = self.state.session
         if name not in self._grad_cache:
             grad = session.tensor(name).grad
+            if grad is not None and grad.numel() > SYNC_SUMMARY_LIMIT:
+                self.view.clear(f"{name}: computing the gradient histogram…")
+                detached = grad.detach()
+                self._grad_worker.start(lambda st: (name, summarize(detached, state=st)), "gradient histogram")
+                return
             self._grad_cache[name] = None if grad is None else summarize(grad.detach())
         summary = self._grad_cache[name]
         if summary is None:

@@ -557,6 +557,7 @@ class MainWindow(QMainWindow):
             return
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
+        self.histogram_panel.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

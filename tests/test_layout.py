@@ -47,3 +47,11 @@ def test_wheel_ships_resources(tmp_path: Path) -> None:
 def test_python_dash_m_version() -> None:
     out = subprocess.run([sys.executable, "-m", "paramscope", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("paramscope ")
+
+
+def test_top_level_is_exactly_what_the_design_asks() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    if not tracked:  # not a git checkout (an unpacked sdist): nothing to compare
+        pytest.skip("not a git checkout")
+    top = {line.split("/")[0] for line in tracked.splitlines()}
+    assert top == {"app", "resources", "tests", "pyproject.toml", "README.md", ".ci", ".gitignore"}

@@ -198,11 +198,11 @@ def test_readme_screenshots_exist_and_stay_small():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    shots = sorted((root / "docs" / "screenshots").glob("*.png"))
+    shots = sorted((root / "resources" / "screenshots").glob("*.png"))
     readme = (root / "README.md").read_text(encoding="utf-8")
-    assert shots, "run scripts/screenshots.py"
+    assert shots, "run python -m paramscope.gui.screenshots"
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size < 300_000, shot.name
-        assert f"docs/screenshots/{shot.name}" in readme, shot.name
+        assert f"resources/screenshots/{shot.name}" in readme, shot.name
     assert sum(s.stat().st_size for s in shots) < 2_000_000

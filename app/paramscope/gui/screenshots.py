@@ -1,6 +1,8 @@
-"""Regenerate the README's screenshots (docs/screenshots/*.png) from the demos.
+"""Regenerate the README's screenshots (resources/screenshots/*.png) from the demos.
 
-    QT_QPA_PLATFORM=offscreen python scripts/screenshots.py [--out docs/screenshots] [--size 1600x1000]
+Run from the repository root (the pictures are not part of the wheel)::
+
+    QT_QPA_PLATFORM=offscreen python -m paramscope.gui.screenshots [--out resources/screenshots] [--size 1600x1000]
 
 The first picture comes from the command line exactly as a user would make it
 (``python -m paramscope demo:mlp --screenshot ...``); the others drive the same window through
@@ -129,7 +131,7 @@ def _heatmap(window) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "screenshots"))
+    parser.add_argument("--out", default=str(Path("resources") / "screenshots"))
     parser.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     parser.add_argument("--width", type=int, default=1200, help="width of the saved PNGs (default 1200)")
     args = parser.parse_args(argv)

@@ -663,18 +663,24 @@ def _parts(recorder: _Recorder, param_id: int, contribution: torch.Tensor | None
     if len(uses) == 1 and param_id not in recorder.clone_ids:
         return []
     with torch.no_grad():
-        seen = torch.zeros_like(contribution)
-        for use in uses:
-            assert use.grad is not None
-            seen += use.grad
-        rest = contribution - seen
-        scale = float(contribution.abs().max()) if contribution.numel() else 0.0
+        grads = [use.grad for use in uses if use.grad is not None]
+        rest = contribution.clone()  # what the hooked uses do not explain
+        for grad in grads:
+            rest.sub_(grad)
         tensors = [(use.name, use.grad) for use in uses]
-        if rest.numel() and float(rest.abs().max()) > 1e-6 * scale + 1e-30:
+        if rest.numel() and _max_abs(rest) > 1e-6 * _max_abs(contribution) + 1e-30:
             tensors.append((DIRECT_USE, rest))
     if len(tensors) < 2:
         return []
     return [GradPart(name, tensor_stats(t), _small_copy(t)) for name, t in tensors if t is not None]
+
+
+def _max_abs(tensor: torch.Tensor) -> float:
+    """max |x| in one read, without allocating |x| (complex values: their magnitudes)."""
+    if tensor.is_complex():
+        return float(tensor.abs().max())
+    lo, hi = torch.aminmax(tensor)
+    return max(abs(float(lo)), abs(float(hi)))
 
 
 def _dead_rows(grad: torch.Tensor, owners: tuple[type, ...]) -> tuple[int, ...]:

@@ -346,3 +346,10 @@ def test_float32_values_next_to_edges_property(lo, width, bins, offsets, user_ra
     if not torch.isfinite(x).all():
         return
     assert_exact(x, bins=bins, value_range=(lo, lo + width) if user_range else None)
+
+
+def test_histogram_to_dict_keeps_the_nonfinite_counts_beside_the_bars() -> None:
+    data = torch.tensor([0.0, 1.0, float("nan"), float("inf"), float("-inf"), float("-inf")])
+    out = tensor_histogram(data, bins=2).to_dict()
+    assert out["counts"] == [1, 1] and len(out["edges"]) == 3
+    assert (out["nan"], out["posinf"], out["neginf"]) == (1, 1, 2)

@@ -188,10 +188,7 @@ class ParameterGradient:
             if self.values is not None and self.values.numel() == 1:
                 grad["value"] = float(self.values.reshape(()))
             if histogram and self.histogram is not None:
-                grad["histogram"] = {
-                    "edges": self.histogram.edges.tolist(),
-                    "counts": self.histogram.counts.tolist(),
-                }
+                grad["histogram"] = self.histogram.to_dict()
             data["grad"] = grad
         data["weight_norm"] = self.weight_norm
         if self.parts:

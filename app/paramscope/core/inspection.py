@@ -27,13 +27,7 @@ def tensor_entry(info: TensorInfo, summary: TensorSummary | None) -> dict[str, A
         entry["persistent"] = info.persistent
     if summary is not None:
         entry["stats"] = summary.stats.to_dict()
-        entry["histogram"] = {
-            "edges": summary.histogram.edges.tolist(),
-            "counts": summary.histogram.counts.tolist(),
-            "nan": summary.histogram.nan,
-            "posinf": summary.histogram.posinf,
-            "neginf": summary.histogram.neginf,
-        }
+        entry["histogram"] = summary.histogram.to_dict()
     return entry
 
 

@@ -120,6 +120,16 @@ class Histogram:
     def centers(self) -> np.ndarray:
         return (self.edges[:-1] + self.edges[1:]) / 2
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: bar edges and counts, and the NaN/+Inf/-Inf counts beside the bars."""
+        return {
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "nan": self.nan,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+        }
+
     def to_csv(self) -> str:
         lines = ["left,right,count"]
         lines += [

@@ -50,12 +50,7 @@ class TensorDiff:
             "norm_b": self.norm_b,
         }
         if with_histogram and self.histogram is not None:
-            out["histogram"] = {
-                "edges": self.histogram.edges.tolist(),
-                "counts": self.histogram.counts.tolist(),
-                "nan": self.histogram.nan,
-                "inf": self.histogram.posinf + self.histogram.neginf,
-            }
+            out["histogram"] = self.histogram.to_dict()
         return out
 
 

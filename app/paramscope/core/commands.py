@@ -214,14 +214,6 @@ class CommandStack:
         return self._done[-1].text if self._done else ""
 
     @property
-    def next_undo(self) -> Command | None:
-        return self._done[-1] if self._done else None
-
-    @property
-    def next_redo(self) -> Command | None:
-        return self._undone[-1] if self._undone else None
-
-    @property
     def redo_text(self) -> str:
         return self._undone[-1].text if self._undone else ""
 

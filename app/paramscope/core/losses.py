@@ -68,10 +68,6 @@ STRUCTURE_NOTE = (
 )
 
 
-def loss_names() -> list[str]:
-    return list(LOSSES)
-
-
 def get_loss(name: str) -> Loss:
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)

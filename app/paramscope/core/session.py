@@ -29,8 +29,7 @@ class Session:
     def __init__(self, opened: OpenedModel, stack: CommandStack | None = None) -> None:
         self.opened = opened
         self.stack = stack if stack is not None else CommandStack()
-        self.report: ModelReport = build_report(opened.model)
-        self._tensors = named_tensors(opened.model, self.report)
+        self._read_structure()
         self._summaries: dict[str, TensorSummary] = {}
         self._previous: dict[str, TensorSummary] = {}
         # Values from before the last change, summarized only if a view asks (no work on apply).
@@ -55,13 +54,6 @@ class Session:
         if tensor.device.type == "meta" and self.opened.loader is not None:
             return self.opened.loader(self.canonical(name))
         return tensor
-
-    @property
-    def shared_storage(self) -> frozenset[str]:
-        """Names (and aliases) of tensors that share storage with another tensor (views): commands
-        must edit these in place rather than swap their data."""
-        names = {n for g in self.report.tied_groups if g.kind == "shared storage" for n in g.names}
-        return frozenset(names | {self.canonical(n) for n in names})
 
     def canonical(self, name: str) -> str:
         return self.report.alias_to_name.get(name, name)
@@ -136,23 +128,25 @@ class Session:
         for listener in list(self._listeners):
             listener(names)
 
+    def _read_structure(self) -> None:
+        """The report and what follows from it; it changes only when the structure does."""
+        self.report: ModelReport = build_report(self.opened.model)
+        self._tensors = named_tensors(self.opened.model, self.report)
+        infos = [*self.report.parameters.values(), *self.report.buffers.values()]
+        #: statistics per selected tensor rather than for all: a huge or lazily opened source
+        self.stats_on_demand = self.opened.loader is not None or sum(i.nbytes for i in infos) > ON_DEMAND_BYTES
+        #: names (and aliases) of tensors that share storage with another (views): commands
+        #: must edit these in place rather than swap their data
+        group_names = {n for g in self.report.tied_groups if g.kind == "shared storage" for n in g.names}
+        self.shared_storage = frozenset(group_names | {self.canonical(n) for n in group_names})
+
     def rebuild(self) -> None:
         """Re-read the structure (after a lazy forward materialized parameters, or a load)."""
-        self.report = build_report(self.opened.model)
-        self._tensors = named_tensors(self.opened.model, self.report)
+        self._read_structure()
         self._summaries.clear()
         self._previous.clear()
         self._previous_values.clear()
         self.notify(())
-
-    @property
-    def stats_on_demand(self) -> bool:
-        """Whether statistics should be computed per selected tensor rather than for all."""
-        if self.opened.loader is not None:
-            return True
-        total = sum(t.nbytes for t in self.report.parameters.values())
-        total += sum(t.nbytes for t in self.report.buffers.values())
-        return total > ON_DEMAND_BYTES
 
     @property
     def modified(self) -> bool:

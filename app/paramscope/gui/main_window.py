@@ -174,10 +174,6 @@ class MainWindow(QMainWindow):
             self.view_menu.addAction(dock.toggleViewAction())
         return dock
 
-    def add_tab(self, widget: QWidget, title: str) -> int:
-        """Add a panel as a tab beside Histogram, Heatmap and Values."""
-        return self.tabs.addTab(widget, title)
-
     def raise_dock(self, dock: QDockWidget) -> None:
         """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
         dock.show()

@@ -241,6 +241,7 @@ class InitPanel(QWidget):
 
         self.view = HistogramView(self)
         self.view.setMinimumHeight(180)
+        self.view.hide()  # until a preview or an apply has something to show
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -271,6 +272,7 @@ class InitPanel(QWidget):
         self.edit_button.clicked.connect(self.apply_value_edit)
         self.edit_kind.currentIndexChanged.connect(lambda _i: self._update_edit_fields())
         state.sessionChanged.connect(self.refresh_targets)
+        state.sessionChanged.connect(self.view.hide)
         state.sessionChanged.connect(self._update_undo_label)
         state.tensorsChanged.connect(lambda _n: self._update_undo_label())
         self.script_button.clicked.connect(self.export_script_dialog)
@@ -433,6 +435,7 @@ class InitPanel(QWidget):
         theory = self._theory(name, histogram)
         current = self.state.session.ensure_summary(name).histogram
         self.view.set_histograms(histogram, current, theory, title=f"preview: {name}")
+        self.view.show()
         self.message.setText(f"Preview of {name} (seed {seed}); the model is unchanged. Apply writes exactly this.")
         self.previewReady.emit(name, histogram, theory)
         self.theoryChanged.emit(theory)
@@ -485,6 +488,7 @@ class InitPanel(QWidget):
         previous = session.previous_summary(name)
         theory = self._theory(name, current)
         self.view.set_histograms(current, previous.histogram if previous else None, theory, title=name)
+        self.view.show()
         self.theory_label.setText(theory[2] if theory else "")
         self.theoryChanged.emit(theory)
 

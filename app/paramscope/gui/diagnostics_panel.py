@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from paramscope.core.diagnostics import ERROR, WARNING, Diagnostic, diagnose
 from paramscope.gui import colors
@@ -37,6 +44,11 @@ class DiagnosticsPanel(QWidget):
         self.list.setHeaderLabels(["", "Message"])
         self.list.setRootIsDecorated(False)
         self.list.setWordWrap(True)  # messages are sentences; few enough to wrap cheaply
+        # The message column ends at the view's edge (the full text is in the tooltip).
+        header = self.list.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.itemClicked.connect(self._on_clicked)
         self.list.itemActivated.connect(self._on_clicked)

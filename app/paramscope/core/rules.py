@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -487,23 +486,19 @@ def run_rule(rule_plan: RulePlan, tensor_of: Callable[[str], torch.Tensor],
         initializer.apply(tensor_of(hit.name), rule_plan.kwargs, generator)
 
 
-_request_ids = itertools.count(1)
-
-
 class InitCommand(TensorEditCommand):
     """An undoable init of the tensors of one rule, with the Python that replays it.
 
     Attributes:
-        rule_plan: what it does. seed: the request's seed. request: id shared by the rules of one
-        request (they share one generator). index: position of this rule in its request.
+        rule_plan: what it does. seed: the request's seed (the rules of one request share one
+        generator). index: position of this rule in its request.
         replay_code: Python lines that repeat it on ``model`` (see :mod:`paramscope.core.replay`).
     """
 
     def __init__(self, session: Session, rule_plan: RulePlan, generator: torch.Generator,
-                 seed: int, request: int, index: int) -> None:  # fmt: skip
+                 seed: int, index: int) -> None:  # fmt: skip
         self.rule_plan = rule_plan
         self.seed = seed
-        self.request = request
         self.index = index
         names = rule_plan.touched
         model = session.model
@@ -562,10 +557,9 @@ def build_commands(session: Session, rules: Sequence[InitRule | str], seed: int 
     """
     the_plan = _checked_plan(session, rules, skip_refused)
     generator, used_seed = make_generator(seed)
-    request = next(_request_ids)
     effective = [rp for rp in the_plan.rules if rp.hits]  # a rule that hits nothing changes nothing
     commands = [
-        InitCommand(session, rule_plan, generator, used_seed, request, index)
+        InitCommand(session, rule_plan, generator, used_seed, index)
         for index, rule_plan in enumerate(effective)
     ]
     return the_plan, commands

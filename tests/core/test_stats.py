@@ -8,11 +8,12 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import paramscope.core.stats as stats_module
+from paramscope.core import kernels
 from paramscope.core.errors import Cancelled
 from paramscope.core.stats import (
     Histogram,
@@ -23,6 +24,24 @@ from paramscope.core.stats import (
     tensor_summary,
 )
 from paramscope.core.tasks import TaskState
+
+# float32 runs through the compiled loops when numba is installed, else through torch ops: the
+# tests that matter for float32 run both ways (`path`) and must give the same exact results.
+PATHS = ["compiled", "torch"] if kernels.AVAILABLE else ["torch"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+    else:
+        monkeypatch.setattr(stats_module, "FUSED_MIN_ELEMENTS", 0)
+    return request.param
+
+
+def small_chunks(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", size)
+    monkeypatch.setattr(stats_module, "FUSED_CHUNK_ELEMENTS", size)
 
 
 def reference(tensor: torch.Tensor, bins: int = 64, value_range=None):
@@ -57,7 +76,10 @@ def all_histograms(tensor: torch.Tensor, bins: int = 64, value_range=None) -> li
 def assert_exact(tensor: torch.Tensor, bins: int = 64, value_range=None) -> None:
     """Exact with the default chunks and with tiny ones (multi-chunk paths on small tensors)."""
     _assert_exact(tensor, bins, value_range)
-    with patch.object(stats_module, "CHUNK_ELEMENTS", 5):
+    with (
+        patch.object(stats_module, "CHUNK_ELEMENTS", 5),
+        patch.object(stats_module, "FUSED_CHUNK_ELEMENTS", 5),
+    ):
         _assert_exact(tensor, bins, value_range)
 
 
@@ -72,10 +94,11 @@ def _assert_exact(tensor: torch.Tensor, bins: int = 64, value_range=None) -> Non
         assert summary.finite == finite.size
         if finite.size:
             assert summary.min == finite.min() and summary.max == finite.max()
-            assert summary.mean == pytest.approx(finite.mean(), rel=1e-12, abs=1e-300)
-            std = finite.std(ddof=1) if finite.size > 1 else 0.0
-            # numpy's own rounding noise (a constant's std is ~1e-17, ours exactly 0)
+            # rounding noise relative to the values (a mean near 0 has no relative precision;
+            # a constant's std is ~1e-17 in numpy, exactly 0 here)
             noise = 1e-12 * float(np.abs(finite).max()) + 1e-300
+            assert summary.mean == pytest.approx(finite.mean(), rel=1e-12, abs=noise)
+            std = finite.std(ddof=1) if finite.size > 1 else 0.0
             assert summary.std == pytest.approx(std, rel=1e-9, abs=noise)
             assert summary.norm == pytest.approx(math.sqrt(np.dot(finite, finite)), rel=1e-12)
         zeros = int((tensor.detach().reshape(-1) == 0).sum())
@@ -134,7 +157,7 @@ def test_complex_is_described_by_its_magnitude() -> None:
 @pytest.mark.parametrize(
     "dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str
 )
-def test_nan_and_inf_are_counted_beside_the_bars(dtype: torch.dtype) -> None:
+def test_nan_and_inf_are_counted_beside_the_bars(dtype: torch.dtype, path: str) -> None:
     x = torch.randn(10_000, dtype=torch.float64).to(dtype)
     x[::7] = math.nan
     x[1::11] = math.inf
@@ -171,7 +194,7 @@ def test_empty_meta_and_lazy_tensors_have_no_values_and_never_raise() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=str)
-def test_values_exactly_on_bin_edges(dtype: torch.dtype) -> None:
+def test_values_exactly_on_bin_edges(dtype: torch.dtype, path: str) -> None:
     edges = histogram_edges(-1.3, 2.7, 64)
     on = torch.from_numpy(edges).to(dtype)
     up = torch.nextafter(on, torch.full_like(on, math.inf)) if dtype != torch.float16 else on
@@ -185,7 +208,7 @@ def test_values_exactly_on_bin_edges(dtype: torch.dtype) -> None:
     assert_exact(torch.arange(0, 1001, dtype=dtype) / 10, bins=10)
 
 
-def test_top_edge_is_inside_the_last_bar_and_beyond_it_is_not() -> None:
+def test_top_edge_is_inside_the_last_bar_and_beyond_it_is_not(path: str) -> None:
     x = torch.tensor([0.0, 0.5, 1.0, 1.0000001, -0.0000001])
     hist = tensor_histogram(x, bins=2, value_range=(0.0, 1.0))
     assert hist.counts.tolist() == [1, 2]
@@ -195,7 +218,7 @@ def test_top_edge_is_inside_the_last_bar_and_beyond_it_is_not() -> None:
 @pytest.mark.parametrize(
     "dtype", [torch.float32, torch.float64, torch.float16, torch.int64], ids=str
 )
-def test_constant_tensors(dtype: torch.dtype) -> None:
+def test_constant_tensors(dtype: torch.dtype, path: str) -> None:
     x = (
         torch.full((1000,), 7, dtype=dtype)
         if not dtype.is_floating_point
@@ -218,7 +241,7 @@ def test_more_than_2_to_the_24_in_one_bin_is_counted_exactly() -> None:
     assert tensor_histogram(zeros, bins=4).counts[0] == 16_999_999
 
 
-def test_many_float32_values_in_one_bin() -> None:
+def test_many_float32_values_in_one_bin(path: str) -> None:
     x = torch.zeros(17_000_000, dtype=torch.float32)
     x[-1] = 2.0
     stats, hist = tensor_summary(x, bins=2)
@@ -228,9 +251,9 @@ def test_many_float32_values_in_one_bin() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_chunk_boundaries_do_not_change_results(
-    monkeypatch: pytest.MonkeyPatch, chunk: int
+    monkeypatch: pytest.MonkeyPatch, chunk: int, path: str
 ) -> None:
-    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", chunk)
+    small_chunks(monkeypatch, chunk)
     x = torch.randn(2_003, dtype=torch.float64).float()
     x[::97] = math.nan
     x[5] = math.inf
@@ -240,7 +263,7 @@ def test_chunk_boundaries_do_not_change_results(
     assert_exact(torch.randn(2_003).half())
 
 
-def test_statistics_against_a_float64_reference() -> None:
+def test_statistics_against_a_float64_reference(path: str) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(300_000, generator=g) * 3 + 1000  # large mean: cancellation-prone variance
     x64 = x.double()
@@ -260,7 +283,7 @@ def test_norm_where_float32_arithmetic_overflows() -> None:
     assert tensor_summary(x)[0].norm == pytest.approx(expected, rel=1e-15)
 
 
-def test_std_of_a_far_outlier_tensor_is_stable() -> None:
+def test_std_of_a_far_outlier_tensor_is_stable(path: str) -> None:
     x = torch.cat([torch.randn(100_000) * 0.01, torch.tensor([-1e6])])
     x64 = x.double()
     for stats in (tensor_stats(x), tensor_summary(x)[0]):
@@ -285,9 +308,9 @@ class CancelAfter(TaskState):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 def test_cancel_in_the_middle_of_a_tensor(
-    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, path: str
 ) -> None:
-    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", 1000)
+    small_chunks(monkeypatch, 1000)
     x = torch.randn(100_000).to(dtype)
     for run in (
         lambda s: tensor_stats(x, s),
@@ -300,7 +323,7 @@ def test_cancel_in_the_middle_of_a_tensor(
         assert state.checks == 4  # stopped at the fourth chunk, not after the tensor
 
 
-def test_stale_statistics_still_give_exact_counts() -> None:
+def test_stale_statistics_still_give_exact_counts(path: str) -> None:
     x = torch.randn(10_000)
     other = tensor_stats(x * 0.5)  # a narrower range than x's
     hist = tensor_histogram(x, bins=16, stats=other)
@@ -321,7 +344,9 @@ def test_to_dict_and_csv() -> None:
     assert hist.to_csv().splitlines()[1:3] == ["0.0,0.5,1", "0.5,1.0,2"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     lo=st.floats(-1e4, 1e4, allow_nan=False, width=32),
     width=st.floats(1e-6, 1e4, allow_nan=False),
@@ -330,7 +355,9 @@ def test_to_dict_and_csv() -> None:
     user_range=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_float32_values_next_to_edges_property(lo, width, bins, offsets, user_range, seed) -> None:
+def test_float32_values_next_to_edges_property(
+    path, lo, width, bins, offsets, user_range, seed
+) -> None:
     """float32 values on and next to the edges, the hardest case for float keys."""
     edges = histogram_edges(lo, lo + width, bins)
     g = torch.Generator().manual_seed(seed)
@@ -353,3 +380,30 @@ def test_histogram_to_dict_keeps_the_nonfinite_counts_beside_the_bars() -> None:
     out = tensor_histogram(data, bins=2).to_dict()
     assert out["counts"] == [1, 1] and len(out["edges"]) == 3
     assert (out["nan"], out["posinf"], out["neginf"]) == (1, 1, 2)
+
+
+def test_float32_random_data_on_both_paths(path: str) -> None:
+    """Large enough for pairs, odd lengths, stale and user ranges, zeros counted."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300_001, generator=g) * 0.02
+    x[::1013] = 0.0
+    x[7] = -0.0
+    assert_exact(x)
+    assert_exact(x, bins=300)
+    assert_exact(x, bins=5, value_range=(-0.01, 0.03))
+    stats, _ = tensor_summary(x)
+    assert stats.zero_fraction == int((x == 0).sum()) / x.numel()
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+def test_compiled_and_torch_loops_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(200_000, generator=g) * 3 + 1000
+    monkeypatch.setattr(stats_module, "FUSED_MIN_ELEMENTS", 0)
+    compiled = tensor_summary(x, bins=37)
+    assert kernels.loaded()
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    plain = tensor_summary(x, bins=37)
+    np.testing.assert_array_equal(compiled[1].counts, plain[1].counts)
+    assert compiled[0].zero_fraction == plain[0].zero_fraction
+    assert compiled[0].std == pytest.approx(plain[0].std, rel=1e-12)

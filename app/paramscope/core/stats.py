@@ -35,12 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paramscope.core import kernels
 from paramscope.core.tasks import TaskState
 
 DEFAULT_BINS = 64
 # 128 Ki elements (512 KB of float32): large enough to amortize ~10 torch calls per chunk, small
 # enough that the float64 buffer and int64 keys (1 MiB each) stay in cache.
 CHUNK_ELEMENTS = 1 << 17
+# The compiled loops keep no float64 buffer: larger chunks halve the per-chunk call overhead.
+FUSED_CHUNK_ELEMENTS = 1 << 18
+# Loading the compiled loops costs ~1 s once per process: a tensor this large pays for it; smaller
+# ones use them only once they are loaded (a command-line run on a small model never waits).
+FUSED_MIN_ELEMENTS = 1 << 20
 # Bit-pattern tables: dtypes whose every value fits a bincount of this many entries.
 _TABLE_DTYPES = {
     torch.bool: (torch.uint8, 256),
@@ -306,7 +312,7 @@ def tensor_summary(
             table = _value_table(flat, state)
             stats = _table_stats(table, numel, note)
             return stats, _table_histogram(table, bins, value_range or _table_range(table), note)
-        ranges = _scan_float(flat, state, moments=False)
+        ranges = _scan_float(flat, state, moments=False, zeros=not _fused(flat))
         if ranges.nonfinite:  # rare: the masking path, both passes in full
             stats = tensor_stats(tensor, state)
             return stats, tensor_histogram(tensor, bins, value_range, stats, state)
@@ -329,9 +335,22 @@ def tensor_summary(
     except (RuntimeError, TypeError) as exc:
         stats = TensorStats(numel=numel, has_data=False, note=f"cannot read values: {exc}")
         return stats, _empty_histogram(bins, note=stats.note)
-    scan.zeros = ranges.zeros
+    if not scan.zeros_known:
+        scan.zeros = ranges.zeros if ranges.zeros_known else _count_zeros(flat, ranges, state)
     scan.lo, scan.hi = ranges.lo, ranges.hi
     return scan.stats(numel, note), scan.histogram(note)
+
+
+def _count_zeros(flat: torch.Tensor, ranges: _Scan, state: TaskState | None) -> int:
+    """Zeros of finite ``flat`` when no pass counted them (a constant needs no read)."""
+    if ranges.lo == ranges.hi:
+        return ranges.count if ranges.lo == 0.0 else 0
+    zeros = 0
+    for part in _chunks(flat):
+        if state is not None:
+            state.check()
+        zeros += part.numel() - int(torch.count_nonzero(part))
+    return zeros
 
 
 # ----------------------------------------------------------------------------------------------
@@ -508,6 +527,7 @@ class _Scan:
     lo: float = math.inf
     hi: float = -math.inf
     zeros: int = 0
+    zeros_known: bool = False  # the fused histogram pass counts zeros the range pass skipped
     nan: int = 0
     posinf: int = 0
     neginf: int = 0
@@ -560,11 +580,12 @@ class _Scan:
         )
 
 
-def _chunks(flat: torch.Tensor):
+def _chunks(flat: torch.Tensor, size: int = 0):
     """CPU chunks of float32 or float64 values (other dtypes converted to float64, exactly as numpy)."""
     native = flat.dtype in (torch.float32, torch.float64)
-    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
-        part = flat[start : start + CHUNK_ELEMENTS].cpu()
+    size = size or CHUNK_ELEMENTS
+    for start in range(0, flat.numel(), size):
+        part = flat[start : start + size].cpu()
         yield part if native else part.to(torch.float64)
 
 
@@ -579,15 +600,29 @@ def _drop_nonfinite(part: torch.Tensor, scan: _Scan) -> torch.Tensor:
     return part[~(nan | posinf | neginf)]
 
 
-def _scan_float(flat: torch.Tensor, state: TaskState | None, moments: bool) -> _Scan:
-    """One read: min/max, zeros, NaN/Inf and (with ``moments``) the shifted float64 sums."""
-    scan = _Scan()
-    buf = torch.empty(min(CHUNK_ELEMENTS, flat.numel()), dtype=torch.float64)
+def _fused(flat: torch.Tensor) -> bool:
+    """Whether the compiled loops of :mod:`paramscope.core.kernels` can read ``flat``."""
+    if not (kernels.AVAILABLE and flat.dtype == torch.float32 and flat.device.type == "cpu"):
+        return False
+    return flat.numel() >= FUSED_MIN_ELEMENTS or kernels.loaded()
+
+
+def _scan_float(
+    flat: torch.Tensor, state: TaskState | None, moments: bool, zeros: bool = True
+) -> _Scan:
+    """One read: min/max, zeros, NaN/Inf and (with ``moments``) the shifted float64 sums.
+
+    ``zeros=False`` leaves the zero count to the pass that follows (the fused loops count it).
+    """
+    fused = _fused(flat)
+    scan = _Scan(zeros_known=zeros or (fused and moments))
+    buf = None if fused else torch.empty(min(CHUNK_ELEMENTS, flat.numel()), dtype=torch.float64)
     shift_set = False
-    for part in _chunks(flat):
+    for part in _chunks(flat, FUSED_CHUNK_ELEMENTS if fused else CHUNK_ELEMENTS):
         if state is not None:
             state.check()
-        scan.zeros += part.numel() - int(torch.count_nonzero(part))
+        if zeros and not (fused and moments):
+            scan.zeros += part.numel() - int(torch.count_nonzero(part))
         lo_t, hi_t = torch.aminmax(part)  # NaN propagates, Inf shows: the finite check is free
         lo, hi = float(lo_t), float(hi_t)
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -602,6 +637,11 @@ def _scan_float(flat: torch.Tensor, state: TaskState | None, moments: bool) -> _
             continue
         if not shift_set:
             scan.shift, shift_set = lo, True
+        if buf is None:
+            s1, s2, found_zeros = kernels.moments(part.contiguous().numpy(), scan.shift)
+            scan.s1, scan.s2 = scan.s1 + s1, scan.s2 + s2
+            scan.zeros += found_zeros
+            continue
         b = buf[: part.numel()]
         b.copy_(part)
         b.sub_(scan.shift)
@@ -647,6 +687,15 @@ class _KeyMap:
         out.copy_(b)  # truncation toward zero: monotone
         return out
 
+    def rule(self) -> kernels.KeyRule:
+        """The same keys for the compiled loops (same operations, same order)."""
+        e0, etop = float(self.edges[0]), float(self.edges[-1])
+        step = (etop - e0) / self.bins
+        offset = (self.shift - e0) / step
+        if self.inside:  # the torch keys need no clamp here; the same clamp changes none of them
+            return kernels.KeyRule(self.shift, step, offset, float(self.bins))
+        return kernels.KeyRule(self.shift, step, offset + 1.0, self.bins + 1.0)
+
     def true_keys(self, values: np.ndarray) -> np.ndarray:
         """The keys numpy.histogram's rule gives (the bin, shifted as described above)."""
         idx = _numpy_bins(values, self.edges)
@@ -669,32 +718,44 @@ class _KeyMap:
 _EDGE_WINDOW = 4
 
 
-def _misassigned(dtype: torch.dtype, keymap: _KeyMap) -> list[tuple[float, int, int]] | None:
+def _misassigned(
+    dtype: torch.dtype, keymap: _KeyMap, fused: bool = False
+) -> list[tuple[float, int, int]] | None:
     """float32 values whose key differs from numpy's rule: [(value, key, true key)]; None if unsure.
 
     Keys and numpy's rule are both monotone step functions of the value, so they can disagree only
     on values between an edge and the keys' step next to it. Those lie within a float64 rounding
     of the edge: test the ``_EDGE_WINDOW`` dtype values on each side of every edge in one batch.
     A disagreement at the border of a window means the window may be too small: return None.
+    ``fused``: the keys of the compiled loops (:mod:`paramscope.core.kernels`), else the torch ones.
     """
-    center = torch.from_numpy(keymap.edges).to(dtype)
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    with np.errstate(over="ignore"):  # edges beyond the dtype's range become +-inf: not finite
+        center = keymap.edges.astype(np_dtype)
     columns = [center]
     for direction in (math.inf, -math.inf):
         v = center
         for _ in range(_EDGE_WINDOW):
-            v = torch.nextafter(v, torch.full_like(v, direction))
+            v = np.nextafter(v, np_dtype.type(direction))
             columns.append(v)
-    grid = torch.stack(columns, dim=1)  # edges x (1 + 2*window)
-    finite = torch.isfinite(grid)
-    b = grid.to(torch.float64).sub_(keymap.shift)
-    b[~finite] = 0.0
-    keys = keymap.keys(b.reshape(-1), torch.empty(b.numel(), dtype=torch.int64)).reshape(grid.shape)
-    values = grid.to(torch.float64).numpy()
+    grid_np = np.stack(columns, axis=1)  # edges x (1 + 2*window), numpy: ~10x less overhead
+    finite_np = np.isfinite(grid_np)
+    grid = torch.from_numpy(grid_np)
+    if fused:
+        values_in = np.where(finite_np, grid_np, np_dtype.type(0))
+        keys = torch.from_numpy(kernels.keys(values_in.reshape(-1), keymap.rule()))
+        keys = keys.reshape(grid.shape)
+    else:
+        b = grid.to(torch.float64).sub_(keymap.shift)
+        b[~torch.from_numpy(finite_np)] = 0.0
+        flat_keys = torch.empty(b.numel(), dtype=torch.int64)
+        keys = keymap.keys(b.reshape(-1), flat_keys).reshape(grid.shape)
+    values = grid_np.astype(np.float64)
     true = keymap.true_keys(values.reshape(-1)).reshape(values.shape)
     estimated = keys.numpy()
     if keymap.inside:  # key `bins` is counted in the last bar
         estimated = np.minimum(estimated, keymap.bins - 1)
-    wrong = (estimated != true) & finite.numpy()
+    wrong = (estimated != true) & finite_np
     if keymap.inside:  # values outside the edges never reach these keys
         wrong &= (values >= keymap.edges[0]) & (values <= keymap.edges[-1])
     border = [_EDGE_WINDOW, 2 * _EDGE_WINDOW]  # the outermost column on each side
@@ -733,6 +794,10 @@ def _histogram_pass(
             bars[where] = constant
         scan.count, scan.counts = constant, bars
         return scan
+    if _fused(flat) and not has_nonfinite:
+        fixes = _misassigned(torch.float32, keymap, fused=True)
+        if fixes is not None:
+            return _fused_histogram_pass(flat, keymap, fixes, scan, moments, state)
     counts = torch.zeros(keymap.length, dtype=torch.int64)
     # The edge check costs ~1 ms: worth it for large float32 tensors; one chunk is fixed directly.
     large = flat.numel() > CHUNK_ELEMENTS
@@ -770,6 +835,38 @@ def _histogram_pass(
             counts[key] -= hits
             counts[true_key] += hits
     scan.counts = keymap.bars(counts.numpy())
+    return scan
+
+
+def _fused_histogram_pass(
+    flat: torch.Tensor,
+    keymap: _KeyMap,
+    fixes: list[tuple[float, int, int]],
+    scan: _Scan,
+    moments: bool,
+    state: TaskState | None,
+) -> _Scan:
+    """:func:`_histogram_pass` for finite float32 data through the compiled loops.
+
+    Also counts the zeros when ``moments`` (the range pass then skips them).
+    """
+    counter = kernels.PairCounter(keymap.rule(), keymap.length, FUSED_CHUNK_ELEMENTS)
+    scan.zeros_known = moments
+    for part in _chunks(flat, FUSED_CHUNK_ELEMENTS):
+        if state is not None:
+            state.check()
+        x = part.contiguous().numpy()
+        if moments:
+            s1, s2, zeros = kernels.moments(x, keymap.shift)
+            scan.count += x.shape[0]
+            scan.s1, scan.s2 = scan.s1 + s1, scan.s2 + s2
+            scan.zeros += zeros
+        counter.add(x)
+        for value, key, true_key in fixes:  # nearly always empty
+            hits = int(np.count_nonzero(x == np.float32(value)))
+            counter.singles[key] -= hits
+            counter.singles[true_key] += hits
+    scan.counts = keymap.bars(counter.counts())
     return scan
 
 

@@ -1,0 +1,154 @@
+"""Fused loops for the statistics of float32 tensors, compiled by numba when it is installed.
+
+Why: with torch ops every statistic is its own pass over memory, and ``torch.bincount`` alone
+costs about three reads of the data (it also scans the keys for their min and max). These loops
+read a chunk once for the moments and zero count, once more (from cache) for the histogram keys,
+and count the keys two at a time into a ``width x width`` table of pairs, which halves the
+serial increments. Together with ``torch.aminmax`` for the range they cost ~5 reads instead of
+~20 (issue 6).
+
+Exactness is the caller's business: the key of a value is a monotone, deterministic function of
+that value (no fast-math in the key loops), so :mod:`paramscope.core.stats` checks the values next
+to each bin edge with :func:`keys` itself and corrects the few that numpy assigns differently.
+
+Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """The key of ``x``: ``trunc(clamp((float64(x) - shift) / step + add, 0, top))``.
+
+    Always clamped: the loops write counts without bounds checks, so a value outside the range
+    (a tensor changed since its range was read) must still land in the table.
+    """
+
+    shift: float
+    step: float
+    add: float
+    top: float
+
+
+def _moments(x: Any, shift: float) -> tuple[float, float, int]:
+    s1 = 0.0
+    s2 = 0.0
+    zeros = 0
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        zeros += v == 0.0
+        d = v - shift
+        s1 += d
+        s2 += d * d
+    return s1, s2, zeros
+
+
+def _key(v: float, shift: float, step: float, add: float, top: float) -> int:
+    t = (np.float64(v) - shift) / step + add
+    return np.int32(min(max(t, 0.0), top))  # NaN never reaches here: callers pass finite data
+
+
+def _keys(x: Any, shift: float, step: float, add: float, top: float, out: Any) -> None:
+    for i in range(x.shape[0]):
+        out[i] = _key_jit(x[i], shift, step, add, top)
+
+
+def _pair_keys(
+    x: Any, shift: float, step: float, add: float, top: float, width: int, out: Any
+) -> None:
+    half = x.shape[0] // 2
+    for i in range(half):
+        a = _key_jit(x[i], shift, step, add, top)
+        b = _key_jit(x[i + half], shift, step, add, top)
+        out[i] = a * width + b
+
+
+def _count(keys: Any, counts: Any) -> None:
+    for i in range(keys.shape[0]):
+        counts[keys[i]] += 1
+
+
+def _wanted() -> bool:
+    if os.environ.get("PARAMSCOPE_NUMBA", "1") == "0":
+        return False
+    return importlib.util.find_spec("numba") is not None  # numba itself is imported on first use
+
+
+AVAILABLE = _wanted()
+_key_jit: Any = None  # the compiled _key, a global the other loops call (set by _compiled)
+
+
+@functools.cache
+def _compiled() -> SimpleNamespace:
+    """Compile (or load from numba's cache) the loops on first use, not at import (~0.3 s)."""
+    global _key_jit
+    import numba
+
+    plain = {"cache": True, "nogil": True, "boundscheck": False}
+    _key_jit = numba.njit(inline="always", **plain)(_key)
+    return SimpleNamespace(
+        # Reassociation only where it lets the sums vectorize; never in the key loops (exactness).
+        moments=numba.njit(fastmath={"reassoc"}, **plain)(_moments),
+        keys=numba.njit(**plain)(_keys),
+        pair_keys=numba.njit(**plain)(_pair_keys),
+        count=numba.njit(**plain)(_count),
+    )
+
+
+def loaded() -> bool:
+    """Whether the loops are ready (loading costs ~1 s once per process: numba's import and setup)."""
+    return _compiled.cache_info().currsize > 0
+
+
+def moments(x: np.ndarray, shift: float) -> tuple[float, float, int]:
+    """``(sum(x - shift), sum((x - shift)**2), zeros)`` of a 1-D float array, in float64."""
+    s1, s2, zeros = _compiled().moments(x, shift)
+    return float(s1), float(s2), int(zeros)
+
+
+class PairCounter:
+    """Counts of keys ``0..width-1`` over many chunks, two keys per increment.
+
+    Pairs are made of the first and second half of each chunk; an odd last value is counted
+    alone. Only used when ``AVAILABLE``.
+    """
+
+    def __init__(self, rule: KeyRule, width: int, chunk: int) -> None:
+        self.rule = rule
+        self.width = width
+        self.pairs = np.zeros(width * width, dtype=np.int64)
+        self.singles = np.zeros(width, dtype=np.int64)
+        self._buffer = np.empty(max(chunk // 2, 1), dtype=np.int32)
+
+    def add(self, x: np.ndarray) -> None:
+        loops, r = _compiled(), self.rule
+        half = x.shape[0] // 2
+        if half:
+            out = self._buffer[:half]
+            loops.pair_keys(x, r.shift, r.step, r.add, r.top, self.width, out)
+            loops.count(out, self.pairs)
+        if x.shape[0] % 2:
+            last = self._buffer[:1]
+            loops.keys(x[-1:], r.shift, r.step, r.add, r.top, last)
+            self.singles[last[0]] += 1
+
+    def counts(self) -> np.ndarray:
+        table = self.pairs.reshape(self.width, self.width)
+        return table.sum(axis=0) + table.sum(axis=1) + self.singles
+
+
+def keys(x: np.ndarray, rule: KeyRule) -> np.ndarray:
+    """The key of every value of ``x`` (int64), as :class:`PairCounter` computes it."""
+    out = np.empty(x.shape[0], dtype=np.int32)
+    _compiled().keys(x, rule.shift, rule.step, rule.add, rule.top, out)
+    return out.astype(np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from unittest.mock import patch
 
 import numpy as np
@@ -407,3 +408,18 @@ def test_compiled_and_torch_loops_give_identical_results(monkeypatch: pytest.Mon
     np.testing.assert_array_equal(compiled[1].counts, plain[1].counts)
     assert compiled[0].zero_fraction == plain[0].zero_fraction
     assert compiled[0].std == pytest.approx(plain[0].std, rel=1e-12)
+
+
+def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    kernels._compiled.cache_clear()
+    try:
+        assert not kernels.load() and not kernels.loaded()
+        x = torch.randn(
+            stats_module.FUSED_MIN_ELEMENTS + 1, generator=torch.Generator().manual_seed(5)
+        )
+        stats, hist = tensor_summary(x)
+        np.testing.assert_array_equal(hist.counts, reference(x)[0])
+        assert stats.min == float(x.min())
+    finally:
+        kernels._compiled.cache_clear()  # the next use loads the real loops again

@@ -89,30 +89,61 @@ _key_jit: Any = None  # the compiled _key, a global the other loops call (set by
 
 
 @functools.cache
-def _compiled() -> SimpleNamespace:
-    """Compile (or load from numba's cache) the loops on first use, not at import (~0.3 s)."""
-    global _key_jit
-    import numba
+def _compiled() -> SimpleNamespace | None:
+    """The loops, compiled (or loaded from numba's cache) and run once; None if numba fails.
 
-    plain = {"cache": True, "nogil": True, "boundscheck": False}
-    _key_jit = numba.njit(inline="always", **plain)(_key)
-    return SimpleNamespace(
-        # Reassociation only where it lets the sums vectorize; never in the key loops (exactness).
-        moments=numba.njit(fastmath={"reassoc"}, **plain)(_moments),
-        keys=numba.njit(**plain)(_keys),
-        pair_keys=numba.njit(**plain)(_pair_keys),
-        count=numba.njit(**plain)(_count),
-    )
+    Done on first use, not at import: it costs ~0.5 s and holds the GIL for stretches of a few
+    hundred ms, so the window calls :func:`load` at startup, before it is shown.
+    """
+    global _key_jit
+    try:
+        import numba
+
+        plain = {"cache": True, "nogil": True, "boundscheck": False}
+        _key_jit = numba.njit(inline="always", **plain)(_key)
+        loops = SimpleNamespace(
+            # Reassociation only where it lets the sums vectorize; never in the key loops.
+            moments=numba.njit(fastmath={"reassoc"}, **plain)(_moments),
+            keys=numba.njit(**plain)(_keys),
+            pair_keys=numba.njit(**plain)(_pair_keys),
+            count=numba.njit(**plain)(_count),
+        )
+        _run_once(loops)
+    except Exception:  # numba installed but unusable (e.g. a numpy too new for it): torch loops
+        return None
+    return loops
+
+
+def _run_once(loops: SimpleNamespace) -> None:
+    """Compile every loop for float32 input now, so a failure shows here and not mid-statistics."""
+    x = np.zeros(3, dtype=np.float32)
+    out = np.zeros(3, dtype=np.int32)
+    loops.moments(x, 0.0)
+    loops.keys(x, 0.0, 1.0, 0.0, 1.0, out)
+    loops.pair_keys(x, 0.0, 1.0, 0.0, 1.0, 2, out)
+    loops.count(out, np.zeros(4, dtype=np.int64))
+
+
+def load() -> bool:
+    """Load the loops now (if wanted and possible); whether they can be used."""
+    return AVAILABLE and _compiled() is not None
 
 
 def loaded() -> bool:
-    """Whether the loops are ready (loading costs ~1 s once per process: numba's import and setup)."""
-    return _compiled.cache_info().currsize > 0
+    """Whether the loops are ready without waiting (loading costs ~0.5 s once per process)."""
+    return AVAILABLE and _compiled.cache_info().currsize > 0 and _compiled() is not None
+
+
+def _loops() -> SimpleNamespace:
+    loops = _compiled()
+    if loops is None:
+        raise RuntimeError("the compiled statistics loops are not available")
+    return loops
 
 
 def moments(x: np.ndarray, shift: float) -> tuple[float, float, int]:
     """``(sum(x - shift), sum((x - shift)**2), zeros)`` of a 1-D float array, in float64."""
-    s1, s2, zeros = _compiled().moments(x, shift)
+    s1, s2, zeros = _loops().moments(x, shift)
     return float(s1), float(s2), int(zeros)
 
 
@@ -131,7 +162,7 @@ class PairCounter:
         self._buffer = np.empty(max(chunk // 2, 1), dtype=np.int32)
 
     def add(self, x: np.ndarray) -> None:
-        loops, r = _compiled(), self.rule
+        loops, r = _loops(), self.rule
         half = x.shape[0] // 2
         if half:
             out = self._buffer[:half]
@@ -150,5 +181,5 @@ class PairCounter:
 def keys(x: np.ndarray, rule: KeyRule) -> np.ndarray:
     """The key of every value of ``x`` (int64), as :class:`PairCounter` computes it."""
     out = np.empty(x.shape[0], dtype=np.int32)
-    _compiled().keys(x, rule.shift, rule.step, rule.add, rule.top, out)
+    _loops().keys(x, rule.shift, rule.step, rule.add, rule.top, out)
     return out.astype(np.int64)

@@ -604,7 +604,9 @@ def _fused(flat: torch.Tensor) -> bool:
     """Whether the compiled loops of :mod:`paramscope.core.kernels` can read ``flat``."""
     if not (kernels.AVAILABLE and flat.dtype == torch.float32 and flat.device.type == "cpu"):
         return False
-    return flat.numel() >= FUSED_MIN_ELEMENTS or kernels.loaded()
+    if kernels.loaded():
+        return True
+    return flat.numel() >= FUSED_MIN_ELEMENTS and kernels.load()
 
 
 def _scan_float(

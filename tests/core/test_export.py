@@ -12,6 +12,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from paramscope.core import atomic
 from paramscope.core.commands import TensorEditCommand
 from paramscope.core.demos import build_demo
 from paramscope.core.errors import Cancelled
@@ -100,9 +101,112 @@ def test_non_float_and_odd_values_round_trip_exactly(tmp_path: Path, suffix: str
     assert "scratch" not in got
     for name, tensor in model.state_dict().items():
         assert got[name].dtype == tensor.dtype
-        assert torch.equal(got[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)), name
+        assert torch.equal(
+            got[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)
+        ), name
     assert isinstance(reopened.get_buffer("mask"), torch.Tensor)
     assert torch.signbit(got["weight"][3])  # -0.0 stays negative zero
+
+
+def _awkward_state() -> dict[str, torch.Tensor]:
+    """Layouts a direct writer can get wrong: ties, views, odd sizes, every common dtype."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 5, generator=gen)
+    return {
+        "tied.a": base,
+        "tied.b": base,  # the same tensor twice: stored once, stays tied
+        "transposed": base.t(),  # a non-contiguous view of the same storage
+        "rows": base[1:4],  # an overlapping slice: stored as a copy
+        "strided": torch.arange(20, dtype=torch.int64)[::3],
+        "odd": torch.randn(3, generator=gen),  # 12 bytes: not a whole number of int64 words
+        "bf16": torch.randn(7, generator=gen).to(torch.bfloat16),
+        "fp16": torch.randn(2, 3, generator=gen).to(torch.float16),
+        "empty": torch.empty(0, 4),
+        "scalar": torch.tensor(3.5),
+        "int_scalar": torch.tensor(-7, dtype=torch.int8),
+        "mask": torch.tensor([True, False, True]),
+        "u16": torch.tensor([1, 65535], dtype=torch.uint16),
+        "f8": torch.tensor([0.5, -2.0]).to(torch.float8_e4m3fn),
+        "complex": torch.randn(3, dtype=torch.complex64, generator=gen),
+        "f64": torch.randn(2, generator=gen, dtype=torch.float64),
+    }
+
+
+def _assert_same_bits(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape, name
+    flat = [t.contiguous().reshape(-1).view(torch.uint8) for t in (got, want)]
+    assert torch.equal(*flat), name
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_awkward_layouts_load_with_the_libraries_exactly(tmp_path: Path, suffix: str) -> None:
+    state = _awkward_state()
+    path = tmp_path / f"awkward{suffix}"
+    result = write_state_dict(state, path)
+    assert result.aliases == {"tied.b": "tied.a"}
+    if suffix == ".pt":
+        got = torch.load(path, weights_only=True)
+        assert got["tied.a"].data_ptr() == got["tied.b"].data_ptr()
+    else:
+        got = safetensors.torch.load_file(str(path))
+        assert "tied.b" not in got
+        with safetensors.safe_open(str(path), "pt") as handle:
+            assert handle.metadata()["tied.b"] == "tied.a"
+            got["tied.b"] = handle.get_tensor("tied.a")
+    assert sorted(got) == sorted(state)
+    for name, tensor in state.items():
+        _assert_same_bits(got[name], tensor, name)
+
+
+def _corrupt_on_disk(monkeypatch: pytest.MonkeyPatch, tensor: torch.Tensor) -> None:
+    """Flip one bit of ``tensor``'s bytes in the written file before it is read back."""
+    real = export_module._read_back
+    needle = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+    def corrupted(tmp: Path, fmt: str):
+        blob = bytearray(tmp.read_bytes())
+        at = blob.find(needle)
+        assert at >= 0
+        blob[at + len(needle) // 2] ^= 0x10
+        tmp.write_bytes(bytes(blob))
+        return real(tmp, fmt)
+
+    monkeypatch.setattr(export_module, "_read_back", corrupted)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_bytes_damaged_on_disk_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    path = tmp_path / f"model{suffix}"
+    export_model(build_demo("mlp"), path)
+    before = path.read_bytes()
+    model = build_demo("mlp", seed=4)
+    _corrupt_on_disk(monkeypatch, model.state_dict()["2.weight"])
+    with pytest.raises(ExportError, match=r"read-back check failed: 2\.weight differs"):
+        export_model(model, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_truncated_file_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    real = export_module._read_back
+
+    def truncated(tmp: Path, fmt: str):
+        with open(tmp, "r+b") as handle:
+            handle.truncate(tmp.stat().st_size - 10)
+        return real(tmp, fmt)
+
+    monkeypatch.setattr(export_module, "_read_back", truncated)
+    path = tmp_path / f"model{suffix}"
+    with pytest.raises(ExportError, match="read-back check failed") as info:
+        export_model(build_demo("mlp"), path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert "\n" not in str(info.value) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_subtree_export_uses_relative_names(tmp_path: Path) -> None:
@@ -128,30 +232,66 @@ def _fail_midway(real):
     return writer
 
 
+def _disk_fills_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files are written through WritebackFile: the disk fills up after the first bytes."""
+    real = atomic.WritebackFile._write_some
+
+    def write_some(self, view):
+        if self.position > 100:
+            raise OSError(28, "No space left on device")
+        return real(self, view[:7])  # short writes, as the system may make them
+
+    monkeypatch.setattr(atomic.WritebackFile, "_write_some", write_some)
+
+
+def _library_fails(monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    if suffix == ".pt":
+        monkeypatch.setattr(torch, "save", _fail_midway(torch.save))
+    else:  # dtypes we do not write ourselves go through safetensors' writer
+        monkeypatch.setattr(
+            safetensors.torch, "save_file", _fail_midway(safetensors.torch.save_file)
+        )
+
+
+def _with_rare_dtype(model: nn.Module) -> nn.Module:
+    model.register_buffer("scale", torch.ones(4).to(torch.float8_e8m0fnu))
+    return model
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_failure_midway_leaves_old_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+@pytest.mark.parametrize("failure", ["disk full", "library"])
+def test_failure_midway_leaves_old_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, failure: str
+) -> None:
     path = tmp_path / f"model{suffix}"
     export_model(build_demo("mlp"), path)
     before = path.read_bytes()
-    if suffix == ".pt":
-        monkeypatch.setattr(torch, "save", _fail_midway(torch.save))
+    new = build_demo("mlp", seed=9)
+    if failure == "disk full":
+        _disk_fills_up(monkeypatch)
     else:
-        monkeypatch.setattr(safetensors.torch, "save_file", _fail_midway(safetensors.torch.save_file))
+        _library_fails(monkeypatch, suffix)
+        new = _with_rare_dtype(new)
     with pytest.raises(ExportError, match="No space left") as info:
-        export_model(build_demo("mlp", seed=9), path)
+        export_model(new, path)
     assert "\n" not in str(info.value)
+    assert str(path) in str(info.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
 
 
-def test_failure_with_no_old_target_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_with_no_old_target_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch, "save", _fail_midway(torch.save))
     with pytest.raises(ExportError):
         export_model(build_demo("mlp"), tmp_path / "new.pt")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_read_back_mismatch_and_interrupt_leave_old_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_back_mismatch_and_interrupt_leave_old_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "model.pt"
     export_model(build_demo("mlp"), path)
     before = path.read_bytes()
@@ -190,7 +330,11 @@ def test_cancel_leaves_old_target(tmp_path: Path) -> None:
 
 def test_progress_reaches_the_end(tmp_path: Path) -> None:
     seen: list[float] = []
-    export_model(build_demo("mlp"), tmp_path / "m.pt", state=TaskState(on_progress=lambda f, _: seen.append(f)))
+    export_model(
+        build_demo("mlp"),
+        tmp_path / "m.pt",
+        state=TaskState(on_progress=lambda f, _: seen.append(f)),
+    )
     assert seen[-1] == 1.0 and seen == sorted(seen)
 
 
@@ -208,8 +352,6 @@ def test_bad_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     def no_temp(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-
-    from paramscope.core import atomic
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", no_temp)
     with pytest.raises(ExportError, match="Permission denied"):
@@ -254,6 +396,8 @@ def test_export_over_the_mmap_loaded_file(tmp_path: Path) -> None:
         print("survived")
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "survived" in done.stdout

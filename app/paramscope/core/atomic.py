@@ -1,18 +1,36 @@
 """Writing files so that a failure never leaves a half-written target.
 
 Everything paramscope writes (state_dicts, replay scripts, plots, CSV) goes to a temporary file
-in the target's folder, is flushed and fsynced, optionally checked, and only then renamed over
-the target (``os.replace``, atomic on one file system). On any failure or cancel the temporary
-file is removed and the old target, if any, is untouched.
+in the target's folder, is optionally checked, flushed to disk (fsync), and only then renamed
+over the target (``os.replace``, atomic on one file system). On any failure or cancel the
+temporary file is removed and the old target, if any, is untouched.
+
+Large files are written through :class:`WritebackFile`, which asks the kernel to start writing
+each finished stretch to disk while the rest is still being produced: the disk works while the
+CPU serializes and checks, and the final fsync has little left to wait for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+WRITEBACK_CHUNK = 64 << 20  # start writeback every 64 MiB: large requests, yet early
+_MAX_WRITE = 1 << 30  # one write() call: Linux moves at most ~2 GiB per call anyway
+RELEASE_IN_BACKGROUND = 32 << 20  # replaced files this large are freed off the caller's path
+_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of dirty pages, do not wait
 
 
 def file_mode(target: Path) -> int:
@@ -33,12 +51,127 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+@functools.cache
+def _sync_file_range() -> Callable[..., int] | None:
+    """Linux's ``sync_file_range`` (Python has no binding), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the running process, libc included
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Ask the kernel to start writing ``length`` bytes from ``offset`` (0: to the end) to disk.
+
+    Only a hint, never a wait: errors are left to the final fsync, which reports them.
+    """
+    call = _sync_file_range()
+    if call is not None:
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class WritebackFile:
+    """A write-only file (created or truncated) that starts writeback as it fills.
+
+    It writes straight from the caller's buffer (no copy) and accepts anything with the buffer
+    protocol, so ``torch.save`` can write into it like into any file object.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+        self.fd = os.open(path, flags, 0o666)
+        self.position = 0
+        self.error: OSError | None = None  # the first failed write: callers may see it wrapped
+        self._started = 0  # bytes before this offset have had writeback started
+
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            try:
+                written = self._write_some(view[:_MAX_WRITE])
+            except OSError as exc:
+                self.error = self.error or exc
+                raise
+            view = view[written:]
+            self.position += written
+            if self.position - self._started >= WRITEBACK_CHUNK:
+                start_writeback(self.fd, self._started, self.position - self._started)
+                self._started = self.position
+        return total
+
+    def _write_some(self, view: memoryview) -> int:
+        return os.write(self.fd, view)
+
+    def flush(self) -> None:
+        """Nothing is buffered here; torch.save calls it."""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                start_writeback(fd, self._started)  # the tail, while the caller checks
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> WritebackFile:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _hold_large_file(target: Path) -> int | None:
+    """An open descriptor on a large existing ``target``, so that replacing it does not free it.
+
+    Freeing a large file's blocks can take the file system half a second of waiting (journal,
+    discard); with the descriptor held, that happens when it is closed, off the caller's path.
+    Not on Windows, where an open file cannot be replaced.
+    """
+    if os.name == "nt":
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except OSError:  # none there yet, or unreadable: replace it the plain way
+        return None
+    with contextlib.suppress(OSError):
+        if os.fstat(fd).st_size >= RELEASE_IN_BACKGROUND:
+            return fd
+    os.close(fd)
+    return None
+
+
+def _release_in_background(fd: int) -> None:
+    threading.Thread(
+        target=os.close, args=(fd,), name="paramscope-release-old-file", daemon=True
+    ).start()
+
+
 def write_atomically(
     target: Path | str,
     write: Callable[[Path], None],
     check: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Call ``write(tmp)``, fsync, ``check(tmp)``, then rename ``tmp`` over ``target``.
+    """Call ``write(tmp)``, ``check(tmp)``, fsync, then rename ``tmp`` over ``target``.
+
+    The check runs before the fsync: it reads the page cache, which holds exactly the bytes the
+    fsync puts on disk, and it overlaps the disk's work instead of waiting behind it.
 
     Args:
         target: the file to create or replace.
@@ -53,17 +186,21 @@ def write_atomically(
     """
     target = Path(target)
     # The temporary name keeps the target's extension: some writers choose the format by it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, file_mode(target))  # mkstemp makes it private (0600)
         if check is not None:
             check(tmp)
+        _fsync_file(tmp)
+        os.chmod(tmp, file_mode(target))  # mkstemp makes it private (0600)
+        old = _hold_large_file(target)
         os.replace(tmp, target)
+        if old is not None:
+            _release_in_background(old)
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -1,10 +1,10 @@
 """Export a state_dict as ``.pt`` or ``.safetensors``, atomically and verified.
 
-Every write goes to a temporary file in the target folder, is flushed and fsynced, read back and
-compared bit for bit with the model, and only then renamed over the target (``os.replace``). A
-failure or cancel at any point leaves the old target (or none) untouched. Renaming also avoids
-torch's SIGBUS when saving over a file the model was mmap-loaded from: the old file's bytes stay
-alive under the mapping.
+Every write goes to a temporary file in the target folder, is read back and compared bit for bit
+with the model (while the disk is still writing it), fsynced, and only then renamed over the
+target (``os.replace``). A failure or cancel at any point leaves the old target (or none)
+untouched. Renaming also avoids torch's SIGBUS when saving over a file the model was mmap-loaded
+from: the old file's bytes stay alive under the mapping.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from paramscope.core.atomic import write_atomically
+from paramscope.core.atomic import WritebackFile, write_atomically
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
@@ -26,6 +26,7 @@ from paramscope.core.files.safetensors_io import (
     read_safetensors,
     write_safetensors,
 )
+from paramscope.core.files.safety import first_line
 from paramscope.core.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
@@ -61,7 +62,9 @@ class ExportResult:
 def export_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ExportError(f"{path}: unknown export format {path.suffix!r}: use .pt, .pth, .bin or .safetensors")
+        raise ExportError(
+            f"{path}: unknown export format {path.suffix!r}: use .pt, .pth, .bin or .safetensors"
+        )
     return fmt
 
 
@@ -80,7 +83,9 @@ def state_dict_for(
     state = model.state_dict()
     lazy = [k for k, v in state.items() if isinstance(v, nn.parameter.UninitializedTensorMixin)]
     if lazy:
-        raise ExportError(f"{lazy[0]}: uninitialized (lazy) parameter; run a forward before exporting")
+        raise ExportError(
+            f"{lazy[0]}: uninitialized (lazy) parameter; run a forward before exporting"
+        )
     if loader is not None:
         prefix = f"{module}." if module else ""
         loaded: dict[int, torch.Tensor] = {}  # aliases of one placeholder load once, stay tied
@@ -105,13 +110,19 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape) and torch.equal(_bits(a), _bits(b))
+    return (
+        a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape) and torch.equal(_bits(a), _bits(b))
+    )
 
 
-def _verify(expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor], target: Path) -> None:
+def _verify(
+    expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor], target: Path
+) -> None:
     if set(written) != set(expected):
         missing = sorted(set(expected) - set(written))
-        raise ExportError(f"{target}: read-back check failed: {len(missing)} name(s) missing, e.g. {missing[:3]}")
+        raise ExportError(
+            f"{target}: read-back check failed: {len(missing)} name(s) missing, e.g. {missing[:3]}"
+        )
     for name, tensor in expected.items():
         if not _same_bits(tensor, written[name]):
             raise ExportError(f"{target}: read-back check failed: {name} differs from the model")
@@ -120,7 +131,9 @@ def _verify(expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor],
     for alias, kept in aliases.items():
         a, k = written[alias], written[kept]
         if a.untyped_storage().data_ptr() != k.untyped_storage().data_ptr():
-            raise ExportError(f"{target}: read-back check failed: {alias} is no longer tied to {kept}")
+            raise ExportError(
+                f"{target}: read-back check failed: {alias} is no longer tied to {kept}"
+            )
 
 
 def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
@@ -128,6 +141,17 @@ def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
     if fmt == "pt":
         return dict(torch.load(tmp, map_location="cpu", weights_only=True, mmap=True))
     return read_safetensors(tmp).all_tensors()
+
+
+def _save_pt(state_dict: dict[str, torch.Tensor], tmp: Path) -> None:
+    """``torch.save`` into a file that starts the disk's work while torch still writes."""
+    with WritebackFile(tmp) as out:
+        try:
+            torch.save(state_dict, out)
+        except RuntimeError:
+            if out.error is not None:  # torch wraps a failed write in its own error
+                raise out.error from None
+            raise
 
 
 def _check_target(target: Path) -> None:
@@ -142,7 +166,9 @@ def _check_target(target: Path) -> None:
         raise ExportError(f"{target}: permission denied: the file is read-only")
 
 
-def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, state: TaskState | None = None) -> ExportResult:
+def write_state_dict(
+    state_dict: dict[str, torch.Tensor], path: Path | str, state: TaskState | None = None
+) -> ExportResult:
     """Write ``state_dict`` to ``path`` atomically, verified by reading it back.
 
     Args:
@@ -162,22 +188,32 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, stat
     target = Path(path).expanduser()
     fmt = export_format(target)
     if fmt == "safetensors" and METADATA_KEY in state_dict:
-        raise ExportError(f"{target}: a tensor named {METADATA_KEY!r} cannot be stored in safetensors (reserved name)")
+        raise ExportError(
+            f"{target}: a tensor named {METADATA_KEY!r} cannot be stored in safetensors (reserved name)"
+        )
     _check_target(target)
     state.progress(0.05, f"writing {target.name}")
     aliases: dict[str, str] = {}
 
     def write(tmp: Path) -> None:
         nonlocal aliases
-        if fmt == "pt":
-            torch.save(state_dict, tmp)
-            aliases = dedupe(state_dict)[1]
-        else:
-            aliases = write_safetensors(state_dict, tmp)
+        try:
+            if fmt == "pt":
+                _save_pt(state_dict, tmp)
+                aliases = dedupe(state_dict)[1]
+            else:
+                aliases = write_safetensors(state_dict, tmp)
+        except (RuntimeError, ValueError, TypeError) as exc:  # the libraries' refusals
+            raise ExportError(f"{target}: cannot write: {first_line(exc)}") from None
 
     def check(tmp: Path) -> None:
         state.progress(0.6, "checking the written file")
-        _verify(state_dict, _read_back(tmp, fmt), target)
+        try:
+            written = _read_back(tmp, fmt)
+        except Exception as exc:  # the reader's own errors name the temporary file
+            problem = first_line(exc).removeprefix(f"{tmp}: ")
+            raise ExportError(f"{target}: read-back check failed: {problem}") from None
+        _verify(state_dict, written, target)
         state.progress(0.95, "replacing the target")
 
     try:
@@ -192,7 +228,9 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: Path | str, stat
 
 def run_export(inputs: ExportInputs, state: TaskState | None = None) -> ExportResult:
     """Worker entry point: export ``inputs.model`` (or a subtree) to ``inputs.path``."""
-    return write_state_dict(state_dict_for(inputs.model, inputs.module, inputs.loader), inputs.path, state)
+    return write_state_dict(
+        state_dict_for(inputs.model, inputs.module, inputs.loader), inputs.path, state
+    )
 
 
 def export_model(
@@ -206,7 +244,9 @@ def export_model(
     return run_export(ExportInputs(model, Path(path), module, loader), state)
 
 
-def save_session(session: Session, path: Path | str, module: str = "", state: TaskState | None = None) -> ExportResult:
+def save_session(
+    session: Session, path: Path | str, module: str = "", state: TaskState | None = None
+) -> ExportResult:
     """Export the session's model and, for a whole-model export, mark the session saved (clean)."""
     result = export_model(session.model, path, module, state, session.opened.loader)
     if not module:

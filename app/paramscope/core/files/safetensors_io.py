@@ -4,6 +4,8 @@ A safetensors file is an 8-byte header length, a JSON header (name -> dtype, sha
 data_offsets) and the bytes. The header is checked against the file size before anything is
 read. Shared tensors are written once; every other name goes into the metadata as
 ``{alias: stored_name}``, the form ``safetensors.torch.save_model`` writes, and is re-tied on load.
+Files are written here, each tensor straight from its own memory into the file (no copy of the
+whole file in memory), with the disk starting on finished stretches while the rest is written.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from pathlib import Path
 
 import torch
 
+from paramscope.core.atomic import WritebackFile
 from paramscope.core.files.safety import (
     bad_file,
     check_fits_memory,
@@ -24,11 +28,13 @@ from paramscope.core.files.safety import (
 )
 from paramscope.core.files.statedict import Checkpoint
 
+# fmt: off
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
     "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8, "C128": 16,
     "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1,
 }
+# fmt: on
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 METADATA_KEY = "__metadata__"
 
@@ -54,7 +60,9 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, nesting too deep, absurd numbers
-        raise bad_file(path, "safetensors header is not valid JSON: damaged or not a safetensors file") from None
+        raise bad_file(
+            path, "safetensors header is not valid JSON: damaged or not a safetensors file"
+        ) from None
     if not isinstance(header, dict):
         raise bad_file(path, "safetensors header is not a JSON object")
     metadata = header.pop(METADATA_KEY, None) or {}
@@ -68,7 +76,9 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     end = 0
     for begin, stop, name in spans:
         if begin < end:
-            raise bad_file(path, f"safetensors header: tensor {name!r} overlaps another tensor's bytes")
+            raise bad_file(
+                path, f"safetensors header: tensor {name!r} overlaps another tensor's bytes"
+            )
         end = stop
     return header, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len
 
@@ -82,10 +92,14 @@ def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[i
     if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise bad_file(path, f"safetensors header: tensor {name!r} has an invalid shape {shape!r}")
     if not (
-        isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) for o in offsets)
         and 0 <= offsets[0] <= offsets[1]
     ):
-        raise bad_file(path, f"safetensors header: tensor {name!r} has invalid data_offsets {offsets!r}")
+        raise bad_file(
+            path, f"safetensors header: tensor {name!r} has invalid data_offsets {offsets!r}"
+        )
     begin, stop = offsets
     nbytes = math.prod(shape) * _ITEMSIZE[dtype]
     if dtype in ("F4", "F6_E2M3", "F6_E3M2"):
@@ -114,6 +128,7 @@ def aliases_from_metadata(metadata: dict[str, str], stored: set[str]) -> dict[st
     return {k: v for k, v in metadata.items() if v in stored and k not in stored}
 
 
+# fmt: off
 _TORCH_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -121,12 +136,15 @@ _TORCH_DTYPES = {
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
     "C128": torch.complex128,
 }
+# fmt: on
 
 
 MAP_GROUP_BYTES = 1 << 30  # one private mapping per ~1 GiB of tensors (see _mapped_tensors)
 
 
-def _mapped_tensors(path: Path, header: dict[str, dict], data_start: int) -> dict[str, torch.Tensor]:
+def _mapped_tensors(
+    path: Path, header: dict[str, dict], data_start: int
+) -> dict[str, torch.Tensor]:
     """Tensors viewing private (copy-on-write) memory maps of the file: nothing is read until a
     tensor's values are, so a checkpoint larger than memory can be browsed. Edits stay in memory;
     the file is never written through a map.
@@ -162,7 +180,10 @@ def _mapped_tensors(path: Path, header: dict[str, dict], data_start: int) -> dic
                 with warnings.catch_warnings():  # the map is writable (copy-on-write)
                     warnings.simplefilter("ignore", UserWarning)
                     flat = torch.frombuffer(
-                        mapped, dtype=dtype, count=(hi - lo) // dtype.itemsize, offset=data_start + lo - start
+                        mapped,
+                        dtype=dtype,
+                        count=(hi - lo) // dtype.itemsize,
+                        offset=data_start + lo - start,
                     )
                 tensors[name] = flat.reshape(entry["shape"])
     return tensors
@@ -203,7 +224,14 @@ def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
     storage = t.untyped_storage()
     if storage.nbytes() == 0 or t.device.type == "meta":
         return None
-    return (str(t.device), storage.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+    return (
+        str(t.device),
+        storage.data_ptr(),
+        t.storage_offset(),
+        tuple(t.shape),
+        tuple(t.stride()),
+        t.dtype,
+    )
 
 
 def dedupe(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -234,16 +262,81 @@ def dedupe(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return ordered, aliases
 
 
-def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> dict[str, str]:
-    """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases."""
-    from safetensors.torch import save_file
+# dtypes written here, byte for byte; the rest (sub-byte floats, rarer float8) go through
+# safetensors' own writer
+# fmt: off
+_WRITE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL", torch.uint16: "U16", torch.uint32: "U32",
+    torch.uint64: "U64", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+    torch.complex64: "C64",
+}
+# fmt: on
 
+
+def write_safetensors(
+    state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases."""
     if METADATA_KEY in state_dict:
-        raise ValueError(f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)")
+        raise ValueError(
+            f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)"
+        )
     stored, aliases = dedupe(state_dict)
     meta = {"format": "pt"}
     meta.update(metadata or {})
     meta.update(aliases)
+    if sys.byteorder == "little" and all(t.dtype in _WRITE_NAMES for t in stored.values()):
+        _write_streamed(stored, meta, path)
+    else:
+        _write_with_library(stored, meta, path)
+    return aliases
+
+
+def safetensors_layout(
+    stored: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> tuple[bytes, list[torch.Tensor]]:
+    """The file's first bytes (length and JSON header) and its tensors in file order.
+
+    Tensors go largest item size first, then by name (as safetensors orders them), so each
+    starts aligned to its item size; the header is padded with spaces to a multiple of 8.
+    """
+    order = sorted(stored, key=lambda name: (-stored[name].element_size(), name))
+    header: dict[str, object] = {METADATA_KEY: metadata}
+    offset = 0
+    for name in order:
+        tensor = stored[name]
+        nbytes = tensor.numel() * tensor.element_size()
+        entry = {"dtype": _WRITE_NAMES[tensor.dtype], "shape": list(tensor.shape)}
+        header[name] = {**entry, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, [stored[name] for name in order]
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's bytes in row-major order: its own memory when it is a contiguous CPU tensor."""
+    flat = tensor.detach().to("cpu").resolve_conj().resolve_neg().contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _write_streamed(stored: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """Header, then each tensor written straight from its memory: no copy of the whole file."""
+    head, tensors = safetensors_layout(stored, metadata)
+    with WritebackFile(path) as out:
+        out.write(head)
+        for tensor in tensors:
+            if tensor.numel():
+                out.write(tensor_bytes(tensor))
+
+
+def _write_with_library(
+    stored: dict[str, torch.Tensor], metadata: dict[str, str], path: Path
+) -> None:
+    from safetensors.torch import save_file
+
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in stored.items()}
     # contiguous() of a non-contiguous view is a copy; two remaining views of one storage would
     # still be refused by save_file, so copy those that still share memory
@@ -253,5 +346,4 @@ def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path, metadata:
         if v.numel() and ptr in seen:
             contiguous[k] = v.clone()
         seen.add(ptr)
-    save_file(contiguous, str(path), metadata=meta)
-    return aliases
+    save_file(contiguous, str(path), metadata=metadata)

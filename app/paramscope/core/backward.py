@@ -8,25 +8,38 @@
   (``accumulate=True``: exactly ``grad += new`` as PyTorch's AccumulateGrad does);
 - records, for a parameter used in several places (the tutorial's ``Sequential(linear, linear)``,
   a head tied to an embedding), the gradient contributed by each use: the parts sum to the total;
-- records signal propagation (:mod:`paramscope.core.signal`) and diagnostics after backward.
+- records signal propagation (:mod:`paramscope.core.signal`);
+- returns as soon as ``.grad`` is written. Each gradient's statistics, histogram, per-use parts
+  and dead rows, and the diagnostics, are computed when first read (or all at once by
+  :meth:`BackwardResult.summarize`, as the GUI worker does), like the weight statistics: the
+  pass costs what a plain forward/backward costs.
 
 Guarantees: train/eval flags, buffers (BatchNorm running statistics) and hooks are restored
 afterwards, even on error; if the forward, the loss or the backward raises, parameters and
 ``.grad`` are left bit-identical and a :class:`ForwardError` names the innermost module that was
-running. The global RNG is not consumed (dropout draws from a forked, seeded RNG).
+running. The global RNG is not consumed (dropout draws from a forked, seeded RNG). A summary
+describes the gradients as this backward left them: read after ``.grad`` or the weight changed
+in place, it raises :class:`StaleGradientError` rather than describe other numbers.
 
 How per-use parts work: during the forward, a pre-hook on each module swaps each of its
 parameters for a view ``p.view_as(p)`` for the duration of that call (restored by the matching
 post-hook or, on error, in ``finally``). Gradients flow through the view into ``p`` exactly as
-they would into ``p`` itself, so ``.grad`` is PyTorch's; a tensor hook on each view sees that
-use's contribution. Uses the hooks cannot see (a parent reading a child's parameter directly,
-RNNs reading their flat weight list) show as one "(direct use)" part: the rest of the total.
+they would into ``p`` itself, so ``.grad`` is PyTorch's. Before backward, a walk of the autograd
+graph finds the parameters used several times; tensor hooks on their views keep each use's
+gradient by reference (no copy). The first use to arrive keeps nothing, so that autograd sums
+the others into its buffer in place as it does without hooks: its part is the total minus the
+others. Uses the hooks cannot see (a parent reading a child's parameter directly, RNNs reading
+their flat weight list) show as one "(direct use)" part, the rest of the total; then every
+hooked use is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -92,7 +105,11 @@ class OutputLeaf:
         return self.stats.mean if self.stats.mean is not None else self.stats.min
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"path": self.path, "shape": list(self.shape), "dtype": self.dtype}
+        data: dict[str, object] = {
+            "path": self.path,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+        }
         if self.stats.numel == 1:
             data["value"] = _single_value(self.stats)
         data["stats"] = self.stats.to_dict()
@@ -146,18 +163,72 @@ class GradPart:
 
 
 @dataclass(frozen=True)
+class GradientSummary:
+    """What reading one parameter's gradient gives: statistics, histogram, parts, dead rows."""
+
+    grad: TensorStats | None  # None: .grad is None
+    histogram: Histogram | None
+    weight_norm: float | None
+    parts: tuple[GradPart, ...] = ()
+    values: torch.Tensor | None = None  # CPU copy of .grad when small
+    dead_rows: tuple[int, ...] = ()
+
+
+class StaleGradientError(BackwardError):
+    """A gradient (or weight) changed in place before this result's summary of it was read."""
+
+
+@dataclass(frozen=True, eq=False)
 class ParameterGradient:
+    """One parameter after a backward. ``source`` is its summary, or what computes it on first read.
+
+    The summary (``grad``, ``histogram``, ``weight_norm``, ``parts``, ``values``, ``dead_rows``)
+    is computed on first access, from the tensors as the backward left them: so that the
+    gradients are usable as soon as backward ends. Reading it after ``.grad`` or the weight was
+    changed in place raises :class:`StaleGradientError` (``BackwardResult.summarize()`` first).
+    """
+
     name: str
     aliases: tuple[str, ...]
     shape: tuple[int, ...] | None
     requires_grad: bool
-    grad: TensorStats | None  # None: .grad is None
-    histogram: Histogram | None
-    weight_norm: float | None
     received: bool  # this run contributed a gradient
-    parts: tuple[GradPart, ...] = ()
-    values: torch.Tensor | None = None  # CPU copy of .grad when small
-    dead_rows: tuple[int, ...] = ()
+    source: GradientSummary | _GradientSource = field(repr=False)
+
+    @property
+    def summary(self) -> GradientSummary:
+        if isinstance(self.source, GradientSummary):
+            return self.source
+        return self.source.summary()
+
+    @property
+    def summarized(self) -> bool:
+        """The summary is computed (reading it costs nothing more)."""
+        return isinstance(self.source, GradientSummary) or self.source.done
+
+    @property
+    def grad(self) -> TensorStats | None:
+        return self.summary.grad
+
+    @property
+    def histogram(self) -> Histogram | None:
+        return self.summary.histogram
+
+    @property
+    def weight_norm(self) -> float | None:
+        return self.summary.weight_norm
+
+    @property
+    def parts(self) -> tuple[GradPart, ...]:
+        return self.summary.parts
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return self.summary.values
+
+    @property
+    def dead_rows(self) -> tuple[int, ...]:
+        return self.summary.dead_rows
 
     @property
     def ratio(self) -> float | None:
@@ -200,16 +271,40 @@ class ParameterGradient:
 
 @dataclass
 class BackwardResult:
+    """One run. Gradient summaries and ``diagnostics`` are computed when first read
+    (:meth:`summarize` computes them all at once, e.g. in a worker thread)."""
+
     output: OutputInfo
     loss: float
     loss_name: str
     inputs: str  # the spec text, or the shapes of given tensors
     accumulate: bool
     parameters: dict[str, ParameterGradient]
-    diagnostics: list[Diagnostic]
     signal: list[SignalPoint]
     notes: list[str] = field(default_factory=list)
     structure_changed: bool = False  # lazy parameters were materialized: rebuild the report
+    _diagnostics: list[Diagnostic] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        """Problems visible after backward (reads every gradient's summary)."""
+        if self._diagnostics is None:
+            self._diagnostics = gradient_diagnostics(self.parameters.values())
+        return self._diagnostics
+
+    def summarize(self, state: TaskState | None = None) -> BackwardResult:
+        """Compute every gradient summary and the diagnostics now; return ``self``.
+
+        Progress goes from 0.5 to 1 (the second half of a run); cancelling stops the
+        summaries only: the gradients are written already.
+        """
+        state = ensure_state(state)
+        gradients = list(self.parameters.values())
+        for done, gradient in enumerate(gradients):
+            state.progress(0.5 + 0.5 * done / len(gradients), "gradient statistics")
+            _ = gradient.summary
+        _ = self.diagnostics
+        return self
 
     def to_dict(self, histogram: bool = False) -> dict[str, object]:
         return {
@@ -225,6 +320,121 @@ class BackwardResult:
         }
 
 
+# --- gradient summaries, computed on first read -------------------------------------------------
+
+
+@dataclass
+class _UsePart:
+    """One use's gradient as the backward produced it (no copy); None: derived afterwards."""
+
+    module: str
+    grad: torch.Tensor | None
+    version: int = 0  # of ``grad`` when autograd handed it over
+
+
+def _version(tensor: torch.Tensor) -> int:
+    try:
+        return tensor._version
+    except RuntimeError:  # e.g. inference tensors have no version counter
+        return -1
+
+
+class _GradientSource:
+    """The tensors one parameter's summary is computed from, checked for in-place changes.
+
+    Holds ``.grad``, this run's contribution and the per-use gradients by reference, with their
+    version counters: a summary read after any of them (or the weight) changed in place would
+    describe other numbers, so it raises instead. The references are dropped once summarized.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        param: nn.Parameter,
+        contribution: torch.Tensor | None,
+        uses: list[_UsePart],
+        owners: tuple[type, ...],
+        bins: int,
+    ) -> None:
+        self.name = name
+        self._param: nn.Parameter | None = param
+        self._grad = param.grad
+        self._contribution = contribution
+        self._uses = uses
+        self._owners = owners
+        self._bins = bins
+        watched = [param] + [t for t in (self._grad, contribution) if t is not None]
+        kept = [(use.grad, use.version) for use in uses if use.grad is not None]
+        self._versions = kept + [(t, _version(t)) for t in watched]
+        self._summary: GradientSummary | None = None
+        self._error: StaleGradientError | None = None
+        self._lock = threading.Lock()
+        with _PENDING_LOCK:
+            _PENDING.add(self)
+
+    @property
+    def done(self) -> bool:
+        return self._summary is not None or self._error is not None
+
+    def summary(self) -> GradientSummary:
+        with self._lock:
+            if self._summary is None and self._error is None:
+                self._error = self._stale()
+                if self._error is None:
+                    self._summary = self._compute()
+                self._release()
+            if self._error is not None:
+                raise self._error
+            assert self._summary is not None
+            return self._summary
+
+    def _stale(self) -> StaleGradientError | None:
+        if all(_version(t) == v for t, v in self._versions):
+            return None
+        return StaleGradientError(
+            f"{self.name}: the gradient or weight changed in place after this backward; "
+            "read the result's statistics (or call summarize()) before changing them"
+        )
+
+    def _compute(self) -> GradientSummary:
+        param, grad = self._param, self._grad
+        assert param is not None
+        stats = histogram = None
+        dead: tuple[int, ...] = ()
+        if grad is not None:
+            stats, histogram = tensor_summary(grad, bins=self._bins)
+            dead = _dead_rows(grad, self._owners)
+        return GradientSummary(
+            grad=stats,
+            histogram=histogram,
+            weight_norm=l2_norm(param) if param.numel() else None,
+            parts=tuple(_parts(self._uses, self._contribution)),
+            values=_small_copy(grad),
+            dead_rows=dead,
+        )
+
+    def _release(self) -> None:
+        self._param = self._grad = self._contribution = None
+        self._uses = []
+        self._versions = []
+        with _PENDING_LOCK:
+            _PENDING.discard(self)
+
+
+# Sources not summarized yet: an accumulating run summarizes them before adding into .grad in
+# place (the earlier result would otherwise see the sum, or be stale).
+_PENDING: weakref.WeakSet[_GradientSource] = weakref.WeakSet()
+_PENDING_LOCK = threading.Lock()
+
+
+def _settle_pending() -> None:
+    with _PENDING_LOCK:
+        sources = list(_PENDING)
+    for source in sources:
+        with contextlib.suppress(StaleGradientError):
+            source.summary()
+
+
 # --- recording hooks ----------------------------------------------------------------------------
 
 
@@ -232,7 +442,10 @@ class BackwardResult:
 class _Use:
     name: str  # module call name
     view: torch.Tensor
-    grad: torch.Tensor | None = None
+    grad: torch.Tensor | None = None  # the gradient itself, not a copy
+    fired: bool = False  # a gradient reached this use
+    derived: bool = False  # not kept: its part is the total minus the other uses
+    version: int = 0  # of ``grad`` when kept
 
 
 class _Recorder:
@@ -250,7 +463,9 @@ class _Recorder:
         self.swaps: dict[int, list[tuple[nn.Module, str, torch.Tensor]]] = {}
         self.originals: dict[tuple[int, str], nn.Parameter] = {}
         self.uses: dict[int, list[_Use]] = {}
-        self.clone_ids: set[int] = set()  # parameters whose per-use gradients are kept
+        self.multi_ids: set[int] = set()  # parameters used several times: parts are kept
+        self.direct_edges: dict[int, int] = {}  # uses no module call saw, per parameter
+        self._derived: set[int] = set()  # parameters whose first-arriving use is derived
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.notes: list[str] = []
         self._ids = itertools.count()
@@ -309,9 +524,7 @@ class _Recorder:
             if not real.requires_grad or data_problem(real) is not None:
                 continue
             view = real.view_as(real)
-            use = _Use(name, view)
-            view.register_hook(self._keep_part(id(real), use))
-            self.uses.setdefault(id(real), []).append(use)
+            self.uses.setdefault(id(real), []).append(_Use(name, view))
             module._parameters[local] = view  # bypasses __setattr__'s Parameter check on purpose
             swapped.append((module, local, current))
         if swapped:
@@ -319,18 +532,39 @@ class _Recorder:
 
     def _keep_part(self, param_id: int, use: _Use) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            # Only parameters used several times keep copies (a clone: autograd may later add
-            # other uses in place into storage this gradient shares).
-            if param_id in self.clone_ids:
-                use.grad = grad.detach().clone() if use.grad is None else use.grad + grad.detach()
+            use.fired = True
+            if self._derives(param_id) and (use.derived or param_id not in self._derived):
+                # The first use to arrive keeps nothing: autograd may add the others into its
+                # buffer in place (as without hooks), and its part is the total minus theirs.
+                self._derived.add(param_id)
+                use.derived = True
+                return
+            # Kept by reference: autograd never adds into a buffer someone else references.
+            kept = grad.detach()
+            use.grad = kept if use.grad is None else use.grad + kept
+            use.version = _version(use.grad)  # checked when the part is read
 
         return hook
+
+    def _derives(self, param_id: int) -> bool:
+        """Without direct uses the parts must sum to the total: one of them can be derived."""
+        return self.direct_edges.get(param_id, 0) == 0
+
+    def parts_of(self, param_id: int) -> list[_UsePart]:
+        """The uses of one parameter that received a gradient, in forward order."""
+        uses = self.uses.get(param_id, []) if param_id in self.multi_ids else []
+        return [
+            _UsePart(use.name, None if use.derived else use.grad, use.version)
+            for use in uses
+            if use.fired
+        ]
 
     def count_uses(self, loss: torch.Tensor) -> None:
         """Walk the autograd graph: parameters reached by two or more edges keep per-use parts.
 
         Counting edges into each parameter's AccumulateGrad node also finds uses no module call
-        saw (a parent reading ``self.child.weight`` directly, an RNN's flat weight list).
+        saw (a parent reading ``self.child.weight`` directly, an RNN's flat weight list). Then
+        hooks the views of those parameters: their per-use gradients are kept during backward.
         """
         view_nodes = {id(use.view.grad_fn) for uses in self.uses.values() for use in uses}
         edges: dict[int, int] = {}
@@ -347,6 +581,7 @@ class _Recorder:
                 variable = getattr(child, "variable", None)
                 if variable is not None:
                     edges[id(variable)] = edges.get(id(variable), 0) + 1
+                    self.direct_edges[id(variable)] = self.direct_edges.get(id(variable), 0) + 1
                 elif id(child) in view_nodes:
                     # one use through a module call: the view's own edge leads to the parameter
                     if id(child) not in seen:
@@ -357,7 +592,14 @@ class _Recorder:
                                 edges[id(var)] = edges.get(id(var), 0) + 1
                 else:
                     stack.append(child)
-        self.clone_ids.update(pid for pid, count in edges.items() if count > 1)
+        self.multi_ids.update(pid for pid, count in edges.items() if count > 1)
+        self._hook_uses()
+
+    def _hook_uses(self) -> None:
+        """Tensor hooks on the views of parameters used several times only (others need none)."""
+        for param_id in self.multi_ids:
+            for use in self.uses.get(param_id, []):
+                use.view.register_hook(self._keep_part(param_id, use))
 
     def _restore(self, call_id: int) -> None:
         for module, local, previous in reversed(self.swaps.pop(call_id, [])):
@@ -405,7 +647,9 @@ def _model_placement(model: nn.Module) -> tuple[torch.device, torch.dtype | None
     device = torch.device("cpu")
     dtype = None
     for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if data_problem(tensor) is not None and not isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+        if data_problem(tensor) is not None and not isinstance(
+            tensor, nn.parameter.UninitializedTensorMixin
+        ):
             continue
         device = tensor.device
         if tensor.is_floating_point():
@@ -415,7 +659,9 @@ def _model_placement(model: nn.Module) -> tuple[torch.device, torch.dtype | None
 
 
 def make_inputs(
-    model: nn.Module, inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor], seed: int | None
+    model: nn.Module,
+    inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor],
+    seed: int | None,
 ) -> tuple[tuple[torch.Tensor, ...], str]:
     """The input tensors for ``model`` (on its device, floats in its dtype) and a description."""
     if isinstance(inputs, str):
@@ -452,7 +698,9 @@ def unavailable_reason(source: object) -> str | None:
 
 def _describe_output(output: object) -> OutputInfo:
     leaves = tuple(
-        OutputLeaf(path, tuple(t.shape), str(t.dtype).removeprefix("torch."), tensor_stats(t.detach()))
+        OutputLeaf(
+            path, tuple(t.shape), str(t.dtype).removeprefix("torch."), tensor_stats(t.detach())
+        )
         for path, t in tensor_leaves(output)
     )
     return OutputInfo(leaves, type(output).__name__)
@@ -525,116 +773,179 @@ def run_backward(
         >>> result.output.value, float(linear.weight.grad), [p.values.item() for p in result.parameters["0.weight"].parts]
         (9.0, 6.0, [3.0, 3.0])
     """
-    why = unavailable_reason(model)
-    if why:
-        raise BackwardUnavailable(f"backward unavailable: {why}")
-    model = getattr(getattr(model, "opened", model), "model", model)
-    if not isinstance(model, nn.Module):
-        raise BackwardError(f"backward needs an nn.Module, got {type(model).__name__}")
+    model = _module_of(model)
     state = ensure_state(state)
     loss = get_loss(loss_name)  # an unknown name fails before anything runs
     state.progress(0.0, "building inputs")
     tensors, input_text = make_inputs(model, inputs, seed)
-    had_lazy = any(isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters())
-
-    before = _named_parameters(model)
+    had_lazy = _has_lazy(model)
     recorder = _Recorder(model, record_parts, record_signal)
-    snapshot = _Snapshot(model)
-    for param_id, (_, names) in before.items():
+    for param_id, (_, names) in _named_parameters(model).items():
         if len(names) > 1:
-            recorder.clone_ids.add(param_id)
-    device, _ = _model_placement(model)
-    rng_devices = [device] if device.type == "cuda" else []
+            recorder.multi_ids.add(param_id)
+    snapshot = _Snapshot(model)
     try:
-        if train is not None:
-            model.train(train)
-        recorder.install()
-        state.progress(0.1, "forward")
-        with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            try:
-                output = model(*tensors)
-            except Exception as exc:
-                module, type_name = recorder.innermost
-                raise ForwardError(
-                    f"forward failed in {module} ({type_name}): {type(exc).__name__}: {_one_line(exc)}",
-                    module,
-                    type_name,
-                    exc,
-                ) from exc
-            finally:
-                recorder.remove()  # parameters back in their modules before anything else
-            try:
-                loss_tensor = compute_loss(output, loss.name, seed)
-            except ParamscopeError:
-                raise
-            except Exception as exc:
-                raise BackwardError(f"loss {loss.name} failed: {type(exc).__name__}: {_one_line(exc)}") from exc
-            if not loss_tensor.requires_grad:
-                raise BackwardError(
-                    "the loss does not depend on any parameter that requires grad "
-                    "(all parameters frozen, or the output is detached)"
-                )
-            if record_parts:
-                recorder.count_uses(loss_tensor)
-            state.progress(0.4, "backward")
-            params = _named_parameters(model)  # after the forward: lazy parameters are real now
-            old = {pid: p.grad for pid, (p, _) in params.items()}
-            state.check()  # last point where cancelling is possible: nothing written yet
-            for param, _ in params.values():
-                param.grad = None
-            try:
-                loss_tensor.backward()
-            except BaseException as exc:
-                for pid, (param, _) in params.items():
-                    param.grad = old[pid]
-                if isinstance(exc, Exception):
-                    raise BackwardError(f"backward failed: {type(exc).__name__}: {_one_line(exc)}") from exc
-                raise
+        output, loss_tensor, params, old = _forward_backward(
+            model, tensors, loss.name, recorder, state, train=train, seed=seed
+        )
     finally:
         recorder.remove()
         snapshot.restore()
 
     new = {pid: p.grad for pid, (p, _) in params.items()}
-    parts = {pid: _parts(recorder, pid, new[pid]) for pid in params}
-    with torch.no_grad():
-        for pid, (param, _) in params.items():
-            if accumulate and old[pid] is not None and new[pid] is not None:
-                param.grad = old[pid].add_(new[pid])  # what AccumulateGrad does: grad += new
-            elif old[pid] is not None and new[pid] is None and accumulate:
-                param.grad = old[pid]
-
-    structure_changed = had_lazy and not any(
-        isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters()
-    )
-    gradients: dict[str, ParameterGradient] = {}
+    if accumulate:
+        _accumulate(params, old, new)
     owners = _owner_types(model)
+    gradients: dict[str, ParameterGradient] = {}
     for pid, (param, names) in params.items():
-        gradients[names[0]] = _gradient_entry(
-            param, names, new[pid] is not None, parts[pid], owners.get(pid, ()), bins
+        source = _GradientSource(
+            names[0], param, new[pid], recorder.parts_of(pid), owners.get(pid, ()), bins
         )
-    notes = list(recorder.notes)
-    if structure_changed:
-        notes.append("lazy parameters were materialized by this forward: their shapes are known now")
-    output_info = _describe_output(output)
-    used = {path for path, _ in differentiable_leaves(output)}
-    skipped = [path or "output" for path, _ in tensor_leaves(output) if path not in used]
-    if skipped:
-        notes.append(f"integer outputs left out of the loss: {', '.join(skipped)}")
-    result = BackwardResult(
-        output=output_info,
+        gradients[names[0]] = ParameterGradient(
+            name=names[0],
+            aliases=tuple(names),
+            shape=None
+            if isinstance(param, nn.parameter.UninitializedTensorMixin)
+            else tuple(param.shape),
+            requires_grad=param.requires_grad,
+            received=new[pid] is not None,
+            source=source,
+        )
+    recorder.uses.clear()  # views -> hooks -> recorder is a cycle: free the gradients it holds now
+    structure_changed = had_lazy and not _has_lazy(model)
+    return BackwardResult(
+        output=_describe_output(output),
         loss=float(loss_tensor.detach().double().cpu()),
         loss_name=loss.name,
         inputs=input_text,
         accumulate=accumulate,
         parameters=gradients,
-        diagnostics=gradient_diagnostics(gradients.values()),
         signal=recorder.signal.points() if recorder.signal is not None else [],
-        notes=notes,
+        notes=_notes(recorder, output, structure_changed),
         structure_changed=structure_changed,
     )
-    return result
+
+
+def _module_of(source: nn.Module | object) -> nn.Module:
+    """The model of an nn.Module, OpenedModel or Session; refused when it has no forward."""
+    why = unavailable_reason(source)
+    if why:
+        raise BackwardUnavailable(f"backward unavailable: {why}")
+    model = getattr(getattr(source, "opened", source), "model", source)
+    if not isinstance(model, nn.Module):
+        raise BackwardError(f"backward needs an nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _has_lazy(model: nn.Module) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters())
+
+
+def _forward_backward(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    loss_name: str,
+    recorder: _Recorder,
+    state: TaskState,
+    *,
+    train: bool | None,
+    seed: int | None,
+) -> tuple[
+    object, torch.Tensor, dict[int, tuple[nn.Parameter, list[str]]], dict[int, torch.Tensor | None]
+]:
+    """Forward, loss and backward with the recorder's hooks; ``.grad`` holds this run's gradients.
+
+    Returns the output, the loss, the parameters and their previous ``.grad``. On any error the
+    previous ``.grad`` are back in place; the caller removes the hooks and restores the modes.
+    """
+    device, _ = _model_placement(model)
+    rng_devices = [device] if device.type == "cuda" else []
+    if train is not None:
+        model.train(train)
+    recorder.install()
+    state.progress(0.1, "forward")
+    with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        try:
+            output = model(*tensors)
+        except Exception as exc:
+            module, type_name = recorder.innermost
+            raise ForwardError(
+                f"forward failed in {module} ({type_name}): {type(exc).__name__}: {_one_line(exc)}",
+                module,
+                type_name,
+                exc,
+            ) from exc
+        finally:
+            recorder.remove()  # parameters back in their modules before anything else
+        loss_tensor = _loss(output, loss_name, seed)
+        if recorder.record_parts:
+            recorder.count_uses(loss_tensor)
+        state.progress(0.4, "backward")
+        params = _named_parameters(model)  # after the forward: lazy parameters are real now
+        old = {pid: p.grad for pid, (p, _) in params.items()}
+        state.check()  # last point where cancelling is possible: nothing written yet
+        for param, _ in params.values():
+            param.grad = None
+        try:
+            loss_tensor.backward()
+        except BaseException as exc:
+            for pid, (param, _) in params.items():
+                param.grad = old[pid]
+            if isinstance(exc, Exception):
+                raise BackwardError(
+                    f"backward failed: {type(exc).__name__}: {_one_line(exc)}"
+                ) from exc
+            raise
+    return output, loss_tensor, params, old
+
+
+def _loss(output: object, loss_name: str, seed: int | None) -> torch.Tensor:
+    try:
+        loss_tensor = compute_loss(output, loss_name, seed)
+    except ParamscopeError:
+        raise
+    except Exception as exc:
+        raise BackwardError(
+            f"loss {loss_name} failed: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+    if not loss_tensor.requires_grad:
+        raise BackwardError(
+            "the loss does not depend on any parameter that requires grad "
+            "(all parameters frozen, or the output is detached)"
+        )
+    return loss_tensor
+
+
+def _accumulate(
+    params: dict[int, tuple[nn.Parameter, list[str]]],
+    old: dict[int, torch.Tensor | None],
+    new: dict[int, torch.Tensor | None],
+) -> None:
+    """Add this run's gradients into the previous ``.grad`` in place, as AccumulateGrad does."""
+    if any(old[pid] is not None and new[pid] is not None for pid in params):
+        _settle_pending()  # earlier results read their gradients before these change
+    with torch.no_grad():
+        for pid, (param, _) in params.items():
+            previous, added = old[pid], new[pid]
+            if previous is not None and added is not None:
+                param.grad = previous.add_(added)  # grad += new
+            elif previous is not None:
+                param.grad = previous
+
+
+def _notes(recorder: _Recorder, output: object, structure_changed: bool) -> list[str]:
+    notes = list(recorder.notes)
+    if structure_changed:
+        notes.append(
+            "lazy parameters were materialized by this forward: their shapes are known now"
+        )
+    used = {path for path, _ in differentiable_leaves(output)}
+    skipped = [path or "output" for path, _ in tensor_leaves(output) if path not in used]
+    if skipped:
+        notes.append(f"integer outputs left out of the loss: {', '.join(skipped)}")
+    return notes
 
 
 def _owner_types(model: nn.Module) -> dict[int, tuple[type, ...]]:
@@ -652,24 +963,26 @@ def _small_copy(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return tensor.detach().to("cpu", copy=True)
 
 
-def _parts(recorder: _Recorder, param_id: int, contribution: torch.Tensor | None) -> list[GradPart]:
-    """Per-use gradients of one parameter, plus a "(direct use)" part for what hooks missed."""
-    uses = [use for use in recorder.uses.get(param_id, []) if use.grad is not None]
-    if contribution is None or not uses:
-        return []
-    if len(uses) == 1 and param_id not in recorder.clone_ids:
+def _parts(uses: list[_UsePart], contribution: torch.Tensor | None) -> list[GradPart]:
+    """Per-use gradients of one parameter.
+
+    A derived use (see ``_Recorder._keep_part``) gets the total minus the kept uses; without
+    one, that rest is a "(direct use)" part when the hooks missed a use.
+    """
+    if contribution is None or not uses or (len(uses) == 1 and uses[0].grad is None):
         return []
     with torch.no_grad():
-        grads = [use.grad for use in uses if use.grad is not None]
-        rest = contribution.clone()  # what the hooked uses do not explain
-        for grad in grads:
-            rest.sub_(grad)
-        tensors = [(use.name, use.grad) for use in uses]
-        if rest.numel() and _max_abs(rest) > 1e-6 * _max_abs(contribution) + 1e-30:
+        rest = contribution.clone()  # what the kept uses do not explain
+        for use in uses:
+            if use.grad is not None:
+                rest.sub_(use.grad)
+        tensors = [(use.module, rest if use.grad is None else use.grad) for use in uses]
+        derived = any(use.grad is None for use in uses)
+        if not derived and rest.numel() and _max_abs(rest) > 1e-6 * _max_abs(contribution) + 1e-30:
             tensors.append((DIRECT_USE, rest))
     if len(tensors) < 2:
         return []
-    return [GradPart(name, tensor_stats(t), _small_copy(t)) for name, t in tensors if t is not None]
+    return [GradPart(name, tensor_stats(t), _small_copy(t)) for name, t in tensors]
 
 
 def _max_abs(tensor: torch.Tensor) -> float:
@@ -681,44 +994,15 @@ def _max_abs(tensor: torch.Tensor) -> float:
 
 
 def _dead_rows(grad: torch.Tensor, owners: tuple[type, ...]) -> tuple[int, ...]:
-    if grad.dim() < 2 or grad.is_sparse or not owners:
+    if grad.dim() < 2 or grad.is_sparse or not owners or grad.numel() == 0:
         return ()
     if not all(issubclass(t, _UNIT_MODULES) for t in owners):
         return ()
-    rows = (grad.detach().reshape(grad.shape[0], -1) == 0).all(dim=1)
+    # max |g| per row: a third of the time of (g == 0).all(1); NaN rows are not dead either way
+    rows = grad.detach().reshape(grad.shape[0], -1).abs().amax(dim=1) == 0
     if bool(rows.all()):  # an all-zero gradient is reported as such, not as dead rows
         return ()
     return tuple(int(i) for i in torch.nonzero(rows).reshape(-1).tolist())
-
-
-def _gradient_entry(
-    param: nn.Parameter,
-    names: list[str],
-    received: bool,
-    parts: list[GradPart],
-    owners: tuple[type, ...],
-    bins: int,
-) -> ParameterGradient:
-    grad = param.grad
-    stats = histogram = None
-    dead: tuple[int, ...] = ()
-    if grad is not None:
-        stats, histogram = tensor_summary(grad, bins=bins)
-        dead = _dead_rows(grad, owners)
-    weight_norm = l2_norm(param) if param.numel() else None
-    return ParameterGradient(
-        name=names[0],
-        aliases=tuple(names),
-        shape=None if isinstance(param, nn.parameter.UninitializedTensorMixin) else tuple(param.shape),
-        requires_grad=param.requires_grad,
-        grad=stats,
-        histogram=histogram,
-        weight_norm=weight_norm,
-        received=received,
-        parts=tuple(parts),
-        values=_small_copy(grad),
-        dead_rows=dead,
-    )
 
 
 def _rows_text(rows: tuple[int, ...], limit: int = 8) -> str:
@@ -732,11 +1016,23 @@ def gradient_diagnostics(gradients: object) -> list[Diagnostic]:
     for g in gradients:  # type: ignore[attr-defined]
         assert isinstance(g, ParameterGradient)
         if not g.requires_grad:
-            found.append(Diagnostic(INFO, "frozen", (g.name,), f"{g.name} is frozen (requires_grad=False): it gets no gradient"))
+            found.append(
+                Diagnostic(
+                    INFO,
+                    "frozen",
+                    (g.name,),
+                    f"{g.name} is frozen (requires_grad=False): it gets no gradient",
+                )
+            )
             continue
         if g.grad is not None and g.grad.nonfinite:
             found.append(
-                Diagnostic(ERROR, "nonfinite_grad", (g.name,), f"{g.name}: gradient has {g.grad.nan} NaN and {g.grad.inf} Inf values")
+                Diagnostic(
+                    ERROR,
+                    "nonfinite_grad",
+                    (g.name,),
+                    f"{g.name}: gradient has {g.grad.nan} NaN and {g.grad.inf} Inf values",
+                )
             )
         if not g.received:
             found.append(
@@ -748,7 +1044,9 @@ def gradient_diagnostics(gradients: object) -> list[Diagnostic]:
                 )
             )
         elif g.grad is not None and g.grad.zero_fraction == 1.0:
-            found.append(Diagnostic(WARNING, "zero_grad", (g.name,), f"{g.name}: gradient is entirely zero"))
+            found.append(
+                Diagnostic(WARNING, "zero_grad", (g.name,), f"{g.name}: gradient is entirely zero")
+            )
         if g.dead_rows and g.shape:
             found.append(
                 Diagnostic(
@@ -780,8 +1078,9 @@ class BackwardRequest:
 
 
 def run(request: BackwardRequest, state: TaskState | None = None) -> BackwardResult:
-    """``run(inputs, state)`` form of :func:`run_backward` for GUI workers."""
-    return run_backward(
+    """``run(inputs, state)`` form of :func:`run_backward` for GUI workers, summaries included
+    (the GUI thread then only reads them)."""
+    result = run_backward(
         request.model,
         request.inputs,
         request.loss,
@@ -792,3 +1091,4 @@ def run(request: BackwardRequest, state: TaskState | None = None) -> BackwardRes
         seed=request.seed,
         train=request.train,
     )
+    return result.summarize(state)

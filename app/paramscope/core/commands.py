@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from paramscope.core.memory import clone_ready, empty_like_ready
+
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
 
 
@@ -98,7 +100,7 @@ class TensorEditCommand(Command):
             for snap in self._snapshots:
                 if snap.swapped:
                     old = snap.before
-                    snap.tensor.data = torch.empty_like(old) if self._overwrites else old.clone()
+                    snap.tensor.data = empty_like_ready(old) if self._overwrites else clone_ready(old)
             try:
                 self._mutate()
             except BaseException:

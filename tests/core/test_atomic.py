@@ -111,3 +111,11 @@ def test_a_large_replaced_file_is_freed_off_the_callers_path(
     assert held == ([] if os.name == "nt" else [b"old"])
     write_atomically(target, lambda tmp: tmp.write_bytes(b"small"))  # below the size: plain
     assert len(held) == len([] if os.name == "nt" else [b"old"])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_replacing_a_named_pipe_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    target = tmp_path / "pipe"
+    os.mkfifo(target)
+    write_atomically(target, lambda tmp: tmp.write_text("file"))
+    assert target.read_text() == "file"

@@ -7,7 +7,7 @@ temporary file is removed and the old target, if any, is untouched.
 
 Large files are written through :class:`WritebackFile`, which asks the kernel to start writing
 each finished stretch to disk while the rest is still being produced: the disk works while the
-CPU serializes and checks, and the final fsync has little left to wait for.
+CPU serializes and checks, and the final fsync has less left to wait for.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -146,12 +147,13 @@ def _hold_large_file(target: Path) -> int | None:
     """
     if os.name == "nt":
         return None
-    try:
-        fd = os.open(target, os.O_RDONLY)
+    try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:  # none there yet, or unreadable: replace it the plain way
         return None
     with contextlib.suppress(OSError):
-        if os.fstat(fd).st_size >= RELEASE_IN_BACKGROUND:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_size >= RELEASE_IN_BACKGROUND:
             return fd
     os.close(fd)
     return None
@@ -198,9 +200,11 @@ def write_atomically(
         _fsync_file(tmp)
         os.chmod(tmp, file_mode(target))  # mkstemp makes it private (0600)
         old = _hold_large_file(target)
-        os.replace(tmp, target)
-        if old is not None:
-            _release_in_background(old)
+        try:
+            os.replace(tmp, target)
+        finally:
+            if old is not None:
+                _release_in_background(old)
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(OSError):

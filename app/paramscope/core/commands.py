@@ -13,9 +13,18 @@ from dataclasses import dataclass
 
 import torch
 
+from paramscope.core.errors import ParamscopeError
 from paramscope.core.memory import clone_ready, empty_like_ready
+from paramscope.core.tasks import TaskState
 
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
+
+#: ``tensor_of(canonical name)``: the tensor a change writes to.
+TensorOf = Callable[[str], torch.Tensor]
+
+
+class StaleEditError(ParamscopeError):
+    """A staged edit whose targets changed after it was staged: nothing was applied."""
 
 
 class Command(ABC):
@@ -82,20 +91,97 @@ class TensorEditCommand(Command):
         *,
         overwrites: bool = False,
         shared: Collection[str] | None = None,
+        compute: Callable[[TensorOf], None] | None = None,
     ) -> None:
         self.text = text
         self._mutate: Callable[[], None] | None = mutate
+        self._compute = compute
+        self._staged: dict[str, torch.Tensor] | None = None
         self._overwrites = overwrites
-        self._snapshots = []
+        self._snapshots: list[_Snapshot] = []
         for name, tensor in targets:
             swap = shared is not None and name not in shared and tensor.layout == torch.strided
             before = tensor.data if swap else tensor.detach().clone()
             self._snapshots.append(_Snapshot(name, tensor, before, swap))
 
+    # --- staging ---------------------------------------------------------------------------
+    @property
+    def can_stage(self) -> bool:
+        """:meth:`stage` can compute this edit off the model (not yet done, all targets swapped)."""
+        return (
+            self._compute is not None
+            and self._mutate is not None
+            and self._staged is None
+            and all(s.swapped for s in self._snapshots)
+        )
+
+    @property
+    def staged(self) -> bool:
+        """New values are computed and wait for :meth:`do` to swap them in."""
+        return self._staged is not None
+
+    @property
+    def numel(self) -> int:
+        """Elements of all targets (how long the edit takes, roughly)."""
+        return sum(s.before.numel() for s in self._snapshots)
+
+    def stage(self, state: TaskState | None = None) -> None:
+        """Compute the new values into fresh tensors; the model is not touched.
+
+        Safe in a worker thread as long as nothing writes the targets meanwhile; :meth:`do`
+        refuses (:class:`StaleEditError`) if a target's data was replaced since. ``state``
+        hears progress per tensor and may cancel (:class:`~paramscope.core.errors.Cancelled`).
+        A failed or cancelled stage leaves the command unstaged, with whatever random numbers
+        it drew consumed: build a new command rather than do this one.
+        """
+        if not self.can_stage:
+            raise RuntimeError(f"{self.text}: cannot be staged")
+        assert self._compute is not None
+        snapshots = {s.name: s for s in self._snapshots}
+        fresh: dict[str, torch.Tensor] = {}
+
+        def tensor_of(name: str) -> torch.Tensor:
+            if name not in fresh:
+                if name not in snapshots:
+                    raise RuntimeError(f"{self.text}: {name!r} is not one of the command's targets")
+                if state is not None:
+                    state.progress(len(fresh) / len(snapshots), name)
+                old = snapshots[name].before
+                fresh[name] = empty_like_ready(old) if self._overwrites else clone_ready(old)
+            return fresh[name]
+
+        with torch.no_grad():  # thread-local: a worker thread starts with grad mode on
+            self._compute(tensor_of)
+            for name, snap in snapshots.items():  # a target compute left alone keeps its values
+                fresh.setdefault(name, clone_ready(snap.before))
+        self._staged = fresh
+
+    def stale(self) -> list[str]:
+        """Targets whose data was replaced since the command was built (a staged ``do`` refuses)."""
+        return [s.name for s in self._snapshots if s.swapped and not _same_data(s.tensor, s.before)]
+
+    def _swap_in_staged(self, staged: dict[str, torch.Tensor]) -> None:
+        stale = self.stale()
+        if stale:
+            raise StaleEditError(
+                f"{self.text}: {', '.join(stale)} changed while the new values were computed; "
+                "nothing applied, apply again"
+            )
+        for snap in self._snapshots:
+            snap.tensor.data = staged[snap.name]
+
+    # --- undoable change --------------------------------------------------------------------
     def do(self) -> None:
         with torch.no_grad():
             if self._mutate is None:
                 self._restore(before=False)
+                return
+            if self._staged is not None:
+                self._swap_in_staged(self._staged)
+                self._staged = None
+                self._mutate = self._compute = None
+                for snap in self._snapshots:
+                    snap.after = snap.tensor.data
                 return
             for snap in self._snapshots:
                 if snap.swapped:
@@ -106,7 +192,7 @@ class TensorEditCommand(Command):
             except BaseException:
                 self._restore(before=True)
                 raise
-            self._mutate = None
+            self._mutate = self._compute = None
             for snap in self._snapshots:
                 snap.after = snap.tensor.data if snap.swapped else snap.tensor.detach().clone()
 
@@ -139,10 +225,25 @@ class TensorEditCommand(Command):
 
     def values(self, name: str, after: bool) -> torch.Tensor | None:
         # Both are never written again: copies, or data objects swapped out of the model.
+        # Staged values are known before ``do`` (a worker summarizes them for the views).
         for snap in self._snapshots:
             if snap.name == name:
+                if after and snap.after is None and self._staged is not None:
+                    return self._staged[name]
                 return snap.after if after else snap.before
         return None
+
+
+def _same_data(tensor: torch.Tensor, data: torch.Tensor) -> bool:
+    """``tensor``'s data is still ``data`` (the same memory seen the same way)."""
+    live = tensor.data
+    return (
+        live.untyped_storage().data_ptr() == data.untyped_storage().data_ptr()
+        and live.storage_offset() == data.storage_offset()
+        and live.shape == data.shape
+        and live.stride() == data.stride()
+        and live.dtype == data.dtype
+    )
 
 
 Listener = Callable[[], None]

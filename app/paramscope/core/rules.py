@@ -506,13 +506,25 @@ class InitCommand(TensorEditCommand):
         def mutate() -> None:
             run_rule(rule_plan, session.tensor, model.get_submodule, generator)
 
+        def compute(tensor_of: Callable[[str], torch.Tensor]) -> None:
+            run_rule(rule_plan, tensor_of, model.get_submodule, generator)
+
         text = f"init {rule_plan.rule.text}"
         if rule_plan.initializer.takes_generator or rule_plan.modules or isinstance(rule_plan.initializer, CustomInitializer):
             text += f" (seed {seed})"
-        # torch.nn.init functions write every element without reading: no copy is needed
-        overwrites = isinstance(rule_plan.initializer, TorchInitializer)
+        # torch.nn.init functions write every element without reading: no copy is needed. They
+        # see only the tensor, so they may run on fresh ones off the model (staged); a reset or a
+        # user's function may read the live module or global state, and stays on the model.
+        torch_init = isinstance(rule_plan.initializer, TorchInitializer)
         targets = [(n, session.tensor(n)) for n in names]
-        super().__init__(text, targets, mutate, overwrites=overwrites, shared=session.shared_storage)
+        super().__init__(
+            text,
+            targets,
+            mutate,
+            overwrites=torch_init,
+            shared=session.shared_storage,
+            compute=compute if torch_init else None,
+        )
         self.replay_code = replay_code(rule_plan, seed, first_of_request=index == 0)
 
 

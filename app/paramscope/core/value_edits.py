@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from paramscope.core.commands import TensorEditCommand
+from paramscope.core.commands import TensorEditCommand, TensorOf
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
 from paramscope.core.initializers import format_value
@@ -83,13 +83,18 @@ class ValueEditCommand(TensorEditCommand):
         canonical = list(dict.fromkeys(session.canonical(n) for n in names))
         self.kind = kind
         targets = [(n, session.tensor(n)) for n in canonical]
+        live = dict(targets)
 
-        def mutate() -> None:
-            for _, tensor in targets:
-                _apply(tensor, kind, value, low, high, expression)
+        def compute(tensor_of: TensorOf) -> None:
+            for name in canonical:
+                _apply(tensor_of(name), kind, value, low, high, expression)
 
         text = f"{', '.join(canonical)} {describe_edit(kind, value, low, high, expression)}"
-        super().__init__(text, targets, mutate, shared=session.shared_storage)
+
+        def mutate() -> None:
+            compute(live.__getitem__)
+
+        super().__init__(text, targets, mutate, shared=session.shared_storage, compute=compute)
         self.replay_code = "\n".join(
             [f"# {text}"] + [_replay_line(f"T({n!r})", kind, value, low, high, expression) for n in canonical]
         )

@@ -329,6 +329,8 @@ class BackwardPanel(QWidget):
     def run_backward(self) -> None:
         if not self.state.has_session or self.worker.is_running:
             return
+        if self.state.refuse_if_busy("backward"):  # e.g. a large edit is being computed
+            return
         session = self.state.session
         text = self.input_edit.text().strip()
         inputs = self._explore_inputs() if text == EXPLORE_INPUTS else None

@@ -5,10 +5,18 @@ selection), the form from each initializer's :class:`~paramscope.core.initialize
 and every change is a command through ``AppState.execute`` (undoable). Preview runs the same
 request on copies (:func:`~paramscope.core.rules.preview_rules`), so with the same seed it shows
 exactly what Apply will write.
+
+A large edit (over :data:`BACKGROUND_NUMEL` elements) that can be staged is computed in a
+:class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
+marked busy; back on the GUI thread the command goes through ``AppState.execute`` as any other,
+which then only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from paramscope.core.commands import Command, TensorEditCommand
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.initializers import (
     CATALOGUE,
@@ -49,16 +58,65 @@ from paramscope.core.rules import (
     preview_rules,
     resolve_targets,
 )
-from paramscope.core.statistics import summarize
+from paramscope.core.statistics import TensorSummary, summarize
 from paramscope.core.stats import Histogram
+from paramscope.core.tasks import TaskState
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
+from paramscope.gui.workers import SliceState, TaskWorker
 from paramscope.resources import resource_path
 
 SELECTED_TENSOR, SELECTED_MODULE, RULE = "tensor", "module", "rule"
 CUSTOM = "custom"
+
+#: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
+#: window for about a second. Smaller ones run at once (no thread to wait for).
+BACKGROUND_NUMEL = 1 << 22
+
+#: The initializer and its arguments at the time of Apply (for the theory curve drawn after).
+Form = tuple[str, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What the worker hands back: torch's warnings, and summaries of the tensor shown after."""
+
+    notices: list[str]
+    after: TensorSummary
+    before: TensorSummary | None  # None: the session already knew it
+
+
+@dataclass(frozen=True)
+class _Pending:
+    command: TensorEditCommand
+    what: str  # the busy name: "init" or "value edit"
+    name: str  # the tensor shown after
+    form: Form
+    finish: Callable[[], None]  # the rest of Apply, once the command is in effect
+
+
+def stage_in_worker(
+    command: TensorEditCommand, name: str, summarize_before: bool, state: TaskState
+) -> Staged:
+    """Compute ``command``'s new values and the summaries shown after it (runs in a worker).
+
+    The summaries are made here too: a histogram of a GPT-2 embedding takes as long as its init.
+    """
+    # Warnings come from this thread: caught here and passed on as notices, as execute does.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        command.stage(SliceState(state, 0.0, 0.7))
+        after_values = command.values(name, after=True)
+        before_values = command.values(name, after=False)
+        assert after_values is not None and before_values is not None
+        after = summarize(after_values, state=SliceState(state, 0.7, 0.85))
+        before = None
+        if summarize_before:
+            before = summarize(before_values, state=SliceState(state, 0.85, 1.0))
+    notices = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    return Staged(notices, after, before)
 
 
 def example_source() -> str:
@@ -134,6 +192,8 @@ class InitPanel(QWidget):
         self.fields: dict[str, QWidget] = {}
         self._preview_seed: tuple[str, int] | None = None  # (request key, seed) of the last preview
         self._custom_cache: tuple[str, Initializer] | None = None
+        self.worker = TaskWorker(self)  # computes large edits (see BACKGROUND_NUMEL)
+        self._pending: _Pending | None = None
 
         # --- targets
         self.target_mode = QComboBox()
@@ -271,6 +331,11 @@ class InitPanel(QWidget):
         self.apply_button.clicked.connect(self.apply)
         self.edit_button.clicked.connect(self.apply_value_edit)
         self.edit_kind.currentIndexChanged.connect(lambda _i: self._update_edit_fields())
+        self.worker.progress.connect(self._on_stage_progress)
+        self.worker.finished.connect(self._on_staged)
+        self.worker.failed.connect(self._on_stage_failed)
+        self.worker.done.connect(self._on_stage_done)
+        state.sessionChanged.connect(self.worker.cancel)  # values of the previous model: dropped
         state.sessionChanged.connect(self.refresh_targets)
         state.sessionChanged.connect(self.view.hide)
         state.sessionChanged.connect(self._update_undo_label)
@@ -445,17 +510,25 @@ class InitPanel(QWidget):
         selected = self.state.selected_tensor
         return selected if selected in names else names[0]
 
-    def _theory(self, name: str, histogram: Histogram) -> Theory | None:
-        if self.initializer_name == CUSTOM:
+    def _form(self) -> Form:
+        return self.initializer_name, self.kwargs()
+
+    def _theory(self, name: str, histogram: Histogram, form: Form | None = None) -> Theory | None:
+        initializer, kwargs = form if form is not None else self._form()
+        if initializer == CUSTOM:
             return None
         shape = self.state.session.report.tensor(name).shape
         try:
-            return theory_curve(self.initializer_name, self.kwargs(), shape, histogram)
+            return theory_curve(initializer, kwargs, shape, histogram)
         except (ValueError, ZeroDivisionError):
             return None
 
     def apply(self) -> bool:
-        """Initialize the targets (one undoable command)."""
+        """Initialize the targets (one undoable command).
+
+        A large one is computed in the worker first: True then means started, and ``applied``
+        follows once it is in effect (or an error, the model unchanged).
+        """
         session = self.state.session if self.state.has_session else None
         if session is None:
             return False
@@ -471,22 +544,97 @@ class InitPanel(QWidget):
             self._error("nothing to initialize: every target was refused")
             return False
         command = commands[0]
-        if not self.state.execute(command):
-            return False
-        self._preview_seed = None
-        touched = tuple(command.touched)
-        self._show_after(touched)
         skipped = f"; skipped {', '.join(n for _, n, _ in the_plan.skipped)}" if the_plan.skipped else ""
-        self.message.setText(f"{command.text}: changed {', '.join(touched)}{skipped}. Undo takes it back.")
-        self.applied.emit(touched)
+
+        def finish() -> None:
+            self._preview_seed = None
+            touched = tuple(command.touched)
+            self.message.setText(f"{command.text}: changed {', '.join(touched)}{skipped}. Undo takes it back.")
+            self.applied.emit(touched)
+
+        return self._run(command, "init", finish)
+
+    # --- running an edit, at once or in the worker -----------------------------------------------
+    @property
+    def is_staging(self) -> bool:
+        """A large edit is being computed in the worker (the model is busy meanwhile)."""
+        return self._pending is not None
+
+    def _in_background(self, command: Command) -> bool:
+        if not isinstance(command, TensorEditCommand):
+            return False
+        return command.can_stage and command.numel > BACKGROUND_NUMEL
+
+    def _run(self, command: Command, what: str, finish: Callable[[], None]) -> bool:
+        """Do ``command`` now, or in the worker first when it is large; then show it, ``finish``."""
+        name = self._shown_name(list(command.touched))
+        form = self._form()
+        if not self._in_background(command):
+            if not self.state.execute(command):
+                return False
+            self._show_after(name, form)
+            finish()
+            return True
+        assert isinstance(command, TensorEditCommand)
+        if self.state.refuse_if_busy(command.text):
+            return False
+        summarize_before = self.state.session.summary(name) is None
+        self._pending = _Pending(command, what, name, form, finish)
+        self._set_staging(True, what)
+        self.message.setText(f"{command.text}: computing the new values…")
+        self.worker.start(
+            lambda task_state: stage_in_worker(command, name, summarize_before, task_state),
+            command.text,  # what a failure message names
+        )
         return True
 
-    def _show_after(self, touched: tuple[str, ...]) -> None:
+    def _set_staging(self, busy: bool, what: str) -> None:
+        for button in (self.apply_button, self.edit_button, self.preview_button):
+            button.setEnabled(not busy)
+        self.state.busyChanged.emit(busy, what)
+
+    def _take_pending(self) -> _Pending | None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._set_staging(False, pending.what)
+        return pending
+
+    def _on_stage_progress(self, fraction: float, _message: str) -> None:
+        if self._pending is not None:
+            text = self._pending.command.text
+            self.message.setText(f"{text}: computing the new values… {int(fraction * 100)}%")
+
+    def _on_staged(self, staged: Staged) -> None:
+        pending = self._take_pending()  # not busy any more: execute would refuse
+        if pending is None or not self.state.has_session:
+            return
+        command, name = pending.command, pending.name
+        for text in staged.notices:
+            self.state.noticeOccurred.emit(f"{command.text}: {text}")
         session = self.state.session
-        name = self._shown_name(list(touched))
+        if staged.before is not None and not command.stale():
+            session.store_summaries({name: staged.before})  # kept as the "before" of the plot
+        if not self.state.execute(command):
+            self.message.setText(f"{command.text}: not applied")
+            return
+        self.state.store_summaries({name: staged.after})
+        self._show_after(name, pending.form)
+        pending.finish()
+
+    def _on_stage_failed(self, message: str) -> None:
+        if self._take_pending() is not None:  # staging touched no live tensor: the model is as it was
+            self._error(" ".join(message.split()))  # one line, even when the exception's is not
+
+    def _on_stage_done(self) -> None:
+        pending = self._take_pending()  # still pending after done: cancelled (new model, closing)
+        if pending is not None:
+            self.message.setText(f"{pending.command.text}: cancelled, nothing applied")
+
+    def _show_after(self, name: str, form: Form) -> None:
+        session = self.state.session
         current = session.ensure_summary(name).histogram
         previous = session.previous_summary(name)
-        theory = self._theory(name, current)
+        theory = self._theory(name, current, form)
         self.view.set_histograms(current, previous.histogram if previous else None, theory, title=name)
         self.view.show()
         self.theory_label.setText(theory[2] if theory else "")
@@ -500,7 +648,10 @@ class InitPanel(QWidget):
         self.expression_edit.setEnabled(kind == "expression")
 
     def apply_value_edit(self) -> bool:
-        """Add, multiply, set, clamp or an expression in x, on the targets (undoable)."""
+        """Add, multiply, set, clamp or an expression in x, on the targets (undoable).
+
+        A large edit is computed in the worker first, as :meth:`apply` does.
+        """
         if not self.state.has_session:
             return False
         session = self.state.session
@@ -517,12 +668,12 @@ class InitPanel(QWidget):
         except ParamscopeError as exc:
             self._error(str(exc))
             return False
-        if not self.state.execute(command):
-            return False
-        self._show_after(tuple(command.touched))
-        self.message.setText(f"{command.text}. Undo takes it back.")
-        self.applied.emit(tuple(command.touched))
-        return True
+
+        def finish() -> None:
+            self.message.setText(f"{command.text}. Undo takes it back.")
+            self.applied.emit(tuple(command.touched))
+
+        return self._run(command, "value edit", finish)
 
     # --- undo memory and replay script -----------------------------------------------------------
     def _update_undo_label(self) -> None:

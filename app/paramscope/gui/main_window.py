@@ -473,12 +473,16 @@ class MainWindow(QMainWindow):
             self.setWindowModified(session.modified)
 
     def undo(self) -> None:
-        if self.state.has_session:
+        if self.state.has_session and not self._waits_for_staging("Undo"):
             self._guarded(self.state.session.undo, "Undo")
 
     def redo(self) -> None:
-        if self.state.has_session:
+        if self.state.has_session and not self._waits_for_staging("Redo"):
             self._guarded(self.state.session.redo, "Redo")
+
+    def _waits_for_staging(self, what: str) -> bool:
+        # A large edit being computed replaces the current values when done: they must not move.
+        return self.init_panel.is_staging and self.state.refuse_if_busy(what)
 
     def _guarded(self, action, what: str) -> None:
         try:
@@ -553,6 +557,7 @@ class MainWindow(QMainWindow):
             return
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
+        self.init_panel.worker.cancel_and_wait()  # a large edit being computed: nothing applied
         self.histogram_panel.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()

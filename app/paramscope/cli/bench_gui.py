@@ -15,6 +15,7 @@ import time
 
 NAME = "longest event-loop stall while the window computes statistics"
 OPEN_SECONDS = [0.0]  # how long open_model held the GUI thread, for the note
+FIRST_PAINT_SECONDS = [0.0]  # from then until the statistics started (the first paint)
 
 
 def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float]:
@@ -46,13 +47,21 @@ def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float
     loop = QEventLoop()
     window.statistics.allDone.connect(loop.quit)
     QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+
+    def statistics_started() -> None:
+        if not heartbeat.isActive():
+            FIRST_PAINT_SECONDS[0] = time.perf_counter() - opened_at[0]
+            clock.start()
+            heartbeat.start()
+
+    # Opening (report, tree) and the window's first paint of the new model happen on the GUI
+    # thread before the statistics start (the worker waits for that paint); both are reported
+    # apart. The stall measured is the one while the statistics compute.
+    window.statistics.started.connect(statistics_started)
     start = time.perf_counter()
-    # Opening (report, tree) runs on the GUI thread before the statistics start in the worker;
-    # its time is reported apart: the stall measured is the one while statistics compute.
     window.state.open_model(OpenedModel(model, "bench:gpt2", "python"))
-    OPEN_SECONDS[0] = time.perf_counter() - start
-    clock.start()
-    heartbeat.start()
+    opened_at = [time.perf_counter()]
+    OPEN_SECONDS[0] = opened_at[0] - start
     if not window.statistics.complete:
         loop.exec()
     took = time.perf_counter() - start
@@ -83,7 +92,8 @@ def main(argv: list[str]) -> int:
             value=f"{stall_ms:.0f} ms",
             ratio=stall_ms / 100.0,
             note=f"5 ms heartbeat; ratio = stall / 100 ms; statistics took {took:.1f} s; "
-            f"opening the model held the GUI thread {OPEN_SECONDS[0]:.2f} s before",
+            f"before it, opening the model held the GUI thread {OPEN_SECONDS[0]:.2f} s and "
+            f"the first paint with the new model {FIRST_PAINT_SECONDS[0]:.2f} s",
         )
     except Exception as exc:
         row = Row("gui_stall", NAME, "<= 100 ms", pending=f"pending: {type(exc).__name__}: {exc}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -55,6 +55,9 @@ from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
 from paramscope.gui.tree_panel import ModuleTreePanel
 from paramscope.gui.value_grid import ValueGrid
+
+# The statistics bar repaints at most this often (each repaint of a big window costs ~25 ms).
+PROGRESS_REPAINT_MS = 150
 
 
 class MainWindow(QMainWindow):
@@ -219,6 +222,11 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
         self.progress_bar.hide()
+        self._pending_progress = (0, "")
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_REPAINT_MS)
+        self._progress_timer.timeout.connect(self._show_progress)
         self.cancel_button.hide()
 
     def _build_menus(self) -> None:
@@ -511,8 +519,14 @@ class MainWindow(QMainWindow):
         self.cancel_button.show()
 
     def _on_stats_progress(self, fraction: float, message: str) -> None:
-        # QProgressBar.setValue repaints at once: only when the shown percentage changes.
-        percent = int(fraction * 100)
+        # QProgressBar.setValue repaints at once (tens of ms in a big window): the bar shows the
+        # latest value at most every PROGRESS_REPAINT_MS.
+        self._pending_progress = (int(fraction * 100), message)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _show_progress(self) -> None:
+        percent, message = self._pending_progress
         if percent != self.progress_bar.value():
             self.progress_bar.setValue(percent)
         self.progress_bar.setToolTip(message)

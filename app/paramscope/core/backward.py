@@ -61,6 +61,8 @@ from paramscope.core.stats import (
 )
 from paramscope.core.tasks import TaskState, ensure_state
 
+# The autograd node that writes a leaf's .grad (its ``variable`` is the leaf).
+_ACCUMULATE_GRAD = torch._C._functions.AccumulateGrad
 ROOT_LABEL = "(root)"
 DIRECT_USE = "(direct use)"
 VALUES_LIMIT = 256  # keep a CPU copy of gradients this small, for value grids
@@ -455,8 +457,11 @@ class _Recorder:
         self.model = model
         self.record_parts = record_parts
         self.signal = SignalRecorder() if record_signal else None
+        # One walk of the module tree per run: each walk of a large model is not free.
+        self.named = list(model.named_modules(remove_duplicate=False))
+        self.modules = list({id(m): m for _, m in self.named}.values())
         self.names: dict[int, list[str]] = {}
-        for name, module in model.named_modules(remove_duplicate=False):
+        for name, module in self.named:
             self.names.setdefault(id(module), []).append(name or ROOT_LABEL)
         self.calls: dict[int, int] = {}
         self.stack: list[tuple[int, int, str, str]] = []  # (module id, call id, name, type)
@@ -466,16 +471,13 @@ class _Recorder:
         self.multi_ids: set[int] = set()  # parameters used several times: parts are kept
         self.direct_edges: dict[int, int] = {}  # uses no module call saw, per parameter
         self._derived: set[int] = set()  # parameters whose first-arriving use is derived
+        self._viewable_ids: dict[int, bool] = {}
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.notes: list[str] = []
         self._ids = itertools.count()
 
     def install(self) -> None:
-        seen: set[int] = set()
-        for module in self.model.modules():
-            if id(module) in seen:
-                continue
-            seen.add(id(module))
+        for module in self.modules:
             try:
                 self.handles.append(module.register_forward_pre_hook(self._pre))
                 self.handles.append(module.register_forward_hook(self._post))
@@ -521,7 +523,7 @@ class _Recorder:
                 real = self.originals.get((id(module), local))  # type: ignore[assignment]
                 if real is None:
                     continue
-            if not real.requires_grad or data_problem(real) is not None:
+            if not self._viewable(real):
                 continue
             view = real.view_as(real)
             self.uses.setdefault(id(real), []).append(_Use(name, view))
@@ -529,6 +531,14 @@ class _Recorder:
             swapped.append((module, local, current))
         if swapped:
             self.swaps[call_id] = swapped
+
+    def _viewable(self, param: nn.Parameter) -> bool:
+        """Whether uses of ``param`` are seen through views (checked once per run)."""
+        known = self._viewable_ids.get(id(param))
+        if known is None:
+            known = param.requires_grad and data_problem(param) is None
+            self._viewable_ids[id(param)] = known
+        return known
 
     def _keep_part(self, param_id: int, use: _Use) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
@@ -578,18 +588,18 @@ class _Recorder:
             for child, _ in node.next_functions:
                 if child is None:
                     continue
-                variable = getattr(child, "variable", None)
-                if variable is not None:
-                    edges[id(variable)] = edges.get(id(variable), 0) + 1
-                    self.direct_edges[id(variable)] = self.direct_edges.get(id(variable), 0) + 1
+                if type(child) is _ACCUMULATE_GRAD:
+                    variable = id(child.variable)
+                    edges[variable] = edges.get(variable, 0) + 1
+                    self.direct_edges[variable] = self.direct_edges.get(variable, 0) + 1
                 elif id(child) in view_nodes:
                     # one use through a module call: the view's own edge leads to the parameter
                     if id(child) not in seen:
                         seen.add(id(child))
                         for grandchild, _ in child.next_functions:
-                            var = getattr(grandchild, "variable", None)
-                            if var is not None:
-                                edges[id(var)] = edges.get(id(var), 0) + 1
+                            if type(grandchild) is _ACCUMULATE_GRAD:
+                                variable = id(grandchild.variable)
+                                edges[variable] = edges.get(variable, 0) + 1
                 else:
                     stack.append(child)
         self.multi_ids.update(pid for pid, count in edges.items() if count > 1)
@@ -633,13 +643,21 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _named_parameters(model: nn.Module) -> dict[int, tuple[nn.Parameter, list[str]]]:
+def _named_parameters(
+    named_modules: list[tuple[str, nn.Module]],
+) -> dict[int, tuple[nn.Parameter, list[str]]]:
+    """Each parameter once, with all its names: ``named_parameters(remove_duplicate=False)``
+    grouped, from an existing walk of the modules."""
     found: dict[int, tuple[nn.Parameter, list[str]]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in found:
-            found[id(param)][1].append(name)
-        else:
-            found[id(param)] = (param, [name])
+    for prefix, module in named_modules:
+        for local, param in module._parameters.items():
+            if param is None:
+                continue
+            name = f"{prefix}.{local}" if prefix else local
+            if id(param) in found:
+                found[id(param)][1].append(name)
+            else:
+                found[id(param)] = (param, [name])
     return found
 
 
@@ -709,10 +727,10 @@ def _describe_output(output: object) -> OutputInfo:
 class _Snapshot:
     """Training flags and buffer values, put back after the run."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.flags = [(m, m.training) for m in model.modules()]
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.flags = [(m, m.training) for m in modules]
         self.buffers: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
-        for module in model.modules():
+        for module in modules:
             for local, buffer in module._buffers.items():
                 if buffer is not None and data_problem(buffer) is None:
                     self.buffers.append((module, local, buffer, buffer.detach().clone()))
@@ -778,12 +796,13 @@ def run_backward(
     loss = get_loss(loss_name)  # an unknown name fails before anything runs
     state.progress(0.0, "building inputs")
     tensors, input_text = make_inputs(model, inputs, seed)
-    had_lazy = _has_lazy(model)
     recorder = _Recorder(model, record_parts, record_signal)
-    for param_id, (_, names) in _named_parameters(model).items():
+    before = _named_parameters(recorder.named)
+    had_lazy = _has_lazy(before)
+    for param_id, (_, names) in before.items():
         if len(names) > 1:
             recorder.multi_ids.add(param_id)
-    snapshot = _Snapshot(model)
+    snapshot = _Snapshot(recorder.modules)
     try:
         output, loss_tensor, params, old = _forward_backward(
             model, tensors, loss.name, recorder, state, train=train, seed=seed
@@ -795,7 +814,7 @@ def run_backward(
     new = {pid: p.grad for pid, (p, _) in params.items()}
     if accumulate:
         _accumulate(params, old, new)
-    owners = _owner_types(model)
+    owners = _owner_types(recorder.modules)
     gradients: dict[str, ParameterGradient] = {}
     for pid, (param, names) in params.items():
         source = _GradientSource(
@@ -812,7 +831,7 @@ def run_backward(
             source=source,
         )
     recorder.uses.clear()  # views -> hooks -> recorder is a cycle: free the gradients it holds now
-    structure_changed = had_lazy and not _has_lazy(model)
+    structure_changed = had_lazy and not _has_lazy(params)
     return BackwardResult(
         output=_describe_output(output),
         loss=float(loss_tensor.detach().double().cpu()),
@@ -837,8 +856,8 @@ def _module_of(source: nn.Module | object) -> nn.Module:
     return model
 
 
-def _has_lazy(model: nn.Module) -> bool:
-    return any(isinstance(p, nn.parameter.UninitializedTensorMixin) for p in model.parameters())
+def _has_lazy(params: dict[int, tuple[nn.Parameter, list[str]]]) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedTensorMixin) for p, _ in params.values())
 
 
 def _forward_backward(
@@ -883,7 +902,8 @@ def _forward_backward(
         if recorder.record_parts:
             recorder.count_uses(loss_tensor)
         state.progress(0.4, "backward")
-        params = _named_parameters(model)  # after the forward: lazy parameters are real now
+        # Walked again: the forward may have registered parameters (lazy modules)
+        params = _named_parameters(list(model.named_modules(remove_duplicate=False)))
         old = {pid: p.grad for pid, (p, _) in params.items()}
         state.check()  # last point where cancelling is possible: nothing written yet
         for param, _ in params.values():
@@ -948,9 +968,9 @@ def _notes(recorder: _Recorder, output: object, structure_changed: bool) -> list
     return notes
 
 
-def _owner_types(model: nn.Module) -> dict[int, tuple[type, ...]]:
+def _owner_types(modules: list[nn.Module]) -> dict[int, tuple[type, ...]]:
     owners: dict[int, set[type]] = {}
-    for module in model.modules():
+    for module in modules:
         for param in module._parameters.values():
             if param is not None:
                 owners.setdefault(id(param), set()).add(type(module))

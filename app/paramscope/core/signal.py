@@ -22,6 +22,7 @@ from paramscope.core.stats import tensor_stats
 
 # The fast std is used when the centered sum of squares keeps this share of the raw one.
 FAST_STD_MARGIN = 0.1
+_FAST_DTYPES = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def _std(tensor: torch.Tensor) -> float | None:
     """
     tensor = tensor.detach()
     n = tensor.numel()
-    if n > 1 and tensor.dtype in (torch.float32, torch.float64) and tensor.layout == torch.strided:
-        distinct = _distinct(tensor).reshape(-1)
+    if n > 1 and tensor.dtype in _FAST_DTYPES and tensor.layout == torch.strided:
+        distinct = (tensor if tensor.is_contiguous() else _distinct(tensor)).reshape(-1)
         copies = n / distinct.numel()  # each distinct element stands for this many
         total = float(distinct.sum()) * copies
         squares = float(torch.dot(distinct, distinct)) * copies
@@ -82,12 +83,7 @@ def _std(tensor: torch.Tensor) -> float | None:
 
 def _distinct(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` without its broadcast dimensions (stride 0): every element once."""
-    if all(
-        stride != 0 or size <= 1 for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
-    ):
-        return tensor
-    index = tuple(slice(0, 1) if stride == 0 else slice(None) for stride in tensor.stride())
-    return tensor[index]
+    return tensor[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in tensor.stride())]
 
 
 class SignalRecorder:

@@ -158,6 +158,25 @@ def test_awkward_layouts_load_with_the_libraries_exactly(tmp_path: Path, suffix:
         _assert_same_bits(got[name], tensor, name)
 
 
+@pytest.mark.parametrize("memcmp", [True, False])
+def test_read_back_comparison_is_bitwise(monkeypatch: pytest.MonkeyPatch, memcmp: bool) -> None:
+    if not memcmp:  # where the C library's memcmp is unavailable, torch.equal on words
+        monkeypatch.setattr(export_module, "_memcmp", lambda: None)
+    same = export_module._same_bits
+    x = torch.randn(5, 3)
+    assert same(x, x.clone()) and same(x.t(), x.t().contiguous())
+    assert same(torch.empty(0, 2), torch.empty(0, 2)) and same(torch.tensor(1.0), torch.tensor(1.0))
+    assert not same(torch.tensor([0.0]), torch.tensor([-0.0]))  # equal values, other bits
+    nan = torch.tensor([float("nan")])
+    assert same(nan, nan.clone())  # NaN != NaN as values, yet the same bits
+    y = x.clone()
+    y.view(-1).view(torch.uint8)[-1] ^= 1  # the very last byte
+    assert not same(x, y)
+    assert not same(x, x.double()) and not same(x, x.reshape(3, 5))
+    odd = torch.arange(7, dtype=torch.int8)
+    assert same(odd, odd.clone()) and not same(odd, odd.flip(0))
+
+
 def _corrupt_on_disk(monkeypatch: pytest.MonkeyPatch, tensor: torch.Tensor) -> None:
     """Flip one bit of ``tensor``'s bytes in the written file before it is read back."""
     real = export_module._read_back

@@ -9,6 +9,8 @@ from: the old file's bytes stay alive under the mapping.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,9 +99,15 @@ def state_dict_for(
     return dict(state)
 
 
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes, as wide integers where possible (comparing int64 is ~5x faster)."""
-    raw = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+def _bytes_of(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes as a flat contiguous CPU uint8 tensor (its own memory when it can)."""
+    return (
+        t.detach().to("cpu").resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8)
+    )
+
+
+def _bits(raw: torch.Tensor) -> torch.Tensor:
+    """Bytes as wide integers where possible (comparing int64 is ~5x faster than bytes)."""
     for wide in (torch.int64, torch.int32):
         if raw.numel() % wide.itemsize == 0:
             try:
@@ -109,9 +117,34 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return raw
 
 
+@functools.cache
+def _memcmp() -> Callable[..., int] | None:
+    """The C library's memcmp: on a memory-mapped read-back it is ~1.6x faster than torch.equal."""
+    try:
+        libc = ctypes.cdll.msvcrt if os.name == "nt" else ctypes.CDLL(None)
+        call = libc.memcmp
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    call.restype = ctypes.c_int
+    return call
+
+
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Two flat contiguous CPU uint8 tensors hold the same bytes."""
+    if a.numel() != b.numel():
+        return False
+    memcmp = _memcmp()
+    if memcmp is None or a.numel() == 0:
+        return torch.equal(_bits(a), _bits(b))
+    return memcmp(a.data_ptr(), b.data_ptr(), a.numel()) == 0
+
+
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return (
-        a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape) and torch.equal(_bits(a), _bits(b))
+        a.dtype == b.dtype
+        and tuple(a.shape) == tuple(b.shape)
+        and _same_bytes(_bytes_of(a), _bytes_of(b))
     )
 
 

@@ -549,7 +549,8 @@ class InitPanel(QWidget):
         def finish() -> None:
             self._preview_seed = None
             touched = tuple(command.touched)
-            self.message.setText(f"{command.text}: changed {', '.join(touched)}{skipped}. Undo takes it back.")
+            changed = f"changed {', '.join(touched)}{skipped}"
+            self.message.setText(f"{command.text}: {changed}. Undo takes it back.")
             self.applied.emit(touched)
 
         return self._run(command, "init", finish)
@@ -622,8 +623,9 @@ class InitPanel(QWidget):
         pending.finish()
 
     def _on_stage_failed(self, message: str) -> None:
-        if self._take_pending() is not None:  # staging touched no live tensor: the model is as it was
-            self._error(" ".join(message.split()))  # one line, even when the exception's is not
+        # Staging touched no live tensor: the model is as it was. One line, whatever the exception.
+        if self._take_pending() is not None:
+            self._error(" ".join(message.split()))
 
     def _on_stage_done(self) -> None:
         pending = self._take_pending()  # still pending after done: cancelled (new model, closing)

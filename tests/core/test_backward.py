@@ -27,7 +27,9 @@ from paramscope.core.sources import OpenedModel, open_source
 from paramscope.core.tasks import TaskState
 
 
-def plain_pytorch_grads(model: nn.Module, spec, seed: int = 0, times: int = 1) -> dict[str, torch.Tensor]:
+def plain_pytorch_grads(
+    model: nn.Module, spec, seed: int = 0, times: int = 1
+) -> dict[str, torch.Tensor]:
     """What a user's own loop computes: net(X).sum().backward(), ``times`` times."""
     tensors = spec.make(seed)
     for _ in range(times):
@@ -38,11 +40,20 @@ def plain_pytorch_grads(model: nn.Module, spec, seed: int = 0, times: int = 1) -
 
 
 def model_fingerprint(model: nn.Module):
-    params = [(n, p, p.detach().clone(), p.grad, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()]
+    params = [
+        (n, p, p.detach().clone(), p.grad, None if p.grad is None else p.grad.clone())
+        for n, p in model.named_parameters()
+    ]
     buffers = [(n, b.clone()) for n, b in model.named_buffers()]
     flags = [(n, m.training) for n, m in model.named_modules()]
     hooks = [
-        (n, len(m._forward_pre_hooks), len(m._forward_hooks), len(m._backward_hooks), len(m._backward_pre_hooks))
+        (
+            n,
+            len(m._forward_pre_hooks),
+            len(m._forward_hooks),
+            len(m._backward_hooks),
+            len(m._backward_pre_hooks),
+        )
         for n, m in model.named_modules()
     ]
     return params, buffers, flags, hooks
@@ -120,7 +131,9 @@ def test_accumulate_twice_doubles_and_matches_pytorch_accumulation():
     expected = plain_pytorch_grads(build_demo("mlp"), spec, times=2)
     for name, param in model.named_parameters():
         assert torch.equal(param.grad, expected[name])
-    assert second.parameters["0.weight"].grad.norm == pytest.approx(2 * first.parameters["0.weight"].grad.norm)
+    assert second.parameters["0.weight"].grad.norm == pytest.approx(
+        2 * first.parameters["0.weight"].grad.norm
+    )
 
 
 def test_default_mode_replaces_the_gradient():
@@ -169,7 +182,9 @@ def test_parts_sum_to_the_total_and_total_is_pytorchs():
     result = run_backward(model, ids, "l2")
     parts = result.parameters["embed.weight"].parts
     assert [p.module for p in parts] == ["embed", "head"]
-    assert torch.allclose(parts[0].values + parts[1].values, model.embed.weight.grad, rtol=0, atol=1e-6)
+    assert torch.allclose(
+        parts[0].values + parts[1].values, model.embed.weight.grad, rtol=0, atol=1e-6
+    )
 
     reference = TiedSmall()
     reference.load_state_dict(model.state_dict())
@@ -287,7 +302,11 @@ def test_nan_gradients_are_counted_and_reported():
 
 @pytest.mark.parametrize(
     ("spec", "fragment"),
-    [("rand(2, 5)", "mat1 and mat2"), ("randint(2, 4, high=3)", "dtype"), ("rand(2, 4); rand(2, 4)", "TypeError")],
+    [
+        ("rand(2, 5)", "mat1 and mat2"),
+        ("randint(2, 4, high=3)", "dtype"),
+        ("rand(2, 4); rand(2, 4)", "TypeError"),
+    ],
 )
 def test_a_forward_that_raises_leaves_the_model_bit_identical(spec, fragment):
     model = build_demo("mlp")
@@ -324,6 +343,49 @@ def test_a_loss_that_does_not_fit_leaves_gradients_unchanged():
     assert_unchanged(model, before)
 
 
+class _FailsInBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("simulated failure in backward")
+
+
+class BreaksInBackward(nn.Module):
+    """The head's gradients are written before the failure below it is reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.head(_FailsInBackward.apply(self.fc(x)))
+
+
+def test_a_backward_that_raises_while_replacing_leaves_gradients_cleared_like_zero_grad():
+    model = BreaksInBackward()
+    for param in model.parameters():
+        param.grad = torch.ones_like(param)
+    weights = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(BackwardError, match=r"simulated failure in backward; \.grad cleared"):
+        run_backward(model, "rand(2, 4)")
+    assert all(p.grad is None for p in model.parameters())  # also the head's, written first
+    assert all(torch.equal(w, p.detach()) for w, p in zip(weights, model.parameters(), strict=True))
+
+
+def test_a_backward_that_raises_while_accumulating_leaves_gradients_as_they_were():
+    model = BreaksInBackward()
+    for param in model.parameters():
+        param.grad = torch.ones_like(param)
+    before = model_fingerprint(model)
+    with pytest.raises(BackwardError, match=r"\.grad left as they were"):
+        run_backward(model, "rand(2, 4)", accumulate=True)
+    assert_unchanged(model, before)
+
+
 def test_cancel_before_backward_changes_nothing():
     model = build_demo("mlp")
     before = model_fingerprint(model)
@@ -335,7 +397,12 @@ def test_cancel_before_backward_changes_nothing():
 
 
 def test_no_forward_says_why():
-    opened = OpenedModel(nn.Linear(2, 2), "weights.safetensors", "state_dict", forward_unavailable="a state_dict has no forward code")
+    opened = OpenedModel(
+        nn.Linear(2, 2),
+        "weights.safetensors",
+        "state_dict",
+        forward_unavailable="a state_dict has no forward code",
+    )
     with pytest.raises(BackwardUnavailable) as info:
         run_backward(opened, "rand(2, 2)")
     assert str(info.value) == "backward unavailable: a state_dict has no forward code"
@@ -418,7 +485,10 @@ def test_losses_mean_and_l2():
 
 def test_cross_entropy_labels_are_seeded():
     out = torch.randn(4, 3)
-    assert compute_loss(out, "cross_entropy", seed=1).item() == compute_loss(out, "cross_entropy", seed=1).item()
+    assert (
+        compute_loss(out, "cross_entropy", seed=1).item()
+        == compute_loss(out, "cross_entropy", seed=1).item()
+    )
 
 
 # --- signal propagation --------------------------------------------------------------------------
@@ -462,7 +532,9 @@ def test_backward_on_the_gpu_matches_the_cpu():
     result = run_backward(gpu, "rand(2, 4)")
     assert gpu[0].weight.grad.device.type == "cuda"
     assert torch.allclose(gpu[0].weight.grad.cpu(), cpu[0].weight.grad, atol=1e-6)
-    assert result.parameters["0.weight"].grad.norm == pytest.approx(float(cpu[0].weight.grad.norm()), rel=1e-5)
+    assert result.parameters["0.weight"].grad.norm == pytest.approx(
+        float(cpu[0].weight.grad.norm()), rel=1e-5
+    )
     shared = build_demo("shared").cuda()
     nn.init.constant_(shared[0].weight, 3.0)
     result = run_backward(shared, "ones(1, 1)")

@@ -50,7 +50,9 @@ def test_tutorial_shared_layer_shows_9_and_6_equal_3_plus_3(qtbot):
     assert [r[2] for r in rows] == ["6", "3", "3"]
     assert panel.parts_text("0.weight") == "6 = 3 + 3"
     panel.table.selectRow(0)
-    assert "tensor([[6.]])" in panel.values.toPlainText() and "6 = 3 + 3" in panel.values.toPlainText()
+    assert (
+        "tensor([[6.]])" in panel.values.toPlainText() and "6 = 3 + 3" in panel.values.toPlainText()
+    )
     assert state.selected_tensor == "0.weight"
 
 
@@ -82,7 +84,10 @@ def test_signal_plot_and_diagnostics_after_a_run(qtbot):
     assert np.isfinite(gradients[:-1]).all()  # the last output's gradient (all ones) has std 0
     panel.signal_plot.only_parametrized.setChecked(True)
     assert len(panel.signal_plot.curves()[0]) == 20
-    kinds = {panel.diagnostics.topLevelItem(i).text(1).split(":")[0] for i in range(panel.diagnostics.topLevelItemCount())}
+    kinds = {
+        panel.diagnostics.topLevelItem(i).text(1).split(":")[0]
+        for i in range(panel.diagnostics.topLevelItemCount())
+    }
     assert kinds  # 2 samples leave some ReLU units silent: dead rows are listed
 
 
@@ -113,7 +118,12 @@ def test_a_bad_spec_is_refused_before_running(qtbot):
 
 
 def test_source_without_forward_says_why(qtbot):
-    opened = OpenedModel(nn.Linear(2, 2), "w.safetensors", "state_dict", forward_unavailable="a state_dict holds no code")
+    opened = OpenedModel(
+        nn.Linear(2, 2),
+        "w.safetensors",
+        "state_dict",
+        forward_unavailable="a state_dict holds no code",
+    )
     state = AppState(Session(opened))
     panel = BackwardPanel(state)
     qtbot.addWidget(panel)
@@ -155,3 +165,44 @@ def test_inputs_given_to_explore_are_used(qtbot):
     assert panel.input_edit.text() == "inputs given to explore()"
     result = run_and_wait(qtbot, panel, state)
     assert result.output.value == 9.0 and linear.weight.grad.item() == 6.0
+
+
+class _FailsInBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("simulated failure in backward")
+
+
+class BreaksOnDemand(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+        self.fail = False
+
+    def forward(self, x):
+        y = self.fc(x)
+        return _FailsInBackward.apply(y) if self.fail else y
+
+
+def test_a_backward_that_raises_shows_the_cleared_gradients(qtbot):
+    model = BreaksOnDemand()
+    state = AppState(Session(OpenedModel(model, "live model", "live")))
+    panel = BackwardPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    run_and_wait(qtbot, panel, state)
+    assert texts(panel)[0][2] != "None"
+    model.fail = True
+    messages: list[str] = []
+    panel.failed.connect(messages.append)
+    with qtbot.waitSignals([panel.failed, state.gradientsChanged], timeout=60_000):
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_running)
+    assert all(p.grad is None for p in model.parameters())  # replacing: as zero_grad leaves it
+    assert {r[2] for r in texts(panel)} == {"None"} and panel.result is None
+    assert "simulated failure in backward" in panel.status.text()
+    assert messages[0].endswith(".grad cleared (as zero_grad leaves them)")

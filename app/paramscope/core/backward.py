@@ -15,14 +15,16 @@
   pass costs what a plain forward/backward costs.
 
 Guarantees: train/eval flags, buffers (BatchNorm running statistics) and hooks are restored
-afterwards, even on error; if the forward, the loss or the backward raises, parameters and
-``.grad`` are left bit-identical and a :class:`ForwardError` names the innermost module that was
-running. The global RNG is not consumed (dropout draws from a forked, seeded RNG). A summary
+afterwards, even on error; if the forward or the loss raises, parameters and ``.grad`` are left
+bit-identical and a :class:`ForwardError` names the innermost module that was running. If the
+backward itself raises, parameters are unchanged and ``.grad`` are as before when accumulating;
+when replacing they are None, as ``zero_grad(set_to_none=True)`` leaves them: replacing lets the
+previous gradients go before backward, as the plain loop does, instead of holding two sets. The global RNG is not consumed (dropout draws from a forked, seeded RNG). A summary
 describes the gradients as this backward left them: read after ``.grad`` or the weight changed
 in place, it raises :class:`StaleGradientError` rather than describe other numbers.
 
 How per-use parts work: during the forward, a pre-hook on each module swaps each of its
-parameters for a view ``p.view_as(p)`` for the duration of that call (restored by the matching
+parameters for an alias ``p[...]`` for the duration of that call (restored by the matching
 post-hook or, on error, in ``finally``). Gradients flow through the view into ``p`` exactly as
 they would into ``p`` itself, so ``.grad`` is PyTorch's. Before backward, a walk of the autograd
 graph finds the parameters used several times; tensor hooks on their views keep each use's
@@ -445,8 +447,9 @@ class _Use:
     name: str  # module call name
     view: torch.Tensor
     grad: torch.Tensor | None = None  # the gradient itself, not a copy
-    fired: bool = False  # a gradient reached this use
-    derived: bool = False  # not kept: its part is the total minus the other uses
+    reached: bool = False  # on the loss's graph (found by count_uses)
+    fired: bool = False  # the hook saw a gradient
+    derived: bool = False  # no hook: its part is the total minus the other uses
     version: int = 0  # of ``grad`` when kept
 
 
@@ -470,7 +473,6 @@ class _Recorder:
         self.uses: dict[int, list[_Use]] = {}
         self.multi_ids: set[int] = set()  # parameters used several times: parts are kept
         self.direct_edges: dict[int, int] = {}  # uses no module call saw, per parameter
-        self._derived: set[int] = set()  # parameters whose first-arriving use is derived
         self._viewable_ids: dict[int, bool] = {}
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.notes: list[str] = []
@@ -525,7 +527,9 @@ class _Recorder:
                     continue
             if not self._viewable(real):
                 continue
-            view = real.view_as(real)
+            # An alias: its backward hands the gradient on as is (view_as's reshape makes a
+            # view of it, and autograd then cannot sum a tied weight's uses in place).
+            view = real[...]
             self.uses.setdefault(id(real), []).append(_Use(name, view))
             module._parameters[local] = view  # bypasses __setattr__'s Parameter check on purpose
             swapped.append((module, local, current))
@@ -540,25 +544,16 @@ class _Recorder:
             self._viewable_ids[id(param)] = known
         return known
 
-    def _keep_part(self, param_id: int, use: _Use) -> Callable[[torch.Tensor], None]:
+    @staticmethod
+    def _keep_part(use: _Use) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            use.fired = True
-            if self._derives(param_id) and (use.derived or param_id not in self._derived):
-                # The first use to arrive keeps nothing: autograd may add the others into its
-                # buffer in place (as without hooks), and its part is the total minus theirs.
-                self._derived.add(param_id)
-                use.derived = True
-                return
             # Kept by reference: autograd never adds into a buffer someone else references.
             kept = grad.detach()
+            use.fired = True
             use.grad = kept if use.grad is None else use.grad + kept
             use.version = _version(use.grad)  # checked when the part is read
 
         return hook
-
-    def _derives(self, param_id: int) -> bool:
-        """Without direct uses the parts must sum to the total: one of them can be derived."""
-        return self.direct_edges.get(param_id, 0) == 0
 
     def parts_of(self, param_id: int) -> list[_UsePart]:
         """The uses of one parameter that received a gradient, in forward order."""
@@ -566,7 +561,7 @@ class _Recorder:
         return [
             _UsePart(use.name, None if use.derived else use.grad, use.version)
             for use in uses
-            if use.fired
+            if use.fired or use.derived
         ]
 
     def count_uses(self, loss: torch.Tensor) -> None:
@@ -576,15 +571,18 @@ class _Recorder:
         saw (a parent reading ``self.child.weight`` directly, an RNN's flat weight list). Then
         hooks the views of those parameters: their per-use gradients are kept during backward.
         """
-        view_nodes = {id(use.view.grad_fn) for uses in self.uses.values() for use in uses}
+        # Nodes are kept referenced while their ids are in use: a node's Python object can be
+        # freed once dropped (torch 2.11 does), and a later node's object may reuse its id.
+        view_uses = [(use.view.grad_fn, use) for uses in self.uses.values() for use in uses]
+        view_nodes = {id(fn): (fn, use) for fn, use in view_uses if fn is not None}
         edges: dict[int, int] = {}
-        seen: set[int] = set()
+        seen: dict[int, object] = {}
         stack = [loss.grad_fn] if loss.grad_fn is not None else []
         while stack:
             node = stack.pop()
             if id(node) in seen:
                 continue
-            seen.add(id(node))
+            seen[id(node)] = node
             for child, _ in node.next_functions:
                 if child is None:
                     continue
@@ -595,7 +593,8 @@ class _Recorder:
                 elif id(child) in view_nodes:
                     # one use through a module call: the view's own edge leads to the parameter
                     if id(child) not in seen:
-                        seen.add(id(child))
+                        seen[id(child)] = child
+                        view_nodes[id(child)][1].reached = True
                         for grandchild, _ in child.next_functions:
                             if type(grandchild) is _ACCUMULATE_GRAD:
                                 variable = id(grandchild.variable)
@@ -606,10 +605,20 @@ class _Recorder:
         self._hook_uses()
 
     def _hook_uses(self) -> None:
-        """Tensor hooks on the views of parameters used several times only (others need none)."""
+        """Tensor hooks on the views of parameters used several times (others need none).
+
+        Without direct uses the parts sum to the total, so one use (the last called, which
+        backward reaches first) gets no hook: autograd sums the others into its gradient in
+        place, as it does without hooks (a gradient a hook saw is never summed into in place),
+        and its part is the total minus the others'.
+        """
         for param_id in self.multi_ids:
-            for use in self.uses.get(param_id, []):
-                use.view.register_hook(self._keep_part(param_id, use))
+            uses = [use for use in self.uses.get(param_id, []) if use.reached]
+            if uses and self.direct_edges.get(param_id, 0) == 0:
+                uses[-1].derived = True
+                uses = uses[:-1]
+            for use in uses:
+                use.view.register_hook(self._keep_part(use))
 
     def _restore(self, call_id: int) -> None:
         for module, local, previous in reversed(self.swaps.pop(call_id, [])):
@@ -782,7 +791,8 @@ def run_backward(
     Raises:
         BackwardUnavailable: the source has no forward.
         ForwardError: the forward raised (names the innermost module running).
-        BackwardError: the loss or backward failed. In all cases nothing was changed.
+        BackwardError: the loss or backward failed. Nothing was changed, except that a backward
+            that raised while replacing leaves every ``.grad`` None (as ``zero_grad`` would).
 
     Example:
         >>> linear = nn.Linear(1, 1, bias=False); net = nn.Sequential(linear, linear)
@@ -805,7 +815,14 @@ def run_backward(
     snapshot = _Snapshot(recorder.modules)
     try:
         output, loss_tensor, params, old = _forward_backward(
-            model, tensors, loss.name, recorder, state, train=train, seed=seed
+            model,
+            tensors,
+            loss.name,
+            recorder,
+            state,
+            train=train,
+            seed=seed,
+            accumulate=accumulate,
         )
     finally:
         recorder.remove()
@@ -869,13 +886,19 @@ def _forward_backward(
     *,
     train: bool | None,
     seed: int | None,
+    accumulate: bool,
 ) -> tuple[
     object, torch.Tensor, dict[int, tuple[nn.Parameter, list[str]]], dict[int, torch.Tensor | None]
 ]:
     """Forward, loss and backward with the recorder's hooks; ``.grad`` holds this run's gradients.
 
-    Returns the output, the loss, the parameters and their previous ``.grad``. On any error the
-    previous ``.grad`` are back in place; the caller removes the hooks and restores the modes.
+    Returns the output, the loss, the parameters and (``accumulate``) their previous ``.grad``.
+    An error before backward changes no ``.grad``. Replacing, the previous ``.grad`` are let go
+    before backward as ``zero_grad(set_to_none=True)`` does, so that backward reuses their
+    memory (holding them doubled the gradients' memory, and a large model paid for it in fresh
+    pages: a quarter of the run): a backward that raises then leaves every ``.grad`` None.
+    Accumulating, they are kept and back in place after an error. The caller removes the hooks
+    and restores the modes.
     """
     device, _ = _model_placement(model)
     rng_devices = [device] if device.type == "cuda" else []
@@ -904,7 +927,7 @@ def _forward_backward(
         state.progress(0.4, "backward")
         # Walked again: the forward may have registered parameters (lazy modules)
         params = _named_parameters(list(model.named_modules(remove_duplicate=False)))
-        old = {pid: p.grad for pid, (p, _) in params.items()}
+        old = {pid: p.grad for pid, (p, _) in params.items()} if accumulate else {}
         state.check()  # last point where cancelling is possible: nothing written yet
         for param, _ in params.values():
             param.grad = None
@@ -912,10 +935,11 @@ def _forward_backward(
             loss_tensor.backward()
         except BaseException as exc:
             for pid, (param, _) in params.items():
-                param.grad = old[pid]
+                param.grad = old.get(pid)  # replacing: None, also where backward wrote one
             if isinstance(exc, Exception):
+                kept = "left as they were" if accumulate else "cleared (as zero_grad leaves them)"
                 raise BackwardError(
-                    f"backward failed: {type(exc).__name__}: {_one_line(exc)}"
+                    f"backward failed: {type(exc).__name__}: {_one_line(exc)}; .grad {kept}"
                 ) from exc
             raise
     return output, loss_tensor, params, old

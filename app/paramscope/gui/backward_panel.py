@@ -62,7 +62,16 @@ from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
 AnyIndex = QModelIndex | QPersistentModelIndex
-COLUMNS = ["Parameter", "Shape", "grad norm", "mean", "max |g|", "grad/weight", "zero frac", "NaN/Inf"]
+COLUMNS = [
+    "Parameter",
+    "Shape",
+    "grad norm",
+    "mean",
+    "max |g|",
+    "grad/weight",
+    "zero frac",
+    "NaN/Inf",
+]
 MODES = {"as is": None, "train": True, "eval": False}
 # Shown in the input box when paramscope.explore(model, inputs) gave the input tensors.
 EXPLORE_INPUTS = "inputs given to explore()"
@@ -94,7 +103,9 @@ class GradientTableModel(QAbstractTableModel):
     def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         return None
@@ -156,7 +167,8 @@ class BackwardPanel(QWidget):
 
     Signals:
         finished(object): a run ended with this :class:`BackwardResult`.
-        failed(str): a run failed with this one-line message (the model is unchanged).
+        failed(str): a run failed with this one-line message (the weights are unchanged; so
+            is ``.grad``, unless a backward that raised while replacing cleared it).
     """
 
     finished = Signal(object)
@@ -182,12 +194,18 @@ class BackwardPanel(QWidget):
         self.loss_combo = QComboBox()
         for name, loss in LOSSES.items():
             self.loss_combo.addItem(name, name)
-            self.loss_combo.setItemData(self.loss_combo.count() - 1, loss.description, Qt.ItemDataRole.ToolTipRole)
+            self.loss_combo.setItemData(
+                self.loss_combo.count() - 1, loss.description, Qt.ItemDataRole.ToolTipRole
+            )
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(list(MODES))
-        self.mode_combo.setToolTip("Module mode during the pass (restored afterwards, with BatchNorm statistics)")
+        self.mode_combo.setToolTip(
+            "Module mode during the pass (restored afterwards, with BatchNorm statistics)"
+        )
         self.accumulate_box = QCheckBox("Accumulate")
-        self.accumulate_box.setToolTip("Add to existing .grad as PyTorch does; unchecked replaces it")
+        self.accumulate_box.setToolTip(
+            "Add to existing .grad as PyTorch does; unchecked replaces it"
+        )
         self.run_button = QPushButton("Run backward")
         self.run_button.clicked.connect(self.run_backward)
         self.zero_button = QPushButton("Zero grad")
@@ -238,7 +256,9 @@ class BackwardPanel(QWidget):
 
         self.values = QPlainTextEdit()
         self.values.setReadOnly(True)
-        self.values.setPlaceholderText("Select a parameter: its .grad as print(param.grad) shows it")
+        self.values.setPlaceholderText(
+            "Select a parameter: its .grad as print(param.grad) shows it"
+        )
         self.diagnostics = QTreeWidget()
         self.diagnostics.setHeaderLabels(["", "After backward"])
         self.diagnostics.setRootIsDecorated(False)
@@ -288,7 +308,13 @@ class BackwardPanel(QWidget):
     def _set_available(self, why: str | None) -> None:
         self.unavailable.setText(why or "")
         self.unavailable.setVisible(why is not None)
-        for widget in (self.input_edit, self.default_button, self.run_button, self.zero_button, self.loss_combo):
+        for widget in (
+            self.input_edit,
+            self.default_button,
+            self.run_button,
+            self.zero_button,
+            self.loss_combo,
+        ):
             widget.setEnabled(why is None)
 
     def reset_input(self) -> None:
@@ -296,7 +322,9 @@ class BackwardPanel(QWidget):
             return
         if self._explore_inputs() is not None:
             self.input_edit.setText(EXPLORE_INPUTS)
-            self.input_note.setText("the tensors passed to paramscope.explore(); type a spec to use others")
+            self.input_note.setText(
+                "the tensors passed to paramscope.explore(); type a spec to use others"
+            )
             self.input_note.setVisible(True)
             return
         spec = default_input(self.state.session.model)
@@ -308,7 +336,11 @@ class BackwardPanel(QWidget):
         inputs = self.state.session.opened.extras.get("inputs")
         if isinstance(inputs, torch.Tensor):
             return (inputs,)
-        if isinstance(inputs, tuple | list) and inputs and all(isinstance(t, torch.Tensor) for t in inputs):
+        if (
+            isinstance(inputs, tuple | list)
+            and inputs
+            and all(isinstance(t, torch.Tensor) for t in inputs)
+        ):
             return tuple(inputs)
         return None
 
@@ -373,7 +405,26 @@ class BackwardPanel(QWidget):
         self.state.errorOccurred.emit(message)
 
     def _on_failed(self, message: str) -> None:
+        if self._gradients_cleared():  # a backward that raised while replacing .grad
+            self.result = None
+            self._show_plain_rows()
+            self.values.clear()
+            self.state.gradientsChanged.emit()
         self._show_error(message)
+
+    def _gradients_cleared(self) -> bool:
+        """Rows show a gradient that the parameter no longer has."""
+        if not self.state.has_session:
+            return False
+        session = self.state.session
+        names = session.report.parameters
+        return any(
+            row.part is None
+            and row.has_grad
+            and row.name in names
+            and session.tensor(row.name).grad is None
+            for row in self.table_model.rows
+        )
 
     def _on_finished(self, result: BackwardResult) -> None:
         if result.structure_changed:
@@ -393,10 +444,14 @@ class BackwardPanel(QWidget):
             output_text = f"shape {list(leaf.shape)}, mean {fmt_float(leaf.stats.mean)}, std {fmt_float(leaf.stats.std)}"
         else:
             output_text = f"{out.type_name} of {len(out.leaves)} tensors"
-        self.output_label.setText(f"Output: {output_text}    Loss ({result.loss_name}): {result.loss:.6g}")
+        self.output_label.setText(
+            f"Output: {output_text}    Loss ({result.loss_name}): {result.loss:.6g}"
+        )
         mode = "accumulated into .grad" if result.accumulate else "replaced .grad"
         notes = "; ".join(result.notes)
-        self.status.setText(f"backward on {result.inputs}: {mode}" + (f". {notes}" if notes else ""))
+        self.status.setText(
+            f"backward on {result.inputs}: {mode}" + (f". {notes}" if notes else "")
+        )
         rows: list[_Row] = []
         for name, gradient in result.parameters.items():
             rows.append(_Row(name, gradient, has_grad=gradient.grad is not None))
@@ -406,7 +461,9 @@ class BackwardPanel(QWidget):
         for diagnostic in result.diagnostics:
             item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])
             item.setToolTip(1, diagnostic.message)
-            color = {ERROR: colors.NONFINITE_TEXT, WARNING: colors.WARNING_TEXT}.get(diagnostic.severity)
+            color = {ERROR: colors.NONFINITE_TEXT, WARNING: colors.WARNING_TEXT}.get(
+                diagnostic.severity
+            )
             if color is not None:
                 item.setForeground(0, color)
             self.diagnostics.addTopLevelItem(item)
@@ -420,7 +477,11 @@ class BackwardPanel(QWidget):
         g = self.result.parameters[name]
         if not g.parts:
             return ""
-        if g.values is not None and g.values.numel() == 1 and all(p.values is not None for p in g.parts):
+        if (
+            g.values is not None
+            and g.values.numel() == 1
+            and all(p.values is not None for p in g.parts)
+        ):
             terms = " + ".join(f"{p.values.item():g}" for p in g.parts)  # type: ignore[union-attr]
             return f"{g.values.item():g} = {terms}"
         return " + ".join(f"{p.module}: |{fmt_float(p.stats.norm)}|" for p in g.parts)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.memory import clone_ready, empty_like_ready
 from paramscope.core.tasks import TaskState
 
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
@@ -147,13 +146,13 @@ class TensorEditCommand(Command):
                 if state is not None:
                     state.progress(len(fresh) / len(snapshots), name)
                 old = snapshots[name].before
-                fresh[name] = empty_like_ready(old) if self._overwrites else clone_ready(old)
+                fresh[name] = torch.empty_like(old) if self._overwrites else old.clone()
             return fresh[name]
 
         with torch.no_grad():  # thread-local: a worker thread starts with grad mode on
             self._compute(tensor_of)
             for name, snap in snapshots.items():  # a target compute left alone keeps its values
-                fresh.setdefault(name, clone_ready(snap.before))
+                fresh.setdefault(name, snap.before.clone())
         self._staged = fresh
 
     def stale(self) -> list[str]:
@@ -186,7 +185,7 @@ class TensorEditCommand(Command):
             for snap in self._snapshots:
                 if snap.swapped:
                     old = snap.before
-                    snap.tensor.data = empty_like_ready(old) if self._overwrites else clone_ready(old)
+                    snap.tensor.data = torch.empty_like(old) if self._overwrites else old.clone()
             try:
                 self._mutate()
             except BaseException:

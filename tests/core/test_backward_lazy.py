@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paramscope.core import backward as backward_module
+from paramscope.core import kernels
 from paramscope.core.backward import (
     BackwardRequest,
     StaleGradientError,
@@ -226,7 +227,12 @@ def test_a_dropped_result_frees_what_it_held_at_once():
         lambda: torch.empty(0),
     ],
 )
-def test_signal_std_equals_the_exact_statistics(make):
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "compiled"])
+def test_signal_std_equals_the_exact_statistics(make, compiled, monkeypatch):
+    if compiled and not kernels.load():
+        pytest.skip("the compiled statistics loops are not available")
+    if not compiled:
+        monkeypatch.setattr(kernels, "loaded", lambda: False)
     torch.manual_seed(0)
     tensor = make()
     exact = tensor_stats(tensor).std

@@ -463,6 +463,7 @@ class _Recorder:
         # One walk of the module tree per run: each walk of a large model is not free.
         self.named = list(model.named_modules(remove_duplicate=False))
         self.modules = list({id(m): m for _, m in self.named}.values())
+        self.leaf_ids = {id(m) for m in self.modules if SignalRecorder.is_leaf(m)}
         self.names: dict[int, list[str]] = {}
         for name, module in self.named:
             self.names.setdefault(id(module), []).append(name or ROOT_LABEL)
@@ -633,7 +634,7 @@ class _Recorder:
                 break
         else:
             return
-        if self.signal is not None and SignalRecorder.is_leaf(module):
+        if self.signal is not None and id(module) in self.leaf_ids:
             self.signal.on_output(name, module, output)
 
     @property

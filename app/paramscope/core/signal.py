@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from paramscope.core import kernels
 from paramscope.core.losses import differentiable_leaves
 from paramscope.core.stats import tensor_stats
 
@@ -59,18 +60,18 @@ class _Record:
 def _std(tensor: torch.Tensor) -> float | None:
     """Sample std of the finite values, as :func:`tensor_stats` gives it.
 
-    It runs on every layer output and gradient inside the timed pass, so float tensors use two
-    fast reductions (sum and dot product) over their distinct elements (a broadcast gradient,
-    such as a sum loss's ones, is read once); where those are not precise (non-finite values,
-    a mean large against the std) the exact float64 statistics decide.
+    It runs on every layer output and gradient inside the timed pass, so float tensors get
+    their sum and sum of squares in one or two fast reads of their distinct elements (a
+    broadcast gradient, such as a sum loss's ones, is read once); where those are not precise
+    (non-finite values, a mean large against the std) the exact float64 statistics decide.
     """
     tensor = tensor.detach()
     n = tensor.numel()
     if n > 1 and tensor.dtype in _FAST_DTYPES and tensor.layout == torch.strided:
         distinct = (tensor if tensor.is_contiguous() else _distinct(tensor)).reshape(-1)
         copies = n / distinct.numel()  # each distinct element stands for this many
-        total = float(distinct.sum()) * copies
-        squares = float(torch.dot(distinct, distinct)) * copies
+        total, squares = _sums(distinct)
+        total, squares = total * copies, squares * copies
         centered = squares - total * total / n
         if not math.isfinite(squares):
             pass  # NaN/Inf: only the exact statistics skip them
@@ -79,6 +80,16 @@ def _std(tensor: torch.Tensor) -> float | None:
         elif centered > FAST_STD_MARGIN * squares:  # |mean| < 3 std: little lost to rounding
             return math.sqrt(centered / (n - 1))
     return tensor_stats(tensor).std
+
+
+def _sums(flat: torch.Tensor) -> tuple[float, float]:
+    """Sum and sum of squares of a 1-D tensor: one read in the compiled float64 loops of the
+    statistics when they are loaded (a layer's output has left the cache: each read counts),
+    else two torch reductions."""
+    if flat.dtype == torch.float32 and flat.device.type == "cpu" and kernels.loaded():
+        total, squares, _ = kernels.moments(flat.numpy(), 0.0)
+        return total, squares
+    return float(flat.sum()), float(torch.dot(flat, flat))
 
 
 def _distinct(tensor: torch.Tensor) -> torch.Tensor:
@@ -98,10 +109,15 @@ class SignalRecorder:
 
     def on_output(self, name: str, module: nn.Module, output: object) -> None:
         """Record the std of ``output``'s first floating tensor and hook its gradient."""
-        leaves = differentiable_leaves(output)
-        if not leaves:
-            return
-        tensor = leaves[0][1]
+        if isinstance(output, torch.Tensor):  # most layers: no walk over a structure
+            if not (output.is_floating_point() or output.is_complex()):
+                return
+            tensor = output
+        else:
+            leaves = differentiable_leaves(output)
+            if not leaves:
+                return
+            tensor = leaves[0][1]
         has_parameters = any(p is not None for p in module._parameters.values())
         record = _Record(name, type(module).__name__, _std(tensor), has_parameters)
         self._records.append(record)

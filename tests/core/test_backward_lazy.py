@@ -215,6 +215,7 @@ def test_a_dropped_result_frees_what_it_held_at_once():
     "make",
     [
         lambda: torch.randn(1000) * 3 + 1,
+        lambda: torch.randn(300, 400) * 2 - 0.5,  # large enough for the compiled loops
         lambda: torch.randn(50, 40).t(),  # not contiguous
         lambda: torch.ones(4, 1).expand(4, 5),  # a sum loss's gradient: broadcast ones
         lambda: torch.randn(3, 1).expand(3, 6),  # broadcast, not constant

@@ -17,22 +17,23 @@
 Guarantees: train/eval flags, buffers (BatchNorm running statistics) and hooks are restored
 afterwards, even on error; if the forward or the loss raises, parameters and ``.grad`` are left
 bit-identical and a :class:`ForwardError` names the innermost module that was running. If the
-backward itself raises, parameters are unchanged and ``.grad`` are as before when accumulating;
-when replacing they are None, as ``zero_grad(set_to_none=True)`` leaves them: replacing lets the
-previous gradients go before backward, as the plain loop does, instead of holding two sets. The global RNG is not consumed (dropout draws from a forked, seeded RNG). A summary
-describes the gradients as this backward left them: read after ``.grad`` or the weight changed
-in place, it raises :class:`StaleGradientError` rather than describe other numbers.
+backward itself raises, parameters are unchanged; accumulating, ``.grad`` are as before;
+replacing, they are None, as ``zero_grad(set_to_none=True)`` leaves them (replacing lets the
+previous gradients go before backward, as the plain loop does: holding them too doubled the
+gradients' memory). The global RNG is not consumed (dropout draws from a forked, seeded RNG). A
+summary describes the gradients as this backward left them: read after ``.grad`` or the weight
+changed in place, it raises :class:`StaleGradientError` rather than describe other numbers.
 
 How per-use parts work: during the forward, a pre-hook on each module swaps each of its
 parameters for an alias ``p[...]`` for the duration of that call (restored by the matching
-post-hook or, on error, in ``finally``). Gradients flow through the view into ``p`` exactly as
+post-hook or, on error, in ``finally``). Gradients flow through the alias into ``p`` exactly as
 they would into ``p`` itself, so ``.grad`` is PyTorch's. Before backward, a walk of the autograd
-graph finds the parameters used several times; tensor hooks on their views keep each use's
-gradient by reference (no copy). The first use to arrive keeps nothing, so that autograd sums
-the others into its buffer in place as it does without hooks: its part is the total minus the
-others. Uses the hooks cannot see (a parent reading a child's parameter directly, RNNs reading
-their flat weight list) show as one "(direct use)" part, the rest of the total; then every
-hooked use is kept.
+graph finds the parameters used several times; tensor hooks on their aliases keep each use's
+gradient by reference (no copy). One use (the last called) gets no hook, so that autograd sums
+the others into its gradient in place as it does without hooks: its part is the total minus the
+others'. Uses the hooks cannot see (a parent reading a child's parameter directly, RNNs reading
+their flat weight list) show as one "(direct use)" part, the rest of the total; then every use
+through a module call is hooked.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from paramscope.core.stats import tensor_stats
 # The fast std is used when the centered sum of squares keeps this share of the raw one.
 FAST_STD_MARGIN = 0.1
 _FAST_DTYPES = (torch.float32, torch.float64)
+COMPILED_SUMS_MIN = 1 << 16  # elements
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def _sums(flat: torch.Tensor) -> tuple[float, float]:
     """Sum and sum of squares of a 1-D tensor: one read in the compiled float64 loops of the
     statistics when they are loaded (a layer's output has left the cache: each read counts),
     else two torch reductions."""
-    if flat.dtype == torch.float32 and flat.device.type == "cpu" and kernels.loaded():
+    big = flat.numel() >= COMPILED_SUMS_MIN  # below, two cache-resident torch calls cost less
+    if big and flat.dtype == torch.float32 and flat.device.type == "cpu" and kernels.loaded():
         total, squares, _ = kernels.moments(flat.numpy(), 0.0)
         return total, squares
     return float(flat.sum()), float(torch.dot(flat, flat))

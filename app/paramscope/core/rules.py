@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,9 @@ def parse_selector(text: str) -> Selector:
     if text.startswith("re:"):
         pattern = text[3:]
         try:
-            re.compile(pattern)
+            with warnings.catch_warnings():  # "possible nested set" notes on a user's regex
+                warnings.simplefilter("ignore", FutureWarning)
+                re.compile(pattern)  # cached by re: the later matches do not warn either
         except re.error as exc:
             raise RuleError(f"{text}: bad regular expression: {exc}") from exc
         return Selector("regex", pattern)

@@ -103,6 +103,10 @@ class TensorEditCommand(Command):
             before = tensor.data if swap else tensor.detach().clone()
             self._snapshots.append(_Snapshot(name, tensor, before, swap))
 
+    def _fresh(self, old: torch.Tensor) -> torch.Tensor:
+        """New memory for a target's new values: empty when the edit overwrites every element."""
+        return torch.empty_like(old) if self._overwrites else old.clone()
+
     # --- staging ---------------------------------------------------------------------------
     @property
     def can_stage(self) -> bool:
@@ -146,7 +150,7 @@ class TensorEditCommand(Command):
                 if state is not None:
                     state.progress(len(fresh) / len(snapshots), name)
                 old = snapshots[name].before
-                fresh[name] = torch.empty_like(old) if self._overwrites else old.clone()
+                fresh[name] = self._fresh(old)
             return fresh[name]
 
         with torch.no_grad():  # thread-local: a worker thread starts with grad mode on
@@ -184,8 +188,7 @@ class TensorEditCommand(Command):
                 return
             for snap in self._snapshots:
                 if snap.swapped:
-                    old = snap.before
-                    snap.tensor.data = torch.empty_like(old) if self._overwrites else old.clone()
+                    snap.tensor.data = self._fresh(snap.before)
             try:
                 self._mutate()
             except BaseException:

@@ -89,7 +89,8 @@ def _sums(flat: torch.Tensor) -> tuple[float, float]:
     else two torch reductions."""
     big = flat.numel() >= COMPILED_SUMS_MIN  # below, two cache-resident torch calls cost less
     if big and flat.dtype == torch.float32 and flat.device.type == "cpu" and kernels.loaded():
-        total, squares, _ = kernels.moments(flat.numpy(), 0.0)
+        # contiguous: a strided view would make numba compile another loop, mid-backward
+        total, squares, _ = kernels.moments(flat.contiguous().numpy(), 0.0)
         return total, squares
     return float(flat.sum()), float(torch.dot(flat, flat))
 

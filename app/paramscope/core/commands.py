@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.prefault import prefaulted
 from paramscope.core.tasks import TaskState
 
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
@@ -104,8 +105,12 @@ class TensorEditCommand(Command):
             self._snapshots.append(_Snapshot(name, tensor, before, swap))
 
     def _fresh(self, old: torch.Tensor) -> torch.Tensor:
-        """New memory for a target's new values: empty when the edit overwrites every element."""
-        return torch.empty_like(old) if self._overwrites else old.clone()
+        """New memory for a target's new values (filled by :meth:`_prime`)."""
+        return torch.empty_like(old, memory_format=torch.preserve_format)
+
+    def _prime(self, fresh: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """``fresh`` ready for the edit: a copy of ``old`` unless the edit overwrites it all."""
+        return fresh if self._overwrites else fresh.copy_(old)
 
     # --- staging ---------------------------------------------------------------------------
     @property
@@ -141,6 +146,7 @@ class TensorEditCommand(Command):
             raise RuntimeError(f"{self.text}: cannot be staged")
         assert self._compute is not None
         snapshots = {s.name: s for s in self._snapshots}
+        memory = {s.name: self._fresh(s.before) for s in self._snapshots}
         fresh: dict[str, torch.Tensor] = {}
 
         def tensor_of(name: str) -> torch.Tensor:
@@ -149,14 +155,15 @@ class TensorEditCommand(Command):
                     raise RuntimeError(f"{self.text}: {name!r} is not one of the command's targets")
                 if state is not None:
                     state.progress(len(fresh) / len(snapshots), name)
-                old = snapshots[name].before
-                fresh[name] = self._fresh(old)
+                fresh[name] = self._prime(memory[name], snapshots[name].before)
             return fresh[name]
 
-        with torch.no_grad():  # thread-local: a worker thread starts with grad mode on
+        # thread-local grad mode: a worker thread starts with it on
+        with torch.no_grad(), prefaulted(list(memory.values())):
             self._compute(tensor_of)
             for name, snap in snapshots.items():  # a target compute left alone keeps its values
-                fresh.setdefault(name, snap.before.clone())
+                if name not in fresh:
+                    fresh[name] = memory[name].copy_(snap.before)
         self._staged = fresh
 
     def stale(self) -> list[str]:
@@ -186,11 +193,13 @@ class TensorEditCommand(Command):
                 for snap in self._snapshots:
                     snap.after = snap.tensor.data
                 return
-            for snap in self._snapshots:
-                if snap.swapped:
-                    snap.tensor.data = self._fresh(snap.before)
+            swapped = [snap for snap in self._snapshots if snap.swapped]
+            memory = [self._fresh(snap.before) for snap in swapped]
             try:
-                self._mutate()
+                with prefaulted(memory):
+                    for snap, fresh in zip(swapped, memory, strict=True):
+                        snap.tensor.data = self._prime(fresh, snap.before)
+                    self._mutate()
             except BaseException:
                 self._restore(before=True)
                 raise

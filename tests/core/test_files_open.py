@@ -202,3 +202,25 @@ def test_read_checkpoint_gives_aliases(tmp_path: Path) -> None:
     checkpoint = read_checkpoint(path)
     assert checkpoint.aliases == {"1.weight": "0.weight"}
     assert set(checkpoint.all_tensors()) == {"0.weight", "1.weight"}
+
+
+def test_opened_modules_are_independent_working_modules(tmp_path: Path) -> None:
+    # the tree's modules are made by copying a blank module's attributes (fast path): each must
+    # own its containers and behave as nn.Module does (hooks, state_dict, to, named_modules)
+    path = tmp_path / "m.safetensors"
+    save_file({f"blocks.{i}.fc.weight": torch.full((2, 2), float(i)) for i in range(3)}, str(path))
+    model = open_source(str(path)).model
+    first, second = model.get_submodule("blocks.0"), model.get_submodule("blocks.1")
+    assert first._parameters is not second._parameters and first._modules is not second._modules
+    calls: list[str] = []
+    first.fc.register_forward_pre_hook(lambda module, args: calls.append("hooked"))
+    assert second.fc._forward_pre_hooks == {} and len(first.fc._forward_pre_hooks) == 1
+    first.fc.register_buffer("scale", torch.ones(1))
+    assert "scale" not in dict(second.fc.named_buffers())
+    assert list(model.state_dict()) == [
+        "blocks.0.fc.weight", "blocks.0.fc.scale", "blocks.1.fc.weight", "blocks.2.fc.weight"
+    ]
+    model.to(torch.float64)
+    third = model.get_submodule("blocks.2.fc").weight
+    assert third.dtype == torch.float64 and float(third.detach()[0, 0]) == 2.0
+    assert [n for n, _ in model.named_modules()][:3] == ["", "blocks", "blocks.0"]

@@ -163,7 +163,9 @@ def _mapped_tensors(
         else:
             groups.append([span])
     tensors: dict[str, torch.Tensor] = {}
-    with open(path, "rb") as handle:
+    # frombuffer warns that the map is writable (it is copy-on-write); once, not per tensor
+    with open(path, "rb") as handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         for group in groups:
             begin = data_start + group[0][0]
             start = begin - begin % mmap.ALLOCATIONGRANULARITY
@@ -177,14 +179,9 @@ def _mapped_tensors(
                 if hi == lo or mapped is None:
                     tensors[name] = torch.empty(entry["shape"], dtype=dtype)
                     continue
-                with warnings.catch_warnings():  # the map is writable (copy-on-write)
-                    warnings.simplefilter("ignore", UserWarning)
-                    flat = torch.frombuffer(
-                        mapped,
-                        dtype=dtype,
-                        count=(hi - lo) // dtype.itemsize,
-                        offset=data_start + lo - start,
-                    )
+                flat = torch.frombuffer(
+                    mapped, dtype=dtype, count=(hi - lo) // dtype.itemsize, offset=data_start + lo - start
+                )
                 tensors[name] = flat.reshape(entry["shape"])
     return tensors
 
@@ -217,7 +214,9 @@ def read_safetensors(path: Path) -> Checkpoint:
     aliases = aliases_from_metadata(metadata, set(tensors))
     other = {k: v for k, v in metadata.items() if k not in aliases}
     notes = [f"{len(aliases)} tied name(s) restored from the file's metadata"] if aliases else []
-    return Checkpoint(dict(tensors), aliases=aliases, extras=dict(other), notes=notes)
+    return Checkpoint(
+        dict(tensors), aliases=aliases, extras=dict(other), notes=notes, distinct=True
+    )
 
 
 def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:

@@ -423,3 +423,30 @@ def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.Mon
         assert stats.min == float(x.min())
     finally:
         kernels._compiled.cache_clear()  # the next use loads the real loops again
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=300, deadline=None)
+@given(
+    lo=st.floats(-1e4, 1e4, allow_nan=False, width=32),
+    width=st.sampled_from([0.0, 1e-30, 1e-6, 1e-3, 1.0, 3.0, 1e3, 1e30, 1e39]),
+    bins=st.integers(1, 300),
+    inside=st.booleans(),
+    shift_from=st.floats(-2.0, 2.0),
+    window=st.integers(1, 4),
+)
+def test_compiled_edge_check_equals_the_numpy_one(lo, width, bins, inside, shift_from, window) -> None:
+    # the compiled check replaces ~25 numpy calls per tensor; it must find the very same values
+    # (including None when a window is too small, which window=1 provokes)
+    hi = lo + width
+    edges = histogram_edges(float(lo), float(hi), bins)
+    near = min(max(lo + shift_from * max(width, 1.0), -3e38), 3e38)  # a float32 data minimum
+    shift = float(lo) if inside else float(np.float32(near))
+    keymap = stats_module._KeyMap(edges, shift, inside)
+    with patch.object(stats_module, "_EDGE_WINDOW", window):
+        reference = stats_module._misassigned(torch.float32, keymap, fused=False)
+        compiled = stats_module._misassigned(torch.float32, keymap, fused=True)
+    if reference is None:
+        assert compiled is None
+    else:
+        assert compiled is not None and sorted(compiled) == sorted(reference)

@@ -78,6 +78,59 @@ def _count(keys: Any, counts: Any) -> None:
         counts[keys[i]] += 1
 
 
+def _edge_check(
+    centers: Any,
+    edges: Any,
+    shift: float,
+    step: float,
+    add: float,
+    top: float,
+    inside: bool,
+    window: int,
+    found: Any,
+) -> int:
+    """Values next to each edge whose key differs from numpy.histogram's bin (see
+    ``stats._misassigned``): written as rows ``(value, key, true key)`` into ``found``; returns
+    how many, or -1 if one lies at the border of its window (the window may be too small)."""
+    bins = edges.shape[0] - 1
+    n = 0
+    for j in range(centers.shape[0]):
+        for side in range(3):  # the edge's own value, then `window` steps up, then down
+            v = centers[j]
+            for s in range(window if side else 1):
+                if side == 1:
+                    v = np.nextafter(v, np.float32(np.inf))
+                elif side == 2:
+                    v = np.nextafter(v, np.float32(-np.inf))
+                if not np.isfinite(v):
+                    continue
+                x = np.float64(v)
+                if inside and (x < edges[0] or x > edges[bins]):
+                    continue
+                key = _key_jit(v, shift, step, add, top)
+                if inside:
+                    key = min(key, bins - 1)  # key `bins` is counted in the last bar
+                # numpy's bin: edges[i] <= x < edges[i + 1], the last edge closing the last bin
+                if x < edges[0]:
+                    true = 0 if not inside else -1
+                elif x > edges[bins]:
+                    true = bins + 1
+                else:
+                    true = np.searchsorted(edges, x, side="right") - 1
+                    if x == edges[bins]:
+                        true = bins - 1
+                    if not inside:
+                        true += 1
+                if key != true:
+                    if side and s == window - 1:
+                        return -1
+                    found[n, 0] = x
+                    found[n, 1] = key
+                    found[n, 2] = true
+                    n += 1
+    return n
+
+
 def _wanted() -> bool:
     if os.environ.get("PARAMSCOPE_NUMBA", "1") == "0":
         return False
@@ -107,6 +160,7 @@ def _compiled() -> SimpleNamespace | None:
             keys=numba.njit(**plain)(_keys),
             pair_keys=numba.njit(**plain)(_pair_keys),
             count=numba.njit(**plain)(_count),
+            edge_check=numba.njit(**plain)(_edge_check),
         )
         _run_once(loops)
     except Exception:  # numba installed but unusable (e.g. a numpy too new for it): torch loops
@@ -122,6 +176,8 @@ def _run_once(loops: SimpleNamespace) -> None:
     loops.keys(x, 0.0, 1.0, 0.0, 1.0, out)
     loops.pair_keys(x, 0.0, 1.0, 0.0, 1.0, 2, out)
     loops.count(out, np.zeros(4, dtype=np.int64))
+    edges = np.array([0.0, 1.0])
+    loops.edge_check(x, edges, 0.0, 1.0, 0.0, 1.0, True, 2, np.zeros((15, 3)))
 
 
 def load() -> bool:
@@ -176,6 +232,21 @@ class PairCounter:
     def counts(self) -> np.ndarray:
         table = self.pairs.reshape(self.width, self.width)
         return table.sum(axis=0) + table.sum(axis=1) + self.singles
+
+
+def edge_fixes(
+    centers: np.ndarray, edges: np.ndarray, rule: KeyRule, inside: bool, window: int
+) -> list[tuple[float, int, int]] | None:
+    """``(value, key, true key)`` of the float32 values within ``window`` steps of each edge
+    (``centers``: the edges as float32) whose key is not numpy's bin; None if unsure."""
+    found = np.empty((centers.shape[0] * (2 * window + 1), 3), dtype=np.float64)
+    n = _loops().edge_check(
+        centers, edges, rule.shift, rule.step, rule.add, rule.top, inside, window, found
+    )
+    if n < 0:
+        return None
+    unique = {float(v): (int(k), int(t)) for v, k, t in found[:n]}
+    return [(value, key, true) for value, (key, true) in unique.items()]
 
 
 def keys(x: np.ndarray, rule: KeyRule) -> np.ndarray:

@@ -734,6 +734,10 @@ def _misassigned(
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     with np.errstate(over="ignore"):  # edges beyond the dtype's range become +-inf: not finite
         center = keymap.edges.astype(np_dtype)
+    if fused:  # the same test in one compiled loop (~0.4 ms -> ~20 us a tensor)
+        if np_dtype != np.float32:
+            raise ValueError(f"the compiled keys read float32 only, not {dtype}")
+        return kernels.edge_fixes(center, keymap.edges, keymap.rule(), keymap.inside, _EDGE_WINDOW)
     columns = [center]
     for direction in (math.inf, -math.inf):
         v = center
@@ -743,15 +747,10 @@ def _misassigned(
     grid_np = np.stack(columns, axis=1)  # edges x (1 + 2*window), numpy: ~10x less overhead
     finite_np = np.isfinite(grid_np)
     grid = torch.from_numpy(grid_np)
-    if fused:
-        values_in = np.where(finite_np, grid_np, np_dtype.type(0))
-        keys = torch.from_numpy(kernels.keys(values_in.reshape(-1), keymap.rule()))
-        keys = keys.reshape(grid.shape)
-    else:
-        b = grid.to(torch.float64).sub_(keymap.shift)
-        b[~torch.from_numpy(finite_np)] = 0.0
-        flat_keys = torch.empty(b.numel(), dtype=torch.int64)
-        keys = keymap.keys(b.reshape(-1), flat_keys).reshape(grid.shape)
+    b = grid.to(torch.float64).sub_(keymap.shift)
+    b[~torch.from_numpy(finite_np)] = 0.0
+    flat_keys = torch.empty(b.numel(), dtype=torch.int64)
+    keys = keymap.keys(b.reshape(-1), flat_keys).reshape(grid.shape)
     values = grid_np.astype(np.float64)
     true = keymap.true_keys(values.reshape(-1)).reshape(values.shape)
     estimated = keys.numpy()

@@ -15,7 +15,8 @@ import time
 
 NAME = "longest event-loop stall while the window computes statistics"
 OPEN_SECONDS = [0.0]  # how long open_model held the GUI thread, for the note
-FIRST_PAINT_SECONDS = [0.0]  # from then until the statistics started (the first paint)
+FIRST_PAINT_SECONDS = [0.0]  # from then until the statistics started (the window drew the model)
+SETTLE_STALL_MS = [0]  # the longest stall in that time (the first paints of the new model)
 
 
 def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float]:
@@ -48,11 +49,14 @@ def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float
     window.statistics.allDone.connect(loop.quit)
     QTimer.singleShot(int(timeout_s * 1000), loop.quit)
 
+    counting = [False]
+
     def statistics_started() -> None:
-        if not heartbeat.isActive():
+        if not counting[0]:
             FIRST_PAINT_SECONDS[0] = time.perf_counter() - opened_at[0]
-            clock.start()
-            heartbeat.start()
+            beat()
+            SETTLE_STALL_MS[0], longest[0] = longest[0], 0
+            counting[0] = True
 
     # Opening (report, tree) and the window's first paint of the new model happen on the GUI
     # thread before the statistics start (the worker waits for that paint); both are reported
@@ -62,6 +66,8 @@ def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float
     window.state.open_model(OpenedModel(model, "bench:gpt2", "python"))
     opened_at = [time.perf_counter()]
     OPEN_SECONDS[0] = opened_at[0] - start
+    clock.start()  # the heartbeat runs from here: stalls before the statistics start are the
+    heartbeat.start()  # first paints of the new model, reported apart
     if not window.statistics.complete:
         loop.exec()
     took = time.perf_counter() - start
@@ -92,8 +98,9 @@ def main(argv: list[str]) -> int:
             value=f"{stall_ms:.0f} ms",
             ratio=stall_ms / 100.0,
             note=f"5 ms heartbeat; ratio = stall / 100 ms; statistics took {took:.1f} s; "
-            f"before it, opening the model held the GUI thread {OPEN_SECONDS[0]:.2f} s and "
-            f"the first paint with the new model {FIRST_PAINT_SECONDS[0]:.2f} s",
+            f"before it, opening the model held the GUI thread {OPEN_SECONDS[0]:.2f} s; the "
+            f"statistics started {FIRST_PAINT_SECONDS[0]:.2f} s later, once the window had drawn "
+            f"the new model (longest stall meanwhile {SETTLE_STALL_MS[0]} ms)",
         )
     except Exception as exc:
         row = Row("gui_stall", NAME, "<= 100 ms", pending=f"pending: {type(exc).__name__}: {exc}")

@@ -56,6 +56,7 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.inputs import default_input, parse_input_spec
 from paramscope.core.losses import LOSSES, STRUCTURE_NOTE
 from paramscope.gui import colors
+from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.param_table import fmt_float
 from paramscope.gui.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
@@ -85,7 +86,7 @@ class _Row:
     has_grad: bool = False  # for rows without a result: .grad is not None
 
 
-class GradientTableModel(QAbstractTableModel):
+class GradientTableModel(OneCallPerCell, QAbstractTableModel):
     """One row per parameter, then one row per use of a tied parameter."""
 
     def __init__(self, parent: QObject | None = None) -> None:

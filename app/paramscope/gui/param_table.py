@@ -24,6 +24,7 @@ from paramscope.core.report import TensorInfo
 from paramscope.core.session import Session
 from paramscope.core.stats import TensorStats
 from paramscope.gui import colors
+from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.tree_model import refilter
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -87,7 +88,7 @@ def _tie_icon() -> QIcon:
     return QIcon(pixmap)
 
 
-class ParameterTableModel(QAbstractTableModel):
+class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._session: Session | None = None
@@ -360,7 +361,7 @@ class ParameterTableModel(QAbstractTableModel):
         return [self._text(relative, info, c) for c in range(len(COLUMNS))]
 
 
-class ParameterFilterProxy(QSortFilterProxyModel):
+class ParameterFilterProxy(OneCallPerCell, QSortFilterProxyModel):
     """A filter on relative, qualified and alias names; sorting is done by the source model.
 
     The proxy's own sort would call ``data()`` from Python twice per comparison (seconds for

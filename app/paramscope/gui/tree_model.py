@@ -21,6 +21,7 @@ from PySide6.QtCore import (
 from paramscope.core.report import ModelReport, ModuleInfo
 from paramscope.core.statistics import TensorSummary
 from paramscope.gui import colors
+from paramscope.gui.multidata import OneCallPerCell
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -44,7 +45,7 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
-class ModuleTreeModel(QAbstractItemModel):
+class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
     """Read-only tree of modules. Internal ids are positions in ``report.modules`` plus one."""
 
     def __init__(self, report: ModelReport | None = None, parent: QObject | None = None) -> None:
@@ -344,7 +345,7 @@ def refilter(proxy: QSortFilterProxyModel, change: Callable[[], None]) -> None:
         proxy.invalidateFilter()
 
 
-class ModuleFilterProxy(QSortFilterProxyModel):
+class ModuleFilterProxy(OneCallPerCell, QSortFilterProxyModel):
     """Shows modules whose qualified name or type contains the filter text, with their ancestors."""
 
     def __init__(self, parent: QObject | None = None) -> None:

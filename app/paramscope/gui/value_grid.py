@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QLabel, QTableView, QVBoxLayout, QWidget
 from paramscope.core.report import is_lazy
 from paramscope.core.stats import data_problem
 from paramscope.gui import colors
+from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.state import AppState
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -63,7 +64,7 @@ def _fmt(value: Any) -> str:
     return f"{float(value):.4g}"
 
 
-class ValueGridModel(QAbstractTableModel):
+class ValueGridModel(OneCallPerCell, QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._array: np.ndarray | None = None

@@ -1,0 +1,94 @@
+"""Views read a cell's roles in one call into Python, and paint exactly what data() says."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+
+from paramscope.core.demos import build_demo
+from paramscope.core.session import Session
+from paramscope.core.sources import OpenedModel
+from paramscope.gui.multidata import OneCallPerCell
+from paramscope.gui.param_table import ParameterFilterProxy, ParameterTableModel
+from paramscope.gui.tree_model import ModuleFilterProxy, ModuleTreeModel
+
+MIXIN_CODE = OneCallPerCell.multiData.__code__
+
+
+def _from_mixin() -> bool:
+    """The caller of the caller is OneCallPerCell.multiData (not Qt's per-role default)."""
+    return sys._getframe(2).f_code is MIXIN_CODE
+
+
+def _cells(model: QSortFilterProxyModel, parent: QModelIndex = QModelIndex()) -> list[QModelIndex]:  # noqa: B008
+    cells = []
+    for row in range(model.rowCount(parent)):
+        cells.extend(model.index(row, column, parent) for column in range(model.columnCount(parent)))
+        cells.extend(_cells(model, model.index(row, 0, parent)))
+    return cells
+
+
+def _check_painted_cells(proxy: QSortFilterProxyModel, calls: list[int], direct: list[bool]) -> None:
+    cells = _cells(proxy)
+    assert len(cells) > 20
+    shown = [index.data(Qt.ItemDataRole.DisplayRole) for index in cells]
+    colors = [index.data(Qt.ItemDataRole.ForegroundRole) for index in cells]
+    calls.clear()
+    direct.clear()
+    delegate = QStyledItemDelegate()
+    for index, text, color in zip(cells, shown, colors, strict=True):
+        option = QStyleOptionViewItem()
+        delegate.initStyleOption(option, index)  # what a view asks before it paints a cell
+        assert option.text == ("" if text is None else str(text))
+        if color is not None:
+            assert option.palette.text().color() == color
+    assert len(calls) == len(cells)  # every role of a cell in one call into Python
+    assert direct and all(direct)  # which reads the source's data() itself, role by role
+
+
+def test_module_tree_cells_take_one_call_each() -> None:
+    session = Session(OpenedModel(build_demo("tiny_lm"), "demo:tiny_lm", "demo"))
+    calls: list[int] = []
+
+    class CountingProxy(ModuleFilterProxy):
+        def multiData(self, index, span) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+            calls.append(index.row())
+            super().multiData(index, span)
+
+    direct: list[bool] = []
+
+    class Source(ModuleTreeModel):
+        def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
+            direct.append(_from_mixin())
+            return super().data(index, role)
+
+    model = Source()
+    model.set_report(session.report)
+    proxy = CountingProxy()
+    proxy.setSourceModel(model)
+    _check_painted_cells(proxy, calls, direct)
+
+
+def test_parameter_table_cells_take_one_call_each() -> None:
+    session = Session(OpenedModel(build_demo("tiny_lm"), "demo:tiny_lm", "demo"))
+    calls: list[int] = []
+
+    class CountingProxy(ParameterFilterProxy):
+        def multiData(self, index, span) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+            calls.append(index.row())
+            super().multiData(index, span)
+
+    direct: list[bool] = []
+
+    class Source(ParameterTableModel):
+        def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
+            direct.append(_from_mixin())
+            return super().data(index, role)
+
+    model = Source()
+    model.set_module(session, "")
+    proxy = CountingProxy()
+    proxy.setSourceModel(model)
+    _check_painted_cells(proxy, calls, direct)

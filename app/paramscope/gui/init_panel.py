@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -305,6 +306,8 @@ class InitPanel(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
+        for box in (targets, init_box, edits):  # their natural height; slack goes below them
+            box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         layout.addWidget(targets)
         layout.addWidget(init_box)
         layout.addWidget(edits)

@@ -30,7 +30,25 @@ def _cells(model: QSortFilterProxyModel, parent: QModelIndex = QModelIndex()) ->
     return cells
 
 
-def _check_painted_cells(proxy: QSortFilterProxyModel, calls: list[int], direct: list[bool]) -> None:
+def _check_painted_cells(proxy_class: type, source_class: type, fill: object) -> None:
+    """Paint-ask every cell of ``source_class`` behind ``proxy_class``; ``fill(model)`` loads it."""
+    calls: list[int] = []
+    direct: list[bool] = []
+
+    class CountingProxy(proxy_class):  # type: ignore[misc, valid-type]
+        def multiData(self, index, span) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+            calls.append(index.row())
+            super().multiData(index, span)
+
+    class Source(source_class):  # type: ignore[misc, valid-type]
+        def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
+            direct.append(_from_mixin())
+            return super().data(index, role)
+
+    model = Source()
+    fill(model)  # type: ignore[operator]
+    proxy = CountingProxy()
+    proxy.setSourceModel(model)
     cells = _cells(proxy)
     assert len(cells) > 20
     shown = [index.data(Qt.ItemDataRole.DisplayRole) for index in cells]
@@ -48,47 +66,15 @@ def _check_painted_cells(proxy: QSortFilterProxyModel, calls: list[int], direct:
     assert direct and all(direct)  # which reads the source's data() itself, role by role
 
 
+def _session() -> Session:
+    return Session(OpenedModel(build_demo("tiny_lm"), "demo:tiny_lm", "demo"))
+
+
 def test_module_tree_cells_take_one_call_each() -> None:
-    session = Session(OpenedModel(build_demo("tiny_lm"), "demo:tiny_lm", "demo"))
-    calls: list[int] = []
-
-    class CountingProxy(ModuleFilterProxy):
-        def multiData(self, index, span) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
-            calls.append(index.row())
-            super().multiData(index, span)
-
-    direct: list[bool] = []
-
-    class Source(ModuleTreeModel):
-        def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
-            direct.append(_from_mixin())
-            return super().data(index, role)
-
-    model = Source()
-    model.set_report(session.report)
-    proxy = CountingProxy()
-    proxy.setSourceModel(model)
-    _check_painted_cells(proxy, calls, direct)
+    session = _session()
+    _check_painted_cells(ModuleFilterProxy, ModuleTreeModel, lambda m: m.set_report(session.report))
 
 
 def test_parameter_table_cells_take_one_call_each() -> None:
-    session = Session(OpenedModel(build_demo("tiny_lm"), "demo:tiny_lm", "demo"))
-    calls: list[int] = []
-
-    class CountingProxy(ParameterFilterProxy):
-        def multiData(self, index, span) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
-            calls.append(index.row())
-            super().multiData(index, span)
-
-    direct: list[bool] = []
-
-    class Source(ParameterTableModel):
-        def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
-            direct.append(_from_mixin())
-            return super().data(index, role)
-
-    model = Source()
-    model.set_module(session, "")
-    proxy = CountingProxy()
-    proxy.setSourceModel(model)
-    _check_painted_cells(proxy, calls, direct)
+    session = _session()
+    _check_painted_cells(ParameterFilterProxy, ParameterTableModel, lambda m: m.set_module(session, ""))

@@ -103,6 +103,9 @@ class TensorEditCommand(Command):
             swap = shared is not None and name not in shared and tensor.layout == torch.strided
             before = tensor.data if swap else tensor.detach().clone()
             self._snapshots.append(_Snapshot(name, tensor, before, swap))
+        self._by_name: dict[str, _Snapshot] = {}  # values() is asked per target: no scan
+        for snap in self._snapshots:
+            self._by_name.setdefault(snap.name, snap)
 
     def _fresh(self, old: torch.Tensor) -> torch.Tensor:
         """New memory for a target's new values (filled by :meth:`_prime`)."""
@@ -237,12 +240,12 @@ class TensorEditCommand(Command):
     def values(self, name: str, after: bool) -> torch.Tensor | None:
         # Both are never written again: copies, or data objects swapped out of the model.
         # Staged values are known before ``do`` (a worker summarizes them for the views).
-        for snap in self._snapshots:
-            if snap.name == name:
-                if after and snap.after is None and self._staged is not None:
-                    return self._staged[name]
-                return snap.after if after else snap.before
-        return None
+        snap = self._by_name.get(name)
+        if snap is None:
+            return None
+        if after and snap.after is None and self._staged is not None:
+            return self._staged[name]
+        return snap.after if after else snap.before
 
 
 def _same_data(tensor: torch.Tensor, data: torch.Tensor) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import platform
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,8 @@ from contextlib import contextmanager
 
 import torch
 
-MADV_POPULATE_WRITE = 23
+MADV_POPULATE_WRITE = 23  # the generic Linux value; a few architectures number advice apart
+_GENERIC_ADVICE_MACHINES = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "riscv64")
 PAGE = 4096
 #: Below this many bytes in all, the thread costs more than the faults it saves.
 MIN_BYTES = 16 << 20
@@ -28,7 +30,7 @@ MIN_BYTES = 16 << 20
 
 @functools.cache
 def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or platform.machine() not in _GENERIC_ADVICE_MACHINES:
         return None
     try:
         madvise = ctypes.CDLL(None, use_errno=True).madvise

@@ -10,6 +10,7 @@ Parameter object, so ties survive.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,22 +179,23 @@ def _taken(module: nn.Module, name: str) -> bool:
 
 
 class _Containers:
-    """Makes empty :class:`StateDictModule` objects by copying a blank one's attributes.
+    """Makes empty :class:`StateDictModule` objects from a blank one's attributes.
 
-    ``nn.Module.__init__`` sets ~20 attributes through ``Module.__setattr__``; copying them is
-    ~4x faster, which matters for checkpoints of thousands of modules. Where a blank module holds
-    anything but empty containers and plain values (a future torch), modules are built as usual.
+    ``nn.Module.__init__`` sets ~20 attributes through ``Module.__setattr__``; setting the same
+    plain values and new empty dicts directly is several times faster, which matters for
+    checkpoints of thousands of modules. Where a blank module holds anything else (a future
+    torch), modules are built as usual.
     """
+
+    _CONTAINERS = (dict, OrderedDict, set, list)
 
     def __init__(self) -> None:
         state = StateDictModule().__dict__
-        plain = all(
-            isinstance(v, bool | str | None) or (isinstance(v, dict | set | list) and not v)
-            for v in state.values()
-        )
-        self._plain = plain
-        self._values = {k: v for k, v in state.items() if not isinstance(v, dict | set | list)}
-        self._empty = [(k, v) for k, v in state.items() if isinstance(v, dict | set | list)]
+        self._values = {k: v for k, v in state.items() if type(v) not in self._CONTAINERS}
+        self._empty = [(k, type(v)) for k, v in state.items() if type(v) in self._CONTAINERS]
+        self._plain = all(
+            isinstance(v, bool | str | None) for v in self._values.values()
+        ) and not any(state[k] for k, _ in self._empty)
 
     def make(self) -> StateDictModule:
         if not self._plain:
@@ -201,8 +203,8 @@ class _Containers:
         module = StateDictModule.__new__(StateDictModule)
         attributes = module.__dict__
         attributes.update(self._values)
-        for name, empty in self._empty:
-            attributes[name] = empty.copy()
+        for name, kind in self._empty:
+            attributes[name] = kind()  # a new empty one (OrderedDict.copy() costs ~10x more)
         return module
 
 

@@ -9,7 +9,7 @@ serial increments. Together with ``torch.aminmax`` for the range they cost ~5 re
 
 Exactness is the caller's business: the key of a value is a monotone, deterministic function of
 that value (no fast-math in the key loops), so :mod:`paramscope.core.stats` checks the values next
-to each bin edge with :func:`keys` itself and corrects the few that numpy assigns differently.
+to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy assigns differently.
 
 Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical).
 """
@@ -248,9 +248,3 @@ def edge_fixes(
     unique = {float(v): (int(k), int(t)) for v, k, t in found[:n]}
     return [(value, key, true) for value, (key, true) in unique.items()]
 
-
-def keys(x: np.ndarray, rule: KeyRule) -> np.ndarray:
-    """The key of every value of ``x`` (int64), as :class:`PairCounter` computes it."""
-    out = np.empty(x.shape[0], dtype=np.int32)
-    _loops().keys(x, rule.shift, rule.step, rule.add, rule.top, out)
-    return out.astype(np.int64)

@@ -9,7 +9,8 @@ serial increments. Together with ``torch.aminmax`` for the range they cost ~5 re
 
 Exactness is the caller's business: the key of a value is a monotone, deterministic function of
 that value (no fast-math in the key loops), so :mod:`paramscope.core.stats` checks the values next
-to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy assigns differently.
+to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy
+assigns differently.
 
 Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical).
 """

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -528,7 +529,10 @@ class InitCommand(TensorEditCommand):
             shared=session.shared_storage,
             compute=compute if torch_init else None,
         )
-        self.replay_code = replay_code(rule_plan, seed, first_of_request=index == 0)
+
+    @functools.cached_property
+    def replay_code(self) -> str:  # built when a script is exported, not on every apply
+        return replay_code(self.rule_plan, self.seed, first_of_request=self.index == 0)
 
 
 def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:

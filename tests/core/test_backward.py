@@ -7,6 +7,7 @@ from collections import namedtuple
 import pytest
 import torch
 import torch.nn.functional as F
+from autograd_failures import FailsInBackward
 from torch import nn
 
 from paramscope.core.backward import (
@@ -343,16 +344,6 @@ def test_a_loss_that_does_not_fit_leaves_gradients_unchanged():
     assert_unchanged(model, before)
 
 
-class _FailsInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("simulated failure in backward")
-
-
 class BreaksInBackward(nn.Module):
     """The head's gradients are written before the failure below it is reached."""
 
@@ -362,7 +353,7 @@ class BreaksInBackward(nn.Module):
         self.head = nn.Linear(3, 1)
 
     def forward(self, x):
-        return self.head(_FailsInBackward.apply(self.fc(x)))
+        return self.head(FailsInBackward.apply(self.fc(x)))
 
 
 def test_a_backward_that_raises_while_replacing_leaves_gradients_cleared_like_zero_grad():

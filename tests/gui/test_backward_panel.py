@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from autograd_failures import FailsInBackward
 from PySide6.QtCore import Qt
 from torch import nn
 
@@ -167,16 +168,6 @@ def test_inputs_given_to_explore_are_used(qtbot):
     assert result.output.value == 9.0 and linear.weight.grad.item() == 6.0
 
 
-class _FailsInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("simulated failure in backward")
-
-
 class BreaksOnDemand(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -185,7 +176,7 @@ class BreaksOnDemand(nn.Module):
 
     def forward(self, x):
         y = self.fc(x)
-        return _FailsInBackward.apply(y) if self.fail else y
+        return FailsInBackward.apply(y) if self.fail else y
 
 
 def test_a_backward_that_raises_shows_the_cleared_gradients(qtbot):

@@ -1,7 +1,7 @@
 """Fault in the pages of fresh tensors on a second thread while the first one computes.
 
 An undoable edit writes its new values into new memory (the old tensor is the undo state), and
-the first write to each new 4 KiB page costs a page fault: for GPT-2's 500 MB about 120,000 of
+the first write to each new page (4 KiB) costs a page fault: for GPT-2's 500 MB about 120,000 of
 them, 0.2-0.3 s on one core, more than a third of ``normal_`` itself. Linux (5.14+) can fault a
 range in with one ``madvise(MADV_POPULATE_WRITE)`` call; doing that on another thread, in the
 order the edit will write the tensors, takes the faults off the computing thread. Contents are
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import mmap
 import platform
 import sys
 import threading
@@ -23,7 +24,7 @@ import torch
 
 MADV_POPULATE_WRITE = 23  # the generic Linux value; a few architectures number advice apart
 _GENERIC_ADVICE_MACHINES = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "riscv64")
-PAGE = 4096
+PAGE = mmap.PAGESIZE  # 4 KiB on x86; 16 or 64 KiB on some ARM kernels
 #: Below this many bytes in all, the thread costs more than the faults it saves.
 MIN_BYTES = 16 << 20
 

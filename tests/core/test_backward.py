@@ -7,7 +7,7 @@ from collections import namedtuple
 import pytest
 import torch
 import torch.nn.functional as F
-from autograd_failures import FailsInBackward
+from small_models import FailsInBackward, TiedEmbedding
 from torch import nn
 
 from paramscope.core.backward import (
@@ -164,21 +164,8 @@ def test_tied_head_and_embedding_parts_sum_to_the_total():
     assert entry.grad.norm <= sum(norms) * (1 + 1e-9)  # the parts add up to the total
 
 
-class TiedSmall(nn.Module):
-    """Embedding tied to a head (small enough that every part keeps its values)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(5, 3)
-        self.head = nn.Linear(3, 5, bias=False)
-        self.head.weight = self.embed.weight
-
-    def forward(self, ids):
-        return self.head(torch.tanh(self.embed(ids)))
-
-
 def test_parts_sum_to_the_total_and_total_is_pytorchs():
-    model = TiedSmall()
+    model = TiedEmbedding()
     ids = torch.tensor([[0, 1, 1, 4]])
     result = run_backward(model, ids, "l2")
     parts = result.parameters["embed.weight"].parts
@@ -187,7 +174,7 @@ def test_parts_sum_to_the_total_and_total_is_pytorchs():
         parts[0].values + parts[1].values, model.embed.weight.grad, rtol=0, atol=1e-6
     )
 
-    reference = TiedSmall()
+    reference = TiedEmbedding()
     reference.load_state_dict(model.state_dict())
     reference(ids).pow(2).sum().backward()
     assert torch.equal(model.embed.weight.grad, reference.embed.weight.grad)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from small_models import TiedEmbedding
 from torch import nn
 
 from paramscope.core import backward as backward_module
@@ -83,18 +84,7 @@ def test_dead_rows_read_later_are_the_all_zero_rows():
 # --- per-use parts: what each use contributed, without copying the gradients ------------------
 
 
-class Tied(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(7, 4)
-        self.head = nn.Linear(4, 7, bias=False)
-        self.head.weight = self.embed.weight
-
-    def forward(self, ids):
-        return self.head(torch.tanh(self.embed(ids)))
-
-
-def per_use_reference(model: Tied, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_use_reference(model: TiedEmbedding, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each use's gradient from a copy of the weight of its own."""
     w_embed = model.embed.weight.detach().clone().requires_grad_()
     w_head = model.embed.weight.detach().clone().requires_grad_()
@@ -105,7 +95,7 @@ def per_use_reference(model: Tied, ids: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def test_tied_parts_equal_each_uses_own_gradient():
     torch.manual_seed(0)
-    model = Tied()
+    model = TiedEmbedding()
     ids = torch.tensor([[0, 3, 3, 6, 1]])
     g_embed, g_head = per_use_reference(model, ids)
     result = run_backward(model, ids, "l2")
@@ -145,7 +135,7 @@ def test_a_module_called_three_times_gives_three_parts_that_match_each_call():
 
 
 def test_parts_read_later_do_not_hold_or_change_the_gradient():
-    model = Tied()
+    model = TiedEmbedding()
     ids = torch.tensor([[1, 2]])
     result = run_backward(model, ids)
     grad = model.embed.weight.grad

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_models import SharedRow
 
 from paramscope.core.commands import CommandStack, TensorEditCommand
 from paramscope.core.session import Session
@@ -79,20 +80,10 @@ def test_clean_mark() -> None:
 
 
 def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None:
-    from torch import nn
-
     from paramscope.core.rules import apply_rules
     from paramscope.core.sources import OpenedModel
 
-    class Views(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Parameter(torch.zeros(4, 4))
-            self.b = nn.Parameter(torch.empty(0))
-            self.b.data = self.a.data[1]  # b is a view of a's row 1
-            self.c = nn.Parameter(torch.zeros(3, 3))
-
-    model = Views()
+    model = SharedRow()
     session = Session(OpenedModel(model, "views", "live"))
     assert session.shared_storage == {"a", "b"}
     c_storage = model.c.data_ptr()

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import torch
-from torch import nn
+from small_models import SharedRow
 
 from paramscope.core.commands import StaleEditError, TensorEditCommand
 from paramscope.core.errors import Cancelled
@@ -109,15 +109,8 @@ def test_staged_value_edit_equals_the_synchronous_one(kind: str, kwargs: dict) -
 
 
 def test_commands_that_cannot_stage_still_apply_and_undo() -> None:
-    class Views(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Parameter(torch.zeros(4, 4))
-            self.b = nn.Parameter(torch.empty(0))
-            self.b.data = self.a.data[1]  # b is a view of a's row 1: edited in place
-            self.c = nn.Parameter(torch.zeros(3, 3))
 
-    session = Session(OpenedModel(Views(), "views", "live"))
+    session = Session(OpenedModel(SharedRow(), "views", "live"))
     _, (shared,) = build_commands(session, ["b=constant(val=5)"], seed=0)
     _, (alone,) = build_commands(session, ["c=constant(val=2)"], seed=0)
     assert not shared.can_stage and alone.can_stage

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-from autograd_failures import FailsInBackward
 from PySide6.QtCore import Qt
+from small_models import FailsInBackward
 from torch import nn
 
 from paramscope.core.session import Session

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 import stat
 import sys
@@ -24,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+
+from paramscope.core import libc
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -52,19 +53,12 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-@functools.cache
 def _sync_file_range() -> Callable[..., int] | None:
-    """Linux's ``sync_file_range`` (Python has no binding), or None where there is none."""
+    """Linux's ``sync_file_range``, or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # the running process, libc included
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
+    types = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return libc.function("sync_file_range", types)
 
 
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 import torch
 
+from paramscope.core import libc
+
 MADV_POPULATE_WRITE = 23  # the generic Linux value; a few architectures number advice apart
 _GENERIC_ADVICE_MACHINES = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "riscv64")
 PAGE = mmap.PAGESIZE  # 4 KiB on x86; 16 or 64 KiB on some ARM kernels
@@ -33,12 +35,9 @@ MIN_BYTES = 16 << 20
 def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     if not sys.platform.startswith("linux") or platform.machine() not in _GENERIC_ADVICE_MACHINES:
         return None
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
+    madvise = libc.function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int))
+    if madvise is None:
         return None
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
     probe = ctypes.create_string_buffer(2 * PAGE)
     start = (ctypes.addressof(probe) + PAGE - 1) & ~(PAGE - 1)
     if madvise(start, PAGE, MADV_POPULATE_WRITE) != 0:  # EINVAL: kernel older than 5.14

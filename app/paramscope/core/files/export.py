@@ -10,7 +10,6 @@ from: the old file's bytes stay alive under the mapping.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from paramscope.core import libc
 from paramscope.core.atomic import WritebackFile, write_atomically
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.safetensors_io import (
@@ -117,17 +117,9 @@ def _bits(raw: torch.Tensor) -> torch.Tensor:
     return raw
 
 
-@functools.cache
 def _memcmp() -> Callable[..., int] | None:
     """The C library's memcmp: on a memory-mapped read-back it is ~1.6x faster than torch.equal."""
-    try:
-        libc = ctypes.cdll.msvcrt if os.name == "nt" else ctypes.CDLL(None)
-        call = libc.memcmp
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-    call.restype = ctypes.c_int
-    return call
+    return libc.function("memcmp", (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t))
 
 
 def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -79,3 +79,22 @@ def test_the_full_model_is_gpt2_small_sized() -> None:
     assert model.lm_head.weight is model.wte.weight
     small = build_gpt2(QUICK)
     assert small(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, QUICK.vocab)
+
+
+def test_export_rows_say_where_they_wrote(tmp_path) -> None:
+    env = dict(os.environ, PARAMSCOPE_BENCH_EXPORT_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "paramscope.core.bench", "export", "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    targeted = [row for row in rows if row["target"] == "<= 1.5x"]
+    synced = [row for row in rows if "--sync" in row["name"]]
+    assert len(targeted) == 2 and len(synced) == 2
+    assert all(row["note"] == f"both write to {tmp_path}" for row in targeted)
+    assert all("wait for its disk" in row["note"] for row in synced)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

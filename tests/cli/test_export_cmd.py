@@ -94,3 +94,23 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr and str(bad) in done.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "init"])
+def test_sync_waits_for_the_disk_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    from paramscope.core import atomic
+
+    synced: list[Path] = []
+    real = atomic._fsync_file
+    monkeypatch.setattr(atomic, "_fsync_file", lambda tmp: (synced.append(tmp), real(tmp)))
+    out = tmp_path / "m.safetensors"
+    rules = ["--rule", "*.bias=zeros"] if command == "init" else []
+    assert main([command, "demo:mlp", *rules, "-o", str(out)]) == 0
+    assert synced == []
+    assert main([command, "demo:mlp", *rules, "-o", str(out), "--sync"]) == 0
+    assert len(synced) == 1 and synced[0].parent == tmp_path and synced[0] != out
+    if command == "export":
+        assert capsys.readouterr().out.strip().endswith("on disk (synced)")
+    assert sorted(safetensors.torch.load_file(str(out))) == sorted(build_demo("mlp").state_dict())

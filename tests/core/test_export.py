@@ -161,7 +161,7 @@ def test_awkward_layouts_load_with_the_libraries_exactly(tmp_path: Path, suffix:
 @pytest.mark.parametrize("memcmp", [True, False])
 def test_read_back_comparison_is_bitwise(monkeypatch: pytest.MonkeyPatch, memcmp: bool) -> None:
     if not memcmp:  # where the C library's memcmp is unavailable, torch.equal on words
-        monkeypatch.setattr(export_module, "_memcmp", lambda: None)
+        monkeypatch.setattr(export_module, "memcmp", lambda: None)
     same = export_module._same_bits
     x = torch.randn(5, 3)
     assert same(x, x.clone()) and same(x.t(), x.t().contiguous())
@@ -420,3 +420,136 @@ def test_export_over_the_mmap_loaded_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "survived" in done.stdout
+
+
+class _Wide(nn.Module):
+    """Tensors large enough (>= 64 KiB) to be compared while they are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(512, 64)
+        self.body = nn.Linear(64, 512)  # the embedding's shape: the two can be mixed up
+        self.head = nn.Linear(64, 512, bias=False)
+        self.head.weight = self.embed.weight
+        self.odd = nn.Linear(100, 700)  # a size of its own
+
+
+def _count_late_compares(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes of each compare made after writing (the ones the helper did not already do)."""
+    sizes: list[int] = []
+    real = export_module._same_bytes
+
+    def counted(a: torch.Tensor, b: torch.Tensor) -> bool:
+        sizes.append(a.numel())
+        return real(a, b)
+
+    monkeypatch.setattr(export_module, "_same_bytes", counted)
+    return sizes
+
+
+needs_memcmp = pytest.mark.skipif(
+    export_module.memcmp() is None, reason="no C memcmp: everything is compared after writing"
+)
+
+
+@needs_memcmp
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_large_tensors_are_compared_while_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    model = _Wide()
+    late = _count_late_compares(monkeypatch)
+    path = tmp_path / f"wide{suffix}"
+    export_model(model, path)
+    assert late and max(late) < 64 << 10  # only the biases were left for afterwards
+    _assert_equal_state(open_source(str(path)).model.state_dict(), model.state_dict())
+
+
+@needs_memcmp
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_bytes_changed_on_their_way_to_the_file_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    real = atomic.WritebackFile._write_some
+    odd_bytes = 700 * 100 * 4
+
+    def flip_in_odd_weight(self: atomic.WritebackFile, view: memoryview) -> int:
+        if len(view) == odd_bytes:
+            damaged = bytearray(view)
+            damaged[12345] ^= 0x04
+            return real(self, memoryview(damaged))
+        return real(self, view)
+
+    monkeypatch.setattr(atomic.WritebackFile, "_write_some", flip_in_odd_weight)
+    path = tmp_path / f"wide{suffix}"
+    with pytest.raises(ExportError, match=r"read-back check failed: odd\.weight differs"):
+        export_model(_Wide(), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_memcmp
+def test_a_header_pointing_at_another_tensors_bytes_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every byte is compared while written, yet the header gives embed's place to body's bytes."""
+    from paramscope.core.files import safetensors_io
+
+    real = safetensors_io.safetensors_layout
+
+    def mixed_up(stored, metadata):
+        head, tensors = real(stored, metadata)
+        names = [name for name in stored if stored[name] is not None]
+        order = sorted(names, key=lambda n: (-stored[n].element_size(), n))
+        i, j = order.index("body.weight"), order.index("embed.weight")
+        tensors[i], tensors[j] = tensors[j], tensors[i]
+        return head, tensors
+
+    monkeypatch.setattr(safetensors_io, "safetensors_layout", mixed_up)
+    with pytest.raises(ExportError, match=r"(body|embed)\.weight differs from the model"):
+        export_model(_Wide(), tmp_path / "wide.safetensors")
+
+
+@needs_memcmp
+def test_a_pickle_naming_another_tensors_storage_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = torch.save
+
+    def mixed_up(state, target, *args, **kwargs):
+        state = dict(state)
+        state["embed.weight"], state["body.weight"] = state["body.weight"], state["embed.weight"]
+        return real(state, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", mixed_up)
+    with pytest.raises(ExportError, match=r"(body|embed)\.weight differs from the model"):
+        export_model(_Wide(), tmp_path / "wide.pt")
+
+
+def test_pt_offsets_point_at_each_tensors_bytes(tmp_path: Path) -> None:
+    base = torch.randn(40, 30)
+    state = {"a": base, "row": base[7], "col": base[:, 3], "b": torch.arange(9), "e": torch.empty(0)}
+    state["tied"] = state["a"]
+    path = tmp_path / "s.pt"
+    torch.save(state, path)
+    loaded = dict(torch.load(path, weights_only=True, mmap=True))
+    offsets = export_module._pt_offsets(path, loaded)
+    blob = path.read_bytes()
+    for name in ("a", "row", "b", "tied"):
+        want = state[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+        assert blob[offsets[name] : offsets[name] + len(want)] == want, name
+    assert offsets["tied"] == offsets["a"] and offsets["row"] == offsets["a"] + 7 * 30 * 4
+    # tensors that are not the file's mapping cannot be placed
+    assert export_module._pt_offsets(path, {**loaded, "a": loaded["a"].clone()}) == {}
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_waiting_for_the_disk_is_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    synced: list[Path] = []
+    real = atomic._fsync_file
+    monkeypatch.setattr(atomic, "_fsync_file", lambda tmp: (synced.append(tmp), real(tmp)))
+    path = tmp_path / "m.safetensors"
+    export_model(build_demo("mlp"), path, sync=sync)
+    assert len(synced) == (1 if sync else 0)
+    _assert_equal_state(open_source(str(path)).model.state_dict(), build_demo("mlp").state_dict())

@@ -59,6 +59,31 @@ def test_export_selected_module_writes_its_subtree(
     assert torch.equal(written["weight"], state.session.tensor("2.weight").detach())
 
 
+def test_the_file_menu_can_make_exports_wait_for_the_disk(
+    qtbot, state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMenu
+
+    from paramscope.core import atomic
+
+    synced: list[Path] = []
+    real = atomic._fsync_file
+    monkeypatch.setattr(atomic, "_fsync_file", lambda tmp: (synced.append(tmp), real(tmp)))
+    actions = FilesActions(state, interactive=False)
+    menu = QMenu()
+    actions.install(menu)
+    toggle = next(a for a in menu.actions() if a.text() == "Wait for the Disk When Exporting")
+    assert toggle.isCheckable() and not toggle.isChecked()
+    with qtbot.waitSignal(actions.exportFinished, timeout=30_000):
+        actions.start_export(tmp_path / "a.pt")
+    assert synced == []
+    toggle.trigger()
+    with qtbot.waitSignal(actions.exportFinished, timeout=30_000):
+        actions.start_export(tmp_path / "b.pt")
+    assert len(synced) == 1
+    assert actions.save_now(tmp_path / "c.pt") and len(synced) == 2
+
+
 def test_export_error_reported_and_target_kept(qtbot, state: AppState, tmp_path: Path) -> None:
     actions = FilesActions(state, interactive=False)
     with qtbot.waitSignal(state.errorOccurred, timeout=30_000) as blocker:

@@ -15,6 +15,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
 
 
+def add_sync_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="wait until the file is on disk (fsync) before it replaces OUT, so that even a power "
+        "cut leaves the old or the new file (about a second per GB on a cloud disk); without it a "
+        "failure or kill still never leaves a half-written file",
+    )
+
+
 def open_from_args(args: argparse.Namespace) -> Any:
     from paramscope.core.sources import open_source
 

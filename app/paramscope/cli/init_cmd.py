@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from paramscope.cli.common import add_source_arguments, open_from_args
+from paramscope.cli.common import add_source_arguments, add_sync_argument, open_from_args
 
 EPILOG = """\
 rules: SELECTOR=INIT(key=value,...)
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="apply nothing if an initializer cannot apply to some hit tensor (default: skip those tensors, say which, apply the rest)")
     parser.add_argument("--dry-run", action="store_true", help="only list which tensors each rule hits")
     parser.add_argument("--script", metavar="PY", help="also write a Python script that replays the init")
+    add_sync_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.script}")
     from paramscope.core.files.export import export_model
 
-    result = export_model(session.model, args.output)
+    result = export_model(session.model, args.output, sync=args.sync)
     print(f"wrote {result.path} ({result.format}): {result.tensors} tensors")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
@@ -219,10 +220,17 @@ class FilesActions(QObject):
         self.diff_view: DiffView | None = None
         self._on_finished: Callable[[Any], None] | None = None
         self.worker.finished.connect(self._finished)
+        self.sync_action = QAction("Wait for the Disk When Exporting", self)
+        self.sync_action.setCheckable(True)
+        self.sync_action.setToolTip(
+            "Flush each exported file to disk (fsync) before it replaces the old one: even a "
+            "power cut then leaves the old or the new file. About a second per GB."
+        )
 
     def install(self, menu: QMenu) -> None:
         menu.addAction("&Export state_dict…").triggered.connect(self.export_dialog)
         menu.addAction("Export selected &module…").triggered.connect(self.export_module_dialog)
+        menu.addAction(self.sync_action)
         menu.addAction("&Load weights…").triggered.connect(self.load_weights_dialog)
         menu.addAction("&Diff against…").triggered.connect(self.diff_dialog)
 
@@ -257,7 +265,8 @@ class FilesActions(QObject):
     def start_export(self, path: Path, module: str = "") -> None:
         """Export off the GUI thread; a whole-model export marks the session saved."""
         session = self.state.session
-        inputs = ExportInputs(session.model, Path(path), module, session.opened.loader)
+        sync = self.sync_action.isChecked()
+        inputs = ExportInputs(session.model, Path(path), module, session.opened.loader, sync)
 
         def done(result: ExportResult) -> None:
             if not module and self.state.has_session and self.state.session is session:
@@ -269,7 +278,7 @@ class FilesActions(QObject):
     def save_now(self, path: Path) -> bool:
         """Export synchronously (closing the window waits for it); True when written."""
         try:
-            save_session(self.state.session, path)
+            save_session(self.state.session, path, sync=self.sync_action.isChecked())
         except ParamscopeError as exc:
             self.state.errorOccurred.emit(str(exc))
             return False

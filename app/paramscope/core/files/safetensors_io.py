@@ -14,6 +14,7 @@ import json
 import math
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -275,9 +276,15 @@ _WRITE_NAMES = {
 
 
 def write_safetensors(
-    state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+    state_dict: dict[str, torch.Tensor],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+    open_file: Callable[[Path], WritebackFile] = WritebackFile,
 ) -> dict[str, str]:
-    """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases."""
+    """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases.
+
+    ``open_file`` opens the file the tensors are streamed into (an export's checking file).
+    """
     if METADATA_KEY in state_dict:
         raise ValueError(
             f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)"
@@ -287,7 +294,7 @@ def write_safetensors(
     meta.update(metadata or {})
     meta.update(aliases)
     if sys.byteorder == "little" and all(t.dtype in _WRITE_NAMES for t in stored.values()):
-        _write_streamed(stored, meta, path)
+        _write_streamed(stored, meta, path, open_file)
     else:
         _write_with_library(stored, meta, path)
     return aliases
@@ -321,10 +328,15 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy())
 
 
-def _write_streamed(stored: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+def _write_streamed(
+    stored: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    path: Path,
+    open_file: Callable[[Path], WritebackFile],
+) -> None:
     """Header, then each tensor written straight from its memory: no copy of the whole file."""
     head, tensors = safetensors_layout(stored, metadata)
-    with WritebackFile(path) as out:
+    with open_file(path) as out:
         out.write(head)
         for tensor in tensors:
             if tensor.numel():

@@ -72,7 +72,7 @@ def test_the_file_menu_can_make_exports_wait_for_the_disk(
     actions = FilesActions(state, interactive=False)
     menu = QMenu()
     actions.install(menu)
-    toggle = next(a for a in menu.actions() if a.text() == "Wait for the Disk When Exporting")
+    toggle = next(a for a in menu.actions() if a.text() == "Wait for the disk when exporting")
     assert toggle.isCheckable() and not toggle.isChecked()
     with qtbot.waitSignal(actions.exportFinished, timeout=30_000):
         actions.start_export(tmp_path / "a.pt")
@@ -82,6 +82,9 @@ def test_the_file_menu_can_make_exports_wait_for_the_disk(
         actions.start_export(tmp_path / "b.pt")
     assert len(synced) == 1
     assert actions.save_now(tmp_path / "c.pt") and len(synced) == 2
+    assert FilesActions(state, interactive=False).sync_action.isChecked()  # remembered
+    toggle.trigger()
+    assert not FilesActions(state, interactive=False).sync_action.isChecked()
 
 
 def test_export_error_reported_and_target_kept(qtbot, state: AppState, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -48,6 +48,9 @@ from paramscope.gui.workers import TaskWorker
 
 EXPORT_FILTER = "safetensors (*.safetensors);;PyTorch state_dict (*.pt *.pth *.bin)"
 WEIGHTS_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin *.ckpt *.json);;All files (*)"
+
+
+SYNC_EXPORTS_KEY = "export/waitForDisk"  # remembered between runs, as the user left it
 
 
 def trust_question(error: UntrustedFileError) -> str:
@@ -220,8 +223,10 @@ class FilesActions(QObject):
         self.diff_view: DiffView | None = None
         self._on_finished: Callable[[Any], None] | None = None
         self.worker.finished.connect(self._finished)
-        self.sync_action = QAction("Wait for the Disk When Exporting", self)
+        self.sync_action = QAction("Wait for the disk when exporting", self)
         self.sync_action.setCheckable(True)
+        self.sync_action.setChecked(QSettings().value(SYNC_EXPORTS_KEY, False, type=bool))
+        self.sync_action.toggled.connect(lambda on: QSettings().setValue(SYNC_EXPORTS_KEY, on))
         self.sync_action.setToolTip(
             "Flush each exported file to disk (fsync) before it replaces the old one: even a "
             "power cut then leaves the old or the new file. About a second per GB."

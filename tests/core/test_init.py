@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import init
 
 from paramscope.core.initializers import (
@@ -14,6 +15,7 @@ from paramscope.core.initializers import (
     TORCH_INITIALIZERS,
     CustomInitializer,
     InitializerError,
+    TorchInitializer,
     custom_from_source,
     get_initializer,
     load_custom,
@@ -314,3 +316,15 @@ def test_inits_leave_gradients_as_they_were():
     apply_rules(session, ["*.weight=normal(std=0.01)"], seed=0)
     assert torch.equal(session.tensor("0.weight").grad, grad)
     assert session.tensor("0.weight").requires_grad
+
+
+@pytest.mark.parametrize("name", TORCH_INITIALIZERS)
+def test_every_torch_initializer_applies_to_a_parameter_with_gradients_on(name: str) -> None:
+    """Applied outside no_grad (a script's call): torch's function turns gradients off itself."""
+    assert torch.is_grad_enabled()
+    weight = nn.Parameter(torch.zeros(6, 4, 3) if name == "dirac_" else torch.zeros(6, 4))
+    kwargs = {"val": 0.5} if name == "constant_" else {"sparsity": 0.5} if name == "sparse_" else {}
+    TorchInitializer(name).apply(weight, kwargs, torch.Generator().manual_seed(0))
+    assert weight.is_leaf and weight.grad_fn is None and weight.requires_grad
+    if name != "zeros_":
+        assert torch.count_nonzero(weight) > 0

@@ -264,11 +264,11 @@ class TorchInitializer(Initializer):
         return None
 
     def apply(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:
-        with torch.no_grad():
-            if self.takes_generator:
-                self.function(tensor, **kwargs, generator=generator)
-            else:
-                self.function(tensor, **kwargs)
+        # every torch.nn.init function turns gradients off itself: no second no_grad per tensor
+        if self.takes_generator:
+            self.function(tensor, **kwargs, generator=generator)
+        else:
+            self.function(tensor, **kwargs)
 
     def replay_lines(self, target: str, kwargs: dict[str, Any]) -> list[str]:
         args = [target] + [f"{k}={format_value(v)}" for k, v in kwargs.items()]

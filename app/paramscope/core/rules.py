@@ -420,16 +420,22 @@ class Plan:
         return f"rule {first_rule!r}: nothing applied, refused for " + "; ".join(parts)
 
 
-def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: LoadedCustom | None = None) -> RulePlan:
-    """Resolve and check one rule against a model without changing anything."""
+def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: LoadedCustom | None = None,
+              tensor_of: Callable[[str], torch.Tensor] | None = None) -> RulePlan:  # fmt: skip
+    """Resolve and check one rule against a model without changing anything.
+
+    ``tensor_of`` looks a canonical name up (a session's map); by default the model is walked.
+    """
     initializer = rule.resolve_initializer(cache)
     try:
         kwargs = initializer.coerce_kwargs(dict(rule.kwargs))
     except ValueError as exc:
         raise RuleError(f"rule {rule.text!r}: {exc}") from exc
     targets = resolve_targets(report, rule.selector, model)
-    tensors = dict(model.named_parameters())
-    tensors.update(dict(model.named_buffers()))
+    if tensor_of is None:
+        tensors = dict(model.named_parameters())
+        tensors.update(dict(model.named_buffers()))
+        tensor_of = tensors.__getitem__
     hits: list[TensorHit] = []
     rule_plan = RulePlan(rule, initializer, kwargs, hits)
     for name in targets:
@@ -447,7 +453,7 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
                     if canonical not in rule_plan.extra:
                         rule_plan.extra.append(canonical)
         else:
-            hit.refused = initializer.check(tensors[name], kwargs)
+            hit.refused = initializer.check(tensor_of(name), kwargs)
         hits.append(hit)
     return rule_plan
 
@@ -460,9 +466,10 @@ def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRu
         rules: parsed rules or rule texts.
     """
     report, model = (source.report, source.model) if not isinstance(source, tuple) else source
+    tensor_of = None if isinstance(source, tuple) else source.tensor
     cache = LoadedCustom()
     parsed = [parse_rule(r) if isinstance(r, str) else r for r in rules]
-    return Plan([plan_rule(report, model, r, cache) for r in parsed])
+    return Plan([plan_rule(report, model, r, cache, tensor_of) for r in parsed])
 
 
 # --- applying ------------------------------------------------------------------------------

@@ -224,3 +224,18 @@ def test_opened_modules_are_independent_working_modules(tmp_path: Path) -> None:
     third = model.get_submodule("blocks.2.fc").weight
     assert third.dtype == torch.float64 and float(third.detach()[0, 0]) == 2.0
     assert [n for n, _ in model.named_modules()][:3] == ["", "blocks", "blocks.0"]
+
+
+def test_awkward_dotted_names_each_find_one_place() -> None:
+    from paramscope.core.files.statedict import Checkpoint, build_module
+
+    sizes = {"a": 2, "a.b": 3, "a.c.d": 4, ".x": 5, "y..z": 6, "training": 7, "h.0.w": 8, "h.0": 9}
+    root, notes = build_module(Checkpoint({n: torch.ones(k) for n, k in sizes.items()}))
+    placed = {name: t.numel() for name, t in root.state_dict().items()}
+    assert placed == {
+        "a": 2, "a_.b": 3, "a_.c.d": 4, "_.x": 5, "y._.z": 6, "training_": 7, "h.0.w": 8, "h.0_": 9
+    }
+    # one note per renamed module (not per tensor under it), one per renamed tensor
+    assert sum("part 'a' renamed 'a_'" in n for n in notes) == 1
+    assert any("training: stored as 'training_'" in n for n in notes)
+    assert any("h.0: stored as 'h.0_'" in n for n in notes)

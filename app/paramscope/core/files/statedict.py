@@ -231,6 +231,7 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
     notes: list[str] = []
     by_view: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
     made: dict[str, nn.Parameter | torch.Tensor] = {}
+    parents: dict[str | None, tuple[nn.Module, str]] = {None: (root, "")}
     names = list(checkpoint.tensors) + [a for a in checkpoint.aliases if a not in checkpoint.tensors]
     for name in names:
         target = checkpoint.aliases.get(name, name) if name not in checkpoint.tensors else name
@@ -251,35 +252,58 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
                 by_view.setdefault(key, obj)
             made[target] = obj
         made[name] = obj
-        _place(root, name, obj, notes, containers)
+        _place(root, name, obj, notes, containers, parents)
     return root, notes
 
 
+def _parent(
+    root: nn.Module,
+    prefix: str | None,
+    name: str,
+    notes: list[str],
+    containers: _Containers,
+    parents: dict[str | None, tuple[nn.Module, str]],
+) -> tuple[nn.Module, str]:
+    """The module at dotted ``prefix`` (None: the root) and its path, made on first use.
+
+    Names come sorted, so most share their parent with the name before: one dict lookup.
+    """
+    found = parents.get(prefix)
+    if found is not None:
+        return found
+    assert prefix is not None  # the root is in ``parents`` from the start
+    above, dot, part = prefix.rpartition(".")
+    module, path = _parent(root, above if dot else None, name, notes, containers, parents)
+    child = module._modules.get(part)
+    if child is None:
+        free = _free_name(module, part)
+        if free != part:
+            notes.append(f"{name}: part {part!r} renamed {free!r} (it clashes with a name already used)")
+        child = module._modules.get(free)
+        if child is None:  # a free, dot-free name: add_module's checks are done
+            child = module._modules[free] = containers.make()
+        part = free
+    parents[prefix] = found = (child, f"{path}.{part}" if path else part)
+    return found
+
+
 def _place(
-    root: nn.Module, name: str, obj: torch.Tensor, notes: list[str], containers: _Containers
+    root: nn.Module,
+    name: str,
+    obj: torch.Tensor,
+    notes: list[str],
+    containers: _Containers,
+    parents: dict[str | None, tuple[nn.Module, str]],
 ) -> None:
-    parts = name.split(".")
-    module = root
-    path: list[str] = []
-    for part in parts[:-1]:
-        child = module._modules.get(part)
-        if child is None:
-            free = _free_name(module, part)
-            if free != part:
-                notes.append(f"{name}: part {part!r} renamed {free!r} (it clashes with a name already used)")
-            child = module._modules.get(free)
-            if child is None:  # a free, dot-free name: add_module's checks are done
-                child = module._modules[free] = containers.make()
-            part = free
-        module = child
-        path.append(part)
-    leaf = parts[-1]
+    prefix, dot, leaf = name.rpartition(".")
+    module, path = _parent(root, prefix if dot else None, name, notes, containers, parents)
     free = leaf
     if not leaf or _taken(module, leaf):
         free = _free_name(module, leaf)
         while free in module._modules or free in module._parameters or free in module._buffers:
             free += "_"
-        notes.append(f"{name}: stored as {'.'.join([*path, free])!r} (the name clashes)")
+        stored = f"{path}.{free}" if path else free
+        notes.append(f"{name}: stored as {stored!r} (the name clashes)")
     # ``free`` is a free, dot-free name (register_*'s checks); the tensors come from a file
     if isinstance(obj, nn.Parameter):
         module._parameters[free] = obj

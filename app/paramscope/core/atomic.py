@@ -137,7 +137,12 @@ class WritebackFile:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if error is not None:
+            self.failed()
         self.close()
+
+    def failed(self) -> None:
+        """The writer failed: the file will be thrown away (subclasses stop work on it)."""
 
 
 def _fsync_file(path: Path) -> None:

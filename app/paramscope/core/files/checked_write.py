@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -204,12 +203,6 @@ class CheckingFile(WritebackFile):
                 comparer.join()
                 self.checked = CheckedSpans(comparer.equal)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if error is not None and self._comparer is not None:
+    def failed(self) -> None:
+        if self._comparer is not None:
             self._comparer.abandon()
-        self.close()

@@ -51,7 +51,7 @@ def test_source_memory_holds_the_tensors_storages_only() -> None:
 def test_written_bytes_are_compared_with_their_tensor(tmp_path: Path, small_pieces: None) -> None:
     first, second = torch.randn(700), torch.randn(300)
     path = tmp_path / "out.bin"
-    with CheckingFile(path, SourceMemory([first, second]), writeback=False) as out:
+    with CheckingFile(path, SourceMemory([first, second])) as out:
         out.write(b"header")  # not a tensor's memory: left to the later check
         out.write(_bytes(first))
         out.write(_bytes(second).tobytes())  # a copy: its memory may be gone when compared
@@ -75,7 +75,7 @@ def test_bytes_that_reach_the_file_changed_are_not_counted_as_checked(
 
     monkeypatch.setattr(atomic.WritebackFile, "_write_some", flip_at_2500)
     tensor = torch.randn(1000)
-    with CheckingFile(tmp_path / "out.bin", SourceMemory([tensor]), writeback=False) as out:
+    with CheckingFile(tmp_path / "out.bin", SourceMemory([tensor])) as out:
         out.write(_bytes(tensor))
     address = tensor.data_ptr()
     assert out.checked.covers(0, address, 2000)  # the pieces before the damaged one
@@ -108,3 +108,17 @@ def test_small_writes_need_no_helper(tmp_path: Path) -> None:
         out.write(_bytes(tensor))
         assert not [t for t in threading.enumerate() if t.name == "paramscope-readback"]
     assert len(out.checked) == 0
+
+
+def test_the_helper_starts_the_disk_on_what_it_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_pieces: None
+) -> None:
+    """So that ext4 has nothing left to flush when the file is renamed over an old one."""
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(checked_write, "start_writeback", lambda fd, off, n: started.append((off, n)))
+    monkeypatch.setattr(atomic, "start_writeback", lambda *a: pytest.fail("the writer hinted"))
+    tensor = torch.randn(600)
+    with CheckingFile(tmp_path / "out.bin", SourceMemory([tensor])) as out:
+        out.write(b"head")
+        out.write(_bytes(tensor))
+    assert started == [(4, 1000), (1004, 1000), (2004, 400)]

@@ -388,37 +388,21 @@ def _memory_folder(need: int) -> Path | None:
 
 
 def step_export(ctx: Context) -> list[Row]:
-    try:
-        from paramscope.core.files.export import state_dict_for, write_state_dict
-    except ImportError:
-        return [
-            _pending(
-                "export",
-                "export .pt / .safetensors",
-                "<= 1.5x",
-                "pending: core.files.export not available",
-            )
-        ]
-    model = ctx.model
-    nbytes = sum(t.numel() * t.element_size() for t in _distinct_parameters(model))
     # The targeted rows compare software with software: on this kind of virtual disk the same
     # torch.save takes 0.3 s or 2 s depending on the disk's own state, which no ratio survives.
     # So they write to memory where there is a RAM folder (or where the variable points);
     # the --sync rows wait for the disk (the temporary folder) on both sides.
+    nbytes = sum(t.numel() * t.element_size() for t in _distinct_parameters(ctx.model))
     chosen = os.environ.get(EXPORT_DIR_VARIABLE)
     folder = Path(chosen) if chosen else _memory_folder(4 * nbytes)
     with tempfile.TemporaryDirectory(prefix="paramscope-bench-", dir=folder) as where:
-        rows = _export_rows(ctx, Path(where), state_dict_for, write_state_dict)
-    return rows
+        return _export_rows(ctx, Path(where))
 
 
-def _export_rows(
-    ctx: Context,
-    where: Path,
-    state_dict_for: Callable[..., dict[str, torch.Tensor]],
-    write_state_dict: Callable[..., object],
-) -> list[Row]:
+def _export_rows(ctx: Context, where: Path) -> list[Row]:
     from safetensors.torch import save_model
+
+    from paramscope.core.files.export import state_dict_for, write_state_dict
 
     model = ctx.model
     rows = []

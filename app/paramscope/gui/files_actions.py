@@ -227,10 +227,12 @@ class FilesActions(QObject):
         self.sync_action.setCheckable(True)
         self.sync_action.setChecked(QSettings().value(SYNC_EXPORTS_KEY, False, type=bool))
         self.sync_action.toggled.connect(lambda on: QSettings().setValue(SYNC_EXPORTS_KEY, on))
-        self.sync_action.setToolTip(
+        explained = (
             "Flush each exported file to disk (fsync) before it replaces the old one: even a "
             "power cut then leaves the old or the new file. About a second per GB."
         )
+        self.sync_action.setToolTip(explained)
+        self.sync_action.setStatusTip(explained)  # menus show status tips, not tooltips
 
     def install(self, menu: QMenu) -> None:
         menu.addAction("&Export state_dict…").triggered.connect(self.export_dialog)

@@ -166,11 +166,12 @@ class CheckingFile(WritebackFile):
     """A :class:`WritebackFile` that compares what it wrote from ``sources`` as it goes.
 
     After ``close()``, :attr:`checked` holds the stretches found equal to their source memory;
-    anything else (small writes, bytes from elsewhere, a mismatch) is simply not in it.
+    anything else (small writes, bytes from elsewhere, a mismatch) is simply not in it. The helper
+    also starts the disk on each stretch it checked, so the writer itself never does.
     """
 
-    def __init__(self, path: Path | str, sources: SourceMemory, writeback: bool = True) -> None:
-        super().__init__(path, writeback)
+    def __init__(self, path: Path | str, sources: SourceMemory) -> None:
+        super().__init__(path, writeback=False)
         self._path = Path(path)
         self._sources = sources
         self._comparer: _Comparer | None = None

@@ -312,7 +312,7 @@ def write_state_dict(
     files: list[CheckingFile] = []
 
     def open_file(tmp: Path) -> CheckingFile:
-        files.append(CheckingFile(tmp, sources, writeback=sync))
+        files.append(CheckingFile(tmp, sources))
         return files[-1]
 
     def write(tmp: Path) -> None:

@@ -106,6 +106,29 @@ def test_garbage_metadata_gives_one_line_error(tmp_path: Path) -> None:
     assert str(folder / ".metadata") in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("damage", ["no chunks", "negative size", "no dtype"])
+def test_metadata_with_broken_entries_gives_one_line_error(
+    dcp_folder: Path, tmp_path: Path, damage: str
+) -> None:
+    """Found by the fuzz test: objects the metadata builds can lack what list_entries reads."""
+    import shutil
+
+    metadata = read_metadata(dcp_folder)
+    item = next(i for i in metadata.state_dict_metadata.values() if hasattr(i, "chunks"))
+    if damage == "no chunks":
+        del item.__dict__["chunks"]
+    elif damage == "negative size":
+        item.__dict__["size"] = torch.Size([-3])
+    else:
+        item.properties.__dict__["dtype"] = "float32"
+    folder = tmp_path / "ckpt"
+    shutil.copytree(dcp_folder, folder)
+    (folder / ".metadata").write_bytes(pickle.dumps(metadata))
+    with pytest.raises(SourceError, match="damaged checkpoint metadata") as info:
+        read_metadata(folder)
+    assert str(folder / ".metadata") in str(info.value) and "\n" not in str(info.value)
+
+
 def test_folder_opens_lazily_and_exports_consolidated(dcp_folder: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

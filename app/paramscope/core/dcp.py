@@ -74,6 +74,10 @@ def read_metadata(folder: Path) -> Any:
         raise SourceError(f"{meta_path}: unreadable checkpoint metadata: {type(exc).__name__}: {exc}") from exc
     if not hasattr(metadata, "state_dict_metadata"):
         raise SourceError(f"{meta_path}: not torch.distributed.checkpoint metadata")
+    try:  # the restricted unpickler builds objects from whatever the file says: check their shape
+        list_entries(metadata)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise SourceError(f"{meta_path}: damaged checkpoint metadata ({exc})") from None
     return metadata
 
 
@@ -99,10 +103,17 @@ class DcpEntry:
 
 
 def list_entries(metadata: Any) -> list[DcpEntry]:
+    """The metadata's entries. Raises ValueError, TypeError or AttributeError where it is malformed."""
     entries = []
-    for key, item in metadata.state_dict_metadata.items():
+    for key, item in dict(metadata.state_dict_metadata).items():
+        if not isinstance(key, str):
+            raise TypeError(f"entry name {key!r} is not a string")
         if hasattr(item, "size") and hasattr(item, "properties"):
-            entries.append(DcpEntry(key, tuple(item.size), item.properties.dtype, len(item.chunks)))
+            shape = tuple(int(size) for size in item.size)
+            dtype = item.properties.dtype
+            if any(size < 0 for size in shape) or not isinstance(dtype, torch.dtype):
+                raise ValueError(f"{key}: shape {shape} or dtype {dtype!r} is not a tensor's")
+            entries.append(DcpEntry(key, shape, dtype, len(item.chunks)))
         else:
             entries.append(DcpEntry(key, None, None, 0))
     return entries

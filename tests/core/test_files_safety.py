@@ -25,6 +25,7 @@ from paramscope.core.demos import build_demo
 from paramscope.core.errors import SourceError
 from paramscope.core.files import UntrustedFileError, safety
 from paramscope.core.files.sniff import LEGACY_MAGIC
+from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 
 
@@ -251,23 +252,32 @@ def test_legacy_file_larger_than_available_memory_is_refused(tmp_path: Path, mon
         open_source(str(path))
 
 
-@pytest.mark.parametrize("writer", ["pt", "safetensors"])
-def test_mapped_file_larger_than_available_memory_still_opens(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+def test_safetensors_larger_than_available_memory_opens_lazily(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Zip .pt and .safetensors are memory-mapped: nothing is read until a tensor is looked at."""
-    path = tmp_path / f"big.{writer}"
+    """Nothing is read until a tensor is looked at; an edit reads that tensor, the file stays."""
+    path = tmp_path / "big.safetensors"
     state = {"w": torch.arange(1000, dtype=torch.float32)}
-    if writer == "safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path)
+    save_file(state, str(path))
     monkeypatch.setattr(safety, "available_memory", lambda: 1000)
-    opened = open_source(str(path))
-    assert torch.equal(opened.model.w.detach(), state["w"])
+    session = Session(open_source(str(path)))
+    assert session.model.w.device.type == "meta"
+    assert torch.equal(session.values("w"), state["w"])
     with torch.no_grad():
-        opened.model.w.add_(1)  # an edit stays in memory (copy-on-write), the file is unchanged
-    assert torch.equal(torch.load(path, weights_only=True)["w"] if writer == "pt" else load_file(str(path))["w"], state["w"])
+        session.editable("w").add_(1)
+    assert torch.equal(session.model.w.detach(), state["w"] + 1)
+    assert torch.equal(load_file(str(path))["w"], state["w"])
+
+
+def test_pt_larger_than_available_memory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .pt file is read whole (never mapped); one that cannot fit is refused in one line."""
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.arange(1000, dtype=torch.float32)}, path)
+    monkeypatch.setattr(safety, "available_memory", lambda: 1000)
+    with pytest.raises(SourceError, match="memory available"):
+        open_source(str(path))
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,25 @@ class Session:
             return self.opened.loader(self.canonical(name))
         return tensor
 
+    def editable(self, name: str) -> torch.Tensor:
+        """The live tensor, its values read first where it is a lazily opened placeholder.
+
+        An edit needs real values: the placeholder is replaced by the loaded tensor under every
+        name it was registered as (so ties stay ties). Nothing else changes.
+        """
+        canonical = self.canonical(name)
+        old = self._tensors[canonical]
+        if old.device.type != "meta" or self.opened.loader is None:
+            return old
+        values = self.opened.loader(canonical)
+        new = nn.Parameter(values, old.requires_grad) if isinstance(old, nn.Parameter) else values
+        for module in self.model.modules():
+            for store in (module._parameters, module._buffers):
+                for key in [k for k, v in store.items() if v is old]:
+                    store[key] = new
+        self._tensors[canonical] = new
+        return new
+
     def canonical(self, name: str) -> str:
         return self.report.alias_to_name.get(name, name)
 

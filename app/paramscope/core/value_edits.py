@@ -129,7 +129,7 @@ def value_edit_command(session: Session, names: Sequence[str], kind: str, value:
     for name in names:
         if session.canonical(name) not in session.report.parameters and session.canonical(name) not in session.report.buffers:
             raise ValueEditError(f"value edit: no tensor named {name!r}")
-        tensor = session.tensor(name)
+        tensor = session.editable(name)
         problem = "uninitialized (lazy) parameter" if is_lazy(tensor) else data_problem(tensor)
         if problem is not None:
             raise ValueEditError(f"{name}: {problem}")

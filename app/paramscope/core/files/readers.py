@@ -19,10 +19,13 @@ from paramscope.core.sources import OpenedModel
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
 
 
-def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
+def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
     """The tensors (and extras) of a state_dict file: torch, safetensors or a sharded index.
 
     Whole modules (trusted pickles, TorchScript, .pt2) come back as ``Checkpoint.module``.
+    Tensors are read into memory; with ``lazy`` (None: for files over
+    :data:`~paramscope.core.files.regions.LAZY_BYTES`) safetensors come back as placeholders
+    and ``Checkpoint.loader`` reads one on demand.
 
     Raises:
         SourceError: one line naming the file and the problem.
@@ -31,9 +34,9 @@ def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
     path = Path(path)
     sniffed = sniff(path)
     if sniffed.kind == "safetensors":
-        return read_safetensors(path)
+        return read_safetensors(path, lazy)
     if sniffed.kind == "index":
-        return read_sharded(path, trust)
+        return read_sharded(path, trust, lazy)
     if sniffed.kind == "torchscript":
         return Checkpoint({}, module=load_torchscript(sniffed, trust))
     if sniffed.kind == "pt2":
@@ -87,7 +90,7 @@ def open_file(path: Path, trust: bool) -> OpenedModel | None:
             return None
         path = index
     sniffed = sniff(path)
-    checkpoint = read_checkpoint(path, trust)
+    checkpoint = read_checkpoint(path, trust, lazy=None)
     source = str(path)
     if checkpoint.module is not None:
         kind = {"torchscript": "torchscript", "pt2": "export"}.get(sniffed.kind, "pickled_module")
@@ -108,4 +111,5 @@ def open_file(path: Path, trust: bool) -> OpenedModel | None:
         path=path,
         notes=checkpoint.notes + build_notes,
         extras=dict(checkpoint.extras),
+        loader=checkpoint.loader,
     )

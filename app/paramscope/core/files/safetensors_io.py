@@ -2,7 +2,7 @@
 
 A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape,
 data_offsets) and the bytes. The header is checked against the file size before anything is
-read. Shared tensors are written once; every other name goes into the metadata as
+read, and tensors are read into memory, never mapped (:mod:`regions` says why). Shared tensors are written once; every other name goes into the metadata as
 ``{alias: stored_name}``, the form ``safetensors.torch.save_model`` writes, and is re-tied on load.
 Files are written here, each tensor straight from its own memory into the file (no copy of the
 whole file in memory), with the disk starting on finished stretches while the rest is written.
@@ -20,6 +20,14 @@ from pathlib import Path
 import torch
 
 from paramscope.core.atomic import WritebackFile
+from paramscope.core.errors import SourceError
+from paramscope.core.files.regions import (
+    FileStamp,
+    Region,
+    RegionLoader,
+    opens_lazily,
+    read_regions,
+)
 from paramscope.core.files.safety import (
     bad_file,
     check_fits_memory,
@@ -140,74 +148,47 @@ _TORCH_DTYPES = {
 # fmt: on
 
 
-MAP_GROUP_BYTES = 1 << 30  # one private mapping per ~1 GiB of tensors (see _mapped_tensors)
+def _regions(header: dict[str, dict], data_start: int) -> dict[str, Region]:
+    return {
+        name: Region(data_start + e["data_offsets"][0], tuple(e["shape"]), _TORCH_DTYPES[e["dtype"]])
+        for name, e in header.items()
+    }
 
 
-def _mapped_tensors(
-    path: Path, header: dict[str, dict], data_start: int
-) -> dict[str, torch.Tensor]:
-    """Tensors viewing private (copy-on-write) memory maps of the file: nothing is read until a
-    tensor's values are, so a checkpoint larger than memory can be browsed. Edits stay in memory;
-    the file is never written through a map.
-
-    The file is mapped in pieces of about :data:`MAP_GROUP_BYTES`: Linux refuses a single private
-    mapping larger than memory, but not many smaller ones.
-    """
-    import mmap
-    import warnings
-
-    spans = sorted((e["data_offsets"][0], e["data_offsets"][1], name) for name, e in header.items())
-    groups: list[list[tuple[int, int, str]]] = []
-    for span in spans:
-        if groups and span[1] - groups[-1][0][0] <= MAP_GROUP_BYTES:
-            groups[-1].append(span)
-        else:
-            groups.append([span])
-    tensors: dict[str, torch.Tensor] = {}
-    # frombuffer warns that the map is writable (it is copy-on-write); once, not per tensor
-    with open(path, "rb") as handle, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for group in groups:
-            begin = data_start + group[0][0]
-            start = begin - begin % mmap.ALLOCATIONGRANULARITY
-            length = data_start + group[-1][1] - start
-            mapped = None
-            if length > 0:
-                mapped = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_COPY, offset=start)
-            for lo, hi, name in group:
-                entry = header[name]
-                dtype = _TORCH_DTYPES[entry["dtype"]]
-                if hi == lo or mapped is None:
-                    tensors[name] = torch.empty(entry["shape"], dtype=dtype)
-                    continue
-                flat = torch.frombuffer(
-                    mapped, dtype=dtype, count=(hi - lo) // dtype.itemsize, offset=data_start + lo - start
-                )
-                tensors[name] = flat.reshape(entry["shape"])
-    return tensors
-
-
-def read_safetensors(path: Path) -> Checkpoint:
+def read_safetensors(path: Path, lazy: bool | None = False) -> Checkpoint:
     """Open a safetensors file after checking its header; aliases become ties.
 
-    Tensors are memory-mapped (header only until values are read); formats torch cannot map
-    (sub-byte floats) are loaded in full after a memory check.
+    Tensors are read into memory (never mapped: see :mod:`regions`). With ``lazy`` (None: when
+    the file is larger than :data:`LAZY_BYTES`) they are shape-only placeholders and the
+    checkpoint's ``loader`` reads one when asked. Sub-byte float formats, which torch cannot
+    hold, go through the safetensors library after a memory check.
 
     Raises:
-        SourceError: damaged, lying header, or (unmappable dtypes) more data than memory.
+        SourceError: damaged, lying header, changed while read, or more data than memory.
     """
     header, metadata, data_start = read_header(path)
+    total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
+    loader = None
     try:
         if all(e["dtype"] in _TORCH_DTYPES for e in header.values()):
-            tensors = _mapped_tensors(path, header, data_start)
+            with open(path, "rb") as handle:
+                stamp = FileStamp.of(path, handle)
+            regions = _regions(header, data_start)
+            if opens_lazily(lazy, stamp.size):
+                tensors = {n: torch.empty(r.shape, dtype=r.dtype, device="meta") for n, r in regions.items()}
+                loader = RegionLoader(path, stamp, regions)
+            else:
+                check_fits_memory(path, total)
+                tensors = read_regions(path, stamp, regions.items())
         else:
-            total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
             check_fits_memory(path, total)
             from safetensors.torch import load_file
 
             tensors = load_file(str(path))
     except OSError as exc:
         raise bad_file(path, f"cannot be read: {exc.strerror or exc}") from None
+    except SourceError:
+        raise
     except Exception as exc:  # the library's errors are not one-line friendly
         raise bad_file(path, f"cannot be read as safetensors: {first_line(exc)}") from None
     # safetensors keeps no order: sort names naturally so layers.2 comes before layers.10
@@ -215,8 +196,10 @@ def read_safetensors(path: Path) -> Checkpoint:
     aliases = aliases_from_metadata(metadata, set(tensors))
     other = {k: v for k, v in metadata.items() if k not in aliases}
     notes = [f"{len(aliases)} tied name(s) restored from the file's metadata"] if aliases else []
+    if loader is not None:
+        notes.append(f"{human_bytes(total)} of tensors: each is read when it is looked at")
     return Checkpoint(
-        dict(tensors), aliases=aliases, extras=dict(other), notes=notes, distinct=True
+        dict(tensors), aliases=aliases, extras=dict(other), notes=notes, distinct=True, loader=loader
     )
 
 

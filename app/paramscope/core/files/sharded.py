@@ -7,10 +7,12 @@ without trust); shard names that leave the index's folder are refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from paramscope.core.files.regions import opens_lazily
 from paramscope.core.files.safety import (
     bad_file,
     check_inside,
@@ -35,8 +37,11 @@ def read_index(path: Path) -> tuple[dict[str, str], dict[str, object]]:
     return weight_map, dict(metadata)
 
 
-def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
+def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
     """Load every shard named by the index at ``path``.
+
+    ``lazy`` as for one file (None: decided by the shards' total size), so a model split into
+    many small shards is not read whole into memory.
 
     Raises:
         SourceError: missing shard, a shard name outside the folder, a tensor missing from its
@@ -57,12 +62,14 @@ def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
         if not present:
             raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
         shards[shard] = resolved
-    # each shard checks what it must hold in memory itself (mapped formats need none)
+    lazy = opens_lazily(lazy, sum(p.stat().st_size for p in shards.values()))
+    # each shard checks what it must hold in memory itself (lazy ones need none)
+    loaders: dict[str, Callable[[str], torch.Tensor]] = {}
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     notes = [f"{len(shards)} shard(s) read through {path.name}"]
     for shard, shard_path in shards.items():
-        part = read_checkpoint(shard_path, trust=trust)
+        part = read_checkpoint(shard_path, trust=trust, lazy=lazy)
         if part.module is not None:
             raise bad_file(shard_path, "is a whole pickled module, not a state_dict shard")
         wanted = [k for k, v in weight_map.items() if v == shard]
@@ -71,8 +78,24 @@ def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
             if key not in available:
                 raise bad_file(shard_path, f"does not hold tensor {key!r}, which {path.name} says it does")
             tensors[key] = available[key]
+            if part.loader is not None:
+                loaders[key] = part.loader
         aliases.update({a: t for a, t in part.aliases.items() if a not in weight_map})
         extra = [k for k in part.tensors if k not in weight_map]
         if extra:
             notes.append(f"{shard}: {len(extra)} tensor(s) not in the index were ignored")
-    return Checkpoint(tensors, aliases=aliases, extras={"index metadata": dict(metadata)} if metadata else {}, notes=notes)
+    extras: dict[str, object] = {"index metadata": dict(metadata)} if metadata else {}
+    loader = _by_name(loaders, aliases) if loaders else None
+    return Checkpoint(tensors, aliases=aliases, extras=extras, notes=notes, loader=loader)
+
+
+def _by_name(
+    loaders: dict[str, Callable[[str], torch.Tensor]], aliases: dict[str, str]
+) -> Callable[[str], torch.Tensor]:
+    """One loader for the whole index: each name goes to its own shard's loader."""
+
+    def load(name: str) -> torch.Tensor:
+        name = aliases.get(name, name)
+        return loaders[name](name)
+
+    return load

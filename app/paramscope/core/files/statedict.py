@@ -11,7 +11,7 @@ Parameter object, so ties survive.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ class Checkpoint:
     notes: list[str] = field(default_factory=list)
     module: nn.Module | None = None  # a whole pickled module (trusted files only)
     distinct: bool = False  # no two tensors share memory (safetensors: checked in the header)
+    # set when ``tensors`` are shape-only (meta) placeholders: loads one tensor's values by name
+    loader: Callable[[str], torch.Tensor] | None = None
 
     def all_tensors(self) -> dict[str, torch.Tensor]:
         """Every name, aliases included, mapped to its tensor."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from paramscope.core.files.pickle_scan import PickleScan, scan_pickle
+from paramscope.core.files.regions import FileStamp
 from paramscope.core.files.safety import (
     UntrustedFileError,
     bad_file,
@@ -136,14 +137,15 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         if sniffed.kind == "pickle":
             with open(path, "rb") as handle:
                 return pickle.load(handle)  # noqa: S301  (only with trust, checked above)
-        if path.suffix.lower() == ".safetensors":
-            # torch.load hands any *.safetensors path to safetensors: give it the bytes instead
-            with open(path, "rb") as handle:
-                return torch.load(handle, map_location="cpu", weights_only=not trust)
-        # mmap: a large checkpoint is paged in as it is read, not copied into memory at once
-        return torch.load(
-            path, map_location="cpu", weights_only=not trust, mmap=sniffed.kind == "torch_zip"
-        )
+        # read into memory, never mapped: a mapped file truncated by a training job saving
+        # over it kills the process with SIGBUS (see regions.py)
+        if sniffed.kind == "torch_zip":
+            check_fits_memory(path, scan.declared_bytes)
+        with open(path, "rb") as handle:
+            stamp = FileStamp.of(path, handle)
+            loaded = torch.load(handle, map_location="cpu", weights_only=not trust)
+            stamp.check(handle)  # rewritten while being read: the values may be a mix
+        return loaded
     except pickle.UnpicklingError as exc:
         if not trust and "weights only" in str(exc).lower():
             raise _untrusted(path, scan) from None

@@ -1,0 +1,128 @@
+"""Reading tensors from a file with plain reads, never through a memory map of it.
+
+A training job that saves over the checkpoint being viewed truncates the file in place; a mapped
+page of a truncated file kills the process with SIGBUS on its next access, which Python cannot
+catch. So tensors are read into the process's own memory: at open for files up to
+:data:`LAZY_BYTES`, and one tensor at a time, when it is looked at, for larger ones. Each read
+first checks that the file is still the one that was opened (:class:`FileStamp`); a file that
+changed, or that ends early, is a one-line :class:`~paramscope.core.errors.SourceError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from paramscope.core.files import safety
+from paramscope.core.files.safety import bad_file
+
+#: Files larger than this open lazily: shape-only placeholders now, a tensor's values when they
+#: are looked at (the session computes statistics on demand above the same size).
+LAZY_BYTES = 1 << 30
+
+
+def opens_lazily(lazy: bool | None, size: int) -> bool:
+    """``lazy`` as asked; where it is None (automatic): a file over :data:`LAZY_BYTES` or larger
+    than the memory available now."""
+    if lazy is not None:
+        return lazy
+    return size > LAZY_BYTES or size > safety.available_memory()
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies one version of a file: replaced, rewritten or truncated, it differs."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path, handle: BinaryIO | None = None) -> FileStamp:
+        info = os.fstat(handle.fileno()) if handle is not None else os.stat(path)
+        return cls(Path(path), info.st_size, info.st_mtime_ns, info.st_ino)
+
+    def changed(self) -> bool:
+        """True when the file at ``path`` is no longer this version (or is gone)."""
+        try:
+            return FileStamp.of(self.path) != self
+        except OSError:
+            return True
+
+    def check(self, handle: BinaryIO | None = None) -> None:
+        """Raise a one-line error when the file changed since this stamp was taken."""
+        try:
+            now = FileStamp.of(self.path, handle)
+        except OSError as exc:
+            raise bad_file(self.path, f"cannot be read any more ({exc.strerror or exc}); reopen it") from None
+        if now != self:
+            raise changed_error(self.path)
+
+
+def changed_error(path: Path) -> Exception:
+    return bad_file(path, "changed on disk since it was opened (rewritten or truncated); reopen it")
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where one tensor's bytes lie in a file, and what they are."""
+
+    offset: int  # from the start of the file
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count * self.dtype.itemsize
+
+
+def read_region(handle: BinaryIO, region: Region, path: Path) -> torch.Tensor:
+    """A new tensor holding ``region``'s bytes, read with ``readinto`` (no map, no extra copy)."""
+    tensor = torch.empty(region.shape, dtype=region.dtype)
+    if region.nbytes == 0:
+        return tensor
+    target = memoryview(tensor.view(-1).view(torch.uint8).numpy())
+    handle.seek(region.offset)
+    done = 0
+    while done < region.nbytes:
+        got = handle.readinto(target[done:])
+        if not got:
+            raise changed_error(path)  # the header said more bytes than are there now
+        done += got
+    return tensor
+
+
+def read_regions(path: Path, stamp: FileStamp, regions: Iterable[tuple[str, Region]]) -> dict[str, torch.Tensor]:
+    """Read every region in file order; the file must still be ``stamp`` before and after."""
+    with open(path, "rb") as handle:
+        stamp.check(handle)
+        tensors = {
+            name: read_region(handle, region, path)
+            for name, region in sorted(regions, key=lambda item: item[1].offset)
+        }
+        stamp.check(handle)  # rewritten while being read: the values may be a mix
+    return tensors
+
+
+class RegionLoader:
+    """Loads one tensor of a lazily opened file by name: the ``loader`` of an opened model."""
+
+    def __init__(self, path: Path, stamp: FileStamp, regions: dict[str, Region]) -> None:
+        self.path = Path(path)
+        self.stamp = stamp
+        self.regions = regions
+
+    def __call__(self, name: str) -> torch.Tensor:
+        region = self.regions.get(name)
+        if region is None:
+            raise bad_file(self.path, f"holds no tensor {name!r}")
+        return read_regions(self.path, self.stamp, [(name, region)])[name]

@@ -37,6 +37,7 @@ from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.context_menus import RowMenus
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
+from paramscope.gui.file_watch import FileWatch
 from paramscope.gui.files_actions import FilesActions, confirm_trust, open_with_consent
 from paramscope.gui.heatmap_view import HeatmapView
 from paramscope.gui.histogram_panel import HistogramPanel
@@ -228,6 +229,31 @@ class MainWindow(QMainWindow):
         self._progress_timer.setInterval(PROGRESS_REPAINT_MS)
         self._progress_timer.timeout.connect(self._show_progress)
         self.cancel_button.hide()
+        self.changed_label = QLabel()
+        self.changed_label.setObjectName("fileChangedLabel")
+        self.reopen_button = QPushButton("Reopen")
+        self.reopen_button.setToolTip("Open the new version of the file (asks about unsaved edits first)")
+        self.reopen_button.clicked.connect(self.reopen)
+        bar.addPermanentWidget(self.changed_label)
+        bar.addPermanentWidget(self.reopen_button)
+        self.changed_label.hide()
+        self.reopen_button.hide()
+        self.file_watch = FileWatch(self)
+        self.file_watch.changed.connect(self._on_file_changed)
+
+    def _on_file_changed(self, path: str) -> None:
+        """The opened file was saved over: the values in memory stay; offer the new version."""
+        edits = " your edits are kept;" if self.state.has_session and self.state.session.modified else ""
+        self.changed_label.setText(f"{Path(path).name} changed on disk since it was opened;{edits} reopen to see it")
+        self.changed_label.setToolTip(path)
+        self.changed_label.show()
+        self.reopen_button.show()
+
+    def reopen(self) -> bool:
+        """Open the current source again (after asking about unsaved edits)."""
+        if not self.state.has_session:
+            return False
+        return self.open_source(self.state.session.opened.source)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -458,6 +484,9 @@ class MainWindow(QMainWindow):
 
     # --- state -> window -------------------------------------------------------------------------
     def _on_session(self) -> None:
+        self.changed_label.hide()
+        self.reopen_button.hide()
+        self.file_watch.watch(self.state.session.opened.path if self.state.has_session else None)
         if not self.state.has_session:
             self.setWindowTitle("paramscope")
             self._update_undo()

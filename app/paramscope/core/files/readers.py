@@ -14,6 +14,7 @@ from paramscope.core.files.sharded import read_sharded
 from paramscope.core.files.sniff import sniff
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
+from paramscope.core.files.unknown import stand_in_names
 from paramscope.core.sources import OpenedModel
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
@@ -48,9 +49,14 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) 
     if sniffed.kind in _TORCH_KINDS:
         obj = load_torch_file(path, trust, sniffed)
         try:
-            return split_checkpoint(obj, str(path))
+            checkpoint = split_checkpoint(obj, str(path))
         except ValueError as exc:
             raise bad_file(path, str(exc)) from None
+        if not trust and (stand_ins := stand_in_names(obj)):
+            checkpoint.notes.append(
+                "objects of classes not loaded (shown by name, none of their code ran): " + ", ".join(stand_ins)
+            )
+        return checkpoint
     raise bad_file(path, f"unsupported format {sniffed.kind}")  # pragma: no cover
 
 

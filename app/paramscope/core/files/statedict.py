@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from paramscope.core.files.unknown import UnknownObject
+
 # entries of a training checkpoint that hold the model's weights, most specific first
 WEIGHT_KEYS = (
     "state_dict", "model_state_dict", "model", "module", "net", "network",
@@ -54,12 +56,17 @@ class Checkpoint:
         return out
 
 
-def describe(value: object) -> object:
-    """A short, JSON-friendly view of a non-tensor checkpoint entry."""
+def describe(value: object, depth: int = 0) -> object:
+    """A short, JSON-friendly view of a non-tensor checkpoint entry.
+
+    Small dicts (hyper-parameters, a config) are shown entry by entry, a few levels deep.
+    """
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         return value if len(value) <= 200 else value[:197] + "..."
+    if isinstance(value, UnknownObject):
+        return value.describe()
     if isinstance(value, torch.Tensor):
         return f"tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}"
     if isinstance(value, Mapping):
@@ -67,6 +74,8 @@ def describe(value: object) -> object:
             groups = value.get("param_groups") or []
             lrs = [g.get("lr") for g in groups if isinstance(g, Mapping) and "lr" in g]
             return f"optimizer state: {len(value.get('state') or {})} parameter states, {len(groups)} group(s), lr={lrs}"
+        if depth < 3 and len(value) <= 32:
+            return {str(k): describe(v, depth + 1) for k, v in value.items()}
         return f"dict with {len(value)} entries"
     if isinstance(value, list | tuple):
         if len(value) <= 8 and all(isinstance(v, bool | int | float | str) for v in value):

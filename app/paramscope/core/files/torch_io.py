@@ -27,6 +27,7 @@ from paramscope.core.files.safety import (
     human_bytes,
 )
 from paramscope.core.files.sniff import Sniffed, sniff
+from paramscope.core.files.unknown import placeholders
 
 _PICKLE_RISK = "loading it unpickles Python objects, which can run arbitrary code on this computer"
 
@@ -110,6 +111,28 @@ def _untrusted(path: Path, scan: PickleScan) -> UntrustedFileError:
     return UntrustedFileError(path, _PICKLE_RISK, what)
 
 
+def _read(path: Path, trust: bool, stand_ins: list[tuple[type, str]] | None = None) -> Any:
+    """``torch.load`` from memory reads, never a map: a mapped file truncated by a training job
+    saving over it kills the process with SIGBUS (see :mod:`regions`)."""
+    with open(path, "rb") as handle:
+        stamp = FileStamp.of(path, handle)
+        with torch.serialization.safe_globals(stand_ins or []):
+            loaded = torch.load(handle, map_location="cpu", weights_only=not trust)
+        stamp.check(handle)  # rewritten while being read: the values may be a mix
+    return loaded
+
+
+def _holds_plain_weights(loaded: Any) -> bool:
+    """Whether the weights are plain tensors, not inside a stand-in (a whole pickled module)."""
+    from paramscope.core.files.statedict import split_checkpoint
+
+    try:
+        checkpoint = split_checkpoint(loaded, "")
+    except ValueError:
+        return False
+    return checkpoint.module is None and bool(checkpoint.tensors)
+
+
 def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = None) -> Any:
     """Load a ``torch.save`` file: ``weights_only=True`` unless ``trust``.
 
@@ -117,6 +140,9 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         path: the file (zip or legacy torch format, any extension).
         trust: allow unpickling arbitrary objects (runs code from the file).
         sniffed: the result of :func:`sniff` if already known.
+
+    Objects of classes outside torch next to plain weights (a training script's config) come
+    back as inert :class:`~paramscope.core.files.unknown.UnknownObject` stand-ins.
 
     Raises:
         UntrustedFileError: the file needs ``weights_only=False`` and ``trust`` is False.
@@ -137,14 +163,18 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         if sniffed.kind == "pickle":
             with open(path, "rb") as handle:
                 return pickle.load(handle)  # noqa: S301  (only with trust, checked above)
-        # read into memory, never mapped: a mapped file truncated by a training job saving
-        # over it kills the process with SIGBUS (see regions.py)
         if sniffed.kind == "torch_zip":
             check_fits_memory(path, scan.declared_bytes)
-        with open(path, "rb") as handle:
-            stamp = FileStamp.of(path, handle)
-            loaded = torch.load(handle, map_location="cpu", weights_only=not trust)
-            stamp.check(handle)  # rewritten while being read: the values may be a mix
+        try:
+            return _read(path, trust)
+        except pickle.UnpicklingError as exc:
+            if trust or "weights only" not in str(exc).lower() or not scan.code_globals:
+                raise
+        # The user's own classes beside the weights (a Lightning checkpoint's hyper-parameters):
+        # each becomes an inert stand-in; the weights must still be plain tensors.
+        loaded = _read(path, False, placeholders(scan.code_globals))
+        if not _holds_plain_weights(loaded):
+            raise _untrusted(path, scan)
         return loaded
     except pickle.UnpicklingError as exc:
         if not trust and "weights only" in str(exc).lower():

@@ -12,6 +12,12 @@ from typing import Any
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="demo:NAME, FILE.py:NAME, package.module:NAME or a checkpoint file")
     parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model first")
+    parser.add_argument(
+        "--strip-prefix",
+        metavar="auto|PREFIX",
+        help="with --weights: strip PREFIX (e.g. 'module.') from its keys; auto: the key change the "
+        "report suggests (a DDP/torch.compile/wrapper prefix, a PEFT adapter name)",
+    )
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
 
 
@@ -28,7 +34,7 @@ def add_sync_argument(parser: argparse.ArgumentParser) -> None:
 def open_from_args(args: argparse.Namespace) -> Any:
     from paramscope.core.sources import open_source
 
-    return open_source(args.source, trust=args.trust, weights=args.weights)
+    return open_source(args.source, trust=args.trust, weights=args.weights, strip_prefix=args.strip_prefix)
 
 
 def _clean(value: Any) -> Any:

@@ -109,13 +109,16 @@ def _open_file(path: Path, trust: bool) -> OpenedModel:
     return opened
 
 
-def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -> OpenedModel:
+def open_source(
+    spec: str, *, trust: bool = False, weights: str | None = None, strip_prefix: str | None = None
+) -> OpenedModel:
     """Open ``spec`` (see the module docstring) as a model.
 
     Args:
         spec: the source string.
         trust: allow formats that can run code from the file (pickled modules, ``.pt2``).
         weights: a state_dict file to load into the model after building it.
+        strip_prefix: a prefix to strip from the weights' keys first, or ``"auto"``.
 
     Raises:
         SourceError: with a one-line message naming the spec or file and the problem.
@@ -144,5 +147,5 @@ def open_source(spec: str, *, trust: bool = False, weights: str | None = None) -
     if weights is not None:
         from paramscope.core.files import load_weights_into  # the files layer owns reading
 
-        load_weights_into(opened, Path(weights))
+        load_weights_into(opened, Path(weights), strip_prefix=strip_prefix)
     return opened

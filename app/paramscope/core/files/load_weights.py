@@ -17,6 +17,7 @@ from torch import nn
 
 from paramscope.core.commands import TensorEditCommand
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.files.key_match import KeyMapping, remap, suggest_mapping
 from paramscope.core.report import build_report, is_lazy
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -49,6 +50,7 @@ class WeightsReport:
     mismatched: list[KeyMismatch] = field(default_factory=list)
     converted: list[KeyMismatch] = field(default_factory=list)  # float precision differs: cast
     tied_satisfied: list[str] = field(default_factory=list)  # aliases absent but their tensor loaded
+    suggestion: KeyMapping | None = None  # a key change that makes more keys match
 
     @property
     def fits(self) -> bool:
@@ -62,7 +64,8 @@ class WeightsReport:
         parts.append(f"{len(self.mismatched)} mismatched")
         if self.converted:
             parts.append(f"{len(self.converted)} converted to the model's dtype")
-        return ", ".join(parts)
+        hint = f"; keys match after {self.suggestion.describe()} ({self.suggestion.option})" if self.suggestion else ""
+        return ", ".join(parts) + hint
 
     def details(self, limit: int = 3) -> str:
         bits = []
@@ -83,6 +86,7 @@ class WeightsReport:
             "converted": [m.__dict__ for m in self.converted],
             "tied_satisfied": list(self.tied_satisfied),
             "fits": self.fits,
+            "suggested_key_change": self.suggestion.describe() if self.suggestion else None,
         }
 
 
@@ -146,7 +150,18 @@ def compare_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Weigh
             if mine.dtype != theirs.dtype:
                 result.converted.append(_with(mismatch, f"{mismatch.file_dtype} in the file, cast to {mismatch.model_dtype}"))
     result.unexpected = [k for k in tensors if k not in used and k not in known]
+    if not result.fits:
+        result.suggestion = suggest_mapping(known, tensors)
     return result
+
+
+def mapped_keys(tensors: dict[str, torch.Tensor], report: WeightsReport, strip_prefix: str, where: str) -> dict[str, torch.Tensor]:
+    """The file's tensors under the keys ``--strip-prefix`` asks for (``auto``: the suggestion)."""
+    if strip_prefix != "auto":
+        return remap(tensors, KeyMapping(strip=strip_prefix))
+    if report.suggestion is None:
+        raise ParamscopeError(f"{where}: no prefix or adapter name makes more of its keys match the model")
+    return remap(tensors, report.suggestion)
 
 
 def _with(m: KeyMismatch, reason: str) -> KeyMismatch:
@@ -240,15 +255,26 @@ def run_read_weights(inputs: WeightsInputs, state: TaskState | None = None) -> t
     return tensors, report
 
 
-def load_weights_into(opened: OpenedModel, path: Path, strict: bool = True, trust: bool = False) -> WeightsReport:
+def load_weights_into(
+    opened: OpenedModel, path: Path, strict: bool = True, trust: bool = False, strip_prefix: str | None = None
+) -> WeightsReport:
     """Load the state_dict at ``path`` into a freshly opened model (``--weights FILE``).
+
+    ``strip_prefix`` removes that prefix from the file's keys first; ``"auto"`` applies the key
+    change the report suggests (a wrapper's prefix, PEFT's adapter name).
 
     Raises:
         ParamscopeError: the file cannot be read, or (strict) its keys do not fit the model.
     """
     tensors = read_weights(path, trust)
     report = compare_weights(opened.model, tensors)
-    if strict and not report.fits:
+    adapter = False
+    if strip_prefix is not None:
+        adapter = strip_prefix == "auto" and report.suggestion is not None and bool(report.suggestion.insert)
+        tensors = mapped_keys(tensors, report, strip_prefix, str(path))
+        report = compare_weights(opened.model, tensors)
+    # an adapter file holds the adapter only: the base weights stay, as PEFT loads it
+    if strict and not report.fits and not (adapter and not report.unexpected and not report.mismatched):
         raise _refuse(report, str(path))
     live = model_tensors(opened.model)
     with torch.no_grad():

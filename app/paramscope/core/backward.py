@@ -721,6 +721,8 @@ def zero_grad(model: nn.Module) -> int:
 
 def unavailable_reason(source: object) -> str | None:
     """Why ``source`` (an OpenedModel or Session) cannot run forward, or None."""
+    if isinstance(source, nn.Module):  # a model's own attributes say nothing about this
+        return None
     opened = getattr(source, "opened", source)
     return getattr(opened, "forward_unavailable", None)
 
@@ -866,6 +868,8 @@ def run_backward(
 
 def _module_of(source: nn.Module | object) -> nn.Module:
     """The model of an nn.Module, OpenedModel or Session; refused when it has no forward."""
+    if isinstance(source, nn.Module):  # the model itself: never its ``.model`` attribute
+        return source
     why = unavailable_reason(source)
     if why:
         raise BackwardUnavailable(f"backward unavailable: {why}")

@@ -551,4 +551,4 @@ def test_a_model_with_a_model_attribute_runs_whole(wrap) -> None:
     assert set(result.parameters) == set(expected) == {"model.weight", "model.bias", "head.weight", "head.bias"}
     for name, grad in expected.items():
         assert torch.equal(grads[name], grad), name
-    assert result.loss == float(net(torch.ones(1, 4)).sum())
+    assert result.loss == float(net(torch.ones(1, 4)).sum().detach())

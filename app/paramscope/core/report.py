@@ -245,10 +245,21 @@ _MODULE_INTERNALS = frozenset(
 )
 
 
-def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregistered]:
+def _holds_tensors(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
+
+
+def _unregistered_in(
+    module_name: str, module: nn.Module, registered: frozenset[int] = frozenset()
+) -> Iterator[Unregistered]:
+    """Plain attributes ``.to()`` and ``state_dict()`` skip. ``registered``: ids of every
+    parameter, buffer and module of the model: a reference to one of those (an LSTM's
+    ``_flat_weights``) is not unregistered, nor is a module without tensors (a kernel table)."""
     where = module_name or "(root)"
     for attribute, value in vars(module).items():
         if attribute in _MODULE_INTERNALS or "hook" in attribute:
+            continue
+        if isinstance(value, torch.Tensor) and id(value) in registered:
             continue
         if isinstance(value, torch.Tensor):
             yield Unregistered(
@@ -262,8 +273,11 @@ def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregister
             )
         elif isinstance(value, list | tuple | dict):
             items = list(value.values()) if isinstance(value, dict) else list(value)
-            modules = [v for v in items if isinstance(v, nn.Module)]
-            tensors = [v for v in items if isinstance(v, torch.Tensor)]
+            modules = [
+                v for v in items
+                if isinstance(v, nn.Module) and id(v) not in registered and _holds_tensors(v)
+            ]
+            tensors = [v for v in items if isinstance(v, torch.Tensor) and id(v) not in registered]
             if modules:
                 container = "nn.ModuleDict" if isinstance(value, dict) else "nn.ModuleList"
                 yield Unregistered(
@@ -322,13 +336,17 @@ def build_report(model: nn.Module) -> ModelReport:
     modules: dict[str, ModuleInfo] = {}
     first_name: dict[int, str] = {}
     unregistered: list[Unregistered] = []
-    for name, module in model.named_modules(remove_duplicate=False):
+    named_modules = list(model.named_modules(remove_duplicate=False))
+    registered = frozenset(
+        [id(t) for t in tensors.values()] + [id(m) for _, m in named_modules]
+    )
+    for name, module in named_modules:
         info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
         if id(module) in first_name:
             info.same_as = first_name[id(module)]
         else:
             first_name[id(module)] = name
-            unregistered.extend(_unregistered_in(name, module))
+            unregistered.extend(_unregistered_in(name, module, registered))
         prefix = f"{name}." if name else ""
         for local, param in module._parameters.items():
             if param is not None:

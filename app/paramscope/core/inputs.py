@@ -7,6 +7,7 @@ Spec grammar (several inputs separated by ``;`` make a tuple of positional argum
     ones(1, 1) / zeros(3)        constants
     randint(2, 16, high=100)     token ids in [low, high); low=0 by default
     path/to/input.pt             a tensor or a tuple/list of tensors (torch.load weights_only=True)
+    sample=rand(1, 3, 32, 32)    a keyword argument of forward (after the positional ones)
 
 Random inputs come from a ``torch.Generator`` seeded with the given seed, so the global RNG is
 never touched and the same spec and seed give the same tensors.
@@ -125,6 +126,8 @@ class InputSpec:
 
     items: tuple[InputItem, ...]
     note: str | None = field(default=None, compare=False)  # why this default was chosen, if a guess
+    # The keyword of each item (None: positional), parallel to ``items``; empty: all positional.
+    keywords: tuple[str | None, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> InputSpec:
@@ -132,7 +135,13 @@ class InputSpec:
 
     @property
     def text(self) -> str:
-        return "; ".join(item.text() for item in self.items)
+        return "; ".join(
+            f"{key}={item.text()}" if key else item.text()
+            for item, key in zip(self.items, self._keys(), strict=True)
+        )
+
+    def _keys(self) -> tuple[str | None, ...]:
+        return self.keywords or (None,) * len(self.items)
 
     def __str__(self) -> str:
         return self.text
@@ -152,6 +161,7 @@ class InputSpec:
             float_dtype: dtype of floating items without an explicit ``dtype=`` (e.g. the
                 model's, so a float64 model gets float64 inputs). Default float32.
         """
+        float_dtype = input_float_dtype(float_dtype)
         generator = torch.Generator()
         if seed is None:
             generator.seed()
@@ -166,6 +176,57 @@ class InputSpec:
         if device is not None:
             tensors = [t.to(device) for t in tensors]
         return tuple(tensors)
+
+    def make_call(
+        self,
+        seed: int | None = 0,
+        *,
+        device: torch.device | str | None = None,
+        float_dtype: torch.dtype | None = None,
+    ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+        """The forward's positional and keyword arguments (see :meth:`make`).
+
+        Example:
+            >>> args, kwargs = InputSpec.parse("rand(2); timestep=ones(1)").make_call()
+            >>> len(args), list(kwargs)
+            (1, ['timestep'])
+        """
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        float_dtype = input_float_dtype(float_dtype)
+        args: list[torch.Tensor] = []
+        kwargs: dict[str, torch.Tensor] = {}
+        for item, key in zip(self.items, self._keys(), strict=True):
+            made = item.load() if isinstance(item, FileItem) else (item.make(generator, float_dtype),)
+            if device is not None:
+                made = tuple(t.to(device) for t in made)
+            if key is None:
+                args.extend(made)
+            elif len(made) != 1:
+                raise InputSpecError(f"input spec {key}={item.text()}: a keyword takes one tensor, the file holds {len(made)}")
+            else:
+                kwargs[key] = made[0]
+        return tuple(args), kwargs
+
+
+# Float dtypes random inputs can be drawn in; others (float8 variants) get float32 inputs, as a
+# user's torch.rand(...) would be before any cast the model itself makes.
+_INPUT_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def input_float_dtype(dtype: torch.dtype | None) -> torch.dtype | None:
+    """The model's float dtype when inputs can be made in it, else float32 (None stays None).
+
+    Example:
+        >>> input_float_dtype(torch.float8_e4m3fn), input_float_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
+    if dtype is None or dtype in _INPUT_FLOATS:
+        return dtype
+    return torch.float32
 
 
 def _parse_int(text: str, spec: str, what: str) -> int:
@@ -244,10 +305,17 @@ def parse_input_spec(text: str) -> InputSpec:
     if not text or not text.strip():
         raise InputSpecError("empty input spec: give e.g. rand(2, 4)")
     items: list[InputItem] = []
+    keys: list[str | None] = []
     for raw in text.split(";"):
         item = raw.strip()
         if not item:
             raise InputSpecError(f"input spec {text!r}: empty input between ';'")
+        key, item = _keyword(item, text)
+        if key is None and any(keys):
+            raise InputSpecError(f"input spec {text!r}: positional input {item!r} after a keyword input")
+        if key is not None and key in keys:
+            raise InputSpecError(f"input spec {text!r}: keyword {key!r} given twice")
+        keys.append(key)
         if "(" not in item:
             try:
                 path = Path(item).expanduser()
@@ -256,7 +324,21 @@ def parse_input_spec(text: str) -> InputSpec:
             items.append(FileItem(path))
         else:
             items.append(_parse_call(item, text))
-    return InputSpec(tuple(items))
+    return InputSpec(tuple(items), keywords=tuple(keys) if any(keys) else ())
+
+
+_KEYWORD = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(\S.*)$", re.S)
+
+
+def _keyword(item: str, spec: str) -> tuple[str | None, str]:
+    """``name=rest`` (a forward keyword argument) or ``(None, item)``; ``rand(2, dtype=...)``
+    is no keyword since ``(`` comes before its ``=``."""
+    match = _KEYWORD.match(item)
+    if match is None:
+        if re.match(r"^[A-Za-z_]\w*\s*=\s*$", item):
+            raise InputSpecError(f"input spec {spec!r}: keyword {item.split('=')[0].strip()!r} has no value")
+        return None, item
+    return match.group(1), match.group(2).strip()
 
 
 # --- default input inferred from the model ----------------------------------------------------

@@ -261,6 +261,9 @@ def _unregistered_in(
             continue
         if isinstance(value, torch.Tensor) and id(value) in registered:
             continue
+        if attribute == "_packed_params" and callable(getattr(module, "_weight_bias", None)):
+            yield _packed(module_name, attribute, module)
+            continue
         if isinstance(value, torch.Tensor):
             yield Unregistered(
                 module_name,
@@ -300,6 +303,31 @@ def _unregistered_in(
                     f"{where}.{attribute} holds {len(tensors)} tensor(s) in a plain "
                     f"{type(value).__name__}: not registered (use {container} or register_buffer)",
                 )
+
+
+def _packed(module_name: str, attribute: str, module: nn.Module) -> Unregistered:
+    """Quantized weights packed for a kernel (``quantize_dynamic``'s Linear, quantized convs):
+    no parameter or buffer holds them, so they are shown here, with their int8 values' range,
+    scale and zero point (export refuses them: see ``files.export``)."""
+    where = f"{module_name or '(root)'}.{attribute}"
+    try:
+        weight, bias = module._weight_bias()  # type: ignore[operator]
+        values = weight.int_repr()
+        if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            scale = f"scale {weight.q_scale():.6g}, zero point {weight.q_zero_point()}"
+        else:
+            scales = weight.q_per_channel_scales()
+            scale = f"per-channel scales {float(scales.min()):.6g}..{float(scales.max()):.6g}"
+        bias_text = "" if bias is None else f", float bias {list(bias.shape)}"
+        message = (
+            f"{where} holds packed {_dtype_name(weight)} weights {list(weight.shape)} "
+            f"(int values {int(values.min())}..{int(values.max())}, {scale}){bias_text}: not "
+            "parameters, so parameters() and the counts leave them out; export refuses them"
+        )
+        return Unregistered(module_name, attribute, "packed weights", tuple(weight.shape), _dtype_name(weight), message)
+    except Exception as exc:  # an unknown packing: still say it is there
+        message = f"{where} holds packed weights paramscope cannot read ({type(exc).__name__})"
+        return Unregistered(module_name, attribute, "packed weights", None, None, message)
 
 
 def _safe_extra_repr(module: nn.Module) -> str:

@@ -120,3 +120,30 @@ def test_script_option_writes_a_replay_that_reproduces_the_output(tmp_path, caps
     assert done.returncode == 0, done.stderr
     a, b = torch.load(out, weights_only=True), torch.load(replayed, weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("strict", [[], ["--strict"]])
+@pytest.mark.parametrize(
+    ("rules", "named"),
+    [
+        (["type:Conv2d=normal(std=0.02)"], "type:Conv2d=normal(std=0.02)"),
+        (["*.wieght=normal(std=0.02)"], "*.wieght=normal(std=0.02)"),
+        (["*.bias=zeros", "*.wieght=normal(std=0.02)"], "*.wieght=normal(std=0.02)"),
+    ],
+)
+def test_a_rule_that_hits_nothing_is_a_one_line_error(tmp_path, capsys, rules, named, strict):
+    args = [a for r in rules for a in ("--rule", r)]
+    out = tmp_path / "out.pt"
+    assert main(["init", "demo:mlp", *args, "-o", str(out), *strict]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"paramscope: rule {named!r} hits nothing") and "\n" not in err
+    assert not out.exists()
+
+
+def test_grad_init_rule_that_hits_nothing_is_an_error(capsys):
+    assert main(["grad", "demo:mlp", "--init", "*.bias=zeros", "--init", "*.wieght=normal(std=0.02)"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "paramscope: rule '*.wieght=normal(std=0.02)' hits nothing: no parameter name matches "
+        "'*.wieght' (names look like: 0.weight, 0.bias, 2.weight, 2.bias)"
+    )

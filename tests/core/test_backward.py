@@ -525,3 +525,30 @@ def test_torchscript_modules_run_without_hooks_and_say_so():
     result = run_backward(scripted, "rand(2, 4)")
     assert all(p.grad is not None for p in scripted.parameters())
     assert any("takes no forward hooks" in note for note in result.notes)
+
+
+class WrapsModel(nn.Module):
+    """A wrapper whose inner module is called ``model`` (as in every HF ``...ForCausalLM``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.model(x))
+
+
+@pytest.mark.parametrize("wrap", [lambda m: m, lambda m: OpenedModel(m, "x", "python")])
+def test_a_model_with_a_model_attribute_runs_whole(wrap) -> None:
+    torch.manual_seed(0)
+    net = WrapsModel()
+    result = run_backward(wrap(net), "ones(1, 4)")
+    assert result.output.leaves[0].shape == (1, 2)
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    zero_grad(net)
+    expected = plain_pytorch_grads(net, default_input(net).parse("ones(1, 4)"))
+    assert set(result.parameters) == set(expected) == {"model.weight", "model.bias", "head.weight", "head.bias"}
+    for name, grad in expected.items():
+        assert torch.equal(grads[name], grad), name
+    assert result.loss == float(net(torch.ones(1, 4)).sum().detach())

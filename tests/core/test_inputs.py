@@ -147,3 +147,98 @@ def test_default_input_for_convolutions_and_recurrent_layers(first, shape):
     (x,) = default_input(model).make(seed=0)
     assert tuple(x.shape) == shape
     model(x)  # the guess fits the layer
+
+
+# --- keyword inputs, float8 models, architectures that take several inputs --------------------
+
+
+def test_keyword_inputs_parse_round_trip_and_reach_forward_as_keywords():
+    from paramscope.core.backward import run_backward
+
+    spec = parse_input_spec("rand(2, 3); scale=ones(1, dtype=float64)")
+    assert spec.keywords == (None, "scale") and spec.text == "rand(2, 3); scale=ones(1, dtype=float64)"
+    assert parse_input_spec(spec.text) == spec
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.full((3,), 2.0))
+
+        def forward(self, x: torch.Tensor, *, scale: torch.Tensor) -> torch.Tensor:
+            return x * self.w * scale.float()
+
+    result = run_backward(Scaled(), "ones(2, 3); scale=ones(1, dtype=float64)")
+    assert result.loss == 12.0 and result.output.leaves[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("x=rand(2); rand(3)", "positional input 'rand(3)' after a keyword input"),
+        ("x=rand(1); x=rand(2)", "keyword 'x' given twice"),
+        ("x=", "keyword 'x' has no value"),
+    ],
+)
+def test_bad_keyword_specs_are_one_line_errors(text, fragment):
+    with pytest.raises(InputSpecError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        parse_input_spec(text)
+
+
+def test_a_float8_model_gets_float32_inputs_and_fails_like_torch_in_forward():
+    from paramscope.core.backward import ForwardError, run_backward
+
+    model = nn.Sequential(nn.Linear(4, 3)).to(torch.float8_e4m3fn)
+    (x,) = default_input(model).make(0, float_dtype=torch.float8_e4m3fn)
+    assert x.dtype == torch.float32
+    with pytest.raises(ForwardError, match=r"forward failed in 0 \(Linear\)"):
+        run_backward(model, default_input(model))
+
+
+def _runs(model: nn.Module) -> tuple[str, str | None, float]:
+    """Default spec, its note, and the loss both paramscope and plain torch give on it."""
+    from paramscope.core.backward import run_backward
+
+    spec = default_input(model)
+    result = run_backward(model, spec, record_signal=False)
+    args, kwargs = spec.make_call(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        output = model(*args, **kwargs)
+    outputs = output if isinstance(output, tuple) else (output,)
+    expected = sum(float(o.detach().double().sum()) for o in outputs if isinstance(o, torch.Tensor))
+    assert result.loss == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    return spec.text, spec.note, result.loss
+
+
+def test_default_inputs_for_attention_and_transformers():
+    torch.manual_seed(0)
+    assert _runs(nn.MultiheadAttention(8, 2).eval())[:2] == (
+        "rand(5, 2, 8); rand(5, 2, 8); rand(5, 2, 8)", "query, key and value sequences"
+    )
+    assert _runs(nn.MultiheadAttention(8, 2, batch_first=True, kdim=4, vdim=6).eval())[0] == (
+        "rand(2, 5, 8); rand(2, 5, 4); rand(2, 5, 6)"
+    )
+    transformer = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0)
+    assert _runs(transformer)[0] == "rand(5, 2, 8); rand(5, 2, 8)"
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), 1)
+    assert _runs(encoder)[:2] == ("rand(2, 5, 8)", "one sequence of 8 features for layers.0.self_attn (self-attention)")
+    assert _runs(nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0))[0] == "rand(5, 2, 8); rand(5, 2, 8)"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_default_inputs_for_torchscript_and_exported_programs(tmp_path):
+    from paramscope.core.sources import open_source
+
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    conv(torch.rand(1, 3, 8, 8))
+    torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())).save(str(tmp_path / "conv.pt"))
+    scripted = open_source(str(tmp_path / "conv.pt"), trust=True).model
+    assert _runs(scripted)[:2] == ("rand(2, 3, 16, 16)", "from the TorchScript Conv2d's weight (4, 3, 3, 3)")
+    torch.jit.script(nn.Sequential(nn.Embedding(9, 4))).save(str(tmp_path / "embed.pt"))
+    assert default_input(open_source(str(tmp_path / "embed.pt"), trust=True).model).text == "randint(2, 8, high=9)"
+    program = torch.export.export(conv, (torch.rand(1, 3, 8, 8),))
+    torch.export.save(program, str(tmp_path / "conv.pt2"))
+    exported = open_source(str(tmp_path / "conv.pt2"), trust=True).model
+    assert _runs(exported)[:2] == (
+        "rand(1, 3, 8, 8, dtype=float32)", "the shapes and dtypes the exported graph was traced with"
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import torch
 
 from paramscope.core.report import build_report
 from paramscope.core.rules import (
@@ -132,3 +135,39 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
     session = Session(OpenedModel(net, "live", "live"))
     with pytest.raises(RuleError, match="cannot preview reset_parameters"):
         preview_rules(session, ["0.weight=default"], seed=0)
+
+
+# --- rules that hit nothing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rules", [["type:Conv2d=normal(std=0.02)"], ["*.wieght=normal(std=0.02)", "*.bias=zeros"]])
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
+    from paramscope.core.rules import (
+        UnmatchedRuleError,
+        UnmatchedRuleWarning,
+        apply_rules,
+        preview_rules,
+    )
+
+    session = Session(open_source("demo:mlp"))
+    before = {n: t.clone() for n, t in session.model.state_dict().items()}
+    if skip and len(rules) > 1:  # asked to skip: a warning, and the valid rule applies
+        with pytest.warns(UnmatchedRuleWarning, match=r"rule '\*\.wieght=normal\(std=0\.02\)' hits nothing"):
+            apply_rules(session, rules, seed=0, skip_refused=True)
+        assert torch.count_nonzero(session.model.state_dict()["0.bias"]) == 0
+        return
+    for call in (apply_rules, preview_rules):
+        with pytest.raises(UnmatchedRuleError, match=re.escape(f"rule {rules[0]!r} hits nothing")) as info:
+            call(session, rules, seed=0, skip_refused=skip)
+        assert "\n" not in str(info.value)
+    assert all(torch.equal(t, before[n]) for n, t in session.model.state_dict().items())
+
+
+def test_unmatched_type_rule_lists_the_types_there_are() -> None:
+    from paramscope.core.rules import UnmatchedRuleError, check_unmatched
+
+    session = Session(open_source("demo:mlp"))
+    with pytest.raises(UnmatchedRuleError, match=r"no module of type Conv2d owns a parameter \(types with parameters: Linear\)"):
+        check_unmatched(plan(session, ["type:Conv2d=normal(std=0.02)"]), session.report)
+    assert check_unmatched(plan(session, ["type:Linear=normal(std=0.02)"]), session.report) == []

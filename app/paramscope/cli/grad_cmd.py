@@ -14,8 +14,10 @@ from paramscope.cli.common import add_source_arguments, fmt_number, open_from_ar
 
 EPILOG = """\
 input specs: rand(2,4), randn(...), ones(...), zeros(...), randint(2,16,high=100), optional
-  dtype=float64, or a .pt file with a tensor or tuple of tensors; several inputs separated by ';'.
-  Default: inferred from the model's first layer (Linear -> rand(2, in_features), ...).
+  dtype=float64, or a .pt file with a tensor or tuple of tensors; several inputs separated by ';';
+  NAME=SPEC passes a keyword argument (sample=rand(1,3,32,32); timestep=ones(1)).
+  Default: from the library (transformers' main input and config, diffusers' config, an exported
+  graph's shapes), else from the model's first layer (Linear -> rand(2, in_features), ...).
 losses: sum (the tutorial's net(X).sum()), mean, l2 (sum of squares), cross_entropy (random
   labels, for class scores (N, C) or (N, T, C)). Tuple/dict/dataclass outputs: the sum of the
   per-leaf losses over their floating-point tensors.

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from paramscope.core.errors import ParamscopeError
-    from paramscope.core.rules import RefusedError, parse_rule, plan
+    from paramscope.core.rules import RefusedError, check_unmatched, parse_rule, plan
 
     if not args.rule:
         raise ParamscopeError("init: give at least one --rule 'SELECTOR=INIT(key=value,...)'")
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     session = Session(opened)
     the_plan = plan(session, rules)
     print(the_plan.describe())
+    check_unmatched(the_plan, session.report)  # a rule that hits nothing is a typo, --strict or not
     skip_refused = not args.strict
     if not the_plan.ok and args.strict:
         raise RefusedError(the_plan.refusal_message() + " (--strict)", the_plan)

@@ -43,7 +43,7 @@ import itertools
 import math
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -692,15 +692,32 @@ def make_inputs(
     inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor],
     seed: int | None,
 ) -> tuple[tuple[torch.Tensor, ...], str]:
-    """The input tensors for ``model`` (on its device, floats in its dtype) and a description."""
+    """The positional input tensors for ``model`` (on its device, floats in its dtype) and a
+    description (keyword inputs: :func:`make_call_inputs`)."""
+    args, kwargs, text = make_call_inputs(model, inputs, seed)
+    return args + tuple(kwargs.values()), text
+
+
+def make_call_inputs(
+    model: nn.Module,
+    inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    seed: int | None,
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor], str]:
+    """The forward's positional and keyword tensors (on the model's device, floats in its
+    dtype) and a description."""
     if isinstance(inputs, str):
         inputs = parse_input_spec(inputs)
     if isinstance(inputs, InputSpec):
         device, dtype = _model_placement(model)
-        return inputs.make(seed, device=device, float_dtype=dtype), inputs.text
+        args, kwargs = inputs.make_call(seed, device=device, float_dtype=dtype)
+        return args, kwargs, inputs.text
+    if isinstance(inputs, Mapping):
+        kwargs = dict(inputs)
+        text = "; ".join(f"{k}=tensor{list(t.shape)}" for k, t in kwargs.items())
+        return (), kwargs, text
     tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     text = "; ".join(f"tensor{list(t.shape)}" for t in tensors)
-    return tensors, text
+    return tensors, {}, text
 
 
 def zero_grad(model: nn.Module) -> int:
@@ -721,6 +738,8 @@ def zero_grad(model: nn.Module) -> int:
 
 def unavailable_reason(source: object) -> str | None:
     """Why ``source`` (an OpenedModel or Session) cannot run forward, or None."""
+    if isinstance(source, nn.Module):  # a model's own attributes say nothing about this
+        return None
     opened = getattr(source, "opened", source)
     return getattr(opened, "forward_unavailable", None)
 
@@ -761,7 +780,7 @@ class _Snapshot:
 
 def run_backward(
     model: nn.Module | object,
-    inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor],
+    inputs: InputSpec | str | torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
     loss_name: str = "sum",
     *,
     accumulate: bool = False,
@@ -778,7 +797,8 @@ def run_backward(
         model: an ``nn.Module``, or an OpenedModel/Session (refused with the reason when its
             source has no forward).
         inputs: an :class:`InputSpec`, a spec string such as ``"rand(2, 4)"``, a tensor, or a
-            tuple of tensors (the forward's positional arguments).
+            tuple of tensors (the forward's positional arguments), or a dict of keyword tensors.
+            A spec's ``name=...`` items are keyword arguments (``sample=rand(1, 3, 32, 32)``).
         loss_name: ``sum``, ``mean``, ``l2`` or ``cross_entropy``
             (see :mod:`paramscope.core.losses`).
         accumulate: add to existing ``.grad`` as PyTorch does; default replaces it.
@@ -807,7 +827,7 @@ def run_backward(
     state = ensure_state(state)
     loss = get_loss(loss_name)  # an unknown name fails before anything runs
     state.progress(0.0, "building inputs")
-    tensors, input_text = make_inputs(model, inputs, seed)
+    tensors, keywords, input_text = make_call_inputs(model, inputs, seed)
     recorder = _Recorder(model, record_parts, record_signal)
     before = _named_parameters(recorder.named)
     had_lazy = _has_lazy(before)
@@ -819,6 +839,7 @@ def run_backward(
         output, loss_tensor, params, old = _forward_backward(
             model,
             tensors,
+            keywords,
             loss.name,
             recorder,
             state,
@@ -866,6 +887,8 @@ def run_backward(
 
 def _module_of(source: nn.Module | object) -> nn.Module:
     """The model of an nn.Module, OpenedModel or Session; refused when it has no forward."""
+    if isinstance(source, nn.Module):  # the model itself: never its ``.model`` attribute
+        return source
     why = unavailable_reason(source)
     if why:
         raise BackwardUnavailable(f"backward unavailable: {why}")
@@ -882,6 +905,7 @@ def _has_lazy(params: dict[int, tuple[nn.Parameter, list[str]]]) -> bool:
 def _forward_backward(
     model: nn.Module,
     tensors: tuple[torch.Tensor, ...],
+    keywords: dict[str, torch.Tensor],
     loss_name: str,
     recorder: _Recorder,
     state: TaskState,
@@ -912,7 +936,7 @@ def _forward_backward(
         if seed is not None:
             torch.manual_seed(int(seed))
         try:
-            output = model(*tensors)
+            output = model(*tensors, **keywords)
         except Exception as exc:
             module, type_name = recorder.innermost
             raise ForwardError(
@@ -1114,7 +1138,7 @@ class BackwardRequest:
     """Everything :func:`run` needs, so a worker can call ``run(request, state)``."""
 
     model: object  # nn.Module, OpenedModel or Session
-    inputs: InputSpec | str | torch.Tensor | tuple[torch.Tensor, ...]
+    inputs: InputSpec | str | torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]
     loss: str = "sum"
     accumulate: bool = False
     seed: int | None = 0

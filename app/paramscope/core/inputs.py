@@ -7,6 +7,7 @@ Spec grammar (several inputs separated by ``;`` make a tuple of positional argum
     ones(1, 1) / zeros(3)        constants
     randint(2, 16, high=100)     token ids in [low, high); low=0 by default
     path/to/input.pt             a tensor or a tuple/list of tensors (torch.load weights_only=True)
+    sample=rand(1, 3, 32, 32)    a keyword argument of forward (after the positional ones)
 
 Random inputs come from a ``torch.Generator`` seeded with the given seed, so the global RNG is
 never touched and the same spec and seed give the same tensors.
@@ -125,6 +126,8 @@ class InputSpec:
 
     items: tuple[InputItem, ...]
     note: str | None = field(default=None, compare=False)  # why this default was chosen, if a guess
+    # The keyword of each item (None: positional), parallel to ``items``; empty: all positional.
+    keywords: tuple[str | None, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> InputSpec:
@@ -132,7 +135,13 @@ class InputSpec:
 
     @property
     def text(self) -> str:
-        return "; ".join(item.text() for item in self.items)
+        return "; ".join(
+            f"{key}={item.text()}" if key else item.text()
+            for item, key in zip(self.items, self._keys(), strict=True)
+        )
+
+    def _keys(self) -> tuple[str | None, ...]:
+        return self.keywords or (None,) * len(self.items)
 
     def __str__(self) -> str:
         return self.text
@@ -152,6 +161,7 @@ class InputSpec:
             float_dtype: dtype of floating items without an explicit ``dtype=`` (e.g. the
                 model's, so a float64 model gets float64 inputs). Default float32.
         """
+        float_dtype = input_float_dtype(float_dtype)
         generator = torch.Generator()
         if seed is None:
             generator.seed()
@@ -166,6 +176,57 @@ class InputSpec:
         if device is not None:
             tensors = [t.to(device) for t in tensors]
         return tuple(tensors)
+
+    def make_call(
+        self,
+        seed: int | None = 0,
+        *,
+        device: torch.device | str | None = None,
+        float_dtype: torch.dtype | None = None,
+    ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+        """The forward's positional and keyword arguments (see :meth:`make`).
+
+        Example:
+            >>> args, kwargs = InputSpec.parse("rand(2); timestep=ones(1)").make_call()
+            >>> len(args), list(kwargs)
+            (1, ['timestep'])
+        """
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        float_dtype = input_float_dtype(float_dtype)
+        args: list[torch.Tensor] = []
+        kwargs: dict[str, torch.Tensor] = {}
+        for item, key in zip(self.items, self._keys(), strict=True):
+            made = item.load() if isinstance(item, FileItem) else (item.make(generator, float_dtype),)
+            if device is not None:
+                made = tuple(t.to(device) for t in made)
+            if key is None:
+                args.extend(made)
+            elif len(made) != 1:
+                raise InputSpecError(f"input spec {key}={item.text()}: a keyword takes one tensor, the file holds {len(made)}")
+            else:
+                kwargs[key] = made[0]
+        return tuple(args), kwargs
+
+
+# Float dtypes random inputs can be drawn in; others (float8 variants) get float32 inputs, as a
+# user's torch.rand(...) would be before any cast the model itself makes.
+_INPUT_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def input_float_dtype(dtype: torch.dtype | None) -> torch.dtype | None:
+    """The model's float dtype when inputs can be made in it, else float32 (None stays None).
+
+    Example:
+        >>> input_float_dtype(torch.float8_e4m3fn), input_float_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
+    if dtype is None or dtype in _INPUT_FLOATS:
+        return dtype
+    return torch.float32
 
 
 def _parse_int(text: str, spec: str, what: str) -> int:
@@ -244,10 +305,17 @@ def parse_input_spec(text: str) -> InputSpec:
     if not text or not text.strip():
         raise InputSpecError("empty input spec: give e.g. rand(2, 4)")
     items: list[InputItem] = []
+    keys: list[str | None] = []
     for raw in text.split(";"):
         item = raw.strip()
         if not item:
             raise InputSpecError(f"input spec {text!r}: empty input between ';'")
+        key, item = _keyword(item, text)
+        if key is None and any(keys):
+            raise InputSpecError(f"input spec {text!r}: positional input {item!r} after a keyword input")
+        if key is not None and key in keys:
+            raise InputSpecError(f"input spec {text!r}: keyword {key!r} given twice")
+        keys.append(key)
         if "(" not in item:
             try:
                 path = Path(item).expanduser()
@@ -256,7 +324,21 @@ def parse_input_spec(text: str) -> InputSpec:
             items.append(FileItem(path))
         else:
             items.append(_parse_call(item, text))
-    return InputSpec(tuple(items))
+    return InputSpec(tuple(items), keywords=tuple(keys) if any(keys) else ())
+
+
+_KEYWORD = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(\S.*)$", re.S)
+
+
+def _keyword(item: str, spec: str) -> tuple[str | None, str]:
+    """``name=rest`` (a forward keyword argument) or ``(None, item)``; ``rand(2, dtype=...)``
+    is no keyword since ``(`` comes before its ``=``."""
+    match = _KEYWORD.match(item)
+    if match is None:
+        if re.match(r"^[A-Za-z_]\w*\s*=\s*$", item):
+            raise InputSpecError(f"input spec {spec!r}: keyword {item.split('=')[0].strip()!r} has no value")
+        return None, item
+    return match.group(1), match.group(2).strip()
 
 
 # --- default input inferred from the model ----------------------------------------------------
@@ -265,6 +347,27 @@ LAZY_FALLBACK_FEATURES = 4
 _SEQUENCE_LENGTH = 8
 _RNN_STEPS = 5
 _IMAGE_SIZE = 16
+
+
+def _scripted_input(module: nn.Module) -> InputSpec | None:
+    """TorchScript keeps each module's class name (``original_name``) and its weight's shape."""
+    kind = getattr(module, "original_name", None)
+    if not isinstance(module, torch.jit.ScriptModule) or not isinstance(kind, str):
+        return None
+    weight = dict(module.named_parameters(recurse=False)).get("weight")
+    if weight is None or weight.dim() < 2:
+        return None
+    note = f"from the TorchScript {kind}'s weight {tuple(weight.shape)}"
+    if kind in ("Linear", "Bilinear"):
+        return InputSpec((TensorItem("rand", (2, weight.shape[-1])),), note=note)
+    if kind in ("Embedding", "EmbeddingBag"):
+        return InputSpec((TensorItem("randint", (2, _SEQUENCE_LENGTH), high=weight.shape[0]),), note=note)
+    if kind.startswith("Conv") and not kind.startswith("ConvTranspose"):
+        groups = int(getattr(module, "groups", 1) or 1)
+        dims = weight.dim() - 2
+        size = _IMAGE_SIZE if dims < 3 else 8
+        return InputSpec((TensorItem("rand", (2, weight.shape[1] * groups) + (size,) * dims),), note=note)
+    return None
 
 
 def _first_module_with_parameters(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -280,6 +383,143 @@ def _first_module_with_parameters(model: nn.Module) -> tuple[str, nn.Module] | N
 
 
 def default_input(model: nn.Module) -> InputSpec:
+    """A sample input for ``model``: what its library says first, else its first layer's sizes.
+
+    In order: the shapes an exported (``.pt2``) graph was traced with; a transformers model's
+    ``main_input_name`` with its config's sizes; a diffusers model's config (``sample_size``,
+    ``in_channels``: ``sample=...; timestep=...``); ``nn.Transformer``/``MultiheadAttention``
+    at the root; then :func:`first_layer_input`. Each guess says what it was made from (``note``).
+    """
+    for guess in (_exported_input, _transformers_input, _diffusers_input, _attention_input):
+        spec = guess(model)
+        if spec is not None:
+            return spec
+    return first_layer_input(model)
+
+
+def _spec(items: list[tuple[str | None, TensorItem]], note: str) -> InputSpec:
+    keywords = tuple(key for key, _ in items)
+    return InputSpec(
+        tuple(item for _, item in items), note=note, keywords=keywords if any(keywords) else ()
+    )
+
+
+def _exported_input(model: nn.Module) -> InputSpec | None:
+    """A torch.export / fx graph records each input's shape and dtype on its placeholders."""
+    graph = getattr(model, "graph", None)
+    if not isinstance(model, torch.fx.GraphModule) or graph is None:
+        return None
+    items: list[tuple[str | None, TensorItem]] = []
+    for node in graph.nodes:
+        if node.op != "placeholder":
+            continue
+        value = node.meta.get("val")
+        if not isinstance(value, torch.Tensor) or not all(isinstance(n, int) for n in value.shape):
+            return None  # a symbolic size or a non-tensor input: no exact shape to give
+        if value.dtype.is_floating_point:
+            items.append((None, TensorItem("rand", tuple(value.shape), value.dtype)))
+        elif value.dtype == torch.bool:
+            items.append((None, TensorItem("ones", tuple(value.shape), value.dtype)))
+        else:
+            items.append((None, TensorItem("randint", tuple(value.shape), value.dtype, 0, 2)))
+    if not items:
+        return None
+    return _spec(items, "the shapes and dtypes the exported graph was traced with")
+
+
+def _config_int(config: object, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, list | tuple) and value and isinstance(value[0], int):
+            value = value[0]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _transformers_input(model: nn.Module) -> InputSpec | None:
+    """transformers models name their main input; their config gives its sizes."""
+    config = getattr(model, "config", None)
+    main = getattr(model, "main_input_name", None)
+    if config is None or not isinstance(main, str):
+        return None
+    items: list[tuple[str | None, TensorItem]] = []
+    if main == "input_ids":
+        vocab = _config_int(config, "vocab_size")
+        if vocab is None:
+            return None
+        items.append((main, TensorItem("randint", (2, _SEQUENCE_LENGTH), high=vocab)))
+        if getattr(config, "is_encoder_decoder", False):
+            items.append(("decoder_input_ids", TensorItem("randint", (2, _SEQUENCE_LENGTH), high=vocab)))
+        sizes = f"vocab_size {vocab}"
+    elif main == "pixel_values":
+        size = _config_int(config, "image_size") or 224
+        channels = _config_int(config, "num_channels") or 3
+        items.append((main, TensorItem("rand", (2, channels, size, size))))
+        sizes = f"image_size {size}, num_channels {channels}"
+    else:
+        return None
+    return _spec(items, f"{type(model).__name__}'s main input {main} with its config's {sizes}")
+
+
+def _diffusers_input(model: nn.Module) -> InputSpec | None:
+    """diffusers models keep their sizes in ``config``: a noisy sample and a timestep."""
+    config = getattr(model, "config", None)
+    if config is None or not type(model).__module__.startswith("diffusers"):
+        return None
+    channels = _config_int(config, "in_channels")
+    size = _config_int(config, "sample_size")
+    if channels is None or size is None:
+        return None
+    dims = 1 if "1D" in type(model).__name__ else 3 if "3D" in type(model).__name__ else 2
+    items: list[tuple[str | None, TensorItem]] = [
+        ("sample", TensorItem("rand", (2, channels) + (size,) * dims)),
+    ]
+    if "timestep" in _forward_parameters(model):
+        items.append(("timestep", TensorItem("randint", (2,), high=1000)))
+    cross = _config_int(config, "cross_attention_dim")
+    if cross is not None and "encoder_hidden_states" in _forward_parameters(model):
+        items.append(("encoder_hidden_states", TensorItem("rand", (2, _SEQUENCE_LENGTH, cross))))
+    return _spec(
+        items,
+        f"{type(model).__name__}'s config: in_channels {channels}, sample_size {size}"
+        + (f", cross_attention_dim {cross}" if len(items) > 2 else ""),
+    )
+
+
+def _forward_parameters(model: nn.Module) -> tuple[str, ...]:
+    import inspect
+
+    try:
+        return tuple(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+def _sequence(attention: nn.MultiheadAttention, features: int) -> TensorItem:
+    shape = (2, _RNN_STEPS, features) if attention.batch_first else (_RNN_STEPS, 2, features)
+    return TensorItem("rand", shape)
+
+
+def _attention_input(model: nn.Module) -> InputSpec | None:
+    """Attention at the root takes several sequences: query/key/value, or source and target."""
+    if isinstance(model, nn.MultiheadAttention):
+        item = _sequence(model, model.embed_dim)
+        key = _sequence(model, model.kdim)
+        value = _sequence(model, model.vdim)
+        return _spec([(None, item), (None, key), (None, value)], "query, key and value sequences")
+    if isinstance(model, nn.Transformer):
+        attention = model.encoder.layers[0].self_attn
+        item = _sequence(attention, attention.embed_dim)
+        return _spec([(None, item), (None, item)], "source and target sequences of d_model features")
+    if isinstance(model, nn.TransformerDecoder | nn.TransformerDecoderLayer):
+        layer = model.layers[0] if isinstance(model, nn.TransformerDecoder) else model
+        item = _sequence(layer.self_attn, layer.self_attn.embed_dim)
+        return _spec([(None, item), (None, item)], "target and memory sequences of d_model features")
+    return None
+
+
+def first_layer_input(model: nn.Module) -> InputSpec:
     """A sensible sample input for ``model``, guessed from its first layer with parameters.
 
     Rules: ``Linear`` -> ``rand(2, in_features)``; ``Conv1d/2d/3d`` -> a small batch
@@ -307,6 +547,14 @@ def default_input(model: nn.Module) -> InputSpec:
             note=f"{where} ({type(module).__name__}) infers its input size from the first input: "
             f"rand(2, {LAZY_FALLBACK_FEATURES}) is a guess, edit it",
         )
+    if isinstance(module, nn.MultiheadAttention):  # inside a block that attends to its input
+        return InputSpec(
+            (_sequence(module, module.embed_dim),),
+            note=f"one sequence of {module.embed_dim} features for {where} (self-attention)",
+        )
+    scripted = _scripted_input(module)
+    if scripted is not None:
+        return scripted
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):
         high = module.num_embeddings
         return InputSpec((TensorItem("randint", (2, _SEQUENCE_LENGTH), high=high),))

@@ -245,10 +245,24 @@ _MODULE_INTERNALS = frozenset(
 )
 
 
-def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregistered]:
+def _holds_tensors(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
+
+
+def _unregistered_in(
+    module_name: str, module: nn.Module, registered: frozenset[int] = frozenset()
+) -> Iterator[Unregistered]:
+    """Plain attributes ``.to()`` and ``state_dict()`` skip. ``registered``: ids of every
+    parameter, buffer and module of the model: a reference to one of those (an LSTM's
+    ``_flat_weights``) is not unregistered, nor is a module without tensors (a kernel table)."""
     where = module_name or "(root)"
     for attribute, value in vars(module).items():
         if attribute in _MODULE_INTERNALS or "hook" in attribute:
+            continue
+        if isinstance(value, torch.Tensor) and id(value) in registered:
+            continue
+        if attribute == "_packed_params" and callable(getattr(module, "_weight_bias", None)):
+            yield _packed(module_name, attribute, module)
             continue
         if isinstance(value, torch.Tensor):
             yield Unregistered(
@@ -262,8 +276,11 @@ def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregister
             )
         elif isinstance(value, list | tuple | dict):
             items = list(value.values()) if isinstance(value, dict) else list(value)
-            modules = [v for v in items if isinstance(v, nn.Module)]
-            tensors = [v for v in items if isinstance(v, torch.Tensor)]
+            modules = [
+                v for v in items
+                if isinstance(v, nn.Module) and id(v) not in registered and _holds_tensors(v)
+            ]
+            tensors = [v for v in items if isinstance(v, torch.Tensor) and id(v) not in registered]
             if modules:
                 container = "nn.ModuleDict" if isinstance(value, dict) else "nn.ModuleList"
                 yield Unregistered(
@@ -286,6 +303,31 @@ def _unregistered_in(module_name: str, module: nn.Module) -> Iterator[Unregister
                     f"{where}.{attribute} holds {len(tensors)} tensor(s) in a plain "
                     f"{type(value).__name__}: not registered (use {container} or register_buffer)",
                 )
+
+
+def _packed(module_name: str, attribute: str, module: nn.Module) -> Unregistered:
+    """Quantized weights packed for a kernel (``quantize_dynamic``'s Linear, quantized convs):
+    no parameter or buffer holds them, so they are shown here, with their int8 values' range,
+    scale and zero point (export refuses them: see ``files.export``)."""
+    where = f"{module_name or '(root)'}.{attribute}"
+    try:
+        weight, bias = module._weight_bias()  # type: ignore[operator]
+        values = weight.int_repr()
+        if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            scale = f"scale {weight.q_scale():.6g}, zero point {weight.q_zero_point()}"
+        else:
+            scales = weight.q_per_channel_scales()
+            scale = f"per-channel scales {float(scales.min()):.6g}..{float(scales.max()):.6g}"
+        bias_text = "" if bias is None else f", float bias {list(bias.shape)}"
+        message = (
+            f"{where} holds packed {_dtype_name(weight)} weights {list(weight.shape)} "
+            f"(int values {int(values.min())}..{int(values.max())}, {scale}){bias_text}: not "
+            "parameters, so parameters() and the counts leave them out; export refuses them"
+        )
+        return Unregistered(module_name, attribute, "packed weights", tuple(weight.shape), _dtype_name(weight), message)
+    except Exception as exc:  # an unknown packing: still say it is there
+        message = f"{where} holds packed weights paramscope cannot read ({type(exc).__name__})"
+        return Unregistered(module_name, attribute, "packed weights", None, None, message)
 
 
 def _safe_extra_repr(module: nn.Module) -> str:
@@ -322,13 +364,17 @@ def build_report(model: nn.Module) -> ModelReport:
     modules: dict[str, ModuleInfo] = {}
     first_name: dict[int, str] = {}
     unregistered: list[Unregistered] = []
-    for name, module in model.named_modules(remove_duplicate=False):
+    named_modules = list(model.named_modules(remove_duplicate=False))
+    registered = frozenset(
+        [id(t) for t in tensors.values()] + [id(m) for _, m in named_modules]
+    )
+    for name, module in named_modules:
         info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
         if id(module) in first_name:
             info.same_as = first_name[id(module)]
         else:
             first_name[id(module)] = name
-            unregistered.extend(_unregistered_in(name, module))
+            unregistered.extend(_unregistered_in(name, module, registered))
         prefix = f"{name}." if name else ""
         for local, param in module._parameters.items():
             if param is not None:

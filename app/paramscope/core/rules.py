@@ -415,9 +415,46 @@ class Plan:
         return dropped
 
     def refusal_message(self) -> str:
+        if not self.refusals:
+            return "nothing applied: no rule hits a tensor that can take it"
         parts = [f"{name}: {why}" for _, name, why in self.refusals]
         first_rule = self.refusals[0][0]
         return f"rule {first_rule!r}: nothing applied, refused for " + "; ".join(parts)
+
+
+class UnmatchedRuleError(RuleError):
+    """A rule whose selector hits no parameter: a typo (``*.wieght``) must not pass silently."""
+
+
+class UnmatchedRuleWarning(UserWarning):
+    """A rule that hits nothing, left out because the user asked to skip what cannot apply."""
+
+
+def unmatched_message(rule_plan: RulePlan, report: ModelReport) -> str:
+    """One line naming the rule and showing what its selector could have matched."""
+    selector = rule_plan.rule.selector
+    if selector.kind == "type":
+        types = sorted({m.type_name for m in report.modules.values() if m.parameters})
+        hint = f"no module of type {selector.pattern} owns a parameter (types with parameters: {', '.join(types[:8]) or 'none'})"
+    else:
+        names = list(report.parameters)
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        hint = f"no parameter name matches {selector.text!r} (names look like: {shown or 'none'})"
+    return f"rule {rule_plan.rule.text!r} hits nothing: {hint}"
+
+
+def check_unmatched(the_plan: Plan, report: ModelReport, skip: bool = False) -> list[str]:
+    """Refuse rules that hit nothing; with ``skip``, return them as warnings instead.
+
+    Skipping still refuses when no rule hits anything: there would be nothing to do.
+
+    Raises:
+        UnmatchedRuleError: names the first rule that hits nothing.
+    """
+    messages = [unmatched_message(rp, report) for rp in the_plan.rules if not rp.hits]
+    if messages and (not skip or all(not rp.hits for rp in the_plan.rules)):
+        raise UnmatchedRuleError(messages[0])
+    return messages
 
 
 def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: LoadedCustom | None = None,
@@ -569,6 +606,8 @@ def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
 
 def _checked_plan(session: Session, rules: Sequence[InitRule | str], skip_refused: bool) -> Plan:
     the_plan = plan(session, rules)
+    for message in check_unmatched(the_plan, session.report, skip_refused):
+        warnings.warn(message, UnmatchedRuleWarning, stacklevel=3)
     if skip_refused:
         the_plan.skipped = the_plan.drop_refused()
     if not the_plan.ok:

@@ -89,6 +89,7 @@ def state_dict_for(
         except AttributeError:
             raise ExportError(f"{module}: no such module in the model") from None
     state = model.state_dict()
+    _refuse_unwritable(state)
     lazy = [k for k, v in state.items() if isinstance(v, nn.parameter.UninitializedTensorMixin)]
     if lazy:
         raise ExportError(
@@ -103,6 +104,29 @@ def state_dict_for(
                     loaded[id(value)] = loader(prefix + key)
                 state[key] = loaded[id(value)]
     return dict(state)
+
+
+def _refuse_unwritable(state: dict[str, object]) -> None:
+    """One line for what a plain tensor file cannot hold and read back bit for bit: packed
+    quantized weights (``quantize_dynamic``), non-tensor entries, sparse tensors."""
+    packed_first = sorted(state.items(), key=lambda item: not isinstance(item[1], tuple))
+    for key, value in packed_first:
+        if not isinstance(value, torch.Tensor):
+            raise ExportError(
+                f"{key}: packed quantized weights or a {type(value).__name__} entry, not a tensor: "
+                "export the model before quantizing, or torch.save(model.state_dict()) yourself"
+            )
+        if value.is_quantized:
+            raise ExportError(
+                f"{key}: a quantized {str(value.dtype).removeprefix('torch.')} tensor cannot be "
+                "exported; export the model before quantizing"
+            )
+        if value.layout != torch.strided:
+            layout = str(value.layout).removeprefix("torch.")
+            raise ExportError(
+                f"{key}: a {layout} tensor cannot be exported: give the module a dense buffer "
+                "(tensor.to_dense()) or torch.save it yourself"
+            )
 
 
 def _bytes_of(t: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,10 @@ def _dtype(t: torch.Tensor) -> str:
 
 def _as_float64(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().to("cpu")
+    if t.is_quantized:  # compared as the values it stands for (int8 x scale + zero point)
+        t = t.dequantize()
+    if t.layout != torch.strided:
+        t = t.to_dense()
     if t.is_complex():
         t = torch.view_as_real(t)
     return t.to(torch.float64).reshape(-1)

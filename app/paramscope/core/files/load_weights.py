@@ -232,9 +232,12 @@ def read_weights(source: str | Path, trust: bool = False) -> dict[str, torch.Ten
     path = Path(source).expanduser()
     if path.exists():
         return state_dict_of(read_checkpoint(path, trust))
+    from paramscope.core.files.statedict import split_checkpoint
     from paramscope.core.sources import open_source
 
-    return dict(open_source(str(source), trust=trust).model.state_dict())
+    # the state_dict may hold more than tensors (a quantized layer's dtype, packed tuples)
+    model = open_source(str(source), trust=trust).model
+    return split_checkpoint({"state_dict": dict(model.state_dict())}, str(source)).all_tensors()
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,20 @@ def _flatten(prefix: str, value: Mapping[str, Any], tensors: dict[str, torch.Ten
         name = f"{prefix}{key}"
         if isinstance(item, torch.Tensor):
             tensors[name] = item
+        elif _tensor_tuple(item):  # a quantized layer's packed (weight, bias): one name each
+            tensors.update({f"{name}.{i}": t for i, t in enumerate(item) if t is not None})
         elif isinstance(item, Mapping) and item and not ("param_groups" in item and "state" in item):
             _flatten(name + ".", item, tensors, extras)
         else:
             extras[name] = describe(item)
+
+
+def _tensor_tuple(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and any(isinstance(t, torch.Tensor) for t in value)
+        and all(t is None or isinstance(t, torch.Tensor) for t in value)
+    )
 
 
 def _tensor_count(value: object) -> int:
@@ -173,9 +183,19 @@ def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
         return None
 
 
-def is_buffer_name(name: str, tensor: torch.Tensor) -> bool:
-    leaf = name.rpartition(".")[2]
-    return leaf in _BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex())
+def is_buffer_name(name: str, tensor: torch.Tensor, quantized: frozenset[str] = frozenset()) -> bool:
+    """Whether ``name`` was a buffer in the saved model: by convention, dtype or its place.
+
+    A quantized layer (its path in ``quantized``) keeps ``scale``/``zero_point`` beside
+    ``_packed_params``; a parametrization (torch.nn.utils.parametrize) keeps its constant
+    ``base`` as a buffer.
+    """
+    parent, _, leaf = name.rpartition(".")
+    if leaf in _BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex()):
+        return True
+    if leaf == "base" and ".parametrizations." in f".{parent}":
+        return True
+    return parent in quantized or parent.endswith("._packed_params") or parent == "_packed_params"
 
 
 def _taken(module: nn.Module, name: str) -> bool:
@@ -244,6 +264,8 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
     made: dict[str, nn.Parameter | torch.Tensor] = {}
     parents: dict[str | None, tuple[nn.Module, str]] = {None: (root, "")}
     names = list(checkpoint.tensors) + [a for a in checkpoint.aliases if a not in checkpoint.tensors]
+    # quantized layers (their scale and zero_point are buffers, not weights)
+    quantized = frozenset(n.partition("._packed_params.")[0] for n in names if "._packed_params." in n)
     for name in names:
         target = checkpoint.aliases.get(name, name) if name not in checkpoint.tensors else name
         if target not in checkpoint.tensors:
@@ -255,8 +277,8 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
             key = None if checkpoint.distinct else _view_key(tensor)
             if key is not None and key in by_view:
                 obj = by_view[key]
-            elif is_buffer_name(target, tensor):
-                obj = tensor
+            elif is_buffer_name(target, tensor, quantized):
+                obj = tensor.data if isinstance(tensor, nn.Parameter) else tensor
             else:
                 obj = nn.Parameter(tensor, requires_grad=True)
             if key is not None:

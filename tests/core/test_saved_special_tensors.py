@@ -70,3 +70,18 @@ def test_sparse_tensors_diff_as_dense() -> None:
         b = other.to_sparse() if layout == "coo" else other.to_sparse_csr()
         result = diff_state_dicts({"w": a}, {"w": b})
         assert result.changed[0].max_abs == pytest.approx(1.0)
+
+
+def test_weights_into_a_lazy_layer_materialize_it_as_load_state_dict_does(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 1))
+    weights = tmp_path / "w.pt"
+    torch.save(trained.state_dict(), weights)
+    source = tmp_path / "lazy_model.py"
+    source.write_text("from torch import nn\ndef lazy():\n    return nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.Linear(3, 1))\n")
+    opened = open_source(f"{source}:lazy", weights=str(weights))
+    reference = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.Linear(3, 1))
+    reference.load_state_dict(trained.state_dict())
+    x = torch.ones(2, 5)
+    assert torch.equal(opened.model(x), reference(x))
+    assert torch.equal(opened.model(x), trained(x))

@@ -51,6 +51,7 @@ class WeightsReport:
     converted: list[KeyMismatch] = field(default_factory=list)  # float precision differs: cast
     tied_satisfied: list[str] = field(default_factory=list)  # aliases absent but their tensor loaded
     suggestion: KeyMapping | None = None  # a key change that makes more keys match
+    lazy: list[str] = field(default_factory=list)  # uninitialized (lazy) in the model: take the file's shape
 
     @property
     def fits(self) -> bool:
@@ -139,8 +140,9 @@ def compare_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Weigh
         mine, theirs = live[info.name], tensors[key]
         shape = None if is_lazy(mine) else tuple(mine.shape)
         mismatch = KeyMismatch(info.name, key, shape, tuple(theirs.shape), _dtype_name(mine), _dtype_name(theirs), "")
-        if shape is None:
-            result.mismatched.append(_with(mismatch, "the model's tensor is uninitialized (lazy): run a forward first"))
+        if shape is None:  # a lazy layer takes the file's shape, as load_state_dict does
+            result.matched[info.name] = key
+            result.lazy.append(info.name)
         elif shape != tuple(theirs.shape):
             result.mismatched.append(_with(mismatch, f"shape {list(shape)} in the model, {list(theirs.shape)} in the file"))
         elif _kind(mine) != _kind(theirs):
@@ -215,6 +217,8 @@ def apply_weights(
         ParamscopeError: strict and the weights do not fit; nothing changes.
     """
     report = report or compare_weights(session.model, tensors)
+    if report.lazy:  # materializing changes the model's structure, which no command undoes
+        raise ParamscopeError(f"{report.lazy[0]}: uninitialized (lazy) parameter; run a forward first, or open the model with --weights")
     if strict and not report.fits:
         raise _refuse(report, where)
     if not report.matched:
@@ -282,7 +286,9 @@ def load_weights_into(
     live = model_tensors(opened.model)
     with torch.no_grad():
         for name, key in report.matched.items():
-            target = live[name]
-            target.copy_(tensors[key].to(device=target.device, dtype=target.dtype))
+            target, source = live[name], tensors[key]
+            if name in report.lazy:
+                target.materialize(source.shape, dtype=source.dtype)
+            target.copy_(source.to(device=target.device, dtype=target.dtype))
     opened.notes.append(f"weights loaded from {path}: {report.summary()}")
     return report

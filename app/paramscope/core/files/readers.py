@@ -8,6 +8,8 @@ from torch import nn
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
+from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
+from paramscope.core.files.pretrained import build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file
 from paramscope.core.files.sharded import read_sharded
@@ -33,6 +35,8 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) 
         UntrustedFileError: the file needs code to run and ``trust`` is False.
     """
     path = Path(path)
+    if path.is_dir():  # a save_pretrained folder or one holding a single weights file
+        path = weights_in_folder(path)
     sniffed = sniff(path)
     if sniffed.kind == "safetensors":
         return read_safetensors(path, lazy)
@@ -67,22 +71,6 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
     return checkpoint.all_tensors()
 
 
-def _folder_target(path: Path) -> Path | None:
-    """A folder opens through its single ``*.index.json``; DCP folders are left to their opener."""
-    try:
-        from paramscope.core.dcp import is_dcp_folder
-
-        if is_dcp_folder(path):
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    indexes = sorted(path.glob("*.index.json"))
-    if len(indexes) == 1:
-        return indexes[0]
-    hint = "it holds several *.index.json; open one of them" if indexes else "open a weights file or the *.index.json inside"
-    raise bad_file(path, f"is a folder, not a model file ({hint})")
-
-
 def open_file(path: Path, trust: bool) -> OpenedModel | None:
     """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls)."""
     path = Path(path)
@@ -91,13 +79,15 @@ def open_file(path: Path, trust: bool) -> OpenedModel | None:
 
         if is_dcp_folder(path):
             return open_dcp(path)
-        index = _folder_target(path)
-        if index is None:
-            return None
-        path = index
+        path = weights_in_folder(path)
     sniffed = sniff(path)
     checkpoint = read_checkpoint(path, trust, lazy=None)
     source = str(path)
+    if path.name in KNOWN_WEIGHTS and checkpoint.tensors:
+        built, built_notes = build_pretrained(path.parent, checkpoint)
+        checkpoint.notes.extend(built_notes)
+        if built is not None:
+            return OpenedModel(built, source, "pretrained", path=path, notes=checkpoint.notes, extras=dict(checkpoint.extras))
     if checkpoint.module is not None:
         kind = {"torchscript": "torchscript", "pt2": "export"}.get(sniffed.kind, "pickled_module")
         model: nn.Module = checkpoint.module

@@ -1,0 +1,99 @@
+"""A ``save_pretrained`` folder opened as its real model class, when transformers can build it.
+
+With a ``config.json`` naming a class that transformers (or diffusers) ships, the model is built
+from the config with that library's own class and the folder's tensors (read as any checkpoint)
+are loaded into it: the tree shows the real module types, ties come from the model, and forward
+and backward work. Nothing is fetched from a hub and no code from the folder runs: a config
+that asks for its own code (``auto_map``) is not built, and neither is anything over
+:data:`~paramscope.core.files.regions.LAZY_BYTES` (building initializes every weight first).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from paramscope.core.files.regions import LAZY_BYTES
+from paramscope.core.files.statedict import Checkpoint
+
+
+def _config(folder: Path) -> dict | None:
+    path = folder / "config.json"
+    if not path.is_file() or path.stat().st_size > 1 << 20:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _transformers_model(config: dict, folder: Path) -> nn.Module | None:
+    architectures = config.get("architectures")
+    if not (isinstance(architectures, list) and architectures and isinstance(architectures[0], str)):
+        return None
+    import transformers
+
+    cls = getattr(transformers, architectures[0], None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return None
+    return cls(transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True))
+
+
+def _diffusers_model(config: dict, folder: Path) -> nn.Module | None:
+    name = config.get("_class_name")
+    if not isinstance(name, str) or importlib.util.find_spec("diffusers") is None:
+        return None
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return None
+    return cls.from_config(cls.load_config(str(folder)))
+
+
+def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | None, list[str]]:
+    """The folder's model class filled with ``checkpoint``'s tensors (None: show the tensors),
+    and notes saying what was built or why not."""
+    config = _config(folder)
+    if config is None or checkpoint.loader is not None or checkpoint.module is not None:
+        return None, []
+    if "auto_map" in config:
+        return None, ["config.json asks for its own modelling code, which is never run from a data folder; shown from the tensors"]
+    total = sum(t.numel() * t.element_size() for t in checkpoint.tensors.values())
+    if total > LAZY_BYTES:
+        return None, ["the model class is not built for checkpoints over 1 GiB; shown from the tensors"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched, ever
+    try:
+        if "_class_name" in config:
+            model = _diffusers_model(config, folder)
+        elif importlib.util.find_spec("transformers") is not None:
+            model = _transformers_model(config, folder)
+        else:
+            return None, ["install transformers to see the real model classes (pip install 'paramscope[zoo]')"]
+    except Exception as exc:  # a config this library version cannot build: the tensors still open
+        return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
+    if model is None:
+        return None, []
+    return model, _fill(model, checkpoint)
+
+
+def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
+    with torch.no_grad():
+        result = model.load_state_dict(checkpoint.all_tensors(), strict=False)
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    model.eval()  # as from_pretrained returns it: dropout off
+    notes = [f"built {type(model).__name__} from config.json ({type(model).__module__.split('.')[0]}); weights from the folder"]
+    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
+    missing = [k for k in result.missing_keys if k not in tied]
+    if missing:
+        notes.append(f"{len(missing)} tensor(s) of the model not in the files keep their initial values, e.g. {missing[0]}")
+    if result.unexpected_keys:
+        notes.append(f"{len(result.unexpected_keys)} tensor(s) in the files not in the model, e.g. {result.unexpected_keys[0]}")
+    return notes

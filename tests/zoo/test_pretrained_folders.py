@@ -1,0 +1,99 @@
+"""Folders written by save_pretrained (transformers, diffusers, peft) open as people save them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="the zoo extra (transformers) is not installed")
+
+from torch_reference import check_backward, check_structure  # noqa: E402
+
+from paramscope.core.files.diff import diff_sources  # noqa: E402
+from paramscope.core.inputs import default_input  # noqa: E402
+from paramscope.core.report import build_report  # noqa: E402
+from paramscope.core.sources import open_source  # noqa: E402
+
+LLAMA = dict(
+    vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+)  # fmt: skip
+
+
+def _llama(folder: Path, seed: int = 0, **save: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA, tie_word_embeddings=True)).eval()
+    model.save_pretrained(str(folder), **save)
+    return model
+
+
+@pytest.mark.parametrize(
+    "save",
+    [{}, {"max_shard_size": "8KB"}, {"safe_serialization": False}],
+    ids=["model.safetensors", "shards+index", "pytorch_model.bin"],
+)
+def test_a_transformers_folder_opens_as_its_real_class(tmp_path: Path, save: dict) -> None:
+    saved = _llama(tmp_path, **save)
+    opened = open_source(str(tmp_path))
+    model = opened.model
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert opened.can_forward
+    assert any("built LlamaForCausalLM from config.json" in note for note in opened.notes)
+    for name, value in saved.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    check_structure(model)
+    assert [g.names for g in build_report(model).tied_groups] == [("model.embed_tokens.weight", "lm_head.weight")]
+    # backward on the opened model equals plain torch on transformers' own loading
+    reference = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path)).eval()
+    spec = default_input(model)
+    ours = check_backward(model, spec, lambda out: out.logits.sum())
+    theirs = check_backward(reference, spec, lambda out: out.logits.sum())
+    assert ours.loss == theirs.loss
+
+
+def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    _llama(first, seed=0)
+    _llama(second, seed=1)
+    assert not diff_sources(str(first), str(second)).identical
+    assert diff_sources(str(first), str(first)).identical
+    opened = open_source(str(first), weights=str(second))
+    torch.manual_seed(1)
+    again = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA, tie_word_embeddings=True))
+    assert torch.equal(opened.model.lm_head.weight, again.lm_head.weight)
+
+
+def test_a_config_with_its_own_code_is_not_built(tmp_path: Path) -> None:
+    _llama(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "modeling_evil.py").write_text("raise SystemExit('ran code from the folder')\n")
+    opened = open_source(str(tmp_path))
+    assert type(opened.model).__name__ == "StateDictModule"
+    assert any("never run from a data folder" in note for note in opened.notes)
+
+
+def test_a_peft_adapter_folder_and_a_diffusers_folder(tmp_path: Path) -> None:
+    peft = pytest.importorskip("peft")
+    diffusers = pytest.importorskip("diffusers")
+    base = _llama(tmp_path / "base")
+    adapter = peft.get_peft_model(base, peft.LoraConfig(target_modules=["q_proj"], r=2))
+    adapter.save_pretrained(str(tmp_path / "adapter"))
+    opened = open_source(str(tmp_path / "adapter"))
+    assert opened.path.name == "adapter_model.safetensors"
+    assert all("lora_" in name for name in opened.model.state_dict())
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+    )  # fmt: skip
+    unet.save_pretrained(str(tmp_path / "unet"))
+    opened = open_source(str(tmp_path / "unet"))
+    assert type(opened.model).__name__ == "UNet2DModel"
+    for name, value in unet.state_dict().items():
+        assert torch.equal(opened.model.state_dict()[name], value), name

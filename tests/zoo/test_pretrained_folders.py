@@ -97,3 +97,35 @@ def test_a_peft_adapter_folder_and_a_diffusers_folder(tmp_path: Path) -> None:
     assert type(opened.model).__name__ == "UNet2DModel"
     for name, value in unet.state_dict().items():
         assert torch.equal(opened.model.state_dict()[name], value), name
+
+
+def test_tied_names_with_different_values_say_which_wins(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    saved = _llama(tmp_path)
+    state = {k: v.clone() for k, v in saved.state_dict().items()}
+    state["lm_head.weight"] = torch.randn_like(state["lm_head.weight"])  # a file that stores both, apart
+    save_file(state, str(tmp_path / "model.safetensors"))
+    opened = open_source(str(tmp_path))
+    expected = transformers.LlamaForCausalLM(saved.config)
+    expected.load_state_dict(state)  # torch keeps the last it copies
+    assert torch.equal(opened.model.lm_head.weight, expected.lm_head.weight)
+    assert torch.equal(opened.model.lm_head.weight, state["lm_head.weight"])
+    assert any(
+        "lm_head.weight is loaded into the tied model.embed_tokens.weight; model.embed_tokens.weight in the file differs" in n
+        for n in opened.notes
+    ), opened.notes
+
+
+def test_weights_report_names_the_tie_conflict_in_json(tmp_path: Path) -> None:
+    from paramscope.core.files.load_weights import compare_weights
+
+    saved = _llama(tmp_path)
+    state = {k: v.clone() for k, v in saved.state_dict().items()}
+    state["lm_head.weight"] = state["model.embed_tokens.weight"] + 1
+    report = compare_weights(saved, state)
+    assert report.to_dict()["tie_conflicts"] == [
+        {"name": "model.embed_tokens.weight", "kept": "lm_head.weight", "differing": ["model.embed_tokens.weight"]}
+    ]
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    assert compare_weights(saved, state).tie_conflicts == []

@@ -40,6 +40,22 @@ class KeyMismatch:
         return f"{self.name}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class TieConflict:
+    """The file holds different values under names that are one tied tensor in the model."""
+
+    name: str  # the model's canonical name
+    kept: str  # the file key whose values are loaded (the last, as torch keeps)
+    differing: tuple[str, ...]  # the file keys whose values differ and are not loaded
+
+    def describe(self) -> str:
+        return f"{self.kept} is loaded into the tied {self.name}; {', '.join(self.differing)} in the file differs and is not"
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+
+
 @dataclass
 class WeightsReport:
     """How a state_dict fits a model. ``matched`` maps model canonical names to file keys."""
@@ -52,6 +68,7 @@ class WeightsReport:
     tied_satisfied: list[str] = field(default_factory=list)  # aliases absent but their tensor loaded
     suggestion: KeyMapping | None = None  # a key change that makes more keys match
     lazy: list[str] = field(default_factory=list)  # uninitialized (lazy) in the model: take the file's shape
+    tie_conflicts: list[TieConflict] = field(default_factory=list)  # one tied tensor, different values in the file
 
     @property
     def fits(self) -> bool:
@@ -65,6 +82,8 @@ class WeightsReport:
         parts.append(f"{len(self.mismatched)} mismatched")
         if self.converted:
             parts.append(f"{len(self.converted)} converted to the model's dtype")
+        if self.tie_conflicts:
+            parts.append(f"{len(self.tie_conflicts)} tied tensor(s) with different values in the file ({self.tie_conflicts[0].describe()})")
         hint = f"; keys match after {self.suggestion.describe()} ({self.suggestion.option})" if self.suggestion else ""
         return ", ".join(parts) + hint
 
@@ -88,6 +107,7 @@ class WeightsReport:
             "tied_satisfied": list(self.tied_satisfied),
             "fits": self.fits,
             "suggested_key_change": self.suggestion.describe() if self.suggestion else None,
+            "tie_conflicts": [c.__dict__ | {"differing": list(c.differing)} for c in self.tie_conflicts],
         }
 
 
@@ -134,8 +154,11 @@ def compare_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Weigh
         if not present:
             result.missing.append(info.name)
             continue
-        key = present[0]
+        key = present[-1]  # torch's load_state_dict copies each alias in turn: the last stays
         used.update(present)
+        differing = [a for a in present[:-1] if not _same_values(tensors[a], tensors[key])]
+        if differing:
+            result.tie_conflicts.append(TieConflict(info.name, key, tuple(differing)))
         result.tied_satisfied.extend(a for a in info.aliases if a not in tensors)
         mine, theirs = live[info.name], tensors[key]
         shape = None if is_lazy(mine) else tuple(mine.shape)

@@ -84,8 +84,12 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
 
 
 def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
+    from paramscope.core.files.load_weights import compare_weights
+
+    tensors = checkpoint.all_tensors()
+    conflicts = compare_weights(model, tensors).tie_conflicts
     with torch.no_grad():
-        result = model.load_state_dict(checkpoint.all_tensors(), strict=False)
+        result = model.load_state_dict(tensors, strict=False)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     model.eval()  # as from_pretrained returns it: dropout off
@@ -94,6 +98,7 @@ def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
     missing = [k for k in result.missing_keys if k not in tied]
     if missing:
         notes.append(f"{len(missing)} tensor(s) of the model not in the files keep their initial values, e.g. {missing[0]}")
+    notes += [f"tied tensor with different values in the files: {c.describe()} (as torch loads it)" for c in conflicts]
     if result.unexpected_keys:
         notes.append(f"{len(result.unexpected_keys)} tensor(s) in the files not in the model, e.g. {result.unexpected_keys[0]}")
     return notes

@@ -20,7 +20,7 @@ _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
 
 
 def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
-    """The tensors (and extras) of a state_dict file: torch, safetensors or a sharded index.
+    """The tensors (and extras) of a state_dict file: torch, safetensors, a sharded index or a DCP folder.
 
     Whole modules (trusted pickles, TorchScript, .pt2) come back as ``Checkpoint.module``.
 
@@ -29,6 +29,11 @@ def read_checkpoint(path: Path, trust: bool = False) -> Checkpoint:
         UntrustedFileError: the file needs code to run and ``trust`` is False.
     """
     path = Path(path)
+    if path.is_dir():
+        from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
+
+        if is_dcp_folder(path):  # torch.distributed.checkpoint: read through its safe reader
+            return read_dcp_checkpoint(path)
     sniffed = sniff(path)
     if sniffed.kind == "safetensors":
         return read_safetensors(path)

@@ -166,3 +166,12 @@ def test_damaged_data_file_is_one_line(saved: tuple[Path, dict, Path], tmp_path:
     assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
     assert str(folder) in lines[0] and "__0_0.distcp" in lines[0]
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_meta_placeholders_are_never_one_view() -> None:
+    """Every meta storage has data_ptr 0: same-shape placeholders must not look like views of one."""
+    from paramscope.core.files.statedict import Checkpoint, build_module
+
+    placeholders = {name: torch.empty(4, 4, device="meta") for name in ("q.weight", "o.weight")}
+    root, _ = build_module(Checkpoint(placeholders))
+    assert len(list(root.parameters())) == 2

@@ -174,21 +174,50 @@ def test_state_is_given_once_to_a_fresh_instance(copy: Path) -> None:
     _refused(copy, ".metadata", "nothing was run")
 
 
-def test_properties_with_a_fake_dtype_are_refused(copy: Path) -> None:
+@pytest.mark.parametrize("state", ["tuple", "dict"])
+def test_properties_with_a_fake_dtype_are_refused(copy: Path, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    """torch pickles TensorProperties as a tuple; a file may give a dict of its fields instead."""
+    from torch.distributed.checkpoint.metadata import TensorProperties
+
+    if state == "dict":
+        # memory formats do not pickle; the field's default stands in
+        monkeypatch.setattr(TensorProperties, "__getstate__", lambda self: {k: v for k, v in vars(self).items() if k != "memory_format"})
     meta = _raw(copy)
     meta.state_dict_metadata["w"].properties.__dict__["dtype"] = torch.Size([1])
     _write(copy, meta)
-    _refused(copy, ".metadata")
+    message = _refused(copy, ".metadata")
+    if state == "dict":  # a declared field, so the unpickler sets it: the check refuses it
+        assert "dtype is a Size, not a torch.dtype" in message
 
 
-@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_chunks_must_cover_the_tensor(copy: Path) -> None:
+    """A chunk smaller than its tensor would leave values unread (shown as if they were data)."""
+    meta = _raw(copy)
+    meta.state_dict_metadata["w"].chunks[0].sizes = torch.Size([2, 4])
+    _write(copy, meta)
+    _refused(copy, ".metadata", "do not cover")
+
+
+def test_the_check_alone_refuses_a_byte_entry_with_fields(copy: Path) -> None:
+    """Second line: should the unpickler ever let fields onto a byte entry, the check refuses it."""
+    from paramscope.core.files.dcp_metadata import _Bad, _clean_metadata
+
+    meta = _raw(copy)
+    vars(meta.state_dict_metadata["evil"]).update(vars(meta.state_dict_metadata["b"]))
+    with pytest.raises(_Bad, match="evil: entry is a BytesStorageMetadata"):
+        _clean_metadata(meta)
+
+
+@pytest.mark.parametrize("where", ["absolute", "absolute_inside", "dotdot", "dotdot_back_in", "symlink"])
 def test_storage_paths_stay_inside_the_folder(copy: Path, tmp_path: Path, where: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(copy / "__0_0.distcp", outside / "__0_0.distcp")  # readable data elsewhere on disk
     relative = {
         "absolute": str(outside / "__0_0.distcp"),
+        "absolute_inside": str(copy / "__0_0.distcp"),  # the right file, named the wrong way
         "dotdot": "../outside/__0_0.distcp",
+        "dotdot_back_in": "../ckpt/__0_0.distcp",  # lands inside again, but names a way out
         "symlink": "link.distcp",
     }[where]
     if where == "symlink":
@@ -198,6 +227,25 @@ def test_storage_paths_stay_inside_the_folder(copy: Path, tmp_path: Path, where:
         info.relative_path = relative
     _write(copy, meta)
     _refused(copy, "data file", "folder")
+
+
+def test_a_tensor_record_that_is_another_pickle_is_not_loaded(copy: Path, marker: Path) -> None:
+    """A tensor's record replaced by a torch.save of a payload: torch reads records weights_only;
+    the one-line error never passes on torch's advice to retry with weights_only=False."""
+    import io
+
+    blob = io.BytesIO()
+    torch.save(Payload(marker), blob)
+    data = copy / "__0_0.distcp"
+    start = data.stat().st_size
+    with data.open("ab") as f:
+        f.write(blob.getvalue())
+    meta = _raw(copy)
+    info = meta.storage_data[next(i for i in meta.storage_data if i.fqn == "w")]
+    info.offset, info.length = start, len(blob.getvalue())
+    _write(copy, meta)
+    message = _refused(copy, "__0_0.distcp", "reading w")
+    assert "weights" not in message.lower()
 
 
 def test_chunk_ranges_lie_inside_the_data_file(copy: Path) -> None:
@@ -294,6 +342,6 @@ def test_allowed_classes_cannot_be_called_with_arguments(tmp_path: Path) -> None
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    (folder / ".metadata").write_bytes(b"\x80\x02ctorch.distributed.checkpoint.metadata\nMetadata\n}\x85R.")
+    (folder / ".metadata").write_bytes(b"\x80\x02ctorch.distributed.checkpoint.metadata\nMetadata\n]\x85R.")
     with pytest.raises(SourceError, match="refused to call Metadata"):
         read_metadata(folder)

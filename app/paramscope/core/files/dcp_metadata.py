@@ -453,6 +453,8 @@ def read_metadata(folder: Path) -> DcpMetadata:
         raise SourceError(f"{meta_path}: checkpoint metadata nested too deeply") from None
     except Exception as exc:
         raise SourceError(f"{meta_path}: unreadable checkpoint metadata: {type(exc).__name__}: {exc}") from None
+    if type(raw) is not _classes()["Metadata"]:
+        raise SourceError(f"{meta_path}: not torch.distributed.checkpoint metadata (holds a {_name(type(raw))})")
     try:
         metadata = _clean_metadata(raw)
     except _Bad as exc:

@@ -1,13 +1,15 @@
 """torch.distributed.checkpoint folders (what FSDP/DTensor training writes), read safely.
 
 A DCP folder holds a pickled ``.metadata`` file and ``__R_N.distcp`` data files. The metadata is
-read and checked by :mod:`paramscope.core.files.dcp_metadata` (nothing in it runs; storage paths
-stay inside the folder). Tensors are read through torch's ``FileSystemReader`` (each record with
-``torch.load(weights_only=True)``), one key at a time so a tensor is only in memory when it is
-asked for, with metadata that holds only the keys asked for. Byte entries (pickled Python objects,
-which torch would load with ``weights_only=False``) are listed as "pickled object, not loaded" and
-never read. Any failure inside torch's loader, including its ``CheckpointException`` (a
-``BaseException``), becomes one :class:`SourceError` line naming the folder and data file.
+read and checked by :mod:`paramscope.core.files.dcp_metadata` (nothing in it runs), the data
+files it names by :mod:`paramscope.core.files.dcp_storage` (inside the folder, regular files,
+each byte range within its file), again before every read. Tensors are read through torch's
+``FileSystemReader`` (each record with ``torch.load(weights_only=True)``), one key at a time so
+a tensor is only in memory when it is asked for, with metadata that holds only the keys asked
+for. Byte entries (pickled Python objects, which torch would load with ``weights_only=False``)
+are listed as "pickled object, not loaded" and never read. Any failure inside torch's loader,
+including its ``CheckpointException`` (a ``BaseException``), becomes one :class:`SourceError`
+line naming the folder and data file.
 
 Every key is its own tensor: DCP stores each key separately, so no two keys are shown as tied.
 """
@@ -21,13 +23,8 @@ from typing import Any
 import torch
 
 from paramscope.core.errors import SourceError, shown
-from paramscope.core.files.dcp_metadata import (
-    METADATA_FILE,
-    DcpEntry,
-    DcpMetadata,
-    check_data_files,
-    read_metadata,
-)
+from paramscope.core.files.dcp_metadata import METADATA_FILE, DcpEntry, DcpMetadata, read_metadata
+from paramscope.core.files.dcp_storage import check_data_files
 from paramscope.core.files.safety import check_fits_memory
 
 __all__ = [

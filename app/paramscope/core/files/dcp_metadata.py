@@ -8,10 +8,11 @@ dataclass declares, once, on an instance this unpickle made. A class's own attri
 reachable (a file cannot replace ``PurePosixPath.__fspath__``).
 
 What the unpickler yields is then checked by exact type and rebuilt into fresh torch objects, so
-torch's loader sees only validated fields: tensor entries with a real dtype and in-bounds chunks;
-byte entries (pickled Python objects, which torch loads with ``weights_only=False``) kept as a
-marker and never read; storage paths relative, inside the folder, regular files, and each byte
-range within its file.
+torch's loader sees only checked fields: tensor entries with a real dtype and chunks that lie
+inside the tensor and cover it, each with a storage entry; byte entries (pickled Python objects,
+which torch loads with ``weights_only=False``) kept as an empty marker and never read; storage
+entries of plain names and counts, whose files :mod:`~paramscope.core.files.dcp_storage` checks
+(inside the folder, regular, long enough) before torch opens any.
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import os
 import pathlib
 import pickle
-import stat
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from paramscope.core.errors import SourceError, shown
+from paramscope.core.files.dcp_storage import check_data_files
 
 METADATA_FILE = ".metadata"
 
@@ -332,49 +332,6 @@ def _check_chunks_stored(entries: dict[str, Any], storage: dict[Any, Any]) -> No
         for chunk in getattr(item, "chunks", ()):
             if (key, tuple(chunk.offsets)) not in stored:
                 raise _Bad(f"{shown(key)}: a chunk at {list(chunk.offsets)} has no data file entry")
-
-
-# ---- data files ---------------------------------------------------------------------------------
-
-
-def data_file(folder: Path, relative: str) -> Path:
-    """``folder/relative`` where it is a regular file inside ``folder``; else a one-line error.
-
-    Checked before torch opens anything: an absolute or ``..`` path, a symlink out of the folder
-    or a FIFO (which would block the reader forever) is refused.
-    """
-    where = f"{folder}: data file {shown(relative)!r}"
-    posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
-    if not relative or "\x00" in relative or posix.is_absolute() or windows.is_absolute() or windows.drive:
-        raise SourceError(f"{where} is not a relative name inside the folder")
-    if ".." in posix.parts or ".." in windows.parts:
-        raise SourceError(f"{where} leads out of the folder ('..')")
-    path = folder / relative
-    try:
-        real = path.resolve(strict=True)
-        inside = real.is_relative_to(folder.resolve(strict=True))
-        mode = os.stat(real).st_mode
-    except OSError as exc:
-        raise SourceError(f"{where} cannot be read: {exc.strerror or exc}") from None
-    if not inside:
-        raise SourceError(f"{where} is a link out of the folder")
-    if not stat.S_ISREG(mode):
-        raise SourceError(f"{where} is not a regular file")
-    return path
-
-
-def check_data_files(folder: Path, infos: list[Any]) -> None:
-    """Each byte range lies inside its data file (a truncated file is named, not read)."""
-    sizes: dict[str, int] = {}
-    for info in infos:
-        if info.relative_path not in sizes:
-            sizes[info.relative_path] = data_file(folder, info.relative_path).stat().st_size
-        size, end = sizes[info.relative_path], info.offset + info.length
-        if end > size:
-            raise SourceError(
-                f"{folder / info.relative_path}: holds {size} bytes but the metadata reads up to byte {end} "
-                "(truncated, or not this checkpoint's file)"
-            )
 
 
 # ---- the folder's metadata ----------------------------------------------------------------------

@@ -175,3 +175,25 @@ def test_meta_placeholders_are_never_one_view() -> None:
     placeholders = {name: torch.empty(4, 4, device="meta") for name in ("q.weight", "o.weight")}
     root, _ = build_module(Checkpoint(placeholders))
     assert len(list(root.parameters())) == 2
+
+
+def test_bytes_flipped_anywhere_read_or_fail_in_one_line(saved: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    """A sweep over the data file: each read gives values or a SourceError, never torch's BaseException."""
+    import shutil
+
+    from paramscope.core.errors import SourceError
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved[0], folder)
+    data = folder / "__0_0.distcp"
+    original = data.read_bytes()
+    for position in range(0, len(original), max(1, len(original) // 24)):
+        raw = bytearray(original)
+        raw[position : position + 8] = bytes(b ^ 0xFF for b in raw[position : position + 8])
+        data.write_bytes(bytes(raw))
+        opened = open_source(str(folder))
+        for name in saved[1]:
+            try:
+                opened.loader(name)
+            except SourceError as exc:
+                assert "\n" not in str(exc) and "weights_only" not in str(exc)

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from paramscope.core.inspection import inspect_model
 
     opened = open_from_args(args)
-    data = inspect_model(opened.model, bins=args.bins)
+    data = inspect_model(opened.model, bins=args.bins, loader=opened.loader)
     if opened.forward_unavailable:
         data["forward_unavailable"] = opened.forward_unavailable
     if args.json:

@@ -1,122 +1,53 @@
 """torch.distributed.checkpoint folders (what FSDP/DTensor training writes), read safely.
 
-A DCP folder holds a pickled ``.metadata`` file and ``__R_N.distcp`` data files. torch's own
-``FileSystemReader.read_metadata`` uses plain ``pickle.load``, which runs any code the file
-names. Here the metadata is read with an unpickler that accepts only the metadata classes,
-dtypes and sizes it needs; tensors are read through torch's reader (``weights_only=True``), one
-key at a time so a tensor is only in memory when it is asked for. Non-tensor entries (saved as
-pickled bytes, loaded unsafely by torch) are listed but never loaded.
+A DCP folder holds a pickled ``.metadata`` file and ``__R_N.distcp`` data files. The metadata is
+read and checked by :mod:`paramscope.core.files.dcp_metadata` (nothing in it runs), the data
+files it names by :mod:`paramscope.core.files.dcp_storage` (inside the folder, regular files,
+each byte range within its file), again before every read. Tensors are read through torch's
+``FileSystemReader`` (each record with ``torch.load(weights_only=True)``), one key at a time so
+a tensor is only in memory when it is asked for, with metadata that holds only the keys asked
+for. Byte entries (pickled Python objects, which torch would load with ``weights_only=False``)
+are listed as "pickled object, not loaded" and never read. Any failure inside torch's loader,
+including its ``CheckpointException`` (a ``BaseException``), becomes one :class:`SourceError`
+line naming the folder and data file.
+
+Every key is its own tensor: DCP stores each key separately, so no two keys are shown as tied.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from paramscope.core.errors import SourceError
+from paramscope.core.errors import SourceError, shown
+from paramscope.core.files.dcp_metadata import METADATA_FILE, DcpEntry, DcpMetadata, read_metadata
+from paramscope.core.files.dcp_storage import check_data_files
 from paramscope.core.files.safety import check_fits_memory
 
-METADATA_FILE = ".metadata"
+__all__ = [
+    "NOT_LOADED",
+    "DcpEntry",
+    "is_dcp_folder",
+    "list_entries",
+    "load_tensors",
+    "open_dcp",
+    "read_dcp_checkpoint",
+    "read_metadata",
+]
 
-_ALLOWED_GLOBALS: dict[str, set[str]] = {
-    "torch.distributed.checkpoint.metadata": {
-        "Metadata",
-        "TensorStorageMetadata",
-        "BytesStorageMetadata",
-        "TensorProperties",
-        "ChunkStorageMetadata",
-        "MetadataIndex",
-        "StorageMeta",
-        "_MEM_FORMAT_ENCODING",
-    },
-    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
-    "torch.distributed.checkpoint.planner": {"LoadItemType", "WriteItemType"},
-    "torch.serialization": {"_get_layout"},
-    "torch": {"Size", "strided", "sparse_coo"},
-    "pathlib": {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath", "Path"},
-    "collections": {"OrderedDict"},
-    "builtins": {"set", "frozenset", "slice"},
-}
-
-
-# Pure Python, as in pickle_scan: a damaged memo index must not allocate gigabytes.
-class _MetadataUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        if name in _ALLOWED_GLOBALS.get(module, ()):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+NOT_LOADED = "pickled object, not loaded"
 
 
 def is_dcp_folder(path: Path) -> bool:
     return path.is_dir() and (path / METADATA_FILE).is_file()
 
 
-def read_metadata(folder: Path) -> Any:
-    """The folder's ``Metadata``, unpickled with only the classes DCP metadata needs."""
-    meta_path = folder / METADATA_FILE
-    try:
-        data = meta_path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"{meta_path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        metadata = _MetadataUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as exc:
-        raise SourceError(f"{meta_path}: not plain checkpoint metadata ({exc}); nothing was run") from exc
-    except Exception as exc:
-        raise SourceError(f"{meta_path}: unreadable checkpoint metadata: {type(exc).__name__}: {exc}") from exc
-    if not hasattr(metadata, "state_dict_metadata"):
-        raise SourceError(f"{meta_path}: not torch.distributed.checkpoint metadata")
-    try:  # the restricted unpickler builds objects from whatever the file says: check their shape
-        list_entries(metadata)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise SourceError(f"{meta_path}: damaged checkpoint metadata ({exc})") from None
-    return metadata
-
-
-@dataclass(frozen=True)
-class DcpEntry:
-    key: str
-    shape: tuple[int, ...] | None  # None for non-tensor (bytes) entries
-    dtype: torch.dtype | None
-    chunks: int
-
-    @property
-    def is_tensor(self) -> bool:
-        return self.shape is not None
-
-    @property
-    def nbytes(self) -> int:
-        if self.shape is None or self.dtype is None:
-            return 0
-        numel = 1
-        for size in self.shape:
-            numel *= size
-        return numel * self.dtype.itemsize
-
-
-def list_entries(metadata: Any) -> list[DcpEntry]:
-    """The metadata's entries. Raises ValueError, TypeError or AttributeError where it is malformed."""
-    entries = []
-    for key, item in dict(metadata.state_dict_metadata).items():
-        if not isinstance(key, str):
-            raise TypeError(f"entry name {key!r} is not a string")
-        if hasattr(item, "size") and hasattr(item, "properties"):
-            shape = tuple(int(size) for size in item.size)
-            dtype = item.properties.dtype
-            if any(size < 0 for size in shape) or not isinstance(dtype, torch.dtype):
-                raise ValueError(f"{key}: shape {shape} or dtype {dtype!r} is not a tensor's")
-            entries.append(DcpEntry(key, shape, dtype, len(item.chunks)))
-        else:
-            entries.append(DcpEntry(key, None, None, 0))
-    return entries
+def list_entries(metadata: DcpMetadata) -> list[DcpEntry]:
+    """The checked metadata's entries, tensors and byte (pickled object) entries alike."""
+    return list(metadata.entries)
 
 
 def _reader(folder: Path, metadata: Any) -> Any:
@@ -129,23 +60,76 @@ def _reader(folder: Path, metadata: Any) -> Any:
     return SafeReader(str(folder))
 
 
-def load_tensors(folder: Path, entries: list[DcpEntry], metadata: Any | None = None) -> dict[str, torch.Tensor]:
-    """Read the given tensor entries in full (every shard merged), checking memory first."""
+def _planner() -> Any:
+    from torch.distributed.checkpoint import DefaultLoadPlanner
+
+    class TensorsOnly(DefaultLoadPlanner):
+        def load_bytes(self, read_item: Any, value: Any) -> None:  # torch would torch.load(weights_only=False)
+            raise SourceError(f"{read_item.dest_index.fqn}: {NOT_LOADED}")
+
+    return TensorsOnly()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause for a failed read; torch's advice about unsafe loading is never repeated."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        inner = next(iter(failures.values()))
+        exc = inner[0] if isinstance(inner, tuple) and inner and isinstance(inner[0], BaseException) else exc
+    if isinstance(exc, SourceError):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    first = lines[0].split(". ")[0][:120] if lines else ""
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if "weights" in text.lower() or "pickl" in text.lower():
+        text = type(exc).__name__
+    return f"damaged data or not this checkpoint's data ({shown(text)})"
+
+
+def load_tensors(folder: Path, entries: list[DcpEntry], metadata: DcpMetadata | None = None) -> dict[str, torch.Tensor]:
+    """Read the given tensor entries in full (every shard merged), checking memory first.
+
+    Raises:
+        SourceError: one line naming the folder (and data file) and the problem.
+    """
     import torch.distributed.checkpoint as dcp
 
+    folder = Path(folder)
     metadata = metadata if metadata is not None else read_metadata(folder)
     wanted = [e for e in entries if e.is_tensor]
-    check_fits_memory(folder, sum(e.nbytes for e in wanted))
-    targets = {e.key: torch.empty(e.shape or (), dtype=e.dtype) for e in wanted}
-    if not targets:
+    if not wanted:
         return {}
+    keys = [e.key for e in wanted]
+    infos = [info for key in keys for info in metadata.storage.get(key, {}).values()]
+    check_data_files(folder, infos)  # again: files may have changed since the folder was opened
+    check_fits_memory(folder, sum(e.nbytes for e in wanted))
+    targets = {e.key: torch.zeros(e.shape or (), dtype=e.dtype) for e in wanted}
+    files = ", ".join(sorted({info.relative_path for info in infos})) or "no data file"
     try:
         with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(targets, storage_reader=_reader(folder, metadata), no_dist=True)
-    except Exception as exc:
-        raise SourceError(f"{folder}: reading tensors failed: {type(exc).__name__}: {exc}") from exc
+            warnings.simplefilter("ignore")
+            dcp.load(targets, storage_reader=_reader(folder, metadata.subset(keys)), planner=_planner(), no_dist=True)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # torch's CheckpointException is a BaseException
+        what = shown(keys[0]) if len(keys) == 1 else f"{len(keys)} tensors"
+        raise SourceError(f"{folder}: reading {what} from {shown(files)} failed: {_reason(exc)}") from None
     return targets
+
+
+def _extras(entries: list[DcpEntry]) -> dict[str, object]:
+    return {e.key: NOT_LOADED for e in entries if not e.is_tensor}
+
+
+def read_dcp_checkpoint(folder: Path) -> Any:
+    """Every tensor of the folder, read now (``diff``, ``--weights``); byte entries as extras."""
+    from paramscope.core.files.statedict import Checkpoint
+
+    metadata = read_metadata(folder)
+    tensors = load_tensors(folder, metadata.entries, metadata)
+    if not tensors:
+        raise SourceError(f"{folder}: the checkpoint holds no tensors")
+    return Checkpoint(tensors, extras=_extras(metadata.entries), distinct=True)
 
 
 def open_dcp(folder: Path) -> Any:
@@ -154,14 +138,15 @@ def open_dcp(folder: Path) -> Any:
     from paramscope.core.sources import OpenedModel
 
     metadata = read_metadata(folder)
-    entries = list_entries(metadata)
+    entries = metadata.entries
     tensors = {e.key: torch.empty(e.shape or (), dtype=e.dtype, device="meta") for e in entries if e.is_tensor}
     if not tensors:
         raise SourceError(f"{folder}: the checkpoint holds no tensors")
     by_key = {e.key: e for e in entries}
-    extras: dict[str, object] = {e.key: "non-tensor entry (not loaded: torch unpickles it unsafely)" for e in entries if not e.is_tensor}
-    model, notes = build_module(Checkpoint(tensors, extras=extras), "distributed checkpoint")
-    shards = len(list(folder.glob("*.distcp")))
+    extras = _extras(entries)
+    # Placeholders are all meta tensors (no memory): they must not be taken for views of one storage.
+    model, notes = build_module(Checkpoint(tensors, extras=extras, distinct=True), "distributed checkpoint")
+    shards = len({info.relative_path for info in metadata.metadata.storage_data.values()})
 
     def load(name: str) -> torch.Tensor:
         return load_tensors(folder, [by_key[name]], metadata)[name]

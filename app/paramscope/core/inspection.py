@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from paramscope.core.diagnostics import diagnose
@@ -69,8 +71,16 @@ def report_to_dict(
     }
 
 
-def inspect_model(model: nn.Module, bins: int = 32, state: TaskState | None = None) -> dict[str, Any]:
-    """Report, statistics and diagnostics of ``model`` as JSON-ready data."""
+def inspect_model(
+    model: nn.Module,
+    bins: int = 32,
+    state: TaskState | None = None,
+    loader: Callable[[str], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Report, statistics and diagnostics of ``model`` as JSON-ready data.
+
+    ``loader`` reads the values of a lazily opened source's placeholders, one tensor at a time.
+    """
     report = build_report(model)
-    summaries = compute_model_statistics(model, report, state, bins=bins)
+    summaries = compute_model_statistics(model, report, state, bins=bins, loader=loader)
     return report_to_dict(report, summaries)

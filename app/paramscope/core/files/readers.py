@@ -23,7 +23,8 @@ _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
 
 
 def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
-    """The tensors (and extras) of a state_dict file: torch, safetensors or a sharded index.
+    """The tensors (and extras) of a state_dict file or folder: torch, safetensors, a sharded
+    index, a DCP folder or a save_pretrained folder.
 
     Whole modules (trusted pickles, TorchScript, .pt2) come back as ``Checkpoint.module``.
     Tensors are read into memory; with ``lazy`` (None: for files over
@@ -35,8 +36,12 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) 
         UntrustedFileError: the file needs code to run and ``trust`` is False.
     """
     path = Path(path)
-    if path.is_dir():  # a save_pretrained folder or one holding a single weights file
-        path = weights_in_folder(path)
+    if path.is_dir():
+        from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
+
+        if is_dcp_folder(path):  # torch.distributed.checkpoint: read through its safe reader
+            return read_dcp_checkpoint(path)
+        path = weights_in_folder(path)  # a save_pretrained folder, or one holding one weights file
     sniffed = sniff(path)
     if sniffed.kind == "safetensors":
         return read_safetensors(path, lazy)

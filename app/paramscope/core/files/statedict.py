@@ -174,6 +174,8 @@ class StateDictModule(nn.Module):
 
 
 def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
+    if t.device.type == "meta":  # no memory: every meta storage has data_ptr 0, none is shared
+        return None
     try:
         storage = t.untyped_storage()
         if storage.nbytes() == 0:

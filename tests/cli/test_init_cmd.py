@@ -147,3 +147,33 @@ def test_grad_init_rule_that_hits_nothing_is_an_error(capsys):
         "paramscope: rule '*.wieght=normal(std=0.02)' hits nothing: no parameter name matches "
         "'*.wieght' (names look like: 0.weight, 0.bias, 2.weight, 2.bias)"
     )
+
+
+@pytest.mark.parametrize("kind", ["dcp", "lazy safetensors"])
+def test_init_of_a_lazily_opened_checkpoint_keeps_the_other_values(tmp_path, monkeypatch, kind):
+    """Edited tensors are read before the edit; the export reads every other one from the file."""
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    from paramscope.core.files import regions
+
+    torch.manual_seed(0)
+    state = {"0.weight": torch.randn(3, 4), "0.bias": torch.randn(3), "1.weight": torch.randn(2, 3)}
+    source = tmp_path / "ckpt"
+    if kind == "dcp":
+        import torch.distributed.checkpoint as dcp
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save({k: v.clone() for k, v in state.items()}, checkpoint_id=str(source), no_dist=True)
+    else:
+        source = tmp_path / "ckpt.safetensors"
+        save_file(state, str(source))
+        monkeypatch.setattr(regions, "LAZY_BYTES", 0)
+    out = tmp_path / "out.safetensors"
+    assert main(["init", str(source), "--rule", "0.weight=constant(val=3)", "-o", str(out)]) == 0
+    written = load_file(str(out))
+    assert torch.equal(written["0.weight"], torch.full((3, 4), 3.0))
+    assert torch.equal(written["0.bias"], state["0.bias"])
+    assert torch.equal(written["1.weight"], state["1.weight"])

@@ -81,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.script}")
     from paramscope.core.files.export import export_model
 
-    result = export_model(session.model, args.output, sync=args.sync)
+    result = export_model(session.model, args.output, loader=session.opened.loader, sync=args.sync)
     print(f"wrote {result.path} ({result.format}): {result.tensors} tensors")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import (
 from paramscope.core.demos import DEMOS
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import OpenedModel
-from paramscope.gui import plot_export, settings
+from paramscope.gui import plot_export, settings, theme
 from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.context_menus import RowMenus
@@ -299,12 +300,28 @@ class MainWindow(QMainWindow):
         collapse = self.view_menu.addAction("Collapse module tree")
         collapse.triggered.connect(lambda: self.tree_panel.view.expandToDepth(0))
         self.view_menu.addSeparator()
+        self._build_theme_menu()
         self.view_menu.addAction("Reset layout").triggered.connect(self.reset_layout)
 
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = help_menu.addAction("&About paramscope")
         self.about_action.triggered.connect(lambda: show_about(self))
         self.help_menu = help_menu
+
+    def _build_theme_menu(self) -> None:
+        """View > Theme: system, light or dark, for widgets and plots alike (remembered)."""
+        menu = self.view_menu.addMenu("&Theme")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.theme_actions: dict[str, QAction] = {}
+        active = theme.current_theme()
+        for name, text in theme.THEMES.items():
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(name == active)
+            action.triggered.connect(lambda _checked=False, n=name: theme.choose_theme(n))
+            group.addAction(action)
+            self.theme_actions[name] = action
 
     def _tooltips(self) -> None:
         self.tabs.setTabToolTip(0, "Histogram of the selected tensor (values or gradient), before/after a change")

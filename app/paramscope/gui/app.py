@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
+import runpy
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from paramscope.gui.main_window import MainWindow
 from paramscope.gui.state import AppState
 
 FALLBACK_SOURCE = "demo:mlp"
+SELFTEST_ENV = "PARAMSCOPE_SELFTEST"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
 # A screenshot never hangs a script: after this long it is taken with what statistics there are.
 SCREENSHOT_TIMEOUT_MS = 300_000
@@ -90,7 +94,7 @@ def run_app(
     calm_torch()
     prepare_compute()
     window = MainWindow()
-    window.resize(*SCREENSHOT_SIZE)
+    window.fit_to_screen()  # a fresh window fits the screen; a saved geometry wins below
     window.restore_settings()  # geometry and dock layout of the last run; saved again on close
     window.show()
     if on_shown is not None:  # e.g. close the splash
@@ -101,7 +105,29 @@ def run_app(
         QMessageBox.warning(window, "paramscope", f"{exc}\n\nOpening {FALLBACK_SOURCE} instead.")
         opened = open_source(FALLBACK_SOURCE)
     window.open_model(opened)
+    schedule_selftest(app, window)
     return app.exec()
+
+
+def schedule_selftest(app: QApplication, window: MainWindow) -> None:
+    """With ``PARAMSCOPE_SELFTEST=script.py``, run that script once the window is up.
+
+    The end-to-end tests start the real command on a real X display and drive the real widgets
+    from inside (``window`` and ``app`` are the script's globals); the script quits the app.
+    A failing script exits with code 3 and its traceback on stderr (a test, not a user, reads it).
+    """
+    script = os.environ.get(SELFTEST_ENV)
+    if not script:
+        return
+
+    def run() -> None:
+        try:
+            runpy.run_path(script, init_globals={"window": window, "app": app}, run_name="__selftest__")
+        except BaseException:  # noqa: BLE001 - the test reads the traceback
+            traceback.print_exc()
+            app.exit(3)
+
+    QTimer.singleShot(0, run)
 
 
 def render_screenshot(

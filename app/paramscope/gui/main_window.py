@@ -11,6 +11,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
+    QGuiApplication,
     QKeySequence,
     QShowEvent,
 )
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from paramscope.core.demos import DEMOS
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.report import ModelReport
 from paramscope.core.sources import OpenedModel
 from paramscope.gui import plot_export, settings, theme
 from paramscope.gui.about import show_about
@@ -59,6 +61,24 @@ from paramscope.gui.value_grid import ValueGrid
 
 # The statistics bar repaints at most this often (each repaint of a big window costs ~25 ms).
 PROGRESS_REPAINT_MS = 150
+DEFAULT_SIZE = (1600, 1000)  # a fresh window where the screen has room; smaller screens: see fit_to_screen
+NARROW_WIDTH = 1200
+TOOL_DOCK_WIDTH = 310  # the Initialize and Backward panels need ~290 px; a little to spare
+# Room left around a fresh window on a small screen for the title bar and frame the window manager adds.
+FRAME_ALLOWANCE = (16, 48)
+
+
+def first_look_tensor(report: ModelReport) -> str | None:
+    """The largest weight of the first layer: what a user looks at first.
+
+    The first layer is the first module owning a matrix (a LayerNorm's weight of ones in
+    front of it would show a single bar); without matrices, the first module with parameters.
+    """
+    shown = [info for info in report.parameters.values() if info.numel > 0]  # lazy: nothing to plot
+    if not shown:
+        return None
+    first = next((i for i in shown if i.shape is not None and len(i.shape) >= 2), shown[0])
+    return max((i for i in shown if i.module == first.module), key=lambda i: i.numel).name
 
 
 class MainWindow(QMainWindow):
@@ -78,7 +98,7 @@ class MainWindow(QMainWindow):
         self.interactive = interactive  # False: errors go to errorShown only (screenshots, tests)
         self.remember = restore  # True: geometry and docks come from QSettings and go back on close
         self.setAcceptDrops(True)
-        self.resize(1600, 1000)
+        self.resize(*DEFAULT_SIZE)
         self.statistics = StatisticsWorker(self.state, self)
 
         self.tree_panel = ModuleTreePanel(self.state)
@@ -178,6 +198,19 @@ class MainWindow(QMainWindow):
             self.view_menu.addAction(dock.toggleViewAction())
         return dock
 
+    def fit_to_screen(self) -> None:
+        """Size a fresh window to DEFAULT_SIZE or the screen's free area, whichever is smaller, and
+        place it inside that area (a 1600x1000 window on a 1280x800 screen hid its right dock).
+        """
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        width = min(DEFAULT_SIZE[0], area.width() - FRAME_ALLOWANCE[0])
+        height = min(DEFAULT_SIZE[1], area.height() - FRAME_ALLOWANCE[1])
+        self.resize(width, height)
+        self.move(area.x() + (area.width() - width - FRAME_ALLOWANCE[0]) // 2, area.y() + (area.height() - height - FRAME_ALLOWANCE[1]) // 2)
+
     def raise_dock(self, dock: QDockWidget) -> None:
         """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
         dock.show()
@@ -186,8 +219,10 @@ class MainWindow(QMainWindow):
     def fit_docks(self) -> None:
         """Share the window's width: tree ~27%, tool panels ~31%, the rest for table and plots."""
         width, height = max(self.width(), 800), max(self.height(), 600)
-        self.resizeDocks([self.tree_dock], [int(width * 0.27)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.init_dock], [int(width * 0.31)], Qt.Orientation.Horizontal)
+        # A narrow window gives the tree less, so the plot keeps a usable width (~350 px at 1024).
+        tree = int(width * (0.27 if width >= NARROW_WIDTH else 0.21))
+        self.resizeDocks([self.tree_dock], [tree], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.init_dock], [max(int(width * 0.31), TOOL_DOCK_WIDTH)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tree_dock, self.tied_dock], [int(height * 0.6), int(height * 0.3)], Qt.Orientation.Vertical)
         self.center.setSizes([int(height * 0.4), int(height * 0.5)])
 
@@ -484,6 +519,10 @@ class MainWindow(QMainWindow):
             stack.add_listener(self._update_undo)
             self._hooked_stack = stack
         self._update_undo()
+        if self.state.selected_tensor is None:  # something to see at once, never an empty plot
+            first = first_look_tensor(self.state.session.report)
+            if first is not None:
+                self.state.select_tensor(first)
         self._update_selection_label()
 
     def _update_undo(self) -> None:

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
 from paramscope.gui.state import AppState
 
-FALLBACK_SOURCE = "demo:mlp"
 SELFTEST_ENV = "PARAMSCOPE_SELFTEST"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
 # A screenshot never hangs a script: after this long it is taken with what statistics there are.
@@ -77,7 +76,8 @@ def run_app(
     """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
 
     A bad source with ``screenshot`` raises ParamscopeError (the CLI prints it and exits 2);
-    interactively it is shown in a message box and ``demo:mlp`` opens instead.
+    interactively the window says so in one line and stays empty; a file that can run code asks
+    first (Open anyway / Cancel).
     """
     if screenshot is not None:
         opened = open_source(source, trust=trust, weights=weights)  # errors go to the CLI
@@ -99,12 +99,9 @@ def run_app(
     window.show()
     if on_shown is not None:  # e.g. close the splash
         on_shown()
-    try:
-        opened = open_source(source, trust=trust, weights=weights)
-    except ParamscopeError as exc:
-        QMessageBox.warning(window, "paramscope", f"{exc}\n\nOpening {FALLBACK_SOURCE} instead.")
-        opened = open_source(FALLBACK_SOURCE)
-    window.open_model(opened)
+    # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
+    # error is one line in the window (no other model is opened in its place).
+    window.open_source(source, trust=trust, weights=weights)
     schedule_selftest(app, window)
     return app.exec()
 

@@ -60,7 +60,7 @@ from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.param_table import fmt_float
 from paramscope.gui.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
-from paramscope.gui.widths import narrow_combo, shrinkable_spin, wrapping
+from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import TaskWorker
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -295,6 +295,7 @@ class BackwardPanel(QWidget):
         self.worker.done.connect(lambda: self._set_busy(False))
         state.sessionChanged.connect(self._on_session)
         self._on_session()
+        guard_wheel(self)
 
     # --- state ---------------------------------------------------------------------------------
     def _on_session(self) -> None:
@@ -410,6 +411,7 @@ class BackwardPanel(QWidget):
 
     def _show_error(self, message: str) -> None:
         self.status.setText(f"<span style='color:#aa0000'>{_escape(message)}</span>")
+        self.inline_error = message  # the window shows it here only, not again in a dialog
         self.failed.emit(message)
         self.state.errorOccurred.emit(message)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -66,7 +67,7 @@ from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
-from paramscope.gui.widths import narrow_combo, shrinkable_spin, wrapping
+from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import SliceState, TaskWorker
 from paramscope.resources import resource_path
 
@@ -237,6 +238,7 @@ class InitPanel(QWidget):
         self.form.setContentsMargins(0, 0, 0, 0)
         self.custom_editor = QPlainTextEdit(example_source())
         self.custom_editor.setMinimumHeight(120)
+        self.custom_editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # code: monospaced
         self.custom_function = QLineEdit("init_weight_")
         self.custom_function.setPlaceholderText("function name (default: the last one defined)")
         self.load_button = QPushButton("Load file…")
@@ -349,6 +351,8 @@ class InitPanel(QWidget):
         state.sessionChanged.connect(self.worker.cancel)  # values of the previous model: dropped
         state.sessionChanged.connect(self.refresh_targets)
         state.sessionChanged.connect(self.view.hide)
+        state.sessionChanged.connect(self.message.clear)  # no stale message from the previous model
+        state.sessionChanged.connect(self.theory_label.clear)
         state.sessionChanged.connect(self._update_undo_label)
         state.tensorsChanged.connect(lambda _n: self._update_undo_label())
         self.script_button.clicked.connect(self.export_script_dialog)
@@ -359,6 +363,7 @@ class InitPanel(QWidget):
         self._update_edit_fields()
         self.refresh_targets()
         self._update_undo_label()
+        guard_wheel(self)
 
     # --- form ----------------------------------------------------------------------------------
     @property
@@ -381,6 +386,7 @@ class InitPanel(QWidget):
             self.fields[spec.name] = widget
             label = spec.name + (" (required)" if spec.required else "")
             self.form.addRow(label + ":", widget)
+        guard_wheel(self.form_box)
         self.refresh_targets()
 
     def set_field(self, name: str, value: object) -> None:
@@ -489,6 +495,7 @@ class InitPanel(QWidget):
 
     def _error(self, message: str) -> None:
         self.message.setText(message)
+        self.inline_error = message  # the window shows it here only, not again in a dialog
         self.state.errorOccurred.emit(message)
 
     def preview(self) -> bool:

@@ -305,7 +305,9 @@ class MainWindow(QMainWindow):
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.undo_action.triggered.connect(self.undo)
         self.redo_action = QAction("&Redo", self)
-        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        # Ctrl+Y as well as the platform's Redo (Ctrl+Shift+Z on Linux), as the README says.
+        redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        self.redo_action.setShortcuts(redo_keys + [k for k in [QKeySequence("Ctrl+Y")] if k not in redo_keys])
         self.redo_action.triggered.connect(self.redo)
         edit_menu.addAction(self.undo_action)
         edit_menu.addAction(self.redo_action)
@@ -515,9 +517,10 @@ class MainWindow(QMainWindow):
             self._update_undo()
             return
         stack = self.state.session.stack
-        if self._hooked_stack is not stack:
+        if self._hooked_stack is not stack:  # another model: its messages start afresh
             stack.add_listener(self._update_undo)
             self._hooked_stack = stack
+            self.statusBar().clearMessage()  # a message about the previous model does not stay
         self._update_undo()
         if self.state.selected_tensor is None:  # something to see at once, never an empty plot
             first = first_look_tensor(self.state.session.report)
@@ -593,10 +596,23 @@ class MainWindow(QMainWindow):
             self.progress_bar.hide()
             self.cancel_button.hide()
 
+    def _shown_inline(self, message: str) -> bool:
+        """Whether a visible panel already shows ``message`` beside its controls."""
+        for panel, dock in ((self.init_panel, self.init_dock), (self.backward_panel, self.backward_dock)):
+            if getattr(panel, "inline_error", None) == message and not dock.visibleRegion().isEmpty():
+                panel.inline_error = None
+                return True
+        return False
+
     def show_error(self, message: str) -> None:
-        """Tell the user; never raise. Non-interactive windows only emit errorShown."""
+        """Tell the user once; never raise. Non-interactive windows only emit errorShown.
+
+        An error a visible panel shows beside its controls is not repeated in a dialog; every
+        error also stays in the status bar as one line.
+        """
         self.errorShown.emit(message)
-        if self.interactive:
+        self.statusBar().showMessage(message, 30000)
+        if self.interactive and not self._shown_inline(message):
             box = QMessageBox(QMessageBox.Icon.Warning, "paramscope", message, QMessageBox.StandardButton.Ok, self)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()  # window-modal, does not block the caller
@@ -609,6 +625,8 @@ class MainWindow(QMainWindow):
         """
         if not self.state.has_session or not self.state.session.modified or not self.interactive:
             return True
+        if self.state.session.opened.kind == "live":
+            return self._close_live()
         answer = QMessageBox.question(
             self,
             "Unsaved changes",
@@ -620,6 +638,22 @@ class MainWindow(QMainWindow):
             path = self.files_actions.ask_save_path()
             return path is not None and self.files_actions.save_now(path)
         return answer == QMessageBox.StandardButton.Discard
+
+    def _close_live(self) -> bool:
+        """explore(): the edits are already on the caller's model; say so, offer a state_dict too."""
+        count = len(self.state.session.stack.history)
+        answer = QMessageBox.question(
+            self,
+            "Close paramscope",
+            f"The {count} edit{'s' if count != 1 else ''} stay on the live model in your Python session "
+            "(undo ends when this window closes). Also save a copy as a state_dict?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Close,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            path = self.files_actions.ask_save_path()
+            return path is not None and self.files_actions.save_now(path)
+        return answer == QMessageBox.StandardButton.Close
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.maybe_save():

@@ -180,5 +180,9 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         if not trust and "weights only" in str(exc).lower():
             raise _untrusted(path, scan) from None
         raise bad_file(path, f"is damaged: {first_line(exc)}") from None
+    except (ImportError, AttributeError) as exc:  # a pickled module whose class is not importable here
+        raise bad_file(
+            path, f"needs code that cannot be imported here ({first_line(exc)}); run paramscope where that code is importable"
+        ) from None
     except (RuntimeError, EOFError, ValueError, struct.error, OSError, KeyError, TypeError) as exc:
         raise bad_file(path, f"cannot be loaded: {first_line(exc)}") from None

@@ -12,6 +12,7 @@ create Qt objects, which must live in the GUI thread.
 from __future__ import annotations
 
 import ast
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,12 +113,20 @@ def open_session(
     A file that needs consent comes back as its error, to be asked about on the GUI thread.
     """
     state.progress(0.0, f"opening {spec}")
+    # The cyclic collector holds the GIL for its whole pass: over the ~10^6 objects a large
+    # checkpoint makes, each of several passes froze the window for ~0.5 s. One pass at the end.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         opened = open_source(spec, trust=trust, weights=weights)
+        state.check()
+        session = Session(opened)  # the report of every tensor: also off the GUI thread
     except UntrustedFileError as exc:
         return exc
-    state.check()
-    session = Session(opened)  # the report of every tensor: also off the GUI thread
+    finally:
+        if collecting:
+            gc.collect()  # the one pass now, in the worker, not in the GUI thread's next allocation
+            gc.enable()
     state.progress(1.0, "opened")
     return session
 

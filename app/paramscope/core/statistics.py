@@ -258,7 +258,11 @@ def compute_model_statistics(
     results: dict[str, TensorSummary] = {}
     for batch in _batches(small, tensors):
         state.progress(done / total, batch[0])
-        for name, summary in zip(batch, summarize_small([tensors[n] for n in batch], bins), strict=True):
+        try:
+            batched = summarize_small([tensors[n] for n in batch], bins)
+        except MemoryError:  # ~100 bytes per element; each tensor alone below
+            continue
+        for name, summary in zip(batch, batched, strict=True):
             if summary is not None:  # NaN or Inf: the single-tensor pass below counts them
                 results[name] = summary
                 done += sizes[name]

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.demos import DEMOS
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, shown
 from paramscope.core.report import ModelReport
 from paramscope.core.sources import OpenedModel
 from paramscope.gui import plot_export, settings, theme
@@ -47,8 +47,10 @@ from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
 from paramscope.gui.opening import (
     FILE_FILTER,
+    SourceOpener,
     add_recent_file,
     clear_recent_files,
+    opens_in_background,
     python_candidates,
     recent_files,
     spec_for_path,
@@ -101,6 +103,11 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(*DEFAULT_SIZE)
         self.statistics = StatisticsWorker(self.state, self)
+        self.opener = SourceOpener(self.state, self)  # data files are parsed off the GUI thread
+        self.opened = self.opener.opened  # opened(bool): an open_source call ended
+        self.opener.aboutToSwap.connect(self.statistics.cancel)
+        self.opener.started.connect(self._on_opening)
+        self.opener.opened.connect(self._on_opened)
 
         self.tree_panel = ModuleTreePanel(self.state)
         self.param_panel = ParameterPanel(self.state)
@@ -483,15 +490,33 @@ class MainWindow(QMainWindow):
 
     # --- opening -------------------------------------------------------------------------------
     def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
-        """Open ``spec`` (errors are shown, the current model stays). True on success."""
+        """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
+
+        Data files open in a worker (see :class:`SourceOpener`): True means opening started.
+        Demos and Python code open here at once: True means opened. False: refused or failed.
+        """
         if not self.maybe_save():
             return False
-        self.statistics.cancel()
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
+        if opens_in_background(spec):
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask)
+            return True
+        self.opener.cancel_and_wait()  # an older file still opening must not replace this one
+        self.statistics.cancel()
         ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask)
         if ok and not spec.startswith("demo:"):
             add_recent_file(spec)
+        self.opener.opened.emit(ok)
         return ok
+
+    def _on_opening(self, spec: str) -> None:
+        self.statusBar().showMessage(f"Opening {shown(spec)}…")
+        self.set_running(True, "opening", f"opening {shown(Path(spec).name)}")
+
+    def _on_opened(self, _ok: bool) -> None:
+        if not self.opener.is_running:
+            self.statusBar().clearMessage()
+            self.set_running(False, "opening")
 
     def open_model(self, opened: OpenedModel) -> None:
         self.statistics.cancel()
@@ -688,6 +713,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             event.ignore()
             return
+        self.opener.cancel_and_wait()
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
         self.init_panel.worker.cancel_and_wait()  # a large edit being computed: nothing applied

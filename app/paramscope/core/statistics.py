@@ -102,11 +102,11 @@ def named_tensors(model: nn.Module, report: ModelReport) -> dict[str, torch.Tens
 def batchable(tensor: torch.Tensor) -> bool:
     """Whether :func:`summarize_small` takes ``tensor``: small, dense float32 on the CPU."""
     return (
-        tensor.dtype in _BATCHED_DTYPES
+        not issubclass(type(tensor), torch.nn.parameter.UninitializedTensorMixin)  # no numel yet
+        and tensor.dtype in _BATCHED_DTYPES
         and 0 < tensor.numel() <= SMALL_ELEMENTS
         and tensor.layout == torch.strided
         and tensor.device.type == "cpu"
-        and not issubclass(type(tensor), torch.nn.parameter.UninitializedTensorMixin)
     )
 
 

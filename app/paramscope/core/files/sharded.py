@@ -16,6 +16,7 @@ from paramscope.core.files.safety import (
     check_inside,
     check_readable_file,
 )
+from paramscope.core.files.sniff import sniff
 from paramscope.core.files.statedict import Checkpoint
 
 
@@ -56,6 +57,9 @@ def read_sharded(path: Path, trust: bool = False) -> Checkpoint:
             present = False
         if not present:
             raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
+        if sniff(resolved).kind == "index":  # itself, or another index: reading would recurse
+            which = "itself" if resolved == path.resolve() else f"another index, {shard!r},"
+            raise bad_file(path, f"names {which} as a shard; shards hold tensors")
         shards[shard] = resolved
     # each shard checks what it must hold in memory itself (mapped formats need none)
     tensors: dict[str, torch.Tensor] = {}

@@ -406,6 +406,12 @@ def write_safetensors(
         raise ValueError(
             f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)"
         )
+    for name in state_dict:
+        if not name.isascii() and not _is_utf8(name):  # e.g. a lone surrogate from a pickle
+            raise ValueError(
+                f"tensor name {name!r} is not valid Unicode text, and safetensors stores names "
+                "as UTF-8: export to .pt instead"
+            )
     stored, aliases = dedupe(state_dict)
     meta = {"format": "pt"}
     meta.update(metadata or {})
@@ -415,6 +421,14 @@ def write_safetensors(
     else:
         _write_with_library(stored, meta, path)
     return aliases
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def safetensors_layout(

@@ -175,3 +175,13 @@ def test_real_checkpoints_still_open(tmp_path: Path) -> None:
     torch.save(model.state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     for name in ("ck.pt", "legacy.pt"):
         assert len(dict(open_source(str(tmp_path / name)).model.named_parameters())) == 60
+
+
+def test_a_legacy_pickled_module_is_scanned(tmp_path: Path) -> None:
+    """The legacy format pickles a module's class as a persistent id; the scan once failed on it
+    ("damaged ... (TypeError)") even with trust."""
+    path = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 3), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(SourceError, match="--trust"):
+        open_source(str(path))
+    assert open_source(str(path), trust=True).model.weight.shape == (3, 2)

@@ -319,6 +319,8 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             key = pid[2] if isinstance(pid[2], str | int) else "?"
             numel = pid[4] if isinstance(pid[4], int) else 0
             self._scan.storages[str(key)] = StorageDecl(str(key), type_name, numel)
+        if isinstance(pid, tuple) and len(pid) >= 2 and pid[0] == "module" and isinstance(pid[1], type):
+            return pid[1]  # legacy format: a pickled module's class (its stand-in), as torch does
         return _Inert(pid)
 
 

@@ -101,7 +101,7 @@ def test_a_huge_long_binput_index_allocates_nothing() -> None:
     assert scan_pickle(PROTO2 + b"Nr\xff\xff\xff\xff.").top_level is None
 
 
-@pytest.mark.parametrize("opcode", [b"\x8e", b"\x96"])  # BINBYTES8, BYTEARRAY8: a 1 TiB claim
+@pytest.mark.parametrize("opcode", [b"\x8e", b"\x8d", b"\x96"])  # BINBYTES8, BINUNICODE8, BYTEARRAY8
 def test_huge_length_claims_are_refused_before_allocating(tmp_path: Path, opcode: bytes) -> None:
     pkl = b"\x80\x05" + opcode + struct.pack("<Q", 1 << 40) + b"tiny."
     assert "more than 33,554,432 bytes" in _refusal(_zip_with_pickle(tmp_path / "claim.pt", pkl))
@@ -110,7 +110,8 @@ def test_huge_length_claims_are_refused_before_allocating(tmp_path: Path, opcode
 
 def test_a_huge_frame_claim_is_refused_before_reading(tmp_path: Path) -> None:
     pkl = b"\x80\x04\x95" + struct.pack("<Q", 1 << 40) + b"N."
-    assert "bytes" in _refusal(_legacy_with_pickle(tmp_path / "frame.pt", pkl))
+    assert "more than 33,554,432 bytes" in _refusal(_legacy_with_pickle(tmp_path / "frame.pt", pkl))
+    assert "more than 33,554,432 bytes" in _refusal(_zip_with_pickle(tmp_path / "frame_zip.pt", pkl))
 
 
 def test_open_marks_are_bounded() -> None:
@@ -185,3 +186,10 @@ def test_a_legacy_pickled_module_is_scanned(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="--trust"):
         open_source(str(path))
     assert open_source(str(path), trust=True).model.weight.shape == (3, 2)
+
+
+def test_what_a_legacy_pickle_reads_in_total_is_bounded(tmp_path: Path) -> None:
+    """Nine 4 MiB strings, each a fair claim, are 36 MiB together: counted as read, refused."""
+    chunk = b"\x8e" + struct.pack("<Q", 4 << 20) + b"\0" * (4 << 20) + b"0"
+    message = _refusal(_legacy_with_pickle(tmp_path / "strings.pt", PROTO2 + chunk * 9 + b"N."))
+    assert "more than 33,554,432 bytes" in message

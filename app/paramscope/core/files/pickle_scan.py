@@ -158,28 +158,34 @@ class _BoundedStream:
     """
 
     def __init__(self, stream: IO[bytes], allowed: Callable[[], ScanLimits]) -> None:
-        self._stream = stream
+        self._read = stream.read
+        self._readline = stream.readline
         self._allowed = allowed
+        self._budget = allowed().bytes  # limits only grow: asked again only when exceeded
         self.consumed = 0
 
-    def _take(self, n: int) -> None:
-        limits = self._allowed()
-        if self.consumed + n > limits.bytes:
-            raise _over("bytes", limits.bytes, limits.storages)
-        self.consumed += n
-
-    def read(self, n: int = -1) -> bytes:
+    def _grow(self, n: int) -> None:
+        """Refuse ``n`` more bytes beyond the current limits (or a read to the end)."""
         if n < 0:
             raise ScanLimitError("its pickle asks to read to the end of the file")  # never in pickle
-        self._take(n)
-        data = self._stream.read(n)
-        self.consumed -= n - len(data)
+        limits = self._allowed()
+        self._budget = limits.bytes
+        if self.consumed + n > limits.bytes:
+            raise _over("bytes", limits.bytes, limits.storages)
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or self.consumed + n > self._budget:  # one test on the hot path (every opcode)
+            self._grow(n)
+        data = self._read(n)
+        self.consumed += len(data)
         return data
 
     def readline(self) -> bytes:
-        limits = self._allowed()
-        line = self._stream.readline(limits.bytes - self.consumed + 1)
-        self._take(len(line))
+        self._grow(0)
+        line = self._readline(self._budget - self.consumed + 1)
+        if self.consumed + len(line) > self._budget:
+            self._grow(len(line))
+        self.consumed += len(line)
         return line
 
 
@@ -237,7 +243,11 @@ def nesting_problem(root: Any, limit: int = MAX_NESTING) -> str | None:
 # memo is a dict, and the loop below counts what it runs and holds.
 class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(
-        self, stream: _BoundedStream, scan: PickleScan, max_storages: int | None, known: int
+        self,
+        stream: IO[bytes] | _BoundedStream,
+        scan: PickleScan,
+        max_storages: int | None,
+        known: int,
     ) -> None:
         super().__init__(stream)
         self._scan = scan
@@ -245,7 +255,13 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self._max_storages = max_storages
         self._known = known
         self.dispatch = dict(pickle._Unpickler.dispatch)
-        self.dispatch[pickle.BYTEARRAY8[0]] = _ScanUnpickler._load_bytearray8
+        for opcode, load in (
+            (pickle.BINBYTES8, _ScanUnpickler._load_binbytes8),
+            (pickle.BINUNICODE8, _ScanUnpickler._load_binunicode8),
+            (pickle.BYTEARRAY8, _ScanUnpickler._load_bytearray8),
+            (pickle.FRAME, _ScanUnpickler._load_frame),
+        ):
+            self.dispatch[opcode[0]] = load
 
     def limits(self) -> ScanLimits:
         """Limits grow with the storages declared so far (at most ``max_storages``)."""
@@ -254,8 +270,9 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             declared = min(declared, self._max_storages)
         return ScanLimits(declared)
 
-    def _load_bytearray8(self) -> None:
-        # the stock one allocates the claimed length before reading: check it first
+    def _claimed(self) -> bytes:
+        """The bytes an 8-byte length claims, the length checked before anything is read (the
+        stock loaders allocate a BYTEARRAY8's claim at once, and read short claims silently)."""
         (length,) = struct.unpack("<Q", self.read(8))
         limits = self.limits()
         if length > limits.bytes:
@@ -263,7 +280,23 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         data = self.read(length)
         if len(data) != length:
             raise EOFError
-        self.append(bytearray(data))
+        return data
+
+    def _load_binbytes8(self) -> None:
+        self.append(self._claimed())
+
+    def _load_binunicode8(self) -> None:
+        self.append(str(self._claimed(), "utf-8", "surrogatepass"))
+
+    def _load_bytearray8(self) -> None:
+        self.append(bytearray(self._claimed()))
+
+    def _load_frame(self) -> None:
+        (length,) = struct.unpack("<Q", self.read(8))
+        limits = self.limits()
+        if length > limits.bytes:
+            raise _over("bytes", limits.bytes, limits.storages)
+        self._unframer.load_frame(length)
 
     def _check(self, opcodes: int) -> int:
         """Refuse when over a limit; return the opcode count of the next check."""
@@ -349,12 +382,17 @@ def scan_pickle(
         >>> scan_pickle(pickle.dumps({"a": 1})).globals
         []
     """
+    scan = scan if scan is not None else PickleScan()
+    # bytes within the smallest limit need no counting: no read can claim more than is there
+    small = isinstance(stream, bytes | bytearray) and len(stream) <= ScanLimits(0).bytes
     if isinstance(stream, bytes | bytearray):
         stream = io.BytesIO(stream)
-    scan = scan if scan is not None else PickleScan()
-    unpickler: _ScanUnpickler
-    bounded = _BoundedStream(stream, lambda: unpickler.limits())
+    bounded: IO[bytes] | _BoundedStream = stream
+    if not small:
+        bounded = _BoundedStream(stream, lambda: ScanLimits(known_storages))
     unpickler = _ScanUnpickler(bounded, scan, max_storages, known_storages)
+    if isinstance(bounded, _BoundedStream):
+        bounded._allowed = unpickler.limits
     scan.top_level = unpickler.load()
     problem = nesting_problem(scan.top_level)
     if problem is not None:

@@ -68,9 +68,19 @@ def one_torch_thread() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _escape_unencodable_output() -> None:
+    """Names read from files may hold what the terminal's encoding cannot (a lone surrogate
+    from a pickle): print them escaped (``\\ud800``) instead of failing halfway through."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     one_torch_thread()
+    _escape_unencodable_output()
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _run_subcommand(argv[0], argv[1:])

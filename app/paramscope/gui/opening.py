@@ -114,7 +114,9 @@ def open_session(
     """
     state.progress(0.0, f"opening {spec}")
     # The cyclic collector holds the GIL for its whole pass: over the ~10^6 objects a large
-    # checkpoint makes, each of several passes froze the window for ~0.5 s. One pass at the end.
+    # checkpoint makes, each of several passes froze the window for ~0.5 s. None while opening.
+    # (No explicit pass here at the end: a collection on this thread that finalizes Qt objects
+    # deadlocked against the GUI thread.)
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -125,7 +127,6 @@ def open_session(
         return exc
     finally:
         if collecting:
-            gc.collect()  # the one pass now, in the worker, not in the GUI thread's next allocation
             gc.enable()
     state.progress(1.0, "opened")
     return session

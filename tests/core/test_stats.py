@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
+from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
@@ -423,6 +426,34 @@ def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.Mon
         assert stats.min == float(x.min())
     finally:
         kernels._compiled.cache_clear()  # the next use loads the real loops again
+
+
+_CACHE_PROBE = """
+from paramscope.core import kernels
+assert kernels.load()
+stats = kernels._compiled().moments.stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), kernels.cache_folder())
+"""
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+def test_the_compiled_loops_are_cached_in_the_users_cache_folder(tmp_path: Path) -> None:
+    """The first run compiles into ~/.cache/paramscope/numba; the next one only loads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+
+    def run() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    folder = tmp_path / ".cache" / "paramscope" / "numba"
+    assert run() == ["0", "1", str(folder)]  # compiled, and written there
+    assert list(folder.rglob("*.nbi"))
+    assert run() == ["1", "0", str(folder)]  # loaded, not compiled again
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

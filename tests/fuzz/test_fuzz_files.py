@@ -283,3 +283,42 @@ def test_pickle_memo_index_cannot_exhaust_memory(dcp_folder: Path, tmp_path: Pat
         (copy / ".metadata").write_bytes(forged)
         with pytest.raises(ParamscopeError, match="not torch.distributed.checkpoint metadata"):
             read_metadata(copy)
+
+
+# --- hostile pickles: programs of repeated opcodes, deflated into a torch zip file ----------------
+
+SNIPPETS = [
+    b"N", b"0", b"(", b"]", b"}", b")", b"a", b"e", b"s", b"u", b"t", b"l", b"d", b"2", b"\x94",
+    b"h\x00", b"q\x00", b"r\xff\xff\xff\x7f", b"j\x01\x00\x00\x00", b"K\x07", b"X\x01\x00\x00\x00k",
+    b"\x8e\x00\x00\x00\x00\x00\x00\x01\x00", b"\x96\xff\xff\xff\xff\xff\x00\x00\x00",
+    b"ctorch._utils\n_rebuild_tensor_v2\n", b"ccollections\nOrderedDict\n", b"R", b"b", b"Q", b"\x85",
+    b"N0", b"N0", b"N\x940", b"N\x940", b"}X\x01\x00\x00\x00kNs0",  # stack-neutral: opcodes, memo
+]
+program = st.lists(st.tuples(st.sampled_from(SNIPPETS), st.integers(1, 300_000)), min_size=1, max_size=8)
+
+
+@settings(FUZZ, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(parts=program, legacy=st.booleans())
+def test_hostile_pickle_programs_end_quickly(torch_files: dict[str, bytes], parts: list, legacy: bool) -> None:
+    """Millions of opcodes from a few KB: the scan stops at its limits, well inside no_hang."""
+    import io
+    import pickle
+    import zipfile
+
+    from paramscope.core.files.sniff import LEGACY_MAGIC
+
+    pkl = b"\x80\x02" + b"".join(chunk * count for chunk, count in parts) + b"."
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pt"
+        if legacy:
+            head = io.BytesIO()
+            for value in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
+                pickle.dump(value, head, protocol=2)
+            path.write_bytes(head.getvalue() + pkl + pickle.dumps([], protocol=2))
+        else:
+            with zipfile.ZipFile(io.BytesIO(torch_files["zip"])) as src, zipfile.ZipFile(path, "w") as dst:
+                for info in src.infolist():
+                    is_pkl = info.filename.endswith("/data.pkl")
+                    data = pkl if is_pkl else src.read(info)
+                    dst.writestr(info.filename, data, zipfile.ZIP_DEFLATED if is_pkl else zipfile.ZIP_STORED)
+        _opens_or_fails_cleanly(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication, QKeySequence
+from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette
 from PySide6.QtWidgets import QMessageBox
 
 from paramscope.gui import palette
@@ -169,16 +169,23 @@ def test_about_box_lists_versions(window):
     box.close()
 
 
-def test_plots_follow_dark_and_light(window):
+def test_plots_follow_dark_and_light(window, qapp):
+    from paramscope.gui import theme
+
+    palette.follow_system(qapp)
     try:
-        palette.apply_plot_colors(window, dark=True)
+        theme.apply_theme(qapp, "dark")
         background = window.histogram_panel.view.plot_widget.backgroundBrush().color()
         assert background.lightness() < 80
-        assert pg.getConfigOption("background") == palette.DARK_PLOT[0]
-        palette.apply_plot_colors(window, dark=False)
+        assert background == qapp.palette().color(QPalette.ColorRole.Base)
+        assert window.theme_actions["dark"] is not None
+        theme.apply_theme(qapp, "light")
         assert window.histogram_panel.view.plot_widget.backgroundBrush().color().lightness() > 200
     finally:
-        palette.apply_plot_colors(window, dark=False)
+        theme.apply_theme(qapp, "system")
+    assert window.histogram_panel.view.plot_widget.backgroundBrush().color() == qapp.palette().color(
+        QPalette.ColorRole.Base
+    )
 
 
 def test_layout_is_usable_at_1280x800(open_demo, qtbot):

@@ -165,6 +165,7 @@ def test_main_window_file_menu_has_file_actions(qtbot, tmp_path: Path) -> None:
     assert {"&Export state_dict…", "&Load weights…", "&Diff against…"} <= set(texts)
     path = tmp_path / "whole.pt"
     torch.save(build_demo("mlp"), path)
-    with qtbot.waitSignal(window.errorShown) as blocker:
-        assert not window.open_source(str(path))  # no dialog without interaction: refused
+    with qtbot.waitSignal(window.errorShown) as blocker, qtbot.waitSignal(window.opened) as ended:
+        window.open_source(str(path))  # parsed in a worker
+    assert ended.args == [False]  # no dialog without interaction: refused
     assert "--trust" in blocker.args[0]

@@ -37,3 +37,80 @@ def test_splash_shows_before_torch_is_imported() -> None:
     assert "'splash_visible': True" in done.stdout
     assert "'torch_loaded_before': False" in done.stdout
     assert "'splash_closed': True" in done.stdout
+
+
+SETUP_PROBE = textwrap.dedent(
+    """
+    import sys
+    from paramscope.gui.app import ensure_app
+    from paramscope.gui.launch import make_application
+    from PySide6.QtGui import QPalette
+    from PySide6.QtCore import QSettings
+    import pyqtgraph as pg
+    first = make_application()  # what the splash creates before torch loads
+    app = ensure_app()          # what run_app and explore() call later: the same set-up
+    assert app is first
+    base = app.palette().color(QPalette.ColorRole.Base)
+    print("org", QSettings().organizationName(), QSettings().applicationName())
+    print("style", len(app.styleSheet()) > 0)
+    print("plot", pg.mkColor(pg.getConfigOption("background")) == base)
+    """
+)
+
+
+def test_every_entry_point_gets_the_apps_look(tmp_path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", SETUP_PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "org paramscope paramscope" in done.stdout
+    assert "style True" in done.stdout
+    assert "plot True" in done.stdout
+
+
+LDD_OUTPUT = """\
+\tlinux-vdso.so.1 (0x00007ffd)
+\tlibQt6XcbQpa.so.6 => /x/libQt6XcbQpa.so.6 (0x00007f)
+\tlibxcb-icccm.so.4 => not found
+\tlibxcb-keysyms.so.1 => not found
+\tlibxcb-icccm.so.4 => not found
+\tlibweird.so.2 => not found
+"""
+
+
+def test_missing_xcb_libraries_are_named_as_packages() -> None:
+    from paramscope.gui.launch import missing_from_ldd, missing_libraries_message
+
+    missing = missing_from_ldd(LDD_OUTPUT)
+    assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libweird.so.2"]
+    message = missing_libraries_message(missing)
+    assert "\n" not in message
+    assert "apt-get install libxcb-icccm4 libxcb-keysyms1 libweird.so.2" in message
+
+
+def test_platform_check_is_skipped_offscreen_and_runs_for_xcb(monkeypatch) -> None:
+    from paramscope.core.errors import ParamscopeError
+    from paramscope.gui import launch
+
+    calls = []
+    monkeypatch.setattr(
+        launch.subprocess, "run", lambda *a, **k: calls.append(a) or subprocess.CompletedProcess(a, 0, LDD_OUTPUT, "")
+    )
+    monkeypatch.setattr(launch.sys, "platform", "linux")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    launch.check_platform_plugin()
+    assert not calls
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    try:
+        launch.check_platform_plugin()
+    except ParamscopeError as exc:
+        assert "libxcb-keysyms1" in str(exc)
+    else:
+        raise AssertionError("missing libraries were not reported")
+
+
+def test_command_line_asks_torch_for_one_thread() -> None:
+    probe = "from paramscope.cli import one_torch_thread; one_torch_thread(); import torch; print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

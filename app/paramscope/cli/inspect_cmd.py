@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import Any
 
 from paramscope.cli.common import (
@@ -21,6 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Millions of small objects (a module, infos, summaries per tensor) and no cyclic garbage
+    # to speak of: the collector's passes over them were a third of the time at 100,000 tensors.
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from paramscope.core.inspection import inspect_model
 
     opened = open_from_args(args)

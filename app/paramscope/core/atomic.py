@@ -3,7 +3,12 @@
 Everything paramscope writes (state_dicts, replay scripts, plots, CSV) goes to a temporary file
 in the target's folder, is optionally checked, and only then renamed over the target
 (``os.replace``, atomic on one file system). On any failure, kill or cancel the temporary file is
-removed (or left under a hidden temporary name) and the old target, if any, is untouched.
+removed and the old target, if any, is untouched.
+
+A kill (SIGKILL, power cut) cannot remove anything, so temporaries are named
+``.TARGET.paramscope-PID-RANDOM.tmpSUFFIX``: the next write into the same folder recognises those
+of earlier runs (same user; the writing process gone, or its pid now used by a process started
+after the file was last written) and removes them. A live writer's temporary is never touched.
 
 With ``sync`` (the default for small files; an option for state_dict exports, where it costs
 about a second per GB on these disks) the file is also flushed to disk (fsync) before the rename,
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -35,6 +41,86 @@ def file_mode(target: Path) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+TEMP_MARK = ".paramscope-"
+# .TARGET.paramscope-PID-RANDOM.tmpSUFFIX (mkstemp's random part: letters, digits, underscore)
+_TEMP_NAME = re.compile(r"^\..+\.paramscope-(?P<pid>[0-9]+)-[A-Za-z0-9_]+\.tmp(\.[^.]*)?$")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def temporary_prefix(target: Path) -> str:
+    """The start of this process's temporary names for ``target`` (hidden, pid inside)."""
+    return f".{target.name[:120]}{TEMP_MARK}{os.getpid()}-"  # within NAME_MAX with the rest
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds); None: gone, a zombie, or unknown here."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()  # the name may hold spaces
+    except OSError:
+        return None
+    boot = _boot_time()
+    if len(fields) < 20 or fields[0] in ("Z", "X") or boot is None:
+        return None
+    return boot + int(fields[19]) / _CLOCK_TICKS
+
+
+def _writer_alive(pid: int, written: float) -> bool:
+    """Whether the process that last wrote a temporary at ``written`` may still be writing it."""
+    if os.path.isdir("/proc/self"):
+        started = process_start(pid)
+        # a process started after the file's last write reuses the pid: the writer is gone
+        # (1 s of slack: start times count in clock ticks, mtimes may be coarse)
+        return started is not None and started <= written + 1.0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal, or the platform cannot tell: keep it
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove temporaries that killed earlier writes left in ``folder``; returns those removed.
+
+    Only regular files of this user whose name says paramscope made them, and whose writer is
+    gone. Never raises: cleaning up must not stop the write that asked for it.
+    """
+    removed: list[Path] = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name) if TEMP_MARK in entry.name else None
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
+                continue
+            if _writer_alive(int(match["pid"]), info.st_mtime):
+                continue
+            os.unlink(entry.path)
+        except (OSError, ValueError):
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -135,8 +221,9 @@ def write_atomically(
     """
     target = Path(target)
     # The temporary name keeps the target's extension: some writers choose the format by it.
+    remove_stale_temporaries(target.parent)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        prefix=temporary_prefix(target), suffix=f".tmp{target.suffix}", dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)

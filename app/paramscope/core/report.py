@@ -28,8 +28,15 @@ def _shape(tensor: torch.Tensor) -> tuple[int, ...] | None:
     return None if is_lazy(tensor) else tuple(tensor.shape)
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype_name(tensor: torch.Tensor) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
+    dtype = tensor.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 @dataclass(frozen=True)
@@ -337,6 +344,35 @@ def _safe_extra_repr(module: nn.Module) -> str:
         return f"<extra_repr failed: {type(exc).__name__}>"
 
 
+def walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model.named_modules(remove_duplicate=False)`` as a list, without recursion.
+
+    torch's walk nests one generator per level (~10 us per module and a RecursionError past
+    ~1,000 levels); this one is a loop over a stack, in the same order.
+    """
+    out: list[tuple[str, nn.Module]] = []
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        out.append((name, module))
+        children = module._modules
+        if children:
+            prefix = f"{name}." if name else ""
+            stack.extend((prefix + k, m) for k, m in reversed(children.items()) if m is not None)
+    return out
+
+
+def _named(modules: list[tuple[str, nn.Module]], table: str) -> list[tuple[str, torch.Tensor]]:
+    """Every (name, tensor) of ``_parameters`` or ``_buffers``, duplicates kept, in torch's order."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for name, module in modules:
+        items = getattr(module, table)
+        if items:
+            prefix = f"{name}." if name else ""
+            out.extend((prefix + k, v) for k, v in items.items() if v is not None)
+    return out
+
+
 def build_report(model: nn.Module) -> ModelReport:
     """Describe ``model``'s structure without reading any tensor values.
 
@@ -347,31 +383,27 @@ def build_report(model: nn.Module) -> ModelReport:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    walked = walk_modules(model)
     non_persistent = {
         f"{name}.{b}" if name else b
-        for name, mod in model.named_modules(remove_duplicate=False)
+        for name, mod in walked
         for b in mod._non_persistent_buffers_set
     }
-    params, param_objects, param_alias = _collect(
-        list(model.named_parameters(remove_duplicate=False)), "parameter", set()
-    )
-    buffers, buffer_objects, buffer_alias = _collect(
-        list(model.named_buffers(remove_duplicate=False)), "buffer", non_persistent
-    )
+    params, param_objects, param_alias = _collect(_named(walked, "_parameters"), "parameter", set())
+    buffers, buffer_objects, buffer_alias = _collect(_named(walked, "_buffers"), "buffer", non_persistent)
     alias_to_name = {**buffer_alias, **param_alias}
     tensors = {**buffer_objects, **param_objects}
 
     modules: dict[str, ModuleInfo] = {}
     first_name: dict[int, str] = {}
     unregistered: list[Unregistered] = []
-    named_modules = list(model.named_modules(remove_duplicate=False))
-    registered = frozenset(
-        [id(t) for t in tensors.values()] + [id(m) for _, m in named_modules]
-    )
-    for name, module in named_modules:
+    registered = frozenset([id(t) for t in tensors.values()] + [id(m) for _, m in walked])
+    shared_modules = False
+    for name, module in walked:
         info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
         if id(module) in first_name:
             info.same_as = first_name[id(module)]
+            shared_modules = True
         else:
             first_name[id(module)] = name
             unregistered.extend(_unregistered_in(name, module, registered))
@@ -388,14 +420,12 @@ def build_report(model: nn.Module) -> ModelReport:
                 info.children.append(prefix + child_name)
         modules[name] = info
 
-    # Subtree totals: every distinct parameter under a node counted once.
-    under: dict[str, set[str]] = {name: set() for name in modules}
-    for info in params.values():
-        for alias in info.aliases:
-            for ancestor in _ancestors(alias):
-                under.setdefault(ancestor, set()).add(info.name)
-    for name, module_info in modules.items():
-        module_info.total_params = sum(params[n].numel for n in under[name])
+    if shared_modules or any(p.is_tied for p in params.values()):
+        _shared_totals(modules, params)
+    else:  # no parameter reachable twice: a subtree's total is its own plus its children's
+        for name, _module in reversed(walked):
+            info = modules[name]
+            info.total_params = info.own_params + sum(modules[c].total_params for c in info.children)
 
     return ModelReport(
         modules=modules,
@@ -405,6 +435,17 @@ def build_report(model: nn.Module) -> ModelReport:
         unregistered=unregistered,
         alias_to_name=alias_to_name,
     )
+
+
+def _shared_totals(modules: dict[str, ModuleInfo], params: dict[str, TensorInfo]) -> None:
+    """Subtree totals where parameters or modules are shared: each distinct one counted once."""
+    under: dict[str, set[str]] = {name: set() for name in modules}
+    for info in params.values():
+        for alias in info.aliases:
+            for ancestor in _ancestors(alias):
+                under.setdefault(ancestor, set()).add(info.name)
+    for name, module_info in modules.items():
+        module_info.total_params = sum(params[n].numel for n in under[name])
 
 
 def _ancestors(qualified: str) -> Iterator[str]:

@@ -3,53 +3,52 @@
 from __future__ import annotations
 
 import gc
+import os
+import runpy
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
 from paramscope.gui.main_window import MainWindow
 from paramscope.gui.state import AppState
 
-FALLBACK_SOURCE = "demo:mlp"
+SELFTEST_ENV = "PARAMSCOPE_SELFTEST"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
 # A screenshot never hangs a script: after this long it is taken with what statistics there are.
 SCREENSHOT_TIMEOUT_MS = 300_000
 
 
 def ensure_app() -> QApplication:
-    """The running QApplication, or a new one set up with paramscope's name, icon and style."""
-    app = QApplication.instance()
-    if app is None:
-        app = QApplication(sys.argv[:1])
-        app.setApplicationName("paramscope")
-        app.setOrganizationName("paramscope")
-        app.setApplicationDisplayName("paramscope")
-        _apply_look(app)
+    """The running QApplication set up as paramscope's (see :func:`launch.make_application`),
+    with plots coloured from its palette. Every entry point comes through here.
+    """
+    import pyqtgraph as pg
+
+    from paramscope.gui.launch import make_application
+    from paramscope.gui.palette import follow_system
+
+    app = make_application()
+    pg.setConfigOptions(antialias=True)
+    follow_system(app)  # plot colours from the palette, now and after every theme change
     return app  # type: ignore[return-value]
 
 
-def _apply_look(app: QApplication) -> None:
-    import pyqtgraph as pg
+def calm_torch() -> None:
+    """One torch thread: a second OpenMP thread made statistics several times slower whenever
+    another process ran (GPT-2 inspect: 6.8 s with two threads, 2.6 s with one).
+    ``OMP_NUM_THREADS`` set by the user wins.
+    """
+    import os
 
-    from paramscope.gui.palette import follow_system
-    from paramscope.resources import resource_path
+    import torch
 
-    pg.setConfigOptions(antialias=True)
-    follow_system(app)  # plot colours follow the system's light or dark scheme
-    try:
-        icon = resource_path("icons/paramscope.svg")
-        pixmap = QPixmap()
-        if pixmap.loadFromData(icon.read_bytes()):
-            app.setWindowIcon(QIcon(pixmap))
-        app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
-    except OSError:  # a missing asset makes the app plainer, not broken
-        pass
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
 
 
 def prepare_compute() -> None:
@@ -77,7 +76,8 @@ def run_app(
     """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
 
     A bad source with ``screenshot`` raises ParamscopeError (the CLI prints it and exits 2);
-    interactively it is shown in a message box and ``demo:mlp`` opens instead.
+    interactively the window says so in one line and stays empty; a file that can run code asks
+    first (Open anyway / Cancel).
     """
     if screenshot is not None:
         opened = open_source(source, trust=trust, weights=weights)  # errors go to the CLI
@@ -85,25 +85,46 @@ def run_app(
         if not target.parent.is_dir():
             raise ParamscopeError(f"{screenshot}: folder {target.parent} does not exist")
         app = ensure_app()
+        calm_torch()
         window = MainWindow(interactive=False)
         window.open_model(opened)
         return render_screenshot(app, window, target)
 
     app = ensure_app()
+    calm_torch()
     prepare_compute()
     window = MainWindow()
-    window.resize(*SCREENSHOT_SIZE)
+    window.fit_to_screen()  # a fresh window fits the screen; a saved geometry wins below
     window.restore_settings()  # geometry and dock layout of the last run; saved again on close
     window.show()
     if on_shown is not None:  # e.g. close the splash
         on_shown()
-    try:
-        opened = open_source(source, trust=trust, weights=weights)
-    except ParamscopeError as exc:
-        QMessageBox.warning(window, "paramscope", f"{exc}\n\nOpening {FALLBACK_SOURCE} instead.")
-        opened = open_source(FALLBACK_SOURCE)
-    window.open_model(opened)
+    # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
+    # error is one line in the window (no other model is opened in its place).
+    window.open_source(source, trust=trust, weights=weights)
+    schedule_selftest(app, window)
     return app.exec()
+
+
+def schedule_selftest(app: QApplication, window: MainWindow) -> None:
+    """With ``PARAMSCOPE_SELFTEST=script.py``, run that script once the window is up.
+
+    The end-to-end tests start the real command on a real X display and drive the real widgets
+    from inside (``window`` and ``app`` are the script's globals); the script quits the app.
+    A failing script exits with code 3 and its traceback on stderr (a test, not a user, reads it).
+    """
+    script = os.environ.get(SELFTEST_ENV)
+    if not script:
+        return
+
+    def run() -> None:
+        try:
+            runpy.run_path(script, init_globals={"window": window, "app": app}, run_name="__selftest__")
+        except BaseException:  # noqa: BLE001 - the test reads the traceback
+            traceback.print_exc()
+            app.exit(3)
+
+    QTimer.singleShot(0, run)
 
 
 def render_screenshot(

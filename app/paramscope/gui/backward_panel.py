@@ -60,6 +60,7 @@ from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.param_table import fmt_float
 from paramscope.gui.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
+from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import TaskWorker
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -213,23 +214,29 @@ class BackwardPanel(QWidget):
         self.zero_button.setToolTip("Set every .grad to None, as before any backward")
         self.zero_button.clicked.connect(self.zero_grad)
 
+        self.input_edit.returnPressed.connect(self.run_backward)  # Enter runs, as in a search box
+        narrow_combo(self.loss_combo)
+        narrow_combo(self.mode_combo, 6)
+        # Short rows: the dock keeps its width at ~300 px (nothing behind a horizontal scrollbar).
         input_row = QHBoxLayout()
         input_row.addWidget(self.input_edit, 1)
         input_row.addWidget(self.default_button)
-        input_row.addWidget(QLabel("seed"))
-        input_row.addWidget(self.seed_spin)
+        shrinkable_spin(self.seed_spin)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin)
+        seed_row.addWidget(QLabel("mode"))
+        seed_row.addWidget(self.mode_combo)
+        seed_row.addStretch(1)
         loss_row = QHBoxLayout()
-        loss_row.addWidget(self.loss_combo)
-        loss_row.addWidget(QLabel("mode"))
-        loss_row.addWidget(self.mode_combo)
+        loss_row.addWidget(self.loss_combo, 1)
         loss_row.addWidget(self.accumulate_box)
-        loss_row.addStretch(1)
         run_row = QHBoxLayout()  # a row of its own: the panel stays usable in a narrow dock
         run_row.addStretch(1)
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.zero_button)
         form = QFormLayout()
         form.addRow("Input", input_row)
+        form.addRow("Seed", seed_row)
         form.addRow("Loss", loss_row)
         form.addRow("", run_row)
         self.input_note = QLabel()
@@ -243,7 +250,7 @@ class BackwardPanel(QWidget):
         self.unavailable = QLabel()
         self.unavailable.setWordWrap(True)
         self.unavailable.setStyleSheet("color: #aa0000")
-        self.output_label = QLabel("Output: -    Loss: -")
+        self.output_label = wrapping(QLabel("Output: -    Loss: -"))
         self.output_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.table_model = GradientTableModel(self)
@@ -252,6 +259,7 @@ class BackwardPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # blocks.…3.attn.weight
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
 
@@ -287,6 +295,7 @@ class BackwardPanel(QWidget):
         self.worker.done.connect(lambda: self._set_busy(False))
         state.sessionChanged.connect(self._on_session)
         self._on_session()
+        guard_wheel(self)
 
     # --- state ---------------------------------------------------------------------------------
     def _on_session(self) -> None:
@@ -402,6 +411,7 @@ class BackwardPanel(QWidget):
 
     def _show_error(self, message: str) -> None:
         self.status.setText(f"<span style='color:#aa0000'>{_escape(message)}</span>")
+        self.inline_error = message  # the window shows it here only, not again in a dialog
         self.failed.emit(message)
         self.state.errorOccurred.emit(message)
 

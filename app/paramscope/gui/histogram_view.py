@@ -26,6 +26,23 @@ def _log_counts(counts: np.ndarray) -> np.ndarray:
     return out
 
 
+def bars_to_draw(edges: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges and counts as drawn: a constant tensor's single bar centred on its value.
+
+    A constant value ``v`` gets the range ``v ± 0.5`` and falls in the bin starting at ``v``,
+    so zeros read as small positive values. One filled bin holding the range's midpoint is
+    that case: draw one bar of the same width centred on the midpoint.
+    """
+    filled = np.flatnonzero(counts)
+    if len(counts) > 1 and len(filled) == 1:
+        i = int(filled[0])
+        middle = (float(edges[0]) + float(edges[-1])) / 2
+        if edges[i] <= middle <= edges[i + 1]:
+            half = (float(edges[i + 1]) - float(edges[i])) / 2
+            return np.array([middle - half, middle + half]), counts[i : i + 1]
+    return edges, counts
+
+
 class HistogramView(QWidget):
     """Counts over bin edges as a filled step plot, with a log-y toggle and NaN/Inf counts."""
 
@@ -36,7 +53,10 @@ class HistogramView(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("left", "count")
         self.plot.setMenuEnabled(True)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        # The legend sits in a row of its own under the x axis: inside the plot it covered bars.
+        self.legend = pg.LegendItem(colCount=3)
+        self.plot.layout.addItem(self.legend, 4, 1)
+        self.plot.legend = self.legend  # palette.py restyles it with the plot
         self._legend_key: tuple[str, ...] = ()
         self._title = ""
         self._log_shown = False
@@ -138,10 +158,10 @@ class HistogramView(QWidget):
             if hist is None or len(hist.counts) == 0:
                 item.hide()
                 continue
-            counts = np.asarray(hist.counts)
+            edges, counts = bars_to_draw(np.asarray(hist.edges, dtype=np.float64), np.asarray(hist.counts))
             y = _log_counts(counts) if log else counts.astype(np.float64)
             item.setFillLevel(fill)
-            item.setData(np.asarray(hist.edges, dtype=np.float64), y)
+            item.setData(edges, y)
             item.show()
             shown.append((label, item))
         if self.theory is not None and self.current is not None and len(self.current.counts):
@@ -165,6 +185,8 @@ class HistogramView(QWidget):
             self.message.setVisible(bool(note))
         if has_bars:
             self.plot.enableAutoRange()
+        # The wheel never zooms into negative counts (or below the log floor).
+        self.plot.getViewBox().setLimits(yMin=LOG_FLOOR if log else 0.0)
 
     def _update_legend(self, shown: list[tuple[str, pg.PlotDataItem]]) -> None:
         key = tuple(label for label, _ in shown)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -66,6 +67,7 @@ from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
+from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import SliceState, TaskWorker
 from paramscope.resources import resource_path
 
@@ -137,7 +139,7 @@ def theory_curve(initializer: str, kwargs: dict, shape: tuple[int, ...] | None, 
 def _spin_for(spec: ParamSpec) -> QWidget:
     default = None if spec.default is REQUIRED else spec.default
     if spec.kind == "choice":
-        box = QComboBox()
+        box = narrow_combo(QComboBox())
         box.addItems(list(spec.choices))
         if default is not None:
             box.setCurrentText(str(default))
@@ -150,14 +152,14 @@ def _spin_for(spec: ParamSpec) -> QWidget:
         spin = QSpinBox()
         spin.setRange(-(2**31), 2**31 - 1)
         spin.setValue(int(default or 0))
-        return spin
+        return shrinkable_spin(spin)
     if spec.kind == "float":
         spin = QDoubleSpinBox()
         spin.setDecimals(6)
         spin.setRange(-1e9, 1e9)
         spin.setSingleStep(0.01)
         spin.setValue(float(default or 0.0))
-        return spin
+        return shrinkable_spin(spin)
     line = QLineEdit(str(default or ""))
     return line
 
@@ -209,6 +211,8 @@ class InitPanel(QWidget):
         self.biases_box.setChecked(True)
         self.targets_list = QListWidget()
         self.targets_list.setMaximumHeight(110)
+        self.targets_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # blocks.…3.attn.weight
+        narrow_combo(self.target_mode)
         targets = QGroupBox("Targets")
         tl = QVBoxLayout(targets)
         tl.addWidget(self.target_mode)
@@ -228,11 +232,13 @@ class InitPanel(QWidget):
             self.initializer_combo.addItem(label, name)
             self.initializer_combo.setItemData(self.initializer_combo.count() - 1, entry.title, 3)  # tooltip
         self.initializer_combo.addItem("custom Python function", CUSTOM)
+        narrow_combo(self.initializer_combo)
         self.form_box = QWidget()
         self.form = QFormLayout(self.form_box)
         self.form.setContentsMargins(0, 0, 0, 0)
         self.custom_editor = QPlainTextEdit(example_source())
         self.custom_editor.setMinimumHeight(120)
+        self.custom_editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # code: monospaced
         self.custom_function = QLineEdit("init_weight_")
         self.custom_function.setPlaceholderText("function name (default: the last one defined)")
         self.load_button = QPushButton("Load file…")
@@ -276,19 +282,23 @@ class InitPanel(QWidget):
         # --- value edits
         self.edit_kind = QComboBox()
         self.edit_kind.addItems(list(EDIT_KINDS))
+        narrow_combo(self.edit_kind)
         self.edit_value = QDoubleSpinBox()
         self.edit_value.setDecimals(6)
         self.edit_value.setRange(-1e9, 1e9)
         self.edit_value.setValue(1.0)
+        shrinkable_spin(self.edit_value)
         self.clamp_low = QDoubleSpinBox()
         self.clamp_high = QDoubleSpinBox()
         for spin, value in ((self.clamp_low, -1.0), (self.clamp_high, 1.0)):
             spin.setDecimals(6)
             spin.setRange(-1e9, 1e9)
             spin.setValue(value)
+            shrinkable_spin(spin)
         self.expression_edit = QLineEdit("x * 2 + 1")
         self.edit_button = QPushButton("Apply edit")
-        edits = QGroupBox("Edit values (outside autograd, like param.data += 1)")
+        edits = QGroupBox("Edit values")  # a long title would set the dock's minimum width
+        edits.setToolTip("Outside autograd, like param.data += 1 (undoable here)")
         el = QFormLayout(edits)
         el.addRow("Edit:", self.edit_kind)
         el.addRow("Value:", self.edit_value)
@@ -297,7 +307,7 @@ class InitPanel(QWidget):
         el.addRow("Expression in x:", self.expression_edit)
         el.addRow(self.edit_button)
 
-        self.undo_label = QLabel()
+        self.undo_label = wrapping(QLabel())
         self.script_button = QPushButton("Export edits as Python script…")
 
         self.view = HistogramView(self)
@@ -341,6 +351,8 @@ class InitPanel(QWidget):
         state.sessionChanged.connect(self.worker.cancel)  # values of the previous model: dropped
         state.sessionChanged.connect(self.refresh_targets)
         state.sessionChanged.connect(self.view.hide)
+        state.sessionChanged.connect(self.message.clear)  # no stale message from the previous model
+        state.sessionChanged.connect(self.theory_label.clear)
         state.sessionChanged.connect(self._update_undo_label)
         state.tensorsChanged.connect(lambda _n: self._update_undo_label())
         self.script_button.clicked.connect(self.export_script_dialog)
@@ -351,6 +363,7 @@ class InitPanel(QWidget):
         self._update_edit_fields()
         self.refresh_targets()
         self._update_undo_label()
+        guard_wheel(self)
 
     # --- form ----------------------------------------------------------------------------------
     @property
@@ -373,6 +386,7 @@ class InitPanel(QWidget):
             self.fields[spec.name] = widget
             label = spec.name + (" (required)" if spec.required else "")
             self.form.addRow(label + ":", widget)
+        guard_wheel(self.form_box)
         self.refresh_targets()
 
     def set_field(self, name: str, value: object) -> None:
@@ -462,6 +476,10 @@ class InitPanel(QWidget):
             self.targets_list.addItem(str(exc))
         except ValueError as exc:  # a form value the initializer rejects
             self.targets_list.addItem(str(exc))
+        finally:
+            for row in range(self.targets_list.count()):  # elided in the middle: full text on hover
+                item = self.targets_list.item(row)
+                item.setToolTip(item.text())
 
     # --- actions -------------------------------------------------------------------------------
     def _seed(self, key: str) -> int | None:
@@ -477,6 +495,7 @@ class InitPanel(QWidget):
 
     def _error(self, message: str) -> None:
         self.message.setText(message)
+        self.inline_error = message  # the window shows it here only, not again in a dialog
         self.state.errorOccurred.emit(message)
 
     def preview(self) -> bool:

@@ -7,9 +7,11 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
+    QGuiApplication,
     QKeySequence,
     QShowEvent,
 )
@@ -30,9 +32,10 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.demos import DEMOS
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, shown
+from paramscope.core.report import ModelReport
 from paramscope.core.sources import OpenedModel
-from paramscope.gui import plot_export, settings
+from paramscope.gui import plot_export, settings, theme
 from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.context_menus import RowMenus
@@ -44,8 +47,10 @@ from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
 from paramscope.gui.opening import (
     FILE_FILTER,
+    SourceOpener,
     add_recent_file,
     clear_recent_files,
+    opens_in_background,
     python_candidates,
     recent_files,
     spec_for_path,
@@ -59,6 +64,24 @@ from paramscope.gui.value_grid import ValueGrid
 
 # The statistics bar repaints at most this often (each repaint of a big window costs ~25 ms).
 PROGRESS_REPAINT_MS = 150
+DEFAULT_SIZE = (1600, 1000)  # a fresh window where the screen has room; smaller screens: see fit_to_screen
+NARROW_WIDTH = 1200
+TOOL_DOCK_WIDTH = 310  # the Initialize and Backward panels need ~290 px; a little to spare
+# Room left around a fresh window on a small screen for the title bar and frame the window manager adds.
+FRAME_ALLOWANCE = (16, 48)
+
+
+def first_look_tensor(report: ModelReport) -> str | None:
+    """The largest weight of the first layer: what a user looks at first.
+
+    The first layer is the first module owning a matrix (a LayerNorm's weight of ones in
+    front of it would show a single bar); without matrices, the first module with parameters.
+    """
+    shown = [info for info in report.parameters.values() if info.numel > 0]  # lazy: nothing to plot
+    if not shown:
+        return None
+    first = next((i for i in shown if i.shape is not None and len(i.shape) >= 2), shown[0])
+    return max((i for i in shown if i.module == first.module), key=lambda i: i.numel).name
 
 
 class MainWindow(QMainWindow):
@@ -78,8 +101,13 @@ class MainWindow(QMainWindow):
         self.interactive = interactive  # False: errors go to errorShown only (screenshots, tests)
         self.remember = restore  # True: geometry and docks come from QSettings and go back on close
         self.setAcceptDrops(True)
-        self.resize(1600, 1000)
+        self.resize(*DEFAULT_SIZE)
         self.statistics = StatisticsWorker(self.state, self)
+        self.opener = SourceOpener(self.state, self)  # data files are parsed off the GUI thread
+        self.opened = self.opener.opened  # opened(bool): an open_source call ended
+        self.opener.aboutToSwap.connect(self.statistics.cancel)
+        self.opener.started.connect(self._on_opening)
+        self.opener.opened.connect(self._on_opened)
 
         self.tree_panel = ModuleTreePanel(self.state)
         self.param_panel = ParameterPanel(self.state)
@@ -178,6 +206,19 @@ class MainWindow(QMainWindow):
             self.view_menu.addAction(dock.toggleViewAction())
         return dock
 
+    def fit_to_screen(self) -> None:
+        """Size a fresh window to DEFAULT_SIZE or the screen's free area, whichever is smaller, and
+        place it inside that area (a 1600x1000 window on a 1280x800 screen hid its right dock).
+        """
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        width = min(DEFAULT_SIZE[0], area.width() - FRAME_ALLOWANCE[0])
+        height = min(DEFAULT_SIZE[1], area.height() - FRAME_ALLOWANCE[1])
+        self.resize(width, height)
+        self.move(area.x() + (area.width() - width - FRAME_ALLOWANCE[0]) // 2, area.y() + (area.height() - height - FRAME_ALLOWANCE[1]) // 2)
+
     def raise_dock(self, dock: QDockWidget) -> None:
         """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
         dock.show()
@@ -186,8 +227,10 @@ class MainWindow(QMainWindow):
     def fit_docks(self) -> None:
         """Share the window's width: tree ~27%, tool panels ~31%, the rest for table and plots."""
         width, height = max(self.width(), 800), max(self.height(), 600)
-        self.resizeDocks([self.tree_dock], [int(width * 0.27)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.init_dock], [int(width * 0.31)], Qt.Orientation.Horizontal)
+        # A narrow window gives the tree less, so the plot keeps a usable width (~350 px at 1024).
+        tree = int(width * (0.27 if width >= NARROW_WIDTH else 0.21))
+        self.resizeDocks([self.tree_dock], [tree], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.init_dock], [max(int(width * 0.31), TOOL_DOCK_WIDTH)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.tree_dock, self.tied_dock], [int(height * 0.6), int(height * 0.3)], Qt.Orientation.Vertical)
         self.center.setSizes([int(height * 0.4), int(height * 0.5)])
 
@@ -295,7 +338,9 @@ class MainWindow(QMainWindow):
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.undo_action.triggered.connect(self.undo)
         self.redo_action = QAction("&Redo", self)
-        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        # Ctrl+Y as well as the platform's Redo (Ctrl+Shift+Z on Linux), as the README says.
+        redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        self.redo_action.setShortcuts(redo_keys + [k for k in [QKeySequence("Ctrl+Y")] if k not in redo_keys])
         self.redo_action.triggered.connect(self.redo)
         edit_menu.addAction(self.undo_action)
         edit_menu.addAction(self.redo_action)
@@ -325,12 +370,28 @@ class MainWindow(QMainWindow):
         collapse = self.view_menu.addAction("Collapse module tree")
         collapse.triggered.connect(lambda: self.tree_panel.view.expandToDepth(0))
         self.view_menu.addSeparator()
+        self._build_theme_menu()
         self.view_menu.addAction("Reset layout").triggered.connect(self.reset_layout)
 
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = help_menu.addAction("&About paramscope")
         self.about_action.triggered.connect(lambda: show_about(self))
         self.help_menu = help_menu
+
+    def _build_theme_menu(self) -> None:
+        """View > Theme: system, light or dark, for widgets and plots alike (remembered)."""
+        menu = self.view_menu.addMenu("&Theme")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.theme_actions: dict[str, QAction] = {}
+        active = theme.current_theme()
+        for name, text in theme.THEMES.items():
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(name == active)
+            action.triggered.connect(lambda _checked=False, n=name: theme.choose_theme(n))
+            group.addAction(action)
+            self.theme_actions[name] = action
 
     def _tooltips(self) -> None:
         self.tabs.setTabToolTip(0, "Histogram of the selected tensor (values or gradient), before/after a change")
@@ -429,15 +490,33 @@ class MainWindow(QMainWindow):
 
     # --- opening -------------------------------------------------------------------------------
     def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
-        """Open ``spec`` (errors are shown, the current model stays). True on success."""
+        """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
+
+        Data files open in a worker (see :class:`SourceOpener`): True means opening started.
+        Demos and Python code open here at once: True means opened. False: refused or failed.
+        """
         if not self.maybe_save():
             return False
-        self.statistics.cancel()
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
+        if opens_in_background(spec):
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask)
+            return True
+        self.opener.cancel_and_wait()  # an older file still opening must not replace this one
+        self.statistics.cancel()
         ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask)
         if ok and not spec.startswith("demo:"):
             add_recent_file(spec)
+        self.opener.opened.emit(ok)
         return ok
+
+    def _on_opening(self, spec: str) -> None:
+        self.statusBar().showMessage(f"Opening {shown(spec)}…")
+        self.set_running(True, "opening", f"opening {shown(Path(spec).name)}")
+
+    def _on_opened(self, _ok: bool) -> None:
+        if not self.opener.is_running:
+            self.statusBar().clearMessage()
+            self.set_running(False, "opening")
 
     def open_model(self, opened: OpenedModel) -> None:
         self.statistics.cancel()
@@ -492,10 +571,15 @@ class MainWindow(QMainWindow):
             self._update_undo()
             return
         stack = self.state.session.stack
-        if self._hooked_stack is not stack:
+        if self._hooked_stack is not stack:  # another model: its messages start afresh
             stack.add_listener(self._update_undo)
             self._hooked_stack = stack
+            self.statusBar().clearMessage()  # a message about the previous model does not stay
         self._update_undo()
+        if self.state.selected_tensor is None:  # something to see at once, never an empty plot
+            first = first_look_tensor(self.state.session.report)
+            if first is not None:
+                self.state.select_tensor(first)
         self._update_selection_label()
 
     def _update_undo(self) -> None:
@@ -566,10 +650,23 @@ class MainWindow(QMainWindow):
             self.progress_bar.hide()
             self.cancel_button.hide()
 
+    def _shown_inline(self, message: str) -> bool:
+        """Whether a visible panel already shows ``message`` beside its controls."""
+        for panel, dock in ((self.init_panel, self.init_dock), (self.backward_panel, self.backward_dock)):
+            if getattr(panel, "inline_error", None) == message and not dock.visibleRegion().isEmpty():
+                panel.inline_error = None
+                return True
+        return False
+
     def show_error(self, message: str) -> None:
-        """Tell the user; never raise. Non-interactive windows only emit errorShown."""
+        """Tell the user once; never raise. Non-interactive windows only emit errorShown.
+
+        An error a visible panel shows beside its controls is not repeated in a dialog; every
+        error also stays in the status bar as one line.
+        """
         self.errorShown.emit(message)
-        if self.interactive:
+        self.statusBar().showMessage(message, 30000)
+        if self.interactive and not self._shown_inline(message):
             box = QMessageBox(QMessageBox.Icon.Warning, "paramscope", message, QMessageBox.StandardButton.Ok, self)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()  # window-modal, does not block the caller
@@ -582,6 +679,8 @@ class MainWindow(QMainWindow):
         """
         if not self.state.has_session or not self.state.session.modified or not self.interactive:
             return True
+        if self.state.session.opened.kind == "live":
+            return self._close_live()
         answer = QMessageBox.question(
             self,
             "Unsaved changes",
@@ -594,10 +693,27 @@ class MainWindow(QMainWindow):
             return path is not None and self.files_actions.save_now(path)
         return answer == QMessageBox.StandardButton.Discard
 
+    def _close_live(self) -> bool:
+        """explore(): the edits are already on the caller's model; say so, offer a state_dict too."""
+        count = len(self.state.session.stack.history)
+        answer = QMessageBox.question(
+            self,
+            "Close paramscope",
+            f"The {count} edit{'s' if count != 1 else ''} stay on the live model in your Python session "
+            "(undo ends when this window closes). Also save a copy as a state_dict?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Close,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            path = self.files_actions.ask_save_path()
+            return path is not None and self.files_actions.save_now(path)
+        return answer == QMessageBox.StandardButton.Close
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.maybe_save():
             event.ignore()
             return
+        self.opener.cancel_and_wait()
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
         self.init_panel.worker.cancel_and_wait()  # a large edit being computed: nothing applied

@@ -1,46 +1,41 @@
-"""Light and dark: follow the system's colour scheme, and make the pyqtgraph plots follow too.
+"""Plot colours from the window's palette, so pyqtgraph never draws black inside a light window.
 
-Qt widgets take the platform palette by themselves; pyqtgraph draws with its own background and
-foreground, so those are set from the scheme and updated when the system switches.
+Qt widgets take the palette by themselves; pyqtgraph draws with its own background and
+foreground, so those are set from the application palette at start, after every theme change
+(:mod:`theme`) and whenever the system switches between light and dark.
 """
 
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
-LIGHT_PLOT = ("w", "k")
-DARK_PLOT = ((30, 30, 30), (220, 220, 220))
+_followed: set[int] = set()  # applications whose scheme changes are already followed
 
 
 def is_dark(app: QGuiApplication | None = None) -> bool:
-    """True when the system asks for a dark scheme (Qt 6.5+), else judged from the palette."""
+    """True when the window's palette is dark (its background darker than mid-grey)."""
     app = app or QGuiApplication.instance()
     if app is None:
-        return False
-    hints = app.styleHints()
-    scheme = hints.colorScheme() if hasattr(hints, "colorScheme") else Qt.ColorScheme.Unknown
-    if scheme == Qt.ColorScheme.Dark:
-        return True
-    if scheme == Qt.ColorScheme.Light:
         return False
     return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
 
-def plot_colors(dark: bool) -> tuple[object, object]:
-    """(background, foreground) for pyqtgraph."""
-    return DARK_PLOT if dark else LIGHT_PLOT
+def plot_colors(app: QGuiApplication | None = None) -> tuple[QColor, QColor]:
+    """(background, foreground) for pyqtgraph: the palette's Base and Text colours."""
+    app = app or QGuiApplication.instance()
+    palette = app.palette() if app is not None else QPalette()
+    return QColor(palette.color(QPalette.ColorRole.Base)), QColor(palette.color(QPalette.ColorRole.Text))
 
 
-def apply_plot_colors(root: QWidget | None = None, dark: bool | None = None) -> bool:
+def apply_plot_colors(root: QWidget | None = None) -> QColor:
     """Set pyqtgraph's defaults for new plots and restyle the plots under ``root`` (or every window).
 
-    Returns whether the dark colours were applied.
+    Returns the background colour applied.
     """
-    dark = is_dark() if dark is None else dark
-    background, foreground = plot_colors(dark)
+    background, foreground = plot_colors()
     pg.setConfigOptions(background=background, foreground=foreground)
     roots = [root] if root is not None else list(QApplication.topLevelWidgets())
     pen = pg.mkPen(foreground)
@@ -54,12 +49,29 @@ def apply_plot_colors(root: QWidget | None = None, dark: bool | None = None) -> 
                 axis.setTextPen(pen)
             item.titleLabel.setAttr("color", foreground)
             item.titleLabel.setText(item.titleLabel.text)
-    return dark
+            legend = item.legend
+            if legend is not None:
+                legend.setLabelTextColor(foreground)
+                legend.setBrush(_legend_brush(background))
+    return background
+
+
+def _legend_brush(background: QColor) -> QColor:
+    color = QColor(background)
+    color.setAlpha(200)  # bars stay visible behind the legend, its text stays readable
+    return color
 
 
 def follow_system(app: QGuiApplication) -> None:
-    """Apply the scheme now and whenever the system changes it (Qt 6.5+)."""
-    apply_plot_colors(dark=is_dark(app))
+    """Apply the palette's colours now, after every theme change and system scheme change."""
+    from paramscope.gui.theme import on_theme_changed
+
+    apply_plot_colors()
+    if id(app) in _followed:
+        return
+    _followed.add(id(app))
+    on_theme_changed(apply_plot_colors)
     hints = app.styleHints()
     if hasattr(hints, "colorSchemeChanged"):
-        hints.colorSchemeChanged.connect(lambda _scheme: apply_plot_colors())
+        # Qt updates the palette after announcing the scheme: restyle on the next turn.
+        hints.colorSchemeChanged.connect(lambda _scheme: QTimer.singleShot(0, apply_plot_colors))

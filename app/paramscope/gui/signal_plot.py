@@ -48,6 +48,7 @@ class SignalPlot(QWidget):
         self.only_parametrized.setToolTip("Hide activations such as ReLU, keep Linear/Conv/...")
         self.only_parametrized.toggled.connect(self._redraw)
         self.message = QLabel("Run backward to see how the signal changes through depth.")
+        self.message.setWordWrap(True)  # a long model name must not widen the Backward dock
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row = QHBoxLayout()
         row.addWidget(self.only_parametrized)

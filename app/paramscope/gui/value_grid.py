@@ -7,6 +7,7 @@ nothing to show.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -25,33 +26,48 @@ MAX_ELEMENTS = 4096
 
 
 def grid_of(tensor: torch.Tensor) -> tuple[np.ndarray | None, list[str], str]:
-    """(2-D array to show or None, row labels, note) for ``tensor``."""
+    """(2-D array to show or None, row labels, note) for ``tensor``; never raises: a tensor
+    that cannot be shown (a dtype NumPy lacks, more dimensions than it has) gets a note."""
     if is_lazy(tensor):
         return None, [], "no data: an uninitialized (lazy) parameter; run a forward pass to give it a shape"
     problem = data_problem(tensor)
     if problem is not None:
         return None, [], f"no data: {problem}"
+    shape = tuple(tensor.shape)
+    dims = ", ".join(map(str, shape))
+    if tensor.numel() == 0:  # [0, 2**62] is empty too: no grid of 2**62 columns
+        return None, [], f"shape [{dims}]: no values (it has no elements)"
     if tensor.numel() > MAX_ELEMENTS:
         return None, [], (
             f"{tensor.numel():,} elements: the value grid shows tensors of up to {MAX_ELEMENTS:,}; "
             "see the histogram and statistics instead"
         )
-    values = tensor.detach().to("cpu")
-    if values.dtype in (torch.bfloat16, torch.float16):
-        values = values.float()  # NumPy has no bfloat16
-    array = values.resolve_conj().resolve_neg().numpy()
-    shape = array.shape
-    if array.ndim == 0:
-        return array.reshape(1, 1), ["[]"], "a scalar"
-    if array.ndim == 1:
-        return array.reshape(1, -1), [""], f"shape [{shape[0]}]: one row"
-    if array.ndim == 2:
-        return array, [str(i) for i in range(shape[0])], f"shape [{shape[0]}, {shape[1]}]"
-    leading = list(np.ndindex(*shape[:-1]))
+    try:
+        array = _as_numpy(tensor.detach().to("cpu").reshape(-1, shape[-1] if shape else 1))
+    except (TypeError, RuntimeError, ValueError) as exc:  # a dtype neither NumPy nor float() has
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, [], f"no values shown: {str(tensor.dtype).removeprefix('torch.')} ({reason[:120]})"
+    if len(shape) == 0:
+        return array, ["[]"], "a scalar"
+    if len(shape) == 1:
+        return array, [""], f"shape [{shape[0]}]: one row"
+    if len(shape) == 2:
+        return array, [str(i) for i in range(shape[0])], f"shape [{dims}]"
+    # itertools, not np.ndindex: NumPy stops at 64 dimensions, torch does not
+    leading = itertools.product(*(range(n) for n in shape[:-1]))
     labels = ["[" + ", ".join(map(str, idx)) + ", :]" for idx in leading]
-    dims = ", ".join(map(str, shape))
     lead = ", ".join("ijklmn"[d % 6] for d in range(len(shape) - 1))
-    return array.reshape(-1, shape[-1]), labels, f"shape [{dims}] shown as 2-D: one row per [{lead}, :]"
+    return array, labels, f"shape [{dims}] shown as 2-D: one row per [{lead}, :]"
+
+
+def _as_numpy(values: torch.Tensor) -> np.ndarray:
+    """A 2-D array NumPy can hold: floats it lacks (half, bfloat16, float8) as float32, complex32
+    as complex64."""
+    if values.is_complex() and values.dtype != torch.complex128:
+        values = values.to(torch.complex64)
+    elif values.is_floating_point() and values.dtype not in (torch.float32, torch.float64):
+        values = values.float()
+    return values.resolve_conj().resolve_neg().numpy()
 
 
 def _fmt(value: Any) -> str:
@@ -135,6 +151,9 @@ class ValueGrid(QWidget):
             self.model.set_array(None, [])
             self.note.setText("Select a parameter to see its values.")
             return
-        array, rows, note = grid_of(self.state.session.tensor(name))
+        try:
+            array, rows, note = grid_of(self.state.session.tensor(name))
+        except Exception as exc:  # a tab showing values must never take the window down
+            array, rows, note = None, [], f"no values shown ({type(exc).__name__}: {exc})"
         self.model.set_array(array, rows)
-        self.note.setText(f"{name}: {note}")
+        self.note.setText(f"{name}: {' '.join(note.split())}")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from torch import nn
 
-from paramscope.core.errors import SourceError
+from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
 from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
 from paramscope.core.files.pretrained import build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
-from paramscope.core.files.safety import bad_file
+from paramscope.core.files.safety import bad_file, first_line
 from paramscope.core.files.sharded import read_sharded
 from paramscope.core.files.sniff import sniff
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
@@ -20,6 +23,25 @@ from paramscope.core.files.unknown import stand_in_names
 from paramscope.core.sources import OpenedModel
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Reading ``path``: whatever escapes a reader becomes one line naming the file (a hostile
+    file must never surface as a traceback or an "unexpected error"), and torch's own warnings
+    (pickle protocol 4/5, TypedStorage deprecation) are not printed before it; ours still are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+        try:
+            yield
+        except ParamscopeError:
+            raise
+        except RecursionError:
+            raise bad_file(path, "nests too deeply or refers to itself; refusing to read it") from None
+        except MemoryError:
+            raise bad_file(path, "needs more memory than is available to read it") from None
+        except Exception as exc:  # a reader's bug or a library's surprise
+            raise bad_file(path, f"cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
@@ -36,6 +58,11 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) 
         UntrustedFileError: the file needs code to run and ``trust`` is False.
     """
     path = Path(path)
+    with reading(path):
+        return _read_checkpoint(path, trust, lazy)
+
+
+def _read_checkpoint(path: Path, trust: bool, lazy: bool | None) -> Checkpoint:
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
 
@@ -79,6 +106,11 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
 def open_file(path: Path, trust: bool) -> OpenedModel | None:
     """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls)."""
     path = Path(path)
+    with reading(path):
+        return _open_file(path, trust)
+
+
+def _open_file(path: Path, trust: bool) -> OpenedModel | None:
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, open_dcp
 

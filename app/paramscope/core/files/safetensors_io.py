@@ -16,6 +16,7 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,15 +42,111 @@ from paramscope.core.files.statedict import Checkpoint
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
     "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8, "C128": 16,
-    "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1,
+    "F8_E8M0": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
 }
 # fmt: on
+_SUB_BYTE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}  # packed: bits per element
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 METADATA_KEY = "__metadata__"
 
 
+class _DuplicateKey(Exception):
+    """A JSON object names ``key`` twice (json.loads would silently keep the last)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _parse_header(path: Path, raw: bytes) -> dict[str, Any]:
+    """The header as JSON, refusing what the format forbids: duplicate names, lone surrogates."""
+    try:
+        text = raw.decode("utf-8")
+        header = json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as dup:
+        raise bad_file(
+            path,
+            f"safetensors header names {dup.key!r} twice (names must be unique; readers would "
+            "disagree on which one counts)",
+        ) from None
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, nesting too deep, absurd numbers
+        raise bad_file(
+            path, "safetensors header is not valid JSON: damaged or not a safetensors file"
+        ) from None
+    if not isinstance(header, dict):
+        raise bad_file(path, "safetensors header is not a JSON object")
+    if "\\ud" in text.lower():  # an escaped surrogate: rare, so only then is every name checked
+        for name in _strings(header):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad_file(
+                    path,
+                    f"safetensors header holds {name!r}, which is not valid Unicode (a lone "
+                    "surrogate): the format's names and metadata are UTF-8 text",
+                ) from None
+    return header
+
+
+def _strings(value: object) -> list[str]:
+    """Every key and string in the parsed header (it nests two levels at most)."""
+    found: list[str] = []
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return found
+
+
+def _check_metadata(path: Path, metadata: object) -> dict[str, str]:
+    if metadata is None:  # the library reads a null __metadata__ as none
+        return {}
+    if not isinstance(metadata, dict):
+        raise bad_file(
+            path,
+            f"safetensors {METADATA_KEY} must be a map of strings to strings, not "
+            f"{type(metadata).__name__}",
+        )
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise bad_file(
+                path,
+                f"safetensors {METADATA_KEY} must map strings to strings: {key!r} is "
+                f"{type(value).__name__} {_shown_value(value)}",
+            )
+    return metadata
+
+
+def _shown_value(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     """Validated header entries, metadata, and the data start offset.
+
+    What ``safetensors`` itself refuses is refused here too, saying which rule: each tensor a
+    known dtype, an integer shape and two integer offsets spanning exactly its bytes, the
+    tensors filling the data area from its start to the end of the file with no gap or overlap
+    (the library's "fully indexed" rule), ``__metadata__`` a map of strings to strings. Stricter
+    than the library: a name given twice is refused (it keeps the last silently).
 
     Raises:
         SourceError: when the header is unreadable or claims bytes the file does not hold.
@@ -66,53 +163,73 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
                 f"{human_bytes(size)}: truncated or not a safetensors file",
             )
         raw = handle.read(header_len)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):  # bad UTF-8 or JSON, nesting too deep, absurd numbers
-        raise bad_file(
-            path, "safetensors header is not valid JSON: damaged or not a safetensors file"
-        ) from None
-    if not isinstance(header, dict):
-        raise bad_file(path, "safetensors header is not a JSON object")
-    metadata = header.pop(METADATA_KEY, None) or {}
-    if not isinstance(metadata, dict):
-        raise bad_file(path, "safetensors metadata is not a JSON object")
+    header = _parse_header(path, raw)
+    metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
     data_len = size - 8 - header_len
     spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
         spans.append(_check_entry(path, name, entry, data_len))
-    spans.sort()
+    _check_layout(path, sorted(spans), data_len)
+    return header, dict(metadata), 8 + header_len
+
+
+def _check_layout(path: Path, spans: list[tuple[int, int, str]], data_len: int) -> None:
+    """The tensors' bytes must follow each other from offset 0 to the end of the file."""
     end = 0
     for begin, stop, name in spans:
         if begin < end:
             raise bad_file(
                 path, f"safetensors header: tensor {name!r} overlaps another tensor's bytes"
             )
+        if begin > end:
+            raise bad_file(
+                path,
+                f"safetensors header: {begin - end} byte(s) before tensor {name!r} belong to no "
+                "tensor (the format requires the tensors to fill the data with no gaps)",
+            )
         end = stop
-    return header, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len
+    if end != data_len:
+        raise bad_file(
+            path,
+            f"safetensors file has {data_len - end} byte(s) after its last tensor (the format "
+            "requires the tensors to fill the data to the end of the file)",
+        )
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int  # JSON true/false are ints to Python; the format wants numbers
 
 
 def _check_entry(path: Path, name: str, entry: object, data_len: int) -> tuple[int, int, str]:
     if not isinstance(entry, dict):
         raise bad_file(path, f"safetensors header: entry {name!r} is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in _ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
         raise bad_file(path, f"safetensors header: tensor {name!r} has unknown dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-        raise bad_file(path, f"safetensors header: tensor {name!r} has an invalid shape {shape!r}")
+    if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+        raise bad_file(
+            path,
+            f"safetensors header: tensor {name!r} has an invalid shape {shape!r} "
+            "(it must be a list of non-negative integers)",
+        )
     if not (
         isinstance(offsets, list)
         and len(offsets) == 2
-        and all(isinstance(o, int) for o in offsets)
+        and all(_is_int(o) for o in offsets)
         and 0 <= offsets[0] <= offsets[1]
     ):
         raise bad_file(
-            path, f"safetensors header: tensor {name!r} has invalid data_offsets {offsets!r}"
+            path,
+            f"safetensors header: tensor {name!r} has invalid data_offsets {offsets!r} "
+            "(they must be two integers, begin <= end)",
         )
     begin, stop = offsets
-    nbytes = math.prod(shape) * _ITEMSIZE[dtype]
-    if dtype in ("F4", "F6_E2M3", "F6_E3M2"):
-        nbytes = stop - begin  # sub-byte types: trust the span, bounded by the file below
+    bits = math.prod(shape) * _SUB_BYTE_BITS.get(dtype, 8 * _ITEMSIZE[dtype])
+    if bits % 8:
+        raise bad_file(
+            path, f"safetensors header: tensor {name!r} {dtype}{shape} is not a whole number of bytes"
+        )
+    nbytes = bits // 8
     if stop - begin != nbytes:
         raise bad_file(
             path,
@@ -272,6 +389,12 @@ def write_safetensors(
         raise ValueError(
             f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors (the name is reserved)"
         )
+    for name in state_dict:
+        if not name.isascii() and not _is_utf8(name):  # e.g. a lone surrogate from a pickle
+            raise ValueError(
+                f"tensor name {name!r} is not valid Unicode text, and safetensors stores names "
+                "as UTF-8: export to .pt instead"
+            )
     stored, aliases = dedupe(state_dict)
     meta = {"format": "pt"}
     meta.update(metadata or {})
@@ -281,6 +404,14 @@ def write_safetensors(
     else:
         _write_with_library(stored, meta, path)
     return aliases
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def safetensors_layout(

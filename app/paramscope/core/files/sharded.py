@@ -18,6 +18,7 @@ from paramscope.core.files.safety import (
     check_inside,
     check_readable_file,
 )
+from paramscope.core.files.sniff import sniff
 from paramscope.core.files.statedict import Checkpoint
 
 
@@ -61,6 +62,9 @@ def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> 
             present = False
         if not present:
             raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
+        if sniff(resolved).kind == "index":  # itself, or another index: reading would recurse
+            which = "itself" if resolved == path.resolve() else f"another index, {shard!r},"
+            raise bad_file(path, f"names {which} as a shard; shards hold tensors")
         shards[shard] = resolved
     lazy = opens_lazily(lazy, sum(p.stat().st_size for p in shards.values()))
     # each shard checks what it must hold in memory itself (lazy ones need none)

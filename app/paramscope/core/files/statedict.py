@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from paramscope.core.errors import shown
 from paramscope.core.files.unknown import UnknownObject
 
 # entries of a training checkpoint that hold the model's weights, most specific first
@@ -27,6 +28,9 @@ WEIGHT_KEYS = (
 )
 # names that are buffers by convention, whatever their dtype
 _BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+# Module levels made from a dotted name: deeper parts stay in the tensor's own (dotted) key, so
+# torch's recursive walks (named_modules, state_dict) never meet thousands of levels.
+MAX_DEPTH = 100
 
 NO_FORWARD = (
     "a state_dict holds tensors only, no code: forward and backward need the model's class "
@@ -302,13 +306,30 @@ def _parent(
     """The module at dotted ``prefix`` (None: the root) and its path, made on first use.
 
     Names come sorted, so most share their parent with the name before: one dict lookup.
+    Iterative, not recursive: a name may have thousands of dotted levels.
     """
     found = parents.get(prefix)
     if found is not None:
         return found
     assert prefix is not None  # the root is in ``parents`` from the start
-    above, dot, part = prefix.rpartition(".")
-    module, path = _parent(root, above if dot else None, name, notes, containers, parents)
+    missing: list[str] = []  # prefixes without a module yet, deepest first
+    above: str | None = prefix
+    while found is None:
+        assert above is not None
+        missing.append(above)
+        head, dot, _part = above.rpartition(".")
+        above = head if dot else None
+        found = parents.get(above)
+    module, path = found
+    for each in reversed(missing):
+        module, path = parents[each] = _child(module, path, each.rpartition(".")[2], name, notes, containers)
+    return module, path
+
+
+def _child(
+    module: nn.Module, path: str, part: str, name: str, notes: list[str], containers: _Containers
+) -> tuple[nn.Module, str]:
+    """The container ``part`` of ``module`` (made if missing, renamed if the name is taken)."""
     child = module._modules.get(part)
     if child is None:
         free = _free_name(module, part)
@@ -318,8 +339,20 @@ def _parent(
         if child is None:  # a free, dot-free name: add_module's checks are done
             child = module._modules[free] = containers.make()
         part = free
-    parents[prefix] = found = (child, f"{path}.{part}" if path else part)
-    return found
+    return child, f"{path}.{part}" if path else part
+
+
+def _split_deep(name: str, notes: list[str]) -> tuple[str, str, str]:
+    """``(prefix, ".", leaf)`` with the first :data:`MAX_DEPTH` parts as modules, the rest the leaf.
+
+    ``state_dict()`` and ``named_parameters()`` join prefix and key, so the full name survives.
+    """
+    parts = name.split(".")
+    notes.append(
+        f"{shown(name[:60])}…: {len(parts) - 1} dotted levels; modules made for the first {MAX_DEPTH}, "
+        "the rest kept in the tensor's name"
+    )
+    return ".".join(parts[:MAX_DEPTH]), ".", ".".join(parts[MAX_DEPTH:])
 
 
 def _place(
@@ -330,7 +363,7 @@ def _place(
     containers: _Containers,
     parents: dict[str | None, tuple[nn.Module, str]],
 ) -> None:
-    prefix, dot, leaf = name.rpartition(".")
+    prefix, dot, leaf = _split_deep(name, notes) if name.count(".") > MAX_DEPTH else name.rpartition(".")
     module, path = _parent(root, prefix if dot else None, name, notes, containers, parents)
     free = leaf
     if not leaf or _taken(module, leaf):

@@ -17,7 +17,12 @@ from typing import Any
 
 import torch
 
-from paramscope.core.files.pickle_scan import PickleScan, scan_pickle
+from paramscope.core.files.pickle_scan import (
+    PickleScan,
+    ScanLimitError,
+    pickle_bytes_limit,
+    scan_pickle,
+)
 from paramscope.core.files.regions import FileStamp
 from paramscope.core.files.safety import (
     UntrustedFileError,
@@ -48,13 +53,22 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
             pkl = infos.get(pkl_name)
             if pkl is None:
                 raise bad_file(path, "is a zip archive without data.pkl at its top level")
-            if pkl.file_size > 512 * 1024 * 1024:
-                raise bad_file(path, f"its data.pkl is {human_bytes(pkl.file_size)}; refusing to read it")
+            records = sum(1 for name in infos if name.startswith(f"{pkl_name[:-8]}data/"))
+            limit = pickle_bytes_limit(records)
+            if pkl.file_size > limit:
+                raise bad_file(
+                    path,
+                    f"its data.pkl is {human_bytes(pkl.file_size)}, more than the "
+                    f"{human_bytes(limit)} allowed for {records:,} storage(s); refusing to read it",
+                )
+            # read whole, so zipfile checks data.pkl's CRC-32 (a damaged pickle is refused here).
+            # Storage records are not checked at open: that would read every byte of a file that
+            # is otherwise mapped and paged in only as tensors are looked at.
             raw = archive.read(pkl)
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as exc:
         # a damaged directory or entry surfaces as any of these from zipfile
         raise bad_file(path, f"is a damaged zip archive ({first_line(exc)})") from None
-    scan = _scan(path, raw)
+    scan = _scan(path, raw, max_storages=records)
     for key, decl in scan.storages.items():
         record = infos.get(f"{sniffed.prefix}/data/{key}" if sniffed.prefix else f"data/{key}")
         if record is None:
@@ -70,9 +84,13 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
     return scan
 
 
-def _scan(path: Path, raw: bytes | io.BufferedReader) -> PickleScan:
+def _scan(
+    path: Path, raw: bytes | io.BufferedReader, max_storages: int | None = None, known: int = 0
+) -> PickleScan:
     try:
-        return scan_pickle(raw)
+        return scan_pickle(raw, max_storages=max_storages, known_storages=known)
+    except ScanLimitError as exc:  # more work or memory than a checkpoint needs
+        raise bad_file(path, str(exc)) from None
     except Exception as exc:  # any failure here means damaged bytes; nothing ran
         raise bad_file(path, f"is damaged: its pickle cannot be read ({type(exc).__name__})") from None
 
@@ -84,7 +102,7 @@ def _check_legacy(sniffed: Sniffed) -> PickleScan:
         for _ in range(3):
             _scan(path, handle)  # magic number, protocol version, sys info: plain values
         scan = _scan(path, handle)
-        keys_scan = _scan(path, handle)
+        keys_scan = _scan(path, handle, known=len(scan.storages))  # one key per storage
         data_start = handle.tell()
     keys = keys_scan.top_level if isinstance(keys_scan.top_level, list) else []
     # each storage follows as an 8-byte element count and its bytes
@@ -180,5 +198,9 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         if not trust and "weights only" in str(exc).lower():
             raise _untrusted(path, scan) from None
         raise bad_file(path, f"is damaged: {first_line(exc)}") from None
+    except (ImportError, AttributeError) as exc:  # a pickled module whose class is not importable here
+        raise bad_file(
+            path, f"needs code that cannot be imported here ({first_line(exc)}); run paramscope where that code is importable"
+        ) from None
     except (RuntimeError, EOFError, ValueError, struct.error, OSError, KeyError, TypeError) as exc:
         raise bad_file(path, f"cannot be loaded: {first_line(exc)}") from None

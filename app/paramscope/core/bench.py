@@ -219,8 +219,8 @@ def _distinct_parameters(model: nn.Module) -> list[torch.Tensor]:
 def step_statistics(ctx: Context) -> list[Row]:
     import numpy as np
 
+    from paramscope.core.model_statistics import compute_model_statistics
     from paramscope.core.report import build_report
-    from paramscope.core.statistics import compute_model_statistics
 
     tensors = _distinct_parameters(ctx.model)
     report = build_report(ctx.model)

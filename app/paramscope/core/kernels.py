@@ -8,7 +8,7 @@ serial increments. Together with ``torch.aminmax`` for the range they cost ~5 re
 ~20 (issue 6).
 
 Exactness is the caller's business: the key of a value is a monotone, deterministic function of
-that value (no fast-math in the key loops), so :mod:`paramscope.core.stats` checks the values next
+that value (no fast-math in the key loops), so :mod:`paramscope.core.tensor_stats` checks the values next
 to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy
 assigns differently.
 

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import paramscope.core.stats as stats_module
+import paramscope.core.tensor_stats as stats_module
 from paramscope.core import kernels
 from paramscope.core.errors import Cancelled
-from paramscope.core.stats import (
+from paramscope.core.tasks import TaskState
+from paramscope.core.tensor_stats import (
     Histogram,
     TensorStats,
     histogram_edges,
@@ -27,7 +28,6 @@ from paramscope.core.stats import (
     tensor_stats,
     tensor_summary,
 )
-from paramscope.core.tasks import TaskState
 
 # float32 runs through the compiled loops when numba is installed, else through torch ops: the
 # tests that matter for float32 run both ways (`path`) and must give the same exact results.

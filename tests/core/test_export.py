@@ -79,6 +79,26 @@ def test_same_file_as_safetensors_save_model_writes(tmp_path: Path) -> None:
         assert {k: v for k, v in a.metadata().items() if k != "format"} == b.metadata()
 
 
+class _TiedOutOfOrder(nn.Module):
+    """A tie whose first name in the state_dict (``z.weight``) is not the first in sorted order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.z = nn.Linear(3, 3)
+        self.a = nn.Linear(3, 3)
+        self.a.weight = self.z.weight
+
+
+def test_the_stored_name_of_a_tie_is_save_models_choice(tmp_path: Path) -> None:
+    model = _TiedOutOfOrder()
+    ours, theirs = tmp_path / "ours.safetensors", tmp_path / "theirs.safetensors"
+    export_model(model, ours)
+    safetensors.torch.save_model(model, str(theirs))
+    with safetensors.safe_open(str(ours), "pt") as a, safetensors.safe_open(str(theirs), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys()) == ["a.bias", "a.weight", "z.bias"]
+        assert a.metadata()["z.weight"] == b.metadata()["z.weight"] == "a.weight"
+
+
 class Odd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -170,6 +190,7 @@ def test_read_back_comparison_is_bitwise() -> None:
     y.view(-1).view(torch.uint8)[-1] ^= 1  # the very last byte
     assert not same(x, y)
     assert not same(x, x.double()) and not same(x, x.reshape(3, 5))
+    assert not same(torch.zeros(3), torch.zeros(3, dtype=torch.int32))  # same bytes, other dtype
     odd = torch.arange(7, dtype=torch.int8)
     assert same(odd, odd.clone()) and not same(odd, odd.flip(0))
 

@@ -181,7 +181,9 @@ def test_only_nonfinite_values_give_empty_bars_and_counts() -> None:
 
 def test_empty_meta_and_lazy_tensors_have_no_values_and_never_raise() -> None:
     empty = torch.empty(0, 3)
-    assert tensor_stats(empty).note == "empty tensor"
+    assert tensor_stats(empty) == TensorStats(numel=0, note="empty tensor")  # nothing is defined
+    assert tensor_summary(empty)[0] == TensorStats(numel=0, note="empty tensor")
+    assert tensor_stats(torch.empty(0, dtype=torch.int8)).zero_fraction is None  # not 0 of 0
     assert tensor_summary(empty)[1].counts.sum() == 0
 
     meta = torch.empty(1000, 1000, device="meta")

@@ -552,3 +552,30 @@ def test_waiting_for_the_disk_is_an_option(
     export_model(build_demo("mlp"), path, sync=sync)
     assert len(synced) == (1 if sync else 0)
     _assert_equal_state(open_source(str(path)).model.state_dict(), build_demo("mlp").state_dict())
+
+
+def test_a_name_the_model_does_not_have_in_the_written_file_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = torch.save
+
+    def one_more(state, target, *args, **kwargs):
+        return real({**state, "stray": torch.zeros(1)}, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", one_more)
+    path = tmp_path / "m.pt"
+    with pytest.raises(ExportError, match=r"1 name\(s\) not in the model, e.g. \['stray'\]"):
+        export_model(build_demo("mlp"), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_a_subtree_leaves_the_session_unsaved(tmp_path: Path) -> None:
+    """Only a whole-model export saves the session's edits."""
+    session = Session(OpenedModel(build_demo("mlp"), "demo:mlp", "demo"))
+    weight = session.tensor("0.weight")
+    session.execute(TensorEditCommand("zero", [("0.weight", weight)], lambda: weight.zero_()))
+    assert session.modified
+    save_session(session, tmp_path / "part.pt", module="0")
+    assert session.modified
+    save_session(session, tmp_path / "all.pt")
+    assert not session.modified

@@ -149,10 +149,15 @@ def _verify(
     expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor], target: Path
 ) -> None:
     """Raise unless ``written`` (read back from the file) is ``expected`` bit for bit, ties kept."""
-    if set(written) != set(expected):
-        missing = sorted(set(expected) - set(written))
+    missing = sorted(set(expected) - set(written))
+    if missing:
         raise ExportError(
             f"{target}: read-back check failed: {len(missing)} name(s) missing, e.g. {missing[:3]}"
+        )
+    extra = sorted(set(written) - set(expected))
+    if extra:
+        raise ExportError(
+            f"{target}: read-back check failed: {len(extra)} name(s) not in the model, e.g. {extra[:3]}"
         )
     for name, tensor in expected.items():
         if not _same_bits(tensor, written[name]):

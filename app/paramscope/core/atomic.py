@@ -37,7 +37,7 @@ _MAX_WRITE = 1 << 30  # one write() call: Linux moves at most ~2 GiB per call an
 def file_mode(target: Path) -> int:
     """Keep an existing target's permissions; a new file gets the usual umask-based mode."""
     if target.exists():
-        return stat.S_IMODE(target.stat().st_mode)
+        return target.stat().st_mode & 0o7777
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask

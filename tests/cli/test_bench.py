@@ -1,4 +1,4 @@
-"""`paramscope bench --quick --json` runs every step and reports a ratio or why it is pending."""
+"""`paramscope bench --quick --json` runs every step, and every step measures: none may crash."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import sys
 
 import pytest
 
+from paramscope.core import bench
 from paramscope.core.bench import QUICK, STEPS, build_gpt2, parameter_count
+
+
+def _assert_measured(row: dict) -> None:
+    """A row with a figure and its target: not a crashed step, not a failed measurement."""
+    assert row["pending"] is None, row
+    assert not (row["note"] or "").startswith("failed"), row
+    assert row["target"] and row["target"] != "-", row
+    if row["value"] is None:
+        assert isinstance(row["ratio"], float) and row["ratio"] > 0, row
+        assert row["app_s"] > 0 and row["baseline_s"] > 0, row
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +43,39 @@ def test_every_step_reports_rows(quick_bench: dict) -> None:
     assert steps == set(STEPS)
 
 
-def test_every_row_has_a_ratio_or_says_pending(quick_bench: dict) -> None:
+def test_every_row_is_measured(quick_bench: dict) -> None:
     for row in quick_bench["rows"]:
-        if row["pending"] is None:
-            assert isinstance(row["ratio"], float) and row["ratio"] > 0, row
-            assert row["target"], row
-        else:
-            assert row["pending"].startswith(("pending", "failed")), row
+        _assert_measured(row)
         assert row["peak_rss_mb"] and row["peak_rss_mb"] > 10, row
+
+
+def _crash(ctx: bench.Context) -> list[bench.Row]:
+    raise RuntimeError("boom")
+
+
+def test_a_crashed_step_is_not_taken_for_a_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above must fail on what a crashing step reports (it once accepted "failed")."""
+    monkeypatch.setitem(bench.STEP_FUNCTIONS, "statistics", _crash)
+    rows = bench.run_step("statistics", quick=True)
+    assert [row.pending for row in rows] == ["failed: RuntimeError: boom"]
+    with pytest.raises(AssertionError):
+        _assert_measured(rows[0].to_dict())
+
+
+def test_a_failed_initializer_row_is_not_taken_for_a_measurement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from paramscope.core import rules
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("broken rule")
+
+    monkeypatch.setattr(rules, "apply_rules", broken)
+    monkeypatch.setattr(bench, "INITIALIZERS", {"zeros_": ({}, False)})
+    rows = bench.run_step("initializers", quick=True)
+    assert rows[0].note == "failed: RuntimeError: broken rule"
+    with pytest.raises(AssertionError):
+        _assert_measured(rows[0].to_dict())
 
 
 def test_ratios_come_with_their_targets(quick_bench: dict) -> None:
@@ -50,7 +86,8 @@ def test_ratios_come_with_their_targets(quick_bench: dict) -> None:
         if name.startswith("statistics + histograms vs one read")
     )
     assert stats["target"] == "<= 8x"
-    assert stats["ok"] in (True, False)  # judged against the target, not asserted (no timing tests)
+    # judged against the target, not asserted (no timing tests)
+    assert stats["ok"] is (stats["ratio"] <= 8.0)
 
 
 def test_text_output_names_targets() -> None:
@@ -95,6 +132,26 @@ def test_export_rows_say_where_they_wrote(tmp_path) -> None:
     targeted = [row for row in rows if row["target"] == "<= 1.5x"]
     synced = [row for row in rows if "--sync" in row["name"]]
     assert len(targeted) == 2 and len(synced) == 2
-    assert all(row["note"] == f"both write to {tmp_path}" for row in targeted)
+    for row in rows:
+        _assert_measured(row)
+    for row in targeted:  # over the target, the note says why
+        assert row["note"] == f"both write to {tmp_path}" + (
+            f"; {bench.OVER_TARGET_NOTE}" if row["ok"] is False else ""
+        )
     assert all("wait for its disk" in row["note"] for row in synced)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_an_export_row_over_its_target_says_the_verify_is_in_its_time(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "compare", lambda *args, **kwargs: (3.0, 1.0))
+    ctx = bench.Context(build_gpt2(QUICK), QUICK, quick=True, repeats=1, tmp=tmp_path)
+    rows = bench._export_rows(ctx, tmp_path)
+    targeted = [row for row in rows if row.limit is not None]
+    assert len(targeted) == 2
+    for row in targeted:
+        assert (
+            row.ok is False
+            and row.note == f"both write to {tmp_path.parent}; {bench.OVER_TARGET_NOTE}"
+        )

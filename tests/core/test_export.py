@@ -79,6 +79,26 @@ def test_same_file_as_safetensors_save_model_writes(tmp_path: Path) -> None:
         assert {k: v for k, v in a.metadata().items() if k != "format"} == b.metadata()
 
 
+class _TiedOutOfOrder(nn.Module):
+    """A tie whose first name in the state_dict (``z.weight``) is not the first in sorted order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.z = nn.Linear(3, 3)
+        self.a = nn.Linear(3, 3)
+        self.a.weight = self.z.weight
+
+
+def test_the_stored_name_of_a_tie_is_save_models_choice(tmp_path: Path) -> None:
+    model = _TiedOutOfOrder()
+    ours, theirs = tmp_path / "ours.safetensors", tmp_path / "theirs.safetensors"
+    export_model(model, ours)
+    safetensors.torch.save_model(model, str(theirs))
+    with safetensors.safe_open(str(ours), "pt") as a, safetensors.safe_open(str(theirs), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys()) == ["a.bias", "a.weight", "z.bias"]
+        assert a.metadata()["z.weight"] == b.metadata()["z.weight"] == "a.weight"
+
+
 class Odd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -158,10 +178,7 @@ def test_awkward_layouts_load_with_the_libraries_exactly(tmp_path: Path, suffix:
         _assert_same_bits(got[name], tensor, name)
 
 
-@pytest.mark.parametrize("memcmp", [True, False])
-def test_read_back_comparison_is_bitwise(monkeypatch: pytest.MonkeyPatch, memcmp: bool) -> None:
-    if not memcmp:  # where the C library's memcmp is unavailable, torch.equal on words
-        monkeypatch.setattr(export_module, "memcmp", lambda: None)
+def test_read_back_comparison_is_bitwise() -> None:
     same = export_module._same_bits
     x = torch.randn(5, 3)
     assert same(x, x.clone()) and same(x.t(), x.t().contiguous())
@@ -173,6 +190,7 @@ def test_read_back_comparison_is_bitwise(monkeypatch: pytest.MonkeyPatch, memcmp
     y.view(-1).view(torch.uint8)[-1] ^= 1  # the very last byte
     assert not same(x, y)
     assert not same(x, x.double()) and not same(x, x.reshape(3, 5))
+    assert not same(torch.zeros(3), torch.zeros(3, dtype=torch.int32))  # same bytes, other dtype
     odd = torch.arange(7, dtype=torch.int8)
     assert same(odd, odd.clone()) and not same(odd, odd.flip(0))
 
@@ -252,15 +270,15 @@ def _fail_midway(real):
 
 
 def _disk_fills_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large files are written through WritebackFile: the disk fills up after the first bytes."""
-    real = atomic.WritebackFile._write_some
+    """Large files are written through UnbufferedFile: the disk fills up after the first bytes."""
+    real = atomic.UnbufferedFile._write_some
 
     def write_some(self, view):
         if self.position > 100:
             raise OSError(28, "No space left on device")
         return real(self, view[:7])  # short writes, as the system may make them
 
-    monkeypatch.setattr(atomic.WritebackFile, "_write_some", write_some)
+    monkeypatch.setattr(atomic.UnbufferedFile, "_write_some", write_some)
 
 
 def _library_fails(monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
@@ -423,7 +441,7 @@ def test_export_over_the_mmap_loaded_file(tmp_path: Path) -> None:
 
 
 class _Wide(nn.Module):
-    """Tensors large enough (>= 64 KiB) to be compared while they are written."""
+    """Tensors of one shape that can be mixed up, a tie, and a weight of a size of its own."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -434,64 +452,31 @@ class _Wide(nn.Module):
         self.odd = nn.Linear(100, 700)  # a size of its own
 
 
-def _count_late_compares(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Bytes of each compare made after writing (the ones the helper did not already do)."""
-    sizes: list[int] = []
-    real = export_module._same_bytes
-
-    def counted(a: torch.Tensor, b: torch.Tensor) -> bool:
-        sizes.append(a.numel())
-        return real(a, b)
-
-    monkeypatch.setattr(export_module, "_same_bytes", counted)
-    return sizes
-
-
-needs_memcmp = pytest.mark.skipif(
-    export_module.memcmp() is None, reason="no C memcmp: everything is compared after writing"
-)
-
-
-@needs_memcmp
-@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_large_tensors_are_compared_while_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
-) -> None:
-    model = _Wide()
-    late = _count_late_compares(monkeypatch)
-    path = tmp_path / f"wide{suffix}"
-    export_model(model, path)
-    assert late and max(late) < 64 << 10  # only the biases were left for afterwards
-    _assert_equal_state(open_source(str(path)).model.state_dict(), model.state_dict())
-
-
-@needs_memcmp
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_bytes_changed_on_their_way_to_the_file_are_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
-    real = atomic.WritebackFile._write_some
+    real = atomic.UnbufferedFile._write_some
     odd_bytes = 700 * 100 * 4
 
-    def flip_in_odd_weight(self: atomic.WritebackFile, view: memoryview) -> int:
+    def flip_in_odd_weight(self: atomic.UnbufferedFile, view: memoryview) -> int:
         if len(view) == odd_bytes:
             damaged = bytearray(view)
             damaged[12345] ^= 0x04
             return real(self, memoryview(damaged))
         return real(self, view)
 
-    monkeypatch.setattr(atomic.WritebackFile, "_write_some", flip_in_odd_weight)
+    monkeypatch.setattr(atomic.UnbufferedFile, "_write_some", flip_in_odd_weight)
     path = tmp_path / f"wide{suffix}"
     with pytest.raises(ExportError, match=r"read-back check failed: odd\.weight differs"):
         export_model(_Wide(), path)
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_memcmp
 def test_a_header_pointing_at_another_tensors_bytes_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every byte is compared while written, yet the header gives embed's place to body's bytes."""
+    """Every tensor's bytes are in the file, yet the header gives embed's place to body's bytes."""
     from paramscope.core.files import safetensors_io
 
     real = safetensors_io.safetensors_layout
@@ -509,7 +494,6 @@ def test_a_header_pointing_at_another_tensors_bytes_is_caught(
         export_model(_Wide(), tmp_path / "wide.safetensors")
 
 
-@needs_memcmp
 def test_a_pickle_naming_another_tensors_storage_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,21 +509,36 @@ def test_a_pickle_naming_another_tensors_storage_is_caught(
         export_model(_Wide(), tmp_path / "wide.pt")
 
 
-def test_pt_offsets_point_at_each_tensors_bytes(tmp_path: Path) -> None:
-    base = torch.randn(40, 30)
-    state = {"a": base, "row": base[7], "col": base[:, 3], "b": torch.arange(9), "e": torch.empty(0)}
-    state["tied"] = state["a"]
-    path = tmp_path / "s.pt"
-    torch.save(state, path)
-    loaded = dict(torch.load(path, weights_only=True, mmap=True))
-    offsets = export_module._pt_offsets(path, loaded)
-    blob = path.read_bytes()
-    for name in ("a", "row", "b", "tied"):
-        want = state[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-        assert blob[offsets[name] : offsets[name] + len(want)] == want, name
-    assert offsets["tied"] == offsets["a"] and offsets["row"] == offsets["a"] + 7 * 30 * 4
-    # tensors that are not the file's mapping cannot be placed
-    assert export_module._pt_offsets(path, {**loaded, "a": loaded["a"].clone()}) == {}
+def _tie_lost_in_writing(monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """A writer that stores the tied head as a second copy of the embedding's values."""
+    if suffix == ".pt":
+        real_save = torch.save
+
+        def two_copies(state, target, *args, **kwargs):
+            state = dict(state)
+            state["head.weight"] = state["head.weight"].clone()
+            return real_save(state, target, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", two_copies)
+    else:
+        from paramscope.core.files import safetensors_io
+
+        # every name stored as a tensor of its own, no alias in the metadata
+        monkeypatch.setattr(safetensors_io, "dedupe", lambda state: (dict(state), {}))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_tie_lost_in_the_written_file_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """Same values, yet two tensors in the file: the verify after writing refuses it."""
+    path = tmp_path / f"wide{suffix}"
+    path.write_bytes(b"old")
+    _tie_lost_in_writing(monkeypatch, suffix)
+    with pytest.raises(ExportError, match=r"head\.weight is no longer tied to embed\.weight"):
+        export_model(_Wide(), path)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 @pytest.mark.parametrize("sync", [False, True])
@@ -553,3 +552,30 @@ def test_waiting_for_the_disk_is_an_option(
     export_model(build_demo("mlp"), path, sync=sync)
     assert len(synced) == (1 if sync else 0)
     _assert_equal_state(open_source(str(path)).model.state_dict(), build_demo("mlp").state_dict())
+
+
+def test_a_name_the_model_does_not_have_in_the_written_file_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = torch.save
+
+    def one_more(state, target, *args, **kwargs):
+        return real({**state, "stray": torch.zeros(1)}, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", one_more)
+    path = tmp_path / "m.pt"
+    with pytest.raises(ExportError, match=r"1 name\(s\) not in the model, e.g. \['stray'\]"):
+        export_model(build_demo("mlp"), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_a_subtree_leaves_the_session_unsaved(tmp_path: Path) -> None:
+    """Only a whole-model export saves the session's edits."""
+    session = Session(OpenedModel(build_demo("mlp"), "demo:mlp", "demo"))
+    weight = session.tensor("0.weight")
+    session.execute(TensorEditCommand("zero", [("0.weight", weight)], lambda: weight.zero_()))
+    assert session.modified
+    save_session(session, tmp_path / "part.pt", module="0")
+    assert session.modified
+    save_session(session, tmp_path / "all.pt")
+    assert not session.modified

@@ -42,7 +42,7 @@ AFTER_TRUNCATION = """
     import sys, torch
     from paramscope.core.session import Session
     from paramscope.core.sources import open_source
-    from paramscope.core.statistics import compute_model_statistics
+    from paramscope.core.model_statistics import compute_model_statistics
     from paramscope.core.files.export import export_model
 
     path, out = sys.argv[1], sys.argv[2]

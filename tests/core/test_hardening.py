@@ -93,8 +93,8 @@ def test_a_warning_from_paramscope_code_fails_the_tests(category: type[Warning])
 def test_statistics_of_a_lazy_model_note_the_uninitialized_parameters() -> None:
     """demo:lazy once made the statistics worker fail (numel() of an UninitializedParameter)."""
     from paramscope.core.demos import build_demo
+    from paramscope.core.model_statistics import compute_model_statistics
     from paramscope.core.report import build_report
-    from paramscope.core.statistics import compute_model_statistics
 
     model = build_demo("lazy")
     summaries = compute_model_statistics(model, build_report(model))

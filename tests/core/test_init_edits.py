@@ -16,7 +16,7 @@ from paramscope.core.replay import replay_script
 from paramscope.core.rules import InitRule, Selector, apply_rules
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
-from paramscope.core.stats import tensor_histogram
+from paramscope.core.tensor_stats import tensor_histogram
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import ValueEditError, value_edit_command
 from paramscope.resources import resource_path

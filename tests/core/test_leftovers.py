@@ -30,11 +30,11 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 import torch
-from paramscope.core.atomic import WritebackFile
+from paramscope.core.atomic import UnbufferedFile
 from paramscope.core.files.export import export_model
 
 target, marker = Path(sys.argv[1]), Path(sys.argv[2])
-real = WritebackFile._write_some
+real = UnbufferedFile._write_some
 
 def stalled(self, view):
     written = real(self, view)
@@ -42,7 +42,7 @@ def stalled(self, view):
     time.sleep(120)  # killed long before
     return written
 
-WritebackFile._write_some = stalled
+UnbufferedFile._write_some = stalled
 model = torch.nn.Linear(256, 256)
 export_model(model, target)
 """

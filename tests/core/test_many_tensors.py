@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from paramscope.core.inspection import inspect_model
+from paramscope.core.model_statistics import summarize, summarize_small
 from paramscope.core.report import build_report, walk_modules
 from paramscope.core.sources import open_source
-from paramscope.core.statistics import summarize, summarize_small
 
 
 def _many(count: int) -> dict[str, torch.Tensor]:

@@ -92,6 +92,37 @@ def test_glob_regex_type_and_keywords_on_the_tutorial_mlp():
     assert resolve_targets(report, parse_selector("biases")) == ["0.bias", "2.bias"]
 
 
+def test_globs_match_whole_names_where_a_prefix_match_would_differ():
+    """On an LSTM, ``*.bias`` is the Linear's bias only: ``lstm.bias_ih_l0`` merely starts so."""
+    report, _ = report_of("demo:lstm")
+    assert resolve_targets(report, "*.bias") == ["tag.bias"]
+    assert resolve_targets(report, "*.weight") == ["embed.weight", "tag.weight"]
+    assert resolve_targets(report, "lstm.bias") == []  # no prefix match
+    assert resolve_targets(report, "lstm.weight_ih") == []
+    assert resolve_targets(report, "*.BIAS") == []  # case matters
+    assert resolve_targets(report, "*bias*") == [
+        "lstm.bias_ih_l0", "lstm.bias_hh_l0", "lstm.bias_ih_l1", "lstm.bias_hh_l1", "tag.bias",
+    ]  # fmt: skip
+    assert resolve_targets(report, "lstm.*_l1") == [
+        "lstm.weight_ih_l1", "lstm.weight_hh_l1", "lstm.bias_ih_l1", "lstm.bias_hh_l1",
+    ]  # fmt: skip
+    assert resolve_targets(report, "lstm.bias_?h_l0") == ["lstm.bias_ih_l0", "lstm.bias_hh_l0"]
+    # the keywords look at the last part of the name: every kind of bias or weight
+    assert resolve_targets(report, parse_selector("biases")) == resolve_targets(report, "*bias*")
+    assert "lstm.weight_hh_l1" in resolve_targets(report, parse_selector("weights"))
+
+
+def test_a_regex_is_searched_and_anchors_are_the_users():
+    report, _ = report_of("demo:lstm")
+    assert resolve_targets(report, "re:bias_ih") == ["lstm.bias_ih_l0", "lstm.bias_ih_l1"]
+    assert resolve_targets(report, "re:^bias") == []
+    assert resolve_targets(report, r"re:\.bias$") == ["tag.bias"]
+    assert resolve_targets(report, "re:l0$") == [
+        "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0",
+    ]  # fmt: skip
+    assert resolve_targets(report, "re:^lstm.weight_.h_l1$") == ["lstm.weight_ih_l1", "lstm.weight_hh_l1"]
+
+
 def test_type_selector_matches_subclasses_when_the_model_is_given():
     report, model = report_of("demo:tiny_lm")
     # MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear, a Linear subclass

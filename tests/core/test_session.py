@@ -100,8 +100,8 @@ def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None
 
 
 def test_previous_summary_is_computed_only_when_asked_and_matches_the_old_values() -> None:
+    from paramscope.core.model_statistics import summarize
     from paramscope.core.rules import apply_rules
-    from paramscope.core.statistics import summarize
 
     session = Session(open_source("demo:mlp"))
     original = session.tensor("0.weight").detach().clone()

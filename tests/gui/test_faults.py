@@ -12,7 +12,7 @@ import torch
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from paramscope.core import statistics as core_statistics
+from paramscope.core import model_statistics as core_statistics
 from paramscope.core.files import export as core_export
 from paramscope.core.value_edits import value_edit_command
 from paramscope.gui import backward_panel as backward_module

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import torch
 
-from paramscope.core.stats import tensor_histogram
+from paramscope.core.tensor_stats import tensor_histogram
 from paramscope.gui.histogram_view import HistogramView
 from paramscope.gui.value_grid import MAX_ELEMENTS, grid_of
 
@@ -71,7 +71,7 @@ def test_many_histogram_updates_keep_the_process_alive(tmp_path):
             import numpy as np
             import torch
             from PySide6.QtWidgets import QApplication
-            from paramscope.core.stats import tensor_histogram
+            from paramscope.core.tensor_stats import tensor_histogram
             from paramscope.gui.histogram_view import HistogramView
 
             app = QApplication([])

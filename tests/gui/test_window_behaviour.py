@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea
 
 from paramscope.core.errors import SourceError
 from paramscope.core.sources import open_source
-from paramscope.core.stats import tensor_histogram
+from paramscope.core.tensor_stats import tensor_histogram
 from paramscope.gui import theme
 from paramscope.gui.histogram_view import HistogramView, bars_to_draw
 from paramscope.gui.main_window import first_look_tensor

@@ -9,8 +9,8 @@ from torch import nn
 
 from paramscope.core.backward import BackwardResult, run_backward, zero_grad
 from paramscope.core.inputs import InputSpec
+from paramscope.core.model_statistics import compute_model_statistics
 from paramscope.core.report import build_report
-from paramscope.core.statistics import compute_model_statistics
 
 
 def check_backward(

@@ -13,34 +13,25 @@ after the file was last written) and removes them. A live writer's temporary is 
 With ``sync`` (the default for small files; an option for state_dict exports, where it costs
 about a second per GB on these disks) the file is also flushed to disk (fsync) before the rename,
 so that even a power cut leaves the old or the new file. Large files are written through
-:class:`WritebackFile`, which can ask the kernel to start writing each finished stretch to disk
-while the rest is still being produced, so that the final fsync has less left to wait for.
+:class:`UnbufferedFile`, straight from the caller's memory (no copy of the whole file).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import stat
-import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from paramscope.core import libc
-
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-WRITEBACK_CHUNK = 64 << 20  # start writeback every 64 MiB: large requests, yet early
 _MAX_WRITE = 1 << 30  # one write() call: Linux moves at most ~2 GiB per call anyway
-RELEASE_IN_BACKGROUND = 32 << 20  # replaced files this large are freed off the caller's path
-_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of dirty pages, do not wait
 
 
 def file_mode(target: Path) -> int:
@@ -141,33 +132,15 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _sync_file_range() -> Callable[..., int] | None:
-    """Linux's ``sync_file_range``, or None where there is none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    types = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return libc.function("sync_file_range", types)
+class UnbufferedFile:
+    """A write-only file (created or truncated) that writes straight from the caller's buffer.
 
-
-def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
-    """Ask the kernel to start writing ``length`` bytes from ``offset`` (0: to the end) to disk.
-
-    Only a hint, never a wait: errors are left to the final fsync, which reports them.
-    """
-    call = _sync_file_range()
-    if call is not None:
-        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
-class WritebackFile:
-    """A write-only file (created or truncated) that starts writeback as it fills.
-
-    It writes straight from the caller's buffer (no copy) and accepts anything with the buffer
-    protocol, so ``torch.save`` can write into it like into any file object. ``writeback=False``
-    leaves the disk to the kernel's own schedule (nothing will wait for it).
+    No copy: it accepts anything with the buffer protocol, so ``torch.save`` and the safetensors
+    writer hand it each tensor's own memory. :attr:`error` keeps the first failed write, because
+    ``torch.save`` wraps it in an error of its own.
     """
 
-    def __init__(self, path: Path | str, writeback: bool = True) -> None:
+    def __init__(self, path: Path | str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
         self.fd = os.open(path, flags, 0o666)
         # Not O_TRUNC on the (empty) temporary file: ext4 takes truncate-then-write for an
@@ -178,10 +151,8 @@ class WritebackFile:
         except OSError:
             os.close(self.fd)
             raise
-        self.writeback = writeback
         self.position = 0
         self.error: OSError | None = None  # the first failed write: callers may see it wrapped
-        self._started = 0  # bytes before this offset have had writeback started
 
     def write(self, data: Buffer) -> int:
         view = memoryview(data).cast("B")
@@ -194,9 +165,6 @@ class WritebackFile:
                 raise
             view = view[written:]
             self.position += written
-            if self.writeback and self.position - self._started >= WRITEBACK_CHUNK:
-                start_writeback(self.fd, self._started, self.position - self._started)
-                self._started = self.position
         return total
 
     def _write_some(self, view: memoryview) -> int:
@@ -208,13 +176,9 @@ class WritebackFile:
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            try:
-                if self.writeback:
-                    start_writeback(fd, self._started)  # the tail, while the caller checks
-            finally:
-                os.close(fd)
+            os.close(fd)
 
-    def __enter__(self) -> WritebackFile:
+    def __enter__(self) -> UnbufferedFile:
         return self
 
     def __exit__(
@@ -223,44 +187,12 @@ class WritebackFile:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if error is not None:
-            self.failed()
         self.close()
-
-    def failed(self) -> None:
-        """The writer failed: the file will be thrown away (subclasses stop work on it)."""
 
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
-
-
-def _hold_large_file(target: Path) -> int | None:
-    """An open descriptor on a large existing ``target``, so that replacing it does not free it.
-
-    Freeing a large file's blocks can take the file system half a second of waiting (journal,
-    discard); with the descriptor held, that happens when it is closed, off the caller's path.
-    Not on Windows, where an open file cannot be replaced.
-    """
-    if os.name == "nt":
-        return None
-    try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:  # none there yet, or unreadable: replace it the plain way
-        return None
-    with contextlib.suppress(OSError):
-        info = os.fstat(fd)
-        if stat.S_ISREG(info.st_mode) and info.st_size >= RELEASE_IN_BACKGROUND:
-            return fd
-    os.close(fd)
-    return None
-
-
-def _release_in_background(fd: int) -> None:
-    threading.Thread(
-        target=os.close, args=(fd,), name="paramscope-release-old-file", daemon=True
-    ).start()
 
 
 def write_atomically(
@@ -272,7 +204,7 @@ def write_atomically(
     """Call ``write(tmp)``, ``check(tmp)``, fsync (with ``sync``), then rename ``tmp`` over ``target``.
 
     The check runs before the fsync: it reads the page cache, which holds exactly the bytes the
-    fsync puts on disk, and it overlaps the disk's work instead of waiting behind it.
+    fsync puts on disk.
 
     Args:
         target: the file to create or replace.
@@ -302,12 +234,7 @@ def write_atomically(
         if sync:
             _fsync_file(tmp)
         os.chmod(tmp, file_mode(target))  # mkstemp makes it private (0600)
-        old = _hold_large_file(target)
-        try:
-            os.replace(tmp, target)
-        finally:
-            if old is not None:
-                _release_in_background(old)
+        os.replace(tmp, target)
         if sync:
             _fsync_dir(target.parent)
     except BaseException:

@@ -54,15 +54,14 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.inputs import InputSpec, parse_input_spec
 from paramscope.core.losses import compute_loss, differentiable_leaves, get_loss, tensor_leaves
 from paramscope.core.signal import SignalPoint, SignalRecorder
-from paramscope.core.stats import (
+from paramscope.core.tasks import TaskState, ensure_state
+from paramscope.core.tensor_stats import (
     Histogram,
     TensorStats,
     data_problem,
-    l2_norm,
     tensor_stats,
     tensor_summary,
 )
-from paramscope.core.tasks import TaskState, ensure_state
 
 # The autograd node that writes a leaf's .grad (its ``variable`` is the leaf).
 _ACCUMULATE_GRAD = torch._C._functions.AccumulateGrad
@@ -412,7 +411,7 @@ class _GradientSource:
         return GradientSummary(
             grad=stats,
             histogram=histogram,
-            weight_norm=l2_norm(param) if param.numel() else None,
+            weight_norm=tensor_stats(param.detach()).norm if param.numel() else None,
             parts=tuple(_parts(self._uses, self._contribution)),
             values=_small_copy(grad),
             dead_rows=dead,

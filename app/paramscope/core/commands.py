@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.prefault import prefaulted
 from paramscope.core.tasks import TaskState
 
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
@@ -162,7 +161,7 @@ class TensorEditCommand(Command):
             return fresh[name]
 
         # thread-local grad mode: a worker thread starts with it on
-        with torch.no_grad(), prefaulted(list(memory.values())):
+        with torch.no_grad():
             self._compute(tensor_of)
             for name, snap in snapshots.items():  # a target compute left alone keeps its values
                 if name not in fresh:
@@ -199,10 +198,9 @@ class TensorEditCommand(Command):
             swapped = [snap for snap in self._snapshots if snap.swapped]
             memory = [self._fresh(snap.before) for snap in swapped]
             try:
-                with prefaulted(memory):
-                    for snap, fresh in zip(swapped, memory, strict=True):
-                        snap.tensor.data = self._prime(fresh, snap.before)
-                    self._mutate()
+                for snap, fresh in zip(swapped, memory, strict=True):
+                    snap.tensor.data = self._prime(fresh, snap.before)
+                self._mutate()
             except BaseException:
                 self._restore(before=True)
                 raise

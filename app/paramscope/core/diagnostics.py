@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from paramscope.core.model_statistics import TensorSummary
 from paramscope.core.report import ModelReport
-from paramscope.core.statistics import TensorSummary
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 

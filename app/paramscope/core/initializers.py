@@ -35,7 +35,7 @@ from torch.nn import init as torch_init
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.report import is_lazy
-from paramscope.core.stats import data_problem
+from paramscope.core.tensor_stats import data_problem
 from paramscope.core.user_code import UserCodeError, run_python_file
 
 

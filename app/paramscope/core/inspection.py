@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from paramscope.core.diagnostics import diagnose
+from paramscope.core.model_statistics import TensorSummary, compute_model_statistics
 from paramscope.core.report import ModelReport, TensorInfo, build_report
-from paramscope.core.statistics import TensorSummary, compute_model_statistics
 from paramscope.core.tasks import TaskState
 
 

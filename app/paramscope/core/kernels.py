@@ -8,11 +8,17 @@ serial increments. Together with ``torch.aminmax`` for the range they cost ~5 re
 ~20 (issue 6).
 
 Exactness is the caller's business: the key of a value is a monotone, deterministic function of
-that value (no fast-math in the key loops), so :mod:`paramscope.core.stats` checks the values next
+that value (no fast-math in the key loops), so :mod:`paramscope.core.tensor_stats` checks the values next
 to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy
 assigns differently.
 
-Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical).
+Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical; the torch
+loops are the reference the tests compare these with). Measured on GPT-2 small (``paramscope
+bench --step statistics``): 0.16 s with these loops, 0.47 s without.
+
+Compiled once per machine, not once per run: numba caches the machine code in
+:func:`cache_folder` (``NUMBA_CACHE_DIR`` if set, else ``~/.cache/paramscope/numba``), where any
+user can write, unlike next to an installed package.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import functools
 import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -132,6 +139,15 @@ def _edge_check(
     return n
 
 
+def cache_folder() -> Path:
+    """Where numba keeps the compiled loops: ``NUMBA_CACHE_DIR``, else the user's cache folder."""
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "paramscope" / "numba"
+
+
 def _wanted() -> bool:
     if os.environ.get("PARAMSCOPE_NUMBA", "1") == "0":
         return False
@@ -153,6 +169,7 @@ def _compiled() -> SimpleNamespace | None:
     try:
         import numba
 
+        numba.config.CACHE_DIR = str(cache_folder())  # read when each loop is compiled
         plain = {"cache": True, "nogil": True, "boundscheck": False}
         _key_jit = numba.njit(inline="always", **plain)(_key)
         loops = SimpleNamespace(

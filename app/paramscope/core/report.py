@@ -1,7 +1,7 @@
 """The model report: module tree, parameters, buffers, tied groups and unregistered tensors.
 
 :func:`build_report` reads only structure (names, shapes, identities), so it is fast and the
-tree can appear at once; statistics come separately from :mod:`paramscope.core.statistics`.
+tree can appear at once; statistics come separately from :mod:`paramscope.core.model_statistics`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from paramscope.core.stats import data_problem
+from paramscope.core.tensor_stats import data_problem
 
 
 def is_lazy(tensor: torch.Tensor) -> bool:

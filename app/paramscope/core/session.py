@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from paramscope.core.commands import Command, CommandStack
+from paramscope.core.model_statistics import TensorSummary, named_tensors, summarize
 from paramscope.core.report import ModelReport, build_report
 from paramscope.core.sources import OpenedModel
-from paramscope.core.statistics import TensorSummary, named_tensors, summarize
 
 ChangeListener = Callable[[tuple[str, ...]], None]
 

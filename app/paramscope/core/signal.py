@@ -19,7 +19,7 @@ from torch import nn
 
 from paramscope.core import kernels
 from paramscope.core.losses import differentiable_leaves
-from paramscope.core.stats import tensor_stats
+from paramscope.core.tensor_stats import tensor_stats
 
 # The fast std is used when the centered sum of squares keeps this share of the raw one.
 FAST_STD_MARGIN = 0.1

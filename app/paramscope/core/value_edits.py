@@ -19,7 +19,7 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
 from paramscope.core.initializers import format_value
 from paramscope.core.report import is_lazy
-from paramscope.core.stats import data_problem
+from paramscope.core.tensor_stats import data_problem
 
 if TYPE_CHECKING:
     from paramscope.core.session import Session

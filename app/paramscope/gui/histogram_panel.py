@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from paramscope.core.statistics import TensorSummary, summarize
+from paramscope.core.model_statistics import TensorSummary, summarize
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from paramscope.core.stats import Histogram
+from paramscope.core.tensor_stats import Histogram
 from paramscope.gui import colors
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label

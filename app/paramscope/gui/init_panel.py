@@ -51,6 +51,7 @@ from paramscope.core.initializers import (
     ParamSpec,
     custom_from_source,
 )
+from paramscope.core.model_statistics import TensorSummary, summarize
 from paramscope.core.rules import (
     InitRule,
     Selector,
@@ -60,9 +61,8 @@ from paramscope.core.rules import (
     preview_rules,
     resolve_targets,
 )
-from paramscope.core.statistics import TensorSummary, summarize
-from paramscope.core.stats import Histogram
 from paramscope.core.tasks import TaskState
+from paramscope.core.tensor_stats import Histogram
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import HistogramView, Theory

@@ -673,10 +673,7 @@ class MainWindow(QMainWindow):
 
     # --- closing -----------------------------------------------------------------------------
     def maybe_save(self) -> bool:
-        """Ask about unsaved edits. True: go on (discarded or saved), False: the user cancelled.
-
-        Hook for the export feature: offer Save here once the state_dict can be written.
-        """
+        """Ask about unsaved edits (Save exports a state_dict). True: go on, False: cancelled."""
         if not self.state.has_session or not self.state.session.modified or not self.interactive:
             return True
         if self.state.session.opened.kind == "live":

@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 
 from paramscope.core.report import TensorInfo
 from paramscope.core.session import Session
-from paramscope.core.stats import TensorStats
+from paramscope.core.tensor_stats import TensorStats
 from paramscope.gui import colors
 from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.tree_model import refilter

@@ -19,7 +19,7 @@ from PySide6.QtSvg import QSvgGenerator
 
 from paramscope.core.atomic import write_atomically
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.stats import Histogram
+from paramscope.core.tensor_stats import Histogram
 
 PLOT_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
 CSV_FILTER = "CSV (*.csv)"

@@ -15,9 +15,9 @@ from PySide6.QtCore import QObject, Signal
 
 from paramscope.core.commands import Command
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.model_statistics import TensorSummary
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel, open_source
-from paramscope.core.statistics import TensorSummary
 
 
 class AppState(QObject):

@@ -1,7 +1,7 @@
 """Keeps the statistics of the open model up to date, in the background.
 
 When a model opens (or tensors change), the missing summaries are computed by
-:func:`~paramscope.core.statistics.compute_model_statistics` in a :class:`TaskWorker`, in a few
+:func:`~paramscope.core.model_statistics.compute_model_statistics` in a :class:`TaskWorker`, in a few
 batches so the table fills in while the rest is still being computed.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from paramscope.core.model_statistics import TensorSummary, compute_model_statistics
 from paramscope.core.report import ModelReport
-from paramscope.core.statistics import TensorSummary, compute_model_statistics
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
 

@@ -18,8 +18,8 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from paramscope.core.model_statistics import TensorSummary
 from paramscope.core.report import ModelReport, ModuleInfo
-from paramscope.core.statistics import TensorSummary
 from paramscope.gui import colors
 from paramscope.gui.multidata import OneCallPerCell
 

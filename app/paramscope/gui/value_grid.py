@@ -16,7 +16,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersisten
 from PySide6.QtWidgets import QLabel, QTableView, QVBoxLayout, QWidget
 
 from paramscope.core.report import is_lazy
-from paramscope.core.stats import data_problem
+from paramscope.core.tensor_stats import data_problem
 from paramscope.gui import colors
 from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.state import AppState

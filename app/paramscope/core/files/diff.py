@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from paramscope.core.stats import Histogram, tensor_histogram
 from paramscope.core.tasks import TaskState, ensure_state
+from paramscope.core.tensor_stats import Histogram, tensor_histogram
 
 DEFAULT_DIFF_BINS = 32
 

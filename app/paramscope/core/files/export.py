@@ -1,13 +1,11 @@
 """Export a state_dict as ``.pt`` or ``.safetensors``, atomically and verified.
 
-Every write goes to a temporary file in the target folder, is read back and compared bit for bit
-with the model, and only then renamed over the target (``os.replace``); with ``sync`` it is also
-flushed to disk first. A failure or cancel at any point leaves the old target (or none)
+Every write goes to a temporary file in the target folder, is read back with the same loaders
+that open it later (``torch.load``, the safetensors reader) and compared bit for bit with the
+model, ties included, and only then renamed over the target (``os.replace``); with ``sync`` it is
+also flushed to disk first. A failure or cancel at any point leaves the old target (or none)
 untouched. Renaming also avoids torch's SIGBUS when saving over a file the model was mmap-loaded
 from: the old file's bytes stay alive under the mapping.
-
-The compare runs mostly while the file is written (:mod:`checked_write`): afterwards the file is
-parsed, each name's place in it is found, and only bytes the compare did not cover are compared.
 """
 
 from __future__ import annotations
@@ -21,14 +19,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from paramscope.core.atomic import write_atomically
+from paramscope.core.atomic import UnbufferedFile, write_atomically
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.files.checked_write import CheckedSpans, CheckingFile, SourceMemory, memcmp
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
-    aliases_from_metadata,
     dedupe,
-    read_header,
     read_safetensors,
     write_safetensors,
 )
@@ -36,7 +31,6 @@ from paramscope.core.files.safety import first_line
 from paramscope.core.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
-    from paramscope.core.atomic import WritebackFile
     from paramscope.core.session import Session
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".safetensors": "safetensors"}
@@ -129,15 +123,14 @@ def _refuse_unwritable(state: dict[str, object]) -> None:
             )
 
 
-def _bytes_of(t: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes as a flat contiguous CPU uint8 tensor (its own memory when it can)."""
-    return (
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes, flat on the CPU, as wide integers where they can be viewed so.
+
+    Integers compare every bit (NaN payloads, -0.0) and int64 ~5x faster than single bytes.
+    """
+    raw = (
         t.detach().to("cpu").resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8)
     )
-
-
-def _bits(raw: torch.Tensor) -> torch.Tensor:
-    """Bytes as wide integers where possible (comparing int64 is ~5x faster than bytes)."""
     for wide in (torch.int64, torch.int32):
         if raw.numel() % wide.itemsize == 0:
             try:
@@ -147,65 +140,27 @@ def _bits(raw: torch.Tensor) -> torch.Tensor:
     return raw
 
 
-def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Two flat contiguous CPU uint8 tensors hold the same bytes."""
-    if a.numel() != b.numel():
-        return False
-    compare = memcmp()  # on a memory-mapped read-back ~1.6x faster than torch.equal
-    if compare is None or a.numel() == 0:
-        return torch.equal(_bits(a), _bits(b))
-    return compare(a.data_ptr(), b.data_ptr(), a.numel()) == 0
-
-
-def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape)
-
-
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return _same_layout(a, b) and _same_bytes(_bytes_of(a), _bytes_of(b))
-
-
-def _plain(t: torch.Tensor) -> bool:
-    """Whether the tensor's values are exactly its row-major bytes in CPU memory."""
-    return t.device.type == "cpu" and t.is_contiguous() and not (t.is_conj() or t.is_neg())
-
-
-def _compared_while_writing(
-    tensor: torch.Tensor, written: torch.Tensor, offset: int | None, checked: CheckedSpans
-) -> bool:
-    """Whether the file's bytes for ``written`` (at ``offset``) were found equal to ``tensor``'s."""
-    if offset is None or not (_plain(tensor) and _plain(written)):
-        return False
-    nbytes = tensor.numel() * tensor.element_size()
-    return nbytes == 0 or checked.covers(offset, tensor.data_ptr(), nbytes)
+    """Same dtype, same shape and the same bytes."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(_bits(a), _bits(b))
 
 
 def _verify(
-    expected: dict[str, torch.Tensor],
-    written: dict[str, torch.Tensor],
-    target: Path,
-    offsets: dict[str, int] | None = None,
-    checked: CheckedSpans | None = None,
+    expected: dict[str, torch.Tensor], written: dict[str, torch.Tensor], target: Path
 ) -> None:
-    """Raise unless ``written`` (read back from the file) is ``expected`` bit for bit, ties kept.
-
-    ``offsets`` (where each read-back tensor's bytes are in the file) and ``checked`` (the file's
-    stretches already compared while writing) spare the compare of what is known equal.
-    """
-    if set(written) != set(expected):
-        missing = sorted(set(expected) - set(written))
+    """Raise unless ``written`` (read back from the file) is ``expected`` bit for bit, ties kept."""
+    missing = sorted(set(expected) - set(written))
+    if missing:
         raise ExportError(
             f"{target}: read-back check failed: {len(missing)} name(s) missing, e.g. {missing[:3]}"
         )
-    offsets = offsets or {}
-    checked = checked or CheckedSpans()
-    for name, tensor in expected.items():
-        loaded = written[name]
-        same = _same_layout(tensor, loaded) and (
-            _compared_while_writing(tensor, loaded, offsets.get(name), checked)
-            or _same_bytes(_bytes_of(tensor), _bytes_of(loaded))
+    extra = sorted(set(written) - set(expected))
+    if extra:
+        raise ExportError(
+            f"{target}: read-back check failed: {len(extra)} name(s) not in the model, e.g. {extra[:3]}"
         )
-        if not same:
+    for name, tensor in expected.items():
+        if not _same_bits(tensor, written[name]):
             raise ExportError(f"{target}: read-back check failed: {name} differs from the model")
     # names that were one tensor must still be one
     _, aliases = dedupe(expected)
@@ -218,66 +173,15 @@ def _verify(
 
 
 def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """The written file's tensors, memory-mapped: compared straight from the page cache."""
+    """The written file's tensors as the loaders that open it later see them (.pt: mapped)."""
     if fmt == "pt":
         return dict(torch.load(tmp, map_location="cpu", weights_only=True, mmap=True))
     return read_safetensors(tmp).all_tensors()
 
 
-def _safetensors_offsets(tmp: Path) -> dict[str, int]:
-    """Each name's first byte in a safetensors file, from its header (aliases: their tensor's)."""
-    header, metadata, data_start = read_header(tmp)
-    offsets = {name: data_start + entry["data_offsets"][0] for name, entry in header.items()}
-    for alias, kept in aliases_from_metadata(metadata, set(header)).items():
-        offsets[alias] = offsets[kept]
-    return offsets
-
-
-def _pt_offsets(tmp: Path, written: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Each read-back tensor's first byte in a ``.pt`` file; {} where that cannot be told.
-
-    ``torch.load(mmap=True)`` maps the whole file once and each storage is a slice of that map at
-    its record's offset; the storages' addresses, sorted, must then be the storage records'
-    offsets, sorted, plus one constant (the map's address). If they are not, nothing is placed
-    and every tensor is compared in full.
-    """
-    try:
-        archive = torch._C.PyTorchFileReader(str(tmp))
-        records = [
-            name for name in archive.get_all_records() if name.rsplit("/", 2)[-2:-1] == ["data"]
-        ]
-        spans = sorted(
-            (archive.get_record_offset(name), archive.get_record_size(name)) for name in records
-        )
-    except (RuntimeError, AttributeError):  # damaged, or a torch without these calls
-        return {}
-    storages = sorted(
-        {
-            (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-            for t in written.values()
-            if t.device.type == "cpu"
-        }
-    )
-    spans = [span for span in spans if span[1]]
-    storages = [storage for storage in storages if storage[1]]
-    if not storages or len(storages) != len(spans):
-        return {}
-    base = storages[0][0] - spans[0][0]
-    for (address, nbytes), (offset, size) in zip(storages, spans, strict=True):
-        if address - offset != base or nbytes != size:
-            return {}
-    return {name: t.data_ptr() - base for name, t in written.items() if t.device.type == "cpu"}
-
-
-def _file_offsets(tmp: Path, fmt: str, written: dict[str, torch.Tensor]) -> dict[str, int]:
-    return _pt_offsets(tmp, written) if fmt == "pt" else _safetensors_offsets(tmp)
-
-
-def _save_pt(
-    state_dict: dict[str, torch.Tensor], tmp: Path, open_file: Callable[[Path], WritebackFile]
-) -> None:
-    """``torch.save`` into our own file object (it checks and can start the disk's work)."""
-    with open_file(tmp) as out:
+def _save_pt(state_dict: dict[str, torch.Tensor], tmp: Path) -> None:
+    """``torch.save`` into a file that keeps the first failed write (torch wraps it)."""
+    with UnbufferedFile(tmp) as out:
         try:
             torch.save(state_dict, out)
         except RuntimeError:
@@ -332,21 +236,15 @@ def write_state_dict(
     _check_target(target)
     state.progress(0.05, f"writing {target.name}")
     aliases: dict[str, str] = {}
-    sources = SourceMemory(state_dict.values())
-    files: list[CheckingFile] = []
-
-    def open_file(tmp: Path) -> CheckingFile:
-        files.append(CheckingFile(tmp, sources))
-        return files[-1]
 
     def write(tmp: Path) -> None:
         nonlocal aliases
         try:
             if fmt == "pt":
-                _save_pt(state_dict, tmp, open_file)
+                _save_pt(state_dict, tmp)
                 aliases = dedupe(state_dict)[1]
             else:
-                aliases = write_safetensors(state_dict, tmp, open_file=open_file)
+                aliases = write_safetensors(state_dict, tmp)
         except (RuntimeError, ValueError, TypeError) as exc:  # the libraries' refusals
             raise ExportError(f"{target}: cannot write: {first_line(exc)}") from None
 
@@ -354,11 +252,10 @@ def write_state_dict(
         state.progress(0.6, "checking the written file")
         try:
             written = _read_back(tmp, fmt)
-            offsets = _file_offsets(tmp, fmt, written) if files else {}
         except Exception as exc:  # the reader's own errors name the temporary file
             problem = first_line(exc).removeprefix(f"{tmp}: ")
             raise ExportError(f"{target}: read-back check failed: {problem}") from None
-        _verify(state_dict, written, target, offsets, files[-1].checked if files else None)
+        _verify(state_dict, written, target)
         state.progress(0.95, "replacing the target")
 
     try:

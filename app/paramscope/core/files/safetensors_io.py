@@ -5,7 +5,7 @@ data_offsets) and the bytes. The header is checked against the file size before 
 read, and tensors are read into memory, never mapped (:mod:`regions` says why). Shared tensors are written once; every other name goes into the metadata as
 ``{alias: stored_name}``, the form ``safetensors.torch.save_model`` writes, and is re-tied on load.
 Files are written here, each tensor straight from its own memory into the file (no copy of the
-whole file in memory), with the disk starting on finished stretches while the rest is written.
+whole file in memory).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from paramscope.core.atomic import WritebackFile
+from paramscope.core.atomic import UnbufferedFile
 from paramscope.core.errors import SourceError
 from paramscope.core.files.regions import (
     FileStamp,
@@ -379,11 +379,11 @@ def write_safetensors(
     state_dict: dict[str, torch.Tensor],
     path: Path,
     metadata: dict[str, str] | None = None,
-    open_file: Callable[[Path], WritebackFile] = WritebackFile,
+    open_file: Callable[[Path], UnbufferedFile] = UnbufferedFile,
 ) -> dict[str, str]:
     """Write ``state_dict`` to ``path`` (the caller's temporary file); returns the aliases.
 
-    ``open_file`` opens the file the tensors are streamed into (an export's checking file).
+    ``open_file`` opens the file the tensors are streamed into.
     """
     if METADATA_KEY in state_dict:
         raise ValueError(
@@ -446,7 +446,7 @@ def _write_streamed(
     stored: dict[str, torch.Tensor],
     metadata: dict[str, str],
     path: Path,
-    open_file: Callable[[Path], WritebackFile],
+    open_file: Callable[[Path], UnbufferedFile],
 ) -> None:
     """Header, then each tensor written straight from its memory: no copy of the whole file."""
     head, tensors = safetensors_layout(stored, metadata)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from paramscope.core.report import ModelReport, _named, walk_modules
-from paramscope.core.stats import (
+from paramscope.core.tasks import TaskState, ensure_state
+from paramscope.core.tensor_stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
@@ -23,7 +24,6 @@ from paramscope.core.stats import (
     tensor_stats,
     tensor_summary,
 )
-from paramscope.core.tasks import TaskState, ensure_state
 
 
 @dataclass(frozen=True)

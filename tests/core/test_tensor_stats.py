@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
+from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
@@ -13,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import paramscope.core.stats as stats_module
+import paramscope.core.tensor_stats as stats_module
 from paramscope.core import kernels
 from paramscope.core.errors import Cancelled
-from paramscope.core.stats import (
+from paramscope.core.tasks import TaskState
+from paramscope.core.tensor_stats import (
     Histogram,
     TensorStats,
     histogram_edges,
@@ -24,7 +28,6 @@ from paramscope.core.stats import (
     tensor_stats,
     tensor_summary,
 )
-from paramscope.core.tasks import TaskState
 
 # float32 runs through the compiled loops when numba is installed, else through torch ops: the
 # tests that matter for float32 run both ways (`path`) and must give the same exact results.
@@ -178,7 +181,9 @@ def test_only_nonfinite_values_give_empty_bars_and_counts() -> None:
 
 def test_empty_meta_and_lazy_tensors_have_no_values_and_never_raise() -> None:
     empty = torch.empty(0, 3)
-    assert tensor_stats(empty).note == "empty tensor"
+    assert tensor_stats(empty) == TensorStats(numel=0, note="empty tensor")  # nothing is defined
+    assert tensor_summary(empty)[0] == TensorStats(numel=0, note="empty tensor")
+    assert tensor_stats(torch.empty(0, dtype=torch.int8)).zero_fraction is None  # not 0 of 0
     assert tensor_summary(empty)[1].counts.sum() == 0
 
     meta = torch.empty(1000, 1000, device="meta")
@@ -423,6 +428,34 @@ def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.Mon
         assert stats.min == float(x.min())
     finally:
         kernels._compiled.cache_clear()  # the next use loads the real loops again
+
+
+_CACHE_PROBE = """
+from paramscope.core import kernels
+assert kernels.load()
+stats = kernels._compiled().moments.stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), kernels.cache_folder())
+"""
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+def test_the_compiled_loops_are_cached_in_the_users_cache_folder(tmp_path: Path) -> None:
+    """The first run compiles into ~/.cache/paramscope/numba; the next one only loads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+
+    def run() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    folder = tmp_path / ".cache" / "paramscope" / "numba"
+    assert run() == ["0", "1", str(folder)]  # compiled, and written there
+    assert list(folder.rglob("*.nbi"))
+    assert run() == ["1", "0", str(folder)]  # loaded, not compiled again
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

@@ -1,4 +1,4 @@
-"""Statistics and histograms of tensors: exact, float64-accumulated, never raising, near read speed.
+"""Statistics and histograms of one tensor: exact, float64-accumulated, never raising, near read speed.
 
 Why not ``torch.histc``/``torch.histogram``: their counts are floats (fp32 bins saturate at
 16,777,216, bf16/fp16 counts are wrong), they raise on NaN/Inf in auto-range mode and they are
@@ -159,29 +159,6 @@ def data_problem(tensor: torch.Tensor) -> str | None:
     if tensor.is_sparse or tensor.layout != torch.strided:
         return f"{tensor.layout} layout: statistics of dense tensors only"
     return None
-
-
-def l2_norm(tensor: torch.Tensor) -> float | None:
-    """The L2 norm of all values, summed per chunk in float32 and across chunks
-    in float64 (a float32 sum over 1e8 elements is off by about 1%; per 128K-element chunk the
-    error stays near float32 rounding). ``None`` when the tensor has no data.
-
-    Example:
-        >>> l2_norm(torch.tensor([3.0, 4.0]))
-        5.0
-    """
-    if data_problem(tensor) is not None:
-        return None
-    flat, _ = _real_view(tensor)
-    if not flat.is_floating_point():
-        flat = flat.to(torch.float64)
-    total = 0.0
-    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
-        part = flat[start : start + CHUNK_ELEMENTS]
-        if part.dtype not in (torch.float32, torch.float64):
-            part = part.float()
-        total += float(torch.dot(part, part))
-    return math.sqrt(total)
 
 
 def histogram_edges(lo: float, hi: float, bins: int) -> np.ndarray:

@@ -103,3 +103,62 @@ def test_a_storage_cut_short_is_refused_in_one_line(tmp_path: Path) -> None:
     path.write_bytes(data[: start + 200])  # a zip directory is gone too: refused before the build
     with pytest.raises(Exception, match="short.pt"):
         torch_io.load_torch_file(path)
+
+
+def _scan_both(raw: bytes) -> list[Any]:
+    """The inline loop over bytes and the stock loop over a stream: result or error type."""
+    import io
+
+    from paramscope.core.files.pickle_scan import PickleScan, _ScanUnpickler
+
+    out = []
+    for inline in (True, False):
+        scan = PickleScan()
+        unpickler = _ScanUnpickler(io.BytesIO(b"" if inline else raw), scan, None, 0)
+        try:
+            top = unpickler.load_bytes(raw) if inline else unpickler.load()
+        except Exception as exc:  # noqa: BLE001  (the kind of failure is what is compared)
+            out.append(type(exc))
+            continue
+        flat: list[Any] = []
+        _flatten_scan(top, flat)
+        out.append((scan.globals, sorted((k, d.type_name, d.numel) for k, d in scan.storages.items()), flat))
+    return out
+
+
+def _flatten_scan(node: Any, out: list[Any]) -> None:
+    from paramscope.core.files.pickle_scan import _Inert
+
+    out.append(type(node).__name__)
+    if isinstance(node, type):  # each scan makes its own stand-in classes
+        out.append(getattr(node, "_qualname", node))
+    elif isinstance(node, _Inert):
+        out.append(node._qualname)
+        _flatten_scan(node.args, out)
+        _flatten_scan(node.__dict__.get("items"), out)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _flatten_scan(key, out)
+            _flatten_scan(value, out)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _flatten_scan(value, out)
+    else:
+        out.append(node)
+
+
+def test_the_inline_scan_reads_pickles_as_the_stock_loop() -> None:
+    import io
+    import pickle
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save(_cases()["training"], buffer)
+    with zipfile.ZipFile(buffer) as archive:
+        checkpoint = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    samples = [checkpoint, pickle.dumps({"a": [1, (2, 3), True, None, "x" * 300]}, protocol=2)]
+    samples += [checkpoint[:n] for n in (1, 50, len(checkpoint) // 2, len(checkpoint) - 1)]  # cut short
+    samples += [b"\x80\x02h\x07.", b"\x80\x02t.", b"\x80\x02N\x85\x86.", b"\x80\x02\xff.", b"\x80\x02(K\x01K\x02t."]
+    for raw in samples:
+        inline, stock = _scan_both(raw)
+        assert inline == stock, raw[:40]

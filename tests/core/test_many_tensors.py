@@ -29,10 +29,14 @@ def _many(count: int) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_100k_tensors_open_and_inspect_like_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])  # .pt: built from the pickle's scan
+def test_100k_tensors_open_and_inspect_like_torch(tmp_path: Path, suffix: str) -> None:
     tensors = _many(100_000)
-    path = tmp_path / "many.safetensors"
-    save_file(tensors, str(path))
+    path = tmp_path / f"many{suffix}"
+    if suffix == ".pt":
+        torch.save(tensors, path)
+    else:
+        save_file(tensors, str(path))
     model = open_source(str(path)).model
     data = inspect_model(model, bins=32)
     assert len(data["parameters"]) == 100_000 and len(data["buffers"]) == 0

@@ -39,7 +39,7 @@ def _dtype_name(tensor: torch.Tensor) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them without a dict each
 class TensorInfo:
     """One parameter or buffer, under its canonical (first) name and every alias."""
 
@@ -81,7 +81,7 @@ class TensorInfo:
         return "uninitialized" if self.shape is None else "[" + ", ".join(map(str, self.shape)) + "]"
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleInfo:
     """One node of the module tree, as ``print(net)`` shows it."""
 
@@ -252,6 +252,12 @@ _MODULE_INTERNALS = frozenset(
 )
 
 
+# what every nn.Module holds (internals and hook tables): one set test each, per module
+_TORCH_ATTRIBUTES = frozenset(
+    name for name in vars(nn.Module()) if name in _MODULE_INTERNALS or "hook" in name
+)
+
+
 def _holds_tensors(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
 
@@ -264,7 +270,7 @@ def _unregistered_in(
     ``_flat_weights``) is not unregistered, nor is a module without tensors (a kernel table)."""
     where = module_name or "(root)"
     for attribute, value in vars(module).items():
-        if attribute in _MODULE_INTERNALS or "hook" in attribute:
+        if attribute in _TORCH_ATTRIBUTES or attribute in _MODULE_INTERNALS or "hook" in attribute:
             continue
         if isinstance(value, torch.Tensor) and id(value) in registered:
             continue

@@ -189,15 +189,23 @@ class _BoundedStream:
         return line
 
 
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _children(node: Any) -> Iterable[Any] | None:
     """What a container holds (None for anything else): what readers walk recursively."""
+    if type(node) in _LEAVES:
+        return None
     if isinstance(node, dict):
         return [*node.keys(), *node.values()]
     if isinstance(node, list | tuple | set | frozenset):
         return node
     if isinstance(node, _Inert):  # an OrderedDict or list stand-in; object state is not walked
-        items = node.__dict__.get("items", {})
-        return [*items.keys(), *items.values(), *node.__dict__.get("list", [])]
+        fields = node.__dict__
+        if "items" not in fields and "list" not in fields:  # a tensor's stand-in
+            return ()
+        items = fields.get("items", {})
+        return [*items.keys(), *items.values(), *fields.get("list", [])]
     return None
 
 
@@ -236,6 +244,19 @@ def nesting_problem(root: Any, limit: int = MAX_NESTING) -> str | None:
         on_path.add(id(child))
         frames.append([child, iter(kids), 0])
     return None
+
+
+_LONG_BINPUT, _BININT1, _BINGET, _MARK, _TUPLE, _BINUNICODE, _REDUCE, _BINPERSID = (
+    op[0] for op in (pickle.LONG_BINPUT, pickle.BININT1, pickle.BINGET, pickle.MARK, pickle.TUPLE,
+                     pickle.BINUNICODE, pickle.REDUCE, pickle.BINPERSID)
+)
+_TUPLE1, _TUPLE2, _NEWFALSE, _NEWTRUE, _EMPTY_TUPLE, _BINPUT = (
+    op[0] for op in (pickle.TUPLE1, pickle.TUPLE2, pickle.NEWFALSE, pickle.NEWTRUE, pickle.EMPTY_TUPLE, pickle.BINPUT)
+)
+
+
+class _Framed(Exception):
+    """A FRAME opcode: its bytes are buffered by the unframer, so the in-memory loop stops."""
 
 
 # The pure-Python unpickler: damaged bytes cannot make it allocate what they claim (the C one
@@ -298,9 +319,11 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             raise _over("bytes", limits.bytes, limits.storages)
         self._unframer.load_frame(length)
 
-    def _check(self, opcodes: int) -> int:
+    def _check(self, opcodes: int, consumed: int = 0) -> int:
         """Refuse when over a limit; return the opcode count of the next check."""
         limits = self.limits()
+        if consumed > limits.bytes:  # a pickle in memory (:meth:`load_bytes`)
+            raise _over("bytes", limits.bytes, limits.storages)
         if opcodes > limits.opcodes:
             raise _over("opcodes", limits.opcodes, limits.storages)
         if len(self.memo) > limits.memo:
@@ -334,6 +357,91 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 dispatch[key[0]](self)
         except pickle._Stop as stop:  # type: ignore[attr-defined]
             return stop.value
+
+    def load_bytes(self, data: bytes) -> Any:
+        """:meth:`load` over a pickle held in memory, the opcodes of a torch checkpoint run
+        inline (a tenth of the calls: ~30 opcodes per tensor), each as ``pickle._Unpickler``
+        runs it; any other opcode goes to its loader. Bytes are counted at each check (an
+        opcode reads at most what is there). A FRAME (protocol 4) raises :class:`_Framed`:
+        the caller scans again with :meth:`load`."""
+        stream = io.BytesIO(data)
+        self._file_read, self._file_readline = stream.read, stream.readline
+        self._unframer = pickle._Unframer(stream.read, stream.readline)  # type: ignore[attr-defined]
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = stack = []
+        self.append = stack.append
+        self.proto = 0
+        self.dispatch[pickle.FRAME[0]] = _ScanUnpickler._framed
+        dispatch, memo, unpack_from = self.dispatch, self.memo, struct.unpack_from
+        pos, end, opcodes, next_check = 0, len(data), 0, 1
+        while True:
+            if pos >= end:
+                raise EOFError
+            op = data[pos]
+            pos += 1
+            opcodes += 1
+            if opcodes >= next_check:
+                next_check = self._check(opcodes, pos)
+            if op == _LONG_BINPUT:
+                (i,) = unpack_from("<I", data, pos)
+                pos += 4
+                memo[i] = stack[-1]
+            elif op == _BININT1:
+                stack.append(data[pos])
+                pos += 1
+            elif op == _BINGET:
+                i = data[pos]
+                pos += 1
+                try:
+                    stack.append(memo[i])
+                except KeyError:
+                    raise pickle.UnpicklingError(f"Memo value not found at index {i}") from None
+            elif op == _MARK:
+                self.metastack.append(stack)
+                self.stack = stack = []
+                self.append = stack.append
+            elif op == _TUPLE:
+                items = stack
+                self.stack = stack = self.metastack.pop()
+                self.append = stack.append
+                stack.append(tuple(items))
+            elif op == _BINUNICODE:
+                (n,) = unpack_from("<I", data, pos)
+                pos += 4
+                stack.append(str(data[pos : pos + n], "utf-8", "surrogatepass"))
+                pos += n
+            elif op == _REDUCE:
+                args = stack.pop()
+                stack[-1] = stack[-1](*args)
+            elif op == _BINPERSID:
+                stack.append(self.persistent_load(stack.pop()))
+            elif op == _TUPLE1:
+                stack[-1] = (stack[-1],)
+            elif op == _TUPLE2:
+                stack[-2:] = [(stack[-2], stack[-1])]
+            elif op == _NEWFALSE:
+                stack.append(False)
+            elif op == _NEWTRUE:
+                stack.append(True)
+            elif op == _EMPTY_TUPLE:
+                stack.append(())
+            elif op == _BINPUT:
+                memo[data[pos]] = stack[-1]
+                pos += 1
+            else:  # the rest as the stock loader runs it, reading from the same place
+                stream.seek(pos)
+                try:
+                    dispatch[op](self)
+                except pickle._Stop as stop:  # type: ignore[attr-defined]
+                    return stop.value
+                pos = stream.tell()
+                stack = self.stack
+
+    def _framed(self) -> None:
+        raise _Framed
 
     def find_class(self, module: str, name: str) -> Any:
         qualified = f"{module}.{name}"
@@ -383,6 +491,14 @@ def scan_pickle(
         []
     """
     scan = scan if scan is not None else PickleScan()
+    if isinstance(stream, bytes | bytearray):
+        fresh = PickleScan(list(scan.globals), dict(scan.storages))
+        try:
+            fresh.top_level = _ScanUnpickler(io.BytesIO(), fresh, max_storages, known_storages).load_bytes(bytes(stream))
+        except _Framed:  # protocol 4 and later: the stock loop and its unframer
+            pass
+        else:
+            return _checked(fresh, scan)
     # bytes within the smallest limit need no counting: no read can claim more than is there
     small = isinstance(stream, bytes | bytearray) and len(stream) <= ScanLimits(0).bytes
     if isinstance(stream, bytes | bytearray):
@@ -394,7 +510,17 @@ def scan_pickle(
     if isinstance(bounded, _BoundedStream):
         bounded._allowed = unpickler.limits
     scan.top_level = unpickler.load()
-    problem = nesting_problem(scan.top_level)
+    return _checked(scan, scan)
+
+
+def _checked(result: PickleScan, into: PickleScan) -> PickleScan:
+    """``result`` copied into ``into`` (the caller's scan), once its structure is walkable."""
+    problem = nesting_problem(result.top_level)
     if problem is not None:
         raise ScanLimitError(problem)
-    return scan
+    if result is not into:
+        into.globals[:] = result.globals
+        into.storages.clear()
+        into.storages.update(result.storages)
+        into.top_level = result.top_level
+    return into

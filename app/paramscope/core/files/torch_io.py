@@ -32,12 +32,14 @@ from paramscope.core.files.safety import (
     human_bytes,
 )
 from paramscope.core.files.sniff import Sniffed, sniff
+from paramscope.core.files.torch_plain import build_plain
 from paramscope.core.files.unknown import placeholders
 
 _PICKLE_RISK = "loading it unpickles Python objects, which can run arbitrary code on this computer"
 
 
-def _check_zip(sniffed: Sniffed) -> PickleScan:
+def _check_zip(sniffed: Sniffed) -> tuple[PickleScan, dict[str, zipfile.ZipInfo]]:
+    """The scan of a zip checkpoint's pickle and its records, sizes checked."""
     path = sniffed.path
     try:
         with zipfile.ZipFile(path) as archive:
@@ -81,7 +83,7 @@ def _check_zip(sniffed: Sniffed) -> PickleScan:
             )
         if record.compress_type != zipfile.ZIP_STORED:  # torch cannot map it: it is read whole
             check_fits_memory(path, decl.nbytes)
-    return scan
+    return scan, infos
 
 
 def _scan(
@@ -167,8 +169,9 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
         SourceError: damaged, truncated, forged or too large for memory.
     """
     sniffed = sniffed or sniff(path)
+    records: dict[str, zipfile.ZipInfo] = {}
     if sniffed.kind == "torch_zip":
-        scan = _check_zip(sniffed)
+        scan, records = _check_zip(sniffed)
     elif sniffed.kind == "torch_legacy":
         scan = _check_legacy(sniffed)
     elif sniffed.kind == "pickle":
@@ -183,6 +186,9 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
                 return pickle.load(handle)  # noqa: S301  (only with trust, checked above)
         if sniffed.kind == "torch_zip":
             check_fits_memory(path, scan.declared_bytes)
+            plain = build_plain(path, scan, records, sniffed.prefix)
+            if plain is not None:
+                return plain
         try:
             return _read(path, trust)
         except pickle.UnpicklingError as exc:

@@ -55,9 +55,10 @@ def test_tree_shows_sequential_children_and_counts():
     model = ModuleTreeModel(build_report(build_demo("mlp")))
     root = model.index(0, 0)
     assert model.rowCount() == 1
-    assert model.index(0, 1).data() == "Sequential"
+    assert model.index(0, 2).data() == "Sequential"
     assert children_names(model, root) == ["0", "1", "2"]
-    assert model.index(0, 2).data() == "19"  # 4*3+3 + 3*1+1
+    assert model.index(0, 1).data() == "19"  # 4*3+3 + 3*1+1: Params right beside the module's name
+    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(2)] == ["Module", "Params"]
     assert model.index(0, 5, root).data() == "in_features=4, out_features=3, bias=True"
 
 

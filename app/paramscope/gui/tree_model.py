@@ -29,12 +29,13 @@ NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # the module's qualified name ("" for 
 FETCH_BATCH = 500
 ROOT_LABEL = "(model)"
 
-COLUMNS = ("Module", "Type", "Params", "Own", "Badges", "Details")
-COL_NAME, COL_TYPE, COL_TOTAL, COL_OWN, COL_BADGES, COL_DETAILS = range(len(COLUMNS))
+# Params beside Module: the size of each subtree is read together with its name.
+COLUMNS = ("Module", "Params", "Type", "Own", "Badges", "Details")
+COL_NAME, COL_TOTAL, COL_TYPE, COL_OWN, COL_BADGES, COL_DETAILS = range(len(COLUMNS))
 _TOOLTIPS = (
     "Attribute name of the module (qualified name in the tooltip)",
-    "Module class",
     "Parameter elements in this subtree (a shared parameter counted once)",
+    "Module class",
     "Parameter elements owned by this module itself",
     "tied: owns a parameter with several names; buf: owns buffers; !: a warning (hover for details)",
     "extra_repr(), as print(model) shows it",

@@ -67,6 +67,7 @@ from paramscope.core.tasks import TaskState
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import Theory
+from paramscope.gui.python_highlighter import PythonHighlighter
 from paramscope.gui.state import AppState
 from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import SliceState, TaskWorker
@@ -274,6 +275,7 @@ class InitPanel(QWidget):
         self.custom_editor = QPlainTextEdit(example_source())
         self.custom_editor.setMinimumHeight(120)
         self.custom_editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # code: monospaced
+        self.highlighter = PythonHighlighter(self.custom_editor.document(), self.custom_editor)
         self.custom_function = QLineEdit("init_weight_")
         self.custom_function.setPlaceholderText("function name (default: the last one defined)")
         self.load_button = QPushButton("Load file…")

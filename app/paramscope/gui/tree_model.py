@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from paramscope.core.files.infer_types import kind_of
 from paramscope.core.report import ModelReport, ModuleInfo
 from paramscope.core.statistics import TensorSummary
 from paramscope.gui import colors
@@ -44,6 +45,13 @@ _TOOLTIPS = (
 
 def fmt_count(n: int) -> str:
     return f"{n:,}"
+
+
+def type_text(info: ModuleInfo) -> str:
+    """The class, or for a checkpoint's container what it probably was: ``Linear (inferred)``."""
+    if info.inferred_type:
+        return f"{kind_of(info.inferred_type)} (inferred)"
+    return info.type_name
 
 
 class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
@@ -267,13 +275,15 @@ class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
         if column == COL_NAME:
             return info.local_name if info.name else ROOT_LABEL
         if column == COL_TYPE:
-            return info.type_name if info.same_as is None else f"{info.type_name} (= {info.same_as})"
+            return type_text(info) if info.same_as is None else f"{type_text(info)} (= {info.same_as})"
         if column == COL_TOTAL:
             return fmt_count(info.total_params)
         if column == COL_OWN:
             return fmt_count(info.own_params) if info.own_params else ""
         if column == COL_BADGES:
             return self._badge(info)[0]
+        if not info.extra_repr and info.inferred_type:
+            return f"{info.inferred_type}, inferred from shapes"
         return info.extra_repr.replace("\n", " ")
 
     def _tooltip(self, info: ModuleInfo, column: int) -> str:
@@ -282,6 +292,8 @@ class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
         if column == COL_DETAILS and info.extra_repr:
             return info.extra_repr
         lines = [info.name or ROOT_LABEL, info.type_name]
+        if info.inferred_type:
+            lines.append(f"probably {info.inferred_type}: guessed from its tensors' names and shapes (no code in the file)")
         if info.same_as is not None:
             lines.append(f"the same module object as {info.same_as}")
         return "\n".join(lines)
@@ -378,5 +390,5 @@ class ModuleFilterProxy(OneCallPerCell, QSortFilterProxyModel):
             info = source.module(index)
             if info is None:
                 return False
-            return self._text in info.name.lower() or self._text in info.type_name.lower()
+            return self._text in info.name.lower() or self._text in type_text(info).lower()
         return self._text in str(index.data()).lower()

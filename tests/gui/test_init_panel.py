@@ -8,6 +8,7 @@ import torch
 from PySide6.QtCore import Qt
 from torch.nn import init
 
+from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import CUSTOM, RULE, SELECTED_MODULE, InitPanel
 from paramscope.gui.state import AppState
 
@@ -53,6 +54,9 @@ def test_normal_std_001_on_weights_then_undo_restores_bytes(panel, qtbot):
     widget.set_field("std", 0.01)
     widget.seed_edit.setText("42")
     state.select_tensor("0.weight")
+    histogram = HistogramPanel(state)  # the main window's histogram, on the same state
+    qtbot.addWidget(histogram)
+    widget.theoryChanged.connect(histogram.set_theory)
     with qtbot.waitSignal(widget.applied) as applied:
         qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton)
     assert applied.args[0] == ("0.weight", "2.weight")
@@ -61,8 +65,8 @@ def test_normal_std_001_on_weights_then_undo_restores_bytes(panel, qtbot):
     init.normal_(expected, 0.0, 0.01, generator=generator)
     assert torch.equal(session.tensor("0.weight"), expected)  # same bytes as a plain script
     assert torch.equal(session.tensor("0.bias"), before["0.bias"])
-    # before/after curves and the theory are drawn
-    view = widget.view
+    # before/after curves and the theory are drawn in the main histogram
+    view = histogram.view
     _, now_y = view.current_item.getData()
     _, before_y = view.previous_item.getData()
     _, theory_y = view.theory_item.getData()

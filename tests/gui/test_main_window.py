@@ -9,6 +9,7 @@ from PySide6.QtGui import QDropEvent, QGuiApplication
 from paramscope.core.commands import TensorEditCommand
 from paramscope.gui import colors
 from paramscope.gui.param_table import COL_MEAN, COL_NAME, COL_SHAPE, NAME_ROLE
+from paramscope.gui.tree_model import COL_TYPE
 
 
 def table_column(window, column: int, role=Qt.ItemDataRole.DisplayRole) -> list:
@@ -29,7 +30,7 @@ def test_open_mlp_shows_tree_and_module_parameters(open_demo):
     window = open_demo("mlp")
     proxy = window.tree_panel.proxy
     root = proxy.index(0, 0)
-    assert proxy.index(0, 1).data() == "Sequential"
+    assert proxy.index(0, COL_TYPE).data() == "Sequential"
     assert [proxy.index(r, 0, root).data() for r in range(proxy.rowCount(root))] == ["0", "1", "2"]
     assert "demo:mlp" in window.windowTitle()
 
@@ -157,7 +158,7 @@ def test_table_filter_box(open_demo):
     window.tree_panel.filter_box.setText("batchnorm")
     proxy = window.tree_panel.proxy
     features = proxy.index(0, 0, proxy.index(0, 0))
-    assert [proxy.index(r, 1, features).data() for r in range(proxy.rowCount(features))] == [
+    assert [proxy.index(r, COL_TYPE, features).data() for r in range(proxy.rowCount(features))] == [
         "BatchNorm2d",
         "BatchNorm2d",
     ]

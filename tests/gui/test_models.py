@@ -55,9 +55,10 @@ def test_tree_shows_sequential_children_and_counts():
     model = ModuleTreeModel(build_report(build_demo("mlp")))
     root = model.index(0, 0)
     assert model.rowCount() == 1
-    assert model.index(0, 1).data() == "Sequential"
+    assert model.index(0, 2).data() == "Sequential"
     assert children_names(model, root) == ["0", "1", "2"]
-    assert model.index(0, 2).data() == "19"  # 4*3+3 + 3*1+1
+    assert model.index(0, 1).data() == "19"  # 4*3+3 + 3*1+1: Params right beside the module's name
+    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(2)] == ["Module", "Params"]
     assert model.index(0, 5, root).data() == "in_features=4, out_features=3, bias=True"
 
 
@@ -145,3 +146,21 @@ def test_table_marks_ties_and_nonfinite_rows():
     assert model.index(0, COL_NAME).data(Qt.ItemDataRole.BackgroundRole) == colors.NONFINITE_BACKGROUND
     model.set_highlight({"0.weight"})
     assert model.index(0, COL_NAME).data(Qt.ItemDataRole.BackgroundRole) == colors.TIED_HIGHLIGHT
+
+
+def test_tree_shows_inferred_types_for_a_checkpoint_without_code(tmp_path):
+    from paramscope.core.sources import open_source
+    from paramscope.gui.tree_model import COL_DETAILS, COL_TYPE
+
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)).state_dict(), tmp_path / "sd.pt")
+    model = ModuleTreeModel(build_report(open_source(str(tmp_path / "sd.pt")).model))
+    root = model.index(0, 0)
+    linear, norm = model.index(0, COL_TYPE, root), model.index(1, COL_TYPE, root)
+    assert (linear.data(), norm.data()) == ("Linear (inferred)", "LayerNorm (inferred)")
+    assert model.index(0, COL_DETAILS, root).data() == "Linear(in_features=4, out_features=3), inferred from shapes"
+    assert "guessed" in linear.data(Qt.ItemDataRole.ToolTipRole)
+    assert model.index(0, COL_TYPE).data() == "StateDictModule"  # the root holds no tensors of its own
+    proxy = ModuleFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_filter_text("layernorm")  # the filter finds what the column shows
+    assert proxy.rowCount(proxy.index(0, 0)) == 1

@@ -35,8 +35,8 @@ from torch import nn
 from torch.nn import functional as F
 
 # The window's stall is measured by paramscope.cli.bench_gui (the core never imports Qt).
-STEPS = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall")
-STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui"}
+STEPS = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start")
+STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui", "gui_start": "paramscope.cli.bench_gui"}
 
 
 # ----------------------------------------------------------------------------------------------

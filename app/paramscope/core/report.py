@@ -14,6 +14,8 @@ from torch import nn
 
 from paramscope.core.tensor_stats import data_problem
 
+INFERRED_ATTRIBUTE = "_paramscope_inferred_type"  # = core.files.infer_types.INFERRED_ATTRIBUTE (no import: cycle)
+
 
 def is_lazy(tensor: torch.Tensor) -> bool:
     # issubclass on the type: isinstance goes through Parameter's slow __instancecheck__
@@ -94,6 +96,9 @@ class ModuleInfo:
     own_params: int = 0  # elements of own parameters
     total_params: int = 0  # elements in the subtree, a shared parameter counted once
     same_as: str | None = None  # this module object already appeared under that name
+    # A checkpoint without code: what the container probably was, from its tensors' names and
+    # shapes (core.files.infer_types), e.g. "Linear(in_features=4, out_features=3)"; a guess.
+    inferred_type: str | None = None
 
     @property
     def local_name(self) -> str:
@@ -407,6 +412,7 @@ def build_report(model: nn.Module) -> ModelReport:
     shared_modules = False
     for name, module in walked:
         info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
+        info.inferred_type = module.__dict__.get(INFERRED_ATTRIBUTE)
         if id(module) in first_name:
             info.same_as = first_name[id(module)]
             shared_modules = True

@@ -1,10 +1,15 @@
-"""The histogram of the selected tensor (values or gradient), kept in step with the AppState."""
+"""The histogram of the selected tensor (values or gradient), kept in step with the AppState.
+
+The Initialize panel's Preview draws here too (before / after / theory), where the eye already
+is; the preview stays until the tensor, its values or the model change.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.model_statistics import TensorSummary, summarize
+from paramscope.core.tensor_stats import Histogram
 from paramscope.gui.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
@@ -24,6 +29,7 @@ class HistogramPanel(QWidget):
         self.mode.addItem("Gradient", GRADIENT)
         self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
         self._theory: Theory | None = None
+        self._preview: tuple[str, Histogram, Theory | None] | None = None  # name, would-be values, theory
         self._grad_cache: dict[str, TensorSummary | None] = {}
         # Gradients of large tensors are summarized off the GUI thread.
         self._grad_worker = TaskWorker(self)
@@ -58,14 +64,28 @@ class HistogramPanel(QWidget):
         self._theory = theory
         self.refresh()
 
+    def show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
+        """Draw a preview of ``name``: its would-be histogram over the current one, and the theory."""
+        self._preview = (name, after, theory)
+        self.set_mode(VALUES)
+        self.refresh()
+
+    @property
+    def preview_shown(self) -> str | None:
+        """The tensor whose preview is drawn, or None."""
+        return self._preview[0] if self._preview is not None else None
+
     # --- state -----------------------------------------------------------------------------
     def _on_session(self) -> None:
         self._grad_cache.clear()
         self._theory = None
+        self._preview = None
         self.refresh()
 
-    def _on_tensor(self, _name: str) -> None:
+    def _on_tensor(self, name: str) -> None:
         self._theory = None
+        if self._preview is not None and self._preview[0] != name:
+            self._preview = None
         self.refresh()
 
     def _on_summaries(self, names: tuple[str, ...]) -> None:
@@ -75,7 +95,10 @@ class HistogramPanel(QWidget):
     def _on_tensors_changed(self, names: tuple[str, ...]) -> None:
         for name in names:
             self._grad_cache.pop(name, None)
-        if self.state.selected_tensor in names:
+        if self._preview is not None and self._preview[0] in names:
+            self._preview = None  # the values it was computed from are gone (Apply shows the real ones)
+            self.refresh()
+        elif self.state.selected_tensor in names:
             self.refresh()
 
     def _on_gradients(self) -> None:
@@ -92,6 +115,9 @@ class HistogramPanel(QWidget):
         if self.current_mode == GRADIENT:
             self._show_gradient(name)
             return
+        if self._preview is not None:
+            self._show_preview(*self._preview)
+            return
         session = self.state.session
         summary = session.summary(name)
         if summary is None and session.report.tensor(name).numel <= SYNC_SUMMARY_LIMIT:
@@ -105,6 +131,17 @@ class HistogramPanel(QWidget):
             previous.histogram if previous is not None else None,
             self._theory,
             title=name,
+        )
+
+    def _show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
+        session = self.state.session
+        before = session.summary(name)
+        self.view.set_histograms(
+            after,
+            before.histogram if before is not None else None,
+            theory,
+            title=f"preview: {name} (model unchanged)",
+            labels=("after (preview)", "before"),
         )
 
     def cancel_and_wait(self) -> None:

@@ -61,11 +61,13 @@ from paramscope.core.rules import (
     preview_rules,
     resolve_targets,
 )
+from paramscope.core.session import Session
 from paramscope.core.tasks import TaskState
 from paramscope.core.tensor_stats import Histogram
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
-from paramscope.gui.histogram_view import HistogramView, Theory
+from paramscope.gui.histogram_view import Theory
+from paramscope.gui.python_highlighter import PythonHighlighter
 from paramscope.gui.state import AppState
 from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
 from paramscope.gui.workers import SliceState, TaskWorker
@@ -120,6 +122,38 @@ def stage_in_worker(
             before = summarize(before_values, state=SliceState(state, 0.85, 1.0))
     notices = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
     return Staged(notices, after, before)
+
+
+@dataclass(frozen=True)
+class Previewed:
+    """A preview, computed on copies (in the worker when large): what the main histogram draws."""
+
+    key: str  # the rule's text: Apply with the same rule writes exactly this
+    seed: int
+    name: str  # the tensor shown (the selected one when it is a target)
+    after: Histogram
+    before: TensorSummary | None  # None: the session already had the current values' summary
+    notices: list[str]
+
+
+def compute_preview(
+    session: Session, rule: InitRule, seed: int, skip_refused: bool, selected: str | None, state: TaskState | None = None
+) -> Previewed:
+    """Run ``rule`` on copies and summarize the tensor shown; the model is not touched.
+
+    Plain Python on the session's tensors, so it runs in a worker as well as at once.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        the_plan, tensors = preview_rules(session, [rule], seed, skip_refused)
+        touched = list(the_plan.touched)
+        name = selected if selected in touched else touched[0]
+        after = summarize(tensors[name], state=state).histogram
+        before = None
+        if session.summary(name) is None:
+            before = summarize(session.tensor(name).detach(), state=state)
+    notices = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    return Previewed(rule.text, seed, name, after, before, notices)
 
 
 def example_source() -> str:
@@ -196,6 +230,8 @@ class InitPanel(QWidget):
         self._preview_seed: tuple[str, int] | None = None  # (request key, seed) of the last preview
         self._custom_cache: tuple[str, Initializer] | None = None
         self.worker = TaskWorker(self)  # computes large edits (see BACKGROUND_NUMEL)
+        self.preview_worker = TaskWorker(self)  # computes large previews
+        self._previewing = False  # a large preview is being computed (the model is busy meanwhile)
         self._pending: _Pending | None = None
 
         # --- targets
@@ -239,6 +275,7 @@ class InitPanel(QWidget):
         self.custom_editor = QPlainTextEdit(example_source())
         self.custom_editor.setMinimumHeight(120)
         self.custom_editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # code: monospaced
+        self.highlighter = PythonHighlighter(self.custom_editor.document(), self.custom_editor)
         self.custom_function = QLineEdit("init_weight_")
         self.custom_function.setPlaceholderText("function name (default: the last one defined)")
         self.load_button = QPushButton("Load file…")
@@ -310,10 +347,6 @@ class InitPanel(QWidget):
         self.undo_label = wrapping(QLabel())
         self.script_button = QPushButton("Export edits as Python script…")
 
-        self.view = HistogramView(self)
-        self.view.setMinimumHeight(180)
-        self.view.hide()  # until a preview or an apply has something to show
-
         content = QWidget()
         layout = QVBoxLayout(content)
         for box in (targets, init_box, edits):  # their natural height; slack goes below them
@@ -326,7 +359,7 @@ class InitPanel(QWidget):
         footer.addWidget(self.undo_label, 1)
         footer.addWidget(self.script_button)
         layout.addLayout(footer)
-        layout.addWidget(self.view, 1)
+        layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setWidget(content)
@@ -350,7 +383,10 @@ class InitPanel(QWidget):
         self.worker.done.connect(self._on_stage_done)
         state.sessionChanged.connect(self.worker.cancel)  # values of the previous model: dropped
         state.sessionChanged.connect(self.refresh_targets)
-        state.sessionChanged.connect(self.view.hide)
+        state.sessionChanged.connect(self.preview_worker.cancel)
+        self.preview_worker.finished.connect(self._show_preview)
+        self.preview_worker.failed.connect(lambda message: self._error(" ".join(message.split())))
+        self.preview_worker.done.connect(self._on_preview_done)
         state.sessionChanged.connect(self.message.clear)  # no stale message from the previous model
         state.sessionChanged.connect(self.theory_label.clear)
         state.sessionChanged.connect(self._update_undo_label)
@@ -499,9 +535,11 @@ class InitPanel(QWidget):
         self.state.errorOccurred.emit(message)
 
     def preview(self) -> bool:
-        """Show the would-be histogram of the first target; the model is not touched."""
+        """Show the would-be histogram of the first target in the main histogram; the model is
+        not touched. A large preview is computed in the worker (True then means started)."""
         if self.state.refuse_if_busy("preview"):
             return False
+        session = self.state.session
         try:
             rule = self.current_rule()
             if not rule.selector.names:
@@ -511,22 +549,47 @@ class InitPanel(QWidget):
 
             if seed is None:
                 seed = make_generator(None)[1]
-            with self.state.warnings_as_notices(f"preview {rule.text}"):
-                the_plan, tensors = preview_rules(self.state.session, [rule], seed, self.skip_refused.isChecked())
+            skip, selected = self.skip_refused.isChecked(), self.state.selected_tensor
+            numel = sum(session.report.tensor(n).numel for n in rule.selector.names)
+            if numel > BACKGROUND_NUMEL:
+                self._previewing = True
+                self._set_staging(True, "preview")
+                self.message.setText(f"preview {rule.text}: computing…")
+                self.preview_worker.start(
+                    lambda task_state: compute_preview(session, rule, seed, skip, selected, task_state),
+                    f"preview {rule.text}",
+                )
+                return True
+            self._show_preview(compute_preview(session, rule, seed, skip, selected))
         except ParamscopeError as exc:
             self._error(str(exc))
             return False
-        self._preview_seed = (rule.text, seed)
-        name = self._shown_name(the_plan.touched)
-        histogram = summarize(tensors[name]).histogram
-        theory = self._theory(name, histogram)
-        current = self.state.session.ensure_summary(name).histogram
-        self.view.set_histograms(histogram, current, theory, title=f"preview: {name}")
-        self.view.show()
-        self.message.setText(f"Preview of {name} (seed {seed}); the model is unchanged. Apply writes exactly this.")
-        self.previewReady.emit(name, histogram, theory)
-        self.theoryChanged.emit(theory)
         return True
+
+    def _show_preview(self, previewed: Previewed) -> None:
+        """Tell the main histogram (``previewReady``) what the preview would write."""
+        self._on_preview_done()
+        if not self.state.has_session:
+            return
+        for text in previewed.notices:
+            self.state.noticeOccurred.emit(f"preview {previewed.key}: {text}")
+        name = previewed.name
+        if previewed.before is not None:
+            self.state.store_summaries({name: previewed.before})
+        self._preview_seed = (previewed.key, previewed.seed)
+        theory = self._theory(name, previewed.after)
+        self.theory_label.setText(theory[2] if theory else "")
+        self.message.setText(
+            f"Preview of {name} (seed {previewed.seed}) in the Histogram tab; the model is unchanged. "
+            "Apply writes exactly this."
+        )
+        self.previewReady.emit(name, previewed.after, theory)
+        self.theoryChanged.emit(theory)
+
+    def _on_preview_done(self) -> None:
+        if self._previewing:
+            self._previewing = False
+            self._set_staging(False, "preview")
 
     def _shown_name(self, names: list[str]) -> str:
         selected = self.state.selected_tensor
@@ -580,8 +643,8 @@ class InitPanel(QWidget):
     # --- running an edit, at once or in the worker -----------------------------------------------
     @property
     def is_staging(self) -> bool:
-        """A large edit is being computed in the worker (the model is busy meanwhile)."""
-        return self._pending is not None
+        """A large edit or preview is being computed in the worker (the model is busy meanwhile)."""
+        return self._pending is not None or self._previewing
 
     def _in_background(self, command: Command) -> bool:
         if not isinstance(command, TensorEditCommand):
@@ -657,10 +720,7 @@ class InitPanel(QWidget):
     def _show_after(self, name: str, form: Form) -> None:
         session = self.state.session
         current = session.ensure_summary(name).histogram
-        previous = session.previous_summary(name)
         theory = self._theory(name, current, form)
-        self.view.set_histograms(current, previous.histogram if previous else None, theory, title=name)
-        self.view.show()
         self.theory_label.setText(theory[2] if theory else "")
         self.theoryChanged.emit(theory)
 

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         self.init_panel = InitPanel(self.state)
         self.init_dock = self.add_dock(self.init_panel, "Initialize", scroll=True)
         self.init_panel.theoryChanged.connect(self.histogram_panel.set_theory)
+        self.init_panel.previewReady.connect(self._show_preview)
         self.backward_panel = BackwardPanel(self.state)
         self.backward_panel.signal_plot.setMinimumHeight(240)
         self.backward_panel.table.setMinimumHeight(150)
@@ -601,6 +602,11 @@ class MainWindow(QMainWindow):
         if self.state.has_session and not self._waits_for_staging("Redo"):
             self._guarded(self.state.session.redo, "Redo")
 
+    def _show_preview(self, name: str, after: object, theory: object) -> None:
+        """Preview draws in the main histogram, brought to the front."""
+        self.histogram_panel.show_preview(name, after, theory)  # type: ignore[arg-type]
+        self.tabs.setCurrentWidget(self.histogram_panel)
+
     def _waits_for_staging(self, what: str) -> bool:
         # A large edit being computed replaces the current values when done: they must not move.
         return self.init_panel.is_staging and self.state.refuse_if_busy(what)
@@ -714,6 +720,7 @@ class MainWindow(QMainWindow):
         self.statistics.cancel_and_wait()
         self.backward_panel.worker.cancel_and_wait()
         self.init_panel.worker.cancel_and_wait()  # a large edit being computed: nothing applied
+        self.init_panel.preview_worker.cancel_and_wait()
         self.histogram_panel.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()

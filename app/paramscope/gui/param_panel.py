@@ -1,11 +1,16 @@
-"""The parameter table panel: filter box, sortable table, copy to clipboard, selection."""
+"""The parameter table panel: filter box, sortable table, copy to clipboard, selection.
+
+The user picks the columns (right-click on the header; remembered in QSettings); Name is always
+shown and frozen on the left while the other columns scroll sideways.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, QSettings, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMenu, QVBoxLayout, QWidget
 
+from paramscope.gui.frozen_table import FrozenColumnTableView
 from paramscope.gui.param_table import (
     COL_GRAD_NORM,
     COL_MAX,
@@ -26,6 +31,18 @@ from paramscope.gui.ties import tied_tensors
 from paramscope.gui.widths import fit_columns
 
 NUMBER_COLUMNS = (COL_MEAN, COL_STD, COL_MIN, COL_MAX, COL_NORM, COL_GRAD_NORM)
+HIDDEN_COLUMNS_KEY = "parameters/hidden_columns"  # column titles, so a reordering never hides the wrong one
+
+
+def hidden_columns() -> set[int]:
+    """The columns the user turned off (never Name), as saved in QSettings."""
+    saved = QSettings().value(HIDDEN_COLUMNS_KEY, [])
+    titles = [saved] if isinstance(saved, str) else list(saved or [])
+    return {COLUMNS.index(t) for t in titles if t in COLUMNS and t != COLUMNS[COL_NAME]}
+
+
+def save_hidden_columns(columns: set[int]) -> None:
+    QSettings().setValue(HIDDEN_COLUMNS_KEY, [COLUMNS[c] for c in sorted(columns) if c != COL_NAME])
 
 
 class ParameterPanel(QWidget):
@@ -42,7 +59,7 @@ class ParameterPanel(QWidget):
         self.filter_box.setClearButtonEnabled(True)
         self.filter_box.textChanged.connect(self.proxy.set_filter_text)
 
-        self.view = QTableView(self)
+        self.view = FrozenColumnTableView(self)
         self.view.setModel(self.proxy)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # model order until the user sorts
@@ -55,6 +72,14 @@ class ParameterPanel(QWidget):
         self.view.verticalHeader().hide()
         self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.selectionModel().selectionChanged.connect(self._on_selection)
+        self._hidden = hidden_columns()
+        header = self.view.horizontalHeader()
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._show_column_menu)
+        self.view.frozen.horizontalHeader().setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.frozen.horizontalHeader().customContextMenuRequested.connect(self._show_column_menu)
+        header.setToolTip("Right-click to choose the columns")
+        self._apply_hidden()
 
         copy = QAction("Copy rows", self.view)
         copy.setShortcut(QKeySequence.StandardKey.Copy)
@@ -94,7 +119,7 @@ class ParameterPanel(QWidget):
         self.model.set_highlight(
             tied_tensors(session.report, self.state.selected_group) if session else frozenset()
         )
-        self.view.setColumnHidden(COL_QUALIFIED, name == "")  # the same as Name at the root
+        self._apply_hidden(name)
         header = self.view.horizontalHeader()
         fit_columns(header, self.model, maximum=280)
         # Statistics arrive after the widths are set: leave room for the widest number format.
@@ -105,6 +130,49 @@ class ParameterPanel(QWidget):
         header.resizeSection(COL_NAME, min(300, header.sectionSize(COL_NAME) + icon_room + 6))
         if self.state.selected_tensor:
             self._on_tensor(self.state.selected_tensor)
+
+    # --- columns ---------------------------------------------------------------------------------
+    def _apply_hidden(self, module: str | None = None) -> None:
+        root = (self.model.module_name if module is None else module) == ""
+        for column in range(len(COLUMNS)):
+            # Qualified name is the same as Name at the root: hidden there whatever the choice.
+            hide = column in self._hidden or (column == COL_QUALIFIED and root)
+            self.view.setColumnHidden(column, hide and column != COL_NAME)
+
+    def column_menu(self) -> QMenu:
+        """A checkable entry per column; Name is always shown (checked, disabled)."""
+        menu = QMenu(self)
+        for column, title in enumerate(COLUMNS):
+            action = menu.addAction(title)
+            action.setCheckable(True)
+            action.setChecked(column not in self._hidden)
+            action.setEnabled(column != COL_NAME)
+            action.toggled.connect(lambda on, c=column: self.set_column_shown(c, on))
+        menu.addSeparator()
+        menu.addAction("Show all columns").triggered.connect(self.show_all_columns)
+        return menu
+
+    def _show_column_menu(self, pos: QPoint) -> None:
+        header = self.sender()
+        menu = self.column_menu()
+        menu.exec(header.mapToGlobal(pos) if header is not None else self.mapToGlobal(pos))
+        menu.deleteLater()
+
+    def set_column_shown(self, column: int, shown: bool) -> None:
+        """Show or hide ``column`` (Name cannot be hidden) and remember it for the next run."""
+        if column == COL_NAME:
+            return
+        if shown:
+            self._hidden.discard(column)
+        else:
+            self._hidden.add(column)
+        save_hidden_columns(self._hidden)
+        self._apply_hidden()
+
+    def show_all_columns(self) -> None:
+        self._hidden.clear()
+        save_hidden_columns(self._hidden)
+        self._apply_hidden()
 
     def _on_group(self, index: int) -> None:
         if self.state.has_session:

@@ -98,6 +98,7 @@ def _initialize(window) -> None:
     panel.set_field("std", 0.01)
     panel.apply()
     window.raise_dock(window.init_dock)
+    window.histogram_panel.view.zoom_new.setChecked(True)  # the new values, not a sliver at 0
 
 
 def _backward(window) -> None:
@@ -129,12 +130,80 @@ def _heatmap(window) -> None:
     window.heatmap_view.refresh()
 
 
+# --- the real launch path: python -m paramscope demo:X on an X display ---------------------------
+SHOTS = {  # name: (demo, prepare, theme)
+    "window": ("mlp", None, "light"),
+    "initialize": ("mlp", "_initialize", "light"),
+    "shared-backward": ("shared", "_backward", "light"),
+    "unregistered": ("unregistered", "_unregistered", "light"),
+    "heatmap": ("tiny_lm", "_heatmap", "light"),
+    "window-dark": ("tiny_lm", "_dark", "dark"),
+}
+
+
+def _dark(window) -> None:
+    """The dark theme, with a 2-D weight selected and a preview drawn (plots, tables, editor)."""
+    window.state.select_tensor(max(window.state.session.report.parameters.values(), key=lambda t: t.numel).name)
+
+
+def real_shot(name: str, out: Path, width: int) -> None:
+    """Start ``python -m paramscope demo:X`` as a user would (the display in $DISPLAY: Xvfb), with
+    this module as its self-test script, which prepares the window, grabs it and quits."""
+    demo, _prepare, theme = SHOTS[name]
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "paramscope"
+        config.mkdir()
+        (config / "paramscope.conf").write_text(f"[view]\ntheme={theme}\n")  # as if chosen in View
+        raw = Path(folder) / "raw.png"
+        env = dict(
+            os.environ, PARAMSCOPE_SELFTEST=__file__, PARAMSCOPE_SHOT=name, PARAMSCOPE_SHOT_OUT=str(raw),
+            XDG_CONFIG_HOME=folder, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "xcb"),
+        )  # fmt: skip
+        subprocess.run([sys.executable, "-m", "paramscope", f"demo:{demo}"], check=True, env=env, timeout=300)
+        from PySide6.QtGui import QPixmap
+
+        size = _save(QPixmap(str(raw)), out / f"{name}.png", width)
+    print(f"{name}.png: {size:,} bytes")
+
+
+def _in_the_app(window, app) -> None:
+    """Inside the launched app (PARAMSCOPE_SELFTEST): wait for statistics, prepare, grab, quit."""
+    from PySide6.QtCore import QTimer
+
+    name = os.environ["PARAMSCOPE_SHOT"]
+    _demo, prepare, _theme = SHOTS[name]
+
+    def ready() -> None:
+        if not (window.state.has_session and window.statistics.complete):
+            QTimer.singleShot(50, ready)
+            return
+        if prepare is not None:
+            globals()[prepare](window)
+        for _ in range(20):  # a few turns: layouts, plots and the last statistics painted
+            _settle(app)
+        window.grab().save(os.environ["PARAMSCOPE_SHOT_OUT"])
+        app.exit(0)
+
+    ready()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path("resources") / "screenshots"))
     parser.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     parser.add_argument("--width", type=int, default=1200, help="width of the saved PNGs (default 1200)")
+    parser.add_argument("--real", action="store_true",
+                        help="start the real command for each picture on the X display in $DISPLAY (e.g. Xvfb 1280x800)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.real:
+        from PySide6.QtGui import QGuiApplication
+
+        _keep = QGuiApplication.instance() or QGuiApplication([])  # QPixmap needs one  # noqa: F841
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in SHOTS:
+            real_shot(name, out, args.width)
+        return 0
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     size = tuple(int(v) for v in args.size.lower().split("x"))
     out = Path(args.out)
@@ -153,3 +222,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+elif __name__ == "__selftest__":  # run inside the app by real_shot (window and app are globals)
+    _in_the_app(globals()["window"], globals()["app"])

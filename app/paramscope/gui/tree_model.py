@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from paramscope.core.files.infer_types import kind_of
 from paramscope.core.model_statistics import TensorSummary
 from paramscope.core.report import ModelReport, ModuleInfo
 from paramscope.gui import colors
@@ -29,12 +30,13 @@ NAME_ROLE = Qt.ItemDataRole.UserRole + 1  # the module's qualified name ("" for 
 FETCH_BATCH = 500
 ROOT_LABEL = "(model)"
 
-COLUMNS = ("Module", "Type", "Params", "Own", "Badges", "Details")
-COL_NAME, COL_TYPE, COL_TOTAL, COL_OWN, COL_BADGES, COL_DETAILS = range(len(COLUMNS))
+# Params beside Module: the size of each subtree is read together with its name.
+COLUMNS = ("Module", "Params", "Type", "Own", "Badges", "Details")
+COL_NAME, COL_TOTAL, COL_TYPE, COL_OWN, COL_BADGES, COL_DETAILS = range(len(COLUMNS))
 _TOOLTIPS = (
     "Attribute name of the module (qualified name in the tooltip)",
-    "Module class",
     "Parameter elements in this subtree (a shared parameter counted once)",
+    "Module class",
     "Parameter elements owned by this module itself",
     "tied: owns a parameter with several names; buf: owns buffers; !: a warning (hover for details)",
     "extra_repr(), as print(model) shows it",
@@ -43,6 +45,13 @@ _TOOLTIPS = (
 
 def fmt_count(n: int) -> str:
     return f"{n:,}"
+
+
+def type_text(info: ModuleInfo) -> str:
+    """The class, or for a checkpoint's container what it probably was: ``Linear (inferred)``."""
+    if info.inferred_type:
+        return f"{kind_of(info.inferred_type)} (inferred)"
+    return info.type_name
 
 
 class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
@@ -266,13 +275,15 @@ class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
         if column == COL_NAME:
             return info.local_name if info.name else ROOT_LABEL
         if column == COL_TYPE:
-            return info.type_name if info.same_as is None else f"{info.type_name} (= {info.same_as})"
+            return type_text(info) if info.same_as is None else f"{type_text(info)} (= {info.same_as})"
         if column == COL_TOTAL:
             return fmt_count(info.total_params)
         if column == COL_OWN:
             return fmt_count(info.own_params) if info.own_params else ""
         if column == COL_BADGES:
             return self._badge(info)[0]
+        if not info.extra_repr and info.inferred_type:
+            return f"{info.inferred_type}, inferred from shapes"
         return info.extra_repr.replace("\n", " ")
 
     def _tooltip(self, info: ModuleInfo, column: int) -> str:
@@ -281,6 +292,8 @@ class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
         if column == COL_DETAILS and info.extra_repr:
             return info.extra_repr
         lines = [info.name or ROOT_LABEL, info.type_name]
+        if info.inferred_type:
+            lines.append(f"probably {info.inferred_type}: guessed from its tensors' names and shapes (no code in the file)")
         if info.same_as is not None:
             lines.append(f"the same module object as {info.same_as}")
         return "\n".join(lines)
@@ -377,5 +390,5 @@ class ModuleFilterProxy(OneCallPerCell, QSortFilterProxyModel):
             info = source.module(index)
             if info is None:
                 return False
-            return self._text in info.name.lower() or self._text in info.type_name.lower()
+            return self._text in info.name.lower() or self._text in type_text(info).lower()
         return self._text in str(index.data()).lower()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from paramscope.core.errors import shown
+from paramscope.core.files.infer_types import mark_inferred_types
 from paramscope.core.files.unknown import UnknownObject
 
 # entries of a training checkpoint that hold the model's weights, most specific first
@@ -292,6 +293,7 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
             made[target] = obj
         made[name] = obj
         _place(root, name, obj, notes, containers, parents)
+    mark_inferred_types(root, StateDictModule)  # "Linear (inferred)" instead of StateDictModule everywhere
     return root, notes
 
 

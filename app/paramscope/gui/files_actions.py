@@ -77,15 +77,19 @@ def open_with_consent(
     trust: bool = False,
     weights: str | None = None,
     ask: Callable[[UntrustedFileError], bool] | None = None,
+    **options: str | None,
 ) -> bool:
-    """Open ``spec``; a file that needs trust is opened only if ``ask`` says yes."""
+    """Open ``spec``; a file that needs trust is opened only if ``ask`` says yes.
+
+    ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for :func:`open_source`.
+    """
     try:
-        opened = open_source(spec, trust=trust, weights=weights)
+        opened = open_source(spec, trust=trust, weights=weights, **options)
     except UntrustedFileError as exc:
         if ask is None or not ask(exc):
             state.errorOccurred.emit(str(exc))
             return False
-        return open_with_consent(state, spec, trust=True, weights=weights, ask=None)
+        return open_with_consent(state, spec, trust=True, weights=weights, ask=None, **options)
     except ParamscopeError as exc:
         state.errorOccurred.emit(str(exc))
         return False

@@ -489,8 +489,10 @@ class MainWindow(QMainWindow):
         self.running_label.setText(("running: " + ", ".join(self._running.values())) if self._running else "")
 
     # --- opening -------------------------------------------------------------------------------
-    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
+    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None, **options: str | None) -> bool:
         """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
+
+        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them.
 
         Data files open in a worker (see :class:`SourceOpener`): True means opening started.
         Demos and Python code open here at once: True means opened. False: refused or failed.
@@ -499,11 +501,11 @@ class MainWindow(QMainWindow):
             return False
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
         if opens_in_background(spec):
-            self.opener.open(spec, trust=trust, weights=weights, ask=ask)
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask, **options)
             return True
         self.opener.cancel_and_wait()  # an older file still opening must not replace this one
         self.statistics.cancel()
-        ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask)
+        ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask, **options)
         if ok and not spec.startswith("demo:"):
             add_recent_file(spec)
         self.opener.opened.emit(ok)

@@ -82,13 +82,18 @@ def describe(value: object, depth: int = 0) -> object:
         if "param_groups" in value and "state" in value:
             groups = value.get("param_groups") or []
             lrs = [g.get("lr") for g in groups if isinstance(g, Mapping) and "lr" in g]
-            return f"optimizer state: {len(value.get('state') or {})} parameter states, {len(groups)} group(s), lr={lrs}"
+            states = value.get("state") or {}
+            keys = {str(k) for state in states.values() if isinstance(state, Mapping) for k in state}
+            kind = guess_kind(keys, groups if isinstance(groups, list | tuple) else [])[0]
+            return f"optimizer state ({kind}): {len(states)} parameter states, {len(groups)} group(s), lr={lrs}"
         if depth < 3 and len(value) <= 32:
             return {str(k): describe(v, depth + 1) for k, v in value.items()}
         return f"dict with {len(value)} entries"
     if isinstance(value, list | tuple):
         if len(value) <= 8 and all(isinstance(v, bool | int | float | str) for v in value):
             return list(value)
+        if depth < 3 and len(value) <= 8 and all(isinstance(v, Mapping) for v in value):
+            return [describe(v, depth + 1) for v in value]  # Lightning's optimizer_states, lr_schedulers
         return f"{type(value).__name__} of {len(value)} items"
     return type(value).__name__
 
@@ -196,6 +201,14 @@ def split_checkpoint(obj: object, where: str, entry: str | None = None) -> Check
     return Checkpoint(tensors, extras=extras, notes=notes, optimizer_states=optimizers)
 
 
+def _other_weights(key: str, value: object) -> str:
+    """An entry holding another weight set, in one line (its tensors one by one say little)."""
+    if isinstance(value, nn.Module):
+        return f"weights: a {type(value).__name__} module (open it with --entry {key})"
+    count = _tensor_count(value)
+    return f"weights: {count} tensor{'s' if count != 1 else ''} (open them with --entry {key})"
+
+
 def _from_entry(
     obj: Mapping[Any, Any],
     key: str,
@@ -205,7 +218,9 @@ def _from_entry(
 ) -> Checkpoint:
     """The weights of entry ``key``; the rest of the checkpoint as extras and notes."""
     value = obj[key]
-    extras = {str(k): describe(v) for k, v in obj.items() if k != key}
+    extras = {
+        str(k): _other_weights(str(k), v) if str(k) in entries else describe(v) for k, v in obj.items() if k != key
+    }
     notes = [f"weights taken from the {key!r} entry" + (" (as asked)" if chosen else "")]
     others = [e for e in entries if e != key]
     if others:

@@ -38,6 +38,7 @@ from paramscope.core.sources import OpenedModel
 from paramscope.gui import plot_export, settings, theme
 from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
+from paramscope.gui.checkpoint_panel import CheckpointPanel
 from paramscope.gui.context_menus import RowMenus
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.file_watch import FileWatch
@@ -138,6 +139,10 @@ class MainWindow(QMainWindow):
         self.diagnostics_dock = self.add_dock(self.diagnostics_panel, "Diagnostics", left)
         self.splitDockWidget(self.tree_dock, self.tied_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tied_dock, self.diagnostics_dock)
+        self.checkpoint_panel = CheckpointPanel(self.state)  # notes, epoch, optimizer state, weight set
+        self.checkpoint_dock = self.add_dock(self.checkpoint_panel, "Checkpoint", left)
+        self.tabifyDockWidget(self.diagnostics_dock, self.checkpoint_dock)
+        self.checkpoint_panel.entryChosen.connect(lambda entry: self.open_source(self.state.session.opened.source, entry=entry))
         self.diagnostics_dock.raise_()
 
         # Long forms scroll inside their dock rather than being squashed.

@@ -153,9 +153,14 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _group(group: Mapping[str, Any]) -> dict[str, object]:
+def _ids(group: Mapping[str, Any]) -> list[Any]:
+    """The parameter ids of a group (a damaged file may hold anything there)."""
     params = group.get("params")
-    out: dict[str, object] = {"params": len(params) if isinstance(params, list | tuple) else 0}
+    return list(params) if isinstance(params, list | tuple) else []
+
+
+def _group(group: Mapping[str, Any]) -> dict[str, object]:
+    out: dict[str, object] = {"params": len(_ids(group))}
     out.update({k: _plain(group[k]) for k in _GROUP_KEYS if k in group})
     return out
 
@@ -179,7 +184,7 @@ def summarize_optimizer(value: Mapping[Any, Any], entry: str = "optimizer") -> O
         'SGD with momentum (1 parameter states, momentum_buffer; lr 0.1)'
     """
     groups = [g for g in value.get("param_groups") or [] if isinstance(g, Mapping)]
-    ids = [i for g in groups for i in (g.get("params") or []) if isinstance(i, int)]
+    ids = [i for g in groups for i in _ids(g) if isinstance(i, int)]
     states = value.get("state") or {}
     keys: dict[str, None] = {}
     stats: list[StateStats] = []
@@ -195,7 +200,7 @@ def summarize_optimizer(value: Mapping[Any, Any], entry: str = "optimizer") -> O
                     step = float(item)
                 continue
             if item.dim() == 0:
-                if key == "step" and step is None:
+                if key == "step" and step is None and not item.is_complex():
                     step = float(item.item())
                 continue
             if isinstance(index, int):

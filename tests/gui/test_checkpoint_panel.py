@@ -160,3 +160,30 @@ def test_load_weights_through_the_dialog_button(qtbot, state: AppState, tmp_path
         actions.start_read_weights(str(path))
     for name, value in expected.items():
         assert torch.equal(state.session.model.state_dict()[name], value)
+
+
+def test_the_window_command_threads_strip_prefix_and_entry(tmp_path: Path) -> None:
+    """``paramscope FILE.py:NAME --weights DDP_FILE --strip-prefix auto`` opens; a bad --entry is one line."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = _ddp_file(tmp_path)
+    factory = tmp_path / "net.py"
+    factory.write_text("from paramscope.core.demos import build_demo\ndef net():\n    return build_demo('mlp')\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+
+    def window(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "paramscope", *args, "--screenshot", str(tmp_path / "w.png")]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+    refused = window(f"{factory}:net", "--weights", str(path))
+    assert refused.returncode == 2 and "keys match after stripping 'module.'" in refused.stderr
+    done = window(f"{factory}:net", "--weights", str(path), "--strip-prefix", "auto")
+    assert done.returncode == 0, done.stderr
+    checkpoint, _, _ = _training_checkpoint(tmp_path)
+    bad = window(str(checkpoint), "--entry", "emma")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"paramscope: {checkpoint}: has no weight entry 'emma'; entries holding weights: model, ema"
+    ]

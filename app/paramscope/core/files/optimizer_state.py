@@ -250,6 +250,8 @@ def summarize_for_model(
     parameters where they fit (see the module docstring); returns them and the notes."""
     summaries: list[OptimizerSummary] = []
     notes: list[str] = []
+    if not states:  # most files: no walk over the model's (maybe 100,000) parameters
+        return summaries, notes
     parameters = model_parameters(model) if model is not None else None
     for where, value in states:
         summary = summarize_optimizer(value, where)

@@ -12,7 +12,7 @@ PROBE = textwrap.dedent(
     import sys, types
     seen = {}
 
-    def run_app(source, weights=None, trust=False, screenshot=None, on_shown=None):
+    def run_app(source, weights=None, trust=False, screenshot=None, on_shown=None, **options):
         from PySide6.QtWidgets import QApplication, QSplashScreen
         splashes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QSplashScreen)]
         seen["splash_visible"] = any(w.isVisible() for w in splashes)

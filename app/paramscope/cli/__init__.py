@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from paramscope import __version__
+from paramscope.cli.common import add_entry_arguments
 from paramscope.core.errors import ParamscopeError
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -37,6 +38,12 @@ def _window_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("source", nargs="?", default="demo:mlp", help="what to open (default: demo:mlp)")
     parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model")
+    parser.add_argument(
+        "--strip-prefix",
+        metavar="auto|PREFIX",
+        help="with --weights: strip PREFIX (e.g. 'module.') from its keys; auto: the key change the report suggests",
+    )
+    add_entry_arguments(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
     parser.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
@@ -47,7 +54,8 @@ def _run_window(argv: Sequence[str]) -> int:
     args = _window_parser().parse_args(argv)
     from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
 
-    return launch(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot)
+    options = {"strip_prefix": args.strip_prefix, "entry": args.entry, "weights_entry": args.weights_entry}
+    return launch(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot, options=options)
 
 
 def _run_subcommand(name: str, argv: Sequence[str]) -> int:

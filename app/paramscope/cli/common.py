@@ -19,7 +19,18 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --weights: strip PREFIX (e.g. 'module.') from its keys; auto: the key change the "
         "report suggests (a DDP/torch.compile/wrapper prefix, a PEFT adapter name)",
     )
+    add_entry_arguments(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
+
+
+def add_entry_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--entry``/``--weights-entry``: which weight set of a checkpoint holding several."""
+    parser.add_argument(
+        "--entry",
+        metavar="NAME",
+        help="when SOURCE is a checkpoint holding several weight sets (model, ema, ...): open this one",
+    )
+    parser.add_argument("--weights-entry", metavar="NAME", help="the same for the --weights file")
 
 
 def add_sync_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +46,14 @@ def add_sync_argument(parser: argparse.ArgumentParser) -> None:
 def open_from_args(args: argparse.Namespace) -> Any:
     from paramscope.core.sources import open_source
 
-    return open_source(args.source, trust=args.trust, weights=args.weights, strip_prefix=args.strip_prefix)
+    return open_source(
+        args.source,
+        trust=args.trust,
+        weights=args.weights,
+        strip_prefix=args.strip_prefix,
+        entry=args.entry,
+        weights_entry=args.weights_entry,
+    )
 
 
 def _clean(value: Any) -> Any:

@@ -11,6 +11,8 @@ from paramscope.cli.common import fmt_number, print_json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="first source: a checkpoint file, demo:NAME, FILE.py:NAME, ...")
     parser.add_argument("b", help="second source")
+    parser.add_argument("--entry-a", metavar="NAME", help="the weight set of A when it holds several (model, ema, ...)")
+    parser.add_argument("--entry-b", metavar="NAME", help="the same for B (compare a file's model with its ema: A A --entry-b ema)")
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--bins", type=int, default=32, help="histogram bins of each difference (default 32)")
@@ -20,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from paramscope.core.files.diff import diff_sources
 
-    result = diff_sources(args.a, args.b, trust=args.trust, bins=args.bins if args.json else 0)
+    result = diff_sources(
+        args.a, args.b, trust=args.trust, bins=args.bins if args.json else 0, entries=(args.entry_a, args.entry_b)
+    )
     if args.json:
         data = result.to_dict()
         data["a"], data["b"] = args.a, args.b

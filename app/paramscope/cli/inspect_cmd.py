@@ -38,6 +38,10 @@ def _run(args: argparse.Namespace) -> int:
     data = inspect_model(opened.model, bins=args.bins, loader=opened.loader)
     if opened.forward_unavailable:
         data["forward_unavailable"] = opened.forward_unavailable
+    data["notes"] = list(opened.notes)
+    data["extras"] = dict(opened.extras)
+    data["weight_entries"] = list(opened.entries)
+    data["optimizers"] = [summary.to_dict() for summary in opened.optimizers]
     if args.json:
         data["source"] = opened.source
         print_json(data)
@@ -91,4 +95,60 @@ def format_text(source: str, data: dict[str, Any]) -> str:
     out.append(f"Total params: {fmt_count(data['total_params'])}   Unique params: {fmt_count(data['unique_params'])}")
     if data.get("forward_unavailable"):
         out.append(f"Forward/backward unavailable: {data['forward_unavailable']}")
+    out += checkpoint_text(data)
     return "\n".join(out)
+
+
+def checkpoint_text(data: dict[str, Any]) -> list[str]:
+    """The Notes, Checkpoint and Optimizer sections: what a training checkpoint held beside the weights."""
+    out: list[str] = []
+    if data.get("notes"):
+        out += ["", "Notes"] + [f"  {note}" for note in data["notes"]]
+    if data.get("extras"):
+        out += ["", "Checkpoint"] + _tree_lines(data["extras"], 1)
+    for optimizer in data.get("optimizers") or []:
+        out += [""] + optimizer_lines(optimizer)
+    return out
+
+
+# levels of nested entries the text shows (Lightning's loop counters go deeper; the JSON has all)
+TEXT_DEPTH = 2
+
+
+def _tree_lines(value: dict[str, Any], depth: int) -> list[str]:
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, dict) and item and depth < TEXT_DEPTH:
+            lines.append(f"{'  ' * depth}{key}:")
+            lines += _tree_lines(item, depth + 1)
+        elif isinstance(item, dict) and item:
+            lines.append(f"{'  ' * depth}{key}: {len(item)} entries (see --json)")
+        else:
+            lines.append(f"{'  ' * depth}{key}: {item}")
+    return lines
+
+
+def optimizer_lines(optimizer: dict[str, Any]) -> list[str]:
+    """A compact table of one optimizer state: a row per parameter and state key."""
+    step = "" if optimizer["step"] is None else f", step {optimizer['step']:g}"
+    groups = "; ".join(
+        ", ".join(f"{k} {v}" for k, v in group.items()) for group in optimizer["groups"]
+    )
+    out = [
+        f"Optimizer ({optimizer['entry']}): {optimizer['kind']}, {optimizer['parameter_states']} parameter states{step}",
+        f"  groups: {groups}",
+    ]
+    rows = optimizer["states"]
+    if not rows:
+        return out
+    label = [row["name"] if row["name"] is not None else f"#{row['index']}" for row in rows]
+    width = max([12] + [len(text) for text in label])
+    keys = max(len(row["key"]) for row in rows)
+    out.append(f"  {'parameter':<{width}} {'state':<{keys}} {'shape':<14} {'mean':>10} {'std':>10} {'min':>10} {'max':>10} {'norm':>10}")
+    for text, row in zip(label, rows, strict=True):
+        shape = "[" + ", ".join(map(str, row["shape"])) + "]"
+        out.append(
+            f"  {text:<{width}} {row['key']:<{keys}} {shape:<14} {fmt_number(row['mean'])} {fmt_number(row['std'])} "
+            f"{fmt_number(row['min'])} {fmt_number(row['max'])} {fmt_number(row['norm'])}"
+        )
+    return out

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from torch import nn
 from paramscope.core.demos import DEMOS, build_demo
 from paramscope.core.errors import SourceError, shown
 from paramscope.core.user_code import UserCodeError, run_python_file
+
+if TYPE_CHECKING:
+    from paramscope.core.files.optimizer_state import OptimizerSummary
 
 
 @dataclass
@@ -41,6 +45,9 @@ class OpenedModel:
     # For sources opened lazily: the model holds shape-only (meta) placeholders and this loads
     # the full values of one of them, by its state_dict name, when they are needed.
     loader: Callable[[str], torch.Tensor] | None = None
+    entry: str | None = None  # the checkpoint entry the weights came from ("model", "ema")
+    entries: list[str] = field(default_factory=list)  # every entry of the file holding weights
+    optimizers: list[OptimizerSummary] = field(default_factory=list)  # optimizer states beside them
 
     @property
     def can_forward(self) -> bool:
@@ -100,17 +107,23 @@ def _expand(path: Path) -> Path:
         return path
 
 
-def _open_file(path: Path, trust: bool) -> OpenedModel:
+def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel:
     from paramscope.core.files.readers import open_file  # imported late: it imports this module
 
-    opened = open_file(path, trust)
+    opened = open_file(path, trust, entry)
     if opened is None:
         raise SourceError(f"{path}: not a format paramscope can open")
     return opened
 
 
 def open_source(
-    spec: str, *, trust: bool = False, weights: str | None = None, strip_prefix: str | None = None
+    spec: str,
+    *,
+    trust: bool = False,
+    weights: str | None = None,
+    strip_prefix: str | None = None,
+    entry: str | None = None,
+    weights_entry: str | None = None,
 ) -> OpenedModel:
     """Open ``spec`` (see the module docstring) as a model.
 
@@ -119,6 +132,8 @@ def open_source(
         trust: allow formats that can run code from the file (pickled modules, ``.pt2``).
         weights: a state_dict file to load into the model after building it.
         strip_prefix: a prefix to strip from the weights' keys first, or ``"auto"``.
+        entry: the weight set to open when ``spec`` is a checkpoint holding several (``"ema"``).
+        weights_entry: the same for the ``weights`` file.
 
     Raises:
         SourceError: with a one-line message naming the spec or file and the problem.
@@ -128,6 +143,8 @@ def open_source(
     if not spec:
         raise SourceError("empty source: give demo:NAME, FILE.py:NAME, package.module:NAME or a file")
     opened: OpenedModel
+    if entry is not None and not _expand(Path(spec)).exists():
+        raise SourceError(f"{label}: --entry {shown(entry)} picks a weight set in a checkpoint file; this is not a file")
     if spec.startswith("demo:"):
         name = spec[len("demo:") :]
         if name not in DEMOS:
@@ -143,9 +160,9 @@ def open_source(
             path = _expand(Path(spec))
             if not path.exists():
                 raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
-            opened = _open_file(path, trust)
+            opened = _open_file(path, trust, entry)
     if weights is not None:
         from paramscope.core.files import load_weights_into  # the files layer owns reading
 
-        load_weights_into(opened, Path(weights), strip_prefix=strip_prefix)
+        load_weights_into(opened, Path(weights), strip_prefix=strip_prefix, entry=weights_entry)
     return opened

@@ -72,15 +72,18 @@ def run_app(
     trust: bool = False,
     screenshot: str | None = None,
     on_shown: Callable[[], object] | None = None,
+    **options: str | None,
 ) -> int:
     """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
+
+    ``options``: ``strip_prefix``, ``entry`` and ``weights_entry`` as ``open_source`` takes them.
 
     A bad source with ``screenshot`` raises ParamscopeError (the CLI prints it and exits 2);
     interactively the window says so in one line and stays empty; a file that can run code asks
     first (Open anyway / Cancel).
     """
     if screenshot is not None:
-        opened = open_source(source, trust=trust, weights=weights)  # errors go to the CLI
+        opened = open_source(source, trust=trust, weights=weights, **options)  # errors go to the CLI
         target = Path(screenshot)
         if not target.parent.is_dir():
             raise ParamscopeError(f"{screenshot}: folder {target.parent} does not exist")
@@ -101,7 +104,7 @@ def run_app(
         on_shown()
     # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
     # error is one line in the window (no other model is opened in its place).
-    window.open_source(source, trust=trust, weights=weights)
+    window.open_source(source, trust=trust, weights=weights, **options)
     schedule_selftest(app, window)
     return app.exec()
 

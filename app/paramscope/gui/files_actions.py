@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QMessageBox,
+    QPushButton,
     QRadioButton,
     QTableWidget,
     QTableWidgetItem,
@@ -38,6 +39,8 @@ from paramscope.core.files.load_weights import (
     WeightsInputs,
     WeightsReport,
     apply_weights,
+    compare_weights,
+    mapped_keys,
     read_weights,
     run_read_weights,
 )
@@ -77,15 +80,19 @@ def open_with_consent(
     trust: bool = False,
     weights: str | None = None,
     ask: Callable[[UntrustedFileError], bool] | None = None,
+    **options: str | None,
 ) -> bool:
-    """Open ``spec``; a file that needs trust is opened only if ``ask`` says yes."""
+    """Open ``spec``; a file that needs trust is opened only if ``ask`` says yes.
+
+    ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for :func:`open_source`.
+    """
     try:
-        opened = open_source(spec, trust=trust, weights=weights)
+        opened = open_source(spec, trust=trust, weights=weights, **options)
     except UntrustedFileError as exc:
         if ask is None or not ask(exc):
             state.errorOccurred.emit(str(exc))
             return False
-        return open_with_consent(state, spec, trust=True, weights=weights, ask=None)
+        return open_with_consent(state, spec, trust=True, weights=weights, ask=None, **options)
     except ParamscopeError as exc:
         state.errorOccurred.emit(str(exc))
         return False
@@ -191,6 +198,17 @@ class LoadWeightsDialog(QDialog):
         self.apply_button.clicked.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self.strict_button.toggled.connect(self._update)
+        self.use_suggestion = False  # True: the user chose the suggested key change
+        self.suggestion_button: QPushButton | None = None
+        if report.suggestion is not None:
+            self.suggestion_button = self.buttons.addButton(
+                suggestion_text(report), QDialogButtonBox.ButtonRole.ActionRole
+            )
+            self.suggestion_button.setToolTip(
+                f"Compare again after {report.suggestion.describe()} in the file's keys, then load "
+                f"(on the command line: {report.suggestion.option})"
+            )
+            self.suggestion_button.clicked.connect(self._take_suggestion)
         layout = QVBoxLayout(self)
         for widget in (self.summary, self.tree, self.strict_button, self.partial_button, self.buttons):
             layout.addWidget(widget)
@@ -203,6 +221,18 @@ class LoadWeightsDialog(QDialog):
     def _update(self) -> None:
         allowed = self.report.fits if self.strict else bool(self.report.matched)
         self.apply_button.setEnabled(allowed)
+
+    def _take_suggestion(self) -> None:
+        self.use_suggestion = True
+        self.accept()
+
+
+def suggestion_text(report: WeightsReport) -> str:
+    """The label of the dialog's button: "Strip 'module.' and load" or the general one."""
+    suggestion = report.suggestion
+    if suggestion is not None and suggestion.strip:
+        return f"Strip {suggestion.strip!r} and load"
+    return "Apply suggested key change and load"
 
 
 class FilesActions(QObject):
@@ -322,11 +352,39 @@ class FilesActions(QObject):
             tensors, report = result
             self.weightsRead.emit((source, tensors, report))
             if self.interactive:
-                dialog = LoadWeightsDialog(report, str(source), self.window)
-                if dialog.exec() == QDialog.DialogCode.Accepted:
-                    self.apply(tensors, report, str(source), dialog.strict)
+                self.ask_and_apply(tensors, report, str(source))
 
         self._start(work, f"Reading {Path(str(source)).name}", done)
+
+    def ask_and_apply(self, tensors: dict, report: WeightsReport, source: str) -> bool:
+        """Show the report; apply as the user chooses (strict, partial, or the suggested keys)."""
+        dialog = LoadWeightsDialog(report, source, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        if dialog.use_suggestion:
+            return self.apply_suggestion(tensors, report, source)
+        return self.apply(tensors, report, source, dialog.strict)
+
+    def apply_suggestion(self, tensors: dict, report: WeightsReport, source: str) -> bool:
+        """Compare again under the report's suggested key change (``mapped_keys``), then load.
+
+        All keys fit: loaded at once. A PEFT adapter file (the adapter name inserted) fits the
+        adapter's tensors only: they are loaded and the base weights stay, as PEFT does. Else the
+        new report is shown (interactive) or the refusal is reported.
+        """
+        try:
+            mapped = mapped_keys(tensors, report, "auto", source)
+            mapped_report = compare_weights(self.state.session.model, mapped)
+        except ParamscopeError as exc:
+            self.state.errorOccurred.emit(str(exc))
+            return False
+        self.weightsRead.emit((source, mapped, mapped_report))
+        adapter = bool(report.suggestion and report.suggestion.insert)
+        if mapped_report.fits or (adapter and not mapped_report.unexpected and not mapped_report.mismatched):
+            return self.apply(mapped, mapped_report, source, strict=mapped_report.fits)
+        if self.interactive:
+            return self.ask_and_apply(mapped, mapped_report, source)
+        return self.apply(mapped, mapped_report, source, strict=True)  # reports why it does not fit
 
     def apply(self, tensors: dict, report: WeightsReport, source: str, strict: bool) -> bool:
         """Apply as one undoable command; errors are reported, the model is left as it was."""

@@ -129,11 +129,20 @@ def _apply_assets(app) -> None:
         pass
 
 
-def launch(source: str, weights: str | None = None, trust: bool = False, screenshot: str | None = None) -> int:
+def launch(
+    source: str,
+    weights: str | None = None,
+    trust: bool = False,
+    screenshot: str | None = None,
+    options: dict[str, str | None] | None = None,
+) -> int:
+    """Open the window on ``source``. ``options``: ``strip_prefix``, ``entry``, ``weights_entry``
+    as :func:`paramscope.core.sources.open_source` takes them."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if screenshot is not None:  # no splash in a screenshot
         from paramscope.gui.app import run_app
 
-        return run_app(source, weights=weights, trust=trust, screenshot=screenshot)
+        return run_app(source, weights=weights, trust=trust, screenshot=screenshot, **options)
 
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QPixmap
@@ -150,7 +159,7 @@ def launch(source: str, weights: str | None = None, trust: bool = False, screens
 
     from paramscope.gui.app import run_app  # torch and the core load here, behind the splash
 
-    return run_app(source, weights=weights, trust=trust, on_shown=splash.close)
+    return run_app(source, weights=weights, trust=trust, on_shown=splash.close, **options)
 
 
 def _splash_pixmap(pixmap_type: type) -> object:

@@ -38,6 +38,7 @@ from paramscope.core.sources import OpenedModel
 from paramscope.gui import plot_export, settings, theme
 from paramscope.gui.about import show_about
 from paramscope.gui.backward_panel import BackwardPanel
+from paramscope.gui.checkpoint_panel import CheckpointPanel
 from paramscope.gui.context_menus import RowMenus
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.file_watch import FileWatch
@@ -138,6 +139,10 @@ class MainWindow(QMainWindow):
         self.diagnostics_dock = self.add_dock(self.diagnostics_panel, "Diagnostics", left)
         self.splitDockWidget(self.tree_dock, self.tied_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tied_dock, self.diagnostics_dock)
+        self.checkpoint_panel = CheckpointPanel(self.state)  # notes, epoch, optimizer state, weight set
+        self.checkpoint_dock = self.add_dock(self.checkpoint_panel, "Checkpoint", left)
+        self.tabifyDockWidget(self.diagnostics_dock, self.checkpoint_dock)
+        self.checkpoint_panel.entryChosen.connect(lambda entry: self.open_source(self.state.session.opened.source, entry=entry))
         self.diagnostics_dock.raise_()
 
         # Long forms scroll inside their dock rather than being squashed.
@@ -490,8 +495,10 @@ class MainWindow(QMainWindow):
         self.running_label.setText(("running: " + ", ".join(self._running.values())) if self._running else "")
 
     # --- opening -------------------------------------------------------------------------------
-    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
+    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None, **options: str | None) -> bool:
         """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
+
+        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them.
 
         Data files open in a worker (see :class:`SourceOpener`): True means opening started.
         Demos and Python code open here at once: True means opened. False: refused or failed.
@@ -500,11 +507,11 @@ class MainWindow(QMainWindow):
             return False
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
         if opens_in_background(spec):
-            self.opener.open(spec, trust=trust, weights=weights, ask=ask)
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask, **options)
             return True
         self.opener.cancel_and_wait()  # an older file still opening must not replace this one
         self.statistics.cancel()
-        ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask)
+        ok = open_with_consent(self.state, spec, trust=trust, weights=weights, ask=ask, **options)
         if ok and not spec.startswith("demo:"):
             add_recent_file(spec)
         self.opener.opened.emit(ok)

@@ -106,11 +106,12 @@ def opens_in_background(spec: str) -> bool:
 
 
 def open_session(
-    spec: str, trust: bool, weights: str | None, state: TaskState
+    spec: str, trust: bool, weights: str | None, state: TaskState, **options: str | None
 ) -> Session | UntrustedFileError:
     """Worker body: parse ``spec``, build its module tree and report (``Session``).
 
     A file that needs consent comes back as its error, to be asked about on the GUI thread.
+    ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for :func:`open_source`.
     """
     state.progress(0.0, f"opening {spec}")
     # The cyclic collector holds the GIL for its whole pass: over the ~10^6 objects a large
@@ -120,7 +121,7 @@ def open_session(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        opened = open_source(spec, trust=trust, weights=weights)
+        opened = open_source(spec, trust=trust, weights=weights, **options)
         state.check()
         session = Session(opened)  # the report of every tensor: also off the GUI thread
     except UntrustedFileError as exc:
@@ -152,7 +153,7 @@ class SourceOpener(QObject):
         self.worker = TaskWorker(self)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
-        self._pending: tuple[str, str | None, Callable[[UntrustedFileError], bool] | None] | None = None
+        self._pending: tuple[str, str | None, Callable[[UntrustedFileError], bool] | None, dict[str, str | None]] | None = None
 
     @property
     def is_running(self) -> bool:
@@ -165,10 +166,12 @@ class SourceOpener(QObject):
         trust: bool = False,
         weights: str | None = None,
         ask: Callable[[UntrustedFileError], bool] | None = None,
+        **options: str | None,
     ) -> None:
-        """Start opening ``spec`` (an open still running is cancelled). ``ask``: consent for risky files."""
-        self._pending = (spec, weights, ask)
-        self.worker.start(lambda st: open_session(spec, trust, weights, st), f"Opening {shown(Path(spec).name)}")
+        """Start opening ``spec`` (an open still running is cancelled). ``ask``: consent for risky
+        files; ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for ``open_source``."""
+        self._pending = (spec, weights, ask, options)
+        self.worker.start(lambda st: open_session(spec, trust, weights, st, **options), f"Opening {shown(Path(spec).name)}")
         self.started.emit(spec)
 
     def cancel_and_wait(self) -> bool:
@@ -179,10 +182,10 @@ class SourceOpener(QObject):
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        spec, weights, ask = pending
+        spec, weights, ask, options = pending
         if isinstance(result, UntrustedFileError):
             if ask is not None and ask(result):
-                self.open(spec, trust=True, weights=weights)
+                self.open(spec, trust=True, weights=weights, **options)
                 return
             self.state.errorOccurred.emit(str(result))
             self.opened.emit(False)

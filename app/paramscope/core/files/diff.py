@@ -195,8 +195,16 @@ def run_diff(inputs: DiffInputs, state: TaskState | None = None) -> DiffResult:
     return diff_state_dicts(inputs.a, inputs.b, inputs.bins, state)
 
 
-def diff_sources(a: str, b: str, trust: bool = False, bins: int = DEFAULT_DIFF_BINS, state: TaskState | None = None) -> DiffResult:
-    """Diff two sources (files or model specs such as ``demo:mlp``)."""
+def diff_sources(
+    a: str,
+    b: str,
+    trust: bool = False,
+    bins: int = DEFAULT_DIFF_BINS,
+    state: TaskState | None = None,
+    entries: tuple[str | None, str | None] = (None, None),
+) -> DiffResult:
+    """Diff two sources (files or model specs such as ``demo:mlp``); ``entries``: the weight set
+    of each when a checkpoint holds several."""
     from paramscope.core.files.load_weights import read_weights
 
-    return diff_state_dicts(read_weights(a, trust), read_weights(b, trust), bins, state)
+    return diff_state_dicts(read_weights(a, trust, entries[0]), read_weights(b, trust, entries[1]), bins, state)

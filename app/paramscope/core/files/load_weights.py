@@ -18,6 +18,7 @@ from torch import nn
 from paramscope.core.commands import TensorEditCommand
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.key_match import KeyMapping, remap, suggest_mapping
+from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.report import build_report, is_lazy
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -252,19 +253,33 @@ def apply_weights(
     return report
 
 
-def read_weights(source: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of any state_dict source: a file, or a model source (``demo:``, ``file.py:NAME``)."""
-    from paramscope.core.files.readers import read_checkpoint, state_dict_of
+def read_weights(source: str | Path, trust: bool = False, entry: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of any state_dict source: a file, or a model source (``demo:``, ``file.py:NAME``).
+
+    ``entry``: the weight set of a checkpoint holding several (``"ema"``).
+    """
+    from paramscope.core.files.readers import state_dict_of
+
+    return state_dict_of(weights_checkpoint(source, trust, entry))
+
+
+def weights_checkpoint(source: str | Path, trust: bool = False, entry: str | None = None) -> Checkpoint:
+    """What :func:`read_weights` reads, with the file's notes, extras and optimizer states."""
+    from paramscope.core.files.readers import read_checkpoint
 
     path = Path(source).expanduser()
     if path.exists():
-        return state_dict_of(read_checkpoint(path, trust))
+        return read_checkpoint(path, trust, entry=entry)
     from paramscope.core.files.statedict import split_checkpoint
     from paramscope.core.sources import open_source
 
+    if entry is not None:
+        raise ParamscopeError(f"{source}: --entry {entry} picks a weight set in a checkpoint file; this is not a file")
     # the state_dict may hold more than tensors (a quantized layer's dtype, packed tuples)
     model = open_source(str(source), trust=trust).model
-    return split_checkpoint({"state_dict": dict(model.state_dict())}, str(source)).all_tensors()
+    checkpoint = split_checkpoint({"state_dict": dict(model.state_dict())}, str(source))
+    checkpoint.notes, checkpoint.entry, checkpoint.entries = [], None, []  # not a file's entry
+    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -286,17 +301,27 @@ def run_read_weights(inputs: WeightsInputs, state: TaskState | None = None) -> t
 
 
 def load_weights_into(
-    opened: OpenedModel, path: Path, strict: bool = True, trust: bool = False, strip_prefix: str | None = None
+    opened: OpenedModel,
+    path: Path,
+    strict: bool = True,
+    trust: bool = False,
+    strip_prefix: str | None = None,
+    entry: str | None = None,
 ) -> WeightsReport:
     """Load the state_dict at ``path`` into a freshly opened model (``--weights FILE``).
 
     ``strip_prefix`` removes that prefix from the file's keys first; ``"auto"`` applies the key
-    change the report suggests (a wrapper's prefix, PEFT's adapter name).
+    change the report suggests (a wrapper's prefix, PEFT's adapter name). ``entry`` picks the
+    weight set of a checkpoint holding several. What the checkpoint holds beside the weights
+    (epoch, optimizer state...) goes to ``opened``'s notes and extras.
 
     Raises:
         ParamscopeError: the file cannot be read, or (strict) its keys do not fit the model.
     """
-    tensors = read_weights(path, trust)
+    from paramscope.core.files.readers import state_dict_of
+
+    checkpoint = weights_checkpoint(path, trust, entry)
+    tensors = state_dict_of(checkpoint)
     report = compare_weights(opened.model, tensors)
     adapter = False
     if strip_prefix is not None:
@@ -314,4 +339,17 @@ def load_weights_into(
                 target.materialize(source.shape, dtype=source.dtype)
             target.copy_(source.to(device=target.device, dtype=target.dtype))
     opened.notes.append(f"weights loaded from {path}: {report.summary()}")
+    _keep_checkpoint_facts(opened, checkpoint, path)
     return report
+
+
+def _keep_checkpoint_facts(opened: OpenedModel, checkpoint: Checkpoint, path: Path) -> None:
+    """The ``--weights`` checkpoint's notes, extras and optimizer states, on the opened model."""
+    from paramscope.core.files.optimizer_state import summarize_for_model
+
+    opened.notes.extend(f"{path.name}: {note}" for note in checkpoint.notes)
+    for key, value in checkpoint.extras.items():
+        opened.extras.setdefault(key, value)
+    summaries, notes = summarize_for_model(checkpoint.optimizer_states, opened.model)
+    opened.optimizers.extend(summaries)
+    opened.notes.extend(notes)

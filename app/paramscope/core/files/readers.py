@@ -12,6 +12,7 @@ from torch import nn
 from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
 from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
+from paramscope.core.files.optimizer_state import summarize_for_model
 from paramscope.core.files.pretrained import build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file, first_line
@@ -44,14 +45,15 @@ def reading(path: Path) -> Iterator[None]:
             raise bad_file(path, f"cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
 
 
-def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
+def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, entry: str | None = None) -> Checkpoint:
     """The tensors (and extras) of a state_dict file or folder: torch, safetensors, a sharded
     index, a DCP folder or a save_pretrained folder.
 
     Whole modules (trusted pickles, TorchScript, .pt2) come back as ``Checkpoint.module``.
     Tensors are read into memory; with ``lazy`` (None: for files over
     :data:`~paramscope.core.files.regions.LAZY_BYTES`) safetensors come back as placeholders
-    and ``Checkpoint.loader`` reads one on demand.
+    and ``Checkpoint.loader`` reads one on demand. ``entry`` picks the weight set of a training
+    checkpoint that holds several (``"ema"``).
 
     Raises:
         SourceError: one line naming the file and the problem.
@@ -59,10 +61,13 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False) 
     """
     path = Path(path)
     with reading(path):
-        return _read_checkpoint(path, trust, lazy)
+        checkpoint = _read_checkpoint(path, trust, lazy, entry)
+    if entry is not None and checkpoint.entry != entry:  # a format without entries
+        raise bad_file(path, f"has no entries to choose from (--entry {entry}): it holds one set of weights")
+    return checkpoint
 
 
-def _read_checkpoint(path: Path, trust: bool, lazy: bool | None) -> Checkpoint:
+def _read_checkpoint(path: Path, trust: bool, lazy: bool | None, entry: str | None) -> Checkpoint:
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
 
@@ -85,7 +90,7 @@ def _read_checkpoint(path: Path, trust: bool, lazy: bool | None) -> Checkpoint:
     if sniffed.kind in _TORCH_KINDS:
         obj = load_torch_file(path, trust, sniffed)
         try:
-            checkpoint = split_checkpoint(obj, str(path))
+            checkpoint = split_checkpoint(obj, str(path), entry)
         except ValueError as exc:
             raise bad_file(path, str(exc)) from None
         if not trust and (stand_ins := stand_in_names(obj)):
@@ -103,14 +108,29 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
     return checkpoint.all_tensors()
 
 
-def open_file(path: Path, trust: bool) -> OpenedModel | None:
-    """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls)."""
+def open_file(path: Path, trust: bool, entry: str | None = None) -> OpenedModel | None:
+    """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls).
+
+    ``entry``: the weight set to open in a checkpoint that holds several (``"ema"``).
+    """
     path = Path(path)
     with reading(path):
-        return _open_file(path, trust)
+        opened = _open_file(path, trust, entry)
+    if opened is not None and entry is not None and opened.entry != entry:  # a format without entries
+        raise bad_file(path, f"has no entries to choose from (--entry {entry}): it holds one set of weights")
+    return opened
 
 
-def _open_file(path: Path, trust: bool) -> OpenedModel | None:
+def _with_checkpoint(opened: OpenedModel, checkpoint: Checkpoint) -> OpenedModel:
+    """``opened`` with what the checkpoint held beside the weights: weight sets, optimizer states."""
+    opened.entry, opened.entries = checkpoint.entry, list(checkpoint.entries)
+    opened.optimizers, notes = summarize_for_model(checkpoint.optimizer_states, opened.model)
+    opened.notes.extend(notes)
+    checkpoint.optimizer_states = []  # their tensors are summarized: let them go
+    return opened
+
+
+def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None:
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, open_dcp
 
@@ -118,25 +138,26 @@ def _open_file(path: Path, trust: bool) -> OpenedModel | None:
             return open_dcp(path)
         path = weights_in_folder(path)
     sniffed = sniff(path)
-    checkpoint = read_checkpoint(path, trust, lazy=None)
+    checkpoint = read_checkpoint(path, trust, lazy=None, entry=entry)
     source = str(path)
     if path.name in KNOWN_WEIGHTS and checkpoint.tensors:
         built, built_notes = build_pretrained(path.parent, checkpoint)
         checkpoint.notes.extend(built_notes)
         if built is not None:
-            return OpenedModel(built, source, "pretrained", path=path, notes=checkpoint.notes, extras=dict(checkpoint.extras))
+            opened = OpenedModel(built, source, "pretrained", path=path, notes=checkpoint.notes, extras=dict(checkpoint.extras))
+            return _with_checkpoint(opened, checkpoint)
     if checkpoint.module is not None:
         kind = {"torchscript": "torchscript", "pt2": "export"}.get(sniffed.kind, "pickled_module")
         model: nn.Module = checkpoint.module
         notes = list(checkpoint.notes)
         if kind == "pickled_module":
             notes.append("opened with full unpickling because you trusted this file")
-        return OpenedModel(model, source, kind, path=path, notes=notes, extras=dict(checkpoint.extras))
+        return _with_checkpoint(OpenedModel(model, source, kind, path=path, notes=notes, extras=dict(checkpoint.extras)), checkpoint)
     if not checkpoint.tensors:
         raise SourceError(f"{path}: holds no tensors")
     model, build_notes = build_module(checkpoint, "sharded" if sniffed.kind == "index" else "state_dict")
     kind = "sharded" if sniffed.kind == "index" else "state_dict"
-    return OpenedModel(
+    opened = OpenedModel(
         model,
         source,
         kind,
@@ -146,3 +167,4 @@ def _open_file(path: Path, trust: bool) -> OpenedModel | None:
         extras=dict(checkpoint.extras),
         loader=checkpoint.loader,
     )
+    return _with_checkpoint(opened, checkpoint)

@@ -19,6 +19,8 @@ rules: SELECTOR=INIT(key=value,...)
 examples:
   paramscope init demo:mlp --rule '*.weight=normal(mean=0,std=0.01)' --rule '*.bias=constant(val=0)' -o out.pt
   paramscope init demo:mlp --rule 're:^0\\.=xavier_uniform(gain=1.0)' --seed 0 -o out.safetensors
+  paramscope init demo:deep_mlp --rule '*.weight=lsuv(tol=0.05)' --input 'randn(256,64)' -o out.pt
+    (lsuv, data-dependent: needs the model's code and a sample input; Mishkin & Matas 2016)
 """
 
 
@@ -27,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_source_arguments(parser)
     parser.add_argument("--rule", action="append", default=[], metavar="RULE", help="SELECTOR=INIT(key=value,...); repeatable, applied in order")
+    parser.add_argument("--input", metavar="SPEC", help="sample input for data-dependent initializers (lsuv), e.g. 'randn(256,64)'")
     parser.add_argument("--seed", type=int, default=None, help="seed of the torch.Generator (default: a random seed, printed)")
     parser.add_argument("-o", "--output", metavar="OUT", help="write the state_dict here (.pt, .pth, .bin or .safetensors)")
     parser.add_argument("--strict", action="store_true", help="apply nothing if an initializer cannot apply to some hit tensor (default: skip those tensors, say which, apply the rest)")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from paramscope.core.errors import ParamscopeError
-    from paramscope.core.rules import RefusedError, check_unmatched, parse_rule, plan
+    from paramscope.core.rules import RefusedError, check_unmatched, fill_input, parse_rule, plan
 
     if not args.rule:
         raise ParamscopeError("init: give at least one --rule 'SELECTOR=INIT(key=value,...)'")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         from paramscope.core.files.export import export_format
 
         export_format(Path(args.output))  # a bad extension fails before any work
-    rules = [parse_rule(text) for text in args.rule]  # bad rules fail before the model is opened
+    rules = fill_input([parse_rule(text) for text in args.rule], args.input)  # bad rules fail before the model is opened
     opened = open_from_args(args)
 
     from paramscope.core.session import Session
@@ -73,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
     commands = apply_rules(session, rules, seed=args.seed, skip_refused=skip_refused)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
+    for command in commands:
+        for note in command.rule_plan.run_notes:  # type: ignore[attr-defined]
+            print(f"note: {note}")
     if args.script:
         from paramscope.core.atomic import write_text_atomically
         from paramscope.core.replay import replay_script

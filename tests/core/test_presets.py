@@ -141,3 +141,11 @@ def test_cli_init_preset_dry_run_lists_tensors_and_changes_nothing(tmp_path, cap
     assert "# preset gpt2" in out and "linear2.weight" in out and "type:LayerNorm=default: 10 tensor(s)" in out
     assert main(["init", "demo:tiny_lm", "--preset", "nope", "--dry-run"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_rules_that_hit_nothing_are_left_out_with_a_comment():
+    session = Session(open_source("demo:mlp"))
+    made = preset_rules("gpt2", session.model, session.report)
+    assert "type:LayerNorm=default" not in made.rules
+    assert "left out (hits nothing in this model): type:LayerNorm=default" in made.comments
+    assert made.rules[:2] == ["weights=normal(mean=0.0,std=0.02)", "biases=zeros"]

@@ -18,6 +18,7 @@ from paramscope.cli.common import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--spectra", action="store_true", help="singular values, spectral norm, stable rank, condition number and the Marchenko-Pastur edge of every weight matrix (conv weights as out x rest)")
     parser.add_argument("--bins", type=int, default=32, help="histogram bins in the JSON (default 32)")
 
 
@@ -38,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
     data = inspect_model(opened.model, bins=args.bins, loader=opened.loader)
     if opened.forward_unavailable:
         data["forward_unavailable"] = opened.forward_unavailable
+    if args.spectra:
+        data.update(spectra_data(opened, data))
     if args.json:
         data["source"] = opened.source
         print_json(data)
@@ -91,4 +94,40 @@ def format_text(source: str, data: dict[str, Any]) -> str:
     out.append(f"Total params: {fmt_count(data['total_params'])}   Unique params: {fmt_count(data['unique_params'])}")
     if data.get("forward_unavailable"):
         out.append(f"Forward/backward unavailable: {data['forward_unavailable']}")
+    if "spectra" in data:
+        out += spectra_text(data)
     return "\n".join(out)
+
+
+def spectra_data(opened: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``spectra`` (one entry per weight matrix) and ``spectra_skipped`` (name -> why) for the JSON."""
+    from paramscope.core.spectra import SpectraRequest, run
+
+    model, loader = opened.model, opened.loader
+    shapes = {p["name"]: tuple(p["shape"]) for p in data["parameters"] if p["shape"] is not None and len(p["shape"]) >= 2}
+
+    def tensor_of(name: str) -> Any:
+        tensor = model.get_parameter(name)
+        return loader(name) if tensor.device.type == "meta" and loader is not None else tensor
+
+    result = run(SpectraRequest(list(shapes), tensor_of, shape_of=shapes.__getitem__))
+    return {
+        "spectra": [s.to_dict() for s in result.spectra.values()],
+        "spectra_skipped": [{"name": n, "reason": why} for n, why in result.skipped.items()],
+    }
+
+
+def spectra_text(data: dict[str, Any]) -> list[str]:
+    out = ["", "Spectra (weights as out x rest; MP: Marchenko-Pastur edge for i.i.d. entries of the same std)"]
+    width = max([28] + [len(s["name"]) for s in data["spectra"]])
+    out.append(f"  {'name':<{width}} {'matrix':<12} {'spec norm':>10} {'stable rank':>11} {'cond':>10} {'MP edge':>10} {'above':>6}")
+    for s in data["spectra"]:
+        matrix = f"{s['matrix'][0]}x{s['matrix'][1]}"
+        mp = s["marchenko_pastur"]
+        out.append(
+            f"  {s['name']:<{width}} {matrix:<12} {fmt_number(s['spectral_norm'])} {fmt_number(s['stable_rank'], 11)} "
+            f"{fmt_number(s['condition_number'])} {fmt_number(mp['high'])} {mp['outliers']:>6}"
+        )
+    for skipped in data["spectra_skipped"]:
+        out.append(f"  {skipped['name']}: skipped: {skipped['reason']}")
+    return out

@@ -81,11 +81,18 @@ def test_run_reports_progress_skips_with_reasons_and_cancels():
     assert list(result.spectra) == ["a"]
     assert "not a matrix" in result.skipped["bias"] and "not floating-point" in result.skipped["ints"]
     assert "NaN" in result.skipped["nan"] and "above 10" in result.skipped["big"]
-    assert seen == sorted(seen) and seen[-1] == 1.0
-    state = TaskState()
-    state.cancel()
+    assert seen == sorted(seen) and len(seen) == len(tensors) + 1 and seen[-1] == 1.0
+    computed: list[str] = []
+    state = TaskState(lambda _f, message: computed.append(message))
+
+    def tensor_of(name: str) -> torch.Tensor:
+        state.cancel()  # the user cancels while the first tensor is read
+        return tensors[name]
+
     with pytest.raises(Cancelled):
-        spectra_of(tensors, state=state)
+        run(SpectraRequest(list(tensors), tensor_of, shape_of=lambda n: tuple(tensors[n].shape)), state)
+    assert computed == ["a"]  # stopped before the second tensor
+    assert spectra_of({"a": tensors["a"]}).spectra["a"].rows == 5
 
 
 def test_inspect_spectra_json_adds_keys_and_keeps_the_others(capsys):

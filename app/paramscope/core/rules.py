@@ -499,8 +499,26 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
                         rule_plan.extra.append(canonical)
         else:
             hit.refused = initializer.check(tensor_of(name), kwargs)
+        if hit.refused is None:
+            _add_fan_note(rule_plan, model, name, tensor_of)
         hits.append(hit)
     return rule_plan
+
+
+def _add_fan_note(rule_plan: RulePlan, model: nn.Module, name: str, tensor_of: Callable[[str], torch.Tensor]) -> None:
+    """Where torch's fan_in/fan_out mislead for this weight (grouped, transposed convs), say so."""
+    from paramscope.core.fans import fan_note
+
+    if name.rpartition(".")[2] != "weight":
+        return
+    try:
+        module = model.get_submodule(owner_module_name(name))
+    except AttributeError:
+        return
+    initializer = rule_plan.initializer.name
+    note = fan_note(module, tensor_of(name), initializer, rule_plan.kwargs)
+    if note is not None:
+        rule_plan.notes.append(f"{name}: {note}")
 
 
 def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRule | str]) -> Plan:

@@ -20,6 +20,8 @@ from paramscope.core.errors import ParamscopeError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("paramscope.cli.inspect_cmd", "tree, parameters with statistics, buffers, ties, unregistered tensors"),
     "init": ("paramscope.cli.init_cmd", "re-initialize parameters by rules and write a state_dict"),
+    "presets": ("paramscope.cli.presets_cmd", "named init recipes (GPT-2, BERT, Fixup, muP, ...) as editable rules"),
+    "compare-init": ("paramscope.cli.compare_cmd", "run one input under several init schemes; activation/gradient std per depth"),
     "grad": ("paramscope.cli.grad_cmd", "run forward and backward on a sample input; show gradients"),
     "export": ("paramscope.cli.export_cmd", "write the state_dict as .pt or .safetensors"),
     "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),

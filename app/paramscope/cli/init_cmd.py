@@ -19,6 +19,8 @@ rules: SELECTOR=INIT(key=value,...)
 examples:
   paramscope init demo:mlp --rule '*.weight=normal(mean=0,std=0.01)' --rule '*.bias=constant(val=0)' -o out.pt
   paramscope init demo:mlp --rule 're:^0\\.=xavier_uniform(gain=1.0)' --seed 0 -o out.safetensors
+  paramscope init demo:deep_mlp --rule '*.weight=lsuv(tol=0.05)' --input 'randn(256,64)' -o out.pt
+    (lsuv, data-dependent: needs the model's code and a sample input; Mishkin & Matas 2016)
 """
 
 
@@ -27,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_source_arguments(parser)
     parser.add_argument("--rule", action="append", default=[], metavar="RULE", help="SELECTOR=INIT(key=value,...); repeatable, applied in order")
+    parser.add_argument("--preset", metavar="NAME", help="a named recipe (paramscope presets lists them), e.g. gpt2 or 'mup(base_width=32)'; its rules come before --rule's")
+    parser.add_argument("--rules-file", metavar="FILE", help="rules, one per line (# comments), e.g. edited from 'paramscope presets NAME SOURCE'")
+    parser.add_argument("--input", metavar="SPEC", help="sample input for data-dependent initializers (lsuv), e.g. 'randn(256,64)'")
     parser.add_argument("--seed", type=int, default=None, help="seed of the torch.Generator (default: a random seed, printed)")
     parser.add_argument("-o", "--output", metavar="OUT", help="write the state_dict here (.pt, .pth, .bin or .safetensors)")
     parser.add_argument("--strict", action="store_true", help="apply nothing if an initializer cannot apply to some hit tensor (default: skip those tensors, say which, apply the rest)")
@@ -35,22 +40,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sync_argument(parser)
 
 
+def _file_rules(path: str | None) -> list[str]:
+    if not path:
+        return []
+    from paramscope.core.errors import SourceError
+    from paramscope.core.presets import read_rules_file
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return read_rules_file(handle.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: cannot read the rules file ({type(exc).__name__}: {exc})") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from paramscope.core.errors import ParamscopeError
-    from paramscope.core.rules import RefusedError, check_unmatched, parse_rule, plan
+    from paramscope.core.rules import RefusedError, check_unmatched, fill_input, parse_rule, plan
 
-    if not args.rule:
-        raise ParamscopeError("init: give at least one --rule 'SELECTOR=INIT(key=value,...)'")
+    texts = _file_rules(args.rules_file) + list(args.rule)
+    if args.preset:
+        from paramscope.core.presets import parse_preset
+
+        parse_preset(args.preset)  # a bad name fails before the model is opened
+    elif not texts:
+        raise ParamscopeError("init: give at least one --rule 'SELECTOR=INIT(key=value,...)', --rules-file or --preset")
     if not args.output and not args.dry_run:
         raise ParamscopeError("init: give -o OUT.pt (or OUT.safetensors), or --dry-run")
     if args.output:
         from paramscope.core.files.export import export_format
 
         export_format(Path(args.output))  # a bad extension fails before any work
-    rules = [parse_rule(text) for text in args.rule]  # bad rules fail before the model is opened
+    rules = [parse_rule(text) for text in texts]  # bad rules fail before the model is opened
     opened = open_from_args(args)
+    if args.preset:
+        from paramscope.core.presets import preset_rules
+        from paramscope.core.report import build_report
+
+        made = preset_rules(args.preset, opened.model, build_report(opened.model))
+        print("\n".join(f"# {c}" for c in made.comments))
+        rules = [parse_rule(text) for text in made.rules] + rules
+    rules = fill_input(rules, args.input)
 
     from paramscope.core.session import Session
 
@@ -73,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
     commands = apply_rules(session, rules, seed=args.seed, skip_refused=skip_refused)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
+    for command in commands:
+        for note in command.rule_plan.run_notes:  # type: ignore[attr-defined]
+            print(f"note: {note}")
     if args.script:
         from paramscope.core.atomic import write_text_atomically
         from paramscope.core.replay import replay_script

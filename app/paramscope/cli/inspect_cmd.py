@@ -18,6 +18,7 @@ from paramscope.cli.common import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--spectra", action="store_true", help="singular values, spectral norm, stable rank, condition number and the Marchenko-Pastur edge of every weight matrix (conv weights as out x rest)")
     parser.add_argument("--bins", type=int, default=32, help="histogram bins in the JSON (default 32)")
 
 
@@ -42,6 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     data["extras"] = dict(opened.extras)
     data["weight_entries"] = list(opened.entries)
     data["optimizers"] = [summary.to_dict() for summary in opened.optimizers]
+    if args.spectra:
+        data.update(spectra_data(opened, data))
     if args.json:
         data["source"] = opened.source
         print_json(data)
@@ -96,6 +99,8 @@ def format_text(source: str, data: dict[str, Any]) -> str:
     if data.get("forward_unavailable"):
         out.append(f"Forward/backward unavailable: {data['forward_unavailable']}")
     out += checkpoint_text(data)
+    if "spectra" in data:
+        out += spectra_text(data)
     return "\n".join(out)
 
 
@@ -151,4 +156,38 @@ def optimizer_lines(optimizer: dict[str, Any]) -> list[str]:
             f"  {text:<{width}} {row['key']:<{keys}} {shape:<14} {fmt_number(row['mean'])} {fmt_number(row['std'])} "
             f"{fmt_number(row['min'])} {fmt_number(row['max'])} {fmt_number(row['norm'])}"
         )
+    return out
+
+
+def spectra_data(opened: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``spectra`` (one entry per weight matrix) and ``spectra_skipped`` (name -> why) for the JSON."""
+    from paramscope.core.spectra import SpectraRequest, run
+
+    model, loader = opened.model, opened.loader
+    shapes = {p["name"]: tuple(p["shape"]) for p in data["parameters"] if p["shape"] is not None and len(p["shape"]) >= 2}
+
+    def tensor_of(name: str) -> Any:
+        tensor = model.get_parameter(name)
+        return loader(name) if tensor.device.type == "meta" and loader is not None else tensor
+
+    result = run(SpectraRequest(list(shapes), tensor_of, shape_of=shapes.__getitem__))
+    return {
+        "spectra": [s.to_dict() for s in result.spectra.values()],
+        "spectra_skipped": [{"name": n, "reason": why} for n, why in result.skipped.items()],
+    }
+
+
+def spectra_text(data: dict[str, Any]) -> list[str]:
+    out = ["", "Spectra (weights as out x rest; MP: Marchenko-Pastur edge for i.i.d. entries of the same std)"]
+    width = max([28] + [len(s["name"]) for s in data["spectra"]])
+    out.append(f"  {'name':<{width}} {'matrix':<12} {'spec norm':>10} {'stable rank':>11} {'cond':>10} {'MP edge':>10} {'above':>6}")
+    for s in data["spectra"]:
+        matrix = f"{s['matrix'][0]}x{s['matrix'][1]}"
+        mp = s["marchenko_pastur"]
+        out.append(
+            f"  {s['name']:<{width}} {matrix:<12} {fmt_number(s['spectral_norm'])} {fmt_number(s['stable_rank'], 11)} "
+            f"{fmt_number(s['condition_number'])} {fmt_number(mp['high'])} {mp['outliers']:>6}"
+        )
+    for skipped in data["spectra_skipped"]:
+        out.append(f"  {skipped['name']}: skipped: {skipped['reason']}")
     return out

@@ -191,6 +191,12 @@ class Initializer:
     params: tuple[ParamSpec, ...] = ()
     takes_generator: bool = False
     acts_on_module: bool = False
+    acts_on_model: bool = False  # runs on the whole model at once (lsuv): apply_model
+    needs_input: bool = False  # data-dependent: needs the model's forward and an input=
+
+    def request_problem(self, kwargs: dict[str, Any]) -> str | None:
+        """Why a request with ``kwargs`` cannot run at all (beyond one tensor), or None."""
+        return None
 
     def coerce_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Check and convert arguments; ValueError names the bad one. Defaults fill the rest."""
@@ -382,8 +388,78 @@ class CustomInitializer(Initializer):
         ]
 
 
+class LSUVInitializer(Initializer):
+    """Layer-sequential unit variance (Mishkin & Matas 2016): see :mod:`paramscope.core.lsuv`.
+
+    It acts on the whole model: an orthogonal start for every hit weight, then each hit's
+    owning layer rescaled in forward order until its output std on the sample input is 1.
+    It needs the model's forward and an input (``input='randn(256,64)'``, or the CLI's
+    ``--input``); :meth:`request_problem` says so in one line when the input is missing.
+    """
+
+    name = "lsuv"
+    title = "LSUV: orthogonal, then each layer rescaled to unit output std on a sample input (data-dependent)"
+    takes_generator = True
+    acts_on_model = True
+    needs_input = True
+
+    def __init__(self) -> None:
+        from paramscope.core.lsuv import DEFAULT_MAX_ITER, DEFAULT_TOL
+
+        self.params = (
+            ParamSpec("tol", "float", DEFAULT_TOL),
+            ParamSpec("max_iter", "int", DEFAULT_MAX_ITER),
+            ParamSpec("input", "str", ""),
+        )
+
+    def check(self, tensor: torch.Tensor, kwargs: dict[str, Any]) -> str | None:
+        problem = super().check(tensor, kwargs)
+        if problem is not None:
+            return problem
+        if tensor.dim() < 2:
+            return f"lsuv starts from orthogonal_: needs a weight matrix (2-D or more), this one is {tensor.dim()}-D"
+        if not tensor.is_floating_point():
+            return f"lsuv needs a floating-point tensor, this one is {tensor.dtype}"
+        return None
+
+    def request_problem(self, kwargs: dict[str, Any]) -> str | None:
+        """Why the request as a whole cannot run (no input, a bad one), or None."""
+        from paramscope.core.inputs import InputSpecError, parse_input_spec
+        from paramscope.core.lsuv import MISSING_INPUT
+
+        text = str(kwargs.get("input") or "").strip()
+        if not text:
+            return MISSING_INPUT
+        try:
+            parse_input_spec(text)
+        except InputSpecError as exc:
+            return f"lsuv input: {exc}"
+        if kwargs.get("tol", 1.0) <= 0:
+            return f"lsuv: tol must be positive, got {kwargs['tol']!r}"
+        if kwargs.get("max_iter", 0) < 0:
+            return f"lsuv: max_iter must be 0 or more, got {kwargs['max_iter']!r}"
+        return None
+
+    def apply_model(self, model: nn.Module, names: list[str], kwargs: dict[str, Any],
+                    generator: torch.Generator) -> list[str]:  # fmt: skip
+        """Run LSUV on ``model``'s weights ``names``; returns the notes (skipped layers)."""
+        from paramscope.core.lsuv import lsuv_
+
+        result = lsuv_(model, names, kwargs["input"], tol=kwargs["tol"], max_iter=kwargs["max_iter"],
+                       generator=generator)  # fmt: skip
+        return result.notes
+
+    def replay_model_lines(self, names: list[str], kwargs: dict[str, Any]) -> list[str]:
+        return [
+            "from paramscope.core.lsuv import lsuv_",
+            f"lsuv_(model, {names!r}, {kwargs['input']!r}, tol={format_value(kwargs['tol'])}, "
+            f"max_iter={kwargs['max_iter']!r}, generator=g)",
+        ]
+
+
 CATALOGUE: dict[str, Initializer] = {name: TorchInitializer(name) for name in TORCH_INITIALIZERS}
 CATALOGUE["default"] = DefaultInitializer()
+CATALOGUE["lsuv"] = LSUVInitializer()
 
 
 def get_initializer(name: str) -> Initializer:
@@ -396,6 +472,8 @@ def get_initializer(name: str) -> Initializer:
     key = name.strip()
     if key in ("default", "reset_parameters", "default_"):
         return CATALOGUE["default"]
+    if key in ("lsuv", "lsuv_"):
+        return CATALOGUE["lsuv"]
     if not key.endswith("_"):
         key += "_"
     if key in CATALOGUE:
@@ -516,6 +594,7 @@ __all__ = [
     "DefaultInitializer",
     "Initializer",
     "InitializerError",
+    "LSUVInitializer",
     "ParamSpec",
     "TorchInitializer",
     "custom_from_source",

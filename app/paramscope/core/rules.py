@@ -348,6 +348,8 @@ class RulePlan:
     modules: list[str] = field(default_factory=list)  # for default: modules to reset, in order
     module_refusals: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # tensors a reset changes beyond the hits
+    notes: list[str] = field(default_factory=list)  # what the user should know before applying
+    run_notes: list[str] = field(default_factory=list)  # what the last run said (lsuv's skipped layers)
 
     @property
     def targets(self) -> list[str]:
@@ -377,6 +379,7 @@ class RulePlan:
         extra = [n for n in self.extra if n not in self.targets]
         if extra:
             lines.append(f"  reset_parameters() also changes: {', '.join(extra)}")
+        lines += [f"  note: {note}" for note in self.notes]
         return lines
 
 
@@ -468,6 +471,9 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
         kwargs = initializer.coerce_kwargs(dict(rule.kwargs))
     except ValueError as exc:
         raise RuleError(f"rule {rule.text!r}: {exc}") from exc
+    problem = initializer.request_problem(kwargs)
+    if problem is not None:
+        raise RuleError(f"rule {rule.text!r}: {problem}")
     targets = resolve_targets(report, rule.selector, model)
     if tensor_of is None:
         tensors = dict(model.named_parameters())
@@ -493,8 +499,26 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
                         rule_plan.extra.append(canonical)
         else:
             hit.refused = initializer.check(tensor_of(name), kwargs)
+        if hit.refused is None:
+            _add_fan_note(rule_plan, model, name, tensor_of)
         hits.append(hit)
     return rule_plan
+
+
+def _add_fan_note(rule_plan: RulePlan, model: nn.Module, name: str, tensor_of: Callable[[str], torch.Tensor]) -> None:
+    """Where torch's fan_in/fan_out mislead for this weight (grouped, transposed convs), say so."""
+    from paramscope.core.fans import fan_note
+
+    if name.rpartition(".")[2] != "weight":
+        return
+    try:
+        module = model.get_submodule(owner_module_name(name))
+    except AttributeError:
+        return
+    initializer = rule_plan.initializer.name
+    note = fan_note(module, tensor_of(name), initializer, rule_plan.kwargs)
+    if note is not None:
+        rule_plan.notes.append(f"{name}: {note}")
 
 
 def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRule | str]) -> Plan:
@@ -508,7 +532,32 @@ def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRu
     tensor_of = None if isinstance(source, tuple) else source.editable
     cache = LoadedCustom()
     parsed = [parse_rule(r) if isinstance(r, str) else r for r in rules]
-    return Plan([plan_rule(report, model, r, cache, tensor_of) for r in parsed])
+    the_plan = Plan([plan_rule(report, model, r, cache, tensor_of) for r in parsed])
+    why = None if isinstance(source, tuple) else source.opened.forward_unavailable
+    needy = next((rp for rp in the_plan.rules if rp.initializer.needs_input), None)
+    if why and needy is not None:
+        raise RuleError(f"rule {needy.rule.text!r}: {needy.initializer.name} needs the model's code to run "
+                        f"its forward, and this source has none ({why})")  # fmt: skip
+    return the_plan
+
+
+def fill_input(rules: Sequence[InitRule | str], input_text: str | None) -> list[InitRule]:
+    """``rules`` with ``input=input_text`` added to each data-dependent rule (lsuv) that has none.
+
+    Example:
+        >>> fill_input(["*.weight=lsuv"], "randn(256,64)")[0].text
+        "*.weight=lsuv(input='randn(256,64)')"
+    """
+    result: list[InitRule] = []
+    for rule in rules:
+        rule = parse_rule(rule) if isinstance(rule, str) else rule
+        kwargs = dict(rule.kwargs)
+        needs = not is_custom_reference(rule.init) and get_initializer(rule.init).needs_input
+        if needs and input_text and not str(kwargs.get("input") or "").strip():
+            kwargs["input"] = input_text
+            rule = InitRule.make(rule.selector, rule.initializer or rule.init, **kwargs)
+        result.append(rule)
+    return result
 
 
 # --- applying ------------------------------------------------------------------------------
@@ -528,6 +577,10 @@ def run_rule(rule_plan: RulePlan, tensor_of: Callable[[str], torch.Tensor],
              module_of: Callable[[str], nn.Module], generator: torch.Generator) -> None:  # fmt: skip
     """Apply one planned rule with ``generator`` (tensors in plan order)."""
     initializer = rule_plan.initializer
+    if initializer.acts_on_model:
+        notes = initializer.apply_model(module_of(""), rule_plan.targets, rule_plan.kwargs, generator)  # type: ignore[attr-defined]
+        rule_plan.run_notes = list(notes)
+        return
     if getattr(initializer, "acts_on_module", False):
         for module_name in rule_plan.modules:
             initializer.apply_module(module_of(module_name), generator)  # type: ignore[attr-defined]
@@ -595,7 +648,9 @@ def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
             lines.append(f"custom = custom_from_file({source.location!r}, {source.function!r})")
         else:
             lines.append(f"custom = custom_from_module({source.location!r}, {source.function!r})")
-    if getattr(initializer, "acts_on_module", False):
+    if initializer.acts_on_model:
+        lines += initializer.replay_model_lines(rule_plan.targets, rule_plan.kwargs)  # type: ignore[attr-defined]
+    elif getattr(initializer, "acts_on_module", False):
         for module_name in rule_plan.modules:
             lines += initializer.replay_module_lines(f"model.get_submodule({module_name!r})")  # type: ignore[attr-defined]
     else:

@@ -1,0 +1,151 @@
+"""Presets: named init recipes as rule texts, checked against what the recipes' own code does."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from paramscope.cli import main
+from paramscope.core.presets import (
+    PRESETS,
+    PresetError,
+    parse_preset,
+    preset_rules,
+    read_rules_file,
+)
+from paramscope.core.report import build_report
+from paramscope.core.rules import apply_rules, plan
+from paramscope.core.session import Session
+from paramscope.core.sources import open_source
+
+
+def rules_for(text: str, source: str = "demo:tiny_lm") -> tuple[Session, list[str]]:
+    session = Session(open_source(source))
+    return session, preset_rules(text, session.model, session.report).rules
+
+
+def test_every_preset_names_its_source_and_its_rules_parse_on_tiny_lm():
+    for name, preset in PRESETS.items():
+        assert preset.source and preset.title
+        text = {"mup": "mup(base_width=16)", "lsuv": "lsuv(input='randint(2,8,high=100)')"}.get(name, name)
+        session, rules = rules_for(text)
+        made = preset_rules(text, session.model, session.report)
+        assert made.comments[0].startswith(f"preset {text}") and preset.source in made.comments[0]
+        the_plan = plan(session, rules)
+        assert all(rp.hits for rp in the_plan.rules), name  # a preset never carries a rule hitting nothing
+
+
+def test_gpt2_matches_nanogpt_recipe_on_tiny_lm():
+    session, rules = rules_for("gpt2")
+    torch.manual_seed(0)
+    apply_rules(session, rules, seed=0, skip_refused=True)
+    model = session.model
+    # two blocks, two residual projections each: std 0.02 / sqrt(2 * 2)
+    for block in model.blocks.layers:
+        assert torch.std(block.linear2.weight).item() == pytest.approx(0.02 / math.sqrt(4), rel=0.1)
+        assert torch.std(block.linear1.weight).item() == pytest.approx(0.02, rel=0.1)
+        assert torch.count_nonzero(block.linear1.bias) == 0
+        assert torch.equal(block.norm1.weight, torch.ones(32)) and torch.count_nonzero(block.norm1.bias) == 0
+    assert torch.std(model.embed.weight).item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_gpt2_reads_n_layer_from_a_transformers_config():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=4, vocab_size=64, n_positions=16)
+    model = transformers.GPT2LMHeadModel(config)
+    made = preset_rules("gpt2", model, build_report(model))
+    assert "n_layers=3 (from the model's config)" in made.comments
+    expected = 0.02 / math.sqrt(2 * 3)  # transformers' GPT2PreTrainedModel._init_weights uses this too
+    assert made.rules[-1].endswith(f"=normal(mean=0.0,std={expected!r})")
+    assert "c_proj" in made.rules[-1]
+
+
+def test_bert_truncates_at_two_std():
+    session, rules = rules_for("bert")
+    apply_rules(session, rules, seed=1, skip_refused=True)
+    weight = session.model.blocks.layers[0].linear1.weight
+    assert weight.abs().max().item() <= 0.04
+    assert torch.std(weight).item() == pytest.approx(0.02 * 0.88, rel=0.1)  # std of N(0,1) cut at ±2: 0.880
+
+
+def test_pytorch_preset_restores_reset_parameters_bit_for_bit():
+    session, rules = rules_for("pytorch", "demo:mlp")
+    assert rules == ["type:Linear=default"]
+    before = {n: t.clone() for n, t in session.model.state_dict().items()}
+    apply_rules(session, rules, seed=3)
+    again, _ = rules_for("pytorch", "demo:mlp")
+    apply_rules(again, rules, seed=3)
+    assert all(torch.equal(again.model.state_dict()[n], t) for n, t in session.model.state_dict().items())
+    assert not torch.equal(session.model.state_dict()["0.weight"], before["0.weight"])
+
+
+def test_pytorch_preset_lists_what_has_no_default_and_skips_subclass_rules():
+    session, rules = rules_for("pytorch")
+    made = preset_rules("pytorch", session.model, session.report)
+    assert "type:NonDynamicallyQuantizableLinear=default" not in rules and "type:Linear=default" in rules
+    assert any("in_proj_weight (MultiheadAttention)" in c for c in made.comments)
+
+
+def test_fixup_zeroes_residual_branch_ends_only():
+    session, rules = rules_for("fixup")
+    apply_rules(session, rules, seed=0)
+    block = session.model.blocks.layers[0]
+    assert torch.count_nonzero(block.linear2.weight) == 0 and torch.count_nonzero(block.self_attn.out_proj.weight) == 0
+    assert torch.count_nonzero(block.linear1.weight) > 0
+
+
+def test_mup_scales_hidden_by_sqrt_width_mult_and_readout_by_width_mult():
+    model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
+    report = build_report(model)
+    made = preset_rules("mup(base_width=16)", model, report)
+    text = "\n".join(made.rules)
+    assert r"re:^(0\.weight)$=normal(mean=0.0,std=0.02)" in text  # input layer: fan_in 10 does not scale
+    assert r"re:^(2\.weight)$=normal(mean=0.0,std=0.01)" in text  # hidden: 0.02 / sqrt(64/16)
+    assert r"re:^(4\.weight)$=normal(mean=0.0,std=0.005)" in text  # readout: 0.02 / (64/16)
+    zero = preset_rules("mup(base_width=16, readout=zero)", model, report)
+    assert r"re:^(4\.weight)$=zeros" in zero.rules
+
+
+def test_preset_arguments_are_checked():
+    with pytest.raises(PresetError, match="needs base_width"):
+        parse_preset("mup")
+    with pytest.raises(PresetError, match="no argument 'sdt'"):
+        parse_preset("gpt2(sdt=0.1)")
+    with pytest.raises(PresetError, match="unknown preset 'gtp2'"):
+        parse_preset("gtp2")
+    assert parse_preset("gpt2(std=0.01, n_layers=12)")[1]["n_layers"] == 12
+
+
+def test_cli_presets_list_show_and_edit_then_apply(tmp_path, capsys):
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in PRESETS) and "Radford" in listing
+    assert main(["presets", "gpt2", "demo:tiny_lm"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# preset gpt2") and "weights=normal(mean=0.0,std=0.02)" in text
+    edited = tmp_path / "rules.txt"
+    edited.write_text(text.replace("std=0.02)", "std=0.5)"))
+    out = tmp_path / "out.pt"
+    assert main(["init", "demo:tiny_lm", "--rules-file", str(edited), "--seed", "0", "-o", str(out)]) == 0
+    state = torch.load(out, weights_only=True)
+    assert torch.std(state["blocks.layers.0.linear1.weight"]).item() == pytest.approx(0.5, rel=0.1)
+    assert read_rules_file("# c\n\n a=zeros \n") == ["a=zeros"]
+
+
+def test_cli_init_preset_dry_run_lists_tensors_and_changes_nothing(tmp_path, capsys):
+    assert main(["init", "demo:tiny_lm", "--preset", "gpt2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "# preset gpt2" in out and "linear2.weight" in out and "type:LayerNorm=default: 10 tensor(s)" in out
+    assert main(["init", "demo:tiny_lm", "--preset", "nope", "--dry-run"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_rules_that_hit_nothing_are_left_out_with_a_comment():
+    session = Session(open_source("demo:mlp"))
+    made = preset_rules("gpt2", session.model, session.report)
+    assert "type:LayerNorm=default" not in made.rules
+    assert "left out (hits nothing in this model): type:LayerNorm=default" in made.comments
+    assert made.rules[:2] == ["weights=normal(mean=0.0,std=0.02)", "biases=zeros"]

@@ -255,7 +255,12 @@ def apply_weights(
 def read_weights(source: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of any state_dict source: a file, or a model source (``demo:``, ``file.py:NAME``)."""
     from paramscope.core.files.readers import read_checkpoint, state_dict_of
+    from paramscope.core.files.remote_io import is_remote
 
+    if is_remote(str(source)):  # read by ranges, every tensor
+        from paramscope.core.files.remote import read_remote_tensors
+
+        return read_remote_tensors(str(source).strip())
     path = Path(source).expanduser()
     if path.exists():
         return state_dict_of(read_checkpoint(path, trust))

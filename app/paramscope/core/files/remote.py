@@ -35,13 +35,14 @@ from paramscope.core.files.safetensors_io import (
     header_length,
     natural_key,
 )
-from paramscope.core.files.safety import human_bytes
+from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
 from paramscope.core.sources import OpenedModel
 
-#: The first read of a file: the whole header of most safetensors files, or a whole index.
-HEADER_PROBE = 256 * 1024
+#: The first read of a file: the whole header of most safetensors files (a Llama shard's is
+#: ~20 KB), or a whole index; tensors that lie inside it are served from it.
+HEADER_PROBE = 64 * 1024
 #: Largest index read (a 405B model's index is ~100 KB).
 INDEX_LIMIT = 64 << 20
 #: A tensor is fetched (and cached) in pieces of this size, so a retry resumes after the last one.
@@ -73,6 +74,7 @@ class RemoteFile:
     reader: RangeReader
     stamp: RemoteStamp
     cache: RangeCache
+    head: bytes = b""  # the file's first bytes, from the first read
 
     @property
     def shown(self) -> str:
@@ -80,6 +82,9 @@ class RemoteFile:
 
     def read_into(self, target: memoryview, start: int) -> None:
         """Fill ``target`` with the bytes from ``start``, a cached or fetched piece at a time."""
+        if start + len(target) <= len(self.head):  # read with the header already
+            target[:] = self.head[start : start + len(target)]
+            return
         for begin in range(0, len(target), CHUNK_BYTES):
             stop = min(len(target), begin + CHUNK_BYTES)
             target[begin:stop] = self._piece(start + begin, start + stop)
@@ -131,6 +136,18 @@ def read_remote_checkpoint(url: str, cache: RangeCache | None = None) -> Checkpo
     return _read_remote(url, cache)[0]
 
 
+def read_remote_tensors(url: str, cache: RangeCache | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of ``url`` read into memory, aliases included (what ``diff`` compares)."""
+    from paramscope.core.files.readers import reading
+
+    with reading(shown_url(url)):
+        checkpoint, _ = _read_remote(url, cache)
+        check_fits_memory(shown_url(url), sum(t.numel() * t.element_size() for t in checkpoint.tensors.values()))
+        assert checkpoint.loader is not None
+        checkpoint.tensors = {name: checkpoint.loader(name) for name in checkpoint.tensors}
+        return checkpoint.all_tensors()
+
+
 def open_remote(url: str, cache: RangeCache | None = None) -> OpenedModel:
     """The model for ``url``: placeholders built into a module tree, with a loader."""
     from paramscope.core.files.readers import reading
@@ -179,7 +196,7 @@ def _open_safetensors(url: str, reader: RangeReader, stamp: RemoteStamp, probe: 
     }
     tensors = {n: torch.empty(r.shape, dtype=r.dtype, device="meta") for n, r in regions.items()}
     nbytes = stamp.size - data_start
-    return _Shard(tensors, metadata, RemoteLoader(RemoteFile(url, reader, stamp, cache), regions), nbytes)
+    return _Shard(tensors, metadata, RemoteLoader(RemoteFile(url, reader, stamp, cache, probe), regions), nbytes)
 
 
 def _read_index(url: str, reader: RangeReader, stamp: RemoteStamp, probe: bytes, cache: RangeCache) -> Checkpoint:

@@ -58,3 +58,10 @@ def test_a_failing_server_is_one_line_on_stderr(served: RangeServer, monkeypatch
     assert main(["inspect", served.url("a.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and served.url("a.safetensors") in err and "HTTP 500" in err
+
+
+def test_diff_never_prints_a_urls_password(served: RangeServer, capsys) -> None:
+    a, b = (served.url(n).replace("http://", "http://u:pw-secret@") for n in ("a.safetensors", "b.safetensors"))
+    assert main(["diff", a, b]) == 0
+    out = capsys.readouterr().out
+    assert "pw-secret" not in out and served.url("a.safetensors") in out

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grad": ("paramscope.cli.grad_cmd", "run forward and backward on a sample input; show gradients"),
     "export": ("paramscope.cli.export_cmd", "write the state_dict as .pt or .safetensors"),
     "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),
+    "series": ("paramscope.cli.series_cmd", "how each tensor and module moved over a run's checkpoints"),
+    "audit": ("paramscope.cli.audit_cmd", "statistics and histograms of every tensor, here or on a Dask cluster"),
     "bench": ("paramscope.cli.bench_cmd", "measure speed against plain torch/numpy baselines"),
 }
 

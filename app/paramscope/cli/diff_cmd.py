@@ -21,16 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from paramscope.core.files.diff import diff_sources
+    from paramscope.core.files.remote_io import is_remote, shown_url
 
     result = diff_sources(
         args.a, args.b, trust=args.trust, bins=args.bins if args.json else 0, entries=(args.entry_a, args.entry_b)
     )
+    a, b = (shown_url(s) if is_remote(s) else s for s in (args.a, args.b))  # never a URL's password
     if args.json:
         data = result.to_dict()
-        data["a"], data["b"] = args.a, args.b
+        data["a"], data["b"] = a, b
         print_json(data)
     else:
-        print(format_text(args.a, args.b, result.to_dict(with_histogram=False), args.all))
+        print(format_text(a, b, result.to_dict(with_histogram=False), args.all))
     return 0
 
 

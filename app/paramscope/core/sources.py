@@ -99,6 +99,21 @@ def _from_import(module_name: str, name: str, spec: str) -> nn.Module:
     return _instantiate(getattr(module, name), spec)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _is_url(spec: str) -> bool:
+    """A URL: http(s) and s3 are read by ranges; any other scheme is named as unsupported."""
+    if _URL.match(spec) is None:
+        return False
+    from paramscope.core.files.remote_io import is_remote, shown_url
+
+    if not is_remote(spec):
+        scheme = spec.partition(":")[0]
+        raise SourceError(f"{shown_url(spec)}: {scheme}:// sources are not supported (http, https and s3 are)")
+    return True
+
+
 def _expand(path: Path) -> Path:
     """``~`` and ``~user`` expanded where they name a home folder; otherwise left as typed."""
     try:
@@ -150,6 +165,10 @@ def open_source(
         if name not in DEMOS:
             raise SourceError(f"{label}: unknown demo; known demos: {', '.join(DEMOS)}")
         opened = OpenedModel(build_demo(name), spec, "demo")
+    elif _is_url(spec):  # before paths: "https://host/x" is no file name
+        from paramscope.core.files.remote import open_remote
+
+        opened = open_remote(spec)
     else:
         head, sep, name = spec.rpartition(":")
         if sep and head.endswith(".py") and name.isidentifier():

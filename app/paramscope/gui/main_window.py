@@ -51,6 +51,7 @@ from paramscope.gui.opening import (
     SourceOpener,
     add_recent_file,
     clear_recent_files,
+    displayed,
     opens_in_background,
     python_candidates,
     recent_files,
@@ -518,8 +519,8 @@ class MainWindow(QMainWindow):
         return ok
 
     def _on_opening(self, spec: str) -> None:
-        self.statusBar().showMessage(f"Opening {shown(spec)}…")
-        self.set_running(True, "opening", f"opening {shown(Path(spec).name)}")
+        self.statusBar().showMessage(f"Opening {displayed(spec)}…")
+        self.set_running(True, "opening", f"opening {shown(Path(displayed(spec)).name)}")
 
     def _on_opened(self, _ok: bool) -> None:
         if not self.opener.is_running:

@@ -19,6 +19,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, Signal
 
 from paramscope.core.errors import shown
+from paramscope.core.files.remote_io import is_remote, shown_url
 from paramscope.core.files.safety import UntrustedFileError
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
@@ -78,7 +79,13 @@ def recent_files() -> list[str]:
     return [str(v) for v in (value or [])]
 
 
+def displayed(spec: str) -> str:
+    """``spec`` as shown and remembered: a URL without its credentials or signed query."""
+    return shown_url(spec) if is_remote(spec) else shown(spec)
+
+
 def add_recent_file(spec: str) -> None:
+    spec = shown_url(spec) if is_remote(spec) else spec  # no password or signature in settings
     files = [spec] + [f for f in recent_files() if f != spec]
     QSettings().setValue(RECENT_KEY, files[:RECENT_MAX])
 
@@ -96,6 +103,8 @@ def opens_in_background(spec: str) -> bool:
     spec = spec.strip()
     if not spec or spec.startswith("demo:"):
         return False
+    if is_remote(spec):  # network reads must not freeze the window
+        return True
     head, sep, name = spec.rpartition(":")
     if sep and head.endswith(".py") and name.isidentifier():
         return False
@@ -113,7 +122,7 @@ def open_session(
     A file that needs consent comes back as its error, to be asked about on the GUI thread.
     ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for :func:`open_source`.
     """
-    state.progress(0.0, f"opening {spec}")
+    state.progress(0.0, f"opening {displayed(spec)}")
     # The cyclic collector holds the GIL for its whole pass: over the ~10^6 objects a large
     # checkpoint makes, each of several passes froze the window for ~0.5 s. None while opening.
     # (No explicit pass here at the end: a collection on this thread that finalizes Qt objects

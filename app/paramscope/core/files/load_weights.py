@@ -254,7 +254,7 @@ def apply_weights(
 
 
 def read_weights(source: str | Path, trust: bool = False, entry: str | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of any state_dict source: a file, or a model source (``demo:``, ``file.py:NAME``).
+    """Tensors of any state_dict source: a file, a URL, or a model source (``demo:``, ``file.py:NAME``).
 
     ``entry``: the weight set of a checkpoint holding several (``"ema"``).
     """
@@ -266,7 +266,12 @@ def read_weights(source: str | Path, trust: bool = False, entry: str | None = No
 def weights_checkpoint(source: str | Path, trust: bool = False, entry: str | None = None) -> Checkpoint:
     """What :func:`read_weights` reads, with the file's notes, extras and optimizer states."""
     from paramscope.core.files.readers import read_checkpoint
+    from paramscope.core.files.remote_io import is_remote
 
+    if is_remote(str(source)):  # read by ranges, every tensor
+        from paramscope.core.files.remote import read_remote_tensors
+
+        return Checkpoint(read_remote_tensors(str(source).strip()))
     path = Path(source).expanduser()
     if path.exists():
         return read_checkpoint(path, trust, entry=entry)

@@ -155,22 +155,41 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     if size < 8:
         raise bad_file(path, f"is too short for a safetensors file ({size} bytes)")
     with open(path, "rb") as handle:
-        (header_len,) = struct.unpack("<Q", handle.read(8))
-        if header_len > MAX_HEADER or 8 + header_len > size:
-            raise bad_file(
-                path,
-                f"safetensors header claims {human_bytes(header_len)} but the file has "
-                f"{human_bytes(size)}: truncated or not a safetensors file",
-            )
+        header_len = header_length(path, handle.read(8), size)
         raw = handle.read(header_len)
+    if len(raw) != header_len:
+        raise bad_file(path, "ends inside its safetensors header (truncated while read?)")
+    return check_header(path, raw, size)
+
+
+def header_length(path: Path | str, first8: bytes, size: int) -> int:
+    """The JSON header's length from a file's first 8 bytes, checked against its ``size``.
+
+    ``path`` only names the file in messages: a remote reader checks the bytes it fetched.
+    """
+    if size < 8 or len(first8) < 8:
+        raise bad_file(path, f"is too short for a safetensors file ({size} bytes)")
+    (header_len,) = struct.unpack("<Q", first8[:8])
+    if header_len > MAX_HEADER or 8 + header_len > size:
+        raise bad_file(
+            path,
+            f"safetensors header claims {human_bytes(header_len)} but the file has "
+            f"{human_bytes(size)}: truncated or not a safetensors file",
+        )
+    return header_len
+
+
+def check_header(path: Path | str, raw: bytes, size: int) -> tuple[dict[str, dict], dict[str, str], int]:
+    """:func:`read_header`'s checks on header bytes ``raw`` of a file of ``size`` bytes, from any
+    reader (a local file, ranges fetched over the network)."""
     header = _parse_header(path, raw)
     metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
-    data_len = size - 8 - header_len
+    data_len = size - 8 - len(raw)
     spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
         spans.append(_check_entry(path, name, entry, data_len))
     _check_layout(path, sorted(spans), data_len)
-    return header, dict(metadata), 8 + header_len
+    return header, dict(metadata), 8 + len(raw)
 
 
 def _check_layout(path: Path, spans: list[tuple[int, int, str]], data_len: int) -> None:

@@ -25,8 +25,13 @@ from paramscope.core.files.statedict import Checkpoint
 def read_index(path: Path) -> tuple[dict[str, str], dict[str, object]]:
     """The weight map and the index's metadata, validated."""
     check_readable_file(path)
+    return parse_index(path, path.read_bytes())
+
+
+def parse_index(path: Path | str, raw: bytes) -> tuple[dict[str, str], dict[str, object]]:
+    """:func:`read_index`'s checks on the index's bytes, from any reader (``path`` names it)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, nesting too deep, absurd numbers
         raise bad_file(path, f"is not a valid JSON index ({exc.__class__.__name__})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None

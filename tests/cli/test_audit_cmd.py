@@ -1,0 +1,48 @@
+"""``paramscope audit``: on a Dask LocalCluster of worker processes, bit-identical to the local path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from paramscope.cli import main
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    g = torch.Generator().manual_seed(0)
+    tensors = {f"layers.{i}.weight": torch.randn(300, 200, generator=g) for i in range(6)}
+    tensors["odd"] = torch.tensor([1.0, float("nan"), float("inf"), -2.0])
+    tensors["steps"] = torch.arange(10, dtype=torch.int64)
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_a_local_cluster_gives_the_local_numbers_bit_for_bit(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("distributed")
+    path = _checkpoint(tmp_path)
+    assert main(["audit", str(path), "--json"]) == 0
+    here = json.loads(capsys.readouterr().out)["sources"]
+    assert main(["audit", str(path), "--json", "--scheduler", "local:2"]) == 0
+    there = json.loads(capsys.readouterr().out)["sources"]
+    assert there == here  # every statistic and bar, exactly
+    assert here[str(path)]["odd"]["stats"]["nan"] == 1
+
+
+def test_without_a_scheduler_nothing_of_dask_is_imported(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    code = (
+        "import sys; from paramscope.cli import main\n"
+        f"assert main(['audit', {str(path)!r}]) == 0\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "layers.5.weight" in result.stdout

@@ -23,8 +23,8 @@ from paramscope.core.atomic import UnbufferedFile, write_atomically
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
+    aliases_from_metadata,
     dedupe,
-    read_safetensors,
     write_safetensors,
 )
 from paramscope.core.files.safety import first_line
@@ -173,10 +173,19 @@ def _verify(
 
 
 def _read_back(tmp: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """The written file's tensors as the loaders that open it later see them (.pt: mapped)."""
+    """The written file's tensors as torch's and safetensors' loaders see them, mapped (not
+    copied: the compare reads each page once). Mapping is safe here, unlike for a file the user
+    opens: nobody else writes this hidden temporary file."""
     if fmt == "pt":
         return dict(torch.load(tmp, map_location="cpu", weights_only=True, mmap=True))
-    return read_safetensors(tmp).all_tensors()
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(tmp), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    stored = load_file(str(tmp))
+    aliases = aliases_from_metadata(metadata, set(stored))
+    return {**stored, **{alias: stored[target] for alias, target in aliases.items()}}
 
 
 def _save_pt(state_dict: dict[str, torch.Tensor], tmp: Path) -> None:

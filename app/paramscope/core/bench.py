@@ -389,8 +389,8 @@ def _memory_folder(need: int) -> Path | None:
 
 #: Said on an export row over its target: the one plain verify is part of the app's time.
 OVER_TARGET_NOTE = (
-    "over target: the app's time includes one verify after writing (the whole file read back, "
-    ".safetensors into memory, .pt mapped, and every tensor compared); the baseline only writes"
+    "over target: the app's time includes one verify after writing (the whole file read back "
+    "through a map and every tensor compared); the baseline only writes"
 )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QCoreApplication, QSettings
 
 from paramscope.gui.main_window import MainWindow
+from paramscope.gui.settings import use_settings_file
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +35,17 @@ def open_demo(window, qtbot):
         return window
 
     return _open
+
+
+@pytest.fixture
+def settings_file(tmp_path):
+    """Every QSettings() in the test reads and writes an INI file under tmp_path."""
+    old_format = QSettings.defaultFormat()
+    old_org, old_app = QCoreApplication.organizationName(), QCoreApplication.applicationName()
+    QCoreApplication.setOrganizationName("paramscope-test")
+    QCoreApplication.setApplicationName("paramscope-test")
+    use_settings_file(tmp_path)
+    yield tmp_path
+    QSettings.setDefaultFormat(old_format)
+    QCoreApplication.setOrganizationName(old_org)
+    QCoreApplication.setApplicationName(old_app)

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from PySide6.QtCore import QCoreApplication, QSettings, Qt
+from PySide6.QtCore import QSettings, Qt
 
 from paramscope.gui.main_window import MainWindow
 from paramscope.gui.opening import add_recent_file, recent_files
-from paramscope.gui.settings import use_settings_file
-
-
-@pytest.fixture
-def settings_file(tmp_path):
-    """Every QSettings() in the test reads and writes an INI file under tmp_path."""
-    old_format = QSettings.defaultFormat()
-    old_org, old_app = QCoreApplication.organizationName(), QCoreApplication.applicationName()
-    QCoreApplication.setOrganizationName("paramscope-test")
-    QCoreApplication.setApplicationName("paramscope-test")
-    use_settings_file(tmp_path)
-    yield tmp_path
-    QSettings.setDefaultFormat(old_format)
-    QCoreApplication.setOrganizationName(old_org)
-    QCoreApplication.setApplicationName(old_app)
 
 
 def test_layout_and_geometry_survive_a_restart(settings_file, qtbot):

@@ -129,3 +129,31 @@ def test_weights_report_names_the_tie_conflict_in_json(tmp_path: Path) -> None:
     ]
     state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
     assert compare_weights(saved, state).tie_conflicts == []
+
+
+def test_a_folder_over_the_lazy_size_is_built_on_meta_and_read_per_tensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paramscope.core.files import regions
+    from paramscope.core.files.export import export_model
+    from paramscope.core.session import Session
+
+    saved = _llama(tmp_path / "model")
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a folder of many gigabytes opens
+    opened = open_source(str(tmp_path / "model"))
+    assert type(opened.model).__name__ == "LlamaForCausalLM"
+    assert opened.loader is not None and not opened.can_forward
+    assert opened.model.lm_head.weight.device.type == "meta"
+    session = Session(opened)
+    assert [g.names for g in session.report.tied_groups] == [("model.embed_tokens.weight", "lm_head.weight")]
+    for name, value in saved.named_parameters():
+        assert torch.equal(session.values(name), value.detach()), name
+    with torch.no_grad():
+        session.editable("model.norm.weight").fill_(2.0)  # an edit reads that tensor first
+    out = tmp_path / "out.safetensors"
+    export_model(session.model, out, loader=opened.loader)
+    from safetensors.torch import load_file
+
+    written = load_file(str(out))
+    assert torch.equal(written["model.norm.weight"], torch.full_like(saved.model.norm.weight, 2.0))
+    assert torch.equal(written["model.layers.1.mlp.up_proj.weight"], saved.model.layers[1].mlp.up_proj.weight.detach())

@@ -90,14 +90,38 @@ def state_dict_for(
             f"{lazy[0]}: uninitialized (lazy) parameter; run a forward before exporting"
         )
     if loader is not None:
-        prefix = f"{module}." if module else ""
-        loaded: dict[int, torch.Tensor] = {}  # aliases of one placeholder load once, stay tied
-        for key, value in state.items():
-            if value.device.type == "meta":
-                if id(value) not in loaded:
-                    loaded[id(value)] = loader(prefix + key)
-                state[key] = loaded[id(value)]
+        _fill_placeholders(state, model.state_dict(keep_vars=True), loader, f"{module}." if module else "")
     return dict(state)
+
+
+def _fill_placeholders(
+    state: dict[str, torch.Tensor],
+    live: dict[str, torch.Tensor],
+    loader: Callable[[str], torch.Tensor],
+    prefix: str,
+) -> None:
+    """Load each shape-only placeholder once and put it under all its names (ties stay ties).
+
+    A tied placeholder is loaded by whichever of its names the file holds (a file written by
+    ``save_pretrained`` keeps one name of a tie).
+    """
+    names: dict[int, list[str]] = {}  # the live object's identity: state_dict() copies are new
+    for key, value in live.items():
+        if value.device.type == "meta":
+            names.setdefault(id(value), []).append(key)
+    for keys in names.values():
+        values, problem = None, None
+        for key in keys:
+            try:
+                values = loader(prefix + key)
+                break
+            except ParamscopeError as exc:
+                problem = problem or exc
+        if values is None:
+            assert problem is not None
+            raise problem
+        for key in keys:
+            state[key] = values
 
 
 def _refuse_unwritable(state: dict[str, object]) -> None:

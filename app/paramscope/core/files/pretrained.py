@@ -61,26 +61,47 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     """The folder's model class filled with ``checkpoint``'s tensors (None: show the tensors),
     and notes saying what was built or why not."""
     config = _config(folder)
-    if config is None or checkpoint.loader is not None or checkpoint.module is not None:
+    if config is None or checkpoint.module is not None:
         return None, []
     if "auto_map" in config:
         return None, ["config.json asks for its own modelling code, which is never run from a data folder; shown from the tensors"]
+    # A lazily opened folder (over 1 GiB) is built on the meta device: shapes and ties only; the
+    # checkpoint's loader reads each tensor when it is looked at or edited.
+    lazy = checkpoint.loader is not None
     total = sum(t.numel() * t.element_size() for t in checkpoint.tensors.values())
-    if total > LAZY_BYTES:
-        return None, ["the model class is not built for checkpoints over 1 GiB; shown from the tensors"]
+    if total > LAZY_BYTES and not lazy:
+        return None, ["the model class is not built for checkpoints over 1 GiB read whole; shown from the tensors"]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched, ever
     try:
-        if "_class_name" in config:
-            model = _diffusers_model(config, folder)
-        elif importlib.util.find_spec("transformers") is not None:
-            model = _transformers_model(config, folder)
-        else:
-            return None, ["install transformers to see the real model classes (pip install 'paramscope[zoo]')"]
+        with torch.device("meta" if lazy else "cpu"):
+            if "_class_name" in config:
+                model = _diffusers_model(config, folder)
+            elif importlib.util.find_spec("transformers") is not None:
+                model = _transformers_model(config, folder)
+            else:
+                return None, ["install transformers to see the real model classes (pip install 'paramscope[zoo]')"]
     except Exception as exc:  # a config this library version cannot build: the tensors still open
         return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
     if model is None:
         return None, []
-    return model, _fill(model, checkpoint)
+    return model, _placed(model, checkpoint) if lazy else _fill(model, checkpoint)
+
+
+def _placed(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
+    """Notes for a model built on the meta device whose values the checkpoint's loader reads."""
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    model.eval()
+    files = set(checkpoint.all_tensors())
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers() if n in files]
+    missing = [n for n in names if n not in files]
+    notes = [
+        f"built {type(model).__name__} from config.json on the meta device: each tensor is read "
+        "from the files when it is looked at or edited"
+    ]
+    if missing:
+        notes.append(f"{len(missing)} tensor(s) of the model not in the files have no values, e.g. {missing[0]}")
+    return notes
 
 
 def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:

@@ -24,6 +24,10 @@ from paramscope.core.files.unknown import stand_in_names
 from paramscope.core.sources import OpenedModel
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
+LAZY_FORWARD = (
+    "the checkpoint is over 1 GiB, so it opened lazily (each tensor read when looked at): forward "
+    "and backward need every weight in memory; open FILE.py:NAME --weights THIS_FOLDER to run it"
+)
 
 
 @contextlib.contextmanager
@@ -144,7 +148,10 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
         built, built_notes = build_pretrained(path.parent, checkpoint)
         checkpoint.notes.extend(built_notes)
         if built is not None:
-            opened = OpenedModel(built, source, "pretrained", path=path, notes=checkpoint.notes, extras=dict(checkpoint.extras))
+            opened = OpenedModel(
+                built, source, "pretrained", path=path, notes=checkpoint.notes, extras=dict(checkpoint.extras),
+                loader=checkpoint.loader, forward_unavailable=LAZY_FORWARD if checkpoint.loader is not None else None,
+            )  # fmt: skip
             return _with_checkpoint(opened, checkpoint)
     if checkpoint.module is not None:
         kind = {"torchscript": "torchscript", "pt2": "export"}.get(sniffed.kind, "pickled_module")

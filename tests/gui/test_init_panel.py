@@ -209,3 +209,20 @@ def test_undo_memory_is_shown_and_edits_export_as_a_replay_script(panel, tmp_pat
     replayed = torch.load(out, weights_only=True)
     assert torch.equal(replayed["0.weight"], widget.state.session.tensor("0.weight").detach())
     assert not widget.export_script(tmp_path / "missing" / "x.py")
+
+
+def test_long_target_names_elide_instead_of_scrolling_sideways(panel, qtbot):
+    """A narrow dock: each row is as wide as the list (the text elides, the tooltip has it all)."""
+    widget = panel("demo:tiny_lm")
+    widget.resize(260, 600)
+    widget.show()
+    widget.target_mode.setCurrentIndex(widget.target_mode.findData(RULE))
+    widget.rule_edit.setText("*")
+    widget.refresh_targets()
+    qtbot.waitUntil(lambda: widget.targets_list.count() > 3)
+    listing = widget.targets_list
+    assert not listing.horizontalScrollBar().isVisible()
+    longest = max(range(listing.count()), key=lambda i: len(listing.item(i).text()))
+    # the list lays its rows out on the event loop
+    qtbot.waitUntil(lambda: listing.visualItemRect(listing.item(longest)).width() <= listing.viewport().width())
+    assert listing.item(longest).toolTip() == listing.item(longest).text()

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QPlainTextEdit,
     QPushButton,
@@ -248,6 +249,10 @@ class InitPanel(QWidget):
         self.targets_list = QListWidget()
         self.targets_list.setMaximumHeight(110)
         self.targets_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # blocks.…3.attn.weight
+        # rows as wide as the list, so long names elide instead of scrolling sideways
+        self.targets_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.targets_list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.targets_list.setUniformItemSizes(True)  # without it a row takes its text's width
         narrow_combo(self.target_mode)
         targets = QGroupBox("Targets")
         tl = QVBoxLayout(targets)

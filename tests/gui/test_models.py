@@ -164,3 +164,23 @@ def test_tree_shows_inferred_types_for_a_checkpoint_without_code(tmp_path):
     proxy.setSourceModel(model)
     proxy.set_filter_text("layernorm")  # the filter finds what the column shows
     assert proxy.rowCount(proxy.index(0, 0)) == 1
+
+
+def test_a_deep_tree_leaves_room_for_params_in_a_narrow_dock(qtbot):
+    """Indentation of a deep model must not push the Params column out of the dock."""
+    from paramscope.gui.state import AppState
+    from paramscope.gui.tree_model import COL_NAME, COL_TOTAL
+    from paramscope.gui.tree_panel import ModuleTreePanel
+
+    deep: nn.Module = nn.Linear(2, 2)
+    for i in range(14):
+        deep = nn.Sequential(deep) if i % 2 else nn.ModuleDict({f"block_with_a_long_name_{i}": deep})
+    state = AppState()
+    panel = ModuleTreePanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(340, 500)
+    panel.show()
+    state.open_model(OpenedModel(deep, "deep", "live"))
+    header = panel.view.header()
+    assert header.sectionPosition(COL_TOTAL) + 40 < panel.view.viewport().width()  # Params shows
+    assert header.sectionSize(COL_NAME) <= max(160, int(panel.view.viewport().width() * 0.6))

@@ -17,6 +17,9 @@ from paramscope.gui.tree_model import (
 )
 from paramscope.gui.widths import fit_columns
 
+NAME_SHARE = 0.6  # of the tree's width, at most, for the Module column when a model opens
+NAME_MIN_WIDTH = 160
+
 EXPAND_ALL_UP_TO = 200  # modules; larger models open with the first levels expanded
 
 
@@ -68,9 +71,10 @@ class ModuleTreePanel(QWidget):
         fit_columns(  # Details (extra_repr) gets its full width: the tree scrolls sideways
             self.view.header(), self._visible_sample(), maximum=240, caps={COL_TYPE: 150, COL_DETAILS: 700}
         )
-        self.view.header().resizeSection(
-            COL_NAME, self.view.header().sectionSize(COL_NAME) + self.view.indentation() * (self._depth_hint() + 1)
-        )
+        wanted = self.view.header().sectionSize(COL_NAME) + self.view.indentation() * (self._depth_hint() + 1)
+        # a deep tree must not push Params out of a narrow dock: names elide, the tooltip has them
+        room = max(NAME_MIN_WIDTH, int(self.view.viewport().width() * NAME_SHARE))
+        self.view.header().resizeSection(COL_NAME, min(wanted, room))
         self.view.header().setStretchLastSection(True)
         self._on_group(self.state.selected_group)
         self._select(self.state.selected_module)

@@ -46,13 +46,14 @@ def add_sync_argument(parser: argparse.ArgumentParser) -> None:
 def open_from_args(args: argparse.Namespace) -> Any:
     from paramscope.core.sources import open_source
 
+    # commands with a SOURCE but without every source option (presets) leave them unset
     return open_source(
         args.source,
         trust=args.trust,
-        weights=args.weights,
-        strip_prefix=args.strip_prefix,
-        entry=args.entry,
-        weights_entry=args.weights_entry,
+        weights=getattr(args, "weights", None),
+        strip_prefix=getattr(args, "strip_prefix", None),
+        entry=getattr(args, "entry", None),
+        weights_entry=getattr(args, "weights_entry", None),
     )
 
 

@@ -25,10 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("preset", nargs="?", help="NAME or NAME(key=value,...)")
     parser.add_argument("source", nargs="?", help="a model (demo:NAME, FILE.py:NAME, ...): print the preset's rules for it")
-    parser.add_argument("--weights", metavar="FILE", help=argparse.SUPPRESS)
-    parser.add_argument("--strip-prefix", help=argparse.SUPPRESS)
-    parser.add_argument("--entry", help=argparse.SUPPRESS)
-    parser.add_argument("--weights-entry", help=argparse.SUPPRESS)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -67,12 +67,22 @@ class Session:
             return old
         values = self.opened.loader(canonical)
         new = nn.Parameter(values, old.requires_grad) if isinstance(old, nn.Parameter) else values
-        for module in self.model.modules():
-            for store in (module._parameters, module._buffers):
-                for key in [k for k, v in store.items() if v is old]:
-                    store[key] = new
+        for store, key in self._placeholder_places().pop(id(old), []):
+            store[key] = new
         self._tensors[canonical] = new
         return new
+
+    def _placeholder_places(self) -> dict[int, list[tuple[dict, str]]]:
+        """Where each placeholder is registered (one walk of the model, then kept): an init of
+        every tensor of a lazily opened model reads them one by one."""
+        if self._places is None:
+            self._places = {}
+            for module in self.model.modules():
+                for store in (module._parameters, module._buffers):
+                    for key, value in store.items():
+                        if value is not None and value.device.type == "meta":
+                            self._places.setdefault(id(value), []).append((store, key))
+        return self._places
 
     def canonical(self, name: str) -> str:
         return self.report.alias_to_name.get(name, name)
@@ -149,6 +159,7 @@ class Session:
 
     def _read_structure(self) -> None:
         """The report and what follows from it; it changes only when the structure does."""
+        self._places: dict[int, list[tuple[dict, str]]] | None = None  # see _placeholder_places
         self.report: ModelReport = build_report(self.opened.model)
         self._tensors = named_tensors(self.opened.model, self.report)
         infos = [*self.report.parameters.values(), *self.report.buffers.values()]

@@ -700,8 +700,7 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Save:
-            path = self.files_actions.ask_save_path()
-            return path is not None and self.files_actions.save_now(path)
+            return self._save_before_closing()
         return answer == QMessageBox.StandardButton.Discard
 
     def _close_live(self) -> bool:
@@ -716,9 +715,13 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Close,
         )
         if answer == QMessageBox.StandardButton.Save:
-            path = self.files_actions.ask_save_path()
-            return path is not None and self.files_actions.save_now(path)
+            return self._save_before_closing()
         return answer == QMessageBox.StandardButton.Close
+
+    def _save_before_closing(self) -> bool:
+        """Ask where, then export the state_dict; True when it was written."""
+        path = self.files_actions.ask_save_path()
+        return path is not None and self.files_actions.save_now(path)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.maybe_save():

@@ -17,7 +17,7 @@ from paramscope.core.files.pretrained import build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file, first_line
 from paramscope.core.files.sharded import read_sharded
-from paramscope.core.files.sniff import sniff
+from paramscope.core.files.sniff import Sniffed, sniff
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
@@ -71,14 +71,16 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, 
     return checkpoint
 
 
-def _read_checkpoint(path: Path, trust: bool, lazy: bool | None, entry: str | None) -> Checkpoint:
+def _read_checkpoint(
+    path: Path, trust: bool, lazy: bool | None, entry: str | None, sniffed: Sniffed | None = None
+) -> Checkpoint:
     if path.is_dir():
         from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
 
         if is_dcp_folder(path):  # torch.distributed.checkpoint: read through its safe reader
             return read_dcp_checkpoint(path)
         path = weights_in_folder(path)  # a save_pretrained folder, or one holding one weights file
-    sniffed = sniff(path)
+    sniffed = sniffed or sniff(path)  # (a zip's directory is parsed here: once per open)
     if sniffed.kind == "safetensors":
         return read_safetensors(path, lazy)
     if sniffed.kind == "index":
@@ -142,7 +144,7 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
             return open_dcp(path)
         path = weights_in_folder(path)
     sniffed = sniff(path)
-    checkpoint = read_checkpoint(path, trust, lazy=None, entry=entry)
+    checkpoint = _read_checkpoint(path, trust, None, entry, sniffed)  # open_file checks the entry
     source = str(path)
     if path.name in KNOWN_WEIGHTS and checkpoint.tensors:
         built, built_notes = build_pretrained(path.parent, checkpoint)

@@ -132,6 +132,11 @@ class AppState(QObject):
         if self.session.store_grad_norms(norms, version):
             self.gradNormsChanged.emit(tuple(norms))
 
+    def forget_grad_norms(self) -> None:
+        """``.grad`` changed in a way nobody measured: every norm is measured again."""
+        self.session.forget_grad_norms()
+        self.gradNormsChanged.emit(())
+
     def replace_grad_norms(self, norms: dict[str, float | None]) -> None:
         """Every gradient's norm after a backward or zero grad (what is left out gets measured)."""
         self.session.replace_grad_norms(norms)

@@ -29,6 +29,8 @@ def same(a: Any, b: Any) -> bool:
         return False
     if isinstance(a, float) and a != a:
         return b != b
+    if isinstance(a, dict):  # an initializer's arguments
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     return bool(a == b)
 
 

@@ -364,6 +364,11 @@ class InitPanel(QWidget):
         """A large edit or a preview is being computed in a worker (the model is busy meanwhile)."""
         return self._pending is not None or self._preview_key is not None
 
+    @property
+    def is_applying(self) -> bool:
+        """A large edit is being computed: its new values replace the current ones when done."""
+        return self._pending is not None
+
     def _in_background(self, command: Command) -> bool:
         if not isinstance(command, TensorEditCommand):
             return False

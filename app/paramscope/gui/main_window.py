@@ -395,7 +395,8 @@ class MainWindow(QMainWindow):
 
     def _waits_for_staging(self, what: str) -> bool:
         # A large edit being computed replaces the current values when done: they must not move.
-        return self.init_panel.is_staging and self.state.refuse_if_busy(what)
+        # (A preview being computed is dropped instead: its values went stale.)
+        return self.init_panel.is_applying and self.state.refuse_if_busy(what)
 
     def _guarded(self, action, what: str) -> None:
         try:

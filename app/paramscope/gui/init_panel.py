@@ -23,9 +23,7 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
@@ -47,6 +45,7 @@ from paramscope.core.tensor_stats import Histogram
 from paramscope.gui.bind import on_change
 from paramscope.gui.histogram_view import Theory
 from paramscope.gui.init_boxes import InitializerBox, ValueEditBox
+from paramscope.gui.init_footer import ReplayFooter
 from paramscope.gui.init_params_form import example_source, show_value
 from paramscope.gui.init_targets import TargetsBox
 from paramscope.gui.init_work import (
@@ -59,7 +58,7 @@ from paramscope.gui.init_work import (
     theory_curve,
 )
 from paramscope.gui.state import AppState
-from paramscope.gui.widths import guard_wheel, wrapping
+from paramscope.gui.widths import guard_wheel
 from paramscope.gui.workers import TaskWorker
 
 __all__ = [
@@ -101,7 +100,6 @@ class InitPanel(QWidget):
         self._build()
         self._wire()
         self.refresh_targets()
-        self._update_undo_label()
         guard_wheel(self)
 
     def _build(self) -> None:
@@ -120,8 +118,8 @@ class InitPanel(QWidget):
         self.clamp_low, self.clamp_high, self.edit_button = edits.clamp_low, edits.clamp_high, edits.edit_button
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.undo_label = wrapping(QLabel())
-        self.script_button = QPushButton("Export edits as Python script…")
+        self.footer = ReplayFooter(self.state, self._error)
+        self.undo_label, self.script_button = self.footer.undo_label, self.footer.script_button
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -129,10 +127,7 @@ class InitPanel(QWidget):
             group.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
             layout.addWidget(group)
         layout.addWidget(self.message)
-        footer = QHBoxLayout()
-        footer.addWidget(self.undo_label, 1)
-        footer.addWidget(self.script_button)
-        layout.addLayout(footer)
+        layout.addWidget(self.footer)
         layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -148,7 +143,6 @@ class InitPanel(QWidget):
         self.preview_button.clicked.connect(self.preview)
         self.apply_button.clicked.connect(self.apply)
         self.edit_button.clicked.connect(self.apply_value_edit)
-        self.script_button.clicked.connect(self.export_script_dialog)
         self.worker.progress.connect(self._on_stage_progress)
         self.worker.finished.connect(self._on_staged)
         self.worker.failed.connect(self._on_stage_failed)
@@ -157,7 +151,6 @@ class InitPanel(QWidget):
         self.preview_worker.failed.connect(lambda message: self._error(" ".join(message.split())))
         self.preview_worker.done.connect(self._on_preview_done)
         self.state.sessionChanged.connect(self._on_session)
-        self.state.tensorsChanged.connect(lambda _names: self._update_undo_label())
         self.state.moduleSelected.connect(lambda _module: self.refresh_targets())
         self.state.tensorSelected.connect(lambda _tensor: self.refresh_targets())
 
@@ -167,7 +160,6 @@ class InitPanel(QWidget):
         self.message.clear()  # no stale message from the previous model
         self.theory_label.clear()
         self.refresh_targets()
-        self._update_undo_label()
 
     # --- form ----------------------------------------------------------------------------------
     @property
@@ -447,31 +439,13 @@ class InitPanel(QWidget):
         self.theory_label.setText(theory[2] if theory else "")
         self.theoryChanged.emit(theory)
 
-    # --- undo memory and replay script -----------------------------------------------------------
-    def _update_undo_label(self) -> None:
-        if not self.state.has_session:
-            self.undo_label.setText("")
-            return
-        stack = self.state.session.stack
-        text = f"Undo memory: {stack.nbytes / 2**20:.1f} of {stack.limit_bytes / 2**20:.0f} MiB"
-        if stack.dropped:
-            text += f"; {stack.dropped} oldest change(s) dropped, no longer undoable"
-        self.undo_label.setText(text)
-
+    # --- replay script -------------------------------------------------------------------------
     def export_script_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export edits as a Python script", "replay.py", "Python (*.py)")
-        if path:
-            self.export_script(Path(path))
+        self.footer.export_script_dialog()
 
     def export_script(self, path: Path) -> bool:
         """Write the session's edits as a script that replays them on a fresh model."""
-        from paramscope.core.atomic import write_text_atomically
-        from paramscope.core.replay import replay_script
-
-        try:
-            write_text_atomically(path, replay_script(self.state.session))
-        except OSError as exc:
-            self._error(f"{path}: cannot write the script: {exc.strerror or exc}")
-            return False
-        self.message.setText(f"wrote {path}: run it with python to replay these edits on a fresh model")
-        return True
+        message = self.footer.export_script(path)
+        if message is not None:
+            self.message.setText(message)
+        return message is not None

@@ -197,8 +197,12 @@ class SeriesView(QWidget):
         self.dialog.accepted.connect(lambda: self.open_series(self.dialog.specs()) if self.dialog else None)
         self.dialog.open()
 
-    def open_series(self, specs: list[str], trust: bool = False) -> None:
-        """Compute the series of ``specs`` (a glob, a folder, files or URLs) off the GUI thread."""
+    def open_series(self, specs: list[str], trust: bool = False, *, open_latest: bool = False) -> None:
+        """Compute the series of ``specs`` (a glob, a folder, files or URLs) off the GUI thread.
+
+        ``open_latest``: then ask the window to open the run's latest checkpoint as its model
+        (``paramscope --series``: the tree shows where the run ended).
+        """
         recorded: list[str] = []
 
         def opener(source: str, trusted: bool) -> Any:
@@ -207,9 +211,9 @@ class SeriesView(QWidget):
 
         def work(state: Any) -> Any:
             try:
-                return compute_series(list(specs), trust=trust, state=state, opener=opener), recorded, trust
+                return compute_series(list(specs), trust=trust, state=state, opener=opener), recorded, trust, open_latest
             except UntrustedFileError as exc:  # asked about on the GUI thread
-                return exc, list(specs), trust
+                return exc, list(specs), trust, open_latest
 
         self.opening.emit()
         self.worker.start(work, f"series of {' '.join(specs)}")
@@ -221,15 +225,17 @@ class SeriesView(QWidget):
         self.worker.cancel_and_wait()
         self.histogram_worker.cancel_and_wait()
 
-    def _series_done(self, result: tuple[Any, list[str], bool]) -> None:
-        series, sources, trust = result
+    def _series_done(self, result: tuple[Any, list[str], bool, bool]) -> None:
+        series, sources, trust, open_latest = result
         if isinstance(series, UntrustedFileError):
             if self.interactive and not trust and confirm_trust(self.window(), series):
-                self.open_series(sources, trust=True)
+                self.open_series(sources, trust=True, open_latest=open_latest)
             else:
                 self.state.errorOccurred.emit(str(series))
             return
         self.set_series(series, sources, trust)
+        if open_latest:
+            self.openCheckpoint.emit(sources[-1])
 
     def set_series(self, series: Series, sources: list[str], trust: bool = False) -> None:
         """Show ``series``; ``sources`` are its checkpoints as given, in its order."""

@@ -5,7 +5,7 @@ log10 of the metric (relative changes and norms span orders of magnitude); an ex
 frozen tensor, an all-zero bias) is a flat grey outside the map, a value that could not be
 computed (a change to or from a checkpoint holding NaN) is pink, a point that does not exist
 (the first step's change, a tensor missing from a checkpoint) is left empty, and a checkpoint where
-the tensor holds NaN or Inf gets a red cross whatever the metric. Markers carry a dark halo, so
+the tensor holds NaN or Inf gets a red cross whatever the metric. Markers carry a dark outline, so
 they read on every colour of the map and on light and dark windows alike.
 """
 
@@ -48,6 +48,7 @@ HALO_COLOR = QColor(0, 0, 0)
 LABEL_CHARS = 34  # longer names elide in the middle on the axis; the tooltip has them whole
 ROW_LABEL_PX = 15  # at least this many pixels between two names on the y axis
 STEP_LABEL_PX = 48
+CROSS_PX = (9, 18)  # a NaN/Inf cross is this many pixels across at least and at most
 
 
 def metric_value(point: SeriesPoint | None, metric: str) -> float | None:
@@ -124,16 +125,6 @@ def fmt(value: float | None) -> str:
     return f"{value:.6g}"
 
 
-def _cross_segments(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x, y of two diagonals per (row, col) cell, for a PlotDataItem drawn with connect='pairs'."""
-    xs: list[float] = []
-    ys: list[float] = []
-    for r, c in cells:
-        xs += [c + 0.22, c + 0.78, c + 0.22, c + 0.78]
-        ys += [r + 0.22, r + 0.78, r + 0.78, r + 0.22]
-    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-
-
 def _haloed(width: float) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
     halo = pg.PlotDataItem(pen=pg.mkPen(HALO_COLOR, width=width + 2.5), connect="pairs")
     return halo, pg.PlotDataItem(connect="pairs")
@@ -158,11 +149,12 @@ class HeatStrip(QWidget):
         self.plot.setLabel("bottom", "step")
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
-        self.cross_halo, self.cross = _haloed(2.0)
-        self.cross.setPen(pg.mkPen(CROSS_COLOR, width=2.0))
+        # A cross of fixed pixel size: a 51-layer strip has rows 5 px high, where a cross drawn
+        # inside the cell was a flat red dash; it may overlap its neighbours, it stays a cross.
+        self.cross = pg.ScatterPlotItem(symbol="x", pxMode=True, pen=pg.mkPen(HALO_COLOR, width=1), brush=CROSS_COLOR)
         self.selection_halo, self.selection = _haloed(2.0)
         self.selection.setPen(pg.mkPen("w", width=2.0))
-        for item in (self.cross_halo, self.cross, self.selection_halo, self.selection):
+        for item in (self.cross, self.selection_halo, self.selection):
             self.plot.addItem(item)
         self.color_bar = pg.ColorBarItem(values=(0, 1), colorMap=COLORMAP, interactive=False, colorMapMenu=False)
         self.plot.layout.addItem(self.color_bar, 2, 5)
@@ -212,7 +204,7 @@ class HeatStrip(QWidget):
         data = self.data
         assert data is not None
         empty = not data.names or not data.steps
-        for item in (self.image, self.cross_halo, self.cross, self.selection_halo, self.selection):
+        for item in (self.image, self.cross, self.selection_halo, self.selection):
             item.setVisible(not empty)
         self.color_bar.setVisible(not empty)
         self.legend.setVisible(not empty)
@@ -226,9 +218,8 @@ class HeatStrip(QWidget):
         self.image.setRect(0, 0, len(data.steps), len(data.names))
         self.color_bar.setLevels(levels)
         self.color_bar.axis.setLabel(METRICS[self.metric][1])
-        xs, ys = _cross_segments(np.argwhere(data.nonfinite))
-        self.cross_halo.setData(xs, ys)
-        self.cross.setData(xs, ys)
+        cells = np.argwhere(data.nonfinite)
+        self.cross.setData(x=cells[:, 1] + 0.5, y=cells[:, 0] + 0.5)
         self._draw_selection()
         self.plot.setTitle(TITLES[self.metric])
         self.plot.getViewBox().setLimits(xMin=-0.5, xMax=len(data.steps) + 0.5, yMin=-0.5, yMax=len(data.names) + 0.5)
@@ -312,6 +303,8 @@ class HeatStrip(QWidget):
         (x0, x1), (y0, y1) = view_box.viewRange()
         height, width = max(1.0, view_box.height()), max(1.0, view_box.width())
         row_stride = max(1, math.ceil(ROW_LABEL_PX * (y1 - y0) / height))
+        cell_px = min(height / max(1e-9, y1 - y0), width / max(1e-9, x1 - x0))
+        self.cross.setSize(min(CROSS_PX[1], max(CROSS_PX[0], 0.7 * cell_px)))
         col_stride = max(1, math.ceil(STEP_LABEL_PX * (x1 - x0) / width))
         rows = [(r + 0.5, elided(n)) for r, n in enumerate(data.names) if r % row_stride == 0]
         cols = [(c + 0.5, s.removeprefix("step ")) for c, s in enumerate(data.steps) if c % col_stride == 0]

@@ -31,8 +31,6 @@ CELL_ROLE = Qt.ItemDataRole.UserRole + 2  # (row in the series' list, step index
 COLUMNS: tuple[tuple[str, str | None, str], ...] = (
     ("Name", None, "Tensor (or module: its own tensors pooled) as the checkpoints name it"),
     ("Step", None, "Training step parsed from the checkpoint's name (#n: the n-th file, in the order given)"),
-    ("Shape", None, "Shape at the first checkpoint that holds it"),
-    ("dtype", None, "Element type at the first checkpoint that holds it"),
     ("norm", "norm", "L2 norm of the finite values, in float64"),
     ("std", "std", "Standard deviation of the finite values (n − 1), in float64"),
     ("max |w|", "max_abs", "Largest finite magnitude"),
@@ -40,9 +38,13 @@ COLUMNS: tuple[tuple[str, str | None, str], ...] = (
     ("Inf", "inf", "Number of +Inf and −Inf elements"),
     ("Δ prev", "rel_prev", "‖Wₜ − Wₜ₋₁‖ / ‖Wₜ₋₁‖: relative change from the previous checkpoint"),
     ("Δ first", "rel_first", "‖Wₜ − W₀‖ / ‖W₀‖: relative change from the first checkpoint"),
+    ("Shape", None, "Shape at the first checkpoint that holds it"),
+    ("dtype", None, "Element type at the first checkpoint that holds it"),
 )
-COL_NAME, COL_STEP, COL_SHAPE, COL_DTYPE = range(4)
-COL_NAN, COL_INF = 7, 8
+_AT = {title: i for i, (title, _, _) in enumerate(COLUMNS)}
+COL_NAME, COL_STEP, COL_NAN, COL_INF = _AT["Name"], _AT["Step"], _AT["NaN"], _AT["Inf"]
+COL_SHAPE, COL_DTYPE = _AT["Shape"], _AT["dtype"]  # the same at every step: last
+TEXT_COLUMNS = frozenset({COL_NAME, COL_STEP, COL_SHAPE, COL_DTYPE})
 ABSENT_SORT = -math.inf  # absent points and missing values sort below every number
 
 
@@ -128,8 +130,8 @@ class SeriesTableModel(QAbstractTableModel):
         if role == SORT_ROLE:
             if column == COL_STEP:
                 return self.cell(table_row)[1]
-            return value if column < COL_NAME + 4 else _sort_key(value)
-        if column < 4:
+            return value if column in TEXT_COLUMNS else _sort_key(value)
+        if column in TEXT_COLUMNS:
             return self._text_cell(table_row, column, value, role)
         return self._number_cell(table_row, column, value, role)
 

@@ -40,12 +40,20 @@ from paramscope.gui.files_actions import confirm_trust
 from paramscope.gui.heat_strip import METRICS, HeatStrip
 from paramscope.gui.histogram_view import HistogramView
 from paramscope.gui.series_dialog import SeriesDialog
-from paramscope.gui.series_model import COLUMNS, SeriesFilterProxy, SeriesTableModel, step_labels
+from paramscope.gui.series_model import (
+    COL_NAME,
+    COLUMNS,
+    SeriesFilterProxy,
+    SeriesTableModel,
+    step_labels,
+)
 from paramscope.gui.state import AppState
 from paramscope.gui.widths import fit_columns, narrow_combo
 from paramscope.gui.workers import TaskWorker
 
 TENSORS, MODULES = "tensors", "modules"
+NAME_WIDTH = 220  # pixels at most for the Name column (the tooltip has the whole name)
+SHARES = (0.36, 0.36, 0.28)  # of the view's width: table, strip, histogram (the first time it shows)
 
 
 def module_tensors(series: Series, module: str) -> list[str]:
@@ -105,6 +113,7 @@ class SeriesView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # layer names differ at both ends
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._table_menu)
         self.table.selectionModel().currentRowChanged.connect(self._table_row_changed)
@@ -120,9 +129,9 @@ class SeriesView(QWidget):
         left_layout.addWidget(self.table, 1)
         # Side by side: a bottom dock is wide and low, and each part wants the whole height.
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        for widget, stretch in ((left, 3), (self.strip, 4), (self.histogram, 3)):
+        for widget in (left, self.strip, self.histogram):
             self.splitter.addWidget(widget)
-            self.splitter.setStretchFactor(self.splitter.count() - 1, stretch)
+        self._shared = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(self._build_bar())
@@ -170,6 +179,12 @@ class SeriesView(QWidget):
         bar.addWidget(self.progress_bar)
         bar.addWidget(self.cancel_button)
         return bar
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._shared and self.width() > 100:  # stretch factors leave the table its minimum
+            self._shared = True
+            self.splitter.setSizes([int(self.width() * share) for share in SHARES])
 
     @property
     def mode(self) -> str:
@@ -256,7 +271,7 @@ class SeriesView(QWidget):
         self._shown_cell = None
         self.model.set_rows(rows, steps)
         self.strip.show_rows(rows, steps, self.metric)
-        fit_columns(self.table.horizontalHeader(), self.model, maximum=360)
+        fit_columns(self.table.horizontalHeader(), self.model, caps={COL_NAME: NAME_WIDTH})
         self.histogram.clear("Click a cell of the strip (or a row of the table) to see its histograms.")
 
     def _work_started(self, _what: str) -> None:
@@ -320,9 +335,8 @@ class SeriesView(QWidget):
         if now is None:
             self.histogram.clear(f"{name} is absent from the checkpoint at {steps[step]}.")
         else:
-            title = f"{name}{pooled}: {steps[step]}" + (f" over {steps[step - 1]}" if before is not None else "")
-            before_label = steps[step - 1] if step > 0 else ""
-            self.histogram.set_histograms(now, before, title=title, labels=(steps[step], before_label))
+            before_label = steps[step - 1] if step > 0 else ""  # the legend names both steps
+            self.histogram.set_histograms(now, before, title=f"{name}{pooled}", labels=(steps[step], before_label))
         self.histogramsReady.emit(result)
 
     def _histograms_failed(self, message: str) -> None:

@@ -214,3 +214,23 @@ def test_a_series_from_the_command_line_opens_its_latest_checkpoint(window, qtbo
     assert view.series is not None and window.series_dock.isVisible()
     assert Path(window.state.session.opened.source).name == "step-100.safetensors"
     assert torch.equal(window.state.session.values("4.weight"), saved[-1]["4.weight"])
+
+
+def test_series_plots_follow_the_theme(window, qtbot, qapp, run, settings_file):
+    from PySide6.QtGui import QPalette
+
+    from paramscope.gui import palette, theme
+
+    folder, _ = run
+    view = open_through_menu(window, qtbot, str(folder / "step-*.safetensors"))
+    palette.follow_system(qapp)
+    try:
+        for name in ("dark", "light"):
+            theme.apply_theme(qapp, name)
+            base = qapp.palette().color(QPalette.ColorRole.Base)
+            for plot_widget in (view.strip.plot_widget, view.histogram.plot_widget):
+                assert plot_widget.backgroundBrush().color() == base, name
+            text = qapp.palette().color(QPalette.ColorRole.Text)
+            assert view.strip.plot.getAxis("left").textPen().color() == text
+    finally:
+        theme.apply_theme(qapp, "system")

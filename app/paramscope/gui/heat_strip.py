@@ -23,29 +23,21 @@ from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 from paramscope.core.series import SeriesPoint, SeriesRow
 from paramscope.gui import colors
 
-# key -> (menu label, colour bar label)
+# key -> (menu label, colour bar label). No plot title: a long one set the plot's minimum width.
 METRICS: dict[str, tuple[str, str]] = {
-    "rel_prev": ("Change from previous", "log10 relative change"),
-    "rel_first": ("Change from first", "log10 relative change"),
+    "rel_prev": ("Change from previous", "log10 change from previous"),
+    "rel_first": ("Change from first", "log10 change from first"),
     "norm": ("Norm", "log10 norm"),
     "std": ("Std", "log10 std"),
     "max_abs": ("Max |w|", "log10 max |w|"),
-    "nonfinite": ("NaN + Inf count", "log10 (NaN + Inf count)"),
-}
-TITLES = {
-    "rel_prev": "Relative change from the previous checkpoint",
-    "rel_first": "Relative change from the first checkpoint",
-    "norm": "Norm (finite values)",
-    "std": "Standard deviation (finite values)",
-    "max_abs": "Largest |w| (finite values)",
-    "nonfinite": "NaN and Inf elements",
+    "nonfinite": ("NaN + Inf count", "log10 (NaN + Inf)"),
 }
 COLORMAP = pg.colormap.get("viridis")  # no grey, pink or red in it: the special cells stay distinct
 ZERO_COLOR = QColor(150, 150, 150)
 UNDEFINED_COLOR = colors.NONFINITE_BACKGROUND
 CROSS_COLOR = QColor(235, 30, 30)
 HALO_COLOR = QColor(0, 0, 0)
-LABEL_CHARS = 34  # longer names elide in the middle on the axis; the tooltip has them whole
+LABEL_CHARS = 28  # longer names elide in the middle on the axis; the tooltip has them whole
 ROW_LABEL_PX = 15  # at least this many pixels between two names on the y axis
 STEP_LABEL_PX = 48
 CROSS_PX = (9, 18)  # a NaN/Inf cross is this many pixels across at least and at most
@@ -147,6 +139,7 @@ class HeatStrip(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
+        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=False)  # the first step's label half over the edge
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
         # A cross of fixed pixel size: a 51-layer strip has rows 5 px high, where a cross drawn
@@ -221,7 +214,6 @@ class HeatStrip(QWidget):
         cells = np.argwhere(data.nonfinite)
         self.cross.setData(x=cells[:, 1] + 0.5, y=cells[:, 0] + 0.5)
         self._draw_selection()
-        self.plot.setTitle(TITLES[self.metric])
         self.plot.getViewBox().setLimits(xMin=-0.5, xMax=len(data.steps) + 0.5, yMin=-0.5, yMax=len(data.names) + 0.5)
         self.plot.getViewBox().setRange(xRange=(0, len(data.steps)), yRange=(0, len(data.names)), padding=0.01)
         self._update_ticks()
@@ -267,9 +259,12 @@ class HeatStrip(QWidget):
         head = f"{data.names[row]}  ·  {data.steps[col]}"
         if point is None:
             return f"{head}\nabsent from this checkpoint"
-        lines = [head, f"{METRICS[self.metric][0]}: {fmt(metric_value(point, self.metric))}"]
-        if self.metric == "rel_prev" and point.rel_prev is None:
-            lines[-1] += " (first step, or the shape changed)"
+        value = metric_value(point, self.metric)
+        lines = [head, f"{METRICS[self.metric][0]}: {fmt(value)}"]
+        if value is None:
+            lines[-1] += " (no checkpoint before, or the shape changed)"
+        elif math.isnan(value):
+            lines[-1] += " (undefined: NaN/Inf here or in the checkpoint compared with)"
         lines.append(f"norm {fmt(point.norm)}   std {fmt(point.std)}   max|w| {fmt(point.max_abs)}")
         lines.append(f"Δprev {fmt(point.rel_prev)}   Δfirst {fmt(point.rel_first)}")
         lines.append(f"NaN {point.nan:,}   Inf {point.inf:,}")
@@ -327,6 +322,6 @@ def _legend_text() -> str:
         return f"<span style='color:{color.name()}; font-size:large'>■</span>"
 
     return (
-        f"{swatch(ZERO_COLOR)} exactly 0 (frozen, or all zeros) &nbsp; {swatch(UNDEFINED_COLOR)} undefined (NaN) &nbsp; "
-        f"<b style='color:{CROSS_COLOR.name()}'>✕</b> NaN/Inf in the tensor &nbsp; empty: absent (or first step)"
+        f"{swatch(ZERO_COLOR)} exactly 0 (frozen) &nbsp; {swatch(UNDEFINED_COLOR)} undefined (NaN) &nbsp; "
+        f"<b style='color:{CROSS_COLOR.name()}'>✕</b> holds NaN/Inf &nbsp; empty: absent, or first step"
     )

@@ -37,7 +37,7 @@ from paramscope.core.series import Series, SeriesRow, compute_series, open_check
 from paramscope.core.series_histograms import step_histograms
 from paramscope.gui import plot_export
 from paramscope.gui.files_actions import confirm_trust
-from paramscope.gui.heat_strip import METRICS, HeatStrip
+from paramscope.gui.heat_strip import METRICS, HeatStrip, elided
 from paramscope.gui.histogram_view import HistogramView
 from paramscope.gui.series_dialog import SeriesDialog
 from paramscope.gui.series_model import (
@@ -53,7 +53,8 @@ from paramscope.gui.workers import TaskWorker
 
 TENSORS, MODULES = "tensors", "modules"
 NAME_WIDTH = 220  # pixels at most for the Name column (the tooltip has the whole name)
-SHARES = (0.36, 0.36, 0.28)  # of the view's width: table, strip, histogram (the first time it shows)
+TITLE_CHARS = 30  # a pyqtgraph title is as wide as its text at least: longer ones widened the plot past its pane
+SHARES = (0.30, 0.38, 0.32)  # of the view's width: table, strip, histogram (the first time it shows)
 
 
 def module_tensors(series: Series, module: str) -> list[str]:
@@ -331,12 +332,13 @@ class SeriesView(QWidget):
         name, step, histograms = result
         steps = step_labels(self.series) if self.series is not None else []
         now, before = histograms[-1], histograms[0] if len(histograms) == 2 else None
-        pooled = "" if self.mode == TENSORS or self.series is None else f" ({len(module_tensors(self.series, name))} tensors pooled)"
+        pooled = "" if self.mode == TENSORS or self.series is None else f" ({len(module_tensors(self.series, name))} tensors)"
         if now is None:
             self.histogram.clear(f"{name} is absent from the checkpoint at {steps[step]}.")
         else:
             before_label = steps[step - 1] if step > 0 else ""  # the legend names both steps
-            self.histogram.set_histograms(now, before, title=f"{name}{pooled}", labels=(steps[step], before_label))
+            title = elided(name, TITLE_CHARS - len(pooled)) + pooled
+            self.histogram.set_histograms(now, before, title=title, labels=(steps[step], before_label))
         self.histogramsReady.emit(result)
 
     def _histograms_failed(self, message: str) -> None:

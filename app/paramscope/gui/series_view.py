@@ -270,6 +270,7 @@ class SeriesView(QWidget):
         rows = self.rows()
         steps = step_labels(self.series) if self.series is not None else []
         self._shown_cell = None
+        self.histogram_worker.cancel()  # histograms of another series (or of the other rows) are stale
         self.model.set_rows(rows, steps)
         self.strip.show_rows(rows, steps, self.metric)
         fit_columns(self.table.horizontalHeader(), self.model, caps={COL_NAME: NAME_WIDTH})

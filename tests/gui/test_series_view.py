@@ -55,6 +55,8 @@ def open_through_menu(window, qtbot, text: str):
     window.open_series_action.trigger()
     dialog = view.dialog
     assert dialog is not None and dialog.isVisible()
+    dialog.line.setText(text + "-nothing-*")
+    assert not dialog.open_button.isEnabled() and "matches no file" in dialog.preview.text()
     dialog.line.setText(text)
     assert dialog.open_button.isEnabled(), dialog.preview.text()
     with qtbot.waitSignal(view.seriesReady, timeout=60_000):

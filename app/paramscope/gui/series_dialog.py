@@ -28,7 +28,7 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.series import find_checkpoints, ordered
 
 LAST_SERIES_KEY = "series/last"
-SHOWN_NAMES = 6  # the preview lists this many checkpoints, then "…"
+SHOWN_STEPS = 8  # the preview lists this many steps at most (the last one included)
 
 
 def split_specs(text: str) -> list[str]:
@@ -44,7 +44,7 @@ def joined_specs(specs: list[str]) -> str:
 
 
 def describe_match(specs: list[str]) -> tuple[bool, str]:
-    """(usable, what the entries match, ordered), or (False, why not)."""
+    """(usable, what the entries match, in the series' order), or (False, why not)."""
     if not specs:
         return False, "A glob (ckpts/step-*.safetensors), a run's folder, or two or more files or URLs."
     try:
@@ -52,10 +52,14 @@ def describe_match(specs: list[str]) -> tuple[bool, str]:
     except ParamscopeError as exc:
         return False, str(exc)
     names = [Path(s.rstrip("/")).name or s for s in sources]
-    labelled = [f"{n} (step {t})" if t is not None else n for n, t in zip(names, steps, strict=True)]
-    more = f", … ({len(sources) - SHOWN_NAMES} more)" if len(sources) > SHOWN_NAMES else ""
-    order = "by step" if steps[0] is not None else "in the order given (no steps in the names)"
-    return True, f"{len(sources)} checkpoints, {order}: " + ", ".join(labelled[:SHOWN_NAMES]) + more
+    if steps[0] is None:
+        order = "in the order given (no step in their names)"
+    else:
+        labels = [str(t) for t in steps]
+        if len(labels) > SHOWN_STEPS:
+            labels = [*labels[: SHOWN_STEPS - 1], "…", labels[-1]]
+        order = "steps " + ", ".join(labels)
+    return True, f"{len(sources)} checkpoints, {order}\nfirst: {names[0]}\nlast: {names[-1]}"
 
 
 class SeriesDialog(QDialog):
@@ -75,6 +79,7 @@ class SeriesDialog(QDialog):
         folder_button.clicked.connect(self._choose_folder)
         self.preview = QLabel()
         self.preview.setWordWrap(True)
+        self.preview.setMinimumHeight(self.preview.fontMetrics().lineSpacing() * 3 + 4)  # never clipped
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         self.open_button = self.buttons.button(QDialogButtonBox.StandardButton.Open)
         self.buttons.accepted.connect(self.accept)

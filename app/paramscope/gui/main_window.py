@@ -58,6 +58,7 @@ from paramscope.gui.opening import (
     spec_for_path,
 )
 from paramscope.gui.param_panel import ParameterPanel
+from paramscope.gui.series_view import SeriesView
 from paramscope.gui.state import AppState
 from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
@@ -157,6 +158,15 @@ class MainWindow(QMainWindow):
         self.backward_dock = self.add_dock(self.backward_panel, "Backward", scroll=True)
         self.tabifyDockWidget(self.init_dock, self.backward_dock)
         self.init_dock.raise_()
+        # A run's checkpoints over time: another object than the open model, and a strip of layers x
+        # steps wants the window's whole width, so a dock below everything, shown when a series opens.
+        self.series_view = SeriesView(self.state, interactive=self.interactive)
+        self.series_dock = self.add_dock(self.series_view, "Series", Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.series_dock.hide()
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.series_view.opening.connect(self.show_series)
+        self.series_view.openCheckpoint.connect(self.open_source)
         self._docks_fitted = False
 
         self._build_status_bar()
@@ -176,6 +186,8 @@ class MainWindow(QMainWindow):
         self.files_actions.worker.started.connect(lambda _what: self.state.set_busy(True, "files"))
         self.files_actions.worker.done.connect(lambda: self.state.set_busy(False, "files"))
         self.files_actions.worker.done.connect(lambda: self.set_running(False, "files"))
+        self.series_view.worker.started.connect(lambda what: self.set_running(True, "series", "series"))
+        self.series_view.worker.done.connect(lambda: self.set_running(False, "series"))
         self.row_menus = RowMenus(self)
         self._hooked_stack: object | None = None
         self._on_session()
@@ -230,6 +242,13 @@ class MainWindow(QMainWindow):
         """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
         dock.show()
         dock.raise_()
+
+    def show_series(self) -> None:
+        """Show the Series dock; the first time, across the window and over half its height."""
+        first = self.series_dock.isHidden()
+        self.raise_dock(self.series_dock)
+        if first and not self.series_dock.isFloating():
+            self.resizeDocks([self.series_dock], [int(self.height() * 0.55)], Qt.Orientation.Vertical)
 
     def fit_docks(self) -> None:
         """Share the window's width: tree ~27%, tool panels ~31%, the rest for table and plots."""
@@ -318,6 +337,9 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _checked=False, n=name: self.open_source(f"demo:{n}"))
         self.recent_menu = file_menu.addMenu("&Recent files")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.open_series_action = file_menu.addAction("Open &series…")
+        self.open_series_action.setToolTip("A run's checkpoints over time: a glob, a folder, or several files or URLs")
+        self.open_series_action.triggered.connect(self.series_view.open_dialog)
         file_menu.addSeparator()
         self.files_actions = FilesActions(self.state, self, interactive=self.interactive)
         self.files_actions.install(file_menu)  # Export…, Load weights…, Diff against…
@@ -733,6 +755,7 @@ class MainWindow(QMainWindow):
         self.init_panel.worker.cancel_and_wait()  # a large edit being computed: nothing applied
         self.init_panel.preview_worker.cancel_and_wait()
         self.histogram_panel.cancel_and_wait()
+        self.series_view.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

@@ -82,5 +82,6 @@ def test_app_state_mirrors_the_sessions_selection_and_busy(qtbot):
     with qtbot.waitSignal(state.busyChanged) as ended:
         state.set_session(Session(open_source("demo:mlp")))
     assert ended.args == [False, "backward"] and state.model_busy is None and state.selected_tensor is None
-    with qtbot.assertNotEmitted(state.tensorSelected):
+    with qtbot.assertNotEmitted(state.tensorSelected), qtbot.assertNotEmitted(state.busyChanged):
         session.select_tensor("0.weight")  # the old session: not news any more
+        session.set_busy(False, "backward")

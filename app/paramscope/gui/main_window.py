@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from paramscope.core.errors import shown
 from paramscope.core.report import ModelReport
 from paramscope.core.sources import OpenedModel
-from paramscope.gui import settings, window_exports, window_layout
+from paramscope.gui import settings, window_closing, window_exports, window_layout
 from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.checkpoint_panel import CheckpointPanel
 from paramscope.gui.context_menus import RowMenus
@@ -53,6 +53,7 @@ from paramscope.gui.opening import (
     spec_for_path,
 )
 from paramscope.gui.param_panel import ParameterPanel
+from paramscope.gui.series_view import SeriesView
 from paramscope.gui.state import AppState
 from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
@@ -153,6 +154,15 @@ class MainWindow(QMainWindow):
         self.backward_dock = self.add_dock(self.backward_panel, "Backward", scroll=True)
         self.tabifyDockWidget(self.init_dock, self.backward_dock)
         self.init_dock.raise_()
+        # A run's checkpoints over time: another object than the open model, and a strip of layers x
+        # steps wants the window's whole width, so a dock below everything, shown when a series opens.
+        self.series_view = SeriesView(self.state, interactive=self.interactive)
+        self.series_dock = self.add_dock(self.series_view, "Series", Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.series_dock.hide()
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.series_view.opening.connect(self.show_series)
+        self.series_view.openCheckpoint.connect(self.open_source)
         self._docks_fitted = False
 
     def _wire(self) -> None:
@@ -177,6 +187,8 @@ class MainWindow(QMainWindow):
         files.started.connect(lambda _what: self.state.set_busy(True, "files"))
         files.done.connect(lambda: self.state.set_busy(False, "files"))
         files.done.connect(lambda: self.set_running(False, "files"))
+        self.series_view.worker.started.connect(lambda what: self.set_running(True, "series", "series"))
+        self.series_view.worker.done.connect(lambda: self.set_running(False, "series"))
 
     # --- building ------------------------------------------------------------------------------
     def add_dock(
@@ -215,6 +227,13 @@ class MainWindow(QMainWindow):
         """Show ``dock`` (even if the user closed it) and bring its tab to the front."""
         dock.show()
         dock.raise_()
+
+    def show_series(self) -> None:
+        """Show the Series dock; the first time, across the window and over half its height."""
+        first = self.series_dock.isHidden()
+        self.raise_dock(self.series_dock)
+        if first and not self.series_dock.isFloating():
+            self.resizeDocks([self.series_dock], [int(self.height() * 0.55)], Qt.Orientation.Vertical)
 
     def fit_docks(self) -> None:
         window_layout.fit_docks(self)
@@ -428,40 +447,7 @@ class MainWindow(QMainWindow):
     # --- closing -----------------------------------------------------------------------------
     def maybe_save(self) -> bool:
         """Ask about unsaved edits (Save exports a state_dict). True: go on, False: cancelled."""
-        if not self.state.has_session or not self.state.session.modified or not self.interactive:
-            return True
-        if self.state.session.opened.kind == "live":
-            return self._close_live()
-        answer = QMessageBox.question(
-            self,
-            "Unsaved changes",
-            f"{self.state.session.opened.title} has changes that were not exported. Save them as a state_dict?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
-        )
-        if answer == QMessageBox.StandardButton.Save:
-            return self._save_before_closing()
-        return answer == QMessageBox.StandardButton.Discard
-
-    def _close_live(self) -> bool:
-        """explore(): the edits are already on the caller's model; say so, offer a state_dict too."""
-        count = len(self.state.session.stack.history)
-        answer = QMessageBox.question(
-            self,
-            "Close paramscope",
-            f"The {count} edit{'s' if count != 1 else ''} stay on the live model in your Python session "
-            "(undo ends when this window closes). Also save a copy as a state_dict?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Close,
-        )
-        if answer == QMessageBox.StandardButton.Save:
-            return self._save_before_closing()
-        return answer == QMessageBox.StandardButton.Close
-
-    def _save_before_closing(self) -> bool:
-        """Ask where, then export the state_dict; True when it was written."""
-        path = self.files_actions.ask_save_path()
-        return path is not None and self.files_actions.save_now(path)
+        return window_closing.maybe_save(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.maybe_save():
@@ -474,6 +460,7 @@ class MainWindow(QMainWindow):
         self.init_panel.preview_worker.cancel_and_wait()
         self.heatmap_view.worker.cancel_and_wait()
         self.histogram_panel.cancel_and_wait()
+        self.series_view.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

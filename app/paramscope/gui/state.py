@@ -72,11 +72,11 @@ class AppState(QObject):
         if old is not None:  # it is dropped: nothing it does is news any more
             old.remove_listener(self._on_session_change)
             old.remove_selection_listener(self._on_selection)
-            old.remove_busy_listener(self.busyChanged.emit)
+            old.remove_busy_listener(self._on_busy)
         self._session = session
         session.add_listener(self._on_session_change)
         session.add_selection_listener(self._on_selection)
-        session.add_busy_listener(self.busyChanged.emit)
+        session.add_busy_listener(self._on_busy)
         for what in sorted(old.busy_tasks if old is not None else ()):
             if what not in session.busy_tasks:  # work on the old model no longer uses the model
                 self.busyChanged.emit(False, what)
@@ -94,6 +94,9 @@ class AppState(QObject):
     @property
     def selected_group(self) -> int:
         return self._session.selected_group if self._session is not None else -1
+
+    def _on_busy(self, busy: bool, what: str) -> None:
+        self.busyChanged.emit(busy, what)
 
     def _on_selection(self, what: str, value: object) -> None:
         if what == "module":

@@ -45,6 +45,9 @@ def build_file_menu(window: MainWindow) -> None:
         action.triggered.connect(lambda _checked=False, n=name: window.open_source(f"demo:{n}"))
     window.recent_menu = menu.addMenu("&Recent files")
     window.recent_menu.aboutToShow.connect(lambda: fill_recent_menu(window))
+    window.open_series_action = menu.addAction("Open &series…")
+    window.open_series_action.setToolTip("A run's checkpoints over time: a glob, a folder, or several files or URLs")
+    window.open_series_action.triggered.connect(window.series_view.open_dialog)
     menu.addSeparator()
     window.files_actions = FilesActions(window.state, window, interactive=window.interactive)
     window.files_actions.install(menu)  # Export…, Load weights…, Diff against…

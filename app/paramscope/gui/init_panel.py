@@ -68,6 +68,7 @@ from paramscope.core.tensor_stats import Histogram
 from paramscope.core.theory import theory_for
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 from paramscope.gui.histogram_view import Theory
+from paramscope.gui.init_notes import InitNotes
 from paramscope.gui.python_highlighter import PythonHighlighter
 from paramscope.gui.state import AppState
 from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
@@ -320,6 +321,8 @@ class InitPanel(QWidget):
         brow.addWidget(self.apply_button)
         il.addLayout(brow)
         il.addWidget(self.theory_label)
+        self.notes = InitNotes(self)  # fan warnings, what lsuv needs; Presets… and Compare… buttons
+        il.addWidget(self.notes)
 
         # --- value edits
         self.edit_kind = QComboBox()

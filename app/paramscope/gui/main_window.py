@@ -46,6 +46,7 @@ from paramscope.gui.files_actions import FilesActions, confirm_trust, open_with_
 from paramscope.gui.heatmap_view import HeatmapView
 from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
+from paramscope.gui.init_tools import InitTools
 from paramscope.gui.opening import (
     FILE_FILTER,
     SourceOpener,
@@ -59,6 +60,7 @@ from paramscope.gui.opening import (
 )
 from paramscope.gui.param_panel import ParameterPanel
 from paramscope.gui.series_view import SeriesView
+from paramscope.gui.spectrum_view import SpectrumView
 from paramscope.gui.state import AppState
 from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
@@ -122,6 +124,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.histogram_panel, "Histogram")
         self.tabs.addTab(self.heatmap_view, "Heatmap")
         self.tabs.addTab(self.value_grid, "Values")
+        self.spectrum_view = SpectrumView(self.state)
+        self.tabs.addTab(self.spectrum_view, "Spectrum")
 
         # Centre: the table over the plots. Left: tree over ties/diagnostics. Right: the tool panels.
         self.center = QSplitter(Qt.Orientation.Vertical)
@@ -171,6 +175,7 @@ class MainWindow(QMainWindow):
 
         self._build_status_bar()
         self._build_menus()
+        self.init_tools = InitTools(self)  # Initialize menu: presets, schemes compared on the signal
 
         self.state.sessionChanged.connect(self._on_session)
         self.state.errorOccurred.connect(self.show_error)
@@ -426,6 +431,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(0, "Histogram of the selected tensor (values or gradient), before/after a change")
         self.tabs.setTabToolTip(1, "Heatmap of the selected weight (2-D; more dimensions flattened to rows × rest)")
         self.tabs.setTabToolTip(2, "Values of the selected tensor, as print(param) shows them")
+        self.tabs.setTabToolTip(3, "Singular values of the selected weight, with the Marchenko–Pastur law")
         self.tree_panel.filter_box.setToolTip("Show modules whose name or type contains this text (Ctrl+Shift+F)")
         self.param_panel.filter_box.setToolTip("Show tensors whose name, alias, dtype or shape contains this text (Ctrl+F)")
 
@@ -460,6 +466,8 @@ class MainWindow(QMainWindow):
             return self.histogram_panel.view.plot
         if widget is self.heatmap_view:
             return self.heatmap_view.plot
+        if widget is self.spectrum_view:
+            return self.spectrum_view.plot
         return None
 
     def export_plot(self, path: str | Path) -> Path | None:
@@ -489,7 +497,7 @@ class MainWindow(QMainWindow):
 
     def _default_export_name(self, suffix: str) -> str:
         name = (self.state.selected_tensor or "plot") if self.state.has_session else "plot"
-        kind = "heatmap" if self.tabs.currentWidget() is self.heatmap_view else "histogram"
+        kind = {self.heatmap_view: "heatmap", self.spectrum_view: "spectrum"}.get(self.tabs.currentWidget(), "histogram")
         folder = Path(str(QSettings().value("lastExportFolder", str(Path.home()))))
         return str(folder / f"{name}-{kind}{suffix}")
 
@@ -756,6 +764,7 @@ class MainWindow(QMainWindow):
         self.init_panel.preview_worker.cancel_and_wait()
         self.histogram_panel.cancel_and_wait()
         self.series_view.cancel_and_wait()
+        self.spectrum_view.worker.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

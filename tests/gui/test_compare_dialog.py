@@ -103,7 +103,7 @@ def test_each_line_is_what_the_model_does_under_that_scheme(deep, qtbot):
     assert all(len(d[1]) == 39 for d in data)
     assert np.allclose(data[1][2], [p.activation_std for p in panel_points])
     curves = dialog.signal_plot.scheme_curves
-    assert len(curves) == 6 and len(dialog.signal_plot.legend.items) == 3
+    assert len(curves) == 6 and len(dialog.signal_plot.scheme_legend.items) == 3
     drawn_activation, drawn_gradient = curves[2].yData, curves[3].yData  # the panel's pair
     assert np.allclose(drawn_activation, activations)
     assert np.allclose(drawn_gradient[:-1], gradients[:-1])  # the last (all ones) has std 0: a gap
@@ -208,3 +208,4 @@ def test_layer_names_are_thinned_to_fit_the_axis(qtbot):
     assert labels[0] == short_name(names[0]) and len(labels[0]) <= 18 and "…" in labels[0]
     plot.set_points(points)  # back to one run: two curves, names kept on the axis
     assert not plot.scheme_curves and len(plot.legend.items) == 2 and len(plot.axis.names) == 40
+    assert plot.scheme_legend.scene() is None  # the schemes' legend row is gone

@@ -121,7 +121,7 @@ class CompareDialog(QDialog):
         self.comparison: Comparison | None = None
         self.worker = TaskWorker(self)
         self.signal_plot = SignalPlot()
-        self.signal_plot.message.setText("Tick two or more schemes and press Run.")
+        self.signal_plot.empty_text = "Tick two or more schemes and press Run: one colour per scheme."
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._build_controls())
         splitter.addWidget(self._build_results())
@@ -224,8 +224,10 @@ class CompareDialog(QDialog):
     # --- schemes -------------------------------------------------------------------------------
     def add_scheme(self, text: str, checked: bool = True) -> QListWidgetItem:
         """List a scheme (a preset, a rule, ``current`` or :data:`PANEL`), ticked or not."""
-        label = "Initialize panel's choice (what Preview shows)" if text == PANEL else text
+        label = "Initialize panel's choice" if text == PANEL else text
         item = QListWidgetItem(label)
+        if text == PANEL:
+            item.setToolTip("What the Initialize panel would apply now (its targets, initializer and arguments)")
         flags = item.flags() | Qt.ItemFlag.ItemIsUserCheckable
         if text not in (PANEL, CURRENT):
             flags |= Qt.ItemFlag.ItemIsEditable

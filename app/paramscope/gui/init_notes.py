@@ -116,6 +116,7 @@ class InitNotes(QWidget):
         self.label.setObjectName("initNotes")
         self.label.setStyleSheet("color: #a05a00")
         self.run_notes = wrapping(QLabel())
+        self.run_notes.hide()  # an empty label would still take a line
         self.presets_button = QPushButton("Presets…")
         self.presets_button.setToolTip("GPT-2, BERT, PyTorch defaults, Fixup, muP, LSUV: rules to read, edit and apply")
         self.compare_button = QPushButton("Compare on the signal…")

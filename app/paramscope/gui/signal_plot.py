@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.signal import SignalPoint
+from paramscope.gui.palette import plot_colors
 
 ACTIVATION_COLOR = QColor(40, 110, 200)
 GRADIENT_COLOR = QColor(200, 60, 40)
@@ -94,6 +95,9 @@ class SignalPlot(QWidget):
         self.plot.setLabel("bottom", "layer (leaf module calls, forward order)")
         self.plot.setLabel("left", "std")
         self.legend = self.plot.addLegend(offset=(-10, 10))
+        # A comparison's legend sits in a row under the x axis: inside, it covered the curves.
+        self.scheme_legend = pg.LegendItem(colCount=3)
+        self.empty_text = "Run backward to see how the signal changes through depth."
         self.plot.setLogMode(x=False, y=True)
         self.activation_curve = self.plot.plot(
             [], [], pen=pg.mkPen(ACTIVATION_COLOR, width=2), symbol="o", symbolSize=5,
@@ -106,7 +110,7 @@ class SignalPlot(QWidget):
         self.only_parametrized = QCheckBox("only layers with parameters")
         self.only_parametrized.setToolTip("Hide activations such as ReLU, keep Linear/Conv/...")
         self.only_parametrized.toggled.connect(self._redraw)
-        self.message = QLabel("Run backward to see how the signal changes through depth.")
+        self.message = QLabel(self.empty_text)
         self.message.setWordWrap(True)  # a long model name must not widen the Backward dock
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row = QHBoxLayout()
@@ -151,20 +155,25 @@ class SignalPlot(QWidget):
             self.plot.removeItem(curve)
         self.scheme_curves = []
         self.legend.clear()
+        self.scheme_legend.clear()
+        if self.scheme_legend.scene() is not None:
+            self.plot.layout.removeItem(self.scheme_legend)
+            self.plot.scene().removeItem(self.scheme_legend)
         if self.schemes:
             self._draw_schemes()
             return
         x, activations, gradients = self.curves()
         # log mode: pyqtgraph takes log10 itself; NaN values leave gaps (connect="finite")
         for curve, values in ((self.activation_curve, activations), (self.gradient_curve, gradients)):
-            self.legend.addItem(curve, curve.name())
+            if len(x):
+                self.legend.addItem(curve, curve.name())
             if np.isfinite(values).any():
                 curve.setData(x, values)
             else:  # nothing drawable (e.g. one layer whose output gradient is all ones)
                 curve.setData([], [])
         self.axis.set_names({p.index: p.module for p in self.shown_points()})
         if not len(x):
-            self.message.setText("Run backward to see how the signal changes through depth.")
+            self.message.setText(self.empty_text)
             return
         last = self.shown_points()[-1]
         act = "-" if last.activation_std is None else f"{last.activation_std:.3g}"
@@ -191,12 +200,22 @@ class SignalPlot(QWidget):
                     symbol=symbol, symbolSize=5, symbolBrush=color, connect="finite",
                 )  # fmt: skip
                 self.scheme_curves.append(curve)
-            self.legend.addItem(self.scheme_curves[-2], label)
+            self.scheme_legend.addItem(self.scheme_curves[-2], label)
+        self._show_scheme_legend()
         self.axis.set_names(names)
         self.message.setText(
             f"{len(self.schemes)} schemes on the same input: solid = activation std (forward), "
             "dashed = gradient std (backward). Missing points: zero or no gradient (log scale)."
         )
+
+
+    def _show_scheme_legend(self) -> None:
+        """Put the schemes' legend under the x axis, in the plot's colours (palette.py's)."""
+        background, foreground = plot_colors()
+        background.setAlpha(200)
+        self.scheme_legend.setLabelTextColor(foreground)
+        self.scheme_legend.setBrush(background)
+        self.plot.layout.addItem(self.scheme_legend, 4, 1)
 
 
 def _xy(points: Sequence[SignalPoint]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

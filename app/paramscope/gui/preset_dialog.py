@@ -86,6 +86,7 @@ class PresetDialog(QDialog):
         self.args_edit.setToolTip("key=value, ... (Enter remakes the rules)")
         self.rules_edit = QPlainTextEdit()
         self.rules_edit.setToolTip("One rule per line, SELECTOR=INIT(key=value,...); # starts a comment")
+        self.rules_edit.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)  # one rule, one line
         self.input_edit = QLineEdit()
         self.input_edit.setToolTip("The sample input of data-dependent rules (lsuv) that name none")
         self.seed_edit = QLineEdit()

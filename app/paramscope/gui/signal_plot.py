@@ -36,11 +36,21 @@ def _positive(values: Sequence[float | None]) -> np.ndarray:
 
 
 def short_name(name: str, limit: int = LAYER_LABEL_CHARS) -> str:
-    """``name`` shortened in the middle to ``limit`` characters (``blocks.…attn.c_proj``)."""
+    """``name`` in at most ``limit`` characters, its last dotted parts kept (``…layers.0.linear2``):
+    the end of a qualified name says which layer it is. A last part longer than that is cut in
+    the middle."""
     if len(name) <= limit:
         return name
-    head = (limit - 1) // 2
-    return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
+    kept = ""
+    for part in reversed(name.split(".")):
+        candidate = f"{part}.{kept}" if kept else part
+        if len(candidate) > limit - 1:
+            break
+        kept = candidate
+    if not kept:
+        head = (limit - 1) // 2
+        return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
+    return "…" + kept
 
 
 class LayerAxis(pg.AxisItem):

@@ -111,10 +111,6 @@ class SpectrumView(QWidget):
         self.histogram_plot.showGrid(x=True, y=True, alpha=0.25)
         self.histogram_plot.setLabel("bottom", "singular value")
         self.histogram_plot.setLabel("left", "count")
-        # The legend sits in a row under the x axis (as in the Histogram tab): inside, it hid bars.
-        self.legend = pg.LegendItem(colCount=2)
-        self.histogram_plot.layout.addItem(self.legend, 4, 1)
-        self.histogram_plot.legend = self.legend  # palette.py restyles it with the plot
         fill = pg.mkColor(colors.CURRENT_PLOT)
         fill.setAlpha(90)
         self.bars_item = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=fill,
@@ -122,8 +118,10 @@ class SpectrumView(QWidget):
         self.law_item = pg.PlotDataItem(pen=pg.mkPen(colors.THEORY_PLOT, width=2, style=Qt.PenStyle.DashLine))
         self.histogram_plot.addItem(self.bars_item)
         self.histogram_plot.addItem(self.law_item)
-        self.legend.addItem(self.bars_item, "singular values")
-        self.legend.addItem(self.law_item, "Marchenko–Pastur")
+        # No legend: at half the tab's width a legend row made the plot wider than its room.
+        for plot in (self.plot, self.histogram_plot):
+            for side in ("left", "bottom"):
+                plot.getAxis(side).enableAutoSIPrefix(False)  # 0.3, not "300 (x0.001)"
         self.law_box = QCheckBox("Marchenko–Pastur overlay")
         self.law_box.setToolTip("The singular-value law of an i.i.d. random matrix with this shape and entry std")
         self.law_box.setChecked(True)
@@ -249,7 +247,7 @@ class SpectrumView(QWidget):
             self.law_item.setData(x, y)
         self.law_item.setVisible(overlay)
         self.plot.setTitle(f"{len(values)} singular values")  # the tensor's name is in the text below
-        self.histogram_plot.setTitle("their histogram")
+        self.histogram_plot.setTitle("histogram" + (", dashed: M–P law" if overlay else ""))
         zeros = int(np.sum(values == 0))
         note = f"\n{zeros} singular value(s) are 0 (not drawn on the log scale)" if zeros else ""
         self.message.setText(describe(spectrum) + note)

@@ -162,7 +162,9 @@ class SpectrumView(QWidget):
             self._invalidate()
 
     def _invalidate(self) -> None:
-        # An SVD is costly: only for the tab on screen (showEvent catches up).
+        # An SVD is costly: only for the tab on screen (showEvent catches up). One being computed
+        # is of values no longer selected or current: dropped.
+        self.worker.cancel()
         self._dirty = True
         if self.isVisible():
             self.refresh()

@@ -46,6 +46,7 @@ from paramscope.gui.bind import on_change
 from paramscope.gui.histogram_view import Theory
 from paramscope.gui.init_boxes import InitializerBox, ValueEditBox
 from paramscope.gui.init_footer import ReplayFooter
+from paramscope.gui.init_notes import InitNotes
 from paramscope.gui.init_params_form import example_source, show_value
 from paramscope.gui.init_targets import TargetsBox
 from paramscope.gui.init_work import (

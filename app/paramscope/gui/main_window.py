@@ -43,6 +43,7 @@ from paramscope.gui.files_actions import confirm_trust, open_with_consent
 from paramscope.gui.heatmap_view import HeatmapView
 from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel
+from paramscope.gui.init_tools import InitTools
 from paramscope.gui.opening import (
     FILE_FILTER,
     SourceOpener,
@@ -54,6 +55,7 @@ from paramscope.gui.opening import (
 )
 from paramscope.gui.param_panel import ParameterPanel
 from paramscope.gui.series_view import SeriesView
+from paramscope.gui.spectrum_view import SpectrumView
 from paramscope.gui.state import AppState
 from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
@@ -102,6 +104,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         build_menus(self)
+        self.init_tools = InitTools(self)  # Initialize menu: presets, schemes compared on the signal
         self._wire()
         self.row_menus = RowMenus(self)
         self._hooked_stack: object | None = None
@@ -122,6 +125,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.histogram_panel, "Histogram")
         self.tabs.addTab(self.heatmap_view, "Heatmap")
         self.tabs.addTab(self.value_grid, "Values")
+        self.spectrum_view = SpectrumView(self.state)
+        self.tabs.addTab(self.spectrum_view, "Spectrum")
         self.center = QSplitter(Qt.Orientation.Vertical)
         self.center.setObjectName("centerSplitter")
         self.center.addWidget(self.param_panel)
@@ -272,6 +277,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(0, "Histogram of the selected tensor (values or gradient), before/after a change")
         self.tabs.setTabToolTip(1, "Heatmap of the selected weight (2-D; more dimensions flattened to rows × rest)")
         self.tabs.setTabToolTip(2, "Values of the selected tensor, as print(param) shows them")
+        self.tabs.setTabToolTip(3, "Singular values of the selected weight, with the Marchenko–Pastur law")
         self.tree_panel.filter_box.setToolTip("Show modules whose name or type contains this text (Ctrl+Shift+F)")
         self.param_panel.filter_box.setToolTip("Show tensors whose name, alias, dtype or shape contains this text (Ctrl+F)")
 
@@ -461,6 +467,7 @@ class MainWindow(QMainWindow):
         self.heatmap_view.worker.cancel_and_wait()
         self.histogram_panel.cancel_and_wait()
         self.series_view.cancel_and_wait()
+        self.spectrum_view.worker.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

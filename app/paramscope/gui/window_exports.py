@@ -21,12 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def current_plot(window: MainWindow) -> Any:
-    """The pyqtgraph PlotItem on the front plot tab (Histogram or Heatmap), or None."""
+    """The pyqtgraph PlotItem on the front plot tab (Histogram, Heatmap or Spectrum), or None."""
     widget = window.tabs.currentWidget()
     if widget is window.histogram_panel:
         return window.histogram_panel.view.plot
     if widget is window.heatmap_view:
         return window.heatmap_view.plot
+    if widget is window.spectrum_view:
+        return window.spectrum_view.plot
     return None
 
 
@@ -58,9 +60,10 @@ def export_bins(window: MainWindow, path: str | Path) -> Path | None:
 
 
 def default_export_name(window: MainWindow, suffix: str) -> str:
-    """``<tensor>-<histogram|heatmap><suffix>`` in the folder of the last export."""
+    """``<tensor>-<histogram|heatmap|spectrum><suffix>`` in the folder of the last export."""
     name = (window.state.selected_tensor or "plot") if window.state.has_session else "plot"
-    kind = "heatmap" if window.tabs.currentWidget() is window.heatmap_view else "histogram"
+    kinds = {window.heatmap_view: "heatmap", window.spectrum_view: "spectrum"}
+    kind = kinds.get(window.tabs.currentWidget(), "histogram")
     folder = Path(str(QSettings().value("lastExportFolder", str(Path.home()))))
     return str(folder / f"{name}-{kind}{suffix}")
 

@@ -222,4 +222,4 @@ def test_unsupported_scheme_is_named() -> None:
 def test_cache_of_zero_bytes_is_off(tmp_path: Path) -> None:
     cache = RangeCache(tmp_path / "c", 0)
     cache.put("k", b"abc")
-    assert cache.get("k", 3) is None and not (tmp_path / "c").exists()
+    assert not cache.get_into("k", memoryview(bytearray(3))) and not (tmp_path / "c").exists()

@@ -19,6 +19,7 @@ import http.client
 import netrc
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +79,9 @@ class RangeReader(Protocol):
     def read(self, stamp: RemoteStamp, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)`` of version ``stamp``; a SourceError if the file changed."""
 
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        """:meth:`read` of ``len(target)`` bytes from ``start``, written into ``target``."""
+
 
 def changed_error(url: str) -> SourceError:
     return SourceError(f"{url}: changed on the server since it was opened (replaced or rewritten); reopen it")
@@ -112,10 +116,14 @@ class HttpReader:
         return self._attempts(lambda: self._first(length))
 
     def read(self, stamp: RemoteStamp, start: int, stop: int) -> bytes:
-        data = bytearray()
-        if stop <= start:
-            return b""
-        return self._attempts(lambda: self._read_rest(stamp, start, stop, data))
+        data = bytearray(max(0, stop - start))
+        self.read_into(stamp, start, memoryview(data))
+        return bytes(data)
+
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        filled = [0]  # bytes already in ``target``: a retry asks only for the rest
+        if len(target):
+            self._attempts(lambda: self._fill(stamp, start, target, filled))
 
     def _attempts(self, fetch):  # noqa: ANN001, ANN202  (one retry loop for both requests)
         for attempt in range(self.retries + 1):
@@ -143,9 +151,9 @@ class HttpReader:
             stamp = self._stamp(resp, total)
             return stamp, self._body(resp, min(length, total))
 
-    def _read_rest(self, stamp: RemoteStamp, start: int, stop: int, data: bytearray) -> bytes:
-        """Bytes not in ``data`` yet: a retry after a dropped connection asks only for those."""
-        at = start + len(data)
+    def _fill(self, stamp: RemoteStamp, start: int, target: memoryview, filled: list[int]) -> None:
+        """Received bytes go straight into ``target`` (a tensor's memory): no copy on the way."""
+        at, stop = start + filled[0], start + len(target)
         with self._open(f"bytes={at}-{stop - 1}", stamp) as resp:
             if resp.status != 206:
                 raise SourceError(f"{self.url}: the server stopped answering range requests (HTTP {resp.status})")
@@ -154,10 +162,8 @@ class HttpReader:
                 raise SourceError(f"{self.url}: the server answered another range than asked")
             if self._stamp(resp, total) != stamp:
                 raise changed_error(self.url)
-            while len(data) < stop - start:
-                piece = self._piece(resp, min(_READ_PIECE, stop - start - len(data)))
-                data += piece
-        return bytes(data)
+            while filled[0] < len(target):
+                filled[0] += self._piece_into(resp, target[filled[0] : filled[0] + _READ_PIECE])
 
     def _open(self, byte_range: str, stamp: RemoteStamp | None) -> http.client.HTTPResponse:
         request = urllib.request.Request(self._target, headers={"Range": byte_range, "Accept-Encoding": "identity"})
@@ -201,20 +207,21 @@ class HttpReader:
         return RemoteStamp(size, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
 
     def _body(self, resp: http.client.HTTPResponse, count: int) -> bytes:
-        data = bytearray()
-        while len(data) < count:
-            data += self._piece(resp, min(_READ_PIECE, count - len(data)))
+        data = bytearray(count)
+        view, filled = memoryview(data), 0
+        while filled < count:
+            filled += self._piece_into(resp, view[filled : filled + _READ_PIECE])
         return bytes(data)
 
     @staticmethod
-    def _piece(resp: http.client.HTTPResponse, count: int) -> bytes:
+    def _piece_into(resp: http.client.HTTPResponse, target: memoryview) -> int:
         try:
-            piece = resp.read(count)
+            count = resp.readinto(target)
         except (OSError, http.client.HTTPException) as exc:
             raise _Transient(f"connection dropped ({_reason(exc)})") from None
-        if not piece:
+        if not count:
             raise _Transient("connection closed before the end of the range")
-        return piece
+        return count
 
 
 def _reason(exc: BaseException) -> str:
@@ -309,6 +316,9 @@ class S3Reader:
             raise failed_error(self.url, f"got {len(data)} of {stop - start} bytes")
         return data
 
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        target[:] = self.read(stamp, start, start + len(target))
+
     def _denied(self) -> SourceError:
         return SourceError(
             f"{self.url}: access denied; credentials come from the environment (AWS_ACCESS_KEY_ID, "
@@ -337,6 +347,7 @@ class RangeCache:
         self.folder = folder
         self.limit = max(0, limit) if folder is not None else 0
         self._used: int | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> RangeCache:
@@ -365,18 +376,21 @@ class RangeCache:
         text = "\0".join(map(str, (where, stamp.size, stamp.etag, stamp.modified, start, stop)))
         return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
 
-    def get(self, key: str, size: int) -> bytes | None:
+    def get_into(self, key: str, target: memoryview) -> bool:
+        """Whether the range ``key`` was cached (then it is in ``target``)."""
         if not self.limit or self.folder is None:
-            return None
+            return False
         path = self.folder / f"{key}.bin"
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size != len(target) or handle.readinto(target) != len(target):
+                    return False
             os.utime(path)  # recently used: evicted last
         except OSError:
-            return None
-        return data if len(data) == size else None
+            return False
+        return True
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         if not self.limit or self.folder is None or len(data) > self.limit:
             return
         try:
@@ -386,9 +400,10 @@ class RangeCache:
             os.replace(temporary, self.folder / f"{key}.bin")
         except OSError:
             return  # a full or read-only disk costs the cache, not the reading
-        self._used = (self._used if self._used is not None else self._scan_used()) + len(data)
-        if self._used > self.limit:
-            self._evict()
+        with self._lock:  # a tensor's pieces arrive from several threads
+            self._used = (self._used if self._used is not None else self._scan_used()) + len(data)
+            if self._used > self.limit:
+                self._evict()
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         entries = []

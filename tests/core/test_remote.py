@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files import remote
-from paramscope.core.files.remote_io import RangeCache, shown_url
+from paramscope.core.files.remote_cache import RangeCache
+from paramscope.core.files.remote_io import shown_url
 from paramscope.core.model_statistics import compute_model_statistics
 from paramscope.core.report import build_report
 from paramscope.core.sources import open_source

@@ -20,8 +20,8 @@ import torch
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files.regions import Region
+from paramscope.core.files.remote_cache import RangeCache
 from paramscope.core.files.remote_io import (
-    RangeCache,
     RangeReader,
     RemoteStamp,
     reader_for,

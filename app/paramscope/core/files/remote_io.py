@@ -4,7 +4,8 @@ Only ranges are read, never whole files. Every response is checked against the v
 file seen first (size, ETag, Last-Modified): a file replaced on the server between two reads is
 refused, never mixed. A dropped connection or a server error is retried a few times, resuming
 after the last byte received; after that it is one line naming the URL, and a later retry
-resumes (ranges already fetched stay in the on-disk cache, :class:`RangeCache`).
+resumes (ranges already fetched stay in the on-disk cache,
+:class:`~paramscope.core.files.remote_cache.RangeCache`).
 
 Credentials come from the usual places and never appear in a message, a source name or the
 cache: for HTTP(S) the URL's ``user:password@``, ``~/.netrc``, or ``HF_TOKEN`` for Hugging Face
@@ -14,29 +15,24 @@ hosts; for S3 botocore's chain (environment, ``~/.aws/config``, instance roles).
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import netrc
 import os
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from paramscope.core.errors import SourceError, shown
-from paramscope.core.files.safety import human_bytes
 
 _REMOTE = re.compile(r"^(https?|s3)://", re.IGNORECASE)
 #: Attempts after the first for one range (a dropped connection resumes after the last byte).
 RETRIES = 3
 RETRY_PAUSE_S = 0.2
 TIMEOUT_S = 30.0
-DEFAULT_CACHE_BYTES = 2 << 30
 _READ_PIECE = 1 << 20
 
 
@@ -331,102 +327,3 @@ def reader_for(url: str) -> RangeReader:
     if scheme == "s3":
         return S3Reader(url)
     return HttpReader(url)
-
-
-# --------------------------------------------------------------------------------------- cache
-
-
-class RangeCache:
-    """Fetched ranges on disk, least recently used dropped first above ``limit`` bytes.
-
-    Keys hash the URL without credentials or query, the file's version and the range, so a
-    replaced file never reads its old bytes and nothing secret is written. ``limit`` 0: off.
-    """
-
-    def __init__(self, folder: Path | None, limit: int) -> None:
-        self.folder = folder
-        self.limit = max(0, limit) if folder is not None else 0
-        self._used: int | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls) -> RangeCache:
-        """``PARAMSCOPE_CACHE_DIR`` (default ``~/.cache/paramscope/ranges``) and
-        ``PARAMSCOPE_CACHE_BYTES`` (default 2 GiB; 0 turns the cache off)."""
-        folder = os.environ.get("PARAMSCOPE_CACHE_DIR")
-        if not folder:
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-            folder = os.path.join(base, "paramscope", "ranges")
-        text = os.environ.get("PARAMSCOPE_CACHE_BYTES", "").strip()
-        try:
-            limit = int(float(text)) if text else DEFAULT_CACHE_BYTES
-        except ValueError:
-            raise SourceError(f"PARAMSCOPE_CACHE_BYTES={text!r}: not a number of bytes") from None
-        return cls(Path(folder), limit)
-
-    def describe(self) -> str:
-        if not self.limit:
-            return "no range cache"
-        return f"ranges cached in {self.folder} (up to {human_bytes(self.limit)})"
-
-    @staticmethod
-    def key(url: str, stamp: RemoteStamp, start: int, stop: int) -> str:
-        parts = urlsplit(url)
-        where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-        text = "\0".join(map(str, (where, stamp.size, stamp.etag, stamp.modified, start, stop)))
-        return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
-
-    def get_into(self, key: str, target: memoryview) -> bool:
-        """Whether the range ``key`` was cached (then it is in ``target``)."""
-        if not self.limit or self.folder is None:
-            return False
-        path = self.folder / f"{key}.bin"
-        try:
-            with open(path, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size != len(target) or handle.readinto(target) != len(target):
-                    return False
-            os.utime(path)  # recently used: evicted last
-        except OSError:
-            return False
-        return True
-
-    def put(self, key: str, data: bytes | memoryview) -> None:
-        if not self.limit or self.folder is None or len(data) > self.limit:
-            return
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self.folder / f".{key}.{os.getpid()}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, self.folder / f"{key}.bin")
-        except OSError:
-            return  # a full or read-only disk costs the cache, not the reading
-        with self._lock:  # a tensor's pieces arrive from several threads
-            self._used = (self._used if self._used is not None else self._scan_used()) + len(data)
-            if self._used > self.limit:
-                self._evict()
-
-    def _entries(self) -> list[tuple[float, int, Path]]:
-        entries = []
-        for path in self.folder.glob("*.bin") if self.folder is not None else ():
-            try:
-                info = path.stat()
-            except OSError:
-                continue
-            entries.append((info.st_mtime, info.st_size, path))
-        return entries
-
-    def _scan_used(self) -> int:
-        return sum(size for _, size, _ in self._entries())
-
-    def _evict(self) -> None:
-        entries = sorted(self._entries())
-        used = sum(size for _, size, _ in entries)
-        for _, size, path in entries:
-            if used <= self.limit:
-                break
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            used -= size
-        self._used = used

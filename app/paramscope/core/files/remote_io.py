@@ -9,7 +9,9 @@ resumes (ranges already fetched stay in the on-disk cache,
 
 Credentials come from the usual places and never appear in a message, a source name or the
 cache: for HTTP(S) the URL's ``user:password@``, ``~/.netrc``, or ``HF_TOKEN`` for Hugging Face
-hosts; for S3 botocore's chain (environment, ``~/.aws/config``, instance roles).
+hosts; for S3 botocore's chain (environment, ``~/.aws/config``, instance roles). Certificates
+are checked against the system's authorities, or those in ``SSL_CERT_FILE`` (``AWS_CA_BUNDLE``
+for S3): the standard variables for a private authority.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import http.client
 import netrc
 import os
 import re
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -173,6 +176,12 @@ class HttpReader:
             exc.close()
             raise self._http_error(exc.code, stamp) from None
         except (OSError, http.client.HTTPException) as exc:
+            untrusted = getattr(exc, "reason", exc)
+            if isinstance(untrusted, ssl.SSLCertVerificationError):  # no retry mends that
+                raise SourceError(
+                    f"{self.url}: the server's certificate is not trusted ({untrusted.verify_message}); "
+                    "for a private certificate authority, set SSL_CERT_FILE to its certificate (PEM)"
+                ) from None
             raise _Transient(_reason(exc)) from None
 
     def _http_error(self, code: int, stamp: RemoteStamp | None) -> Exception:

@@ -63,3 +63,29 @@ def test_ctrl_c_stops_the_cluster_with_one_line(tmp_path: Path) -> None:
     assert last == "paramscope: interrupted", text
     gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, alive  # no worker left behind
+
+
+@pytest.mark.slow
+def test_a_cancel_from_the_task_state_is_seen_while_parts_run(tmp_path: Path) -> None:
+    """The API's (and a window's) cancel: checked while parts run, not only as they finish."""
+    distributed = pytest.importorskip("distributed")
+    from paramscope.core.audit import audit
+    from paramscope.core.errors import Cancelled
+    from paramscope.core.tasks import TaskState
+
+    g = torch.Generator().manual_seed(0)
+    save_file({f"layers.{i}.weight": torch.randn(256, 256, generator=g) for i in range(40)}, str(tmp_path / "m.safetensors"))
+    with (
+        RangeServer(tmp_path) as server,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+    ):
+
+        def stall_then_cancel(fraction: float, message: str) -> None:
+            server.delay_s = 60.0  # the client has read the header: from now on no part can finish
+            state.cancel()
+
+        state = TaskState(stall_then_cancel)
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            audit(server.url("m.safetensors"), cluster.scheduler_address, state=state)
+        assert time.monotonic() - start < 30  # a part takes minutes now: the wait was not for one

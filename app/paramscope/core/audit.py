@@ -11,7 +11,7 @@ the client. Dask is imported only when a scheduler is given.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from paramscope.core.errors import SourceError
@@ -177,6 +177,7 @@ def map_on_dask(
                     done, parts_done = done + sum(sizes[n] for n in futures[future]), parts_done + 1
                     state.progress(done / total, f"{parts_done} of {len(parts)} parts done")
         except BaseException:  # Cancelled, Ctrl+C, a worker's error: nothing left running
-            client.cancel(list(futures))
+            with suppress(Exception):  # a lost scheduler must not hide why we stopped
+                client.cancel(list(futures))
             raise
     return results

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from paramscope.core.demos import build_demo
-from paramscope.core.inputs import InputSpecError, default_input, parse_input_spec
+from paramscope.core.input_specs import InputSpecError, parse_input_spec
+from paramscope.core.inputs import default_input
 
 
 def test_rand_matches_the_tutorial_torch_rand_with_the_same_seed():
@@ -185,7 +186,8 @@ def test_bad_keyword_specs_are_one_line_errors(text, fragment):
 
 
 def test_a_float8_model_gets_float32_inputs_and_fails_like_torch_in_forward():
-    from paramscope.core.backward import ForwardError, run_backward
+    from paramscope.core.backward import run_backward
+    from paramscope.core.backward_errors import ForwardError
 
     model = nn.Sequential(nn.Linear(4, 3)).to(torch.float8_e4m3fn)
     (x,) = default_input(model).make(0, float_dtype=torch.float8_e4m3fn)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
-from paramscope.core.inputs import parse_input_spec
+from paramscope.core.input_specs import parse_input_spec
 from paramscope.core.rules import parse_rule, parse_selector
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

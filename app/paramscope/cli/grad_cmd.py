@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.backward import BackwardUnavailable, run_backward
-    from paramscope.core.inputs import default_input, parse_input_spec
+    from paramscope.core.backward import run_backward
+    from paramscope.core.backward_errors import BackwardUnavailable
+    from paramscope.core.input_specs import parse_input_spec
+    from paramscope.core.inputs import default_input
     from paramscope.core.losses import get_loss
 
     get_loss(args.loss)  # bad arguments fail before the model is opened

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.inputs import InputSpec
+from paramscope.core.input_specs import InputSpec
 from paramscope.core.signal import SignalPoint
 from paramscope.core.tasks import TaskState, ensure_state
 

@@ -424,7 +424,7 @@ class LSUVInitializer(Initializer):
 
     def request_problem(self, kwargs: dict[str, Any]) -> str | None:
         """Why the request as a whole cannot run (no input, a bad one), or None."""
-        from paramscope.core.inputs import InputSpecError, parse_input_spec
+        from paramscope.core.input_specs import InputSpecError, parse_input_spec
         from paramscope.core.lsuv import MISSING_INPUT
 
         text = str(kwargs.get("input") or "").strip()

@@ -9,28 +9,20 @@ import torch
 from torch import nn
 from torch.nn import init
 
+from paramscope.core.custom_init import CustomInitializer, custom_from_source, load_custom
+from paramscope.core.errors import RuleError
+from paramscope.core.initializer_base import REQUIRED, InitializerError, nonlinearity_names
 from paramscope.core.initializers import (
     CATALOGUE,
-    REQUIRED,
     TORCH_INITIALIZERS,
-    CustomInitializer,
-    InitializerError,
     TorchInitializer,
-    custom_from_source,
     get_initializer,
-    load_custom,
-    nonlinearity_names,
 )
 from paramscope.core.report import is_lazy
-from paramscope.core.rules import (
-    InitRule,
-    RefusedError,
-    RuleError,
-    Selector,
-    apply_rules,
-    plan,
-    preview_rules,
-)
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rule_plans import RefusedError, plan
+from paramscope.core.rules import apply_rules, preview_rules
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.resources import resource_path

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from paramscope.core.custom_init import custom_from_source
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import custom_from_source
 from paramscope.core.replay import replay_script
-from paramscope.core.rules import InitRule, Selector, apply_rules
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import apply_rules
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.core.tensor_stats import tensor_histogram

@@ -7,15 +7,11 @@ import re
 import pytest
 import torch
 
+from paramscope.core.errors import RuleError
 from paramscope.core.report import build_report
-from paramscope.core.rules import (
-    RuleError,
-    Selector,
-    parse_rule,
-    parse_selector,
-    plan,
-    resolve_targets,
-)
+from paramscope.core.rule_parse import parse_rule
+from paramscope.core.rule_plans import plan
+from paramscope.core.selectors import Selector, parse_selector, resolve_targets
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 
@@ -157,7 +153,8 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
     import torch
     from torch import nn
 
-    from paramscope.core.rules import RuleError, preview_rules
+    from paramscope.core.errors import RuleError
+    from paramscope.core.rules import preview_rules
     from paramscope.core.session import Session
     from paramscope.core.sources import OpenedModel
 
@@ -174,12 +171,8 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
 @pytest.mark.parametrize("rules", [["type:Conv2d=normal(std=0.02)"], ["*.wieght=normal(std=0.02)", "*.bias=zeros"]])
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
-    from paramscope.core.rules import (
-        UnmatchedRuleError,
-        UnmatchedRuleWarning,
-        apply_rules,
-        preview_rules,
-    )
+    from paramscope.core.rule_plans import UnmatchedRuleError, UnmatchedRuleWarning
+    from paramscope.core.rules import apply_rules, preview_rules
 
     session = Session(open_source("demo:mlp"))
     before = {n: t.clone() for n, t in session.model.state_dict().items()}
@@ -196,7 +189,7 @@ def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
 
 
 def test_unmatched_type_rule_lists_the_types_there_are() -> None:
-    from paramscope.core.rules import UnmatchedRuleError, check_unmatched
+    from paramscope.core.rule_plans import UnmatchedRuleError, check_unmatched
 
     session = Session(open_source("demo:mlp"))
     with pytest.raises(UnmatchedRuleError, match=r"no module of type Conv2d owns a parameter \(types with parameters: Linear\)"):

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_input_spec(args.input) if args.input else None
     rules = []
     if args.init:
-        from paramscope.core.rules import parse_rule
+        from paramscope.core.rule_parse import parse_rule
 
         rules = [parse_rule(text) for text in args.init]
     opened = open_from_args(args)

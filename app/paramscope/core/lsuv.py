@@ -201,7 +201,7 @@ def lsuv_(model: nn.Module, names: Sequence[str], input: InputSpec | str, *,  # 
         >>> all(abs(layer.std_end - 1) <= 0.05 for layer in result.layers)
         True
     """
-    from paramscope.core.initializers import derived_seed
+    from paramscope.core.initializer_base import derived_seed
 
     if tol <= 0 or not math.isfinite(tol):
         raise LSUVError(f"lsuv: tol must be a positive number, got {tol!r}")

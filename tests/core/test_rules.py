@@ -195,3 +195,21 @@ def test_unmatched_type_rule_lists_the_types_there_are() -> None:
     with pytest.raises(UnmatchedRuleError, match=r"no module of type Conv2d owns a parameter \(types with parameters: Linear\)"):
         check_unmatched(plan(session, ["type:Conv2d=normal(std=0.02)"]), session.report)
     assert check_unmatched(plan(session, ["type:Linear=normal(std=0.02)"]), session.report) == []
+
+
+def test_weights_and_biases_narrow_names_as_the_keyword_selectors_do() -> None:
+    """The Initialize panel's two boxes: ``in_proj_bias`` is a bias, ``pos`` is neither."""
+    from paramscope.core.selectors import weights_and_biases
+
+    report, _ = report_of("demo:tiny_lm")
+    names = ["pos", "embed.weight", "blocks.layers.0.self_attn.in_proj_weight",
+             "blocks.layers.0.self_attn.in_proj_bias", "blocks.layers.0.linear1.bias"]  # fmt: skip
+    assert weights_and_biases(report, names) == names
+    assert weights_and_biases(report, names, weights=False, biases=False) == []
+    assert weights_and_biases(report, names, biases=False) == names[1:3]
+    assert weights_and_biases(report, names, weights=False) == names[3:]
+    assert weights_and_biases(report, names, biases=False) == [
+        n for n in names if n in resolve_targets(report, parse_selector("weights"))
+    ]
+    shared, _ = report_of("demo:shared")  # one tensor, two names: any alias counts
+    assert weights_and_biases(shared, ["0.weight"], biases=False) == ["0.weight"]

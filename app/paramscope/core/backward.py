@@ -63,7 +63,8 @@ from paramscope.core.losses import compute_loss, differentiable_leaves, get_loss
 from paramscope.core.tasks import TaskState, ensure_state
 from paramscope.core.tensor_stats import data_problem
 
-# The Backward panel imports GradPart, BackwardResult and ParameterGradient from here too.
+# Re-exported for gui/backward_panel.py, which imports them from here: BackwardResult,
+# GradPart, ParameterGradient.
 __all__ = ["BackwardRequest", "BackwardResult", "GradPart", "ParameterGradient",
            "run", "run_backward", "unavailable_reason", "zero_grad"]  # fmt: skip
 

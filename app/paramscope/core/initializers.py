@@ -38,7 +38,8 @@ from paramscope.core.initializer_base import (
     params_from_signature,
 )
 
-# The Initialize panel imports these four from here too.
+# Re-exported for gui/init_panel.py, which imports them from here: REQUIRED, Initializer,
+# ParamSpec, custom_from_source.
 __all__ = ["CATALOGUE", "REQUIRED", "TORCH_INITIALIZERS", "DefaultInitializer", "Initializer",
            "LSUVInitializer", "ParamSpec", "TorchInitializer", "custom_from_source", "get_initializer"]  # fmt: skip
 

@@ -17,6 +17,7 @@ is (when the user gives none) is :mod:`paramscope.core.inputs`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,17 +161,7 @@ class InputSpec:
             float_dtype: dtype of floating items without an explicit ``dtype=`` (e.g. the
                 model's, so a float64 model gets float64 inputs). Default float32.
         """
-        float_dtype = input_float_dtype(float_dtype)
-        generator = _generator(seed)
-        tensors: list[torch.Tensor] = []
-        for item in self.items:
-            if isinstance(item, FileItem):
-                tensors.extend(item.load())
-            else:
-                tensors.append(item.make(generator, float_dtype))
-        if device is not None:
-            tensors = [t.to(device) for t in tensors]
-        return tuple(tensors)
+        return tuple(t for _, _, made in self._made(seed, device, float_dtype) for t in made)
 
     def make_call(
         self,
@@ -186,14 +177,9 @@ class InputSpec:
             >>> len(args), list(kwargs)
             (1, ['timestep'])
         """
-        generator = _generator(seed)
-        float_dtype = input_float_dtype(float_dtype)
         args: list[torch.Tensor] = []
         kwargs: dict[str, torch.Tensor] = {}
-        for item, key in zip(self.items, self._keys(), strict=True):
-            made = item.load() if isinstance(item, FileItem) else (item.make(generator, float_dtype),)
-            if device is not None:
-                made = tuple(t.to(device) for t in made)
+        for key, item, made in self._made(seed, device, float_dtype):
             if key is None:
                 args.extend(made)
             elif len(made) != 1:
@@ -201,6 +187,18 @@ class InputSpec:
             else:
                 kwargs[key] = made[0]
         return tuple(args), kwargs
+
+    def _made(
+        self, seed: int | None, device: torch.device | str | None, float_dtype: torch.dtype | None
+    ) -> Iterator[tuple[str | None, InputItem, tuple[torch.Tensor, ...]]]:
+        """Each item's keyword (None: positional), the item and its tensors, made in order."""
+        generator = _generator(seed)
+        float_dtype = input_float_dtype(float_dtype)
+        for item, key in zip(self.items, self._keys(), strict=True):
+            made = item.load() if isinstance(item, FileItem) else (item.make(generator, float_dtype),)
+            if device is not None:
+                made = tuple(t.to(device) for t in made)
+            yield key, item, made
 
 
 def _generator(seed: int | None) -> torch.Generator:

@@ -19,7 +19,7 @@ from torch import nn
 from paramscope.core.input_specs import InputSpec, TensorItem, parse_input_spec
 from paramscope.core.tensor_stats import data_problem
 
-# parse_input_spec is also imported from here by the Backward panel.
+# Re-exported for gui/backward_panel.py, which imports it from here: parse_input_spec.
 __all__ = ["LAZY_FALLBACK_FEATURES", "default_input", "first_layer_input", "make_call_inputs",
            "model_placement", "parse_input_spec"]  # fmt: skip
 

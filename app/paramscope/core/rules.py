@@ -39,7 +39,8 @@ from paramscope.core.selectors import Selector, parse_selector, resolve_targets
 if TYPE_CHECKING:
     from paramscope.core.session import Session
 
-# The Initialize panel and the bench import these from here too.
+# Re-exported for gui/init_panel.py and core/bench.py, which import them from here:
+# InitRule, Selector, parse_selector, plan, resolve_targets.
 __all__ = ["InitCommand", "InitRule", "Selector", "apply_rules", "build_commands", "make_generator",
            "parse_selector", "plan", "preview_rules", "replay_code", "resolve_targets", "run_rule"]  # fmt: skip
 

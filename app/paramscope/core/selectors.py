@@ -128,3 +128,24 @@ def resolve_targets(report: ModelReport, selector: Selector | str, model: nn.Mod
         if unknown:
             raise RuleError(f"no tensor named {unknown[0]!r}")
     return hits
+
+
+def weights_and_biases(report: ModelReport, names: Sequence[str], weights: bool = True,
+                       biases: bool = True) -> list[str]:  # fmt: skip
+    """``names`` narrowed by the ``weights`` / ``biases`` selectors (any alias counts).
+
+    Both: every name, also those that are neither (a ``scale``); neither: none. This is the
+    Initialize panel's two check boxes, decided here rather than by a second test in the panel.
+
+    Example:
+        >>> weights_and_biases(report, ["0.weight", "0.bias"], biases=False)
+        ['0.weight']
+    """
+    if weights and biases:
+        return list(names)
+    kinds = [Selector(kind) for kind, on in (("weights", weights), ("biases", biases)) if on]
+    return [
+        name
+        for name in names
+        if any(kind.matches(alias, report) for kind in kinds for alias in report.tensor(name).aliases)
+    ]

@@ -61,6 +61,9 @@ def test_names_with_or_without_underscore_and_unknown_names():
     assert get_initializer("normal").name == "normal_"
     assert get_initializer("kaiming_uniform_").name == "kaiming_uniform_"
     assert get_initializer("default").name == "default"
+    # torch's own name for the default, and the trailing-underscore spellings of both
+    assert get_initializer("reset_parameters") is get_initializer("default_") is CATALOGUE["default"]
+    assert get_initializer("lsuv_") is CATALOGUE["lsuv"]
     with pytest.raises(InitializerError, match="unknown initializer 'gaussian'"):
         get_initializer("gaussian")
 
@@ -109,6 +112,14 @@ def test_custom_initializer_typed_as_source_text_with_and_without_generator():
     second = preview_rules(session, [InitRule.make(Selector.of_names(["2.weight"]), without)], seed=7)[1]
     assert torch.equal(first["2.weight"], second["2.weight"])  # seeded through fork_rng
     assert torch.equal(torch.random.get_rng_state(), state)  # the global stream is untouched
+
+
+def test_a_second_argument_with_a_default_is_a_form_field_not_the_generator():
+    scaled = custom_from_source("def f(tensor, scale=2.0):\n    tensor.fill_(scale)\n")
+    assert not scaled.takes_generator and [p.name for p in scaled.params] == ["scale"]
+    session = session_of()
+    apply_rules(session, [InitRule.make(Selector.of_names(["0.bias"]), scaled, scale=3.0)], seed=0)
+    assert torch.equal(session.tensor("0.bias"), torch.full((3,), 3.0))
 
 
 def test_custom_errors_are_one_line_and_name_the_problem(tmp_path):

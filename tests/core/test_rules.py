@@ -56,6 +56,9 @@ def test_parse_rule(text, selector, init, kwargs):
         ("*.weight=normal(std='big')", "std must be a number"),
         ("*.weight=normal(std=__import__('os').getpid())", "is not a number, string or boolean"),
         ("*.weight=normal(std=1+1)", "is not a number, string or boolean"),
+        ("*.weight=normal(std=[1])", "is not a number, string or boolean"),
+        ("*=my.py:f(shape=(2, 3))", "is not a number, string or boolean"),
+        ("*=my.py:f(options={'a': 1})", "is not a number, string or boolean"),
         ("*.weight=normal(std=1", "expected SELECTOR=INIT"),
         ("*.weight=normal(std=1,,)", "cannot read the arguments"),
         ("*.weight=kaiming_normal(mode=fan_sideways)", "mode must be one of fan_in, fan_out"),
@@ -213,3 +216,11 @@ def test_weights_and_biases_narrow_names_as_the_keyword_selectors_do() -> None:
     ]
     shared, _ = report_of("demo:shared")  # one tensor, two names: any alias counts
     assert weights_and_biases(shared, ["0.weight"], biases=False) == ["0.weight"]
+
+
+def test_the_keyword_selectors_look_at_the_local_name_only() -> None:
+    """``weights`` hits ``weightnet.weight`` but not ``weightnet.bias``: the module's name is not the tensor's."""
+    model = torch.nn.ModuleDict({"weightnet": torch.nn.Linear(2, 2), "biasnet": torch.nn.Linear(2, 2)})
+    report = build_report(model)
+    assert resolve_targets(report, parse_selector("weights"), model) == ["weightnet.weight", "biasnet.weight"]
+    assert resolve_targets(report, parse_selector("biases"), model) == ["weightnet.bias", "biasnet.bias"]

@@ -298,6 +298,9 @@ def test_different_seeds_differ_and_no_seed_records_the_one_used():
     four = session_of()
     apply_rules(four, ["*.weight=normal"], seed=command.seed)
     assert torch.equal(three.tensor("0.weight"), four.tensor("0.weight"))
+    five = session_of()  # no seed twice: two fresh seeds (equal once in 2**64 runs)
+    assert apply_rules(five, ["*.weight=normal"])[0].seed != command.seed
+    assert not torch.equal(five.tensor("0.weight"), three.tensor("0.weight"))
     assert f"seed {command.seed}" in command.text
 
 

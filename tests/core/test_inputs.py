@@ -54,6 +54,26 @@ def test_float_dtype_follows_the_model_unless_given():
     assert (a.dtype, b.dtype, c.dtype) == (torch.float64, torch.float32, torch.int64)
 
 
+def test_inputs_made_for_a_model_take_its_first_float_dtype() -> None:
+    """A model that casts down after its first layer takes inputs in the first layer's dtype."""
+    from paramscope.core.inputs import make_call_inputs, model_placement
+
+    class CastsDown(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = torch.nn.Linear(2, 2).double()
+            self.rest = torch.nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rest(self.first(x).float())
+
+    model = CastsDown()
+    assert model_placement(model) == (torch.device("cpu"), torch.float64)
+    (x,), _, text = make_call_inputs(model, "rand(2, 2)", 0)
+    assert x.dtype == torch.float64 and text == "rand(2, 2)"
+    model(x).sum().backward()  # the spec made what the model takes
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

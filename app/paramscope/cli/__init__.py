@@ -40,7 +40,17 @@ def _window_parser() -> argparse.ArgumentParser:
         "SOURCE is demo:NAME, FILE.py:NAME, package.module:NAME or a checkpoint file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", nargs="?", default="demo:mlp", help="what to open (default: demo:mlp)")
+    parser.add_argument(
+        "source",
+        nargs="*",
+        help="what to open (default: demo:mlp); two or more checkpoints open as a series (as --series)",
+    )
+    parser.add_argument(
+        "--series",
+        nargs="+",
+        metavar="CKPT",
+        help="open the Series view on a run's checkpoints (a glob, a folder, files or URLs) and its latest as the model",
+    )
     parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model")
     parser.add_argument(
         "--strip-prefix",
@@ -59,7 +69,11 @@ def _run_window(argv: Sequence[str]) -> int:
     from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
 
     options = {"strip_prefix": args.strip_prefix, "entry": args.entry, "weights_entry": args.weights_entry}
-    return launch(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot, options=options)
+    series = (args.series or []) + (args.source if len(args.source) > 1 or args.series else [])
+    if series and (args.weights or args.screenshot):
+        raise ParamscopeError("--series (or several sources) opens a run's checkpoints: without --weights or --screenshot")
+    source = args.source[0] if len(args.source) == 1 and not args.series else "demo:mlp"
+    return launch(source, weights=args.weights, trust=args.trust, screenshot=args.screenshot, options=options, series=series or None)
 
 
 def _run_subcommand(name: str, argv: Sequence[str]) -> int:

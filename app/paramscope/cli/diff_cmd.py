@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.files.diff import diff_sources
+    from paramscope.core.diff import diff_sources
     from paramscope.core.files.remote_io import is_remote, shown_url
 
     result = diff_sources(

@@ -72,9 +72,11 @@ def run_app(
     trust: bool = False,
     screenshot: str | None = None,
     on_shown: Callable[[], object] | None = None,
+    series: list[str] | None = None,
     **options: str | None,
 ) -> int:
-    """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
+    """Open the window on ``source`` (or the Series view on ``series``); with ``screenshot``,
+    render it to that PNG and exit.
 
     ``options``: ``strip_prefix``, ``entry`` and ``weights_entry`` as ``open_source`` takes them.
 
@@ -102,9 +104,12 @@ def run_app(
     window.show()
     if on_shown is not None:  # e.g. close the splash
         on_shown()
-    # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
-    # error is one line in the window (no other model is opened in its place).
-    window.open_source(source, trust=trust, weights=weights, **options)
+    if series:
+        window.series_view.open_series(series, trust=trust, open_latest=True)
+    else:
+        # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
+        # error is one line in the window (no other model is opened in its place).
+        window.open_source(source, trust=trust, weights=weights, **options)
     schedule_selftest(app, window)
     return app.exec()
 

@@ -32,20 +32,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from paramscope.core.diff import DiffInputs, DiffResult, run_diff
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.files.diff import DiffInputs, DiffResult, run_diff
-from paramscope.core.files.export import ExportInputs, ExportResult, run_export, save_session
-from paramscope.core.files.load_weights import (
-    WeightsInputs,
-    WeightsReport,
-    apply_weights,
-    compare_weights,
-    mapped_keys,
-    read_weights,
-    run_read_weights,
-)
+from paramscope.core.files.export import ExportInputs, ExportResult, run_export
 from paramscope.core.files.safety import UntrustedFileError
+from paramscope.core.files.weights_fit import WeightsReport, compare_weights, mapped_keys
+from paramscope.core.load_weights import apply_weights
+from paramscope.core.save import save_session
 from paramscope.core.sources import open_source
+from paramscope.core.weights import WeightsInputs, read_weights, run_read_weights
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 

@@ -52,7 +52,6 @@ from paramscope.core.backward_hooks import Recorder
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.grad_results import (
     BackwardResult,
-    GradPart,
     ParameterGradient,
     describe_output,
 )
@@ -63,10 +62,8 @@ from paramscope.core.losses import compute_loss, differentiable_leaves, get_loss
 from paramscope.core.tasks import TaskState, ensure_state
 from paramscope.core.tensor_stats import data_problem
 
-# Re-exported for gui/backward_panel.py, which imports them from here: BackwardResult,
-# GradPart, ParameterGradient.
-__all__ = ["BackwardRequest", "BackwardResult", "GradPart", "ParameterGradient",
-           "run", "run_backward", "unavailable_reason", "zero_grad"]  # fmt: skip
+# Re-exported for gui/backward_panel.py, which imports it from here: BackwardResult.
+__all__ = ["BackwardRequest", "BackwardResult", "run", "run_backward", "unavailable_reason", "zero_grad"]
 
 Inputs = InputSpec | str | torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 # Each parameter once, by id: the parameter and all its names.

@@ -27,9 +27,7 @@ import torch
 from torch import nn
 from torch.nn import init as torch_init
 
-from paramscope.core.custom_init import custom_from_source
 from paramscope.core.initializer_base import (
-    REQUIRED,
     Initializer,
     InitializerError,
     ParamSpec,
@@ -37,11 +35,6 @@ from paramscope.core.initializer_base import (
     format_value,
     params_from_signature,
 )
-
-# Re-exported for gui/init_panel.py, which imports them from here: REQUIRED, Initializer,
-# ParamSpec, custom_from_source.
-__all__ = ["CATALOGUE", "REQUIRED", "TORCH_INITIALIZERS", "DefaultInitializer", "Initializer",
-           "LSUVInitializer", "ParamSpec", "TorchInitializer", "custom_from_source", "get_initializer"]  # fmt: skip
 
 TORCH_INITIALIZERS = (
     "uniform_",

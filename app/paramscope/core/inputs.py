@@ -19,10 +19,6 @@ from torch import nn
 from paramscope.core.input_specs import InputSpec, TensorItem, parse_input_spec
 from paramscope.core.tensor_stats import data_problem
 
-# Re-exported for gui/backward_panel.py, which imports it from here: parse_input_spec.
-__all__ = ["LAZY_FALLBACK_FEATURES", "default_input", "first_layer_input", "make_call_inputs",
-           "model_placement", "parse_input_spec"]  # fmt: skip
-
 LAZY_FALLBACK_FEATURES = 4
 _SEQUENCE_LENGTH = 8
 _RNN_STEPS = 5

@@ -34,15 +34,14 @@ from paramscope.core.rule_plans import (
     check_unmatched,
     plan,
 )
-from paramscope.core.selectors import Selector, parse_selector, resolve_targets
+from paramscope.core.selectors import Selector
 
 if TYPE_CHECKING:
     from paramscope.core.session import Session
 
-# Re-exported for gui/init_panel.py and core/bench.py, which import them from here:
-# InitRule, Selector, parse_selector, plan, resolve_targets.
+# Re-exported for gui/init_panel.py and core/bench.py, which import them from here: InitRule, Selector.
 __all__ = ["InitCommand", "InitRule", "Selector", "apply_rules", "build_commands", "make_generator",
-           "parse_selector", "plan", "preview_rules", "replay_code", "resolve_targets", "run_rule"]  # fmt: skip
+           "preview_rules", "replay_code", "run_rule"]  # fmt: skip
 
 
 def make_generator(seed: int | None) -> tuple[torch.Generator, int]:

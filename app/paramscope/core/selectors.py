@@ -134,8 +134,8 @@ def weights_and_biases(report: ModelReport, names: Sequence[str], weights: bool 
                        biases: bool = True) -> list[str]:  # fmt: skip
     """``names`` narrowed by the ``weights`` / ``biases`` selectors (any alias counts).
 
-    Both: every name, also those that are neither (a ``scale``); neither: none. This is the
-    Initialize panel's two check boxes, decided here rather than by a second test in the panel.
+    Both: every name, also those that are neither (a ``scale``); neither: none. The Initialize
+    panel's two check boxes (:meth:`~paramscope.core.init_state.InitState.kept_kinds`).
 
     Example:
         >>> weights_and_biases(report, ["0.weight", "0.bias"], biases=False)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from paramscope import __version__
-from paramscope.cli.common import add_entry_arguments
+from paramscope.cli.common import add_cache_arguments, add_entry_arguments, apply_cache_arguments
 from paramscope.core.errors import ParamscopeError
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),
     "series": ("paramscope.cli.series_cmd", "how each tensor and module moved over a run's checkpoints"),
     "audit": ("paramscope.cli.audit_cmd", "statistics and histograms of every tensor, here or on a Dask cluster"),
+    "cache": ("paramscope.cli.cache_cmd", "where ranges read from URLs are cached, how much; clear it"),
     "bench": ("paramscope.cli.bench_cmd", "measure speed against plain torch/numpy baselines"),
 }
 
@@ -60,12 +61,14 @@ def _window_parser() -> argparse.ArgumentParser:
     add_entry_arguments(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
     parser.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+    add_cache_arguments(parser)
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     return parser
 
 
 def _run_window(argv: Sequence[str]) -> int:
     args = _window_parser().parse_args(argv)
+    apply_cache_arguments(args)
     from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
 
     options = {"strip_prefix": args.strip_prefix, "entry": args.entry, "weights_entry": args.weights_entry}
@@ -82,6 +85,7 @@ def _run_subcommand(name: str, argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"paramscope {name}", description=text)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
+    apply_cache_arguments(args)
     return int(module.run(args))
 
 

@@ -315,7 +315,7 @@ class CompareDialog(QDialog):
         self.cancel_button.setEnabled(running)
         self.progress.setVisible(running)
         self.progress.setValue(0)
-        self.state.busyChanged.emit(running, BUSY)
+        self.state.set_busy(running, BUSY)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 100))

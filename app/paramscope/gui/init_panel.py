@@ -121,6 +121,8 @@ class InitPanel(QWidget):
         self.message.setWordWrap(True)
         self.footer = ReplayFooter(self.state, self._error)
         self.undo_label, self.script_button = self.footer.undo_label, self.footer.script_button
+        self.notes = InitNotes(self)  # fan warnings, what lsuv needs; Presets… and Compare… buttons
+        box.layout().addWidget(self.notes)  # under the theory line
 
         content = QWidget()
         layout = QVBoxLayout(content)

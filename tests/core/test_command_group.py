@@ -7,7 +7,7 @@ import torch
 from torch.nn import init
 
 from paramscope.core.command_group import CommandGroup
-from paramscope.core.inputs import InputSpec
+from paramscope.core.input_specs import InputSpec
 from paramscope.core.replay import replay_script
 from paramscope.core.rules import build_commands
 from paramscope.core.sample_input import sample_batch

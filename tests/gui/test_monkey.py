@@ -18,7 +18,9 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from paramscope.core.rules import InitRule, Selector, build_commands
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import build_commands
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.core.value_edits import value_edit_command

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from paramscope.core.backward import BackwardRequest
-from paramscope.core.inputs import default_input, parse_input_spec
+from paramscope.core.input_specs import parse_input_spec
+from paramscope.core.inputs import default_input
 from paramscope.core.losses import LOSSES
 from paramscope.core.observable import Field, State
 from paramscope.core.session import Session

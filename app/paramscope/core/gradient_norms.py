@@ -19,7 +19,7 @@ from paramscope.core.tasks import TaskState, ensure_state
 from paramscope.core.tensor_stats import TensorStats
 
 if TYPE_CHECKING:  # pragma: no cover
-    from paramscope.core.backward import BackwardResult
+    from paramscope.core.grad_results import BackwardResult
 
 
 def grad_norm(tensor: torch.Tensor) -> float | None:

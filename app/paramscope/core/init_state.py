@@ -17,17 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from paramscope.core.commands import Command
+from paramscope.core.custom_init import custom_from_source
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import (
-    CATALOGUE,
-    REQUIRED,
-    Initializer,
-    ParamSpec,
-    custom_from_source,
-)
+from paramscope.core.initializer_base import REQUIRED, Initializer, ParamSpec
+from paramscope.core.initializers import CATALOGUE
 from paramscope.core.observable import Field, State
 from paramscope.core.report import ModelReport
-from paramscope.core.rules import InitRule, Selector, parse_selector, plan, resolve_targets
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rule_plans import plan
+from paramscope.core.selectors import Selector, parse_selector, resolve_targets, weights_and_biases
 from paramscope.core.session import Session
 from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
 
@@ -114,10 +112,7 @@ class InitState(State):
 
     def kept_kinds(self, report: ModelReport, names: list[str]) -> list[str]:
         """``names`` less what the weights/biases boxes leave out (the rules' selectors of those names)."""
-        if self.weights == self.biases:
-            return names if self.weights else []
-        selector = Selector("weights" if self.weights else "biases")
-        return [n for n in names if any(selector.matches(a, report) for a in report.tensor(n).aliases)]
+        return weights_and_biases(report, names, self.weights, self.biases)
 
     def rule(self, session: Session) -> InitRule:
         initializer = self.initializer_object()

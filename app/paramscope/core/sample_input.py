@@ -14,7 +14,8 @@ import math
 
 from torch import nn
 
-from paramscope.core.inputs import InputSpec, TensorItem, default_input
+from paramscope.core.input_specs import InputSpec, TensorItem
+from paramscope.core.inputs import default_input
 
 BATCH = 64
 MAX_ELEMENTS = 1 << 20  # elements of all inputs together; the batch shrinks to stay below

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 from paramscope.core.atomic import write_text_atomically
 from paramscope.core.compare import CURRENT, Comparison, compare_schemes
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.inputs import parse_input_spec
+from paramscope.core.input_specs import parse_input_spec
 from paramscope.core.losses import LOSSES
 from paramscope.core.sample_input import sample_input_text
 from paramscope.core.session import Session

@@ -18,7 +18,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from paramscope.core.backward import GradPart, ParameterGradient
+from paramscope.core.grad_results import GradPart, ParameterGradient
 from paramscope.gui import colors
 from paramscope.gui.multidata import OneCallPerCell
 from paramscope.gui.param_table import fmt_float

@@ -34,8 +34,9 @@ from PySide6.QtWidgets import (
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.fans import fan_note
-from paramscope.core.initializers import get_initializer, owner_module_name
+from paramscope.core.initializers import get_initializer
 from paramscope.core.sample_input import sample_input_text
+from paramscope.core.selectors import owner_module_name
 from paramscope.gui.widths import wrapping
 
 if TYPE_CHECKING:

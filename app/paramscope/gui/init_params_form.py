@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.init_state import InitState
-from paramscope.core.initializers import CATALOGUE, ParamSpec
+from paramscope.core.initializer_base import ParamSpec
+from paramscope.core.initializers import CATALOGUE
 from paramscope.core.observable import same
 from paramscope.gui.bind import bind_line, bind_plain_text, on_change
 from paramscope.gui.python_highlighter import PythonHighlighter

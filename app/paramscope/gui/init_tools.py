@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMenu
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.rules import InitRule
+from paramscope.core.rule_parse import InitRule
 from paramscope.gui.compare_dialog import CompareDialog
 from paramscope.gui.preset_dialog import PresetDialog
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from paramscope.core.commands import TensorEditCommand
 from paramscope.core.model_statistics import TensorSummary, summarize
-from paramscope.core.rules import InitRule, preview_rules
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import preview_rules
 from paramscope.core.session import Session
 from paramscope.core.tasks import TaskState
 from paramscope.core.tensor_stats import Histogram

@@ -29,9 +29,11 @@ from PySide6.QtWidgets import (
 
 from paramscope.core.command_group import CommandGroup
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import REQUIRED
+from paramscope.core.initializer_base import REQUIRED
 from paramscope.core.presets import PRESETS, Preset, preset_rules, read_rules_file
-from paramscope.core.rules import InitRule, build_commands, fill_input, plan
+from paramscope.core.rule_parse import InitRule, fill_input
+from paramscope.core.rule_plans import plan
+from paramscope.core.rules import build_commands
 from paramscope.core.sample_input import sample_input_text
 from paramscope.gui.state import AppState
 

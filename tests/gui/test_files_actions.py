@@ -12,12 +12,8 @@ from paramscope.core.demos import build_demo
 from paramscope.core.diff import diff_state_dicts
 from paramscope.core.files import UntrustedFileError
 from paramscope.core.files.weights_fit import compare_weights
-from paramscope.gui.files_actions import (
-    FilesActions,
-    LoadWeightsDialog,
-    open_with_consent,
-    trust_question,
-)
+from paramscope.gui.consent import open_with_consent, trust_question
+from paramscope.gui.files_actions import FilesActions, LoadWeightsDialog
 from paramscope.gui.state import AppState
 
 

@@ -23,9 +23,9 @@ from paramscope.core.initializer_base import (
     Initializer,
     InitializerError,
     derived_seed,
-    format_value,
     params_from_signature,
 )
+from paramscope.core.replay import format_value
 from paramscope.core.user_code import UserCodeError, run_python_file
 
 

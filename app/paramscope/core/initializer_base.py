@@ -8,7 +8,6 @@ torch argument shows up without code here); :class:`Initializer` is the base of 
 from __future__ import annotations
 
 import inspect
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,14 +121,6 @@ def params_from_signature(function: Callable[..., Any], skip: int = 1) -> tuple[
         specs.append(ParamSpec(parameter.name, kind, default, choices))
     return tuple(specs), takes_generator
 
-
-def format_value(value: Any) -> str:
-    """A value as Python source (the replay script and rule texts use it)."""
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return f"float({str(value)!r})"
-        return repr(value)
-    return repr(value)
 
 
 def derived_seed(generator: torch.Generator) -> int:

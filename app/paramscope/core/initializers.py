@@ -32,9 +32,9 @@ from paramscope.core.initializer_base import (
     InitializerError,
     ParamSpec,
     derived_seed,
-    format_value,
     params_from_signature,
 )
+from paramscope.core.replay import format_value
 
 TORCH_INITIALIZERS = (
     "uniform_",

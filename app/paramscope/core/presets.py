@@ -42,7 +42,8 @@ from typing import Any
 from torch import nn
 
 from paramscope.core.errors import ParamscopeError, RuleError
-from paramscope.core.initializer_base import ParamSpec, format_value
+from paramscope.core.initializer_base import ParamSpec
+from paramscope.core.replay import format_value
 from paramscope.core.report import ModelReport
 
 # Local names of the layers that end a residual branch: GPT-2 (attn.c_proj, mlp.c_proj),

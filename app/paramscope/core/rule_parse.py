@@ -21,8 +21,9 @@ from typing import Any
 
 from paramscope.core.custom_init import LoadedCustom, is_custom_reference
 from paramscope.core.errors import RuleError
-from paramscope.core.initializer_base import Initializer, InitializerError, format_value
+from paramscope.core.initializer_base import Initializer, InitializerError
 from paramscope.core.initializers import get_initializer
+from paramscope.core.replay import format_value
 from paramscope.core.selectors import Selector, parse_selector
 
 

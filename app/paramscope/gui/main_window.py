@@ -36,10 +36,10 @@ from paramscope.core.sources import OpenedModel
 from paramscope.gui import settings, window_closing, window_exports, window_layout
 from paramscope.gui.backward_panel import BackwardPanel
 from paramscope.gui.checkpoint_panel import CheckpointPanel
+from paramscope.gui.consent import confirm_trust, open_with_consent
 from paramscope.gui.context_menus import RowMenus
 from paramscope.gui.diagnostics_panel import DiagnosticsPanel
 from paramscope.gui.file_watch import FileWatch
-from paramscope.gui.files_actions import confirm_trust, open_with_consent
 from paramscope.gui.heatmap_view import HeatmapView
 from paramscope.gui.histogram_panel import HistogramPanel
 from paramscope.gui.init_panel import InitPanel

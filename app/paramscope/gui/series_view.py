@@ -36,7 +36,7 @@ from paramscope.core.files.safety import UntrustedFileError
 from paramscope.core.series import Series, SeriesRow, compute_series, open_checkpoint
 from paramscope.core.series_histograms import step_histograms
 from paramscope.gui import plot_export
-from paramscope.gui.files_actions import confirm_trust
+from paramscope.gui.consent import confirm_trust
 from paramscope.gui.heat_strip import METRICS, HeatStrip, elided
 from paramscope.gui.histogram_view import HistogramView
 from paramscope.gui.series_dialog import SeriesDialog

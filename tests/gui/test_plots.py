@@ -117,3 +117,27 @@ def test_gradient_histogram_of_a_large_tensor_is_computed_off_the_gui_thread(qtb
         state.select_tensor("weight")
     assert panel._grad_cache["weight"].stats.mean == 1.0
     panel.cancel_and_wait()
+
+
+def test_nan_counts_stay_readable_in_the_dark_theme(qtbot):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication
+
+    from paramscope.gui.theme import apply_theme
+
+    app = QApplication.instance()
+    view = HistogramView()
+    qtbot.addWidget(view)
+    values = torch.tensor([0.0, 1.0, float("nan")])
+    try:
+        apply_theme(app, "dark")
+        view.set_histograms(tensor_histogram(values, bins=2), title="t")
+        dark_text = view.nonfinite_label.text()
+        background = app.palette().color(app.palette().ColorRole.Window)
+        colour = QColor(dark_text.split("color:")[1].split("'")[0])
+        assert colour.lightness() - background.lightness() > 90  # not dark red on near-black
+        apply_theme(app, "light")
+        view.set_histograms(tensor_histogram(values, bins=2), title="t")
+        assert QColor(view.nonfinite_label.text().split("color:")[1].split("'")[0]).lightness() < 128
+    finally:
+        apply_theme(app, "system")

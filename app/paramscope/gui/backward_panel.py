@@ -267,7 +267,7 @@ class BackwardPanel(QWidget):
                 diagnostic.severity
             )
             if color is not None:
-                item.setForeground(0, color)
+                item.setForeground(0, colors.on_window(color))
             self.diagnostics.addTopLevelItem(item)
         self.diagnostics.resizeColumnToContents(0)
         self.signal_plot.set_points(result.signal)

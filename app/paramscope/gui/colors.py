@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 # Light enough to keep black text readable on both light and dark-ish palettes.
 TIED_HIGHLIGHT = QColor(255, 214, 102)  # amber
@@ -16,3 +16,14 @@ HIGHLIGHT_TEXT = QColor(0, 0, 0)
 CURRENT_PLOT = QColor(40, 110, 200)
 PREVIOUS_PLOT = QColor(230, 120, 30)
 THEORY_PLOT = QColor(200, 30, 60)
+
+
+def on_window(color: QColor) -> QColor:
+    """``color`` for text drawn straight on the window: lightened when the palette is dark.
+
+    The text colours above are dark (for light windows and the pink cell background); on a dark
+    window dark red is unreadable.
+    """
+    app = QGuiApplication.instance()
+    dark = app is not None and app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return color.lighter(190) if dark else color

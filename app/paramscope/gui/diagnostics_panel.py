@@ -77,6 +77,7 @@ class DiagnosticsPanel(QWidget):
             item.setToolTip(0, f"{diagnostic.kind}: {help_text}")
             item.setToolTip(1, f"{diagnostic.message}\n\n{help_text}")
             color = _SEVERITY_COLOR.get(diagnostic.severity)
+            color = colors.on_window(color) if color is not None else None
             if color is not None:
                 item.setForeground(0, color)
             self.list.addTopLevelItem(item)

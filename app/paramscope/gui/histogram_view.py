@@ -243,7 +243,7 @@ class HistogramView(QWidget):
         for label, count in rows:
             text = f"{label}: {count:,}"
             if label != "finite" and count:
-                text = f"<b style='color:{colors.NONFINITE_TEXT.name()}'>{text}</b>"
+                text = f"<b style='color:{colors.on_window(colors.NONFINITE_TEXT).name()}'>{text}</b>"
             lines.append(text)
         before = self.previous
         if before is not None and before.nan + before.posinf + before.neginf:

@@ -186,13 +186,24 @@ class ModelReport:
         return None
 
 
+def storage_address(tensor: torch.Tensor) -> int | None:
+    """Where ``tensor``'s storage starts (``untyped_storage().data_ptr()``); None when it holds no
+    bytes (an empty storage is never shared).
+
+    From the tensor's own address and offset: torch keeps the Python object ``untyped_storage()``
+    makes for as long as the storage lives, one more object per tensor of the model.
+    """
+    if tensor.numel() == 0:  # a view of no elements may still sit on a storage with bytes
+        storage = tensor.untyped_storage()
+        return storage.data_ptr() if storage.nbytes() else None
+    return tensor.data_ptr() - tensor.storage_offset() * tensor.element_size()
+
+
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
     if is_lazy(tensor) or tensor.device.type == "meta" or tensor.layout != torch.strided:
         return None
-    storage = tensor.untyped_storage()
-    if storage.nbytes() == 0:
-        return None
-    return (str(tensor.device), storage.data_ptr())
+    address = storage_address(tensor)
+    return None if address is None else (str(tensor.device), address)
 
 
 def _collect(
@@ -395,10 +406,10 @@ def build_report(model: nn.Module) -> ModelReport:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     walked = walk_modules(model)
-    non_persistent = {
+    non_persistent = {  # (a StateDictModule makes the set on first use: none read, none made)
         f"{name}.{b}" if name else b
         for name, mod in walked
-        for b in mod._non_persistent_buffers_set
+        for b in mod.__dict__.get("_non_persistent_buffers_set", ())
     }
     params, param_objects, param_alias = _collect(_named(walked, "_parameters"), "parameter", set())
     buffers, buffer_objects, buffer_alias = _collect(_named(walked, "_buffers"), "buffer", non_persistent)

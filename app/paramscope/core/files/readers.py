@@ -18,7 +18,8 @@ from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file, first_line
 from paramscope.core.files.sharded import read_sharded
 from paramscope.core.files.sniff import Sniffed, sniff
-from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
+from paramscope.core.files.statedict import Checkpoint, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
 from paramscope.core.sources import OpenedModel

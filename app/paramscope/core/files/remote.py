@@ -37,7 +37,8 @@ from paramscope.core.files.safetensors_io import (
 )
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
-from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
+from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.sources import OpenedModel
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import torch
 
 from paramscope.core.errors import SourceError
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.regions import Region
 from paramscope.core.files.remote_io import (
     RangeCache,
@@ -37,7 +38,6 @@ from paramscope.core.files.safetensors_io import (
 )
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
-from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.sources import OpenedModel
 

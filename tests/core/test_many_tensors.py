@@ -171,3 +171,22 @@ def test_streamed_json_is_the_listed_json(tmp_path: Path) -> None:
     assert isinstance(lazy["parameters"], Entries) and len(lazy["parameters"]) == 100
     assert lazy["parameters"][-1] == lazy["parameters"][-2:][1]
     assert _json_text(lazy) == _json_text(report_to_dict(report, summaries))
+
+
+def test_small_storages_of_a_pt_read_ahead_keep_torchs_ties(tmp_path: Path) -> None:
+    """A .pt's small storages are read many per read: values as torch.load gives them, a storage
+    two tensors share stays one (a tie), distinct ones stay apart."""
+    shared = torch.arange(6.0)
+    tensors = {f"c.{i}.w": torch.full((2, 3), float(i)) for i in range(40)}
+    tensors |= {"s.a": shared[:3], "s.b": shared[3:], "big.w": torch.arange(40_000.0), "i.n": torch.tensor([3, 4])}
+    path = tmp_path / "mixed.pt"
+    torch.save(tensors, path)
+    model = open_source(str(path)).model
+    state = model.state_dict()
+    for name, tensor in torch.load(path, weights_only=True).items():
+        assert torch.equal(state[name], tensor), name
+    groups = build_report(model).tied_groups
+    assert [(g.kind, set(g.names)) for g in groups] == [("shared storage", {"s.a", "s.b"})]
+    with torch.no_grad():
+        model.get_submodule("c.3").w.add_(1.0)
+    assert float(model.get_submodule("c.4").w.detach().sum()) == 24.0

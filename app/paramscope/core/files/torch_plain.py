@@ -70,14 +70,16 @@ class _Builder:
         small.sort(key=lambda item: item[1].header_offset)
         run: list[tuple[str, zipfile.ZipInfo]] = []
         for item in small:
-            if run and (following.get(id(run[-1][1])) != item[1].header_offset or item[1].header_offset - run[0][1].header_offset > RUN_BYTES):
-                self._read_run(run, following)
+            offset = item[1].header_offset
+            if run and (following.get(id(run[-1][1])) != offset or offset - run[0][1].header_offset > RUN_BYTES):
+                self._read_run(run, following)  # not the next record, or the run is full
                 run = []
             run.append(item)
         if run:
             self._read_run(run, following)
 
     def _read_run(self, run: list[tuple[str, zipfile.ZipInfo]], following: dict[int, int]) -> None:
+        """Read neighbouring records at once; note where each one's data lies in the buffer."""
         start = run[0][1].header_offset // 64 * 64  # torch aligns record data to 64 bytes
         last = run[-1][1]
         end = following.get(id(last), last.header_offset + _LOCAL_HEADER.size + 2 * 65535 + last.file_size)

@@ -235,24 +235,25 @@ def _collect(named: list[tuple[str, torch.Tensor]], kind: str, non_persistent: s
         else:
             first[key] = item
     out = _Collected({}, {}, {}, [])
+    strided = torch.strided
     for key, (canonical, tensor) in first.items():
         names = more.get(key)
         lazy = issubclass(type(tensor), _LAZY)  # (isinstance goes through Parameter's metaclass)
         numel = 0 if lazy else tensor.numel()
-        device = tensor.device
-        dense = not lazy and device.type != "meta" and tensor.layout == torch.strided
-        info = TensorInfo(
-            name=canonical,
-            aliases=(canonical,) if names is None else tuple(names),
-            kind=kind,
-            shape=None if lazy else tuple(tensor.shape),
-            dtype=_dtype_name(tensor),
-            device=_device_name(device),
-            requires_grad=bool(tensor.requires_grad),
-            numel=numel,
-            nbytes=numel * tensor.dtype.itemsize,
-            persistent=canonical not in non_persistent,
-            note=None if dense else data_problem(tensor),
+        dtype, device = tensor.dtype, tensor.device
+        dense = not lazy and device.type != "meta" and tensor.layout == strided
+        info = TensorInfo(  # (positional: a million of them)
+            canonical,
+            (canonical,) if names is None else tuple(names),
+            kind,
+            None if lazy else tuple(tensor.shape),
+            _DTYPE_NAMES.get(dtype) or _dtype_name(tensor),
+            _DEVICE_NAMES.get(device) or _device_name(device),
+            bool(tensor.requires_grad),
+            numel,
+            numel * dtype.itemsize,
+            canonical not in non_persistent,
+            None if dense else data_problem(tensor),
         )
         out.infos[canonical] = out.by_id[key] = info
         if dense:
@@ -460,14 +461,15 @@ def _modules(
     for name, module in walked:
         prefix = f"{name}." if name else ""
         own = [params.by_id[id(p)] for p in module._parameters.values() if p is not None]
-        info = ModuleInfo(
+        children, held = module._modules, module._buffers
+        info = ModuleInfo(  # (positional, empty tuples shared: a million of them)
             name,
             type(module).__name__,
             _safe_extra_repr(module),
-            children=tuple([prefix + k for k, child in module._modules.items() if child is not None]),
-            parameters=tuple([p.name for p in own]),
-            buffers=tuple([buffers.by_id[id(b)].name for b in module._buffers.values() if b is not None]),
-            own_params=sum(p.numel for p in own),
+            tuple([prefix + k for k, child in children.items() if child is not None]) if children else (),
+            tuple([p.name for p in own]),
+            tuple([buffers.by_id[id(b)].name for b in held.values() if b is not None]) if held else (),
+            sum([p.numel for p in own]),
             inferred_type=module.__dict__.get(INFERRED_ATTRIBUTE),
         )
         if id(module) in first_name:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from paramscope.cli import main
-from paramscope.core.files.statedict import MAX_DEPTH
+from paramscope.core.files.module_tree import MAX_DEPTH
 
 
 def test_a_2000_level_name_is_inspected_not_a_recursion_error(tmp_path: Path) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import json
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from paramscope.core.inspection import inspect_model
-from paramscope.core.model_statistics import summarize, summarize_small
-from paramscope.core.report import build_report, walk_modules
+from paramscope.core.files.module_tree import build_module
+from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.inspection import Entries, inspect_model, report_to_dict
+from paramscope.core.model_statistics import compute_model_statistics, summarize, summarize_small
+from paramscope.core.report import build_report, storage_address, walk_modules
 from paramscope.core.sources import open_source
 
 
@@ -89,3 +94,99 @@ def test_the_module_walk_matches_torch_on_shared_and_deep_models() -> None:
     report = build_report(model)
     assert report.modules[""].total_params == 6 + 4  # the shared Linear counted once
     assert report.modules["1"].total_params == 6
+
+
+def test_containers_make_their_hook_tables_only_when_used() -> None:
+    """A container of a checkpoint holds no hook tables until torch or the user needs one (a
+    million containers, ~1.6 KB each), and then every hook kind works as on any module."""
+    checkpoint = Checkpoint({f"m{i}.weight": torch.ones(2) for i in range(2000)})
+    warm, _ = build_module(checkpoint)
+    before = len(gc.get_objects())
+    root, _ = build_module(checkpoint)
+    assert warm is not root and (len(gc.get_objects()) - before) / 2000 < 6  # 17 with eager tables
+    module = root.get_submodule("m1")
+    assert "_forward_hooks" not in vars(module) and "_state_dict_hooks" not in vars(module)
+    calls: list[str] = []
+    module.register_state_dict_post_hook(lambda *args: calls.append("state_dict"))
+    module.register_load_state_dict_post_hook(lambda *args: calls.append("load"))
+    module.register_buffer("scale", torch.ones(1), persistent=False)
+    assert list(module.state_dict()) == ["weight"] and calls == ["state_dict"]
+    module.load_state_dict({"weight": torch.zeros(2)})
+    assert calls == ["state_dict", "load"] and float(module.weight.detach().sum()) == 0.0
+    copy = deepcopy(root)
+    assert list(copy.get_submodule("m1").state_dict()) == ["weight"] and len(calls) == 3
+    with pytest.raises(AttributeError):
+        _ = module.no_such_attribute
+
+
+def _write_in_order(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file with the tensors in this order, packed (the library aligns them)."""
+    names = {torch.uint8: "U8", torch.float32: "F32"}
+    header: dict[str, object] = {}
+    offset = 0
+    for name, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    data = b"".join(t.contiguous().numpy().tobytes() for t in tensors.values())
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+
+def test_small_tensors_read_together_keep_their_own_memory(tmp_path: Path) -> None:
+    """Small tensors are read many per read, each over its own bytes: values as the library reads
+    them (an unaligned one included), no two of them tied, an edit of one leaves its neighbours."""
+    tensors = {"a.flag": torch.tensor([7], dtype=torch.uint8), "b.x": torch.tensor([1.5, -2.0])}  # b.x at 1
+    tensors |= {f"c.{i}.w": torch.full((2, 3), float(i)) for i in range(50)}
+    tensors["d.big"] = torch.arange(40_000.0)  # over the small size: read on its own
+    tensors["e.tail"] = torch.ones(3)
+    path = tmp_path / "mixed.safetensors"
+    _write_in_order(path, tensors)
+    model = open_source(str(path)).model
+    state = model.state_dict()
+    for name, tensor in load_file(str(path)).items():
+        assert torch.equal(state[name], tensor) and state[name].shape == tensor.shape, name
+    assert build_report(model).tied_groups == []
+    with torch.no_grad():
+        model.get_submodule("c.3").w.add_(1.0)
+    assert float(model.get_submodule("c.2").w.detach().sum()) == 12.0
+    assert float(model.get_submodule("c.4").w.detach().sum()) == 24.0
+
+
+def test_storage_address_is_the_storage_start() -> None:
+    base = torch.arange(12.0)
+    for tensor in (base, base[3:7], base.view(3, 4)[1:, 2:], torch.empty(0), base[5:5], torch.ones(()).int()):
+        storage = tensor.untyped_storage()
+        want = storage.data_ptr() if storage.nbytes() else None
+        assert storage_address(tensor) == want
+
+
+def test_streamed_json_is_the_listed_json(tmp_path: Path) -> None:
+    from paramscope.cli.common import _json_text
+
+    model = build_module(Checkpoint({**_many(100), "bn.running_mean": torch.zeros(3)}))[0]
+    report = build_report(model)
+    summaries = compute_model_statistics(model, report, bins=8)
+    lazy = report_to_dict(report, summaries, lazy=True)
+    assert isinstance(lazy["parameters"], Entries) and len(lazy["parameters"]) == 100
+    assert lazy["parameters"][-1] == lazy["parameters"][-2:][1]
+    assert _json_text(lazy) == _json_text(report_to_dict(report, summaries))
+
+
+def test_small_storages_of_a_pt_read_ahead_keep_torchs_ties(tmp_path: Path) -> None:
+    """A .pt's small storages are read many per read: values as torch.load gives them, a storage
+    two tensors share stays one (a tie), distinct ones stay apart."""
+    shared = torch.arange(6.0)
+    tensors = {f"c.{i}.w": torch.full((2, 3), float(i)) for i in range(40)}
+    tensors |= {"s.a": shared[:3], "s.b": shared[3:], "big.w": torch.arange(40_000.0), "i.n": torch.tensor([3, 4])}
+    path = tmp_path / "mixed.pt"
+    torch.save(tensors, path)
+    model = open_source(str(path)).model
+    state = model.state_dict()
+    for name, tensor in torch.load(path, weights_only=True).items():
+        assert torch.equal(state[name], tensor), name
+    groups = build_report(model).tied_groups
+    assert [(g.kind, set(g.names)) for g in groups] == [("shared storage", {"s.a", "s.b"})]
+    with torch.no_grad():
+        model.get_submodule("c.3").w.add_(1.0)
+    assert float(model.get_submodule("c.4").w.detach().sum()) == 24.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STEP_NAMES = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start")
+STEP_NAMES = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start", "many_tensors")
 STEP_NAMES += ("remote_open", "remote_tensor", "audit_cluster")
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -118,7 +118,10 @@ def _json_chunks(data: Any) -> Iterator[str]:
     yield "{"
     for number, (key, value) in enumerate(data.items()):
         yield f"{',' if number else ''}\n  {_encode(str(key))}: "
-        if isinstance(value, list | tuple) and value:
+        if isinstance(value, Sequence) and not isinstance(value, str | bytes):  # (Entries: made one by one)
+            if not len(value):
+                yield "[]"
+                continue
             yield "["
             for i, item in enumerate(value):
                 yield f"{',' if i else ''}\n    {_encode(item)}"

@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     from paramscope.core.inspection import inspect_model
 
     opened = open_from_args(args)
-    data = inspect_model(opened.model, bins=args.bins, loader=opened.loader)
+    data = inspect_model(opened.model, bins=args.bins, loader=opened.loader, lazy=args.json)  # JSON: streamed
     if opened.forward_unavailable:
         data["forward_unavailable"] = opened.forward_unavailable
     data["notes"] = list(opened.notes)

@@ -34,9 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# The window's stall is measured by paramscope.cli.bench_gui (the core never imports Qt).
-STEPS = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start")
-STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui", "gui_start": "paramscope.cli.bench_gui"}
+# The window's stall is measured by paramscope.cli.bench_gui (the core never imports Qt), many tiny
+# tensors by paramscope.cli.bench_many (the inspect command end to end).
+STEPS = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start", "many_tensors")
+STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui", "gui_start": "paramscope.cli.bench_gui", "many_tensors": "paramscope.cli.bench_many"}
 # Checkpoints by URL and audits on Dask (issue 18): paramscope.core.bench_remote
 STEPS += ("remote_open", "remote_tensor", "audit_cluster")
 STEP_MODULES.update(dict.fromkeys(STEPS[-3:], "paramscope.core.bench_remote"))

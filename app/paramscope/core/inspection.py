@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 import torch
 from torch import nn
 
 from paramscope.core.diagnostics import diagnose
 from paramscope.core.model_statistics import TensorSummary, compute_model_statistics
-from paramscope.core.report import ModelReport, TensorInfo, build_report
+from paramscope.core.report import ModelReport, ModuleInfo, TensorInfo, build_report
 from paramscope.core.tasks import TaskState
+
+Item = TypeVar("Item")
+
+
+class Entries(Sequence[dict[str, Any]], Generic[Item]):
+    """JSON entries made when read, one per item: the output of a million tensors is written entry
+    by entry and never held whole (a few KB per tensor: gigabytes)."""
+
+    def __init__(self, items: Sequence[Item], make: Callable[[Item], dict[str, Any]]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(self._make, self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._make(item) for item in self._items[index]]
+        return self._make(self._items[index])
 
 
 def tensor_entry(info: TensorInfo, summary: TensorSummary | None) -> dict[str, Any]:
@@ -33,25 +59,32 @@ def tensor_entry(info: TensorInfo, summary: TensorSummary | None) -> dict[str, A
     return entry
 
 
-def report_to_dict(
-    report: ModelReport, summaries: dict[str, TensorSummary] | None = None
-) -> dict[str, Any]:
-    summaries = summaries or {}
+def module_entry(m: ModuleInfo) -> dict[str, Any]:
     return {
-        "modules": [
-            {
-                "name": m.name,
-                "type": m.type_name,
-                "extra_repr": m.extra_repr,
-                "own_params": m.own_params,
-                "total_params": m.total_params,
-                "children": m.children,
-                "same_as": m.same_as,
-            }
-            for m in report.modules.values()
-        ],
-        "parameters": [tensor_entry(p, summaries.get(p.name)) for p in report.parameters.values()],
-        "buffers": [tensor_entry(b, summaries.get(b.name)) for b in report.buffers.values()],
+        "name": m.name,
+        "type": m.type_name,
+        "extra_repr": m.extra_repr,
+        "own_params": m.own_params,
+        "total_params": m.total_params,
+        "children": m.children,
+        "same_as": m.same_as,
+    }
+
+
+def report_to_dict(
+    report: ModelReport, summaries: dict[str, TensorSummary] | None = None, lazy: bool = False
+) -> dict[str, Any]:
+    """The report (and statistics) as JSON-ready data. With ``lazy`` the modules, parameters and
+    buffers are :class:`Entries`, made when read (for writing them out once)."""
+    summaries = summaries or {}
+
+    def listed(items: Sequence[Item], make: Callable[[Item], dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        return Entries(items, make) if lazy else [make(item) for item in items]
+
+    return {
+        "modules": listed(list(report.modules.values()), module_entry),
+        "parameters": listed(list(report.parameters.values()), lambda p: tensor_entry(p, summaries.get(p.name))),
+        "buffers": listed(list(report.buffers.values()), lambda b: tensor_entry(b, summaries.get(b.name))),
         "tied_groups": [list(g.names) for g in report.tied_groups],
         "tied_group_kinds": [g.kind for g in report.tied_groups],
         "unregistered": [
@@ -76,11 +109,13 @@ def inspect_model(
     bins: int = 32,
     state: TaskState | None = None,
     loader: Callable[[str], torch.Tensor] | None = None,
+    lazy: bool = False,
 ) -> dict[str, Any]:
     """Report, statistics and diagnostics of ``model`` as JSON-ready data.
 
-    ``loader`` reads the values of a lazily opened source's placeholders, one tensor at a time.
+    ``loader`` reads the values of a lazily opened source's placeholders, one tensor at a time;
+    ``lazy``: see :func:`report_to_dict`.
     """
     report = build_report(model)
     summaries = compute_model_statistics(model, report, state, bins=bins, loader=loader)
-    return report_to_dict(report, summaries)
+    return report_to_dict(report, summaries, lazy)

@@ -122,8 +122,8 @@ def summarize_small(
     if not tensors:
         return []
     sizes = np.fromiter((t.numel() for t in tensors), dtype=np.int64, count=len(tensors))
-    with torch.no_grad():
-        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    with torch.no_grad():  # (no graph: Parameters need no detach; 1-D ones no reshape)
+        flat = torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors])
     x = flat.numpy().astype(np.float64)  # exact for float32
     starts = np.zeros(len(tensors), dtype=np.int64)
     np.cumsum(sizes[:-1], out=starts[1:])

@@ -7,7 +7,7 @@ tree can appear at once; statistics come separately from :mod:`paramscope.core.m
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,9 +17,12 @@ from paramscope.core.tensor_stats import data_problem
 INFERRED_ATTRIBUTE = "_paramscope_inferred_type"  # = core.files.infer_types.INFERRED_ATTRIBUTE (no import: cycle)
 
 
+_LAZY = nn.parameter.UninitializedTensorMixin
+
+
 def is_lazy(tensor: torch.Tensor) -> bool:
     # issubclass on the type: isinstance goes through Parameter's slow __instancecheck__
-    return issubclass(type(tensor), nn.parameter.UninitializedTensorMixin)
+    return issubclass(type(tensor), _LAZY)
 
 
 def _numel(tensor: torch.Tensor) -> int:
@@ -90,9 +93,11 @@ class ModuleInfo:
     name: str  # qualified name, "" for the root
     type_name: str
     extra_repr: str
-    children: list[str] = field(default_factory=list)
-    parameters: list[str] = field(default_factory=list)  # canonical names of own parameters
-    buffers: list[str] = field(default_factory=list)
+    # tuples: nothing changes them, and an empty one is shared (three lists per module were a
+    # quarter of the objects the cyclic collector walked for a checkpoint of tiny tensors)
+    children: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()  # canonical names of own parameters
+    buffers: tuple[str, ...] = ()
     own_params: int = 0  # elements of own parameters
     total_params: int = 0  # elements in the subtree, a shared parameter counted once
     same_as: str | None = None  # this module object already appeared under that name
@@ -186,67 +191,90 @@ class ModelReport:
         return None
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple[str, int] | None:
-    if is_lazy(tensor) or tensor.device.type == "meta" or tensor.layout != torch.strided:
-        return None
-    storage = tensor.untyped_storage()
-    if storage.nbytes() == 0:
-        return None
-    return (str(tensor.device), storage.data_ptr())
+def storage_address(tensor: torch.Tensor) -> int | None:
+    """Where ``tensor``'s storage starts (``untyped_storage().data_ptr()``); None when it holds no
+    bytes (an empty storage is never shared).
+
+    From the tensor's own address and offset: torch keeps the Python object ``untyped_storage()``
+    makes for as long as the storage lives, one more object per tensor of the model.
+    """
+    if tensor.numel() == 0:  # a view of no elements may still sit on a storage with bytes
+        storage = tensor.untyped_storage()
+        return storage.data_ptr() if storage.nbytes() else None
+    return tensor.data_ptr() - tensor.storage_offset() * tensor.element_size()
 
 
-def _collect(
-    named: list[tuple[str, torch.Tensor]],
-    kind: str,
-    non_persistent: set[str],
-) -> tuple[dict[str, TensorInfo], dict[str, torch.Tensor], dict[str, str]]:
-    """Infos keyed by canonical name, the tensor of each canonical name, and alias -> canonical."""
-    aliases: dict[int, list[str]] = {}
-    objects: dict[int, torch.Tensor] = {}
-    for name, tensor in named:
-        aliases.setdefault(id(tensor), []).append(name)
-        objects[id(tensor)] = tensor
-    infos: dict[str, TensorInfo] = {}
-    tensors: dict[str, torch.Tensor] = {}
-    alias_to_name: dict[str, str] = {}
-    for key, names in aliases.items():
-        tensor = objects[key]
-        canonical = names[0]
-        tensors[canonical] = tensor
-        numel = _numel(tensor)
-        infos[canonical] = TensorInfo(
-            name=canonical,
-            aliases=tuple(names),
-            kind=kind,
-            shape=_shape(tensor),
-            dtype=_dtype_name(tensor),
-            device=str(tensor.device),
-            requires_grad=bool(tensor.requires_grad),
-            numel=numel,
-            nbytes=numel * tensor.dtype.itemsize,
-            persistent=canonical not in non_persistent,
-            note=data_problem(tensor),
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
+def _device_name(device: torch.device) -> str:
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = str(device)
+    return name
+
+
+@dataclass
+class _Collected:
+    """The parameters (or buffers) of a model, each once, found by name and by object."""
+
+    infos: dict[str, TensorInfo]  # canonical name -> info
+    by_id: dict[int, TensorInfo]  # id(tensor) -> info
+    alias_to_name: dict[str, str]
+    storages: list[tuple[tuple[str, int], str]]  # (device, storage address), canonical name
+
+
+def _collect(named: list[tuple[str, torch.Tensor]], kind: str, non_persistent: set[str]) -> _Collected:
+    """One :class:`TensorInfo` per distinct tensor of ``named``, under its first name."""
+    first: dict[int, tuple[str, torch.Tensor]] = {}
+    more: dict[int, list[str]] = {}  # every name of a tensor met under several
+    for item in named:
+        key = id(item[1])
+        if key in first:
+            more.setdefault(key, [first[key][0]]).append(item[0])
+        else:
+            first[key] = item
+    out = _Collected({}, {}, {}, [])
+    strided = torch.strided
+    for key, (canonical, tensor) in first.items():
+        names = more.get(key)
+        lazy = issubclass(type(tensor), _LAZY)  # (isinstance goes through Parameter's metaclass)
+        numel = 0 if lazy else tensor.numel()
+        dtype, device = tensor.dtype, tensor.device
+        dense = not lazy and device.type != "meta" and tensor.layout == strided
+        info = TensorInfo(  # (positional: a million of them)
+            canonical,
+            (canonical,) if names is None else tuple(names),
+            kind,
+            None if lazy else tuple(tensor.shape),
+            _DTYPE_NAMES.get(dtype) or _dtype_name(tensor),
+            _DEVICE_NAMES.get(device) or _device_name(device),
+            bool(tensor.requires_grad),
+            numel,
+            numel * dtype.itemsize,
+            canonical not in non_persistent,
+            None if dense else data_problem(tensor),
         )
-        for name in names:
-            alias_to_name[name] = canonical
-    return infos, tensors, alias_to_name
+        out.infos[canonical] = out.by_id[key] = info
+        if dense:
+            address = storage_address(tensor)
+            if address is not None:
+                out.storages.append(((info.device, address), canonical))
+    out.alias_to_name = {name: name for name in out.infos}
+    for names in more.values():
+        out.alias_to_name.update((name, names[0]) for name in names)
+    return out
 
 
-def _tied_groups(
-    params: dict[str, TensorInfo],
-    buffers: dict[str, TensorInfo],
-    tensors: dict[str, torch.Tensor],
-) -> list[TiedGroup]:
-    groups = [TiedGroup(p.aliases, "same parameter") for p in params.values() if p.is_tied]
-    groups += [TiedGroup(b.aliases, "same buffer") for b in buffers.values() if b.is_tied]
+def _tied_groups(params: _Collected, buffers: _Collected) -> list[TiedGroup]:
+    groups = [TiedGroup(p.aliases, "same parameter") for p in params.infos.values() if p.is_tied]
+    groups += [TiedGroup(b.aliases, "same buffer") for b in buffers.infos.values() if b.is_tied]
     by_storage: dict[tuple[str, int], list[str]] = {}
-    for name, tensor in tensors.items():
-        storage = _storage_key(tensor)
-        if storage is not None:
-            by_storage.setdefault(storage, []).append(name)
+    for storage, name in buffers.storages + params.storages:
+        by_storage.setdefault(storage, []).append(name)
     for names in by_storage.values():
         if len(names) > 1:
-            infos = [params.get(n) or buffers[n] for n in names]
+            infos = [params.infos.get(n) or buffers.infos[n] for n in names]
             all_names = tuple(alias for info in infos for alias in info.aliases)
             groups.append(TiedGroup(all_names, "shared storage"))
     return groups
@@ -395,45 +423,16 @@ def build_report(model: nn.Module) -> ModelReport:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     walked = walk_modules(model)
-    non_persistent = {
+    non_persistent = {  # (a StateDictModule makes the set on first use: none read, none made)
         f"{name}.{b}" if name else b
         for name, mod in walked
-        for b in mod._non_persistent_buffers_set
+        for b in mod.__dict__.get("_non_persistent_buffers_set", ())
     }
-    params, param_objects, param_alias = _collect(_named(walked, "_parameters"), "parameter", set())
-    buffers, buffer_objects, buffer_alias = _collect(_named(walked, "_buffers"), "buffer", non_persistent)
-    alias_to_name = {**buffer_alias, **param_alias}
-    tensors = {**buffer_objects, **param_objects}
-
-    modules: dict[str, ModuleInfo] = {}
-    first_name: dict[int, str] = {}
-    unregistered: list[Unregistered] = []
-    registered = frozenset([id(t) for t in tensors.values()] + [id(m) for _, m in walked])
-    shared_modules = False
-    for name, module in walked:
-        info = ModuleInfo(name, type(module).__name__, _safe_extra_repr(module))
-        info.inferred_type = module.__dict__.get(INFERRED_ATTRIBUTE)
-        if id(module) in first_name:
-            info.same_as = first_name[id(module)]
-            shared_modules = True
-        else:
-            first_name[id(module)] = name
-            unregistered.extend(_unregistered_in(name, module, registered))
-        prefix = f"{name}." if name else ""
-        for local, param in module._parameters.items():
-            if param is not None:
-                info.parameters.append(alias_to_name[prefix + local])
-                info.own_params += _numel(param)
-        for local, buffer in module._buffers.items():
-            if buffer is not None:
-                info.buffers.append(alias_to_name[prefix + local])
-        for child_name, child in module._modules.items():
-            if child is not None:
-                info.children.append(prefix + child_name)
-        modules[name] = info
-
-    if shared_modules or any(p.is_tied for p in params.values()):
-        _shared_totals(modules, params)
+    params = _collect(_named(walked, "_parameters"), "parameter", set())
+    buffers = _collect(_named(walked, "_buffers"), "buffer", non_persistent)
+    modules, unregistered, shared_modules = _modules(walked, params, buffers)
+    if shared_modules or any(p.is_tied for p in params.infos.values()):
+        _shared_totals(modules, params.infos)
     else:  # no parameter reachable twice: a subtree's total is its own plus its children's
         for name, _module in reversed(walked):
             info = modules[name]
@@ -441,12 +440,46 @@ def build_report(model: nn.Module) -> ModelReport:
 
     return ModelReport(
         modules=modules,
-        parameters=params,
-        buffers=buffers,
-        tied_groups=_tied_groups(params, buffers, tensors),
+        parameters=params.infos,
+        buffers=buffers.infos,
+        tied_groups=_tied_groups(params, buffers),
         unregistered=unregistered,
-        alias_to_name=alias_to_name,
+        alias_to_name={**buffers.alias_to_name, **params.alias_to_name},
     )
+
+
+def _modules(
+    walked: list[tuple[str, nn.Module]], params: _Collected, buffers: _Collected
+) -> tuple[dict[str, ModuleInfo], list[Unregistered], bool]:
+    """A :class:`ModuleInfo` per walked name, the unregistered tensors, and whether a module
+    object appears under several names."""
+    modules: dict[str, ModuleInfo] = {}
+    first_name: dict[int, str] = {}
+    unregistered: list[Unregistered] = []
+    registered = frozenset([*params.by_id, *buffers.by_id, *(id(m) for _, m in walked)])
+    shared_modules = False
+    for name, module in walked:
+        prefix = f"{name}." if name else ""
+        own = [params.by_id[id(p)] for p in module._parameters.values() if p is not None]
+        children, held = module._modules, module._buffers
+        info = ModuleInfo(  # (positional, empty tuples shared: a million of them)
+            name,
+            type(module).__name__,
+            _safe_extra_repr(module),
+            tuple([prefix + k for k, child in children.items() if child is not None]) if children else (),
+            tuple([p.name for p in own]),
+            tuple([buffers.by_id[id(b)].name for b in held.values() if b is not None]) if held else (),
+            sum([p.numel for p in own]),
+            inferred_type=module.__dict__.get(INFERRED_ATTRIBUTE),
+        )
+        if id(module) in first_name:
+            info.same_as = first_name[id(module)]
+            shared_modules = True
+        else:
+            first_name[id(module)] = name
+            unregistered.extend(_unregistered_in(name, module, registered))
+        modules[name] = info
+    return modules, unregistered, shared_modules
 
 
 def _shared_totals(modules: dict[str, ModuleInfo], params: dict[str, TensorInfo]) -> None:

@@ -63,7 +63,7 @@ for _name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnu
 _MAX_WALK = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a summary per tensor, a million of them
 class TensorStats:
     """Summary statistics of one tensor. ``None`` where a statistic is undefined."""
 
@@ -107,7 +107,7 @@ class TensorStats:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Histogram:
     """Exact integer counts over ``len(counts)`` equal bins between ``edges[0]`` and ``edges[-1]``."""
 

@@ -11,7 +11,7 @@ Embedding. These are guesses (shown as such); the class stays ``StateDictModule`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from torch import nn
 
@@ -91,20 +91,29 @@ def kind_of(inferred: str) -> str:
     return " or ".join(part.partition("(")[0] for part in inferred.split(" or "))
 
 
-def mark_inferred_types(root: nn.Module, container: type[nn.Module]) -> int:
-    """Set :data:`INFERRED_ATTRIBUTE` on every ``container`` module whose own tensors tell its
-    type; returns how many were recognised. One pass over the modules."""
+def mark_inferred_types(containers: Iterable[tuple[str, nn.Module]]) -> int:
+    """Set :data:`INFERRED_ATTRIBUTE` on each ``(qualified name, container)`` whose own tensors
+    tell its type; returns how many were recognised.
+
+    Containers of one kind repeat (every ``layers.N.mlp.fc``): a guess is made once per local
+    name and shapes, then looked up.
+    """
     found = 0
-    for name, module in root.named_modules():
-        if type(module) is not container:
-            continue
+    guesses: dict[tuple[object, ...], str | None] = {}
+    for name, module in containers:
         shapes: dict[str, tuple[int, ...] | None] = {}
         for local, tensor in (*module._parameters.items(), *module._buffers.items()):
             if tensor is not None:
-                shapes[local] = None if isinstance(tensor, nn.parameter.UninitializedTensorMixin) else tuple(tensor.shape)
+                shapes[local] = None if isinstance(tensor, nn.parameter.UninitializedTensorMixin) else tensor.shape
         shapes.pop("num_batches_tracked", None)
-        inferred = infer_type(name.rpartition(".")[2], shapes) if shapes else None
+        if not shapes:
+            continue
+        local_name = name.rpartition(".")[2]
+        key = (local_name, *shapes.items())
+        inferred = guesses.get(key, key)
+        if inferred is key:
+            inferred = guesses[key] = infer_type(local_name, shapes)
         if inferred is not None:
-            setattr(module, INFERRED_ATTRIBUTE, inferred)
+            module.__dict__[INFERRED_ATTRIBUTE] = inferred  # a plain attribute (Module.__setattr__ is slow)
             found += 1
     return found

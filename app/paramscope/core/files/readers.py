@@ -12,6 +12,7 @@ from torch import nn
 from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
 from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.optimizer_state import summarize_for_model
 from paramscope.core.files.pretrained import build_pretrained
@@ -19,7 +20,7 @@ from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file, first_line
 from paramscope.core.files.sharded import read_sharded
 from paramscope.core.files.sniff import Sniffed, sniff
-from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
+from paramscope.core.files.statedict import Checkpoint, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
 

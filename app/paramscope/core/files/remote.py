@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import torch
 
 from paramscope.core.errors import SourceError
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.regions import Region
 from paramscope.core.files.remote_cache import RangeCache
@@ -38,7 +39,7 @@ from paramscope.core.files.safetensors_io import (
 )
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
-from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
+from paramscope.core.files.statedict import Checkpoint
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is
 #: ~20 KB), or a whole index; tensors that lie inside it are served from it.

@@ -1,16 +1,13 @@
-"""State dicts without a class: find the weights in a checkpoint and build a module tree from them.
+"""State dicts without a class: find the weights in a checkpoint.
 
 A checkpoint is often more than a state_dict: ``{"epoch": 3, "model": {...}, "optimizer": {...}}``.
 :func:`split_checkpoint` takes the weights from the ``model``/``state_dict`` entry and keeps the
-rest as extras. :func:`build_module` turns dotted names into a real ``nn.Module`` hierarchy of
-containers holding Parameters and buffers, so the report, init and export work as on any model.
-Tensors that were one tensor in the file (same storage view, or a safetensors alias) become one
-Parameter object, so ties survive.
+rest as extras. :mod:`~paramscope.core.files.module_tree` builds the module tree from the names
+(:func:`build_module`, also importable from here).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,25 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramscope.core.errors import shown
-from paramscope.core.files.infer_types import mark_inferred_types
+from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.optimizer_state import guess_kind, is_optimizer_state, optimizer_entries
 from paramscope.core.files.unknown import UnknownObject
+
+__all__ = ["NO_FORWARD", "WEIGHT_KEYS", "Checkpoint", "build_module", "describe", "split_checkpoint", "weight_entries"]
 
 # entries of a training checkpoint that hold the model's weights, most specific first
 WEIGHT_KEYS = (
     "state_dict", "model_state_dict", "model", "module", "net", "network",
     "model_ema", "ema", "weights", "params", "params_ema", "generator",
-)
-# names that are buffers by convention, whatever their dtype
-_BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
-# Module levels made from a dotted name: deeper parts stay in the tensor's own (dotted) key, so
-# torch's recursive walks (named_modules, state_dict) never meet thousands of levels.
-MAX_DEPTH = 100
-
-NO_FORWARD = (
-    "a state_dict holds tensors only, no code: forward and backward need the model's class "
-    "(open FILE.py:NAME --weights THIS_FILE)"
 )
 
 
@@ -239,220 +227,3 @@ def _from_entry(
     _flatten("", value, tensors, inner_extras)
     extras.update({f"{key}.{k}": v for k, v in inner_extras.items()})
     return Checkpoint(tensors, extras=extras, notes=notes, **found)
-
-
-class StateDictModule(nn.Module):
-    """A container module holding tensors read from a file; it has no forward."""
-
-    def __init__(self, kind: str = "") -> None:
-        super().__init__()
-        self._kind = kind
-
-    def extra_repr(self) -> str:
-        return self._kind
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(NO_FORWARD)
-
-
-def _view_key(t: torch.Tensor) -> tuple[object, ...] | None:
-    if t.device.type == "meta":  # no memory: every meta storage has data_ptr 0, none is shared
-        return None
-    try:
-        storage = t.untyped_storage()
-        if storage.nbytes() == 0:
-            return None
-        return (str(t.device), storage.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-    except (RuntimeError, NotImplementedError):
-        return None
-
-
-def is_buffer_name(name: str, tensor: torch.Tensor, quantized: frozenset[str] = frozenset()) -> bool:
-    """Whether ``name`` was a buffer in the saved model: by convention, dtype or its place.
-
-    A quantized layer (its path in ``quantized``) keeps ``scale``/``zero_point`` beside
-    ``_packed_params``; a parametrization (torch.nn.utils.parametrize) keeps its constant
-    ``base`` as a buffer.
-    """
-    parent, _, leaf = name.rpartition(".")
-    if leaf in _BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex()):
-        return True
-    if leaf == "base" and ".parametrizations." in f".{parent}":
-        return True
-    return parent in quantized or parent.endswith("._packed_params") or parent == "_packed_params"
-
-
-def _taken(module: nn.Module, name: str) -> bool:
-    """``hasattr(module, name)`` without Module.__getattr__'s raise for free names (~10x faster)."""
-    return (
-        name in module.__dict__
-        or name in module._parameters
-        or name in module._buffers
-        or name in module._modules
-        or hasattr(type(module), name)
-    )
-
-
-class _Containers:
-    """Makes empty :class:`StateDictModule` objects from a blank one's attributes.
-
-    ``nn.Module.__init__`` sets ~20 attributes through ``Module.__setattr__``; setting the same
-    plain values and new empty dicts directly is several times faster, which matters for
-    checkpoints of thousands of modules. Where a blank module holds anything else (a future
-    torch), modules are built as usual.
-    """
-
-    _CONTAINERS = (dict, OrderedDict, set, list)
-
-    def __init__(self) -> None:
-        state = StateDictModule().__dict__
-        self._values = {k: v for k, v in state.items() if type(v) not in self._CONTAINERS}
-        self._empty = [(k, type(v)) for k, v in state.items() if type(v) in self._CONTAINERS]
-        self._plain = all(
-            isinstance(v, bool | str | None) for v in self._values.values()
-        ) and not any(state[k] for k, _ in self._empty)
-
-    def make(self) -> StateDictModule:
-        if not self._plain:
-            return StateDictModule()
-        module = StateDictModule.__new__(StateDictModule)
-        attributes = module.__dict__
-        attributes.update(self._values)
-        for name, kind in self._empty:
-            attributes[name] = kind()  # a new empty one (OrderedDict.copy() costs ~10x more)
-        return module
-
-
-def _free_name(parent: nn.Module, wanted: str) -> str:
-    name = wanted or "_"
-    while _taken(parent, name) and name not in parent._modules:
-        name += "_"
-    return name
-
-
-def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.Module, list[str]]:
-    """Build a module tree from dotted tensor names; returns the root and notes.
-
-    Tensors that are the same view of one storage, or a safetensors alias, become one object
-    registered under every name, as in the model that was saved.
-
-    Example:
-        >>> root, _ = build_module(Checkpoint({"0.weight": torch.ones(3, 4), "0.bias": torch.zeros(3)}))
-        >>> [n for n, _ in root.named_parameters()]
-        ['0.weight', '0.bias']
-    """
-    root = StateDictModule(kind)
-    containers = _Containers()
-    notes: list[str] = []
-    by_view: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
-    made: dict[str, nn.Parameter | torch.Tensor] = {}
-    parents: dict[str | None, tuple[nn.Module, str]] = {None: (root, "")}
-    names = list(checkpoint.tensors) + [a for a in checkpoint.aliases if a not in checkpoint.tensors]
-    # quantized layers (their scale and zero_point are buffers, not weights)
-    quantized = frozenset(n.partition("._packed_params.")[0] for n in names if "._packed_params." in n)
-    for name in names:
-        target = checkpoint.aliases.get(name, name) if name not in checkpoint.tensors else name
-        if target not in checkpoint.tensors:
-            continue
-        if target in made and target != name:
-            obj = made[target]
-        else:
-            tensor = checkpoint.tensors[target]
-            key = None if checkpoint.distinct else _view_key(tensor)
-            if key is not None and key in by_view:
-                obj = by_view[key]
-            elif is_buffer_name(target, tensor, quantized):
-                obj = tensor.data if isinstance(tensor, nn.Parameter) else tensor
-            else:
-                obj = nn.Parameter(tensor, requires_grad=True)
-            if key is not None:
-                by_view.setdefault(key, obj)
-            made[target] = obj
-        made[name] = obj
-        _place(root, name, obj, notes, containers, parents)
-    mark_inferred_types(root, StateDictModule)  # "Linear (inferred)" instead of StateDictModule everywhere
-    return root, notes
-
-
-def _parent(
-    root: nn.Module,
-    prefix: str | None,
-    name: str,
-    notes: list[str],
-    containers: _Containers,
-    parents: dict[str | None, tuple[nn.Module, str]],
-) -> tuple[nn.Module, str]:
-    """The module at dotted ``prefix`` (None: the root) and its path, made on first use.
-
-    Names come sorted, so most share their parent with the name before: one dict lookup.
-    Iterative, not recursive: a name may have thousands of dotted levels.
-    """
-    found = parents.get(prefix)
-    if found is not None:
-        return found
-    assert prefix is not None  # the root is in ``parents`` from the start
-    missing: list[str] = []  # prefixes without a module yet, deepest first
-    above: str | None = prefix
-    while found is None:
-        assert above is not None
-        missing.append(above)
-        head, dot, _part = above.rpartition(".")
-        above = head if dot else None
-        found = parents.get(above)
-    module, path = found
-    for each in reversed(missing):
-        module, path = parents[each] = _child(module, path, each.rpartition(".")[2], name, notes, containers)
-    return module, path
-
-
-def _child(
-    module: nn.Module, path: str, part: str, name: str, notes: list[str], containers: _Containers
-) -> tuple[nn.Module, str]:
-    """The container ``part`` of ``module`` (made if missing, renamed if the name is taken)."""
-    child = module._modules.get(part)
-    if child is None:
-        free = _free_name(module, part)
-        if free != part:
-            notes.append(f"{name}: part {part!r} renamed {free!r} (it clashes with a name already used)")
-        child = module._modules.get(free)
-        if child is None:  # a free, dot-free name: add_module's checks are done
-            child = module._modules[free] = containers.make()
-        part = free
-    return child, f"{path}.{part}" if path else part
-
-
-def _split_deep(name: str, notes: list[str]) -> tuple[str, str, str]:
-    """``(prefix, ".", leaf)`` with the first :data:`MAX_DEPTH` parts as modules, the rest the leaf.
-
-    ``state_dict()`` and ``named_parameters()`` join prefix and key, so the full name survives.
-    """
-    parts = name.split(".")
-    notes.append(
-        f"{shown(name[:60])}…: {len(parts) - 1} dotted levels; modules made for the first {MAX_DEPTH}, "
-        "the rest kept in the tensor's name"
-    )
-    return ".".join(parts[:MAX_DEPTH]), ".", ".".join(parts[MAX_DEPTH:])
-
-
-def _place(
-    root: nn.Module,
-    name: str,
-    obj: torch.Tensor,
-    notes: list[str],
-    containers: _Containers,
-    parents: dict[str | None, tuple[nn.Module, str]],
-) -> None:
-    prefix, dot, leaf = _split_deep(name, notes) if name.count(".") > MAX_DEPTH else name.rpartition(".")
-    module, path = _parent(root, prefix if dot else None, name, notes, containers, parents)
-    free = leaf
-    if not leaf or _taken(module, leaf):
-        free = _free_name(module, leaf)
-        while free in module._modules or free in module._parameters or free in module._buffers:
-            free += "_"
-        stored = f"{path}.{free}" if path else free
-        notes.append(f"{name}: stored as {stored!r} (the name clashes)")
-    # ``free`` is a free, dot-free name (register_*'s checks); the tensors come from a file
-    if isinstance(obj, nn.Parameter):
-        module._parameters[free] = obj
-    else:
-        module._buffers[free] = obj

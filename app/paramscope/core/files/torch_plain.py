@@ -15,13 +15,14 @@ import struct
 import sys
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from paramscope.core.files.pickle_scan import PickleScan, _Inert
-from paramscope.core.files.regions import FileStamp
+from paramscope.core.files.regions import RUN_BYTES, SMALL_BYTES, FileStamp
 from paramscope.core.files.safety import bad_file
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -53,6 +54,45 @@ class _Builder:
         self._data = f"{prefix}/data/" if prefix else "data/"
         self._built: dict[int, Any] = {}  # id of a scanned node -> its object (shared stays shared)
         self._storages: dict[str, tuple[torch.UntypedStorage, torch.dtype]] = {}
+        self._early: dict[str, tuple[bytearray, int]] = {}  # key -> (run buffer, its record's place)
+
+    def read_small(self, keys: Iterable[str]) -> None:
+        """Read the small stored records of ``keys`` ahead, many per read: one read per run of
+        neighbouring records, each storage later a view of its own bytes of the run's buffer
+        (:meth:`_read`). 100,000 tiny tensors were 400,000 seeks and reads."""
+        by_offset = sorted(self._records.values(), key=lambda r: r.header_offset)
+        following = {id(r): n.header_offset for r, n in zip(by_offset, by_offset[1:], strict=False)}
+        small = [
+            (key, record) for key in keys
+            if (record := self._records.get(self._data + key)) is not None
+            and record.compress_type == zipfile.ZIP_STORED and record.file_size <= SMALL_BYTES
+        ]  # fmt: skip
+        small.sort(key=lambda item: item[1].header_offset)
+        run: list[tuple[str, zipfile.ZipInfo]] = []
+        for item in small:
+            offset = item[1].header_offset
+            if run and (following.get(id(run[-1][1])) != offset or offset - run[0][1].header_offset > RUN_BYTES):
+                self._read_run(run, following)  # not the next record, or the run is full
+                run = []
+            run.append(item)
+        if run:
+            self._read_run(run, following)
+
+    def _read_run(self, run: list[tuple[str, zipfile.ZipInfo]], following: dict[int, int]) -> None:
+        """Read neighbouring records at once; note where each one's data lies in the buffer."""
+        start = run[0][1].header_offset // 64 * 64  # torch aligns record data to 64 bytes
+        last = run[-1][1]
+        end = following.get(id(last), last.header_offset + _LOCAL_HEADER.size + 2 * 65535 + last.file_size)
+        self._handle.seek(start)
+        buffer = bytearray(self._handle.read(end - start))
+        for key, record in run:
+            at = record.header_offset - start
+            if len(buffer) < at + _LOCAL_HEADER.size:
+                return  # the file ends early: :meth:`_read` says so
+            signature, name_len, extra_len = _LOCAL_HEADER.unpack_from(buffer, at)
+            data = at + _LOCAL_HEADER.size + name_len + extra_len
+            if signature == b"PK\x03\x04" and data + record.file_size <= len(buffer):
+                self._early[key] = (buffer, data)
 
     def build(self, node: Any, depth: int = 0) -> Any:
         if node is None or isinstance(node, str | int | float | bytes):  # bool is an int
@@ -148,15 +188,20 @@ class _Builder:
         if known is not None:
             return known
         nbytes = numel * dtype.itemsize
-        loaded = (self._read(key, nbytes), dtype)
+        loaded = (self._read(key, nbytes, dtype.itemsize), dtype)
         if nbytes:
             self._storages[key] = loaded
         return loaded
 
-    def _read(self, key: str, nbytes: int) -> torch.UntypedStorage:
+    def _read(self, key: str, nbytes: int, itemsize: int) -> torch.UntypedStorage:
         record = self._records.get(self._data + key)
         if record is None or record.compress_type != zipfile.ZIP_STORED or record.file_size < nbytes:
             raise _NotPlain  # the checks before the scan refuse these; torch reads deflated ones
+        early = self._early.pop(key, None)
+        if early is not None and nbytes:  # read ahead (:meth:`read_small`): its own bytes, no copy
+            buffer, at = early
+            data = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=at)
+            return (data if data.data_ptr() % itemsize == 0 else data.clone()).untyped_storage()
         handle = self._handle
         handle.seek(record.header_offset)
         signature, name_len, extra_len = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
@@ -200,7 +245,9 @@ def build_plain(path: Path, scan: PickleScan, records: dict[str, zipfile.ZipInfo
         if not _native_order(handle, records, prefix):
             return None
         try:
-            loaded = _Builder(path, handle, records, prefix).build(scan.top_level)
+            builder = _Builder(path, handle, records, prefix)
+            builder.read_small(scan.storages)
+            loaded = builder.build(scan.top_level)
         except (_NotPlain, RuntimeError, TypeError, ValueError, OverflowError, struct.error):
             return None  # torch's loader decides (and words any refusal) as before
         stamp.check(handle)  # rewritten while being read: the values may be a mix

@@ -13,9 +13,9 @@ PROBE = textwrap.dedent(
     seen = {}
 
     def run_app(source, weights=None, trust=False, screenshot=None, on_shown=None, **options):
-        from PySide6.QtWidgets import QApplication, QSplashScreen
-        splashes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QSplashScreen)]
-        seen["splash_visible"] = any(w.isVisible() for w in splashes)
+        from PySide6.QtWidgets import QApplication
+        splashes = [w for w in QApplication.topLevelWidgets() if w.objectName() == "paramscopeSplash"]
+        seen["splash_visible"] = any(w.isVisible() and w.windowHandle().isExposed() for w in splashes)
         seen["torch_loaded_before"] = "torch" in sys.modules
         on_shown()
         seen["splash_closed"] = not any(w.isVisible() for w in splashes)

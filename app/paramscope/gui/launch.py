@@ -144,33 +144,13 @@ def launch(
 
         return run_app(source, weights=weights, trust=trust, screenshot=screenshot, **options)
 
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QPixmap
-    from PySide6.QtWidgets import QSplashScreen
+    from paramscope.gui.splash import Splash
 
     app = make_application()
-    splash = QSplashScreen(_splash_pixmap(QPixmap))
-    splash.showMessage(
-        f"paramscope — loading torch to open {source}…",
-        Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter,
-    )
-    splash.show()
-    app.processEvents()
+    splash = Splash(f"paramscope — loading torch to open {source}…")
+    splash.show_now()
 
     from paramscope.gui.app import run_app  # torch and the core load here, behind the splash
 
     return run_app(source, weights=weights, trust=trust, on_shown=splash.close, **options)
 
-
-def _splash_pixmap(pixmap_type: type) -> object:
-    from paramscope.resources import resource_path
-
-    pixmap = pixmap_type(420, 220)
-    try:
-        loaded = pixmap_type()
-        if loaded.loadFromData(resource_path("icons/paramscope.svg").read_bytes()):
-            return loaded.scaled(220, 220)
-    except OSError:
-        pass
-    pixmap.fill()
-    return pixmap

@@ -417,6 +417,7 @@ def test_compiled_and_torch_loops_give_identical_results(monkeypatch: pytest.Mon
 
 def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.setattr(stats_module, "FUSED_MIN_ELEMENTS", 1000)
     kernels._compiled.cache_clear()
     try:
         assert not kernels.load() and not kernels.loaded()
@@ -428,6 +429,38 @@ def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.Mon
         assert stats.min == float(x.min())
     finally:
         kernels._compiled.cache_clear()  # the next use loads the real loops again
+
+
+def test_the_compiled_loops_load_only_for_a_read_that_pays_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # loading them costs ~0.7 s: GPT-2's 124M float32 values would wait longer than they save
+    loads: list[int] = []
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    monkeypatch.setattr(kernels, "loaded", lambda: False)
+    monkeypatch.setattr(kernels, "load", lambda: loads.append(1) or True)
+    assert not stats_module.prefer_compiled(124_439_808)
+    assert not loads
+    assert stats_module.prefer_compiled(stats_module.FUSED_MIN_ELEMENTS)
+    assert loads == [1]
+
+
+_SMALL_MODEL_PROBE = """
+import sys, torch
+from paramscope.core.model_statistics import compute_model_statistics
+from paramscope.core.report import build_report
+model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.Linear(2048, 2048))
+compute_model_statistics(model, build_report(model))
+print("numba" in sys.modules)
+"""
+
+
+def test_statistics_of_a_small_model_never_import_numba() -> None:
+    """4M float32 values in a fresh process: the torch loops, without a second spent on numba."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SMALL_MODEL_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
 
 
 _CACHE_PROBE = """

@@ -20,6 +20,7 @@ from paramscope.core.tensor_stats import (
     Histogram,
     TensorStats,
     _empty_histogram,
+    prefer_compiled,
     tensor_histogram,
     tensor_stats,
     tensor_summary,
@@ -252,6 +253,8 @@ def compute_model_statistics(
     tensors = named_tensors(model, report)
     wanted = list(tensors) if names is None else [report.alias_to_name.get(n, n) for n in names]
     small = [n for n in wanted if batchable(tensors[n])]
+    # One decision for the whole job: the compiled loops are worth loading only for a large read.
+    prefer_compiled(sum(tensors[n].numel() for n in wanted if tensors[n].dtype == torch.float32))
     sizes = {n: max(1, report.tensor(n).nbytes) for n in wanted}
     total = sum(sizes.values()) or 1
     done = 0

@@ -51,18 +51,34 @@ def calm_torch() -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
 
 
-def prepare_compute() -> None:
-    """Get the long work ready while the splash shows: the compiled loops (~0.5 s), then a GC freeze.
+def source_bytes(source: str) -> int:
+    """Bytes on disk of a local file, or of the files directly in a folder; 0 if unknown."""
+    path = Path(source)
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    except OSError:
+        pass
+    return 0
 
-    Loading the loops later, in the statistics worker, would hold the GIL for a few hundred ms and
-    freeze the window just as the first large model opens.
+
+def prepare_compute(source: str | None = None) -> None:
+    """Get the long work ready while the splash shows: the compiled loops for a large file, then
+    a GC freeze.
+
+    The loops cost ~0.7 s to load and pay for it only from about a GiB of float32 values (see
+    :func:`paramscope.core.tensor_stats.prefer_compiled`); loaded later, in the statistics worker,
+    they hold the GIL for ~200 ms and stall the window once, so a large file loads them here.
     """
-    from paramscope.core import kernels
+    from paramscope.core.tensor_stats import prefer_compiled
 
-    kernels.load()
-    # numba, torch and Qt leave ~10^6 long-lived objects: a full garbage collection walking them
-    # took ~300 ms of GIL in the middle of the statistics. Startup objects stay: exempt them.
-    gc.collect()
+    if source is not None:
+        prefer_compiled(source_bytes(source) // 4)  # as if all float32: a large file loads them
+    # torch and Qt leave ~10^5 long-lived objects (numba ~10^6): a full garbage collection walking
+    # them took ~300 ms of GIL in the middle of the statistics. Startup objects stay: exempt them
+    # (no collection first: it found nothing to free and cost ~0.2 s).
     gc.freeze()
 
 
@@ -95,7 +111,7 @@ def run_app(
 
     app = ensure_app()
     calm_torch()
-    prepare_compute()
+    prepare_compute(source)
     window = MainWindow()
     window.fit_to_screen()  # a fresh window fits the screen; a saved geometry wins below
     window.restore_settings()  # geometry and dock layout of the last run; saved again on close

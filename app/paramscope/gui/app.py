@@ -9,14 +9,18 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
-from paramscope.gui.main_window import MainWindow
-from paramscope.gui.state import AppState
+from paramscope.gui.opening import open_ahead
+
+if TYPE_CHECKING:  # imported in run_app, while the command line's file is read
+    from paramscope.gui.main_window import MainWindow
+    from paramscope.gui.state import AppState
 
 SELFTEST_ENV = "PARAMSCOPE_SELFTEST"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
@@ -99,6 +103,8 @@ def run_app(
     first (Open anyway / Cancel).
     """
     if screenshot is not None:
+        from paramscope.gui.main_window import MainWindow
+
         opened = open_source(source, trust=trust, weights=weights, **options)  # errors go to the CLI
         target = Path(screenshot)
         if not target.parent.is_dir():
@@ -109,8 +115,11 @@ def run_app(
         window.open_model(opened)
         return render_screenshot(app, window, target)
 
-    app = ensure_app()
     calm_torch()
+    ahead = open_ahead(source, trust=trust, weights=weights, **options)  # read while the window builds
+    from paramscope.gui.main_window import MainWindow
+
+    app = ensure_app()
     prepare_compute(source)
     window = MainWindow()
     window.fit_to_screen()  # a fresh window fits the screen; a saved geometry wins below
@@ -120,7 +129,7 @@ def run_app(
         on_shown()
     # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
     # error is one line in the window (no other model is opened in its place).
-    window.open_source(source, trust=trust, weights=weights, **options)
+    window.open_source(source, trust=trust, weights=weights, ahead=ahead, **options)
     schedule_selftest(app, window)
     return app.exec()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -63,6 +65,10 @@ from paramscope.gui.statistics_worker import StatisticsWorker
 from paramscope.gui.tied_panel import TiedGroupsPanel
 from paramscope.gui.tree_panel import ModuleTreePanel
 from paramscope.gui.value_grid import ValueGrid
+
+if TYPE_CHECKING:
+    from paramscope.core.files.safety import UntrustedFileError
+    from paramscope.core.session import Session
 
 # The statistics bar repaints at most this often (each repaint of a big window costs ~25 ms).
 PROGRESS_REPAINT_MS = 150
@@ -496,10 +502,19 @@ class MainWindow(QMainWindow):
         self.running_label.setText(("running: " + ", ".join(self._running.values())) if self._running else "")
 
     # --- opening -------------------------------------------------------------------------------
-    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None, **options: str | None) -> bool:
+    def open_source(
+        self,
+        spec: str,
+        *,
+        trust: bool = False,
+        weights: str | None = None,
+        ahead: Future[Session | UntrustedFileError] | None = None,
+        **options: str | None,
+    ) -> bool:
         """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
 
-        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them.
+        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them;
+        ``ahead``: the same open started before the window existed (:func:`open_ahead`).
 
         Data files open in a worker (see :class:`SourceOpener`): True means opening started.
         Demos and Python code open here at once: True means opened. False: refused or failed.
@@ -508,7 +523,7 @@ class MainWindow(QMainWindow):
             return False
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
         if opens_in_background(spec):
-            self.opener.open(spec, trust=trust, weights=weights, ask=ask, **options)
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask, ahead=ahead, **options)
             return True
         self.opener.cancel_and_wait()  # an older file still opening must not replace this one
         self.statistics.cancel()

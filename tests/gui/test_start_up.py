@@ -1,15 +1,19 @@
-"""When statistics start: after the window has drawn a new model, not after a fixed delay; and
-the compiled loops load at start-up only for a file large enough to pay for them."""
+"""The start-up path: the command line's file is read while the window builds, statistics start
+after the window has drawn the model (no fixed delay), and the compiled loops load at start-up
+only for a file large enough to pay for them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 from PySide6.QtGui import QPaintEvent
 from PySide6.QtWidgets import QWidget
+from safetensors.torch import save_file
 
 from paramscope.gui import app as app_module
+from paramscope.gui.opening import open_ahead
 from paramscope.gui.statistics_worker import FirstPaint
 
 
@@ -70,3 +74,31 @@ def test_a_large_file_loads_the_compiled_loops_behind_the_splash(
     assert app_module.source_bytes("demo:mlp") == 0
     app_module.prepare_compute(str(folder))
     assert bool(asked) == loads
+
+
+def test_the_window_takes_the_file_read_ahead_without_reading_it_again(window, qtbot, tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"layer.weight": torch.arange(6.0).reshape(2, 3), "layer.bias": torch.ones(2)}, str(path))
+    ahead = open_ahead(str(path))
+    assert ahead is not None
+    session = ahead.result(timeout=60)
+    with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
+        assert window.open_source(str(path), ahead=ahead)
+    assert window.state.session is session  # the very session read ahead, not a second read
+    assert window.state.session.summary("layer.weight").stats.max == 5.0
+
+
+def test_a_file_that_fails_ahead_fails_in_the_window(window, qtbot, tmp_path: Path) -> None:
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    ahead = open_ahead(str(path))
+    assert ahead is not None
+    with qtbot.waitSignal(window.errorShown, timeout=60_000) as shown:
+        window.open_source(str(path), ahead=ahead)
+    assert "broken.safetensors" in shown.args[0]
+    assert not window.state.has_session
+
+
+def test_demos_and_missing_files_are_not_read_ahead(tmp_path: Path) -> None:
+    assert open_ahead("demo:mlp") is None  # runs code: on the GUI thread
+    assert open_ahead(str(tmp_path / "missing.safetensors")) is None  # fails at once, in the window

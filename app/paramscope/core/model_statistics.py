@@ -19,7 +19,7 @@ from paramscope.core.tensor_stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
-    _empty_histogram,
+    empty_histogram,
     prefer_compiled,
     tensor_histogram,
     tensor_stats,
@@ -85,7 +85,7 @@ def summarize(tensor: torch.Tensor, bins: int | None = None, state: TaskState | 
 def unavailable_summary(tensor: torch.Tensor, note: str, bins: int | None = None) -> TensorSummary:
     """A summary without values that says why (``note``) in both stats and histogram."""
     stats = TensorStats(numel=tensor.numel(), has_data=False, note=note)
-    return TensorSummary(stats, _empty_histogram(bins or MIN_AUTO_BINS, note=note))
+    return TensorSummary(stats, empty_histogram(bins or MIN_AUTO_BINS, note=note))
 
 
 def named_tensors(model: nn.Module, report: ModelReport) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 When a model opens (or tensors change), the missing summaries are computed by
 :func:`~paramscope.core.model_statistics.compute_model_statistics` in a :class:`TaskWorker`, in a few
-batches so the table fills in while the rest is still being computed.
+batches so the table fills in while the rest is still being computed. For a new model they start
+once the window has drawn it (:class:`FirstPaint`), not after a fixed delay.
 """
 
 from __future__ import annotations

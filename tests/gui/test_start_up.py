@@ -58,12 +58,12 @@ def test_a_large_file_loads_the_compiled_loops_behind_the_splash(
 ) -> None:
     """GPT-2 (500 MB) opens without waiting ~0.7 s for numba; a GiB-sized file loads it
     before the window shows, where its GIL-holding load stalls nothing."""
-    import paramscope.core.tensor_stats as stats_module
+    from paramscope.core import kernels
 
     asked: list[int] = []
-    monkeypatch.setattr(stats_module.kernels, "AVAILABLE", True)
-    monkeypatch.setattr(stats_module.kernels, "loaded", lambda: False)
-    monkeypatch.setattr(stats_module.kernels, "load", lambda: asked.append(1) or True)
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    monkeypatch.setattr(kernels, "loaded", lambda: False)
+    monkeypatch.setattr(kernels, "load", lambda: asked.append(1) or True)
     monkeypatch.setattr(app_module.gc, "freeze", lambda: None)  # not this test process's objects
     folder = tmp_path / "model"
     folder.mkdir()

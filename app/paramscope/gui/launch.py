@@ -146,7 +146,7 @@ def launch(
 
     from paramscope.gui.splash import Splash
 
-    app = make_application()
+    make_application()
     splash = Splash(f"paramscope — loading torch to open {source}…")
     splash.show_now()
 

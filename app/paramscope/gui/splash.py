@@ -63,12 +63,11 @@ class Splash(QWidget):
     def show_now(self) -> None:
         """Show and paint before returning (the caller then blocks for seconds importing torch)."""
         self.show()
-        app = QApplication.instance()
         deadline = time.monotonic() + EXPOSE_TIMEOUT_S
-        while app is not None and time.monotonic() < deadline:
-            app.processEvents()
+        while True:  # events are processed once more after the last sleep, however long it took
+            QApplication.processEvents()
             handle = self.windowHandle()
-            if handle is not None and handle.isExposed():
+            if (handle is not None and handle.isExposed()) or time.monotonic() >= deadline:
                 break
             time.sleep(0.005)
         self.repaint()

@@ -102,3 +102,45 @@ def test_a_file_that_fails_ahead_fails_in_the_window(window, qtbot, tmp_path: Pa
 def test_demos_and_missing_files_are_not_read_ahead(tmp_path: Path) -> None:
     assert open_ahead("demo:mlp") is None  # runs code: on the GUI thread
     assert open_ahead(str(tmp_path / "missing.safetensors")) is None  # fails at once, in the window
+
+
+GC_SELFTEST = """
+import gc
+from PySide6.QtCore import QTimer
+
+def _check():
+    if window.state.has_session and window.statistics.complete:
+        print("collecting", gc.isenabled(), "frozen", gc.get_freeze_count() > 0, flush=True)
+        app.exit(0)
+    else:
+        QTimer.singleShot(10, _check)
+
+_check()
+"""
+
+
+@pytest.mark.parametrize("source", ["file", "demo:mlp"])
+def test_the_command_collects_garbage_again_once_the_model_is_open(tmp_path: Path, source: str) -> None:
+    """Collection is off while the app starts (launch), then on for good, start-up objects frozen;
+    for a file read in a worker and for a demo opened on the GUI thread alike."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.safetensors"
+    save_file({"layer.weight": torch.arange(6.0).reshape(2, 3)}, str(path))
+    spec = str(path) if source == "file" else source
+    script = tmp_path / "check.py"
+    script.write_text(GC_SELFTEST)
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PARAMSCOPE_SELFTEST": str(script),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "paramscope", spec], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "collecting True frozen True" in done.stdout

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from paramscope.core.errors import ParamscopeError
@@ -129,9 +129,15 @@ def run_app(
         on_shown()
     # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
     # error is one line in the window (no other model is opened in its place).
+    if not gc.isenabled():  # launch() turned it off for the start-up; opening still wants it off
+        window.opener.opened.connect(_enable_gc, Qt.ConnectionType.SingleShotConnection)
     window.open_source(source, trust=trust, weights=weights, ahead=ahead, **options)
     schedule_selftest(app, window)
     return app.exec()
+
+
+def _enable_gc(_ok: bool) -> None:
+    gc.enable()
 
 
 def schedule_selftest(app: QApplication, window: MainWindow) -> None:

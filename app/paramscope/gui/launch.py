@@ -144,6 +144,13 @@ def launch(
 
         return run_app(source, weights=weights, trust=trust, screenshot=screenshot, **options)
 
+    import gc
+
+    # Start-up makes ~10^5 long-lived objects (torch, Qt, the app's modules) and, with PySide6
+    # loaded, a full collection walking them costs ~0.15 s (~0.05 s without it): several ran
+    # during the imports. None until the window is up; run_app freezes what start-up made and
+    # turns collection back on once the first model has opened.
+    gc.disable()
     from paramscope.gui.splash import Splash
 
     make_application()

@@ -28,11 +28,11 @@ def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from paramscope.core.sources import OpenedModel
-    from paramscope.gui.app import ensure_app, prepare_compute
+    from paramscope.gui.app import ensure_app, freeze_start_up
     from paramscope.gui.main_window import MainWindow
 
     app = ensure_app()
-    prepare_compute()  # as the app does behind its splash, before the window shows
+    freeze_start_up()  # as the app does behind its splash (GPT-2 loads no compiled loops)
     window = MainWindow(interactive=False)
     window.show()
     app.processEvents()

@@ -68,11 +68,21 @@ def source_bytes(source: str) -> int:
     return 0
 
 
-def prepare_compute(source: str | None = None) -> None:
-    """Get the long work ready while the splash shows: the compiled loops for a large file, then
-    a GC freeze.
+def freeze_start_up() -> None:
+    """Exempt the objects start-up made from garbage collection, for good.
 
-    The loops cost ~0.7 s to load and pay for it only from about a GiB of float32 values (see
+    torch and Qt leave ~10^5 long-lived objects (numba ~10^6): a full collection walking them
+    took ~300 ms of GIL in the middle of the statistics. Called before the first file is read:
+    its objects must stay collectable (a frozen cycle holding tensors would never be freed).
+    No collection first: it found nothing to free and cost ~0.2 s.
+    """
+    gc.freeze()
+
+
+def prepare_compute(source: str | None = None) -> None:
+    """Load the compiled loops while the splash shows if ``source`` is a large file.
+
+    They cost ~0.7 s to load and pay for it only from about a GiB of float32 values (see
     :func:`paramscope.core.tensor_stats.prefer_compiled`); loaded later, in the statistics worker,
     they hold the GIL for ~200 ms and stall the window once, so a large file loads them here.
     """
@@ -80,10 +90,6 @@ def prepare_compute(source: str | None = None) -> None:
 
     if source is not None:
         prefer_compiled(source_bytes(source) // 4)  # as if all float32: a large file loads them
-    # torch and Qt leave ~10^5 long-lived objects (numba ~10^6): a full garbage collection walking
-    # them took ~300 ms of GIL in the middle of the statistics. Startup objects stay: exempt them
-    # (no collection first: it found nothing to free and cost ~0.2 s).
-    gc.freeze()
 
 
 def run_app(
@@ -116,6 +122,7 @@ def run_app(
         return render_screenshot(app, window, target)
 
     calm_torch()
+    freeze_start_up()
     ahead = open_ahead(source, trust=trust, weights=weights, **options)  # read while the window builds
     from paramscope.gui.main_window import MainWindow
 

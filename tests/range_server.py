@@ -3,7 +3,7 @@
 It serves files from a folder (replace one on disk to simulate a re-upload), sends ETag and
 Last-Modified, answers If-Match with 412, counts the body bytes and requests it serves per path,
 and injects faults: a number of 500s, a connection dropped after some bytes, a delay, Range
-ignored.
+ignored. With ``tls`` (a server-side SSLContext) it speaks https.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import ssl
 import threading
 import time
 from email.utils import formatdate
@@ -22,7 +23,7 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
 class RangeServer:
-    def __init__(self, root: Path, etags: bool = True) -> None:
+    def __init__(self, root: Path, etags: bool = True, tls: ssl.SSLContext | None = None) -> None:
         self.root = Path(root)
         self.etags = etags
         self.served: dict[str, int] = {}  # path -> body bytes sent
@@ -35,12 +36,16 @@ class RangeServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # https: the handshake happens as each connection is accepted
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def url(self, name: str) -> str:
         return f"{self.base}/{name}"

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from paramscope.core import bench
+from paramscope.core import bench, bench_remote
 from paramscope.core.bench import QUICK, STEPS, build_gpt2, parameter_count
+from paramscope.core.bench_remote import STEPS as REMOTE_STEPS
 
 
 def _assert_measured(row: dict) -> None:
@@ -60,6 +61,26 @@ def test_a_crashed_step_is_not_taken_for_a_measurement(monkeypatch: pytest.Monke
     assert [row.pending for row in rows] == ["failed: RuntimeError: boom"]
     with pytest.raises(AssertionError):
         _assert_measured(rows[0].to_dict())
+
+
+def test_a_crashed_remote_step_is_not_taken_for_a_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(quick: bool, repeats: int) -> list[bench.Row]:
+        raise OSError("server gone")
+
+    monkeypatch.setitem(bench_remote.STEP_FUNCTIONS, "remote_open", crash)
+    rows = bench_remote.run_step("remote_open", quick=True)
+    assert [row.pending for row in rows] == ["failed: OSError: server gone"]
+    with pytest.raises(AssertionError):
+        _assert_measured(rows[0].to_dict())
+
+
+def test_remote_rows_judge_seconds_or_the_tensors_share(quick_bench: dict) -> None:
+    rows = {row["step"]: row for row in quick_bench["rows"] if row["step"] in REMOTE_STEPS}
+    assert set(rows) == set(REMOTE_STEPS)
+    assert rows["remote_open"]["target"] == "< 2 s" and rows["remote_open"]["ok"] is (rows["remote_open"]["app_s"] <= 2.0)
+    tensor = next(row for row in quick_bench["rows"] if row["step"] == "remote_tensor")
+    assert tensor["ok"] is (tensor["ratio"] <= tensor["limit"]) and "of the shard's bytes" in tensor["note"]
+    assert "bit-identical" in rows["audit_cluster"]["note"]
 
 
 def test_a_failed_initializer_row_is_not_taken_for_a_measurement(

@@ -9,14 +9,9 @@ import torch.nn.functional as F
 from small_models import TiedEmbedding
 from torch import nn
 
-from paramscope.core import backward as backward_module
-from paramscope.core import kernels
-from paramscope.core.backward import (
-    BackwardRequest,
-    StaleGradientError,
-    run,
-    run_backward,
-)
+from paramscope.core import grad_summary, kernels
+from paramscope.core.backward import BackwardRequest, run, run_backward
+from paramscope.core.backward_errors import StaleGradientError
 from paramscope.core.demos import build_demo
 from paramscope.core.inputs import default_input
 from paramscope.core.signal import _std
@@ -30,7 +25,7 @@ def test_run_backward_returns_before_any_summary_is_computed(monkeypatch):
         calls.append(tensor.shape)
         return tensor_summary(tensor, *args, **kwargs)
 
-    monkeypatch.setattr(backward_module, "tensor_summary", counting)
+    monkeypatch.setattr(grad_summary, "tensor_summary", counting)
     model = build_demo("mlp")
     result = run_backward(model, "rand(2, 4)")
     assert all(p.grad is not None for p in model.parameters())  # gradients usable already
@@ -53,7 +48,7 @@ def test_summaries_read_later_equal_the_gradients_read_at_once(demo):
         assert entry.grad == stats, name
         assert entry.histogram.to_dict() == histogram.to_dict(), name
         assert entry.weight_norm == tensor_stats(param.detach()).norm, name  # one L2 norm
-        if param.numel() <= backward_module.VALUES_LIMIT:
+        if param.numel() <= grad_summary.VALUES_LIMIT:
             assert torch.equal(entry.values, param.grad), name
 
 
@@ -191,11 +186,11 @@ def test_an_accumulating_run_summarizes_earlier_results_first():
 
 def test_a_dropped_result_frees_what_it_held_at_once():
     model = build_demo("tiny_lm")
-    before = len(backward_module._PENDING)
+    before = len(grad_summary._PENDING)
     result = run_backward(model, default_input(model))
-    assert len(backward_module._PENDING) == before + len(result.parameters)
+    assert len(grad_summary._PENDING) == before + len(result.parameters)
     del result  # no reference cycle: freed without waiting for the garbage collector
-    assert len(backward_module._PENDING) == before
+    assert len(grad_summary._PENDING) == before
 
 
 # --- signal propagation's std ------------------------------------------------------------------

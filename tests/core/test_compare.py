@@ -11,7 +11,7 @@ from paramscope.cli import main
 from paramscope.core.backward import run_backward
 from paramscope.core.compare import compare_schemes
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.inputs import parse_input_spec
+from paramscope.core.input_specs import parse_input_spec
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 

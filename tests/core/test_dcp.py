@@ -133,7 +133,7 @@ def test_folder_opens_lazily_and_exports_consolidated(dcp_folder: Path, tmp_path
     from safetensors.torch import load_file
 
     from paramscope.cli import main
-    from paramscope.core.files.export import save_session
+    from paramscope.core.save import save_session
     from paramscope.core.session import Session
     from paramscope.core.sources import open_source
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from paramscope.core.demos import build_demo
-from paramscope.core.files.diff import diff_sources, diff_state_dicts, diff_tensors
+from paramscope.core.diff import diff_sources, diff_state_dicts, diff_tensors
 from paramscope.core.files.export import export_model
 
 

@@ -17,7 +17,8 @@ from paramscope.core.commands import TensorEditCommand
 from paramscope.core.demos import build_demo
 from paramscope.core.errors import Cancelled
 from paramscope.core.files import export as export_module
-from paramscope.core.files.export import ExportError, export_model, save_session, write_state_dict
+from paramscope.core.files.export import ExportError, export_model, write_state_dict
+from paramscope.core.save import save_session
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel, open_source
 from paramscope.core.tasks import TaskState

@@ -10,7 +10,7 @@ from torch.nn import init
 from paramscope.cli import main
 from paramscope.core.fans import connection_fans, fan_note, torch_fans
 from paramscope.core.report import build_report
-from paramscope.core.rules import plan
+from paramscope.core.rule_plans import plan
 from paramscope.core.theory import theory_for
 
 SHAPES = {

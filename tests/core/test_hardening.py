@@ -10,8 +10,8 @@ import torch
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
-from paramscope.core.inputs import parse_input_spec
-from paramscope.core.rules import parse_rule
+from paramscope.core.input_specs import parse_input_spec
+from paramscope.core.rule_parse import parse_rule
 
 MARKER = "PARAMSCOPE_MARKER"
 

@@ -9,28 +9,20 @@ import torch
 from torch import nn
 from torch.nn import init
 
+from paramscope.core.custom_init import CustomInitializer, custom_from_source, load_custom
+from paramscope.core.errors import RuleError
+from paramscope.core.initializer_base import REQUIRED, InitializerError, nonlinearity_names
 from paramscope.core.initializers import (
     CATALOGUE,
-    REQUIRED,
     TORCH_INITIALIZERS,
-    CustomInitializer,
-    InitializerError,
     TorchInitializer,
-    custom_from_source,
     get_initializer,
-    load_custom,
-    nonlinearity_names,
 )
 from paramscope.core.report import is_lazy
-from paramscope.core.rules import (
-    InitRule,
-    RefusedError,
-    RuleError,
-    Selector,
-    apply_rules,
-    plan,
-    preview_rules,
-)
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rule_plans import RefusedError, plan
+from paramscope.core.rules import apply_rules, preview_rules
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.resources import resource_path
@@ -69,6 +61,9 @@ def test_names_with_or_without_underscore_and_unknown_names():
     assert get_initializer("normal").name == "normal_"
     assert get_initializer("kaiming_uniform_").name == "kaiming_uniform_"
     assert get_initializer("default").name == "default"
+    # torch's own name for the default, and the trailing-underscore spellings of both
+    assert get_initializer("reset_parameters") is get_initializer("default_") is CATALOGUE["default"]
+    assert get_initializer("lsuv_") is CATALOGUE["lsuv"]
     with pytest.raises(InitializerError, match="unknown initializer 'gaussian'"):
         get_initializer("gaussian")
 
@@ -117,6 +112,14 @@ def test_custom_initializer_typed_as_source_text_with_and_without_generator():
     second = preview_rules(session, [InitRule.make(Selector.of_names(["2.weight"]), without)], seed=7)[1]
     assert torch.equal(first["2.weight"], second["2.weight"])  # seeded through fork_rng
     assert torch.equal(torch.random.get_rng_state(), state)  # the global stream is untouched
+
+
+def test_a_second_argument_with_a_default_is_a_form_field_not_the_generator():
+    scaled = custom_from_source("def f(tensor, scale=2.0):\n    tensor.fill_(scale)\n")
+    assert not scaled.takes_generator and [p.name for p in scaled.params] == ["scale"]
+    session = session_of()
+    apply_rules(session, [InitRule.make(Selector.of_names(["0.bias"]), scaled, scale=3.0)], seed=0)
+    assert torch.equal(session.tensor("0.bias"), torch.full((3,), 3.0))
 
 
 def test_custom_errors_are_one_line_and_name_the_problem(tmp_path):
@@ -295,6 +298,9 @@ def test_different_seeds_differ_and_no_seed_records_the_one_used():
     four = session_of()
     apply_rules(four, ["*.weight=normal"], seed=command.seed)
     assert torch.equal(three.tensor("0.weight"), four.tensor("0.weight"))
+    five = session_of()  # no seed twice: two fresh seeds (equal once in 2**64 runs)
+    assert apply_rules(five, ["*.weight=normal"])[0].seed != command.seed
+    assert not torch.equal(five.tensor("0.weight"), three.tensor("0.weight"))
     assert f"seed {command.seed}" in command.text
 
 

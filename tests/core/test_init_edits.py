@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from paramscope.core.custom_init import custom_from_source
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import custom_from_source
 from paramscope.core.replay import replay_script
-from paramscope.core.rules import InitRule, Selector, apply_rules
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import apply_rules
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.core.tensor_stats import tensor_histogram
@@ -138,7 +140,8 @@ def test_theory_curve_matches_the_histogram_of_real_draws(name, kwargs, std_of_v
 def test_replay_script_reproduces_identical_tensors(tmp_path):
     session = session_of()
     example = resource_path("examples/init_weight.py")
-    apply_rules(session, ["*.weight=normal(mean=0,std=0.01)", "*.bias=constant(val=0)"], seed=3)
+    # one request, one generator: the third rule draws where the first left it
+    apply_rules(session, ["*.weight=normal(mean=0,std=0.01)", "*.bias=constant(val=0)", "2.*=uniform(a=-0.1,b=0.1)"], seed=3)
     apply_rules(session, ["0.*=default"], seed=4)
     apply_rules(session, [f"*.weight={example}:init_weight_"], seed=5)
     typed = custom_from_source("def f(t):\n    t.uniform_(-1, 1)\n")

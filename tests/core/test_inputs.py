@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from paramscope.core.demos import build_demo
-from paramscope.core.inputs import InputSpecError, default_input, parse_input_spec
+from paramscope.core.input_specs import InputSpecError, parse_input_spec
+from paramscope.core.inputs import default_input
 
 
 def test_rand_matches_the_tutorial_torch_rand_with_the_same_seed():
@@ -51,6 +52,26 @@ def test_float_dtype_follows_the_model_unless_given():
     spec = parse_input_spec("rand(2, 2); rand(2, dtype=float32); randint(2, high=3)")
     a, b, c = spec.make(seed=0, float_dtype=torch.float64)
     assert (a.dtype, b.dtype, c.dtype) == (torch.float64, torch.float32, torch.int64)
+
+
+def test_inputs_made_for_a_model_take_its_first_float_dtype() -> None:
+    """A model that casts down after its first layer takes inputs in the first layer's dtype."""
+    from paramscope.core.inputs import make_call_inputs, model_placement
+
+    class CastsDown(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = torch.nn.Linear(2, 2).double()
+            self.rest = torch.nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rest(self.first(x).float())
+
+    model = CastsDown()
+    assert model_placement(model) == (torch.device("cpu"), torch.float64)
+    (x,), _, text = make_call_inputs(model, "rand(2, 2)", 0)
+    assert x.dtype == torch.float64 and text == "rand(2, 2)"
+    model(x).sum().backward()  # the spec made what the model takes
 
 
 @pytest.mark.parametrize(
@@ -185,7 +206,8 @@ def test_bad_keyword_specs_are_one_line_errors(text, fragment):
 
 
 def test_a_float8_model_gets_float32_inputs_and_fails_like_torch_in_forward():
-    from paramscope.core.backward import ForwardError, run_backward
+    from paramscope.core.backward import run_backward
+    from paramscope.core.backward_errors import ForwardError
 
     model = nn.Sequential(nn.Linear(4, 3)).to(torch.float8_e4m3fn)
     (x,) = default_input(model).make(0, float_dtype=torch.float8_e4m3fn)

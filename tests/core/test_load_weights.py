@@ -10,10 +10,11 @@ from safetensors.torch import save_model
 
 from paramscope.core.demos import build_demo
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.files import apply_weights, compare_weights, read_weights
-from paramscope.core.files.load_weights import WeightsInputs, run_read_weights
+from paramscope.core.files.weights_fit import compare_weights
+from paramscope.core.load_weights import apply_weights
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel
+from paramscope.core.weights import WeightsInputs, read_weights, run_read_weights
 
 
 def _session(demo: str, seed: int = 0) -> Session:

@@ -11,10 +11,12 @@ from torch import nn
 
 from paramscope.cli import main
 from paramscope.core.demos import build_demo
+from paramscope.core.errors import RuleError
 from paramscope.core.initializers import get_initializer
 from paramscope.core.lsuv import lsuv_
 from paramscope.core.replay import replay_script
-from paramscope.core.rules import RuleError, apply_rules, fill_input, parse_rule, preview_rules
+from paramscope.core.rule_parse import fill_input, parse_rule
+from paramscope.core.rules import apply_rules, preview_rules
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 

@@ -17,7 +17,8 @@ from paramscope.core.presets import (
     read_rules_file,
 )
 from paramscope.core.report import build_report
-from paramscope.core.rules import apply_rules, plan
+from paramscope.core.rule_plans import plan
+from paramscope.core.rules import apply_rules
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 

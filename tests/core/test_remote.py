@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files import remote
-from paramscope.core.files.remote_io import RangeCache, shown_url
+from paramscope.core.files.remote_cache import RangeCache
+from paramscope.core.files.remote_io import shown_url
 from paramscope.core.model_statistics import compute_model_statistics
 from paramscope.core.report import build_report
 from paramscope.core.sources import open_source
@@ -222,4 +223,4 @@ def test_unsupported_scheme_is_named() -> None:
 def test_cache_of_zero_bytes_is_off(tmp_path: Path) -> None:
     cache = RangeCache(tmp_path / "c", 0)
     cache.put("k", b"abc")
-    assert cache.get("k", 3) is None and not (tmp_path / "c").exists()
+    assert not cache.get_into("k", memoryview(bytearray(3))) and not (tmp_path / "c").exists()

@@ -7,15 +7,11 @@ import re
 import pytest
 import torch
 
+from paramscope.core.errors import RuleError
 from paramscope.core.report import build_report
-from paramscope.core.rules import (
-    RuleError,
-    Selector,
-    parse_rule,
-    parse_selector,
-    plan,
-    resolve_targets,
-)
+from paramscope.core.rule_parse import parse_rule
+from paramscope.core.rule_plans import plan
+from paramscope.core.selectors import Selector, parse_selector, resolve_targets
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 
@@ -60,6 +56,9 @@ def test_parse_rule(text, selector, init, kwargs):
         ("*.weight=normal(std='big')", "std must be a number"),
         ("*.weight=normal(std=__import__('os').getpid())", "is not a number, string or boolean"),
         ("*.weight=normal(std=1+1)", "is not a number, string or boolean"),
+        ("*.weight=normal(std=[1])", "is not a number, string or boolean"),
+        ("*=my.py:f(shape=(2, 3))", "is not a number, string or boolean"),
+        ("*=my.py:f(options={'a': 1})", "is not a number, string or boolean"),
         ("*.weight=normal(std=1", "expected SELECTOR=INIT"),
         ("*.weight=normal(std=1,,)", "cannot read the arguments"),
         ("*.weight=kaiming_normal(mode=fan_sideways)", "mode must be one of fan_in, fan_out"),
@@ -157,7 +156,8 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
     import torch
     from torch import nn
 
-    from paramscope.core.rules import RuleError, preview_rules
+    from paramscope.core.errors import RuleError
+    from paramscope.core.rules import preview_rules
     from paramscope.core.session import Session
     from paramscope.core.sources import OpenedModel
 
@@ -174,12 +174,8 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
 @pytest.mark.parametrize("rules", [["type:Conv2d=normal(std=0.02)"], ["*.wieght=normal(std=0.02)", "*.bias=zeros"]])
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
-    from paramscope.core.rules import (
-        UnmatchedRuleError,
-        UnmatchedRuleWarning,
-        apply_rules,
-        preview_rules,
-    )
+    from paramscope.core.rule_plans import UnmatchedRuleError, UnmatchedRuleWarning
+    from paramscope.core.rules import apply_rules, preview_rules
 
     session = Session(open_source("demo:mlp"))
     before = {n: t.clone() for n, t in session.model.state_dict().items()}
@@ -196,9 +192,35 @@ def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
 
 
 def test_unmatched_type_rule_lists_the_types_there_are() -> None:
-    from paramscope.core.rules import UnmatchedRuleError, check_unmatched
+    from paramscope.core.rule_plans import UnmatchedRuleError, check_unmatched
 
     session = Session(open_source("demo:mlp"))
     with pytest.raises(UnmatchedRuleError, match=r"no module of type Conv2d owns a parameter \(types with parameters: Linear\)"):
         check_unmatched(plan(session, ["type:Conv2d=normal(std=0.02)"]), session.report)
     assert check_unmatched(plan(session, ["type:Linear=normal(std=0.02)"]), session.report) == []
+
+
+def test_weights_and_biases_narrow_names_as_the_keyword_selectors_do() -> None:
+    """The Initialize panel's two boxes: ``in_proj_bias`` is a bias, ``pos`` is neither."""
+    from paramscope.core.selectors import weights_and_biases
+
+    report, _ = report_of("demo:tiny_lm")
+    names = ["pos", "embed.weight", "blocks.layers.0.self_attn.in_proj_weight",
+             "blocks.layers.0.self_attn.in_proj_bias", "blocks.layers.0.linear1.bias"]  # fmt: skip
+    assert weights_and_biases(report, names) == names
+    assert weights_and_biases(report, names, weights=False, biases=False) == []
+    assert weights_and_biases(report, names, biases=False) == names[1:3]
+    assert weights_and_biases(report, names, weights=False) == names[3:]
+    assert weights_and_biases(report, names, biases=False) == [
+        n for n in names if n in resolve_targets(report, parse_selector("weights"))
+    ]
+    shared, _ = report_of("demo:shared")  # one tensor, two names: any alias counts
+    assert weights_and_biases(shared, ["0.weight"], biases=False) == ["0.weight"]
+
+
+def test_the_keyword_selectors_look_at_the_local_name_only() -> None:
+    """``weights`` hits ``weightnet.weight`` but not ``weightnet.bias``: the module's name is not the tensor's."""
+    model = torch.nn.ModuleDict({"weightnet": torch.nn.Linear(2, 2), "biasnet": torch.nn.Linear(2, 2)})
+    report = build_report(model)
+    assert resolve_targets(report, parse_selector("weights"), model) == ["weightnet.weight", "biasnet.weight"]
+    assert resolve_targets(report, parse_selector("biases"), model) == ["weightnet.bias", "biasnet.bias"]

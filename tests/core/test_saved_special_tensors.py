@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from paramscope.core.files.diff import diff_sources, diff_state_dicts
+from paramscope.core.diff import diff_sources, diff_state_dicts
 from paramscope.core.report import build_report
 from paramscope.core.sources import open_source
 

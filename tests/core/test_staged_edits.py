@@ -132,8 +132,8 @@ def test_commands_that_cannot_stage_still_apply_and_undo() -> None:
 
 
 def test_a_custom_initializer_stays_on_the_model() -> None:
-    from paramscope.core.initializers import custom_from_source
-    from paramscope.core.rules import InitRule
+    from paramscope.core.custom_init import custom_from_source
+    from paramscope.core.rule_parse import InitRule
 
     session = Session(open_source("demo:mlp"))
     custom = custom_from_source("def f(t, generator):\n    t.normal_(generator=generator)\n", "f")

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
-from paramscope.core.inputs import parse_input_spec
-from paramscope.core.rules import parse_rule, parse_selector
+from paramscope.core.input_specs import parse_input_spec
+from paramscope.core.rule_parse import parse_rule
+from paramscope.core.selectors import parse_selector
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

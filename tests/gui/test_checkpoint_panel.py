@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QDialog
 from torch import nn
 
 from paramscope.core.demos import build_demo
-from paramscope.core.files.load_weights import compare_weights
+from paramscope.core.files.weights_fit import compare_weights
 from paramscope.gui.checkpoint_panel import SORT_ROLE
 from paramscope.gui.files_actions import FilesActions, LoadWeightsDialog
 from paramscope.gui.state import AppState

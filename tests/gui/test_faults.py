@@ -355,11 +355,11 @@ def test_edits_wait_while_a_backward_uses_the_model(qtbot) -> None:
     assert state.open("demo:mlp")
     before = state.session.tensor("0.weight").detach().clone()
     _, (command,) = build_commands(state.session, ["0.weight=zeros"], seed=0)
-    state.busyChanged.emit(True, "backward")
+    state.set_busy(True, "backward")
     with qtbot.waitSignal(state.errorOccurred, timeout=5_000) as blocker:
         assert not state.execute(command)
     assert "wait until the backward task finishes" in blocker.args[0]
     assert torch.equal(state.session.tensor("0.weight").detach(), before)
-    state.busyChanged.emit(False, "backward")
+    state.set_busy(False, "backward")
     assert state.execute(command)
     assert not state.session.tensor("0.weight").detach().any()

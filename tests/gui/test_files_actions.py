@@ -9,15 +9,11 @@ import torch
 
 from paramscope.core.commands import TensorEditCommand
 from paramscope.core.demos import build_demo
+from paramscope.core.diff import diff_state_dicts
 from paramscope.core.files import UntrustedFileError
-from paramscope.core.files.diff import diff_state_dicts
-from paramscope.core.files.load_weights import compare_weights
-from paramscope.gui.files_actions import (
-    FilesActions,
-    LoadWeightsDialog,
-    open_with_consent,
-    trust_question,
-)
+from paramscope.core.files.weights_fit import compare_weights
+from paramscope.gui.consent import open_with_consent, trust_question
+from paramscope.gui.files_actions import FilesActions, LoadWeightsDialog
 from paramscope.gui.state import AppState
 
 

@@ -18,7 +18,9 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from paramscope.core.rules import InitRule, Selector, build_commands
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import build_commands
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import open_source
 from paramscope.core.value_edits import value_edit_command
@@ -120,8 +122,8 @@ class Monkey:
             names, init_name, kwargs = panel.target_names(), panel.initializer_name, panel.kwargs()
         except Exception:  # noqa: BLE001  (a bad rule: the panel must say so itself)
             names = None
-        if self.rng.random() < 0.3:
-            panel.preview()
+        if self.rng.random() < 0.3 and panel.preview():  # computed in a worker: seen before Apply
+            self.qtbot.waitUntil(lambda: not panel.is_staging, timeout=30_000)
         pushes = Monkey._pushes
         qtbot_click(self.qtbot, panel.apply_button)
         if Monkey._pushes == pushes:

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from paramscope.core.commands import TensorEditCommand
-from paramscope.core.rules import InitRule, Selector, build_commands
+from paramscope.core.rule_parse import InitRule
+from paramscope.core.rules import build_commands
+from paramscope.core.selectors import Selector
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel
 from paramscope.core.value_edits import value_edit_command

@@ -149,6 +149,7 @@ def test_long_forms_do_not_widen_their_dock(open_demo, qtbot):
     window = open_demo("tiny_lm")
     window.backward_panel.run_backward()
     qtbot.waitUntil(lambda: not window.backward_panel.is_running, timeout=60_000)
-    window.init_panel.preview()
+    with qtbot.waitSignal(window.init_panel.previewReady, timeout=60_000):  # its message shown
+        assert window.init_panel.preview()
     for panel in (window.backward_panel, window.init_panel.findChild(QScrollArea).widget()):
         assert panel.minimumSizeHint().width() <= 300, panel

@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers", reason="the zoo extra (transf
 
 from torch_reference import check_backward, check_structure  # noqa: E402
 
-from paramscope.core.files.diff import diff_sources  # noqa: E402
+from paramscope.core.diff import diff_sources  # noqa: E402
 from paramscope.core.inputs import default_input  # noqa: E402
 from paramscope.core.report import build_report  # noqa: E402
 from paramscope.core.sources import open_source  # noqa: E402
@@ -118,7 +118,7 @@ def test_tied_names_with_different_values_say_which_wins(tmp_path: Path) -> None
 
 
 def test_weights_report_names_the_tie_conflict_in_json(tmp_path: Path) -> None:
-    from paramscope.core.files.load_weights import compare_weights
+    from paramscope.core.files.weights_fit import compare_weights
 
     saved = _llama(tmp_path)
     state = {k: v.clone() for k, v in saved.state_dict().items()}

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from paramscope.core.backward import BackwardResult, run_backward, zero_grad
-from paramscope.core.inputs import InputSpec
+from paramscope.core.backward import run_backward, zero_grad
+from paramscope.core.grad_results import BackwardResult
+from paramscope.core.input_specs import InputSpec
 from paramscope.core.model_statistics import compute_model_statistics
 from paramscope.core.report import build_report
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from paramscope import __version__
-from paramscope.cli.common import add_entry_arguments
+from paramscope.cli.common import add_cache_arguments, add_entry_arguments, apply_cache_arguments
 from paramscope.core.errors import ParamscopeError
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),
     "series": ("paramscope.cli.series_cmd", "how each tensor and module moved over a run's checkpoints"),
     "audit": ("paramscope.cli.audit_cmd", "statistics and histograms of every tensor, here or on a Dask cluster"),
+    "cache": ("paramscope.cli.cache_cmd", "where ranges read from URLs are cached, how much; clear it"),
     "bench": ("paramscope.cli.bench_cmd", "measure speed against plain torch/numpy baselines"),
 }
 
@@ -40,7 +41,17 @@ def _window_parser() -> argparse.ArgumentParser:
         "SOURCE is demo:NAME, FILE.py:NAME, package.module:NAME or a checkpoint file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", nargs="?", default="demo:mlp", help="what to open (default: demo:mlp)")
+    parser.add_argument(
+        "source",
+        nargs="*",
+        help="what to open (default: demo:mlp); two or more checkpoints open as a series (as --series)",
+    )
+    parser.add_argument(
+        "--series",
+        nargs="+",
+        metavar="CKPT",
+        help="open the Series view on a run's checkpoints (a glob, a folder, files or URLs) and its latest as the model",
+    )
     parser.add_argument("--weights", metavar="FILE", help="load this state_dict into the model")
     parser.add_argument(
         "--strip-prefix",
@@ -50,16 +61,22 @@ def _window_parser() -> argparse.ArgumentParser:
     add_entry_arguments(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
     parser.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+    add_cache_arguments(parser)
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     return parser
 
 
 def _run_window(argv: Sequence[str]) -> int:
     args = _window_parser().parse_args(argv)
+    apply_cache_arguments(args)
     from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
 
     options = {"strip_prefix": args.strip_prefix, "entry": args.entry, "weights_entry": args.weights_entry}
-    return launch(args.source, weights=args.weights, trust=args.trust, screenshot=args.screenshot, options=options)
+    series = (args.series or []) + (args.source if len(args.source) > 1 or args.series else [])
+    if series and (args.weights or args.screenshot):
+        raise ParamscopeError("--series (or several sources) opens a run's checkpoints: without --weights or --screenshot")
+    source = args.source[0] if len(args.source) == 1 and not args.series else "demo:mlp"
+    return launch(source, weights=args.weights, trust=args.trust, screenshot=args.screenshot, options=options, series=series or None)
 
 
 def _run_subcommand(name: str, argv: Sequence[str]) -> int:
@@ -68,6 +85,7 @@ def _run_subcommand(name: str, argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"paramscope {name}", description=text)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
+    apply_cache_arguments(args)
     return int(module.run(args))
 
 

@@ -4,43 +4,63 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from paramscope.cli.common import fmt_number, print_json
+from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", help="checkpoint files, folders or URLs (each worker reads them itself)")
+def add_scheduler_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         metavar="local:N|tcp://HOST:8786",
         help="compute on a Dask distributed cluster: N local worker processes, or a running scheduler "
         "(workers need paramscope installed and the same paths or URLs); without it nothing of Dask is used",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", help="checkpoint files, folders or URLs (each worker reads them itself)")
+    add_scheduler_argument(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules)")
     parser.add_argument("--json", action="store_true", help="machine-readable output, histograms included")
     parser.add_argument("--bins", type=int, default=None, help="histogram bars (default: chosen per tensor)")
+    add_cache_arguments(parser)
+
+
+@contextmanager
+def terminal_progress() -> Iterator[Any]:
+    """A TaskState whose progress is one line on stderr, rewritten in place (on a terminal only);
+    the line is wiped at the end, also on Ctrl+C, so the one-line message that follows stands alone."""
+    from paramscope.core.tasks import TaskState
+
+    shown = sys.stderr.isatty()
+
+    def progress(fraction: float, message: str) -> None:
+        if shown:
+            print(f"\r{fraction:6.1%} {message[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    try:
+        yield TaskState(progress)
+    finally:
+        if shown:
+            print(f"\r{'':<68}\r", end="", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from paramscope.core.audit import audit
     from paramscope.core.files.remote_io import is_remote, shown_url
-    from paramscope.core.tasks import TaskState
-
-    def progress(fraction: float, message: str) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{fraction:6.1%} {message[:60]:<60}", end="", file=sys.stderr, flush=True)
 
     results: dict[str, Any] = {}
-    for source in args.sources:
-        summaries = audit(source, args.scheduler, args.bins, args.trust, TaskState(progress))
-        shown = shown_url(source) if is_remote(source) else source
-        results[shown] = {
-            name: {"stats": s.stats.to_dict(), **({"histogram": s.histogram.to_dict()} if args.json else {})}
-            for name, s in summaries.items()
-        }
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    with terminal_progress() as state:
+        for source in args.sources:
+            summaries = audit(source, args.scheduler, args.bins, args.trust, state)
+            shown = shown_url(source) if is_remote(source) else source
+            results[shown] = {
+                name: {"stats": s.stats.to_dict(), **({"histogram": s.histogram.to_dict()} if args.json else {})}
+                for name, s in summaries.items()
+            }
     if args.json:
         print_json({"sources": results, "scheduler": args.scheduler})
     else:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 STEP_NAMES = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start")
+STEP_NAMES += ("remote_open", "remote_tensor", "audit_cluster")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

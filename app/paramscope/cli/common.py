@@ -21,6 +21,33 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_entry_arguments(parser)
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules, .pt2)")
+    add_cache_arguments(parser)
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir``/``--cache-size``: the on-disk cache of ranges read from URLs."""
+    group = parser.add_argument_group("range cache (sources by URL)")
+    group.add_argument(
+        "--cache-dir", metavar="DIR", help="keep fetched ranges here (default: $PARAMSCOPE_CACHE_DIR or ~/.cache/paramscope/ranges)"
+    )
+    group.add_argument(
+        "--cache-size", metavar="SIZE", help="at most this much, e.g. 2GB, 500MiB; 0: no cache (default: $PARAMSCOPE_CACHE_BYTES or 2 GiB)"
+    )
+
+
+def apply_cache_arguments(args: argparse.Namespace) -> None:
+    """Put ``--cache-dir``/``--cache-size`` in the environment, which the cache reads: worker
+    processes (``audit --scheduler local:N``) inherit it."""
+    import os
+
+    if getattr(args, "cache_size", None) is not None:
+        from paramscope.core.files.remote_cache import SIZE_VARIABLE, parse_size
+
+        os.environ[SIZE_VARIABLE] = str(parse_size(args.cache_size))
+    if getattr(args, "cache_dir", None):
+        from paramscope.core.files.remote_cache import DIR_VARIABLE
+
+        os.environ[DIR_VARIABLE] = os.path.abspath(os.path.expanduser(args.cache_dir))
 
 
 def add_entry_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,9 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.backward import BackwardUnavailable
+    from paramscope.core.backward_errors import BackwardUnavailable
     from paramscope.core.compare import compare_schemes
-    from paramscope.core.inputs import default_input, parse_input_spec
+    from paramscope.core.input_specs import parse_input_spec
+    from paramscope.core.inputs import default_input
     from paramscope.core.losses import get_loss
     from paramscope.core.session import Session
 

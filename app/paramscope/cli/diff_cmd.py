@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.common import fmt_number, print_json
+from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--bins", type=int, default=32, help="histogram bins of each difference (default 32)")
     parser.add_argument("--all", action="store_true", help="list identical tensors too")
+    add_cache_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.files.diff import diff_sources
+    from paramscope.core.diff import diff_sources
     from paramscope.core.files.remote_io import is_remote, shown_url
 
     result = diff_sources(

@@ -44,15 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.backward import BackwardUnavailable, run_backward
-    from paramscope.core.inputs import default_input, parse_input_spec
+    from paramscope.core.backward import run_backward
+    from paramscope.core.backward_errors import BackwardUnavailable
+    from paramscope.core.input_specs import parse_input_spec
+    from paramscope.core.inputs import default_input
     from paramscope.core.losses import get_loss
 
     get_loss(args.loss)  # bad arguments fail before the model is opened
     spec = parse_input_spec(args.input) if args.input else None
     rules = []
     if args.init:
-        from paramscope.core.rules import parse_rule
+        from paramscope.core.rule_parse import parse_rule
 
         rules = [parse_rule(text) for text in args.init]
     opened = open_from_args(args)

@@ -8,8 +8,15 @@ is checked before anything changes, and the state_dict is written atomically (``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paramscope.cli.common import add_source_arguments, add_sync_argument, open_from_args
+
+if TYPE_CHECKING:
+    from paramscope.core.rule_parse import InitRule
+    from paramscope.core.session import Session
+    from paramscope.core.sources import OpenedModel
 
 EPILOG = """\
 rules: SELECTOR=INIT(key=value,...)
@@ -54,10 +61,33 @@ def _file_rules(path: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from paramscope.core.rule_plans import RefusedError, check_unmatched, plan
+    from paramscope.core.session import Session
 
+    rules = _parsed_rules(args)  # bad arguments and rules fail before the model is opened
+    opened = open_from_args(args)
+    rules = _with_preset(args, opened, rules)
+    session = Session(opened)
+    the_plan = plan(session, rules)
+    print(the_plan.describe())
+    check_unmatched(the_plan, session.report)  # a rule that hits nothing is a typo, --strict or not
+    if not the_plan.ok and args.strict:
+        raise RefusedError(the_plan.refusal_message() + " (--strict)", the_plan)
+    applicable = sum(len(rp.hits) for rp in the_plan.rules) - len(the_plan.refusals)
+    if applicable <= 0:
+        raise RefusedError(the_plan.refusal_message(), the_plan)
+    if args.dry_run:
+        return 0
+    if the_plan.refusals:
+        print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
+    _apply(args, session, rules)
+    return 0
+
+
+def _parsed_rules(args: argparse.Namespace) -> list[InitRule]:
+    """The rules of --rules-file and --rule, parsed; checks the other arguments first."""
     from paramscope.core.errors import ParamscopeError
-    from paramscope.core.rules import RefusedError, check_unmatched, fill_input, parse_rule, plan
+    from paramscope.core.rule_parse import parse_rule
 
     texts = _file_rules(args.rules_file) + list(args.rule)
     if args.preset:
@@ -72,8 +102,13 @@ def run(args: argparse.Namespace) -> int:
         from paramscope.core.files.export import export_format
 
         export_format(Path(args.output))  # a bad extension fails before any work
-    rules = [parse_rule(text) for text in texts]  # bad rules fail before the model is opened
-    opened = open_from_args(args)
+    return [parse_rule(text) for text in texts]
+
+
+def _with_preset(args: argparse.Namespace, opened: OpenedModel, rules: list[InitRule]) -> list[InitRule]:
+    """The preset's rules (its comments printed) before ``rules``; ``input=`` filled in where needed."""
+    from paramscope.core.rule_parse import fill_input, parse_rule
+
     if args.preset:
         from paramscope.core.presets import preset_rules
         from paramscope.core.report import build_report
@@ -81,28 +116,15 @@ def run(args: argparse.Namespace) -> int:
         made = preset_rules(args.preset, opened.model, build_report(opened.model))
         print("\n".join(f"# {c}" for c in made.comments))
         rules = [parse_rule(text) for text in made.rules] + rules
-    rules = fill_input(rules, args.input)
+    return fill_input(rules, args.input)
 
-    from paramscope.core.session import Session
 
-    session = Session(opened)
-    the_plan = plan(session, rules)
-    print(the_plan.describe())
-    check_unmatched(the_plan, session.report)  # a rule that hits nothing is a typo, --strict or not
-    skip_refused = not args.strict
-    if not the_plan.ok and args.strict:
-        raise RefusedError(the_plan.refusal_message() + " (--strict)", the_plan)
-    applicable = sum(len(rp.hits) for rp in the_plan.rules) - len(the_plan.refusals)
-    if applicable <= 0:
-        raise RefusedError(the_plan.refusal_message(), the_plan)
-    if args.dry_run:
-        return 0
-
+def _apply(args: argparse.Namespace, session: Session, rules: list[InitRule]) -> None:
+    """Apply the rules (refused tensors skipped unless --strict), write the script and the file."""
+    from paramscope.core.files.export import export_model
     from paramscope.core.rules import apply_rules
 
-    if the_plan.refusals:
-        print(f"skipped {len(the_plan.refusals)} refused tensor(s): " + ", ".join(n for _, n, _ in the_plan.refusals))
-    commands = apply_rules(session, rules, seed=args.seed, skip_refused=skip_refused)
+    commands = apply_rules(session, rules, seed=args.seed, skip_refused=not args.strict)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
     for command in commands:
         for note in command.rule_plan.run_notes:  # type: ignore[attr-defined]
@@ -113,8 +135,5 @@ def run(args: argparse.Namespace) -> int:
 
         write_text_atomically(Path(args.script), replay_script(session))
         print(f"wrote {args.script}")
-    from paramscope.core.files.export import export_model
-
     result = export_model(session.model, args.output, loader=session.opened.loader, sync=args.sync)
     print(f"wrote {result.path} ({result.format}): {result.tensors} tensors")
-    return 0

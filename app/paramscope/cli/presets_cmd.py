@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _param_text(spec: object) -> str:
-    from paramscope.core.initializers import format_value
+    from paramscope.core.replay import format_value
 
     default = "required" if spec.required else format_value(spec.default)  # type: ignore[attr-defined]
     return f"{spec.name}={default}"  # type: ignore[attr-defined]

@@ -1,11 +1,13 @@
-"""``paramscope series CKPT...|GLOB|FOLDER [--json]``: how each tensor and module moved over a run."""
+"""``paramscope series CKPT...|GLOB|FOLDER [--scheduler ...] [--json]``: how each tensor and module
+moved over a run."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from paramscope.cli.common import fmt_number, print_json
+from paramscope.cli.audit_cmd import add_scheduler_argument, terminal_progress
+from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,12 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true", help="allow files that can run code (pickled modules)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--modules-only", action="store_true", help="in the text table, modules only")
+    add_scheduler_argument(parser)
+    add_cache_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from paramscope.core.series import compute_series
 
-    series = compute_series(args.checkpoints, trust=args.trust)
+    with terminal_progress() as state:
+        series = compute_series(args.checkpoints, trust=args.trust, state=state, scheduler=args.scheduler)
     if args.json:
         print_json(series.to_dict())
     else:

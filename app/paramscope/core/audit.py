@@ -10,11 +10,11 @@ the client. Dask is imported only when a scheduler is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from paramscope.core.errors import Cancelled, SourceError
+from paramscope.core.errors import SourceError
 from paramscope.core.model_statistics import TensorSummary, summarize
 from paramscope.core.series import _values, open_checkpoint
 from paramscope.core.tasks import TaskState, ensure_state
@@ -23,18 +23,8 @@ from paramscope.core.tasks import TaskState, ensure_state
 PARTS_PER_WORKER = 4
 
 
-def summarize_part(
-    source: str, names: list[str], bins: int | None, trust: bool, threads: int
-) -> dict[str, TensorSummary]:
-    """What one worker does: open ``source`` (headers only where lazy) and summarize ``names``.
-
-    torch sums in another order with another number of threads: the worker uses the client's
-    ``threads``, so its last bits are the local path's.
-    """
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+def summarize_part(source: str, bins: int | None, trust: bool, names: list[str]) -> dict[str, TensorSummary]:
+    """What one worker does: open ``source`` (headers only where lazy) and summarize ``names``."""
     checkpoint = open_checkpoint(source, trust)
     out = {}
     for name in names:
@@ -43,6 +33,16 @@ def summarize_part(
             raise SourceError(f"{source}: holds no tensor {name!r} (changed since the audit began?)")
         out[name] = summarize(tensor, bins)
     return out
+
+
+def _in_worker(threads: int, function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``function(*args)`` with the client's torch threads: torch sums in another order with
+    another number of threads, so the worker's last bits are the local path's."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return function(*args)
 
 
 def _sizes(source: str, trust: bool) -> dict[str, int]:
@@ -74,7 +74,7 @@ def audit(
     if scheduler is None:
         results = _audit_here(source, sizes, bins, trust, state)
     else:
-        results = _audit_on_dask(source, sizes, scheduler, bins, trust, state)
+        results = map_on_dask(scheduler, summarize_part, (source, bins, trust), sizes, state)
     state.progress(1.0, "done")
     return {name: results[name] for name in sizes}
 
@@ -102,10 +102,7 @@ def dask_client(scheduler: str) -> Iterator[Any]:
             workers = int(scheduler.removeprefix("local:"))
         except ValueError:
             raise SourceError(f"--scheduler {scheduler}: give local:N with N a number of workers") from None
-        with (
-            LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-            Client(cluster) as client,
-        ):
+        with _local_cluster(LocalCluster, workers) as cluster, Client(cluster) as client:
             yield client
         return
     try:
@@ -116,26 +113,71 @@ def dask_client(scheduler: str) -> Iterator[Any]:
         yield client
 
 
-def _audit_on_dask(
-    source: str, sizes: dict[str, int], scheduler: str, bins: int | None, trust: bool, state: TaskState
-) -> dict[str, TensorSummary]:
+def _local_cluster(factory: Callable[..., Any], workers: int) -> Any:
+    """A LocalCluster whose worker processes ignore SIGINT: Ctrl+C in a terminal reaches the
+    whole process group, and workers would each print a traceback; the client stops them.
+
+    An ignored signal stays ignored across the workers' exec, and neither Python nor asyncio
+    installs a handler over it. So SIGINT is ignored while they start (a Ctrl+C in those seconds
+    is lost) and restored at once.
+    """
+    import logging
+    import signal
+    import threading
+
+    here = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if here else None
+    try:
+        return factory(
+            n_workers=max(1, workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,  # a cancel's warnings are not the user's business
+        )
+    finally:
+        if here:
+            signal.signal(signal.SIGINT, previous)
+
+
+def map_on_dask(
+    scheduler: str,
+    function: Callable[..., dict[str, Any]],
+    args: tuple[Any, ...],
+    sizes: dict[str, int],
+    state: TaskState,
+) -> dict[str, Any]:
+    """``function(*args, names)`` on the cluster for parts of ``sizes``' names
+    (about equal bytes each), merged. Progress as parts finish; a cancel (``state`` or Ctrl+C)
+    cancels what is still queued or running and raises."""
     import torch
-    from distributed import as_completed
+    from distributed import TimeoutError as DaskTimeout
+    from distributed import wait
 
     threads = torch.get_num_threads()
     with dask_client(scheduler) as client:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         parts = split_parts(sizes, workers * PARTS_PER_WORKER)
-        futures = {client.submit(summarize_part, source, part, bins, trust, threads, pure=False): part for part in parts}
-        total, done = sum(sizes.values()), 0
-        results: dict[str, TensorSummary] = {}
+        futures = {
+            client.submit(_in_worker, threads, function, *args, part, pure=False): part for part in parts
+        }
+        total, done, parts_done = sum(sizes.values()), 0, 0
+        results: dict[str, Any] = {}
+        pending = set(futures)
+        state.progress(0.0, f"{len(parts)} parts on {workers} worker(s)")
         try:
-            for future in as_completed(futures):
-                part = futures[future]
-                results.update(future.result())
-                done += sum(sizes[n] for n in part)
-                state.progress(done / total, part[-1])
-        except (Cancelled, KeyboardInterrupt):
-            client.cancel(list(futures))
+            while pending:
+                state.check()
+                try:
+                    finished, pending = wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
+                except DaskTimeout:
+                    continue
+                for future in finished:
+                    results.update(future.result())
+                    done, parts_done = done + sum(sizes[n] for n in futures[future]), parts_done + 1
+                    state.progress(done / total, f"{parts_done} of {len(parts)} parts done")
+        except BaseException:  # Cancelled, Ctrl+C, a worker's error: nothing left running
+            with suppress(Exception):  # a lost scheduler must not hide why we stopped
+                client.cancel(list(futures))
             raise
     return results

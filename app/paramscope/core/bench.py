@@ -37,6 +37,9 @@ from torch.nn import functional as F
 # The window's stall is measured by paramscope.cli.bench_gui (the core never imports Qt).
 STEPS = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start")
 STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui", "gui_start": "paramscope.cli.bench_gui"}
+# Checkpoints by URL and audits on Dask (issue 18): paramscope.core.bench_remote
+STEPS += ("remote_open", "remote_tensor", "audit_cluster")
+STEP_MODULES.update(dict.fromkeys(STEPS[-3:], "paramscope.core.bench_remote"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,6 +133,7 @@ class Row:
     name: str
     target: str
     limit: float | None = None  # the ratio must be <= limit (None: informative)
+    limit_s: float | None = None  # or the app's seconds must be <= limit_s
     app_s: float | None = None
     baseline_s: float | None = None
     ratio: float | None = None
@@ -140,6 +144,8 @@ class Row:
 
     @property
     def ok(self) -> bool | None:
+        if self.limit_s is not None and self.app_s is not None:
+            return self.app_s <= self.limit_s
         if self.limit is None or self.ratio is None:
             return None
         return self.ratio <= self.limit

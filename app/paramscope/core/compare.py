@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.inputs import InputSpec
+from paramscope.core.input_specs import InputSpec
 from paramscope.core.signal import SignalPoint
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -97,7 +97,7 @@ def _csv_cell(text: str) -> str:
 def scheme_rules(session: Session, scheme: str, input_text: str | None) -> tuple[list[str], list[str]]:
     """The rules of ``scheme`` for this model and the comments saying where they came from."""
     from paramscope.core.presets import PRESETS, preset_rules
-    from paramscope.core.rules import fill_input
+    from paramscope.core.rule_parse import fill_input
 
     name = scheme.strip()
     if name == CURRENT:

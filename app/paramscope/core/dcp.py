@@ -134,8 +134,8 @@ def read_dcp_checkpoint(folder: Path) -> Any:
 
 def open_dcp(folder: Path) -> Any:
     """Open a DCP folder lazily: shape-only placeholders now, each tensor's values on demand."""
+    from paramscope.core.files.opened import OpenedModel
     from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
-    from paramscope.core.sources import OpenedModel
 
     metadata = read_metadata(folder)
     entries = metadata.entries

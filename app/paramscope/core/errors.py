@@ -15,6 +15,10 @@ class SourceError(ParamscopeError):
     """A source string or file could not be opened."""
 
 
+class RuleError(ParamscopeError):
+    """An init rule that cannot be parsed or applied; the message names the rule."""
+
+
 class Cancelled(ParamscopeError):
     """Long work was cancelled by the user."""
 

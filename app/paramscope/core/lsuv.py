@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import init as torch_init
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.inputs import InputSpec, parse_input_spec
+from paramscope.core.input_specs import InputSpec, parse_input_spec
+from paramscope.core.inputs import make_call_inputs
 from paramscope.core.losses import differentiable_leaves
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -174,8 +175,6 @@ def _layers(model: nn.Module, names: Sequence[str]) -> dict[str, tuple[nn.Module
 
 
 def _inputs(model: nn.Module, spec: InputSpec | str, seed: int) -> tuple[tuple, dict]:
-    from paramscope.core.backward import make_call_inputs  # heavy module, needed only here
-
     if isinstance(spec, str):
         if not spec.strip():
             raise LSUVError(MISSING_INPUT)
@@ -202,7 +201,7 @@ def lsuv_(model: nn.Module, names: Sequence[str], input: InputSpec | str, *,  # 
         >>> all(abs(layer.std_end - 1) <= 0.05 for layer in result.layers)
         True
     """
-    from paramscope.core.initializers import derived_seed
+    from paramscope.core.initializer_base import derived_seed
 
     if tol <= 0 or not math.isfinite(tol):
         raise LSUVError(f"lsuv: tol must be a positive number, got {tol!r}")

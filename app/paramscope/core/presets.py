@@ -41,8 +41,9 @@ from typing import Any
 
 from torch import nn
 
-from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import ParamSpec, format_value
+from paramscope.core.errors import ParamscopeError, RuleError
+from paramscope.core.initializer_base import ParamSpec
+from paramscope.core.replay import format_value
 from paramscope.core.report import ModelReport
 
 # Local names of the layers that end a residual branch: GPT-2 (attn.c_proj, mlp.c_proj),
@@ -80,13 +81,14 @@ class Preset:
 
 
 def _hits(rule: str, model: nn.Module, report: ModelReport) -> int:
-    from paramscope.core.rules import parse_rule, resolve_targets
+    from paramscope.core.rule_parse import parse_rule
+    from paramscope.core.selectors import resolve_targets
 
     return len(resolve_targets(report, parse_rule(rule).selector, model))
 
 
 def _selector_hits(selector: str, model: nn.Module, report: ModelReport) -> int:
-    from paramscope.core.rules import parse_selector, resolve_targets
+    from paramscope.core.selectors import parse_selector, resolve_targets
 
     return len(resolve_targets(report, parse_selector(selector), model))
 
@@ -266,7 +268,7 @@ def parse_preset(text: str) -> tuple[Preset, dict[str, Any]]:
         >>> parse_preset("mup(base_width=32)")[1]["base_width"]
         32
     """
-    from paramscope.core.rules import RuleError, _parse_args
+    from paramscope.core.rule_parse import parse_arguments
 
     match = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", text, re.DOTALL)
     if not match:
@@ -276,7 +278,7 @@ def parse_preset(text: str) -> tuple[Preset, dict[str, Any]]:
         raise PresetError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     preset = PRESETS[name]
     try:
-        positional, keywords = _parse_args(arg_text, text)
+        positional, keywords = parse_arguments(arg_text, text)
     except RuleError as exc:
         raise PresetError(str(exc).replace("rule ", "preset ", 1)) from exc
     specs = {p.name: p for p in preset.params}

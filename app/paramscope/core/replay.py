@@ -13,13 +13,24 @@ Example:
 
 from __future__ import annotations
 
+import math
 import textwrap
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from paramscope.core.commands import Command
 
 if TYPE_CHECKING:
     from paramscope.core.session import Session
+
+
+def format_value(value: Any) -> str:
+    """A value as Python source (the replay script and rule texts use it)."""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return f"float({str(value)!r})"
+        return repr(value)
+    return repr(value)
+
 
 _HEADER = '''\
 """Replay of the changes made in paramscope to {source}.

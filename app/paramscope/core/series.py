@@ -282,29 +282,69 @@ def _pooled(points: Iterable[SeriesPoint | None]) -> SeriesPoint | None:
     )
 
 
+def series_part(
+    sources: list[str], trust: bool, opener: Callable[[str, bool], Checkpoint], names: list[str]
+) -> dict[str, SeriesRow]:
+    """What one Dask worker does: open every checkpoint (headers only where lazy), the rows of ``names``."""
+    checkpoints = [opener(source, trust) for source in sources]
+    return {name: _tensor_row(name, checkpoints) for name in names}
+
+
 def compute_series(
     specs: list[str],
     trust: bool = False,
     state: TaskState | None = None,
     opener: Callable[[str, bool], Checkpoint] = open_checkpoint,
+    scheduler: str | None = None,
 ) -> Series:
-    """The series of the checkpoints ``specs`` name (see :func:`find_checkpoints`)."""
+    """The series of the checkpoints ``specs`` name (see :func:`find_checkpoints`).
+
+    With a ``scheduler`` (as ``paramscope audit --scheduler``: ``local:N`` or ``tcp://HOST:PORT``)
+    the tensors' rows are computed on Dask workers, each reading its tensors itself, by the same
+    function: the numbers are bit-identical. ``opener`` must then be a module-level function.
+    """
     state = ensure_state(state)
     sources, steps = ordered(find_checkpoints(specs))
     checkpoints = []
     for i, source in enumerate(sources):
         state.progress(0.1 * i / len(sources), f"opening {shown(source)}")
         checkpoints.append(opener(source, trust))
-    names: dict[str, None] = {}
+    sizes: dict[str, int] = {}
     for checkpoint in checkpoints:
-        names.update(dict.fromkeys(checkpoint.tensors))
-    ordered_names = sorted(names, key=natural_key)
-    rows = []
-    for i, name in enumerate(ordered_names):
-        state.progress(0.1 + 0.9 * i / max(1, len(ordered_names)), name)
-        rows.append(_tensor_row(name, checkpoints))
+        for name, tensor in checkpoint.tensors.items():
+            sizes[name] = max(sizes.get(name, 1), tensor.numel() * tensor.element_size())
+    ordered_names = sorted(sizes, key=natural_key)
+    if scheduler is None:
+        rows = []
+        for i, name in enumerate(ordered_names):
+            state.progress(0.1 + 0.9 * i / max(1, len(ordered_names)), name)
+            rows.append(_tensor_row(name, checkpoints))
+    else:
+        from paramscope.core.audit import map_on_dask
+
+        del checkpoints  # the workers open their own
+        found = map_on_dask(scheduler, series_part, (sources, trust, opener), sizes, _Scaled(state, 0.1))
+        rows = [found[name] for name in ordered_names]
     state.progress(1.0, "done")
     from paramscope.core.files.remote_io import is_remote, shown_url
 
     shown_sources = [shown_url(s) if is_remote(s) else s for s in sources]
     return Series(shown_sources, steps, rows, module_rows(rows, len(sources)))
+
+
+class _Scaled(TaskState):
+    """``state``'s progress from ``start`` to 1 (the opening took the rest), its cancel."""
+
+    def __init__(self, state: TaskState, start: float) -> None:
+        super().__init__()
+        self._state, self._start = state, start
+
+    def check(self) -> None:
+        self._state.check()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._state.cancelled
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._state.progress(self._start + (1 - self._start) * fraction, message)

@@ -1,9 +1,10 @@
 """The Qt-free state of one open model: what every front end (GUI, CLI, API) works on.
 
-A :class:`Session` holds the opened model, its structural report, the undo stack and a cache of
-tensor summaries. Every change goes through :meth:`Session.execute` as a command; listeners hear
-which tensors changed, so views refresh only what they must. The GUI wraps a Session, it never
-keeps model state of its own.
+A :class:`Session` holds the opened model, its structural report, the undo stack, a cache of
+tensor summaries and of gradient norms, what is selected, and which long work is using the model
+(busy). Every change goes through :meth:`Session.execute` as a command; listeners hear which
+tensors changed, so views refresh only what they must. The GUI mirrors a Session (Qt signals
+from these listeners), it never keeps model state of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from paramscope.core.report import ModelReport, build_report
 from paramscope.core.sources import OpenedModel
 
 ChangeListener = Callable[[tuple[str, ...]], None]
+SelectionListener = Callable[[str, object], None]  # ("module" | "tensor" | "group", the new value)
+BusyListener = Callable[[bool, str], None]  # (busy, what): long work started or ended
 
 # Above this many bytes of tensors, statistics are computed for the selected tensor only, so
 # browsing a checkpoint larger than memory reads only what the user looks at.
@@ -31,10 +34,20 @@ class Session:
         self.stack = stack if stack is not None else CommandStack()
         self._read_structure()
         self._summaries: dict[str, TensorSummary] = {}
+        self._grad_norms: dict[str, float | None] = {}  # see grad_norms
+        self.grad_norms_version = 0  # bumped when known norms are replaced or forgotten
         self._previous: dict[str, TensorSummary] = {}
         # Values from before the last change, summarized only if a view asks (no work on apply).
         self._previous_values: dict[str, torch.Tensor] = {}
         self._listeners: list[ChangeListener] = []
+        #: bumped at every change of tensors or structure: work started before is stale
+        self.generation = 0
+        self.selected_module = ""  # qualified name, "" for the root
+        self.selected_tensor: str | None = None  # canonical name
+        self.selected_group = -1  # index into report.tied_groups, -1 for none
+        self._selection_listeners: list[SelectionListener] = []
+        self._busy: set[str] = set()  # long work using the model now ("backward", "files")
+        self._busy_listeners: list[BusyListener] = []
 
     @property
     def model(self) -> nn.Module:
@@ -43,6 +56,10 @@ class Session:
     def add_listener(self, listener: ChangeListener) -> None:
         """``listener(names)`` runs after tensors change (names empty: the structure changed)."""
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def tensor(self, name: str) -> torch.Tensor:
         """The live tensor (parameter or buffer) under any of its names."""
@@ -151,9 +168,11 @@ class Session:
         touched = tuple(self.canonical(n) for n in names)
         for canonical in touched:
             self._summaries.pop(canonical, None)
+        self._gradients_may_have_changed(touched)
         self.notify(touched)
 
     def notify(self, names: tuple[str, ...]) -> None:
+        self.generation += 1
         for listener in list(self._listeners):
             listener(names)
 
@@ -176,8 +195,130 @@ class Session:
         self._summaries.clear()
         self._previous.clear()
         self._previous_values.clear()
+        self._grad_norms.clear()
+        self.grad_norms_version += 1
         self.notify(())
 
     @property
     def modified(self) -> bool:
         return not self.stack.is_clean
+
+    # --- selection -------------------------------------------------------------------------
+    def add_selection_listener(self, listener: SelectionListener) -> None:
+        """``listener(what, value)`` runs after the selected module, tensor or tied group changes."""
+        self._selection_listeners.append(listener)
+
+    def remove_selection_listener(self, listener: SelectionListener) -> None:
+        if listener in self._selection_listeners:
+            self._selection_listeners.remove(listener)
+
+    def _selected(self, what: str, value: object) -> None:
+        for listener in list(self._selection_listeners):
+            listener(what, value)
+
+    def select_module(self, name: str) -> bool:
+        """Select the module ``name`` ("" for the root); True when the selection changed."""
+        if name == self.selected_module:
+            return False
+        self.selected_module = name
+        self._selected("module", name)
+        return True
+
+    def select_tensor(self, name: str) -> bool:
+        """Select the tensor ``name`` (any alias; kept as its canonical name)."""
+        canonical = self.canonical(name)
+        if canonical == self.selected_tensor:
+            return False
+        self.selected_tensor = canonical
+        self._selected("tensor", canonical)
+        return True
+
+    def select_tied_group(self, index: int) -> bool:
+        """Select ``report.tied_groups[index]`` (-1: none)."""
+        if index == self.selected_group:
+            return False
+        self.selected_group = index
+        self._selected("group", index)
+        return True
+
+    # --- busy ------------------------------------------------------------------------------
+    def add_busy_listener(self, listener: BusyListener) -> None:
+        """``listener(busy, what)`` runs when long work using the model starts or ends."""
+        self._busy_listeners.append(listener)
+
+    def remove_busy_listener(self, listener: BusyListener) -> None:
+        if listener in self._busy_listeners:
+            self._busy_listeners.remove(listener)
+
+    def set_busy(self, busy: bool, what: str) -> bool:
+        """Record that long work ``what`` started (or ended) using the model; True if news."""
+        if busy == (what in self._busy):
+            return False
+        if busy:
+            self._busy.add(what)
+        else:
+            self._busy.discard(what)
+        for listener in list(self._busy_listeners):
+            listener(busy, what)
+        return True
+
+    @property
+    def busy_tasks(self) -> frozenset[str]:
+        return frozenset(self._busy)
+
+    @property
+    def model_busy(self) -> str | None:
+        """What long work is using the model now (edits wait until it is done), if any."""
+        return ", ".join(sorted(self._busy)) or None
+
+    # --- gradient norms --------------------------------------------------------------------
+    @property
+    def grad_norms(self) -> dict[str, float | None]:
+        """Known L2 norms of parameters' ``.grad`` (None: no gradient), by canonical name.
+
+        Views read them, they never compute them: a backward stores its own
+        (:meth:`replace_grad_norms`), and what is missing (:meth:`missing_grad_norms`) is
+        computed by a worker and kept with :meth:`store_grad_norms`.
+        """
+        return self._grad_norms
+
+    def replace_grad_norms(self, norms: dict[str, float | None]) -> None:
+        """Every parameter's norm after a backward (or zero grad); work started before is stale."""
+        self._grad_norms = {self.canonical(n): v for n, v in norms.items()}
+        self.grad_norms_version += 1
+
+    def forget_grad_norms(self, names: Iterable[str] | None = None) -> None:
+        """``.grad`` of ``names`` (None: of every parameter) changed in a way nobody measured."""
+        if names is None:
+            self._grad_norms.clear()
+        else:
+            for name in names:
+                self._grad_norms.pop(self.canonical(name), None)
+        self.grad_norms_version += 1
+
+    def store_grad_norms(self, norms: dict[str, float | None], version: int) -> bool:
+        """Keep norms computed elsewhere from the gradients as they were at ``version``.
+
+        False (nothing kept) when the gradients changed since: those numbers are stale.
+        """
+        if version != self.grad_norms_version:
+            return False
+        self._grad_norms.update(norms)
+        return True
+
+    def missing_grad_norms(self) -> list[str]:
+        return [name for name in self.report.parameters if name not in self._grad_norms]
+
+    def _gradients_may_have_changed(self, names: tuple[str, ...]) -> None:
+        """An edit may replace a parameter (and its ``.grad``): no gradient is known at once,
+        any other is measured again."""
+        unknown = []
+        for name in names:
+            if name not in self.report.parameters:
+                continue
+            if self._tensors[name].grad is None:
+                self._grad_norms[name] = None
+            elif name in self._grad_norms:
+                unknown.append(name)
+        if unknown:
+            self.forget_grad_norms(unknown)

@@ -15,48 +15,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import torch
 from torch import nn
 
 from paramscope.core.demos import DEMOS, build_demo
 from paramscope.core.errors import SourceError, shown
+from paramscope.core.files.opened import OpenedModel
 from paramscope.core.user_code import UserCodeError, run_python_file
-
-if TYPE_CHECKING:
-    from paramscope.core.files.optimizer_state import OptimizerSummary
-
-
-@dataclass
-class OpenedModel:
-    """A model opened from a source, with what the UI needs to know about it."""
-
-    model: nn.Module
-    source: str
-    kind: str  # "demo", "python", "state_dict", "torchscript", "export", ...
-    forward_unavailable: str | None = None  # why forward/backward cannot run, if so
-    path: Path | None = None
-    notes: list[str] = field(default_factory=list)  # things worth telling the user
-    extras: dict[str, object] = field(default_factory=dict)  # non-tensor checkpoint entries
-    # For sources opened lazily: the model holds shape-only (meta) placeholders and this loads
-    # the full values of one of them, by its state_dict name, when they are needed.
-    loader: Callable[[str], torch.Tensor] | None = None
-    entry: str | None = None  # the checkpoint entry the weights came from ("model", "ema")
-    entries: list[str] = field(default_factory=list)  # every entry of the file holding weights
-    optimizers: list[OptimizerSummary] = field(default_factory=list)  # optimizer states beside them
-
-    @property
-    def can_forward(self) -> bool:
-        return self.forward_unavailable is None
-
-    @property
-    def title(self) -> str:
-        return self.source
-
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -181,7 +147,7 @@ def open_source(
                 raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
             opened = _open_file(path, trust, entry)
     if weights is not None:
-        from paramscope.core.files import load_weights_into  # the files layer owns reading
+        from paramscope.core.weights import load_weights_into
 
         load_weights_into(opened, Path(weights), strip_prefix=strip_prefix, entry=weights_entry)
     return opened

@@ -17,7 +17,7 @@ import torch
 from paramscope.core.commands import TensorEditCommand, TensorOf
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.expressions import compile_expression
-from paramscope.core.initializers import format_value
+from paramscope.core.replay import format_value
 from paramscope.core.report import is_lazy
 from paramscope.core.tensor_stats import data_problem
 

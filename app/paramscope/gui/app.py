@@ -98,9 +98,11 @@ def run_app(
     trust: bool = False,
     screenshot: str | None = None,
     on_shown: Callable[[], object] | None = None,
+    series: list[str] | None = None,
     **options: str | None,
 ) -> int:
-    """Open the window on ``source``; with ``screenshot``, render it to that PNG and exit.
+    """Open the window on ``source`` (or the Series view on ``series``); with ``screenshot``,
+    render it to that PNG and exit.
 
     ``options``: ``strip_prefix``, ``entry`` and ``weights_entry`` as ``open_source`` takes them.
 
@@ -134,11 +136,15 @@ def run_app(
     window.show()
     if on_shown is not None:  # e.g. close the splash
         on_shown()
-    # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
-    # error is one line in the window (no other model is opened in its place).
-    if not gc.isenabled():  # launch() turned it off for the start-up; opening still wants it off
-        window.opener.opened.connect(_enable_gc, Qt.ConnectionType.SingleShotConnection)
-    window.open_source(source, trust=trust, weights=weights, ahead=ahead, **options)
+    if series:
+        gc.enable()  # launch() turned it off for the start-up; no file is being read ahead
+        window.series_view.open_series(series, trust=trust, open_latest=True)
+    else:
+        # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and
+        # an error is one line in the window (no other model is opened in its place).
+        if not gc.isenabled():  # launch() turned it off for the start-up; opening wants it off
+            window.opener.opened.connect(_enable_gc, Qt.ConnectionType.SingleShotConnection)
+        window.open_source(source, trust=trust, weights=weights, ahead=ahead, **options)
     schedule_selftest(app, window)
     return app.exec()
 

@@ -14,8 +14,8 @@ from PySide6.QtCore import QModelIndex, QObject, QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMenu
 
+from paramscope.core.init_state import SELECTED_MODULE, SELECTED_TENSOR
 from paramscope.gui import tree_model
-from paramscope.gui.init_panel import SELECTED_MODULE, SELECTED_TENSOR
 from paramscope.gui.param_table import COL_NAME, NAME_ROLE
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class RowMenus(QObject):
 
     def _show_init(self, mode: str) -> None:
         panel = self.window.init_panel
-        panel.target_mode.setCurrentIndex(panel.target_mode.findData(mode))
+        panel.init_state.target_mode = mode  # the widgets follow the state
         panel.refresh_targets()
         self.window.raise_dock(self.window.init_dock)
 

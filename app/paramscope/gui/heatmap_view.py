@@ -1,23 +1,27 @@
 """A heatmap of the selected 2-D weight: a diverging colour map centred at 0, with a colour bar.
 
-Tensors of more dimensions are shown as ``[shape[0], rest]`` (a conv weight: one row per output
-channel), as ``weight.flatten(1)`` would. Large matrices are reduced for display by taking, in
-each k×k block, the value of largest magnitude, so a single outlier still shows; the title says
-"downsampled k×".
+What is drawn comes from :func:`paramscope.core.heatmap.heatmap_of` (rows × columns,
+block-reduced when large, "downsampled k×" in the title). Reducing reads every value, so a
+tensor over :data:`BACKGROUND_NUMEL` elements (or one still to be read from its file) is reduced
+in a worker; the result is drawn on the GUI thread unless the selection or the values changed
+meanwhile.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
-import torch
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from paramscope.core.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
 from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
 
-MAX_DISPLAY = 512  # rows and columns drawn at most; more are block-reduced
+__all__ = ["BACKGROUND_NUMEL", "DIVERGING", "MAX_DISPLAY", "HeatmapView", "as_matrix", "block_maxabs"]
+
+#: Tensors with more elements than a full-size heatmap are reduced in a worker.
+BACKGROUND_NUMEL = MAX_DISPLAY * MAX_DISPLAY
 # Blue - white - red: zero is white, the sign is the hue (as in most weight visualizations).
 DIVERGING = pg.ColorMap(
     [0.0, 0.5, 1.0],
@@ -26,38 +30,14 @@ DIVERGING = pg.ColorMap(
 )
 
 
-def as_matrix(tensor: torch.Tensor) -> torch.Tensor | None:
-    """The tensor as rows × columns (``flatten(1)`` for 3-D and more), or None for 0-D/1-D."""
-    if tensor.dim() < 2:
-        return None
-    return tensor.detach().reshape(tensor.shape[0], -1)
-
-
-def block_maxabs(matrix: torch.Tensor, limit: int = MAX_DISPLAY) -> tuple[np.ndarray, int]:
-    """Reduce ``matrix`` to at most ``limit`` rows and columns; returns (float64 array, k).
-
-    Each k×k block becomes its element of largest magnitude (sign kept); non-finite values
-    count as 0 here (they are reported beside the plot, not hidden in colour).
-
-    Example:
-        >>> block_maxabs(torch.tensor([[1.0, -3.0], [2.0, 0.0]]), limit=1)[0].tolist()
-        [[-3.0]]
-    """
-    rows, cols = matrix.shape
-    k = max(1, math.ceil(max(rows, cols) / limit))
-    values = torch.nan_to_num(matrix.to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if k == 1:
-        return values.numpy(), 1
-    pad_r, pad_c = (-rows) % k, (-cols) % k
-    values = torch.nn.functional.pad(values, (0, pad_c, 0, pad_r))
-    blocks = values.reshape(values.shape[0] // k, k, values.shape[1] // k, k)
-    high = blocks.amax(dim=(1, 3))
-    low = blocks.amin(dim=(1, 3))
-    return torch.where(low.abs() > high.abs(), low, high).numpy(), k
-
-
 class HeatmapView(QWidget):
-    """Heatmap of the selected tensor (rows down, columns across), refreshed when it changes."""
+    """Heatmap of the selected tensor (rows down, columns across), refreshed when it changes.
+
+    Signals:
+        shown(str): the heatmap (or the reason there is none) of this tensor is drawn.
+    """
+
+    shown = Signal(str)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,6 +63,10 @@ class HeatmapView(QWidget):
         self.factor = 1
         self.title = ""
         self._dirty = True
+        self.worker = TaskWorker(self)  # reduces large tensors
+        self._asked: tuple | None = None  # what the worker's result must still match to be drawn
+        self.worker.finished.connect(self._on_reduced)
+        self.worker.failed.connect(self._on_failed)
 
         state.sessionChanged.connect(self._invalidate)
         state.tensorSelected.connect(lambda _n: self._invalidate())
@@ -96,6 +80,8 @@ class HeatmapView(QWidget):
     def _invalidate(self) -> None:
         # Reducing a large matrix costs a full read: do it only when the heatmap is on screen.
         self._dirty = True
+        self.worker.cancel()  # its result would be stale
+        self._asked = None
         if self.isVisible():
             self.refresh()
 
@@ -104,46 +90,62 @@ class HeatmapView(QWidget):
         if self._dirty:
             self.refresh()
 
+    def _what(self) -> tuple:
+        """The selection and the model's values now: a reduction of other ones is stale."""
+        session = self.state.session
+        return id(session), session.generation, session.selected_tensor
+
     def refresh(self) -> None:
         self._dirty = False
         name = self.state.selected_tensor if self.state.has_session else None
         if name is None:
-            self._clear("Select a 2-D parameter (a weight matrix) to see its heatmap.")
+            self.worker.cancel()
+            self._clear("Select a 2-D parameter (a weight matrix) to see its heatmap.", "")
             return
-        tensor = self.state.session.values(name)
-        if tensor.device.type == "meta":
-            self._clear(f"{name}: shape only (no values loaded).")
+        session = self.state.session
+        info = session.report.tensor(name)
+        to_load = session.tensor(name).device.type == "meta" and session.opened.loader is not None
+        if info.numel <= BACKGROUND_NUMEL and not to_load:
+            self.worker.cancel()
+            self._draw(heatmap_of(name, session.values(name)))
             return
-        if tensor.is_complex():
-            self._clear(f"{name}: complex values have no heatmap.")
+        self._asked = self._what()
+        self.message.setText(f"{name}: computing the heatmap…")
+        self.message.setVisible(True)
+        self.worker.start(lambda task_state: heatmap_of(name, session.values(name), task_state), f"heatmap of {name}")
+
+    def _on_reduced(self, heatmap: Heatmap) -> None:
+        asked, self._asked = self._asked, None
+        if self.state.has_session and asked == self._what():
+            self._draw(heatmap)
+
+    def _on_failed(self, message: str) -> None:
+        if self._asked is not None and self.state.has_session and self._asked == self._what():
+            self._clear(" ".join(message.split()), self.state.selected_tensor or "")
+        self._asked = None
+
+    def _draw(self, heatmap: Heatmap) -> None:
+        if heatmap.array is None:
+            self._clear(heatmap.message, heatmap.name)
             return
-        matrix = as_matrix(tensor)
-        if matrix is None or matrix.numel() == 0:
-            self._clear(f"{name} has shape {list(tensor.shape)}: a heatmap needs 2 or more dimensions.")
-            return
-        with torch.no_grad():
-            array, k = block_maxabs(matrix)
-            nonfinite = int((~torch.isfinite(matrix.float())).sum()) if matrix.is_floating_point() else 0
-        self.array, self.factor = array, k
-        reshaped = " (flattened to rows × rest)" if tensor.dim() > 2 else ""
-        title = f"{name} {list(matrix.shape)}{reshaped}"
-        if k > 1:
-            title += f", downsampled {k}× (largest |value| per block)"
-        self.title = title
-        self.plot.setTitle(title)
+        array = heatmap.array
+        self.array, self.factor, self.title = array, heatmap.factor, heatmap.title
+        self.plot.setTitle(heatmap.title)
         bound = float(np.abs(array).max()) or 1.0
         self.image.setImage(array.T, autoLevels=False)  # ImageItem's first axis is x (columns)
-        self.image.setRect(0, 0, matrix.shape[1], matrix.shape[0])  # axes in element indices
+        rows, cols = heatmap.shape
+        self.image.setRect(0, 0, cols, rows)  # axes in element indices
         self.color_bar.setLevels((-bound, bound))
         self.image.show()
         self.plot.autoRange()
         notes = []
-        if nonfinite:
-            notes.append(f"{nonfinite:,} NaN/Inf values drawn as 0 (see the histogram's counts)")
+        if heatmap.nonfinite:
+            notes.append(f"{heatmap.nonfinite:,} NaN/Inf values drawn as 0 (see the histogram's counts)")
         self.message.setText("; ".join(notes))
         self.message.setVisible(bool(notes))
+        self.shown.emit(heatmap.name)
 
-    def _clear(self, message: str) -> None:
+    def _clear(self, message: str, name: str) -> None:
         self.array = None
         self.factor = 1
         self.title = ""
@@ -151,3 +153,4 @@ class HeatmapView(QWidget):
         self.image.hide()
         self.message.setText(message)
         self.message.setVisible(True)
+        self.shown.emit(name)

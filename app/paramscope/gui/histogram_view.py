@@ -61,6 +61,16 @@ class HistogramView(QWidget):
         self._legend_key: tuple[str, ...] = ()
         self._title = ""
         self._log_shown = False
+        self._add_plot_items()
+        self._lay_out()
+        self.current: Histogram | None = None
+        self.previous: Histogram | None = None
+        self.theory: Theory | None = None
+        self.labels = ("now", "before")
+        self.clear("Select a parameter to see its histogram.")
+
+    def _add_plot_items(self) -> None:
+        """The current and previous histograms (filled steps) and the theory curve, hidden."""
 
         def brush(color) -> pg.QtGui.QColor:
             c = pg.mkColor(color)
@@ -80,6 +90,8 @@ class HistogramView(QWidget):
             self.plot.addItem(item)
             item.hide()
 
+    def _lay_out(self) -> None:
+        """The plot and its message; beside them Log y, Zoom to new values and the NaN/Inf counts."""
         self.log_y = QCheckBox("Log y", self)
         self.log_y.toggled.connect(self._redraw)
         self.zoom_new = QCheckBox("Zoom to new\nvalues", self)
@@ -93,7 +105,6 @@ class HistogramView(QWidget):
         self.message = QLabel(self)
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
-
         side = QVBoxLayout()
         side.addWidget(self.log_y)
         side.addWidget(self.zoom_new)
@@ -106,12 +117,6 @@ class HistogramView(QWidget):
         plot_column.addWidget(self.message)
         body.addLayout(plot_column, 1)
         body.addLayout(side)
-
-        self.current: Histogram | None = None
-        self.previous: Histogram | None = None
-        self.theory: Theory | None = None
-        self.labels = ("now", "before")
-        self.clear("Select a parameter to see its histogram.")
 
     # --- public API --------------------------------------------------------------------------
     def set_histograms(

@@ -1,10 +1,13 @@
 """The Initialize panel: pick targets and an initializer, preview, apply, edit values.
 
-Thin over the core: targets come from :func:`paramscope.core.rules.resolve_targets` (or the
-selection), the form from each initializer's :class:`~paramscope.core.initializers.ParamSpec`,
-and every change is a command through ``AppState.execute`` (undoable). Preview runs the same
-request on copies (:func:`~paramscope.core.rules.preview_rules`), so with the same seed it shows
-exactly what Apply will write.
+The request lives in Qt-free core state objects: :class:`~paramscope.core.init_state.InitState`
+(targets, initializer, arguments, seed) and :class:`~paramscope.core.init_state.ValueEditState`;
+the boxes of this panel only bind widgets to them (``init_targets``, ``init_boxes``,
+``init_params_form``). Every change is a command through ``AppState.execute`` (undoable).
+
+Preview runs the same request on copies (:func:`~paramscope.gui.init_work.compute_preview`), in
+a worker while the model is marked busy, so with the same seed it shows exactly what Apply will
+write. A preview whose request or model changed while it was computed is dropped, not shown.
 
 A large edit (over :data:`BACKGROUND_NUMEL` elements) that can be staged is computed in a
 :class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
@@ -14,204 +17,65 @@ which then only swaps the new tensors in. The undo stack is only ever touched on
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListView,
-    QListWidget,
-    QPlainTextEdit,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from paramscope.core.commands import Command, TensorEditCommand
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.initializers import (
-    CATALOGUE,
-    REQUIRED,
-    Initializer,
-    ParamSpec,
-    custom_from_source,
+from paramscope.core.init_state import (
+    CUSTOM,
+    RULE,
+    SELECTED_MODULE,
+    SELECTED_TENSOR,
+    InitState,
+    ValueEditState,
 )
-from paramscope.core.model_statistics import TensorSummary, summarize
-from paramscope.core.rules import (
-    InitRule,
-    Selector,
-    build_commands,
-    parse_selector,
-    plan,
-    preview_rules,
-    resolve_targets,
-)
-from paramscope.core.session import Session
-from paramscope.core.tasks import TaskState
+from paramscope.core.rules import InitRule, build_commands, make_generator
 from paramscope.core.tensor_stats import Histogram
-from paramscope.core.theory import theory_for
-from paramscope.core.value_edits import EDIT_KINDS, value_edit_command
+from paramscope.gui.bind import on_change
 from paramscope.gui.histogram_view import Theory
-from paramscope.gui.python_highlighter import PythonHighlighter
+from paramscope.gui.init_boxes import InitializerBox, ValueEditBox
+from paramscope.gui.init_footer import ReplayFooter
+from paramscope.gui.init_notes import InitNotes
+from paramscope.gui.init_params_form import example_source, show_value
+from paramscope.gui.init_targets import TargetsBox
+from paramscope.gui.init_work import (
+    Form,
+    Pending,
+    Previewed,
+    Staged,
+    compute_preview,
+    stage_in_worker,
+    theory_curve,
+)
 from paramscope.gui.state import AppState
-from paramscope.gui.widths import guard_wheel, narrow_combo, shrinkable_spin, wrapping
-from paramscope.gui.workers import SliceState, TaskWorker
-from paramscope.resources import resource_path
+from paramscope.gui.widths import guard_wheel
+from paramscope.gui.workers import TaskWorker
 
-SELECTED_TENSOR, SELECTED_MODULE, RULE = "tensor", "module", "rule"
-CUSTOM = "custom"
+__all__ = [
+    "BACKGROUND_NUMEL", "CUSTOM", "RULE", "SELECTED_MODULE", "SELECTED_TENSOR", "InitPanel",
+    "compute_preview", "example_source", "stage_in_worker", "theory_curve",
+]  # fmt: skip
 
 #: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
 #: window for about a second. Smaller ones run at once (no thread to wait for).
 BACKGROUND_NUMEL = 1 << 22
 
-#: The initializer and its arguments at the time of Apply (for the theory curve drawn after).
-Form = tuple[str, dict[str, object]]
-
-
-@dataclass(frozen=True)
-class Staged:
-    """What the worker hands back: torch's warnings, and summaries of the tensor shown after."""
-
-    notices: list[str]
-    after: TensorSummary
-    before: TensorSummary | None  # None: the session already knew it
-
-
-@dataclass(frozen=True)
-class _Pending:
-    command: TensorEditCommand
-    what: str  # the busy name: "init" or "value edit"
-    name: str  # the tensor shown after
-    form: Form
-    finish: Callable[[], None]  # the rest of Apply, once the command is in effect
-
-
-def stage_in_worker(
-    command: TensorEditCommand, name: str, summarize_before: bool, state: TaskState
-) -> Staged:
-    """Compute ``command``'s new values and the summaries shown after it (runs in a worker).
-
-    The summaries are made here too: a histogram of a GPT-2 embedding takes as long as its init.
-    """
-    # Warnings come from this thread: caught here and passed on as notices, as execute does.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        command.stage(SliceState(state, 0.0, 0.7))
-        after_values = command.values(name, after=True)
-        before_values = command.values(name, after=False)
-        assert after_values is not None and before_values is not None
-        after = summarize(after_values, state=SliceState(state, 0.7, 0.85))
-        before = None
-        if summarize_before:
-            before = summarize(before_values, state=SliceState(state, 0.85, 1.0))
-    notices = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
-    return Staged(notices, after, before)
-
-
-@dataclass(frozen=True)
-class Previewed:
-    """A preview, computed on copies (in the worker when large): what the main histogram draws."""
-
-    key: str  # the rule's text: Apply with the same rule writes exactly this
-    seed: int
-    name: str  # the tensor shown (the selected one when it is a target)
-    after: Histogram
-    before: TensorSummary | None  # None: the session already had the current values' summary
-    notices: list[str]
-
-
-def compute_preview(
-    session: Session, rule: InitRule, seed: int, skip_refused: bool, selected: str | None, state: TaskState | None = None
-) -> Previewed:
-    """Run ``rule`` on copies and summarize the tensor shown; the model is not touched.
-
-    Plain Python on the session's tensors, so it runs in a worker as well as at once.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        the_plan, tensors = preview_rules(session, [rule], seed, skip_refused)
-        touched = list(the_plan.touched)
-        name = selected if selected in touched else touched[0]
-        after = summarize(tensors[name], state=state).histogram
-        before = None
-        if session.summary(name) is None:
-            before = summarize(session.tensor(name).detach(), state=state)
-    notices = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
-    return Previewed(rule.text, seed, name, after, before, notices)
-
-
-def example_source() -> str:
-    """The tutorial's bimodal init_weight_, shipped as an example."""
-    return resource_path("examples/init_weight.py").read_text(encoding="utf-8")
-
-
-def theory_curve(initializer: str, kwargs: dict, shape: tuple[int, ...] | None, histogram: Histogram) -> Theory | None:
-    """``(x, pdf, label)`` for the histogram view, or None if there is no simple density."""
-    theory = theory_for(initializer, kwargs, shape)
-    if theory is None or len(histogram.edges) < 2:
-        return None
-    x, _ = theory.curve(np.asarray(histogram.edges), 1)
-    return x, theory.pdf(x), theory.text
-
-
-def _spin_for(spec: ParamSpec) -> QWidget:
-    default = None if spec.default is REQUIRED else spec.default
-    if spec.kind == "choice":
-        box = narrow_combo(QComboBox())
-        box.addItems(list(spec.choices))
-        if default is not None:
-            box.setCurrentText(str(default))
-        return box
-    if spec.kind == "bool":
-        check = QCheckBox()
-        check.setChecked(bool(default))
-        return check
-    if spec.kind == "int":
-        spin = QSpinBox()
-        spin.setRange(-(2**31), 2**31 - 1)
-        spin.setValue(int(default or 0))
-        return shrinkable_spin(spin)
-    if spec.kind == "float":
-        spin = QDoubleSpinBox()
-        spin.setDecimals(6)
-        spin.setRange(-1e9, 1e9)
-        spin.setSingleStep(0.01)
-        spin.setValue(float(default or 0.0))
-        return shrinkable_spin(spin)
-    line = QLineEdit(str(default or ""))
-    return line
-
-
-def _value_of(widget: QWidget) -> object:
-    if isinstance(widget, QComboBox):
-        return widget.currentText()
-    if isinstance(widget, QCheckBox):
-        return widget.isChecked()
-    if isinstance(widget, QSpinBox | QDoubleSpinBox):
-        return widget.value()
-    assert isinstance(widget, QLineEdit)
-    return widget.text()
-
 
 class InitPanel(QWidget):
     """Initialize parameters and edit values, undoably.
+
+    ``init_state`` and ``edit_state`` hold what is asked; the widgets below are bound to them.
 
     Signals:
         previewReady(str, object, object): tensor name, would-be :class:`Histogram`, theory
@@ -227,143 +91,46 @@ class InitPanel(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.fields: dict[str, QWidget] = {}
-        self._preview_seed: tuple[str, int] | None = None  # (request key, seed) of the last preview
-        self._custom_cache: tuple[str, Initializer] | None = None
+        self.init_state = InitState()
+        self.edit_state = ValueEditState()
         self.worker = TaskWorker(self)  # computes large edits (see BACKGROUND_NUMEL)
-        self.preview_worker = TaskWorker(self)  # computes large previews
-        self._previewing = False  # a large preview is being computed (the model is busy meanwhile)
-        self._pending: _Pending | None = None
+        self.preview_worker = TaskWorker(self)  # computes previews
+        self._preview_key: tuple | None = None  # the request of the preview being computed
+        self._pending: Pending | None = None
+        self.inline_error: str | None = None
+        self._build()
+        self._wire()
+        self.refresh_targets()
+        guard_wheel(self)
 
-        # --- targets
-        self.target_mode = QComboBox()
-        self.target_mode.addItem("Selected tensor", SELECTED_TENSOR)
-        self.target_mode.addItem("Selected module (all its parameters)", SELECTED_MODULE)
-        self.target_mode.addItem("Rule (glob, re:REGEX, type:Linear)", RULE)
-        self.rule_edit = QLineEdit("*.weight")
-        self.rule_edit.setPlaceholderText("*.weight, 0.*, re:^0\\., type:Linear")
-        self.weights_box = QCheckBox("weights")
-        self.biases_box = QCheckBox("biases")
-        self.weights_box.setChecked(True)
-        self.biases_box.setChecked(True)
-        self.targets_list = QListWidget()
-        self.targets_list.setMaximumHeight(110)
-        self.targets_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # blocks.…3.attn.weight
-        # rows as wide as the list, so long names elide instead of scrolling sideways
-        self.targets_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.targets_list.setResizeMode(QListView.ResizeMode.Adjust)
-        self.targets_list.setUniformItemSizes(True)  # without it a row takes its text's width
-        narrow_combo(self.target_mode)
-        targets = QGroupBox("Targets")
-        tl = QVBoxLayout(targets)
-        tl.addWidget(self.target_mode)
-        tl.addWidget(self.rule_edit)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Include:"))
-        row.addWidget(self.weights_box)
-        row.addWidget(self.biases_box)
-        row.addStretch(1)
-        tl.addLayout(row)
-        tl.addWidget(self.targets_list)
-
-        # --- initializer
-        self.initializer_combo = QComboBox()
-        for name, entry in CATALOGUE.items():
-            label = "default (reset_parameters())" if name == "default" else name
-            self.initializer_combo.addItem(label, name)
-            self.initializer_combo.setItemData(self.initializer_combo.count() - 1, entry.title, 3)  # tooltip
-        self.initializer_combo.addItem("custom Python function", CUSTOM)
-        narrow_combo(self.initializer_combo)
-        self.form_box = QWidget()
-        self.form = QFormLayout(self.form_box)
-        self.form.setContentsMargins(0, 0, 0, 0)
-        self.custom_editor = QPlainTextEdit(example_source())
-        self.custom_editor.setMinimumHeight(120)
-        self.custom_editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # code: monospaced
-        self.highlighter = PythonHighlighter(self.custom_editor.document(), self.custom_editor)
-        self.custom_function = QLineEdit("init_weight_")
-        self.custom_function.setPlaceholderText("function name (default: the last one defined)")
-        self.load_button = QPushButton("Load file…")
-        self.custom_warning = QLabel("This code runs as Python in paramscope's process: only run code you trust.")
-        self.custom_warning.setWordWrap(True)
-        self.custom_box = QWidget()
-        cl = QVBoxLayout(self.custom_box)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addWidget(self.custom_warning)
-        cl.addWidget(self.custom_editor)
-        crow = QHBoxLayout()
-        crow.addWidget(QLabel("Function:"))
-        crow.addWidget(self.custom_function, 1)
-        crow.addWidget(self.load_button)
-        cl.addLayout(crow)
-        self.seed_edit = QLineEdit()
-        self.seed_edit.setPlaceholderText("random (shown after use)")
-        self.skip_refused = QCheckBox("Skip tensors it cannot apply to")
-        self.preview_button = QPushButton("Preview")
-        self.apply_button = QPushButton("Apply")
-        self.theory_label = QLabel()
-        self.theory_label.setWordWrap(True)
+    def _build(self) -> None:
+        targets = self.targets_box = TargetsBox(self.init_state)
+        box = self.initializer_box = InitializerBox(self.init_state)
+        edits = self.edits_box = ValueEditBox(self.edit_state)
+        # The widgets by the names the window, its menus and the tests use.
+        self.target_mode, self.rule_edit, self.targets_list = targets.target_mode, targets.rule_edit, targets.targets_list
+        self.weights_box, self.biases_box = targets.weights_box, targets.biases_box
+        self.initializer_combo, self.form_box, self.custom_box = box.initializer_combo, box.form, box.custom
+        self.custom_editor, self.custom_function = box.custom.editor, box.custom.function
+        self.custom_warning, self.load_button, self.highlighter = box.custom.warning, box.custom.load_button, box.custom.highlighter
+        self.seed_edit, self.skip_refused, self.theory_label = box.seed_edit, box.skip_refused, box.theory_label
+        self.preview_button, self.apply_button = box.preview_button, box.apply_button
+        self.edit_kind, self.edit_value, self.expression_edit = edits.edit_kind, edits.edit_value, edits.expression_edit
+        self.clamp_low, self.clamp_high, self.edit_button = edits.clamp_low, edits.clamp_high, edits.edit_button
         self.message = QLabel()
         self.message.setWordWrap(True)
-        init_box = QGroupBox("Initializer")
-        il = QVBoxLayout(init_box)
-        il.addWidget(self.initializer_combo)
-        il.addWidget(self.form_box)
-        il.addWidget(self.custom_box)
-        srow = QHBoxLayout()
-        srow.addWidget(QLabel("Seed:"))
-        srow.addWidget(self.seed_edit, 1)
-        il.addLayout(srow)
-        il.addWidget(self.skip_refused)
-        brow = QHBoxLayout()
-        brow.addWidget(self.preview_button)
-        brow.addWidget(self.apply_button)
-        il.addLayout(brow)
-        il.addWidget(self.theory_label)
-
-        # --- value edits
-        self.edit_kind = QComboBox()
-        self.edit_kind.addItems(list(EDIT_KINDS))
-        narrow_combo(self.edit_kind)
-        self.edit_value = QDoubleSpinBox()
-        self.edit_value.setDecimals(6)
-        self.edit_value.setRange(-1e9, 1e9)
-        self.edit_value.setValue(1.0)
-        shrinkable_spin(self.edit_value)
-        self.clamp_low = QDoubleSpinBox()
-        self.clamp_high = QDoubleSpinBox()
-        for spin, value in ((self.clamp_low, -1.0), (self.clamp_high, 1.0)):
-            spin.setDecimals(6)
-            spin.setRange(-1e9, 1e9)
-            spin.setValue(value)
-            shrinkable_spin(spin)
-        self.expression_edit = QLineEdit("x * 2 + 1")
-        self.edit_button = QPushButton("Apply edit")
-        edits = QGroupBox("Edit values")  # a long title would set the dock's minimum width
-        edits.setToolTip("Outside autograd, like param.data += 1 (undoable here)")
-        el = QFormLayout(edits)
-        el.addRow("Edit:", self.edit_kind)
-        el.addRow("Value:", self.edit_value)
-        el.addRow("Clamp from:", self.clamp_low)
-        el.addRow("Clamp to:", self.clamp_high)
-        el.addRow("Expression in x:", self.expression_edit)
-        el.addRow(self.edit_button)
-
-        self.undo_label = wrapping(QLabel())
-        self.script_button = QPushButton("Export edits as Python script…")
+        self.footer = ReplayFooter(self.state, self._error)
+        self.undo_label, self.script_button = self.footer.undo_label, self.footer.script_button
+        self.notes = InitNotes(self)  # fan warnings, what lsuv needs; Presets… and Compare… buttons
+        box.layout().addWidget(self.notes)  # under the theory line
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for box in (targets, init_box, edits):  # their natural height; slack goes below them
-            box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        layout.addWidget(targets)
-        layout.addWidget(init_box)
-        layout.addWidget(edits)
+        for group in (targets, box, edits):  # their natural height; slack goes below them
+            group.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+            layout.addWidget(group)
         layout.addWidget(self.message)
-        footer = QHBoxLayout()
-        footer.addWidget(self.undo_label, 1)
-        footer.addWidget(self.script_button)
-        layout.addLayout(footer)
+        layout.addWidget(self.footer)
         layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -372,77 +139,50 @@ class InitPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        self.target_mode.currentIndexChanged.connect(lambda _i: self.refresh_targets())
-        self.rule_edit.textChanged.connect(lambda _t: self.refresh_targets())
-        self.weights_box.toggled.connect(lambda _b: self.refresh_targets())
-        self.biases_box.toggled.connect(lambda _b: self.refresh_targets())
-        self.initializer_combo.currentIndexChanged.connect(lambda _i: self._rebuild_form())
+    def _wire(self) -> None:
+        for name in ("target_mode", "rule_text", "weights", "biases", "initializer"):
+            on_change(self, self.init_state, name, lambda _value: self.refresh_targets())
         self.load_button.clicked.connect(self.load_file_dialog)
         self.preview_button.clicked.connect(self.preview)
         self.apply_button.clicked.connect(self.apply)
         self.edit_button.clicked.connect(self.apply_value_edit)
-        self.edit_kind.currentIndexChanged.connect(lambda _i: self._update_edit_fields())
         self.worker.progress.connect(self._on_stage_progress)
         self.worker.finished.connect(self._on_staged)
         self.worker.failed.connect(self._on_stage_failed)
         self.worker.done.connect(self._on_stage_done)
-        state.sessionChanged.connect(self.worker.cancel)  # values of the previous model: dropped
-        state.sessionChanged.connect(self.refresh_targets)
-        state.sessionChanged.connect(self.preview_worker.cancel)
         self.preview_worker.finished.connect(self._show_preview)
         self.preview_worker.failed.connect(lambda message: self._error(" ".join(message.split())))
         self.preview_worker.done.connect(self._on_preview_done)
-        state.sessionChanged.connect(self.message.clear)  # no stale message from the previous model
-        state.sessionChanged.connect(self.theory_label.clear)
-        state.sessionChanged.connect(self._update_undo_label)
-        state.tensorsChanged.connect(lambda _n: self._update_undo_label())
-        self.script_button.clicked.connect(self.export_script_dialog)
-        state.moduleSelected.connect(lambda _m: self.refresh_targets())
-        state.tensorSelected.connect(lambda _t: self.refresh_targets())
-        self.initializer_combo.setCurrentIndex(self.initializer_combo.findData("normal_"))
-        self._rebuild_form()
-        self._update_edit_fields()
+        self.state.sessionChanged.connect(self._on_session)
+        self.state.moduleSelected.connect(lambda _module: self.refresh_targets())
+        self.state.tensorSelected.connect(lambda _tensor: self.refresh_targets())
+
+    def _on_session(self) -> None:
+        self.worker.cancel()  # values of the previous model: dropped
+        self.preview_worker.cancel()
+        self.message.clear()  # no stale message from the previous model
+        self.theory_label.clear()
         self.refresh_targets()
-        self._update_undo_label()
-        guard_wheel(self)
 
     # --- form ----------------------------------------------------------------------------------
     @property
     def initializer_name(self) -> str:
-        return self.initializer_combo.currentData()
+        return self.init_state.initializer
 
     def set_initializer(self, name: str) -> None:
-        self.initializer_combo.setCurrentIndex(self.initializer_combo.findData(name))
+        self.init_state.initializer = name
 
-    def _rebuild_form(self) -> None:
-        while self.form.rowCount():
-            self.form.removeRow(0)
-        self.fields.clear()
-        custom = self.initializer_name == CUSTOM
-        self.custom_box.setVisible(custom)
-        if custom:
-            return
-        for spec in CATALOGUE[self.initializer_name].params:
-            widget = _spin_for(spec)
-            self.fields[spec.name] = widget
-            label = spec.name + (" (required)" if spec.required else "")
-            self.form.addRow(label + ":", widget)
-        guard_wheel(self.form_box)
-        self.refresh_targets()
+    @property
+    def fields(self) -> dict[str, QWidget]:
+        """The argument widgets of the current initializer, by argument name."""
+        return self.form_box.fields
 
     def set_field(self, name: str, value: object) -> None:
-        widget = self.fields[name]
-        if isinstance(widget, QComboBox):
-            widget.setCurrentText(str(value))
-        elif isinstance(widget, QCheckBox):
-            widget.setChecked(bool(value))
-        elif isinstance(widget, QSpinBox | QDoubleSpinBox):
-            widget.setValue(value)  # type: ignore[arg-type]
-        else:
-            widget.setText(str(value))  # type: ignore[attr-defined]
+        """Type ``value`` into the argument's widget (a spin box rounds it as it shows it)."""
+        show_value(self.fields[name], value)
 
     def kwargs(self) -> dict[str, object]:
-        return {name: _value_of(widget) for name, widget in self.fields.items()}
+        return self.init_state.kwargs()
 
     def load_file_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load an initializer", "", "Python files (*.py)")
@@ -452,136 +192,83 @@ class InitPanel(QWidget):
     def load_file(self, path: Path) -> None:
         """Put a Python file's text into the editor (it runs when previewed or applied)."""
         try:
-            self.custom_editor.setPlainText(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             self._error(f"{path}: cannot read: {exc}")
             return
-        self.custom_function.clear()
+        self.init_state.custom_source = text
+        self.init_state.custom_function = ""
         self.set_initializer(CUSTOM)
-
-    def _initializer(self) -> Initializer | str:
-        if self.initializer_name != CUSTOM:
-            return self.initializer_name
-        key = self.custom_editor.toPlainText() + "\0" + self.custom_function.text().strip()
-        if self._custom_cache is None or self._custom_cache[0] != key:
-            self._custom_cache = (key, custom_from_source(self.custom_editor.toPlainText(),
-                                                         self.custom_function.text().strip() or None))  # fmt: skip
-        return self._custom_cache[1]
 
     # --- targets -------------------------------------------------------------------------------
     def target_names(self) -> list[str]:
         """Canonical names the request hits (raises ParamscopeError for a bad rule)."""
         if not self.state.has_session:
             return []
-        session = self.state.session
-        mode = self.target_mode.currentData()
-        if mode == SELECTED_TENSOR:
-            names = [self.state.selected_tensor] if self.state.selected_tensor else []
-        elif mode == SELECTED_MODULE:
-            module = self.state.selected_module
-            names = [info.name for _, info in session.report.parameters_under(module)]
-        else:
-            names = resolve_targets(session.report, parse_selector(self.rule_edit.text()), session.model)
-        weights, biases = self.weights_box.isChecked(), self.biases_box.isChecked()
-        if weights != biases:  # one of them: the tutorial's 'weight' in name / 'bias' in name
-            word = "weight" if weights else "bias"
-            names = [n for n in names if any(word in a.rpartition(".")[2] for a in session.report.tensor(n).aliases)]
-        elif not weights:
-            names = []
-        return names
+        return self.init_state.target_names(self.state.session)
 
     def current_rule(self) -> InitRule:
-        initializer = self._initializer()
-        kwargs = self.kwargs() if isinstance(initializer, str) else {}
-        return InitRule.make(Selector.of_names(self.target_names()), initializer, **kwargs)
+        return self.init_state.rule(self.state.session)
 
     def refresh_targets(self) -> None:
-        self.targets_list.clear()
-        self.rule_edit.setEnabled(self.target_mode.currentData() == RULE)
-        if not self.state.has_session:
-            return
-        try:
-            names = self.target_names()
-            if not names:
-                self.targets_list.addItem("(no tensors: select one, or write a rule)")
-                return
-            if self.initializer_name == CUSTOM:
-                initializer: Initializer | str = "zeros_"  # do not run the user's code on every keystroke
-            else:
-                initializer = self.initializer_name
-            kwargs = self.kwargs() if isinstance(initializer, str) and initializer != "zeros_" else {}
-            the_plan = plan(self.state.session, [InitRule.make(Selector.of_names(names), initializer, **kwargs)])
-            for line in the_plan.describe().splitlines()[1:]:
-                self.targets_list.addItem(line.strip())
-        except ParamscopeError as exc:
-            self.targets_list.addItem(str(exc))
-        except ValueError as exc:  # a form value the initializer rejects
-            self.targets_list.addItem(str(exc))
-        finally:
-            for row in range(self.targets_list.count()):  # elided in the middle: full text on hover
-                item = self.targets_list.item(row)
-                item.setToolTip(item.text())
+        lines = self.init_state.plan_lines(self.state.session) if self.state.has_session else []
+        self.targets_box.show_lines(lines, self.init_state.target_mode == RULE)
 
-    # --- actions -------------------------------------------------------------------------------
-    def _seed(self, key: str) -> int | None:
-        text = self.seed_edit.text().strip()
-        if text:
-            try:
-                return int(text)
-            except ValueError:
-                raise ParamscopeError(f"seed {text!r}: must be a whole number") from None
-        if self._preview_seed is not None and self._preview_seed[0] == key:
-            return self._preview_seed[1]  # apply exactly what was previewed
-        return None
-
+    # --- preview -------------------------------------------------------------------------------
     def _error(self, message: str) -> None:
         self.message.setText(message)
         self.inline_error = message  # the window shows it here only, not again in a dialog
         self.state.errorOccurred.emit(message)
 
+    def _request_key(self) -> tuple:
+        """What a preview depends on: the request, the selection and the model's values."""
+        session = self.state.session if self.state.has_session else None
+        if session is None:
+            return (self.init_state.request_key(),)
+        where = (id(session), session.generation, session.selected_module, session.selected_tensor)
+        return (self.init_state.request_key(), *where)
+
     def preview(self) -> bool:
-        """Show the would-be histogram of the first target in the main histogram; the model is
-        not touched. A large preview is computed in the worker (True then means started)."""
-        if self.state.refuse_if_busy("preview"):
+        """Compute in the worker what Apply would write; ``previewReady`` shows it in the main
+        histogram. The model is not touched (and is busy meanwhile). True: started."""
+        if not self.state.has_session or self.state.refuse_if_busy("preview"):
             return False
         session = self.state.session
         try:
             rule = self.current_rule()
             if not rule.selector.names:
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
-            seed = self._seed(rule.text)
-            from paramscope.core.rules import make_generator
-
-            if seed is None:
-                seed = make_generator(None)[1]
-            skip, selected = self.skip_refused.isChecked(), self.state.selected_tensor
-            numel = sum(session.report.tensor(n).numel for n in rule.selector.names)
-            if numel > BACKGROUND_NUMEL:
-                self._previewing = True
-                self._set_staging(True, "preview")
-                self.message.setText(f"preview {rule.text}: computing…")
-                self.preview_worker.start(
-                    lambda task_state: compute_preview(session, rule, seed, skip, selected, task_state),
-                    f"preview {rule.text}",
-                )
-                return True
-            self._show_preview(compute_preview(session, rule, seed, skip, selected))
+            seed = self.init_state.seed(rule.text)
         except ParamscopeError as exc:
             self._error(str(exc))
             return False
+        seed = make_generator(None)[1] if seed is None else seed
+        skip, selected = self.init_state.skip_refused, session.selected_tensor
+        self._preview_key = self._request_key()
+        self._set_staging(True, "preview")
+        self.message.setText(f"preview {rule.text}: computing…")
+        self.preview_worker.start(
+            lambda task_state: compute_preview(session, rule, seed, skip, selected, task_state),
+            f"preview {rule.text}",
+        )
         return True
 
     def _show_preview(self, previewed: Previewed) -> None:
-        """Tell the main histogram (``previewReady``) what the preview would write."""
+        """Tell the main histogram (``previewReady``) what the preview would write, unless the
+        request or the model changed since it started (then it is dropped)."""
+        asked = self._preview_key
         self._on_preview_done()
         if not self.state.has_session:
+            return
+        if asked != self._request_key():
+            self.message.setText(f"preview {previewed.key}: dropped, the request changed while it was computed")
             return
         for text in previewed.notices:
             self.state.noticeOccurred.emit(f"preview {previewed.key}: {text}")
         name = previewed.name
         if previewed.before is not None:
             self.state.store_summaries({name: previewed.before})
-        self._preview_seed = (previewed.key, previewed.seed)
+        self.init_state.remember_preview(previewed.key, previewed.seed)
         theory = self._theory(name, previewed.after)
         self.theory_label.setText(theory[2] if theory else "")
         self.message.setText(
@@ -592,8 +279,8 @@ class InitPanel(QWidget):
         self.theoryChanged.emit(theory)
 
     def _on_preview_done(self) -> None:
-        if self._previewing:
-            self._previewing = False
+        if self._preview_key is not None:
+            self._preview_key = None
             self._set_staging(False, "preview")
 
     def _shown_name(self, names: list[str]) -> str:
@@ -601,7 +288,7 @@ class InitPanel(QWidget):
         return selected if selected in names else names[0]
 
     def _form(self) -> Form:
-        return self.initializer_name, self.kwargs()
+        return self.init_state.initializer, self.init_state.kwargs()
 
     def _theory(self, name: str, histogram: Histogram, form: Form | None = None) -> Theory | None:
         initializer, kwargs = form if form is not None else self._form()
@@ -613,6 +300,7 @@ class InitPanel(QWidget):
         except (ValueError, ZeroDivisionError):
             return None
 
+    # --- apply ---------------------------------------------------------------------------------
     def apply(self) -> bool:
         """Initialize the targets (one undoable command).
 
@@ -626,7 +314,8 @@ class InitPanel(QWidget):
             rule = self.current_rule()
             if not rule.selector.names:
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
-            the_plan, commands = build_commands(session, [rule], self._seed(rule.text), self.skip_refused.isChecked())
+            seed = self.init_state.seed(rule.text)
+            the_plan, commands = build_commands(session, [rule], seed, self.init_state.skip_refused)
         except ParamscopeError as exc:
             self._error(str(exc))
             return False
@@ -637,7 +326,7 @@ class InitPanel(QWidget):
         skipped = f"; skipped {', '.join(n for _, n, _ in the_plan.skipped)}" if the_plan.skipped else ""
 
         def finish() -> None:
-            self._preview_seed = None
+            self.init_state.forget_preview()
             touched = tuple(command.touched)
             changed = f"changed {', '.join(touched)}{skipped}"
             self.message.setText(f"{command.text}: {changed}. Undo takes it back.")
@@ -645,11 +334,35 @@ class InitPanel(QWidget):
 
         return self._run(command, "init", finish)
 
+    def apply_value_edit(self) -> bool:
+        """Add, multiply, set, clamp or an expression in x, on the targets (undoable).
+
+        A large edit is computed in the worker first, as :meth:`apply` does.
+        """
+        if not self.state.has_session:
+            return False
+        try:
+            command = self.edit_state.command(self.state.session, self.target_names())
+        except ParamscopeError as exc:
+            self._error(str(exc))
+            return False
+
+        def finish() -> None:
+            self.message.setText(f"{command.text}. Undo takes it back.")
+            self.applied.emit(tuple(command.touched))
+
+        return self._run(command, "value edit", finish)
+
     # --- running an edit, at once or in the worker -----------------------------------------------
     @property
     def is_staging(self) -> bool:
-        """A large edit or preview is being computed in the worker (the model is busy meanwhile)."""
-        return self._pending is not None or self._previewing
+        """A large edit or a preview is being computed in a worker (the model is busy meanwhile)."""
+        return self._pending is not None or self._preview_key is not None
+
+    @property
+    def is_applying(self) -> bool:
+        """A large edit is being computed: its new values replace the current ones when done."""
+        return self._pending is not None
 
     def _in_background(self, command: Command) -> bool:
         if not isinstance(command, TensorEditCommand):
@@ -670,7 +383,7 @@ class InitPanel(QWidget):
         if self.state.refuse_if_busy(command.text):
             return False
         summarize_before = self.state.session.summary(name) is None
-        self._pending = _Pending(command, what, name, form, finish)
+        self._pending = Pending(command, what, name, form, finish)
         self._set_staging(True, what)
         self.message.setText(f"{command.text}: computing the new values…")
         self.worker.start(
@@ -682,9 +395,9 @@ class InitPanel(QWidget):
     def _set_staging(self, busy: bool, what: str) -> None:
         for button in (self.apply_button, self.edit_button, self.preview_button):
             button.setEnabled(not busy)
-        self.state.busyChanged.emit(busy, what)
+        self.state.set_busy(busy, what)
 
-    def _take_pending(self) -> _Pending | None:
+    def _take_pending(self) -> Pending | None:
         pending, self._pending = self._pending, None
         if pending is not None:
             self._set_staging(False, pending.what)
@@ -729,66 +442,13 @@ class InitPanel(QWidget):
         self.theory_label.setText(theory[2] if theory else "")
         self.theoryChanged.emit(theory)
 
-    def _update_edit_fields(self) -> None:
-        kind = self.edit_kind.currentText()
-        self.edit_value.setEnabled(kind in ("add", "multiply", "set"))
-        self.clamp_low.setEnabled(kind == "clamp")
-        self.clamp_high.setEnabled(kind == "clamp")
-        self.expression_edit.setEnabled(kind == "expression")
-
-    def apply_value_edit(self) -> bool:
-        """Add, multiply, set, clamp or an expression in x, on the targets (undoable).
-
-        A large edit is computed in the worker first, as :meth:`apply` does.
-        """
-        if not self.state.has_session:
-            return False
-        session = self.state.session
-        try:
-            names = self.target_names()
-            kind = self.edit_kind.currentText()
-            command = value_edit_command(
-                session, names, kind,
-                value=self.edit_value.value() if kind in ("add", "multiply", "set") else None,
-                low=self.clamp_low.value() if kind == "clamp" else None,
-                high=self.clamp_high.value() if kind == "clamp" else None,
-                expression=self.expression_edit.text() if kind == "expression" else None,
-            )  # fmt: skip
-        except ParamscopeError as exc:
-            self._error(str(exc))
-            return False
-
-        def finish() -> None:
-            self.message.setText(f"{command.text}. Undo takes it back.")
-            self.applied.emit(tuple(command.touched))
-
-        return self._run(command, "value edit", finish)
-
-    # --- undo memory and replay script -----------------------------------------------------------
-    def _update_undo_label(self) -> None:
-        if not self.state.has_session:
-            self.undo_label.setText("")
-            return
-        stack = self.state.session.stack
-        text = f"Undo memory: {stack.nbytes / 2**20:.1f} of {stack.limit_bytes / 2**20:.0f} MiB"
-        if stack.dropped:
-            text += f"; {stack.dropped} oldest change(s) dropped, no longer undoable"
-        self.undo_label.setText(text)
-
+    # --- replay script -------------------------------------------------------------------------
     def export_script_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export edits as a Python script", "replay.py", "Python (*.py)")
-        if path:
-            self.export_script(Path(path))
+        self.footer.export_script_dialog()
 
     def export_script(self, path: Path) -> bool:
         """Write the session's edits as a script that replays them on a fresh model."""
-        from paramscope.core.atomic import write_text_atomically
-        from paramscope.core.replay import replay_script
-
-        try:
-            write_text_atomically(path, replay_script(self.state.session))
-        except OSError as exc:
-            self._error(f"{path}: cannot write the script: {exc.strerror or exc}")
-            return False
-        self.message.setText(f"wrote {path}: run it with python to replay these edits on a fresh model")
-        return True
+        message = self.footer.export_script(path)
+        if message is not None:
+            self.message.setText(message)
+        return message is not None

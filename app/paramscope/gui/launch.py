@@ -135,9 +135,11 @@ def launch(
     trust: bool = False,
     screenshot: str | None = None,
     options: dict[str, str | None] | None = None,
+    series: list[str] | None = None,
 ) -> int:
     """Open the window on ``source``. ``options``: ``strip_prefix``, ``entry``, ``weights_entry``
-    as :func:`paramscope.core.sources.open_source` takes them."""
+    as :func:`paramscope.core.sources.open_source` takes them. ``series``: open the Series view on
+    these checkpoints instead, and the latest of them as the model."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if screenshot is not None:  # no splash in a screenshot
         from paramscope.gui.app import run_app
@@ -154,10 +156,12 @@ def launch(
     from paramscope.gui.splash import Splash
 
     make_application()
-    splash = Splash(f"paramscope — loading torch to open {source}…")
+    splash = Splash(f"paramscope — loading torch to open {'a series' if series else source}…")
     splash.show_now()
 
     from paramscope.gui.app import run_app  # torch and the core load here, behind the splash
 
+    if series:
+        return run_app(source, trust=trust, on_shown=splash.close, series=series)
     return run_app(source, weights=weights, trust=trust, on_shown=splash.close, **options)
 

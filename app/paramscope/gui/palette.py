@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
+from shiboken6 import isValid
 
 _followed: set[int] = set()  # applications whose scheme changes are already followed
 
@@ -40,6 +41,8 @@ def apply_plot_colors(root: QWidget | None = None) -> QColor:
     roots = [root] if root is not None else list(QApplication.topLevelWidgets())
     pen = pg.mkPen(foreground)
     for widget in roots:
+        if not isValid(widget):  # a window being deleted is still listed until the event loop runs
+            continue
         for plot_widget in widget.findChildren(pg.PlotWidget):
             plot_widget.setBackground(background)
             item = plot_widget.getPlotItem()

@@ -100,7 +100,7 @@ class ParameterPanel(QWidget):
         state.tensorSelected.connect(self._on_tensor)
         state.summariesChanged.connect(self.model.summaries_changed)
         state.tensorsChanged.connect(self.model.tensors_changed)
-        state.gradientsChanged.connect(self.model.gradients_changed)
+        state.gradNormsChanged.connect(self.model.grad_norms_changed)
         state.tiedGroupSelected.connect(self._on_group)
         if state.has_session:
             self._on_session()

@@ -1,13 +1,15 @@
 """Parameters and buffers under the selected module, as a Qt table model, and its sort/filter proxy.
 
 One row per distinct tensor, named as ``get_submodule(module).named_parameters()`` names it,
-with every alias listed. Statistics come from the session's summary cache and fill in (via
-``dataChanged``) as the statistics worker delivers them.
+with every alias listed. Statistics come from the session's summary cache, gradient norms from
+its gradient-norm cache (a backward's own results, or the statistics worker's); both fill in
+(via ``dataChanged``) as they arrive. Reading a cell never reads a tensor.
 """
 
 from __future__ import annotations
 
 import math
+from types import EllipsisType
 from typing import Any
 
 from PySide6.QtCore import (
@@ -98,7 +100,6 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
         self._row_of: dict[str, int] = {}
         self._sort_column = -1
         self._sort_order = Qt.SortOrder.AscendingOrder
-        self._grad_norms: dict[str, float | None] = {}
         self._highlighted: frozenset[str] = frozenset()
         self._tie_icon: QIcon | None = None
 
@@ -117,7 +118,6 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
             report = session.report
             self._rows = list(report.parameters_under(module)) + list(report.buffers_under(module))
         self._model_order = list(self._rows)
-        self._grad_norms = {}
         self._apply_sort()
         self._index_rows()
         self.endResetModel()
@@ -170,14 +170,13 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
 
     def tensors_changed(self, names: tuple[str, ...]) -> None:
         """Values changed: statistics are being recomputed, gradients may be gone."""
-        for name in names:
-            self._grad_norms.pop(name, None)
         self._emit_rows_changed(names, 0, len(COLUMNS) - 1)
 
-    def gradients_changed(self) -> None:
-        self._grad_norms = {}
-        if self._rows:
-            self.dataChanged.emit(self.index(0, COL_GRAD_NORM), self.index(len(self._rows) - 1, COL_GRAD_NORM))
+    def grad_norms_changed(self, names: tuple[str, ...] = ()) -> None:
+        """Gradient norms of ``names`` (empty: of all) are known or forgotten."""
+        if self._sort_column == COL_GRAD_NORM:  # new numbers move rows
+            self.sort(self._sort_column, self._sort_order)
+        self._emit_rows_changed(names, COL_GRAD_NORM, COL_GRAD_NORM)
 
     def set_highlight(self, canonical_names: set[str] | frozenset[str]) -> None:
         changed = self._highlighted ^ frozenset(canonical_names)
@@ -262,15 +261,11 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
         stats = self._stats(info)
         return stats is not None and stats.nonfinite > 0
 
-    def grad_norm(self, info: TensorInfo) -> float | None:
+    def grad_norm(self, info: TensorInfo) -> float | None | EllipsisType:
+        """The known norm of the parameter's ``.grad`` (None: no gradient; ``...``: being measured)."""
         if info.kind != "parameter" or self._session is None:
             return None
-        if info.name not in self._grad_norms:
-            grad = self._session.tensor(info.name).grad
-            self._grad_norms[info.name] = (
-                None if grad is None else float(grad.detach().to("cpu").double().norm())
-            )
-        return self._grad_norms[info.name]
+        return self._session.grad_norms.get(info.name, ...)
 
     def _stat_value(self, info: TensorInfo, column: int) -> float | int | None:
         stats = self._stats(info)
@@ -324,7 +319,7 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
             if info.kind != "parameter":
                 return ""
             norm = self.grad_norm(info)
-            return "None" if norm is None else fmt_float(norm)
+            return "None" if norm is None else "…" if norm is ... else fmt_float(norm)
         return ""
 
     def _sort_key(self, relative: str, info: TensorInfo, column: int) -> Any:
@@ -337,7 +332,7 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
             return MISSING if value is None else float(value)
         if column == COL_GRAD_NORM:
             norm = self.grad_norm(info)
-            return MISSING if norm is None else norm
+            return MISSING if norm is None or norm is ... else norm
         return self._text(relative, info, column)
 
     def _tooltip(self, info: TensorInfo, column: int) -> str | None:

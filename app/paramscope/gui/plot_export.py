@@ -93,3 +93,9 @@ def rows_as_text(header: list[str], rows: list[list[str]], separator: str = "\t"
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue()
+
+
+def export_rows_csv(header: list[str], rows: list[list[str]], path: str | Path) -> Path:
+    """Write a table (a heat strip's grid, the series table) as CSV."""
+    text = rows_as_text(header, rows, ",")
+    return _atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

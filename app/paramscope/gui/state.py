@@ -1,8 +1,10 @@
 """The GUI's shared state: one Qt object that panels read and talk through.
 
 Panels never hold model state: they take an :class:`AppState`, read ``state.session`` (the core
-:class:`~paramscope.core.session.Session`) and listen to its signals. The main window creates one
-AppState and hands it to every panel; each panel also runs on its own with a fresh AppState.
+:class:`~paramscope.core.session.Session`) and listen to its signals. The selection and whether
+long work is using the model are the Session's (the Python API reads them there); AppState only
+mirrors the Session's callbacks as Qt signals. The main window creates one AppState and hands it
+to every panel; each panel also runs on its own with a fresh AppState.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class AppState(QObject):
         noticeOccurred(str): something worth telling that is not an error (a torch warning).
         busyChanged(bool, str): long work started or finished (with what it is).
         summariesChanged(tuple): statistics of these canonical names arrived (from a worker).
+        gradNormsChanged(tuple): gradient norms of these canonical names are known (empty: all).
     """
 
     sessionChanged = Signal()
@@ -46,15 +49,11 @@ class AppState(QObject):
     noticeOccurred = Signal(str)
     busyChanged = Signal(bool, str)
     summariesChanged = Signal(tuple)
+    gradNormsChanged = Signal(tuple)
 
     def __init__(self, session: Session | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._session: Session | None = None
-        self.selected_module = ""
-        self.selected_tensor: str | None = None
-        self.selected_group = -1
-        self._busy: set[str] = set()  # long work using the model now ("backward", "files")
-        self.busyChanged.connect(self.set_busy)
         if session is not None:
             self.set_session(session)
 
@@ -69,12 +68,43 @@ class AppState(QObject):
         return self._session is not None
 
     def set_session(self, session: Session) -> None:
+        old = self._session
+        if old is not None:  # it is dropped: nothing it does is news any more
+            old.remove_listener(self._on_session_change)
+            old.remove_selection_listener(self._on_selection)
+            old.remove_busy_listener(self._on_busy)
         self._session = session
         session.add_listener(self._on_session_change)
-        self.selected_module = ""
-        self.selected_tensor = None
-        self.selected_group = -1
+        session.add_selection_listener(self._on_selection)
+        session.add_busy_listener(self._on_busy)
+        for what in sorted(old.busy_tasks if old is not None else ()):
+            if what not in session.busy_tasks:  # work on the old model no longer uses the model
+                self.busyChanged.emit(False, what)
         self.sessionChanged.emit()
+
+    # --- the session's selection, mirrored -----------------------------------------------------
+    @property
+    def selected_module(self) -> str:
+        return self._session.selected_module if self._session is not None else ""
+
+    @property
+    def selected_tensor(self) -> str | None:
+        return self._session.selected_tensor if self._session is not None else None
+
+    @property
+    def selected_group(self) -> int:
+        return self._session.selected_group if self._session is not None else -1
+
+    def _on_busy(self, busy: bool, what: str) -> None:
+        self.busyChanged.emit(busy, what)
+
+    def _on_selection(self, what: str, value: object) -> None:
+        if what == "module":
+            self.moduleSelected.emit(value)
+        elif what == "tensor":
+            self.tensorSelected.emit(value)
+        else:
+            self.tiedGroupSelected.emit(value)
 
     def open(self, spec: str, *, trust: bool = False, weights: str | None = None) -> bool:
         """Open ``spec``; on failure report the error and keep the current model."""
@@ -100,17 +130,31 @@ class AppState(QObject):
         self.session.store_summaries(summaries)
         self.summariesChanged.emit(tuple(summaries))
 
+    def store_grad_norms(self, norms: dict[str, float | None], version: int) -> None:
+        """Keep gradient norms a worker measured (unless the gradients changed since)."""
+        if self.session.store_grad_norms(norms, version):
+            self.gradNormsChanged.emit(tuple(norms))
+
+    def forget_grad_norms(self) -> None:
+        """``.grad`` changed in a way nobody measured: every norm is measured again."""
+        self.session.forget_grad_norms()
+        self.gradNormsChanged.emit(())
+
+    def replace_grad_norms(self, norms: dict[str, float | None]) -> None:
+        """Every gradient's norm after a backward or zero grad (what is left out gets measured)."""
+        self.session.replace_grad_norms(norms)
+        self.gradNormsChanged.emit(())
+
     def set_busy(self, busy: bool, what: str) -> None:
-        """Record that long work using the model started or ended (``busyChanged`` calls it)."""
-        if busy:
-            self._busy.add(what)
-        else:
-            self._busy.discard(what)
+        """Record in the session that long work using the model started or ended
+        (``busyChanged`` follows when that is news)."""
+        if self._session is not None:
+            self._session.set_busy(busy, what)
 
     @property
     def model_busy(self) -> str | None:
         """What long work is using the model now (edits wait until it is done), if any."""
-        return ", ".join(sorted(self._busy)) or None
+        return self._session.model_busy if self._session is not None else None
 
     def refuse_if_busy(self, what: str) -> bool:
         """Report and return True when ``what`` must wait for long work using the model."""
@@ -150,17 +194,12 @@ class AppState(QObject):
                     self.noticeOccurred.emit(f"{what}: {text}")
 
     def select_module(self, name: str) -> None:
-        if name != self.selected_module:
-            self.selected_module = name
-            self.moduleSelected.emit(name)
+        if self._session is not None:  # moduleSelected follows from the session
+            self._session.select_module(name)
 
     def select_tensor(self, name: str) -> None:
-        canonical = self.session.canonical(name)
-        if canonical != self.selected_tensor:
-            self.selected_tensor = canonical
-            self.tensorSelected.emit(canonical)
+        self.session.select_tensor(name)
 
     def select_tied_group(self, index: int) -> None:
-        if index != self.selected_group:
-            self.selected_group = index
-            self.tiedGroupSelected.emit(index)
+        if self._session is not None:
+            self._session.select_tied_group(index)

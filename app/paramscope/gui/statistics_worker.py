@@ -2,7 +2,9 @@
 
 When a model opens (or tensors change), the missing summaries are computed by
 :func:`~paramscope.core.model_statistics.compute_model_statistics` in a :class:`TaskWorker`, in a few
-batches so the table fills in while the rest is still being computed. For a new model they start
+batches so the table fills in while the rest is still being computed. Gradient norms no backward
+of ours reported (a live model's own ``.grad``, an edit that replaced a parameter) are measured
+first, by :func:`~paramscope.core.gradient_norms.compute_grad_norms`. For a new model they start
 once the window has drawn it (:class:`FirstPaint`), not after a fixed delay.
 """
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
-from paramscope.core.model_statistics import TensorSummary, compute_model_statistics
+from paramscope.core.gradient_norms import compute_grad_norms
+from paramscope.core.model_statistics import compute_model_statistics
 from paramscope.core.report import ModelReport
 from paramscope.core.tensor_stats import prefer_compiled
 from paramscope.gui.state import AppState
@@ -103,6 +106,7 @@ class StatisticsWorker(QObject):
         state.sessionChanged.connect(self._refresh_after_paint)
         state.tensorsChanged.connect(lambda _names: self.refresh())
         state.tensorSelected.connect(self._on_selected)
+        state.gradNormsChanged.connect(self._on_grad_norms)  # forgotten ones are measured again
 
     @property
     def is_running(self) -> bool:
@@ -124,9 +128,13 @@ class StatisticsWorker(QObject):
         if self.state.has_session and self.state.session.stats_on_demand and not self.complete:
             self.refresh()
 
+    def _on_grad_norms(self, _names: tuple[str, ...]) -> None:
+        if self.state.has_session and self.state.session.missing_grad_norms():
+            self.refresh()
+
     @property
     def complete(self) -> bool:
-        return self.state.has_session and not self.missing()
+        return self.state.has_session and not self.missing() and not self.state.session.missing_grad_norms()
 
     def _refresh_after_paint(self) -> None:
         self.worker.cancel()
@@ -136,20 +144,25 @@ class StatisticsWorker(QObject):
         """Compute what is missing now (cancels work on a model that is no longer current)."""
         self.worker.cancel()
         names = self.missing()
-        if not names:
+        grads = self.state.session.missing_grad_norms() if self.state.has_session else []
+        if not names and not grads:
             self.allDone.emit()
             return
         session = self.state.session
         model, report, loader = session.model, session.report, session.opened.loader
         batches = _batches(report, names)
+        tensors, version = {n: session.tensor(n) for n in grads}, session.grad_norms_version
+        start = 0.1 if tensors and batches else 0.0 if batches else 1.0  # of the progress, after the norms
         float32 = sum(report.tensor(n).numel for n in names if report.tensor(n).dtype == "float32")
 
         def task(state: WorkerState) -> None:
+            if tensors:
+                state.deliver(("grad norms", version, compute_grad_norms(tensors, SliceState(state, 0.0, start))))
             prefer_compiled(float32)  # one decision for the whole model, not one per batch
             for i, batch in enumerate(batches):
-                part = SliceState(state, i / len(batches), (i + 1) / len(batches))
+                part = SliceState(state, start + (1 - start) * i / len(batches), start + (1 - start) * (i + 1) / len(batches))
                 summaries = compute_model_statistics(model, report, part, names=batch, loader=loader)
-                state.deliver((report, summaries))
+                state.deliver(("summaries", report, summaries))
 
         self.worker.start(task, "statistics")
 
@@ -159,11 +172,15 @@ class StatisticsWorker(QObject):
     def cancel_and_wait(self) -> bool:
         return self.worker.cancel_and_wait()
 
-    def _store(self, delivered: tuple[ModelReport, dict[str, TensorSummary]]) -> None:
-        report, summaries = delivered
-        # A rebuild may have replaced the report since: those numbers describe old tensors.
-        if self.state.has_session and report is self.state.session.report:
-            self.state.store_summaries(summaries)
+    def _store(self, delivered: tuple) -> None:
+        kind, made_from, results = delivered
+        if not self.state.has_session:
+            return
+        if kind == "grad norms":  # dropped by the session when the gradients changed since
+            self.state.store_grad_norms(results, made_from)
+        elif made_from is self.state.session.report:
+            # A rebuild may have replaced the report since: those numbers describe old tensors.
+            self.state.store_summaries(results)
 
     def _on_done(self) -> None:
         self.done.emit()

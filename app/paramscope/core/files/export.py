@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -29,9 +28,6 @@ from paramscope.core.files.safetensors_io import (
 )
 from paramscope.core.files.safety import first_line
 from paramscope.core.tasks import TaskState, ensure_state
-
-if TYPE_CHECKING:
-    from paramscope.core.session import Session
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".safetensors": "safetensors"}
 
@@ -319,16 +315,3 @@ def export_model(
     """Export ``model``'s state_dict (or the subtree ``module``) to ``path``."""
     return run_export(ExportInputs(model, Path(path), module, loader, sync), state)
 
-
-def save_session(
-    session: Session,
-    path: Path | str,
-    module: str = "",
-    state: TaskState | None = None,
-    sync: bool = False,
-) -> ExportResult:
-    """Export the session's model and, for a whole-model export, mark the session saved (clean)."""
-    result = export_model(session.model, path, module, state, session.opened.loader, sync)
-    if not module:
-        session.stack.set_clean()
-    return result

@@ -105,7 +105,7 @@ def _placed(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
 
 
 def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
-    from paramscope.core.files.load_weights import compare_weights
+    from paramscope.core.files.weights_fit import compare_weights
 
     tensors = checkpoint.all_tensors()
     conflicts = compare_weights(model, tensors).tie_conflicts

@@ -12,6 +12,7 @@ from torch import nn
 from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
 from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
+from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.optimizer_state import summarize_for_model
 from paramscope.core.files.pretrained import build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
@@ -21,7 +22,6 @@ from paramscope.core.files.sniff import Sniffed, sniff
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
-from paramscope.core.sources import OpenedModel
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
 LAZY_FORWARD = (

@@ -19,9 +19,10 @@ from urllib.parse import quote, urlsplit
 import torch
 
 from paramscope.core.errors import SourceError
+from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.regions import Region
+from paramscope.core.files.remote_cache import RangeCache
 from paramscope.core.files.remote_io import (
-    RangeCache,
     RangeReader,
     RemoteStamp,
     reader_for,
@@ -38,7 +39,6 @@ from paramscope.core.files.safetensors_io import (
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
 from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
-from paramscope.core.sources import OpenedModel
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is
 #: ~20 KB), or a whole index; tensors that lie inside it are served from it.
@@ -47,6 +47,9 @@ HEADER_PROBE = 64 * 1024
 INDEX_LIMIT = 64 << 20
 #: A tensor is fetched (and cached) in pieces of this size, so a retry resumes after the last one.
 CHUNK_BYTES = 16 << 20
+#: Pieces of one tensor fetched at once (bench remote_tensor, 20 ms a request: 512 MiB in 0.7 s,
+#: 0.8 s with 4, 2.8 s one at a time).
+PARALLEL_CHUNKS = 8
 #: Shard headers read at once when opening an index.
 PARALLEL_READS = 16
 _KNOWN = (
@@ -81,23 +84,26 @@ class RemoteFile:
         return self.reader.url
 
     def read_into(self, target: memoryview, start: int) -> None:
-        """Fill ``target`` with the bytes from ``start``, a cached or fetched piece at a time."""
+        """Fill ``target`` with the bytes from ``start``, cached or fetched a piece at a time,
+        :data:`PARALLEL_CHUNKS` pieces at once (a request's round trip hides behind the others)."""
         if start + len(target) <= len(self.head):  # read with the header already
             target[:] = self.head[start : start + len(target)]
             return
-        for begin in range(0, len(target), CHUNK_BYTES):
-            stop = min(len(target), begin + CHUNK_BYTES)
-            target[begin:stop] = self._piece(start + begin, start + stop)
+        pieces = [(begin, min(len(target), begin + CHUNK_BYTES)) for begin in range(0, len(target), CHUNK_BYTES)]
+        if len(pieces) == 1:
+            self._piece(target, start)
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_CHUNKS, len(pieces))) as pool:
+            list(pool.map(lambda piece: self._piece(target[piece[0] : piece[1]], start + piece[0]), pieces))
 
-    def _piece(self, start: int, stop: int) -> bytes:
+    def _piece(self, target: memoryview, start: int) -> None:
         if not self.stamp.cacheable:
-            return self.reader.read(self.stamp, start, stop)
-        key = self.cache.key(self.url, self.stamp, start, stop)
-        data = self.cache.get(key, stop - start)
-        if data is None:
-            data = self.reader.read(self.stamp, start, stop)
-            self.cache.put(key, data)
-        return data
+            self.reader.read_into(self.stamp, start, target)
+            return
+        key = self.cache.key(self.url, self.stamp, start, start + len(target))
+        if not self.cache.get_into(key, target):
+            self.reader.read_into(self.stamp, start, target)
+            self.cache.put(key, target)
 
 
 class RemoteLoader:

@@ -4,38 +4,38 @@ Only ranges are read, never whole files. Every response is checked against the v
 file seen first (size, ETag, Last-Modified): a file replaced on the server between two reads is
 refused, never mixed. A dropped connection or a server error is retried a few times, resuming
 after the last byte received; after that it is one line naming the URL, and a later retry
-resumes (ranges already fetched stay in the on-disk cache, :class:`RangeCache`).
+resumes (ranges already fetched stay in the on-disk cache,
+:class:`~paramscope.core.files.remote_cache.RangeCache`).
 
 Credentials come from the usual places and never appear in a message, a source name or the
 cache: for HTTP(S) the URL's ``user:password@``, ``~/.netrc``, or ``HF_TOKEN`` for Hugging Face
-hosts; for S3 botocore's chain (environment, ``~/.aws/config``, instance roles).
+hosts; for S3 botocore's chain (environment, ``~/.aws/config``, instance roles). Certificates
+are checked against the system's authorities, or those in ``SSL_CERT_FILE`` (``AWS_CA_BUNDLE``
+for S3): the standard variables for a private authority.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import netrc
 import os
 import re
+import ssl
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from paramscope.core.errors import SourceError, shown
-from paramscope.core.files.safety import human_bytes
 
 _REMOTE = re.compile(r"^(https?|s3)://", re.IGNORECASE)
 #: Attempts after the first for one range (a dropped connection resumes after the last byte).
 RETRIES = 3
 RETRY_PAUSE_S = 0.2
 TIMEOUT_S = 30.0
-DEFAULT_CACHE_BYTES = 2 << 30
 _READ_PIECE = 1 << 20
 
 
@@ -78,6 +78,9 @@ class RangeReader(Protocol):
     def read(self, stamp: RemoteStamp, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)`` of version ``stamp``; a SourceError if the file changed."""
 
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        """:meth:`read` of ``len(target)`` bytes from ``start``, written into ``target``."""
+
 
 def changed_error(url: str) -> SourceError:
     return SourceError(f"{url}: changed on the server since it was opened (replaced or rewritten); reopen it")
@@ -112,10 +115,14 @@ class HttpReader:
         return self._attempts(lambda: self._first(length))
 
     def read(self, stamp: RemoteStamp, start: int, stop: int) -> bytes:
-        data = bytearray()
-        if stop <= start:
-            return b""
-        return self._attempts(lambda: self._read_rest(stamp, start, stop, data))
+        data = bytearray(max(0, stop - start))
+        self.read_into(stamp, start, memoryview(data))
+        return bytes(data)
+
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        filled = [0]  # bytes already in ``target``: a retry asks only for the rest
+        if len(target):
+            self._attempts(lambda: self._fill(stamp, start, target, filled))
 
     def _attempts(self, fetch):  # noqa: ANN001, ANN202  (one retry loop for both requests)
         for attempt in range(self.retries + 1):
@@ -143,9 +150,9 @@ class HttpReader:
             stamp = self._stamp(resp, total)
             return stamp, self._body(resp, min(length, total))
 
-    def _read_rest(self, stamp: RemoteStamp, start: int, stop: int, data: bytearray) -> bytes:
-        """Bytes not in ``data`` yet: a retry after a dropped connection asks only for those."""
-        at = start + len(data)
+    def _fill(self, stamp: RemoteStamp, start: int, target: memoryview, filled: list[int]) -> None:
+        """Received bytes go straight into ``target`` (a tensor's memory): no copy on the way."""
+        at, stop = start + filled[0], start + len(target)
         with self._open(f"bytes={at}-{stop - 1}", stamp) as resp:
             if resp.status != 206:
                 raise SourceError(f"{self.url}: the server stopped answering range requests (HTTP {resp.status})")
@@ -154,10 +161,8 @@ class HttpReader:
                 raise SourceError(f"{self.url}: the server answered another range than asked")
             if self._stamp(resp, total) != stamp:
                 raise changed_error(self.url)
-            while len(data) < stop - start:
-                piece = self._piece(resp, min(_READ_PIECE, stop - start - len(data)))
-                data += piece
-        return bytes(data)
+            while filled[0] < len(target):
+                filled[0] += self._piece_into(resp, target[filled[0] : filled[0] + _READ_PIECE])
 
     def _open(self, byte_range: str, stamp: RemoteStamp | None) -> http.client.HTTPResponse:
         request = urllib.request.Request(self._target, headers={"Range": byte_range, "Accept-Encoding": "identity"})
@@ -171,6 +176,12 @@ class HttpReader:
             exc.close()
             raise self._http_error(exc.code, stamp) from None
         except (OSError, http.client.HTTPException) as exc:
+            untrusted = getattr(exc, "reason", exc)
+            if isinstance(untrusted, ssl.SSLCertVerificationError):  # no retry mends that
+                raise SourceError(
+                    f"{self.url}: the server's certificate is not trusted ({untrusted.verify_message}); "
+                    "for a private certificate authority, set SSL_CERT_FILE to its certificate (PEM)"
+                ) from None
             raise _Transient(_reason(exc)) from None
 
     def _http_error(self, code: int, stamp: RemoteStamp | None) -> Exception:
@@ -201,20 +212,21 @@ class HttpReader:
         return RemoteStamp(size, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
 
     def _body(self, resp: http.client.HTTPResponse, count: int) -> bytes:
-        data = bytearray()
-        while len(data) < count:
-            data += self._piece(resp, min(_READ_PIECE, count - len(data)))
+        data = bytearray(count)
+        view, filled = memoryview(data), 0
+        while filled < count:
+            filled += self._piece_into(resp, view[filled : filled + _READ_PIECE])
         return bytes(data)
 
     @staticmethod
-    def _piece(resp: http.client.HTTPResponse, count: int) -> bytes:
+    def _piece_into(resp: http.client.HTTPResponse, target: memoryview) -> int:
         try:
-            piece = resp.read(count)
+            count = resp.readinto(target)
         except (OSError, http.client.HTTPException) as exc:
             raise _Transient(f"connection dropped ({_reason(exc)})") from None
-        if not piece:
+        if not count:
             raise _Transient("connection closed before the end of the range")
-        return piece
+        return count
 
 
 def _reason(exc: BaseException) -> str:
@@ -309,6 +321,9 @@ class S3Reader:
             raise failed_error(self.url, f"got {len(data)} of {stop - start} bytes")
         return data
 
+    def read_into(self, stamp: RemoteStamp, start: int, target: memoryview) -> None:
+        target[:] = self.read(stamp, start, start + len(target))
+
     def _denied(self) -> SourceError:
         return SourceError(
             f"{self.url}: access denied; credentials come from the environment (AWS_ACCESS_KEY_ID, "
@@ -321,97 +336,3 @@ def reader_for(url: str) -> RangeReader:
     if scheme == "s3":
         return S3Reader(url)
     return HttpReader(url)
-
-
-# --------------------------------------------------------------------------------------- cache
-
-
-class RangeCache:
-    """Fetched ranges on disk, least recently used dropped first above ``limit`` bytes.
-
-    Keys hash the URL without credentials or query, the file's version and the range, so a
-    replaced file never reads its old bytes and nothing secret is written. ``limit`` 0: off.
-    """
-
-    def __init__(self, folder: Path | None, limit: int) -> None:
-        self.folder = folder
-        self.limit = max(0, limit) if folder is not None else 0
-        self._used: int | None = None
-
-    @classmethod
-    def from_env(cls) -> RangeCache:
-        """``PARAMSCOPE_CACHE_DIR`` (default ``~/.cache/paramscope/ranges``) and
-        ``PARAMSCOPE_CACHE_BYTES`` (default 2 GiB; 0 turns the cache off)."""
-        folder = os.environ.get("PARAMSCOPE_CACHE_DIR")
-        if not folder:
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-            folder = os.path.join(base, "paramscope", "ranges")
-        text = os.environ.get("PARAMSCOPE_CACHE_BYTES", "").strip()
-        try:
-            limit = int(float(text)) if text else DEFAULT_CACHE_BYTES
-        except ValueError:
-            raise SourceError(f"PARAMSCOPE_CACHE_BYTES={text!r}: not a number of bytes") from None
-        return cls(Path(folder), limit)
-
-    def describe(self) -> str:
-        if not self.limit:
-            return "no range cache"
-        return f"ranges cached in {self.folder} (up to {human_bytes(self.limit)})"
-
-    @staticmethod
-    def key(url: str, stamp: RemoteStamp, start: int, stop: int) -> str:
-        parts = urlsplit(url)
-        where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-        text = "\0".join(map(str, (where, stamp.size, stamp.etag, stamp.modified, start, stop)))
-        return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
-
-    def get(self, key: str, size: int) -> bytes | None:
-        if not self.limit or self.folder is None:
-            return None
-        path = self.folder / f"{key}.bin"
-        try:
-            data = path.read_bytes()
-            os.utime(path)  # recently used: evicted last
-        except OSError:
-            return None
-        return data if len(data) == size else None
-
-    def put(self, key: str, data: bytes) -> None:
-        if not self.limit or self.folder is None or len(data) > self.limit:
-            return
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self.folder / f".{key}.{os.getpid()}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, self.folder / f"{key}.bin")
-        except OSError:
-            return  # a full or read-only disk costs the cache, not the reading
-        self._used = (self._used if self._used is not None else self._scan_used()) + len(data)
-        if self._used > self.limit:
-            self._evict()
-
-    def _entries(self) -> list[tuple[float, int, Path]]:
-        entries = []
-        for path in self.folder.glob("*.bin") if self.folder is not None else ():
-            try:
-                info = path.stat()
-            except OSError:
-                continue
-            entries.append((info.st_mtime, info.st_size, path))
-        return entries
-
-    def _scan_used(self) -> int:
-        return sum(size for _, size, _ in self._entries())
-
-    def _evict(self) -> None:
-        entries = sorted(self._entries())
-        used = sum(size for _, size, _ in entries)
-        for _, size, path in entries:
-            if used <= self.limit:
-                break
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            used -= size
-        self._used = used

@@ -205,6 +205,6 @@ def diff_sources(
 ) -> DiffResult:
     """Diff two sources (files or model specs such as ``demo:mlp``); ``entries``: the weight set
     of each when a checkpoint holds several."""
-    from paramscope.core.files.load_weights import read_weights
+    from paramscope.core.weights import read_weights
 
     return diff_state_dicts(read_weights(a, trust, entries[0]), read_weights(b, trust, entries[1]), bins, state)

@@ -1,0 +1,139 @@
+"""The Spectrum tab through the window: singular values against torch, the Marchenko–Pastur overlay,
+the worker with Cancel for large matrices, and what has no spectrum."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from torch import nn
+
+from paramscope.core import spectra
+from paramscope.core.sources import OpenedModel
+from paramscope.gui import spectrum_view
+
+
+def show_spectrum(window, qtbot, name: str):
+    """Select ``name`` with the Spectrum tab in front; return the Spectrum shown."""
+    view = window.spectrum_view
+    window.tabs.setCurrentWidget(window.histogram_panel)  # hidden: selecting computes nothing yet
+    window.state.select_tensor(name)
+    with qtbot.waitSignal(view.computed, timeout=60_000) as blocker:
+        window.tabs.setCurrentWidget(view)
+    return blocker.args[0]
+
+
+def test_conv_weight_flattened_matches_torch(open_demo, qtbot):
+    window = open_demo("cnn")
+    name = next(n for n, i in window.state.session.report.parameters.items() if i.shape and len(i.shape) == 4)
+    weight = window.state.session.tensor(name).detach()
+    shown = show_spectrum(window, qtbot, name)
+    expected = torch.linalg.svdvals(weight.flatten(1).double())
+    assert np.allclose(shown.singular_values, expected.numpy(), rtol=1e-10)
+    assert shown.spectral_norm == pytest.approx(float(torch.linalg.matrix_norm(weight.flatten(1).double(), ord=2)))
+    fro = float(torch.linalg.matrix_norm(weight.flatten(1).double()))
+    assert shown.stable_rank == pytest.approx(fro**2 / float(expected[0]) ** 2)
+    assert shown.condition_number == pytest.approx(float(expected[0] / expected[-1]))
+    view = window.spectrum_view
+    text = view.message.text()
+    assert f"{weight.shape[0]} x {math.prod(weight.shape[1:])}" in text and "flattened" in text
+    assert f"stable rank {shown.stable_rank:.4g}" in text and f"condition number {shown.condition_number:.4g}" in text
+    x, y = view.values_item.xData, view.values_item.yData  # the singular values, largest first
+    assert np.allclose(y, expected.numpy()) and list(x[:2]) == [1.0, 2.0]
+
+
+def test_marchenko_pastur_overlay_fits_a_random_init(window, qtbot):
+    generator = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(512, 256, bias=False))
+    with torch.no_grad():
+        nn.init.normal_(net[0].weight, std=0.02, generator=generator)
+    window.open_model(OpenedModel(net, "random", "live"))
+    shown = show_spectrum(window, qtbot, "0.weight")
+    law = shown.marchenko_pastur
+    assert law.sigma == pytest.approx(0.02, rel=0.02)
+    assert shown.singular_values[0] == pytest.approx(law.high, rel=0.05)  # the edge of the law
+    assert shown.singular_values[-1] == pytest.approx(law.low, rel=0.15)
+    assert shown.outliers() == 0
+    view = window.spectrum_view
+    edges, counts = view.bars_item.getData()
+    x, density = view.law_item.getData()
+    assert counts.sum() == 256 and view.law_item.isVisible()
+    width = edges[1] - edges[0]
+    assert np.trapezoid(density, x) / width == pytest.approx(256, rel=0.05)  # the curve is in counts
+    assert view.edges[0].value() == pytest.approx(math.log10(law.high))
+    view.law_box.setChecked(False)
+    assert not view.law_item.isVisible() and not view.edges[0].isVisible()
+
+
+def test_large_matrix_in_the_worker_with_cancel(window, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setattr(spectrum_view, "SYNC_COST", 0)
+    net = nn.Sequential(nn.Linear(300, 200))
+    window.open_model(OpenedModel(net, "large", "live"))
+    view = window.spectrum_view
+    window.tabs.setCurrentWidget(view)
+    window.state.select_tensor("0.weight")
+    assert view.worker.is_running and view.progress.isVisible() and view.cancel_button.isVisible()
+    qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    assert "cancelled" in view.message.text() and view.spectrum is None
+    assert view.compute_button.isVisible() and view.compute_button.text() == "Compute"
+    assert view.worker.wait()
+    qtbot.wait(50)  # the cancelled result, if delivered, must be dropped
+    assert view.spectrum is None
+    with qtbot.waitSignal(view.computed, timeout=60_000) as blocker:
+        qtbot.mouseClick(view.compute_button, Qt.MouseButton.LeftButton)
+    assert np.allclose(blocker.args[0].singular_values, torch.linalg.svdvals(net[0].weight.detach().double()).numpy())
+    assert not view.progress.isVisible()
+    png = window.export_plot(tmp_path / "spectrum.png")  # File > Export plot takes the front plot
+    assert png is not None and QImage(str(png)).width() > 100
+
+
+def test_what_has_no_spectrum_says_why(window, qtbot, monkeypatch):
+    net = nn.Sequential(nn.Linear(20, 10))
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    window.open_model(OpenedModel(net, "odd", "live"))
+    view = window.spectrum_view
+    window.tabs.setCurrentWidget(view)
+    with qtbot.waitSignal(view.skipped) as blocker:
+        window.state.select_tensor("0.bias")
+    assert blocker.args[0] == "0.bias: 1-D: not a matrix"
+    with qtbot.waitSignal(view.skipped) as blocker:
+        window.state.select_tensor("0.weight")
+    assert "NaN" in blocker.args[0] and view.spectrum is None
+    with torch.no_grad():
+        net[0].weight[0, 0] = 0.0
+    monkeypatch.setattr(spectra, "MAX_SIDE", 5)  # both sides above it: skipped unless asked
+    with qtbot.waitSignal(view.skipped) as blocker:
+        window.state.select_tensor("0.bias")
+        window.state.select_tensor("0.weight")
+    assert "both sides above 5" in view.message.text() and view.compute_button.text() == "Compute anyway"
+    with qtbot.waitSignal(view.computed):
+        qtbot.mouseClick(view.compute_button, Qt.MouseButton.LeftButton)
+
+
+def test_zero_weight_has_gaps_not_a_crash(window, qtbot):
+    net = nn.Sequential(nn.Linear(6, 4, bias=False))
+    nn.init.zeros_(net[0].weight)
+    window.open_model(OpenedModel(net, "zeros", "live"))
+    shown = show_spectrum(window, qtbot, "0.weight")
+    assert shown.spectral_norm == 0 and shown.stable_rank is None and math.isinf(shown.condition_number)
+    assert "4 singular value(s) are 0" in window.spectrum_view.message.text()
+
+
+def test_edits_recompute_only_on_screen(open_demo, qtbot):
+    window = open_demo("mlp")
+    view = window.spectrum_view
+    show_spectrum(window, qtbot, "0.weight")
+    window.tabs.setCurrentWidget(window.histogram_panel)
+    session = window.state.session
+    from paramscope.core.rules import apply_rules
+
+    apply_rules(session, ["0.weight=orthogonal"], seed=0)  # an edit while the tab is hidden
+    assert view._dirty
+    with qtbot.waitSignal(view.computed) as blocker:
+        window.tabs.setCurrentWidget(view)
+    assert np.allclose(blocker.args[0].singular_values, 1.0)  # orthogonal rows: all ones

@@ -56,7 +56,9 @@ class Splash(QWidget):
         if not self.icon.isNull():
             painter.drawPixmap((self.width() - self.icon.width()) // 2, 10, self.icon)
         text = QRect(10, ICON_SIZE + 20, self.width() - 20, TEXT_HEIGHT)
-        shown = painter.fontMetrics().elidedText(self.message, Qt.TextElideMode.ElideMiddle, text.width())
+        shown = painter.fontMetrics().elidedText(
+            self.message, Qt.TextElideMode.ElideMiddle, text.width()
+        )
         painter.setPen(self.palette().windowText().color())
         painter.drawText(text, Qt.AlignmentFlag.AlignCenter, shown)
 

@@ -226,9 +226,11 @@ def _distinct_parameters(model: nn.Module) -> list[torch.Tensor]:
 def step_statistics(ctx: Context) -> list[Row]:
     import numpy as np
 
+    from paramscope.core import kernels
     from paramscope.core.model_statistics import compute_model_statistics
     from paramscope.core.report import build_report
 
+    compiled = kernels.load()  # reads from 2^28 values use them; GPT-2 alone stays on the torch loops
     tensors = _distinct_parameters(ctx.model)
     report = build_report(ctx.model)
     names = list(report.parameters)
@@ -245,7 +247,7 @@ def step_statistics(ctx: Context) -> list[Row]:
             np.histogram(t.numpy(), bins=64)
 
     nbytes = sum(t.numel() * t.element_size() for t in tensors)
-    note = f"{len(tensors)} tensors, {nbytes / 1e6:.0f} MB"
+    note = f"{len(tensors)} tensors, {nbytes / 1e6:.0f} MB, {'compiled' if compiled else 'torch'} loops"
     rows = [
         _finish(
             Row(

@@ -8,13 +8,16 @@ serial increments. Together with ``torch.aminmax`` for the range they cost ~5 re
 ~20 (issue 6).
 
 Exactness is the caller's business: the key of a value is a monotone, deterministic function of
-that value (no fast-math in the key loops), so :mod:`paramscope.core.tensor_stats` checks the values next
-to each bin edge with the same key function (:func:`edge_fixes`) and corrects the few that numpy
-assigns differently.
+that value (no fast-math in the key loops), so :mod:`paramscope.core.histogram_pass` checks the
+values next to each bin edge with the same key function (:func:`edge_fixes`) and corrects the
+few that numpy assigns differently.
 
 Set ``PARAMSCOPE_NUMBA=0`` to use the torch loops instead (the results are identical; the torch
 loops are the reference the tests compare these with). Measured on GPT-2 small (``paramscope
-bench --step statistics``): 0.16 s with these loops, 0.47 s without.
+bench --step statistics``): 0.13-0.16 s with these loops, 0.47 s without. Loading them costs
+~0.7 s once per process (numba, the scipy it imports, the cached machine code), so they are
+loaded only for reads large enough to pay for that
+(:func:`paramscope.core.float_scan.prefer_compiled`).
 
 Compiled once per machine, not once per run: numba caches the machine code in
 :func:`cache_folder` (``NUMBA_CACHE_DIR`` if set, else ``~/.cache/paramscope/numba``), where any
@@ -98,7 +101,7 @@ def _edge_check(
     found: Any,
 ) -> int:
     """Values next to each edge whose key differs from numpy.histogram's bin (see
-    ``stats._misassigned``): written as rows ``(value, key, true key)`` into ``found``; returns
+    ``histogram_pass.misassigned``): written as rows ``(value, key, true key)`` into ``found``; returns
     how many, or -1 if one lies at the border of its window (the window may be too small)."""
     bins = edges.shape[0] - 1
     n = 0

@@ -19,7 +19,8 @@ from paramscope.core.tensor_stats import (
     DEFAULT_BINS,
     Histogram,
     TensorStats,
-    _empty_histogram,
+    empty_histogram,
+    prefer_compiled,
     tensor_histogram,
     tensor_stats,
     tensor_summary,
@@ -84,7 +85,7 @@ def summarize(tensor: torch.Tensor, bins: int | None = None, state: TaskState | 
 def unavailable_summary(tensor: torch.Tensor, note: str, bins: int | None = None) -> TensorSummary:
     """A summary without values that says why (``note``) in both stats and histogram."""
     stats = TensorStats(numel=tensor.numel(), has_data=False, note=note)
-    return TensorSummary(stats, _empty_histogram(bins or MIN_AUTO_BINS, note=note))
+    return TensorSummary(stats, empty_histogram(bins or MIN_AUTO_BINS, note=note))
 
 
 def named_tensors(model: nn.Module, report: ModelReport) -> dict[str, torch.Tensor]:
@@ -252,6 +253,8 @@ def compute_model_statistics(
     tensors = named_tensors(model, report)
     wanted = list(tensors) if names is None else [report.alias_to_name.get(n, n) for n in names]
     small = [n for n in wanted if batchable(tensors[n])]
+    # One decision for the whole job: the compiled loops are worth loading only for a large read.
+    prefer_compiled(sum(tensors[n].numel() for n in wanted if tensors[n].dtype == torch.float32))
     sizes = {n: max(1, report.tensor(n).nbytes) for n in wanted}
     total = sum(sizes.values()) or 1
     done = 0

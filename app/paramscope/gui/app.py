@@ -9,14 +9,18 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.sources import open_source
-from paramscope.gui.main_window import MainWindow
-from paramscope.gui.state import AppState
+from paramscope.gui.opening import open_ahead
+
+if TYPE_CHECKING:  # imported in run_app, while the command line's file is read
+    from paramscope.gui.main_window import MainWindow
+    from paramscope.gui.state import AppState
 
 SELFTEST_ENV = "PARAMSCOPE_SELFTEST"
 SCREENSHOT_SIZE = (1600, 1000)  # the default window size; the layout also works at 1280x800
@@ -51,19 +55,41 @@ def calm_torch() -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
 
 
-def prepare_compute() -> None:
-    """Get the long work ready while the splash shows: the compiled loops (~0.5 s), then a GC freeze.
+def source_bytes(source: str) -> int:
+    """Bytes on disk of a local file, or of the files directly in a folder; 0 if unknown."""
+    path = Path(source)
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    except OSError:
+        pass
+    return 0
 
-    Loading the loops later, in the statistics worker, would hold the GIL for a few hundred ms and
-    freeze the window just as the first large model opens.
+
+def freeze_start_up() -> None:
+    """Exempt the objects start-up made from garbage collection, for good.
+
+    torch and Qt leave ~10^5 long-lived objects (numba ~10^6): a full collection walking them
+    took ~300 ms of GIL in the middle of the statistics. Called before the first file is read:
+    its objects must stay collectable (a frozen cycle holding tensors would never be freed).
+    No collection first: it found nothing to free and cost ~0.2 s.
     """
-    from paramscope.core import kernels
-
-    kernels.load()
-    # numba, torch and Qt leave ~10^6 long-lived objects: a full garbage collection walking them
-    # took ~300 ms of GIL in the middle of the statistics. Startup objects stay: exempt them.
-    gc.collect()
     gc.freeze()
+
+
+def prepare_compute(source: str | None = None) -> None:
+    """Load the compiled loops while the splash shows if ``source`` is a large file.
+
+    They cost ~0.7 s to load and pay for it only from about a GiB of float32 values (see
+    :func:`paramscope.core.tensor_stats.prefer_compiled`); loaded later, in the statistics worker,
+    they hold the GIL for ~200 ms and stall the window once, so a large file loads them here.
+    """
+    from paramscope.core.tensor_stats import prefer_compiled
+
+    if source is not None:
+        prefer_compiled(source_bytes(source) // 4)  # as if all float32: a large file loads them
 
 
 def run_app(
@@ -85,6 +111,8 @@ def run_app(
     first (Open anyway / Cancel).
     """
     if screenshot is not None:
+        from paramscope.gui.main_window import MainWindow
+
         opened = open_source(source, trust=trust, weights=weights, **options)  # errors go to the CLI
         target = Path(screenshot)
         if not target.parent.is_dir():
@@ -95,9 +123,13 @@ def run_app(
         window.open_model(opened)
         return render_screenshot(app, window, target)
 
-    app = ensure_app()
     calm_torch()
-    prepare_compute()
+    freeze_start_up()
+    ahead = open_ahead(source, trust=trust, weights=weights, **options)  # read while the window builds
+    from paramscope.gui.main_window import MainWindow
+
+    app = ensure_app()
+    prepare_compute(source)
     window = MainWindow()
     window.fit_to_screen()  # a fresh window fits the screen; a saved geometry wins below
     window.restore_settings()  # geometry and dock layout of the last run; saved again on close
@@ -105,13 +137,20 @@ def run_app(
     if on_shown is not None:  # e.g. close the splash
         on_shown()
     if series:
+        gc.enable()  # launch() turned it off for the start-up; no file is being read ahead
         window.series_view.open_series(series, trust=trust, open_latest=True)
     else:
-        # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and an
-        # error is one line in the window (no other model is opened in its place).
-        window.open_source(source, trust=trust, weights=weights, **options)
+        # The window's own way of opening: a file that can run code asks Open anyway / Cancel, and
+        # an error is one line in the window (no other model is opened in its place).
+        if not gc.isenabled():  # launch() turned it off for the start-up; opening wants it off
+            window.opener.opened.connect(_enable_gc, Qt.ConnectionType.SingleShotConnection)
+        window.open_source(source, trust=trust, weights=weights, ahead=ahead, **options)
     schedule_selftest(app, window)
     return app.exec()
+
+
+def _enable_gc(_ok: bool) -> None:
+    gc.enable()
 
 
 def schedule_selftest(app: QApplication, window: MainWindow) -> None:

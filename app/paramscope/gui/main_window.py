@@ -7,8 +7,9 @@ are built in modules of their own; this one places the panels and connects them.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import (
@@ -64,6 +65,10 @@ from paramscope.gui.value_grid import ValueGrid
 from paramscope.gui.window_layout import DEFAULT_SIZE
 from paramscope.gui.window_menus import build_menus
 from paramscope.gui.window_status import WindowStatus
+
+if TYPE_CHECKING:
+    from paramscope.core.files.safety import UntrustedFileError
+    from paramscope.core.session import Session
 
 
 def first_look_tensor(report: ModelReport) -> str | None:
@@ -312,10 +317,19 @@ class MainWindow(QMainWindow):
         self.status.set_running(busy, what, text)
 
     # --- opening -------------------------------------------------------------------------------
-    def open_source(self, spec: str, *, trust: bool = False, weights: str | None = None, **options: str | None) -> bool:
+    def open_source(
+        self,
+        spec: str,
+        *,
+        trust: bool = False,
+        weights: str | None = None,
+        ahead: Future[Session | UntrustedFileError] | None = None,
+        **options: str | None,
+    ) -> bool:
         """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
 
-        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them.
+        ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` as ``open_source`` takes them;
+        ``ahead``: the same open started before the window existed (:func:`open_ahead`).
 
         Data files open in a worker (see :class:`SourceOpener`): True means opening started.
         Demos and Python code open here at once: True means opened. False: refused or failed.
@@ -324,7 +338,7 @@ class MainWindow(QMainWindow):
             return False
         ask = (lambda error: confirm_trust(self, error)) if self.interactive else None
         if opens_in_background(spec):
-            self.opener.open(spec, trust=trust, weights=weights, ask=ask, **options)
+            self.opener.open(spec, trust=trust, weights=weights, ask=ask, ahead=ahead, **options)
             return True
         self.opener.cancel_and_wait()  # an older file still opening must not replace this one
         self.statistics.cancel()

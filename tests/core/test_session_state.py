@@ -7,12 +7,12 @@ import math
 import torch
 from torch import nn
 
-from paramscope.core.backward import BackwardRequest, run
-from paramscope.core.commands import TensorEditCommand
-from paramscope.core.gradient_norms import compute_grad_norms, grad_norm, norms_from_result
-from paramscope.core.heatmap import heatmap_of
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.backward.backward import BackwardRequest, run
+from paramscope.core.backward.gradient_norms import compute_grad_norms, grad_norm, norms_from_result
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.model.heatmap import heatmap_of
+from paramscope.core.sources.sources import open_source
 
 
 def test_selection_is_the_sessions_and_listeners_hear_only_changes() -> None:

@@ -9,13 +9,13 @@ import torch
 from PySide6.QtCore import QCoreApplication, Qt
 from torch import nn
 
-import paramscope.core.heatmap as core_heatmap
-import paramscope.gui.statistics_worker as statistics_module
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
-from paramscope.gui import heatmap_view as heatmap_module
-from paramscope.gui.heatmap_view import HeatmapView
-from paramscope.gui.param_table import COL_GRAD_NORM, fmt_float
+import paramscope.core.model.heatmap as core_heatmap
+import paramscope.gui.app.statistics_worker as statistics_module
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.models.param_table import COL_GRAD_NORM, fmt_float
+from paramscope.gui.plots import heatmap_view as heatmap_module
+from paramscope.gui.plots.heatmap_view import HeatmapView
 from paramscope.gui.state import AppState
 
 
@@ -105,7 +105,7 @@ def test_a_heatmap_of_a_tensor_no_longer_selected_is_not_drawn(qtbot, monkeypatc
 
 
 def test_preview_runs_in_the_worker_and_a_stale_one_is_dropped(open_demo, qtbot, monkeypatch):
-    from paramscope.gui import init_panel as init_module
+    from paramscope.gui.panels import init_panel as init_module
 
     window = open_demo("mlp")
     panel, state = window.init_panel, window.state

@@ -119,6 +119,9 @@ def prefer_compiled(elements: int) -> bool:
     whether they are ready. Callers that know the whole job (a model's statistics) ask once."""
     if not kernels.AVAILABLE:
         return False
+    chosen = kernels.job_choice()  # a job split over processes decided once for all its parts
+    if chosen is not None:
+        return chosen
     return kernels.loaded() or (elements >= FUSED_MIN_ELEMENTS and kernels.load())
 
 

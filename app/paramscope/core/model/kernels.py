@@ -29,6 +29,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -204,6 +207,31 @@ def _run_once(loops: SimpleNamespace) -> None:
 def load() -> bool:
     """Load the loops now (if wanted and possible); whether they can be used."""
     return AVAILABLE and _compiled() is not None
+
+
+#: The choice of one job (an audit, a series), set by :func:`policy`; None: no job chose.
+_JOB_CHOICE: ContextVar[bool | None] = ContextVar("paramscope_compiled_loops", default=None)
+
+
+@contextmanager
+def policy(use: bool) -> Iterator[bool]:
+    """Within the block, float32 statistics use the compiled loops exactly when ``use`` (and they load).
+
+    The compiled sums round differently from torch's in the last bits, so a job whose parts run
+    in several processes (Dask workers, each with its own history of what it loaded) makes the
+    choice once for the whole job and every part follows it.
+    """
+    chosen = bool(use) and load()
+    token = _JOB_CHOICE.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _JOB_CHOICE.reset(token)
+
+
+def job_choice() -> bool | None:
+    """What the enclosing :func:`policy` chose, or None outside one."""
+    return _JOB_CHOICE.get()
 
 
 def loaded() -> bool:

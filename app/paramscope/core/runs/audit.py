@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from paramscope.core.errors import SourceError
+from paramscope.core.model import kernels
+from paramscope.core.model.float_scan import prefer_compiled
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.runs.series import _values, open_checkpoint
 from paramscope.core.tasks import TaskState, ensure_state
@@ -35,14 +37,21 @@ def summarize_part(source: str, bins: int | None, trust: bool, names: list[str])
     return out
 
 
-def _in_worker(threads: int, function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """``function(*args)`` with the client's torch threads: torch sums in another order with
-    another number of threads, so the worker's last bits are the local path's."""
+def _in_worker(threads: int, compiled: bool, function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``function(*args)`` with the client's torch threads and choice of compiled loops: torch sums
+    in another order with another number of threads, the compiled loops round differently, so
+    the worker's last bits are the local path's."""
     import torch
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return function(*args)
+    with kernels.policy(compiled):
+        return function(*args)
+
+
+def job_compiled(sizes: dict[str, int]) -> bool:
+    """Whether a job over tensors of ``sizes`` bytes uses the compiled loops (decided once)."""
+    return prefer_compiled(sum(sizes.values()) // 4)  # as if all float32
 
 
 def _sizes(source: str, trust: bool) -> dict[str, int]:
@@ -72,7 +81,8 @@ def audit(
     state = ensure_state(state)
     sizes = _sizes(source, trust)
     if scheduler is None:
-        results = _audit_here(source, sizes, bins, trust, state)
+        with kernels.policy(job_compiled(sizes)):
+            results = _audit_here(source, sizes, bins, trust, state)
     else:
         results = map_on_dask(scheduler, summarize_part, (source, bins, trust), sizes, state)
     state.progress(1.0, "done")
@@ -154,12 +164,12 @@ def map_on_dask(
     from distributed import TimeoutError as DaskTimeout
     from distributed import wait
 
-    threads = torch.get_num_threads()
+    threads, compiled = torch.get_num_threads(), job_compiled(sizes)
     with dask_client(scheduler) as client:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         parts = split_parts(sizes, workers * PARTS_PER_WORKER)
         futures = {
-            client.submit(_in_worker, threads, function, *args, part, pure=False): part for part in parts
+            client.submit(_in_worker, threads, compiled, function, *args, part, pure=False): part for part in parts
         }
         total, done, parts_done = sum(sizes.values()), 0, 0
         results: dict[str, Any] = {}

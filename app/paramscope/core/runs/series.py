@@ -22,6 +22,7 @@ import torch
 from paramscope.core.errors import SourceError, shown
 from paramscope.core.files.safetensors_io import natural_key
 from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.model import kernels
 from paramscope.core.model.tensor_stats import tensor_stats
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -315,10 +316,13 @@ def compute_series(
             sizes[name] = max(sizes.get(name, 1), tensor.numel() * tensor.element_size())
     ordered_names = sorted(sizes, key=natural_key)
     if scheduler is None:
+        from paramscope.core.runs.audit import job_compiled
+
         rows = []
-        for i, name in enumerate(ordered_names):
-            state.progress(0.1 + 0.9 * i / max(1, len(ordered_names)), name)
-            rows.append(_tensor_row(name, checkpoints))
+        with kernels.policy(job_compiled(sizes)):  # as the workers of a scheduler would choose
+            for i, name in enumerate(ordered_names):
+                state.progress(0.1 + 0.9 * i / max(1, len(ordered_names)), name)
+                rows.append(_tensor_row(name, checkpoints))
     else:
         from paramscope.core.runs.audit import map_on_dask
 

@@ -62,7 +62,7 @@ def test_stale_norms_are_dropped_and_an_edit_forgets_only_what_it_may_have_chang
     session = Session(open_source("demo:mlp"))
     assert session.missing_grad_norms() == ["0.weight", "0.bias", "2.weight", "2.bias"]
     version = session.grad_norms_version
-    measured = compute_grad_norms({n: session.tensor(n) for n in session.missing_grad_norms()})
+    measured = compute_grad_norms({n: session.tensor(n).grad for n in session.missing_grad_norms()})
     assert measured == dict.fromkeys(measured)  # no .grad yet: None each
     result = run(BackwardRequest(session.opened, "rand(2, 4)"))
     session.replace_grad_norms(norms_from_result(result))

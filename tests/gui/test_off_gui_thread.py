@@ -65,6 +65,22 @@ def test_gradients_from_elsewhere_are_measured_in_the_statistics_worker(window, 
     assert _grad_norm_texts(window)["weight"] == fmt_float(float(model.weight.grad.double().norm()))
 
 
+
+def test_the_worker_gets_the_gradients_not_the_parameters(window, qtbot, monkeypatch):
+    """Zero grad sets ``.grad`` to None on the GUI thread; a worker reading ``param.grad`` at that
+    moment crashed the process, so the worker is handed the gradient tensors themselves."""
+    model = nn.Linear(4, 3)
+    model(torch.ones(2, 4)).sum().backward()
+    handed: list[dict] = []
+    real = statistics_module.compute_grad_norms
+    monkeypatch.setattr(statistics_module, "compute_grad_norms", lambda grads, *a, **k: (handed.append(dict(grads)), real(grads, *a, **k))[1])
+    with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
+        window.open_model(OpenedModel(model, "live model", "live"))
+    (grads,) = handed
+    assert grads["weight"] is model.weight.grad and grads["bias"] is model.bias.grad
+    assert not any(isinstance(g, nn.Parameter) for g in grads.values())
+
+
 def _large_view(qtbot) -> tuple[HeatmapView, AppState]:
     state = AppState(Session(OpenedModel(nn.Sequential(nn.Linear(1500, 400), nn.Linear(400, 3)), "big", "live")))
     view = HeatmapView(state)

@@ -24,7 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def grad_norm(tensor: torch.Tensor) -> float | None:
     """``float(tensor.grad.double().norm())``, or None without a gradient."""
-    grad = tensor.grad
+    return norm_of_grad(tensor.grad)
+
+
+def norm_of_grad(grad: torch.Tensor | None) -> float | None:
+    """``float(grad.double().norm())`` (of the magnitudes when complex), or None for no gradient."""
     if grad is None:
         return None
     with torch.no_grad():
@@ -50,12 +54,17 @@ def norms_from_result(result: BackwardResult) -> dict[str, float | None]:
     return {name: norm_of_stats(g.grad) for name, g in result.parameters.items() if g.summarized}
 
 
-def compute_grad_norms(tensors: Mapping[str, torch.Tensor], state: TaskState | None = None) -> dict[str, float | None]:
-    """:func:`grad_norm` of each tensor, by name (runs in a worker; cancel between tensors)."""
+def compute_grad_norms(grads: Mapping[str, torch.Tensor | None], state: TaskState | None = None) -> dict[str, float | None]:
+    """:func:`norm_of_grad` of each gradient, by name (runs in a worker; cancel between tensors).
+
+    ``grads`` are the ``.grad`` tensors themselves, taken by the caller on the thread that owns
+    the model: reading ``param.grad`` here while that thread sets it to None (Zero grad) crashed
+    the process.
+    """
     state = ensure_state(state)
     norms: dict[str, float | None] = {}
-    for done, (name, tensor) in enumerate(tensors.items()):
-        if tensor.grad is not None:
-            state.progress(done / max(1, len(tensors)), f"grad norm of {name}")
-        norms[name] = grad_norm(tensor)
+    for done, (name, grad) in enumerate(grads.items()):
+        if grad is not None:
+            state.progress(done / max(1, len(grads)), f"grad norm of {name}")
+        norms[name] = norm_of_grad(grad)
     return norms

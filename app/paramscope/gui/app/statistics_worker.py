@@ -151,7 +151,8 @@ class StatisticsWorker(QObject):
         session = self.state.session
         model, report, loader = session.model, session.report, session.opened.loader
         batches = _batches(report, names)
-        tensors, version = {n: session.tensor(n) for n in grads}, session.grad_norms_version
+        # the gradients themselves, taken here: the GUI thread may set .grad to None meanwhile
+        tensors, version = {n: session.tensor(n).grad for n in grads}, session.grad_norms_version
         start = 0.1 if tensors and batches else 0.0 if batches else 1.0  # of the progress, after the norms
         float32 = sum(report.tensor(n).numel for n in names if report.tensor(n).dtype == "float32")
 

@@ -23,7 +23,7 @@ from paramscope.core.files import pickle_limits, pickle_scan
 from paramscope.core.files.pickle_limits import ScanLimitError
 from paramscope.core.files.pickle_scan import scan_pickle
 from paramscope.core.files.sniff import LEGACY_MAGIC
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 PROTO2 = b"\x80\x02"
 

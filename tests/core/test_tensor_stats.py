@@ -16,14 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import paramscope.core.float_scan as scan_module
-import paramscope.core.histogram_pass as pass_module
-import paramscope.core.tensor_stats as stats_module
-import paramscope.core.value_tables as table_module
-from paramscope.core import kernels
+import paramscope.core.model.float_scan as scan_module
+import paramscope.core.model.histogram_pass as pass_module
+import paramscope.core.model.tensor_stats as stats_module
+import paramscope.core.model.value_tables as table_module
 from paramscope.core.errors import Cancelled
-from paramscope.core.tasks import TaskState
-from paramscope.core.tensor_stats import (
+from paramscope.core.model import kernels
+from paramscope.core.model.tensor_stats import (
     Histogram,
     TensorStats,
     histogram_edges,
@@ -31,6 +30,7 @@ from paramscope.core.tensor_stats import (
     tensor_stats,
     tensor_summary,
 )
+from paramscope.core.tasks import TaskState
 
 # float32 runs through the compiled loops when numba is installed, else through torch ops: the
 # tests that matter for float32 run both ways (`path`) and must give the same exact results.
@@ -450,8 +450,8 @@ def test_the_compiled_loops_load_only_for_a_read_that_pays_for_them(monkeypatch:
 
 _SMALL_MODEL_PROBE = """
 import sys, torch
-from paramscope.core.model_statistics import compute_model_statistics
-from paramscope.core.report import build_report
+from paramscope.core.model.model_statistics import compute_model_statistics
+from paramscope.core.model.report import build_report
 model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.Linear(2048, 2048))
 compute_model_statistics(model, build_report(model))
 print("numba" in sys.modules)
@@ -469,7 +469,7 @@ def test_statistics_of_a_small_model_never_import_numba() -> None:
 
 
 _CACHE_PROBE = """
-from paramscope.core import kernels
+from paramscope.core.model import kernels
 assert kernels.load()
 stats = kernels._compiled().moments.stats
 print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), kernels.cache_folder())

@@ -24,7 +24,7 @@ PROBE = textwrap.dedent(
         return 0
 
     # Stand in for the heavy app module, to see what was on screen when it was needed.
-    sys.modules["paramscope.gui.app"] = types.SimpleNamespace(run_app=run_app)
+    sys.modules["paramscope.gui.app.app"] = types.SimpleNamespace(run_app=run_app)
     from paramscope.cli import main
     assert main(["demo:mlp"]) == 0
     print(seen)
@@ -45,8 +45,8 @@ def test_splash_shows_before_torch_is_imported() -> None:
 SETUP_PROBE = textwrap.dedent(
     """
     import sys
-    from paramscope.gui.app import ensure_app
-    from paramscope.gui.launch import make_application
+    from paramscope.gui.app.app import ensure_app
+    from paramscope.gui.app.launch import make_application
     from PySide6.QtGui import QPalette
     from PySide6.QtCore import QSettings
     import pyqtgraph as pg
@@ -81,7 +81,7 @@ LDD_OUTPUT = """\
 
 
 def test_missing_xcb_libraries_are_named_as_packages() -> None:
-    from paramscope.gui.launch import missing_from_ldd, missing_libraries_message
+    from paramscope.gui.app.launch import missing_from_ldd, missing_libraries_message
 
     missing = missing_from_ldd(LDD_OUTPUT)
     assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libweird.so.2"]
@@ -92,7 +92,7 @@ def test_missing_xcb_libraries_are_named_as_packages() -> None:
 
 def test_platform_check_is_skipped_offscreen_and_runs_for_xcb(monkeypatch) -> None:
     from paramscope.core.errors import ParamscopeError
-    from paramscope.gui import launch
+    from paramscope.gui.app import launch
 
     calls = []
     monkeypatch.setattr(

@@ -12,9 +12,9 @@ from PySide6.QtGui import QPaintEvent
 from PySide6.QtWidgets import QWidget
 from safetensors.torch import save_file
 
-from paramscope.gui import app as app_module
-from paramscope.gui.opening import open_ahead
-from paramscope.gui.statistics_worker import FirstPaint
+from paramscope.gui.app import app as app_module
+from paramscope.gui.app.opening import open_ahead
+from paramscope.gui.app.statistics_worker import FirstPaint
 
 
 class CountingWidget(QWidget):
@@ -58,7 +58,7 @@ def test_a_large_file_loads_the_compiled_loops_behind_the_splash(
 ) -> None:
     """GPT-2 (500 MB) opens without waiting ~0.7 s for numba; a GiB-sized file loads it
     before the window shows, where its GIL-holding load stalls nothing."""
-    from paramscope.core import kernels
+    from paramscope.core.model import kernels
 
     asked: list[int] = []
     monkeypatch.setattr(kernels, "AVAILABLE", True)

@@ -27,9 +27,9 @@ def measure_stall(model: object, timeout_s: float = 600.0) -> tuple[float, float
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
-    from paramscope.core.sources import OpenedModel
-    from paramscope.gui.app import ensure_app, freeze_start_up
-    from paramscope.gui.main_window import MainWindow
+    from paramscope.core.sources.sources import OpenedModel
+    from paramscope.gui.app.app import ensure_app, freeze_start_up
+    from paramscope.gui.app.main_window import MainWindow
 
     app = ensure_app()
     freeze_start_up()  # as the app does behind its splash (GPT-2 loads no compiled loops)
@@ -163,8 +163,8 @@ def measure_start(model: object, repeats: int) -> tuple[float, float, bool]:
 
 def start_row(quick: bool) -> object:
     """The gui_start row: the real command against the imports every such window needs."""
-    from paramscope.core.bench_model import FULL, QUICK, build_gpt2
-    from paramscope.core.bench_rows import Row
+    from paramscope.core.bench.bench_model import FULL, QUICK, build_gpt2
+    from paramscope.core.bench.bench_rows import Row
 
     try:
         app_s, base_s, on_demand = measure_start(build_gpt2(QUICK if quick else FULL), 2 if quick else 3)
@@ -186,8 +186,8 @@ def start_row(quick: bool) -> object:
 def main(argv: list[str]) -> int:
     import torch
 
-    from paramscope.core.bench_model import FULL, QUICK, build_gpt2
-    from paramscope.core.bench_rows import Row, peak_rss_mb
+    from paramscope.core.bench.bench_model import FULL, QUICK, build_gpt2
+    from paramscope.core.bench.bench_rows import Row, peak_rss_mb
 
     torch.set_num_threads(1)
     quick = "--quick" in argv

@@ -89,3 +89,20 @@ def test_a_cancel_from_the_task_state_is_seen_while_parts_run(tmp_path: Path) ->
         with pytest.raises(Cancelled):
             audit(server.url("m.safetensors"), cluster.scheduler_address, state=state)
         assert time.monotonic() - start < 30  # a part takes minutes now: the wait was not for one
+
+
+def test_distributeds_interrupted_sync_error_is_not_shown(caplog) -> None:
+    """Ctrl+C inside distributed's ``Client.sync`` makes its cancel callback log a NameError
+    traceback through tornado (a race in distributed); a user who pressed Ctrl+C sees one line."""
+    import logging
+
+    from paramscope.core.runs.audit import _quiet_interrupted_sync
+
+    logger = logging.getLogger("tornado.application")
+    message = "Exception in callback functools.partial(<function sync.<locals>.cancel at 0x7f>)"
+    with caplog.at_level(logging.ERROR, logger="tornado.application"):
+        with _quiet_interrupted_sync():
+            logger.error(message)
+            logger.error("another tornado error")
+        logger.error(message)
+    assert [r.getMessage() for r in caplog.records] == ["another tornado error", message]

@@ -150,6 +150,27 @@ def _local_cluster(factory: Callable[..., Any], workers: int) -> Any:
             signal.signal(signal.SIGINT, previous)
 
 
+class _InterruptedSyncFilter:
+    """Drops distributed's own error when Ctrl+C lands inside ``Client.sync``: its cancel
+    callback then logs a ``NameError`` traceback through tornado (a known race in distributed's
+    ``sync``), where the user asked to stop and gets one line for it."""
+
+    def filter(self, record: Any) -> bool:
+        return "sync.<locals>.cancel" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_interrupted_sync() -> Iterator[None]:
+    import logging
+
+    logger, quiet = logging.getLogger("tornado.application"), _InterruptedSyncFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def map_on_dask(
     scheduler: str,
     function: Callable[..., dict[str, Any]],
@@ -165,7 +186,7 @@ def map_on_dask(
     from distributed import wait
 
     threads, compiled = torch.get_num_threads(), job_compiled(sizes)
-    with dask_client(scheduler) as client:
+    with _quiet_interrupted_sync(), dask_client(scheduler) as client:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         parts = split_parts(sizes, workers * PARTS_PER_WORKER)
         futures = {

@@ -115,19 +115,25 @@ def resolve_targets(report: ModelReport, selector: Selector | str, model: nn.Mod
     """
     if isinstance(selector, str):
         selector = parse_selector(selector)
+    if selector.kind == "names":  # the GUI's selection: looked up, not matched against every name
+        return _named_targets(report, selector.names)
     tables = [report.parameters]
-    if include_buffers or selector.kind == "names":
+    if include_buffers:
         tables.append(report.buffers)
     hits: list[str] = []
     for table in tables:
         for info in table.values():
             if any(selector.matches(alias, report, model) for alias in info.aliases):
                 hits.append(info.name)
-    if selector.kind == "names":
-        unknown = [n for n in selector.names if n not in report.alias_to_name]
-        if unknown:
-            raise RuleError(f"no tensor named {unknown[0]!r}")
     return hits
+
+
+def _named_targets(report: ModelReport, names: Sequence[str]) -> list[str]:
+    """The canonical names of ``names`` (any alias), each once, parameters then buffers in report order."""
+    unknown = [n for n in names if n not in report.alias_to_name]
+    if unknown:
+        raise RuleError(f"no tensor named {unknown[0]!r}")
+    return sorted({report.alias_to_name[n] for n in names}, key=report.order.__getitem__)
 
 
 def weights_and_biases(report: ModelReport, names: Sequence[str], weights: bool = True,

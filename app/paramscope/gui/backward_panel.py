@@ -36,7 +36,7 @@ from paramscope.core.gradient_norms import norms_from_result
 from paramscope.core.losses import STRUCTURE_NOTE
 from paramscope.gui import colors
 from paramscope.gui.backward_form import BackwardForm
-from paramscope.gui.gradient_table import COLUMNS, GradientRow, GradientTableModel
+from paramscope.gui.gradient_table import COLUMNS, GradientRow, GradientTableModel, PlainRows
 from paramscope.gui.param_table import fmt_float
 from paramscope.gui.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
@@ -162,8 +162,7 @@ class BackwardPanel(QWidget):
     def _show_plain_rows(self) -> None:
         """Rows before any run in this panel: .grad None (as the tutorial prints) or existing."""
         session = self.state.session
-        rows = [GradientRow(name, None, has_grad=session.tensor(name).grad is not None) for name in session.report.parameters]
-        self.table_model.set_rows(rows)
+        self.table_model.set_rows(PlainRows(list(session.report.parameters), session.names_with_grad()))
 
     # --- actions -------------------------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from paramscope.core.commands import Command
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.model_statistics import TensorSummary
+from paramscope.core.model_statistics import StatColumns, TensorSummary
 from paramscope.core.session import Session
 from paramscope.core.sources import OpenedModel, open_source
 
@@ -125,9 +125,10 @@ class AppState(QObject):
         else:
             self.sessionChanged.emit()
 
-    def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:
-        """Keep statistics computed by a worker and tell the views which tensors they cover."""
-        self.session.store_summaries(summaries)
+    def store_summaries(self, summaries: dict[str, TensorSummary], columns: StatColumns | None = None) -> None:
+        """Keep statistics computed by a worker (``columns``: their numbers as arrays, if it made
+        them) and tell the views which tensors they cover."""
+        self.session.store_summaries(summaries, columns)
         self.summariesChanged.emit(tuple(summaries))
 
     def store_grad_norms(self, norms: dict[str, float | None], version: int) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from paramscope.core.gradient_norms import compute_grad_norms
-from paramscope.core.model_statistics import compute_model_statistics
+from paramscope.core.model_statistics import compute_model_statistics, stat_columns
 from paramscope.core.report import ModelReport
 from paramscope.gui.state import AppState
-from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
+from paramscope.gui.workers import SliceState, TaskWorker, WorkerState, long_lived_objects
 
 # Batches by bytes: small models in one go, large ones deliver results as they come. Each
 # delivery refreshes tree, table and diagnostics on the GUI thread, so not too many of them.
@@ -77,10 +77,8 @@ class StatisticsWorker(QObject):
         session = self.state.session
         if session.stats_on_demand:
             selected = self.state.selected_tensor
-            names = [selected] if selected is not None else []
-        else:
-            names = [*session.report.parameters, *session.report.buffers]
-        return [n for n in names if session.summary(n) is None]
+            return [selected] if selected is not None and session.summary(selected) is None else []
+        return session.missing_summaries()
 
     def _on_selected(self, _name: str) -> None:
         if self.state.has_session and self.state.session.stats_on_demand and not self.complete:
@@ -108,17 +106,20 @@ class StatisticsWorker(QObject):
             return
         session = self.state.session
         model, report, loader = session.model, session.report, session.opened.loader
-        batches = _batches(report, names)
-        tensors, version = {n: session.tensor(n) for n in grads}, session.grad_norms_version
-        start = 0.1 if tensors and batches else 0.0 if batches else 1.0  # of the progress, after the norms
+        tensor_of, version = session.tensor, session.grad_norms_version
+        start = 0.1 if grads and names else 0.0 if names else 1.0  # of the progress, after the norms
 
+        @long_lived_objects()  # the summaries of every tensor live as long as the model
         def task(state: WorkerState) -> None:
-            if tensors:
+            # Here, not on the GUI thread: a pass over 100,000 names is ~0.1 s each.
+            if grads:
+                tensors = {n: tensor_of(n) for n in grads}
                 state.deliver(("grad norms", version, compute_grad_norms(tensors, SliceState(state, 0.0, start))))
+            batches = _batches(report, names)
             for i, batch in enumerate(batches):
                 part = SliceState(state, start + (1 - start) * i / len(batches), start + (1 - start) * (i + 1) / len(batches))
                 summaries = compute_model_statistics(model, report, part, names=batch, loader=loader)
-                state.deliver(("summaries", report, summaries))
+                state.deliver(("summaries", report, (summaries, stat_columns(report.order, summaries))))
 
         self.worker.start(task, "statistics")
 
@@ -136,7 +137,7 @@ class StatisticsWorker(QObject):
             self.state.store_grad_norms(results, made_from)
         elif made_from is self.state.session.report:
             # A rebuild may have replaced the report since: those numbers describe old tensors.
-            self.state.store_summaries(results)
+            self.state.store_summaries(*results)
 
     def _on_done(self) -> None:
         self.done.emit()

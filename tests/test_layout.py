@@ -39,7 +39,7 @@ def test_wheel_ships_resources(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "paramscope/resources/style.qss" in names
     assert "paramscope/resources/icons/paramscope.svg" in names
-    assert "paramscope/core/report.py" in names
+    assert "paramscope/core/model/report.py" in names
     assert "paramscope/gui/state.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 

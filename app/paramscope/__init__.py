@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from paramscope.core.report import ModelReport
+    from paramscope.core.model.report import ModelReport
 
 
 def report(model: Any) -> ModelReport:
     """Build the Qt-free report (tree, parameters, buffers, ties, unregistered tensors) of a module."""
-    from paramscope.core.report import build_report
+    from paramscope.core.model.report import build_report
 
     return build_report(model)
 
 
 def explore(model: Any, inputs: Any = None) -> Any:
     """Open the paramscope window on a live ``nn.Module`` in this process (edits change it)."""
-    from paramscope.gui.explore import explore as _explore
+    from paramscope.gui.app.explore import explore as _explore
 
     return _explore(model, inputs)
 

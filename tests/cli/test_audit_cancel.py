@@ -69,8 +69,8 @@ def test_ctrl_c_stops_the_cluster_with_one_line(tmp_path: Path) -> None:
 def test_a_cancel_from_the_task_state_is_seen_while_parts_run(tmp_path: Path) -> None:
     """The API's (and a window's) cancel: checked while parts run, not only as they finish."""
     distributed = pytest.importorskip("distributed")
-    from paramscope.core.audit import audit
     from paramscope.core.errors import Cancelled
+    from paramscope.core.runs.audit import audit
     from paramscope.core.tasks import TaskState
 
     g = torch.Generator().manual_seed(0)

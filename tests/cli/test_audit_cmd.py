@@ -46,3 +46,24 @@ def test_without_a_scheduler_nothing_of_dask_is_imported(tmp_path: Path) -> None
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "layers.5.weight" in result.stdout
+
+
+def test_a_job_makes_one_choice_of_loops_whatever_this_process_loaded_before() -> None:
+    """The compiled loops round differently from torch's; a worker that never loaded them must
+    still give this process's numbers, so a job's policy overrides what an earlier job loaded."""
+    from paramscope.core.model import kernels
+    from paramscope.core.model.tensor_stats import tensor_stats
+
+    if not kernels.load():
+        pytest.skip("numba is not usable here")
+    code = (
+        f"import torch\ntorch.set_num_threads({torch.get_num_threads()})\n"  # torch sums per thread
+        "from paramscope.core.model.tensor_stats import tensor_stats\n"
+        "x = torch.randn(300_001, generator=torch.Generator().manual_seed(3))\n"
+        "print(repr(tensor_stats(x).std), repr(tensor_stats(x).mean))\n"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    x = torch.randn(300_001, generator=torch.Generator().manual_seed(3))
+    with kernels.policy(False):
+        here = tensor_stats(x)
+    assert [repr(here.std), repr(here.mean)] == fresh

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from paramscope.core import bench, bench_remote
-from paramscope.core.bench import QUICK, STEPS, build_gpt2, parameter_count
-from paramscope.core.bench_remote import STEPS as REMOTE_STEPS
+from paramscope.core.bench import bench, bench_remote
+from paramscope.core.bench.bench import QUICK, STEPS, build_gpt2, parameter_count
+from paramscope.core.bench.bench_remote import STEPS as REMOTE_STEPS
 
 
 def _assert_measured(row: dict) -> None:
@@ -86,7 +86,7 @@ def test_remote_rows_judge_seconds_or_the_tensors_share(quick_bench: dict) -> No
 def test_a_failed_initializer_row_is_not_taken_for_a_measurement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from paramscope.core import rules
+    from paramscope.core.init import rules
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("broken rule")
@@ -129,7 +129,7 @@ def test_the_full_model_is_gpt2_small_sized() -> None:
     # Built on the meta device: the shapes of the real one, no memory.
     import torch
 
-    from paramscope.core.bench import GPT2
+    from paramscope.core.bench.bench import GPT2
 
     with torch.device("meta"):
         model = GPT2()
@@ -142,7 +142,7 @@ def test_the_full_model_is_gpt2_small_sized() -> None:
 def test_export_rows_say_where_they_wrote(tmp_path) -> None:
     env = dict(os.environ, PARAMSCOPE_BENCH_EXPORT_DIR=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "paramscope.core.bench", "export", "--quick"],
+        [sys.executable, "-m", "paramscope.core.bench.bench", "export", "--quick"],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramscope.cli import bench_many
-from paramscope.core import bench
+from paramscope.core.bench import bench
 
 
 def _measured(row: dict) -> bool:

@@ -162,7 +162,7 @@ def test_a_bare_optimizer_state_is_refused_in_one_line(tmp_path: Path, capsys: p
 
 
 def test_the_window_command_takes_entry_and_strip_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from paramscope.gui import launch
+    from paramscope.gui.app import launch
 
     seen = {}
     monkeypatch.setattr(launch, "launch", lambda source, **kwargs: seen.update(kwargs, source=source) or 0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from paramscope.cli import main
-from paramscope.core.demos import build_demo
+from paramscope.core.sources.demos import build_demo
 
 
 def test_diff_json_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 
 from paramscope.cli import main
-from paramscope.core.demos import build_demo
+from paramscope.core.sources.demos import build_demo
 
 
 def test_export_safetensors_and_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
 def test_sync_waits_for_the_disk_only_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    from paramscope.core import atomic
+    from paramscope.core.files import atomic
 
     synced: list[Path] = []
     real = atomic._fsync_file

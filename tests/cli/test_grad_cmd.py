@@ -38,7 +38,7 @@ def test_mlp_json_has_shape_and_stats_for_a_multi_element_output(capsys):
         assert set(p["grad"]) >= {"norm", "mean", "max_abs", "grad_to_weight", "zero_fraction", "nan", "inf"}
         assert "parts" not in p
     # the loss is the tutorial's net(X).sum() for X = torch.rand(2, 4) after manual_seed(0)
-    from paramscope.core.demos import build_demo
+    from paramscope.core.sources.demos import build_demo
 
     net = build_demo("mlp")
     torch.manual_seed(0)

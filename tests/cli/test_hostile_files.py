@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files import readers
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 SURROGATE = "a\ud800b.weight"
 

@@ -11,7 +11,7 @@ import torch
 from torch.nn import init
 
 from paramscope.cli import main
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 from paramscope.resources import resource_path
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from paramscope.core import atomic
-from paramscope.core.atomic import UnbufferedFile, write_atomically
+from paramscope.core.files import atomic
+from paramscope.core.files.atomic import UnbufferedFile, write_atomically
 
 
 def test_unbuffered_file_writes_everything_in_order_through_short_writes(

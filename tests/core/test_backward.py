@@ -10,14 +10,18 @@ import torch.nn.functional as F
 from small_models import FailsInBackward, TiedEmbedding
 from torch import nn
 
-from paramscope.core.backward import BackwardRequest, run, run_backward, zero_grad
-from paramscope.core.backward_errors import BackwardError, BackwardUnavailable, ForwardError
-from paramscope.core.demos import DEMOS, build_demo
+from paramscope.core.backward.backward import BackwardRequest, run, run_backward, zero_grad
+from paramscope.core.backward.backward_errors import (
+    BackwardError,
+    BackwardUnavailable,
+    ForwardError,
+)
+from paramscope.core.backward.grad_summary import DIRECT_USE
+from paramscope.core.backward.inputs import default_input
+from paramscope.core.backward.losses import LossError, compute_loss
 from paramscope.core.errors import Cancelled
-from paramscope.core.grad_summary import DIRECT_USE
-from paramscope.core.inputs import default_input
-from paramscope.core.losses import LossError, compute_loss
-from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.sources.demos import DEMOS, build_demo
+from paramscope.core.sources.sources import OpenedModel, open_source
 from paramscope.core.tasks import TaskState
 
 

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from small_models import TiedEmbedding
 from torch import nn
 
-from paramscope.core import grad_summary, kernels
-from paramscope.core.backward import BackwardRequest, run, run_backward
-from paramscope.core.backward_errors import StaleGradientError
-from paramscope.core.demos import build_demo
-from paramscope.core.inputs import default_input
-from paramscope.core.signal import _std
-from paramscope.core.tensor_stats import tensor_stats, tensor_summary
+from paramscope.core.backward import grad_summary
+from paramscope.core.backward.backward import BackwardRequest, run, run_backward
+from paramscope.core.backward.backward_errors import StaleGradientError
+from paramscope.core.backward.inputs import default_input
+from paramscope.core.backward.signal import _std
+from paramscope.core.model import kernels
+from paramscope.core.model.tensor_stats import tensor_stats, tensor_summary
+from paramscope.core.sources.demos import build_demo
 
 
 def test_run_backward_returns_before_any_summary_is_computed(monkeypatch):

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from paramscope.core.backward import run
-from paramscope.core.backward_state import EXPLORE_INPUTS, EXPLORE_NOTE, BackwardState
+from paramscope.core.backward.backward import run
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.sources.sources import OpenedModel, open_source
+from paramscope.core.state.backward_state import EXPLORE_INPUTS, EXPLORE_NOTE, BackwardState
 
 
 def test_reset_input_suggests_the_first_layers_input_and_the_request_carries_every_field() -> None:

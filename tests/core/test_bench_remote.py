@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paramscope.core.bench_remote import LLAMA_405B, llama_tensors, write_sparse_llama
-from paramscope.core.bench_server import ServerProcess
-from paramscope.core.report import build_report
-from paramscope.core.sources import open_source
+from paramscope.core.bench.bench_remote import LLAMA_405B, llama_tensors, write_sparse_llama
+from paramscope.core.bench.bench_server import ServerProcess
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.sources import open_source
 
 
 def test_the_shape_is_llama_405b() -> None:

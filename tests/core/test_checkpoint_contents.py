@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from paramscope.core.demos import build_demo
 from paramscope.core.errors import SourceError
 from paramscope.core.files.optimizer_state import summarize_optimizer
-from paramscope.core.sources import open_source
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import open_source
 
 
 def _trained(optimizer_class: type, steps: int = 2, **kwargs: object) -> tuple[nn.Module, torch.optim.Optimizer]:

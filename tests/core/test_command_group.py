@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch.nn import init
 
-from paramscope.core.command_group import CommandGroup
-from paramscope.core.input_specs import InputSpec
-from paramscope.core.replay import replay_script
-from paramscope.core.rules import build_commands
-from paramscope.core.sample_input import sample_batch
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.backward.input_specs import InputSpec
+from paramscope.core.backward.sample_input import sample_batch
+from paramscope.core.edit.command_group import CommandGroup
+from paramscope.core.edit.replay import replay_script
+from paramscope.core.edit.session import Session
+from paramscope.core.init.rules import build_commands
+from paramscope.core.sources.sources import open_source
 
 # Two rules hitting one tensor: the second overwrites part of what the first wrote.
 OVERLAPPING = ["*.weight=normal(std=0.02)", "2.weight=constant(val=0.5)", "*.bias=zeros"]

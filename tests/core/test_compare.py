@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from paramscope.cli import main
-from paramscope.core.backward import run_backward
-from paramscope.core.compare import compare_schemes
+from paramscope.core.backward.backward import run_backward
+from paramscope.core.backward.input_specs import parse_input_spec
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.input_specs import parse_input_spec
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.init.compare import compare_schemes
+from paramscope.core.sources.sources import open_source
 
 
 def test_schemes_differ_on_the_signal_and_the_model_is_restored():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from paramscope.core.dcp import is_dcp_folder, list_entries, load_tensors, read_metadata
 from paramscope.core.errors import SourceError
+from paramscope.core.files.dcp import is_dcp_folder, list_entries, load_tensors, read_metadata
 
 WRITER = textwrap.dedent(
     """
@@ -133,9 +133,9 @@ def test_folder_opens_lazily_and_exports_consolidated(dcp_folder: Path, tmp_path
     from safetensors.torch import load_file
 
     from paramscope.cli import main
-    from paramscope.core.save import save_session
-    from paramscope.core.session import Session
-    from paramscope.core.sources import open_source
+    from paramscope.core.edit.save import save_session
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import open_source
 
     opened = open_source(str(dcp_folder))
     assert opened.kind == "distributed_checkpoint" and not opened.can_forward

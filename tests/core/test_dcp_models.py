@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
-from paramscope.core.diff import diff_sources
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
-from paramscope.core.weights import read_weights
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.diff import diff_sources
+from paramscope.core.sources.sources import open_source
+from paramscope.core.sources.weights import read_weights
 
 APP = str(Path(__file__).resolve().parents[2] / "app")
 

@@ -21,7 +21,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex
 
 from paramscope.core.errors import SourceError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 APP = str(Path(__file__).resolve().parents[2] / "app")
 
@@ -124,7 +124,7 @@ def test_byte_entry_given_tensor_fields_is_refused_and_never_unpickled(copy: Pat
 
 
 def test_byte_entry_is_never_read_even_when_asked_for(copy: Path, marker: Path) -> None:
-    from paramscope.core.dcp import DcpEntry, load_tensors
+    from paramscope.core.files.dcp import DcpEntry, load_tensors
 
     # a byte entry dressed as a tensor entry by the caller: the metadata still says bytes
     with pytest.raises(SourceError) as info:
@@ -308,7 +308,7 @@ DANGEROUS = [
 
 @pytest.mark.parametrize(("module", "name"), DANGEROUS)
 def test_allow_list_is_exact_names(tmp_path: Path, module: str, name: str) -> None:
-    from paramscope.core.dcp import read_metadata
+    from paramscope.core.files.dcp import read_metadata
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -324,7 +324,7 @@ def test_allow_list_is_exact_names(tmp_path: Path, module: str, name: str) -> No
 
 
 def test_eval_payload_runs_nothing(tmp_path: Path) -> None:
-    from paramscope.core.dcp import read_metadata
+    from paramscope.core.files.dcp import read_metadata
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -338,7 +338,7 @@ def test_eval_payload_runs_nothing(tmp_path: Path) -> None:
 
 def test_allowed_classes_cannot_be_called_with_arguments(tmp_path: Path) -> None:
     """Only value types are called; the metadata dataclasses are made empty and given checked fields."""
-    from paramscope.core.dcp import read_metadata
+    from paramscope.core.files.dcp import read_metadata
 
     folder = tmp_path / "ckpt"
     folder.mkdir()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from paramscope.core.demos import build_demo
-from paramscope.core.diff import diff_sources, diff_state_dicts, diff_tensors
 from paramscope.core.files.export import export_model
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.diff import diff_sources, diff_state_dicts, diff_tensors
 
 
 def test_numbers_match_a_direct_computation() -> None:

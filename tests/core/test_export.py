@@ -12,15 +12,15 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from paramscope.core import atomic
-from paramscope.core.commands import TensorEditCommand
-from paramscope.core.demos import build_demo
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.core.edit.save import save_session
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import Cancelled
+from paramscope.core.files import atomic
 from paramscope.core.files import export as export_module
 from paramscope.core.files.export import ExportError, export_model, write_state_dict
-from paramscope.core.save import save_session
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import OpenedModel, open_source
 from paramscope.core.tasks import TaskState
 
 TIED = {"tiny_lm": ("embed.weight", "head.weight"), "shared": ("0.weight", "1.weight")}
@@ -422,7 +422,7 @@ def test_export_over_the_mmap_loaded_file(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import torch
-        from paramscope.core.sources import open_source
+        from paramscope.core.sources.sources import open_source
         from paramscope.core.files.export import export_model
         opened = open_source({str(path)!r})
         with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paramscope.core.expressions import ExpressionError, compile_expression
+from paramscope.core.edit.expressions import ExpressionError, compile_expression
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from torch import nn
 from torch.nn import init
 
 from paramscope.cli import main
-from paramscope.core.fans import connection_fans, fan_note, torch_fans
-from paramscope.core.report import build_report
-from paramscope.core.rule_plans import plan
-from paramscope.core.theory import theory_for
+from paramscope.core.init.rule_plans import plan
+from paramscope.core.init.theory import theory_for
+from paramscope.core.model.fans import connection_fans, fan_note, torch_fans
+from paramscope.core.model.report import build_report
 
 SHAPES = {
     "linear": (300, 200),

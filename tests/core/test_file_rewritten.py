@@ -40,9 +40,9 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 # does next: statistics of every tensor, the values of one, an export of all.
 AFTER_TRUNCATION = """
     import sys, torch
-    from paramscope.core.session import Session
-    from paramscope.core.sources import open_source
-    from paramscope.core.model_statistics import compute_model_statistics
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import open_source
+    from paramscope.core.model.model_statistics import compute_model_statistics
     from paramscope.core.files.export import export_model
 
     path, out = sys.argv[1], sys.argv[2]
@@ -71,8 +71,8 @@ LAZY_AFTER_TRUNCATION = """
     import sys
     from paramscope.core.errors import SourceError
     from paramscope.core.files import regions
-    from paramscope.core.session import Session
-    from paramscope.core.sources import open_source
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import open_source
 
     regions.LAZY_BYTES = 0  # read on demand, as for a checkpoint of many gigabytes
     session = Session(open_source(sys.argv[1]))

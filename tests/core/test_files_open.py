@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import save_file, save_model
 from torch import nn
 
-from paramscope.core.demos import build_demo
 from paramscope.core.errors import SourceError
 from paramscope.core.files import UntrustedFileError, read_checkpoint
-from paramscope.core.report import build_report
-from paramscope.core.sources import open_source
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import open_source
 
 
 def _same_values(model: nn.Module, reference: nn.Module) -> None:

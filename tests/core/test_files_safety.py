@@ -21,12 +21,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from paramscope.core.demos import build_demo
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import SourceError
 from paramscope.core.files import UntrustedFileError, safety
 from paramscope.core.files.sniff import LEGACY_MAGIC
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import open_source
 
 
 class Marker:

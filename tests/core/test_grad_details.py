@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from paramscope.core.backward import run_backward
-from paramscope.core.backward_hooks import Recorder
+from paramscope.core.backward.backward import run_backward
+from paramscope.core.backward.backward_hooks import Recorder
 
 
 class HalfOutput(nn.Module):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from paramscope.core.backward.input_specs import parse_input_spec
+from paramscope.core.edit.expressions import compile_expression
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.expressions import compile_expression
-from paramscope.core.input_specs import parse_input_spec
-from paramscope.core.rule_parse import parse_rule
+from paramscope.core.init.rule_parse import parse_rule
 
 MARKER = "PARAMSCOPE_MARKER"
 
@@ -92,9 +92,9 @@ def test_a_warning_from_paramscope_code_fails_the_tests(category: type[Warning])
 
 def test_statistics_of_a_lazy_model_note_the_uninitialized_parameters() -> None:
     """demo:lazy once made the statistics worker fail (numel() of an UninitializedParameter)."""
-    from paramscope.core.demos import build_demo
-    from paramscope.core.model_statistics import compute_model_statistics
-    from paramscope.core.report import build_report
+    from paramscope.core.model.model_statistics import compute_model_statistics
+    from paramscope.core.model.report import build_report
+    from paramscope.core.sources.demos import build_demo
 
     model = build_demo("lazy")
     summaries = compute_model_statistics(model, build_report(model))

@@ -6,12 +6,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from paramscope.core import report as report_module
 from paramscope.core.files import infer_types
 from paramscope.core.files.infer_types import infer_type, kind_of
-from paramscope.core.inspection import report_to_dict
-from paramscope.core.report import build_report
-from paramscope.core.sources import open_source
+from paramscope.core.model import report as report_module
+from paramscope.core.model.inspection import report_to_dict
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.sources import open_source
 
 
 def _inferred(path) -> dict[str, str | None]:

@@ -9,22 +9,22 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from paramscope.core.custom_init import CustomInitializer, custom_from_source, load_custom
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import RuleError
-from paramscope.core.initializer_base import REQUIRED, InitializerError, nonlinearity_names
-from paramscope.core.initializers import (
+from paramscope.core.init.custom_init import CustomInitializer, custom_from_source, load_custom
+from paramscope.core.init.initializer_base import REQUIRED, InitializerError, nonlinearity_names
+from paramscope.core.init.initializers import (
     CATALOGUE,
     TORCH_INITIALIZERS,
     TorchInitializer,
     get_initializer,
 )
-from paramscope.core.report import is_lazy
-from paramscope.core.rule_parse import InitRule
-from paramscope.core.rule_plans import RefusedError, plan
-from paramscope.core.rules import apply_rules, preview_rules
-from paramscope.core.selectors import Selector
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rule_plans import RefusedError, plan
+from paramscope.core.init.rules import apply_rules, preview_rules
+from paramscope.core.init.selectors import Selector
+from paramscope.core.model.report import is_lazy
+from paramscope.core.sources.sources import open_source
 from paramscope.resources import resource_path
 
 EXAMPLE = str(resource_path("examples/init_weight.py"))
@@ -138,7 +138,7 @@ def test_custom_errors_are_one_line_and_name_the_problem(tmp_path):
 
 
 def test_tutorial_data_plus_one_on_biases():
-    from paramscope.core.value_edits import value_edit_command
+    from paramscope.core.edit.value_edits import value_edit_command
 
     session = session_of()
     apply_rules(session, ["biases=constant(val=0)"])

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from paramscope.core.custom_init import custom_from_source
+from paramscope.core.edit.replay import replay_script
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.value_edits import ValueEditError, value_edit_command
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.replay import replay_script
-from paramscope.core.rule_parse import InitRule
-from paramscope.core.rules import apply_rules
-from paramscope.core.selectors import Selector
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
-from paramscope.core.tensor_stats import tensor_histogram
-from paramscope.core.theory import theory_for
-from paramscope.core.value_edits import ValueEditError, value_edit_command
+from paramscope.core.init.custom_init import custom_from_source
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rules import apply_rules
+from paramscope.core.init.selectors import Selector
+from paramscope.core.init.theory import theory_for
+from paramscope.core.model.tensor_stats import tensor_histogram
+from paramscope.core.sources.sources import open_source
 from paramscope.resources import resource_path
 
 
@@ -164,7 +164,7 @@ def test_replay_script_reproduces_identical_tensors(tmp_path):
 
 
 def test_replay_of_tied_model_and_unreplayable_commands_are_flagged(tmp_path):
-    from paramscope.core.commands import TensorEditCommand
+    from paramscope.core.edit.commands import TensorEditCommand
 
     session = session_of("demo:shared")
     apply_rules(session, ["1.weight=kaiming_uniform(a=0.2)"], seed=1)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.init_state import (
+from paramscope.core.init.rules import build_commands
+from paramscope.core.observable import Field, State
+from paramscope.core.sources.sources import open_source
+from paramscope.core.state.init_state import (
     CUSTOM,
     NO_TARGETS,
     RULE,
@@ -16,10 +20,6 @@ from paramscope.core.init_state import (
     ValueEditState,
     default_params,
 )
-from paramscope.core.observable import Field, State
-from paramscope.core.rules import build_commands
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
 
 
 def _session(spec: str = "demo:mlp") -> Session:

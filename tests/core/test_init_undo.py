@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn import init
 
-from paramscope.core.commands import CommandStack
-from paramscope.core.rules import apply_rules
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
-from paramscope.core.value_edits import value_edit_command
+from paramscope.core.edit.commands import CommandStack
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.value_edits import value_edit_command
+from paramscope.core.init.rules import apply_rules
+from paramscope.core.sources.sources import open_source
 
 # (rule text, how a plain script does the same: fn(model, generator))
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from paramscope.core.demos import build_demo
-from paramscope.core.input_specs import InputSpecError, parse_input_spec
-from paramscope.core.inputs import default_input
+from paramscope.core.backward.input_specs import InputSpecError, parse_input_spec
+from paramscope.core.backward.inputs import default_input
+from paramscope.core.sources.demos import build_demo
 
 
 def test_rand_matches_the_tutorial_torch_rand_with_the_same_seed():
@@ -56,7 +56,7 @@ def test_float_dtype_follows_the_model_unless_given():
 
 def test_inputs_made_for_a_model_take_its_first_float_dtype() -> None:
     """A model that casts down after its first layer takes inputs in the first layer's dtype."""
-    from paramscope.core.inputs import make_call_inputs, model_placement
+    from paramscope.core.backward.inputs import make_call_inputs, model_placement
 
     class CastsDown(torch.nn.Module):
         def __init__(self) -> None:
@@ -174,7 +174,7 @@ def test_default_input_for_convolutions_and_recurrent_layers(first, shape):
 
 
 def test_keyword_inputs_parse_round_trip_and_reach_forward_as_keywords():
-    from paramscope.core.backward import run_backward
+    from paramscope.core.backward.backward import run_backward
 
     spec = parse_input_spec("rand(2, 3); scale=ones(1, dtype=float64)")
     assert spec.keywords == (None, "scale") and spec.text == "rand(2, 3); scale=ones(1, dtype=float64)"
@@ -206,8 +206,8 @@ def test_bad_keyword_specs_are_one_line_errors(text, fragment):
 
 
 def test_a_float8_model_gets_float32_inputs_and_fails_like_torch_in_forward():
-    from paramscope.core.backward import run_backward
-    from paramscope.core.backward_errors import ForwardError
+    from paramscope.core.backward.backward import run_backward
+    from paramscope.core.backward.backward_errors import ForwardError
 
     model = nn.Sequential(nn.Linear(4, 3)).to(torch.float8_e4m3fn)
     (x,) = default_input(model).make(0, float_dtype=torch.float8_e4m3fn)
@@ -218,7 +218,7 @@ def test_a_float8_model_gets_float32_inputs_and_fails_like_torch_in_forward():
 
 def _runs(model: nn.Module) -> tuple[str, str | None, float]:
     """Default spec, its note, and the loss both paramscope and plain torch give on it."""
-    from paramscope.core.backward import run_backward
+    from paramscope.core.backward.backward import run_backward
 
     spec = default_input(model)
     result = run_backward(model, spec, record_signal=False)
@@ -249,7 +249,7 @@ def test_default_inputs_for_attention_and_transformers():
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_default_inputs_for_torchscript_and_exported_programs(tmp_path):
-    from paramscope.core.sources import open_source
+    from paramscope.core.sources.sources import open_source
 
     conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     conv(torch.rand(1, 3, 8, 8))

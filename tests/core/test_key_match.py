@@ -11,7 +11,7 @@ from torch import nn
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.key_match import KeyMapping, suggest_mapping
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 NET_PY = """
 import torch

@@ -52,8 +52,8 @@ PROBE = textwrap.dedent(
     import json, resource, sys
     import torch
     torch.set_num_threads(1)
-    from paramscope.core.session import Session
-    from paramscope.core.sources import open_source
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import open_source
 
     session = Session(open_source(sys.argv[1]))
     names = list(session.report.parameters)

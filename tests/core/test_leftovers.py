@@ -18,8 +18,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from paramscope.core import atomic
-from paramscope.core.atomic import remove_stale_temporaries, temporary_prefix, write_atomically
+from paramscope.core.files import atomic
+from paramscope.core.files.atomic import (
+    remove_stale_temporaries,
+    temporary_prefix,
+    write_atomically,
+)
 from paramscope.core.files.export import export_model
 from paramscope.core.files.statedict import Checkpoint, build_module
 
@@ -30,7 +34,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 import torch
-from paramscope.core.atomic import UnbufferedFile
+from paramscope.core.files.atomic import UnbufferedFile
 from paramscope.core.files.export import export_model
 
 target, marker = Path(sys.argv[1]), Path(sys.argv[2])

@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from paramscope.core.demos import build_demo
+from paramscope.core.edit.load_weights import apply_weights
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.weights_fit import compare_weights
-from paramscope.core.load_weights import apply_weights
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
-from paramscope.core.weights import WeightsInputs, read_weights, run_read_weights
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.core.sources.weights import WeightsInputs, read_weights, run_read_weights
 
 
 def _session(demo: str, seed: int = 0) -> Session:

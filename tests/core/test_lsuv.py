@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from paramscope.cli import main
-from paramscope.core.demos import build_demo
+from paramscope.core.edit.replay import replay_script
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import RuleError
-from paramscope.core.initializers import get_initializer
-from paramscope.core.lsuv import lsuv_
-from paramscope.core.replay import replay_script
-from paramscope.core.rule_parse import fill_input, parse_rule
-from paramscope.core.rules import apply_rules, preview_rules
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.init.initializers import get_initializer
+from paramscope.core.init.lsuv import lsuv_
+from paramscope.core.init.rule_parse import fill_input, parse_rule
+from paramscope.core.init.rules import apply_rules, preview_rules
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import open_source
 
 
 def linear_output_stds(model: nn.Module, x: torch.Tensor) -> list[float]:

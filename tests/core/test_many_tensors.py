@@ -14,10 +14,14 @@ from safetensors.torch import load_file, save_file
 
 from paramscope.core.files.module_tree import build_module
 from paramscope.core.files.statedict import Checkpoint
-from paramscope.core.inspection import Entries, inspect_model, report_to_dict
-from paramscope.core.model_statistics import compute_model_statistics, summarize, summarize_small
-from paramscope.core.report import build_report, storage_address, walk_modules
-from paramscope.core.sources import open_source
+from paramscope.core.model.inspection import Entries, inspect_model, report_to_dict
+from paramscope.core.model.model_statistics import (
+    compute_model_statistics,
+    summarize,
+    summarize_small,
+)
+from paramscope.core.model.report import build_report, storage_address, walk_modules
+from paramscope.core.sources.sources import open_source
 
 
 def _many(count: int) -> dict[str, torch.Tensor]:

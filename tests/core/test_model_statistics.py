@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from paramscope.core.demos import build_demo
-from paramscope.core.model_statistics import auto_bins, compute_model_statistics, summarize
-from paramscope.core.report import build_report
+from paramscope.core.model.model_statistics import auto_bins, compute_model_statistics, summarize
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.demos import build_demo
 
 
 def test_auto_bins_is_about_the_square_root_within_8_and_64() -> None:

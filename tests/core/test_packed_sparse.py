@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
 
 from paramscope.core.files.export import ExportError, export_model
-from paramscope.core.inspection import inspect_model
-from paramscope.core.report import build_report
+from paramscope.core.model.inspection import inspect_model
+from paramscope.core.model.report import build_report
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:torch.ao.quantization is deprecated:DeprecationWarning",

@@ -22,7 +22,7 @@ from paramscope.core.errors import SourceError
 from paramscope.core.files import pickle_scan
 from paramscope.core.files.pickle_scan import ScanLimitError, scan_pickle
 from paramscope.core.files.sniff import LEGACY_MAGIC
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 PROTO2 = b"\x80\x02"
 

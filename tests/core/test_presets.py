@@ -9,18 +9,18 @@ import torch
 from torch import nn
 
 from paramscope.cli import main
-from paramscope.core.presets import (
+from paramscope.core.edit.session import Session
+from paramscope.core.init.presets import (
     PRESETS,
     PresetError,
     parse_preset,
     preset_rules,
     read_rules_file,
 )
-from paramscope.core.report import build_report
-from paramscope.core.rule_plans import plan
-from paramscope.core.rules import apply_rules
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.init.rule_plans import plan
+from paramscope.core.init.rules import apply_rules
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.sources import open_source
 
 
 def rules_for(text: str, source: str = "demo:tiny_lm") -> tuple[Session, list[str]]:

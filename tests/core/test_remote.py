@@ -14,9 +14,9 @@ from paramscope.core.errors import SourceError
 from paramscope.core.files import remote
 from paramscope.core.files.remote_cache import RangeCache
 from paramscope.core.files.remote_io import shown_url
-from paramscope.core.model_statistics import compute_model_statistics
-from paramscope.core.report import build_report
-from paramscope.core.sources import open_source
+from paramscope.core.model.model_statistics import compute_model_statistics
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.sources import open_source
 
 BIG = 300_000  # float32 elements: 1.2 MB, larger than the header probe
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save
 
 from paramscope.core.errors import SourceError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")

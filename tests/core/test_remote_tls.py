@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from paramscope.cli import main
 from paramscope.core.errors import SourceError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 
 def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:

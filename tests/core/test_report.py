@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from paramscope.core.demos import build_demo
-from paramscope.core.report import build_report
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.demos import build_demo
 
 
 def test_tutorial_mlp_names_and_shapes() -> None:
@@ -107,7 +107,7 @@ def test_meta_device_model() -> None:
 
 
 def test_every_demo_builds_a_report_and_is_repeatable() -> None:
-    from paramscope.core.demos import DEMOS
+    from paramscope.core.sources.demos import DEMOS
 
     for name in DEMOS:
         first, second = build_demo(name), build_demo(name)

@@ -7,13 +7,13 @@ import re
 import pytest
 import torch
 
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import RuleError
-from paramscope.core.report import build_report
-from paramscope.core.rule_parse import parse_rule
-from paramscope.core.rule_plans import plan
-from paramscope.core.selectors import Selector, parse_selector, resolve_targets
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.init.rule_parse import parse_rule
+from paramscope.core.init.rule_plans import plan
+from paramscope.core.init.selectors import Selector, parse_selector, resolve_targets
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.sources import open_source
 
 
 def report_of(spec: str):
@@ -156,10 +156,10 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
     import torch
     from torch import nn
 
+    from paramscope.core.edit.session import Session
     from paramscope.core.errors import RuleError
-    from paramscope.core.rules import preview_rules
-    from paramscope.core.session import Session
-    from paramscope.core.sources import OpenedModel
+    from paramscope.core.init.rules import preview_rules
+    from paramscope.core.sources.sources import OpenedModel
 
     net = nn.Sequential(nn.Linear(2, 2))
     net[0].cache = net[0](torch.ones(1, 2))  # an activation with a grad_fn: deepcopy refuses it
@@ -174,8 +174,8 @@ def test_preview_of_default_on_a_module_that_cannot_be_copied_is_a_clear_error()
 @pytest.mark.parametrize("rules", [["type:Conv2d=normal(std=0.02)"], ["*.wieght=normal(std=0.02)", "*.bias=zeros"]])
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
-    from paramscope.core.rule_plans import UnmatchedRuleError, UnmatchedRuleWarning
-    from paramscope.core.rules import apply_rules, preview_rules
+    from paramscope.core.init.rule_plans import UnmatchedRuleError, UnmatchedRuleWarning
+    from paramscope.core.init.rules import apply_rules, preview_rules
 
     session = Session(open_source("demo:mlp"))
     before = {n: t.clone() for n, t in session.model.state_dict().items()}
@@ -192,7 +192,7 @@ def test_a_rule_that_hits_nothing_is_an_error_naming_it(rules, skip) -> None:
 
 
 def test_unmatched_type_rule_lists_the_types_there_are() -> None:
-    from paramscope.core.rule_plans import UnmatchedRuleError, check_unmatched
+    from paramscope.core.init.rule_plans import UnmatchedRuleError, check_unmatched
 
     session = Session(open_source("demo:mlp"))
     with pytest.raises(UnmatchedRuleError, match=r"no module of type Conv2d owns a parameter \(types with parameters: Linear\)"):
@@ -202,7 +202,7 @@ def test_unmatched_type_rule_lists_the_types_there_are() -> None:
 
 def test_weights_and_biases_narrow_names_as_the_keyword_selectors_do() -> None:
     """The Initialize panel's two boxes: ``in_proj_bias`` is a bias, ``pos`` is neither."""
-    from paramscope.core.selectors import weights_and_biases
+    from paramscope.core.init.selectors import weights_and_biases
 
     report, _ = report_of("demo:tiny_lm")
     names = ["pos", "embed.weight", "blocks.layers.0.self_attn.in_proj_weight",

@@ -15,7 +15,7 @@ from safetensors.torch import save_file, save_model
 
 from paramscope.core.errors import SourceError
 from paramscope.core.files.safetensors_io import read_header, write_safetensors
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 
 def _entry(shape: list, offsets: list, dtype: str = "F32") -> str:

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from paramscope.core.diff import diff_sources, diff_state_dicts
-from paramscope.core.report import build_report
-from paramscope.core.sources import open_source
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.diff import diff_sources, diff_state_dicts
+from paramscope.core.sources.sources import open_source
 
 
 def _quantized(seed: int) -> nn.Module:

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from paramscope.core.errors import SourceError
-from paramscope.core.series import compute_series, find_checkpoints, ordered, step_of
-from paramscope.core.tensor_stats import tensor_stats
+from paramscope.core.model.tensor_stats import tensor_stats
+from paramscope.core.runs.series import compute_series, find_checkpoints, ordered, step_of
 
 
 @pytest.mark.parametrize(

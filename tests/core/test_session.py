@@ -6,9 +6,9 @@ import pytest
 import torch
 from small_models import SharedRow
 
-from paramscope.core.commands import CommandStack, TensorEditCommand
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.edit.commands import CommandStack, TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.sources import open_source
 
 
 def _fill(session: Session, name: str, value: float) -> TensorEditCommand:
@@ -80,8 +80,8 @@ def test_clean_mark() -> None:
 
 
 def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None:
-    from paramscope.core.rules import apply_rules
-    from paramscope.core.sources import OpenedModel
+    from paramscope.core.init.rules import apply_rules
+    from paramscope.core.sources.sources import OpenedModel
 
     model = SharedRow()
     session = Session(OpenedModel(model, "views", "live"))
@@ -100,8 +100,8 @@ def test_exclusive_tensors_are_swapped_not_copied_and_views_stay_views() -> None
 
 
 def test_previous_summary_is_computed_only_when_asked_and_matches_the_old_values() -> None:
-    from paramscope.core.model_statistics import summarize
-    from paramscope.core.rules import apply_rules
+    from paramscope.core.init.rules import apply_rules
+    from paramscope.core.model.model_statistics import summarize
 
     session = Session(open_source("demo:mlp"))
     original = session.tensor("0.weight").detach().clone()

@@ -7,12 +7,12 @@ import math
 import torch
 from torch import nn
 
-from paramscope.core.backward import BackwardRequest, run
-from paramscope.core.commands import TensorEditCommand
-from paramscope.core.gradient_norms import compute_grad_norms, grad_norm, norms_from_result
-from paramscope.core.heatmap import heatmap_of
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
+from paramscope.core.backward.backward import BackwardRequest, run
+from paramscope.core.backward.gradient_norms import compute_grad_norms, grad_norm, norms_from_result
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.model.heatmap import heatmap_of
+from paramscope.core.sources.sources import open_source
 
 
 def test_selection_is_the_sessions_and_listeners_hear_only_changes() -> None:
@@ -62,7 +62,7 @@ def test_stale_norms_are_dropped_and_an_edit_forgets_only_what_it_may_have_chang
     session = Session(open_source("demo:mlp"))
     assert session.missing_grad_norms() == ["0.weight", "0.bias", "2.weight", "2.bias"]
     version = session.grad_norms_version
-    measured = compute_grad_norms({n: session.tensor(n) for n in session.missing_grad_norms()})
+    measured = compute_grad_norms({n: session.tensor(n).grad for n in session.missing_grad_norms()})
     assert measured == dict.fromkeys(measured)  # no .grad yet: None each
     result = run(BackwardRequest(session.opened, "rand(2, 4)"))
     session.replace_grad_norms(norms_from_result(result))

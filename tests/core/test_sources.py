@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 from paramscope.core.errors import SourceError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 
 def test_demo_source() -> None:

@@ -11,7 +11,7 @@ import torch
 
 from paramscope.cli import main
 from paramscope.core.errors import Cancelled
-from paramscope.core.spectra import MarchenkoPastur, SpectraRequest, run, spectra_of, spectrum
+from paramscope.core.model.spectra import MarchenkoPastur, SpectraRequest, run, spectra_of, spectrum
 from paramscope.core.tasks import TaskState
 
 

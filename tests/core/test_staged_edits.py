@@ -12,13 +12,13 @@ import pytest
 import torch
 from small_models import SharedRow
 
-from paramscope.core.commands import StaleEditError, TensorEditCommand
+from paramscope.core.edit.commands import StaleEditError, TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.value_edits import value_edit_command
 from paramscope.core.errors import Cancelled
-from paramscope.core.rules import build_commands
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.init.rules import build_commands
+from paramscope.core.sources.sources import OpenedModel, open_source
 from paramscope.core.tasks import TaskState
-from paramscope.core.value_edits import value_edit_command
 
 
 def _bytes(session: Session) -> dict[str, bytes]:
@@ -132,8 +132,8 @@ def test_commands_that_cannot_stage_still_apply_and_undo() -> None:
 
 
 def test_a_custom_initializer_stays_on_the_model() -> None:
-    from paramscope.core.custom_init import custom_from_source
-    from paramscope.core.rule_parse import InitRule
+    from paramscope.core.init.custom_init import custom_from_source
+    from paramscope.core.init.rule_parse import InitRule
 
     session = Session(open_source("demo:mlp"))
     custom = custom_from_source("def f(t, generator):\n    t.normal_(generator=generator)\n", "f")

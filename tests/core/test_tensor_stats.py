@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import paramscope.core.tensor_stats as stats_module
-from paramscope.core import kernels
+import paramscope.core.model.float_scan as scan_module
+import paramscope.core.model.histogram_pass as pass_module
+import paramscope.core.model.tensor_stats as stats_module
+import paramscope.core.model.value_tables as table_module
 from paramscope.core.errors import Cancelled
-from paramscope.core.tasks import TaskState
-from paramscope.core.tensor_stats import (
+from paramscope.core.model import kernels
+from paramscope.core.model.tensor_stats import (
     Histogram,
     TensorStats,
     histogram_edges,
@@ -28,6 +30,7 @@ from paramscope.core.tensor_stats import (
     tensor_stats,
     tensor_summary,
 )
+from paramscope.core.tasks import TaskState
 
 # float32 runs through the compiled loops when numba is installed, else through torch ops: the
 # tests that matter for float32 run both ways (`path`) and must give the same exact results.
@@ -39,13 +42,14 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     if request.param == "torch":
         monkeypatch.setattr(kernels, "AVAILABLE", False)
     else:
-        monkeypatch.setattr(stats_module, "FUSED_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(scan_module, "FUSED_MIN_ELEMENTS", 0)
     return request.param
 
 
 def small_chunks(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", size)
-    monkeypatch.setattr(stats_module, "FUSED_CHUNK_ELEMENTS", size)
+    monkeypatch.setattr(scan_module, "CHUNK_ELEMENTS", size)
+    monkeypatch.setattr(scan_module, "FUSED_CHUNK_ELEMENTS", size)
+    monkeypatch.setattr(table_module, "TABLE_CHUNK_ELEMENTS", 4 * size)
 
 
 def reference(tensor: torch.Tensor, bins: int = 64, value_range=None):
@@ -81,8 +85,9 @@ def assert_exact(tensor: torch.Tensor, bins: int = 64, value_range=None) -> None
     """Exact with the default chunks and with tiny ones (multi-chunk paths on small tensors)."""
     _assert_exact(tensor, bins, value_range)
     with (
-        patch.object(stats_module, "CHUNK_ELEMENTS", 5),
-        patch.object(stats_module, "FUSED_CHUNK_ELEMENTS", 5),
+        patch.object(scan_module, "CHUNK_ELEMENTS", 5),
+        patch.object(scan_module, "FUSED_CHUNK_ELEMENTS", 5),
+        patch.object(table_module, "TABLE_CHUNK_ELEMENTS", 20),
     ):
         _assert_exact(tensor, bins, value_range)
 
@@ -405,7 +410,7 @@ def test_float32_random_data_on_both_paths(path: str) -> None:
 def test_compiled_and_torch_loops_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
     g = torch.Generator().manual_seed(4)
     x = torch.randn(200_000, generator=g) * 3 + 1000
-    monkeypatch.setattr(stats_module, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(scan_module, "FUSED_MIN_ELEMENTS", 0)
     compiled = tensor_summary(x, bins=37)
     assert kernels.loaded()
     monkeypatch.setattr(kernels, "AVAILABLE", False)
@@ -417,11 +422,12 @@ def test_compiled_and_torch_loops_give_identical_results(monkeypatch: pytest.Mon
 
 def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.setattr(scan_module, "FUSED_MIN_ELEMENTS", 1000)
     kernels._compiled.cache_clear()
     try:
         assert not kernels.load() and not kernels.loaded()
         x = torch.randn(
-            stats_module.FUSED_MIN_ELEMENTS + 1, generator=torch.Generator().manual_seed(5)
+            scan_module.FUSED_MIN_ELEMENTS + 1, generator=torch.Generator().manual_seed(5)
         )
         stats, hist = tensor_summary(x)
         np.testing.assert_array_equal(hist.counts, reference(x)[0])
@@ -430,8 +436,40 @@ def test_an_unusable_numba_falls_back_to_the_torch_loops(monkeypatch: pytest.Mon
         kernels._compiled.cache_clear()  # the next use loads the real loops again
 
 
+def test_the_compiled_loops_load_only_for_a_read_that_pays_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # loading them costs ~0.7 s: GPT-2's 124M float32 values would wait longer than they save
+    loads: list[int] = []
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    monkeypatch.setattr(kernels, "loaded", lambda: False)
+    monkeypatch.setattr(kernels, "load", lambda: loads.append(1) or True)
+    assert not stats_module.prefer_compiled(124_439_808)
+    assert not loads
+    assert stats_module.prefer_compiled(scan_module.FUSED_MIN_ELEMENTS)
+    assert loads == [1]
+
+
+_SMALL_MODEL_PROBE = """
+import sys, torch
+from paramscope.core.model.model_statistics import compute_model_statistics
+from paramscope.core.model.report import build_report
+model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.Linear(2048, 2048))
+compute_model_statistics(model, build_report(model))
+print("numba" in sys.modules)
+"""
+
+
+def test_statistics_of_a_small_model_never_import_numba() -> None:
+    """4M float32 values in a fresh process: the torch loops, without a second spent on numba."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SMALL_MODEL_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+
+
 _CACHE_PROBE = """
-from paramscope.core import kernels
+from paramscope.core.model import kernels
 assert kernels.load()
 stats = kernels._compiled().moments.stats
 print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), kernels.cache_folder())
@@ -475,10 +513,10 @@ def test_compiled_edge_check_equals_the_numpy_one(lo, width, bins, inside, shift
     edges = histogram_edges(float(lo), float(hi), bins)
     near = min(max(lo + shift_from * max(width, 1.0), -3e38), 3e38)  # a float32 data minimum
     shift = float(lo) if inside else float(np.float32(near))
-    keymap = stats_module._KeyMap(edges, shift, inside)
-    with patch.object(stats_module, "_EDGE_WINDOW", window):
-        reference = stats_module._misassigned(torch.float32, keymap, fused=False)
-        compiled = stats_module._misassigned(torch.float32, keymap, fused=True)
+    keymap = pass_module.KeyMap(edges, shift, inside)
+    with patch.object(pass_module, "EDGE_WINDOW", window):
+        reference = pass_module.misassigned(torch.float32, keymap, fused=False)
+        compiled = pass_module.misassigned(torch.float32, keymap, fused=True)
     if reference is None:
         assert compiled is None
     else:

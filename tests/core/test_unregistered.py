@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from paramscope.core.report import build_report
+from paramscope.core.model.report import build_report
 
 
 def _flagged(model: nn.Module) -> list[tuple[str, str]]:

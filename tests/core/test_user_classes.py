@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from paramscope.core.files import UntrustedFileError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 # A training script: a config dataclass whose every hook leaves a marker file if it ever runs.
 TRAIN_PY = '''

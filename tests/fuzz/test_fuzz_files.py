@@ -18,12 +18,12 @@ from fuzz_guard import assert_clean_outcome, no_hang
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paramscope.core.dcp import read_metadata
-from paramscope.core.demos import build_demo
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.files.dcp import read_metadata
 from paramscope.core.files.safetensors_io import read_header, write_safetensors
 from paramscope.core.files.sharded import read_index
-from paramscope.core.sources import open_source
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import open_source
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -14,11 +14,11 @@ from fuzz_guard import assert_clean_outcome, no_hang
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paramscope.core.backward.input_specs import parse_input_spec
+from paramscope.core.edit.expressions import compile_expression
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.expressions import compile_expression
-from paramscope.core.input_specs import parse_input_spec
-from paramscope.core.rule_parse import parse_rule
-from paramscope.core.selectors import parse_selector
+from paramscope.core.init.rule_parse import parse_rule
+from paramscope.core.init.selectors import parse_selector
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

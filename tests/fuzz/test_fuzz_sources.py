@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 
 spec_text = st.one_of(
     st.text(max_size=40),

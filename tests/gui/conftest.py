@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QCoreApplication, QSettings
 
-from paramscope.gui.main_window import MainWindow
-from paramscope.gui.settings import use_settings_file
+from paramscope.gui.app.main_window import MainWindow
+from paramscope.gui.app.settings import use_settings_file
 
 
 @pytest.fixture(autouse=True)

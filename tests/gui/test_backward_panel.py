@@ -11,9 +11,9 @@ from PySide6.QtCore import Qt
 from small_models import FailsInBackward
 from torch import nn
 
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel, open_source
-from paramscope.gui.backward_panel import COLUMNS, BackwardPanel
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.sources import OpenedModel, open_source
+from paramscope.gui.panels.backward_panel import COLUMNS, BackwardPanel
 from paramscope.gui.state import AppState
 
 

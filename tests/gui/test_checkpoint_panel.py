@@ -9,10 +9,10 @@ import torch
 from PySide6.QtWidgets import QDialog
 from torch import nn
 
-from paramscope.core.demos import build_demo
 from paramscope.core.files.weights_fit import compare_weights
-from paramscope.gui.checkpoint_panel import SORT_ROLE
-from paramscope.gui.files_actions import FilesActions, LoadWeightsDialog
+from paramscope.core.sources.demos import build_demo
+from paramscope.gui.app.files_actions import FilesActions, LoadWeightsDialog
+from paramscope.gui.panels.checkpoint_panel import SORT_ROLE
 from paramscope.gui.state import AppState
 
 
@@ -170,7 +170,7 @@ def test_the_window_command_threads_strip_prefix_and_entry(tmp_path: Path) -> No
 
     path, _ = _ddp_file(tmp_path)
     factory = tmp_path / "net.py"
-    factory.write_text("from paramscope.core.demos import build_demo\ndef net():\n    return build_demo('mlp')\n")
+    factory.write_text("from paramscope.core.sources.demos import build_demo\ndef net():\n    return build_demo('mlp')\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
 
     def window(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from torch import nn
 
-from paramscope.core.signal import SignalPoint
-from paramscope.gui.compare_dialog import PANEL, CompareDialog
-from paramscope.gui.init_panel import RULE
-from paramscope.gui.signal_plot import SignalPlot, short_name
+from paramscope.core.backward.signal import SignalPoint
+from paramscope.gui.panels.compare_dialog import PANEL, CompareDialog
+from paramscope.gui.panels.init_panel import RULE
+from paramscope.gui.plots.signal_plot import SignalPlot, short_name
 
 
 def plain_signal(model: nn.Module, x: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -9,11 +9,11 @@ from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette
 from PySide6.QtWidgets import QMessageBox
 
 from paramscope.gui import palette
-from paramscope.gui.about import versions
-from paramscope.gui.context_menus import find_action
-from paramscope.gui.diagnostics_panel import DIAGNOSTIC_ROLE
-from paramscope.gui.init_panel import SELECTED_MODULE, SELECTED_TENSOR
-from paramscope.gui.param_table import COLUMNS
+from paramscope.gui.app.about import versions
+from paramscope.gui.app.context_menus import find_action
+from paramscope.gui.models.param_table import COLUMNS
+from paramscope.gui.panels.diagnostics_panel import DIAGNOSTIC_ROLE
+from paramscope.gui.panels.init_panel import SELECTED_MODULE, SELECTED_TENSOR
 
 
 def table_index(window, name: str):
@@ -55,7 +55,7 @@ def test_undo_redo_shortcuts_undo_an_edit(open_demo, qtbot):
     window = open_demo("mlp")
     weight = window.state.session.tensor("0.weight")
     before = weight.detach().clone()
-    from paramscope.core.commands import TensorEditCommand
+    from paramscope.core.edit.commands import TensorEditCommand
 
     window.state.execute(TensorEditCommand("zero 0.weight", [("0.weight", weight)], weight.data.zero_))
     window.activateWindow()
@@ -207,7 +207,7 @@ def test_readme_screenshots_exist_and_stay_small():
     root = Path(__file__).resolve().parents[2]
     shots = sorted((root / "resources" / "screenshots").glob("*.png"))
     readme = (root / "README.md").read_text(encoding="utf-8")
-    assert shots, "run python -m paramscope.gui.screenshots"
+    assert shots, "run python -m paramscope.gui.app.screenshots"
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size < 300_000, shot.name

@@ -7,8 +7,8 @@ from PySide6.QtWidgets import QApplication
 from torch import nn
 
 import paramscope
-from paramscope.core.commands import TensorEditCommand
-from paramscope.gui.main_window import MainWindow
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.gui.app.main_window import MainWindow
 
 
 def test_explore_edits_the_live_model_and_summarizes(qapp):
@@ -29,8 +29,8 @@ def test_explore_edits_the_live_model_and_summarizes(qapp):
 
 
 def test_explore_returns_at_once_under_ipython_qt_and_edits_stay_on_the_model(qtbot, monkeypatch):
-    import paramscope.gui.explore as explore_module
-    from paramscope.gui.init_panel import SELECTED_MODULE
+    import paramscope.gui.app.explore as explore_module
+    from paramscope.gui.panels.init_panel import SELECTED_MODULE
 
     monkeypatch.setattr(explore_module, "ipython_runs_qt", lambda: True)  # as after %gui qt
     net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
@@ -51,7 +51,7 @@ def test_explore_returns_at_once_under_ipython_qt_and_edits_stay_on_the_model(qt
 
 
 def test_ipython_detection_is_false_in_a_plain_process():
-    from paramscope.gui.explore import ipython_runs_qt
+    from paramscope.gui.app.explore import ipython_runs_qt
 
     assert ipython_runs_qt() is False
 
@@ -60,7 +60,7 @@ def test_ipython_detection_reads_the_shells_event_loop(monkeypatch):
     import sys
     import types
 
-    from paramscope.gui.explore import ipython_runs_qt
+    from paramscope.gui.app.explore import ipython_runs_qt
 
     shell = types.SimpleNamespace(active_eventloop=None)
     fake = types.ModuleType("IPython")

@@ -12,12 +12,12 @@ import torch
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from paramscope.core import model_statistics as core_statistics
+from paramscope.core.edit.value_edits import value_edit_command
 from paramscope.core.files import export as core_export
-from paramscope.core.value_edits import value_edit_command
-from paramscope.gui import backward_panel as backward_module
-from paramscope.gui import statistics_worker as statistics_module
-from paramscope.gui.main_window import MainWindow
+from paramscope.core.model import model_statistics as core_statistics
+from paramscope.gui.app import statistics_worker as statistics_module
+from paramscope.gui.app.main_window import MainWindow
+from paramscope.gui.panels import backward_panel as backward_module
 
 
 def _model_bytes(window: MainWindow) -> dict[str, bytes]:
@@ -133,7 +133,7 @@ def test_out_of_memory_on_one_tensor_is_a_note_not_fatal(window, qtbot, monkeypa
     monkeypatch.setattr(core_statistics, "summarize", summarize)
     # Opening selects 0.weight, whose small summary the histogram computes through the session,
     # not through the patched worker function: keep the selection out of this worker test.
-    monkeypatch.setattr("paramscope.gui.main_window.first_look_tensor", lambda _report: None)
+    monkeypatch.setattr("paramscope.gui.app.main_window.first_look_tensor", lambda _report: None)
     monkeypatch.setattr(core_statistics, "SMALL_ELEMENTS", 0)  # no batches: each tensor alone
     errors: list[str] = []
     window.errorShown.connect(errors.append)
@@ -238,7 +238,7 @@ def _tree_warnings(tree) -> str:
 
 def test_nan_and_inf_are_marked_in_tree_table_and_histogram(window, open_demo, qtbot):
     from paramscope.gui import colors
-    from paramscope.gui.init_panel import SELECTED_TENSOR
+    from paramscope.gui.panels.init_panel import SELECTED_TENSOR
 
     open_demo("mlp")
     panel = window.init_panel
@@ -280,7 +280,7 @@ GUI_ATTACKS = [
 
 @pytest.mark.parametrize("text", GUI_ATTACKS)
 def test_gui_fields_do_not_run_typed_python(window, open_demo, qtbot, tmp_path, monkeypatch, text):
-    from paramscope.gui.init_panel import RULE, SELECTED_TENSOR
+    from paramscope.gui.panels.init_panel import RULE, SELECTED_TENSOR
 
     monkeypatch.chdir(tmp_path)
     open_demo("mlp")
@@ -334,7 +334,7 @@ def test_a_qt_warning_is_captured(qtlog):
 
 
 def test_a_torch_warning_during_an_edit_becomes_a_notice(qtbot) -> None:
-    from paramscope.core.rules import build_commands
+    from paramscope.core.init.rules import build_commands
     from paramscope.gui.state import AppState
 
     state = AppState()
@@ -348,7 +348,7 @@ def test_a_torch_warning_during_an_edit_becomes_a_notice(qtbot) -> None:
 def test_edits_wait_while_a_backward_uses_the_model(qtbot) -> None:
     """Found by the monkey test: a preview of `default` during a backward deep-copied a module
     holding the backward's hooks. While long work uses the model, edits are refused with a message."""
-    from paramscope.core.rules import build_commands
+    from paramscope.core.init.rules import build_commands
     from paramscope.gui.state import AppState
 
     state = AppState()

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from paramscope.core.value_edits import value_edit_command
+from paramscope.core.edit.value_edits import value_edit_command
 
 
 def _save(path: Path, value: float) -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from paramscope.core.commands import TensorEditCommand
-from paramscope.core.demos import build_demo
-from paramscope.core.diff import diff_state_dicts
+from paramscope.core.edit.commands import TensorEditCommand
 from paramscope.core.files import UntrustedFileError
 from paramscope.core.files.weights_fit import compare_weights
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.diff import diff_state_dicts
+from paramscope.gui.app.files_actions import FilesActions, LoadWeightsDialog
 from paramscope.gui.consent import open_with_consent, trust_question
-from paramscope.gui.files_actions import FilesActions, LoadWeightsDialog
 from paramscope.gui.state import AppState
 
 
@@ -46,7 +46,7 @@ def test_export_selected_module_writes_its_subtree(
     state.select_module("2")
     target = tmp_path / "layer2.pt"
     monkeypatch.setattr(
-        "paramscope.gui.files_actions.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "")
+        "paramscope.gui.app.files_actions.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "")
     )
     with qtbot.waitSignal(actions.exportFinished, timeout=30_000):
         actions.export_module_dialog()
@@ -60,7 +60,7 @@ def test_the_file_menu_can_make_exports_wait_for_the_disk(
 ) -> None:
     from PySide6.QtWidgets import QMenu
 
-    from paramscope.core import atomic
+    from paramscope.core.files import atomic
 
     synced: list[Path] = []
     real = atomic._fsync_file
@@ -153,7 +153,7 @@ def test_load_weights_dialog_for_a_fitting_file(qtbot) -> None:
 
 
 def test_main_window_file_menu_has_file_actions(qtbot, tmp_path: Path) -> None:
-    from paramscope.gui.main_window import MainWindow
+    from paramscope.gui.app.main_window import MainWindow
 
     window = MainWindow(interactive=False)
     qtbot.addWidget(window)

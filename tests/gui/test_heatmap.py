@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paramscope.gui.heatmap_view import MAX_DISPLAY, block_maxabs
+from paramscope.gui.plots.heatmap_view import MAX_DISPLAY, block_maxabs
 
 
 def test_heatmap_shows_the_selected_weight_with_symmetric_levels(open_demo):
@@ -28,7 +28,7 @@ def test_heatmap_follows_edits_and_explains_1d(open_demo):
     assert window.heatmap_view.array is None
     assert "needs 2 or more dimensions" in window.heatmap_view.message.text()
     window.state.select_tensor("2.weight")
-    from paramscope.core.commands import TensorEditCommand
+    from paramscope.core.edit.commands import TensorEditCommand
 
     weight = window.state.session.tensor("2.weight")
     window.state.execute(TensorEditCommand("fill", [("2.weight", weight)], lambda: weight.data.fill_(2.0)))
@@ -58,9 +58,9 @@ def test_block_maxabs_keeps_the_outlier_and_its_sign():
 def test_large_weight_title_says_downsampled(qtbot):
     from torch import nn
 
-    from paramscope.core.session import Session
-    from paramscope.core.sources import OpenedModel
-    from paramscope.gui.heatmap_view import HeatmapView
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import OpenedModel
+    from paramscope.gui.plots.heatmap_view import HeatmapView
     from paramscope.gui.state import AppState
 
     model = nn.Linear(1500, 40)

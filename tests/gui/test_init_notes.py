@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from torch import nn
 from torch.nn import init
 
-from paramscope.core.sources import OpenedModel
-from paramscope.gui.init_panel import RULE, SELECTED_TENSOR
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.panels.init_panel import RULE, SELECTED_TENSOR
 
 
 class Convs(nn.Module):

@@ -8,8 +8,8 @@ import torch
 from PySide6.QtCore import Qt
 from torch.nn import init
 
-from paramscope.gui.histogram_panel import HistogramPanel
-from paramscope.gui.init_panel import CUSTOM, RULE, SELECTED_MODULE, InitPanel
+from paramscope.gui.panels.histogram_panel import HistogramPanel
+from paramscope.gui.panels.init_panel import CUSTOM, RULE, SELECTED_MODULE, InitPanel
 from paramscope.gui.state import AppState
 
 

@@ -6,10 +6,10 @@ import torch
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication
 
-from paramscope.core.commands import TensorEditCommand
+from paramscope.core.edit.commands import TensorEditCommand
 from paramscope.gui import colors
-from paramscope.gui.param_table import COL_MEAN, COL_NAME, COL_SHAPE, NAME_ROLE
-from paramscope.gui.tree_model import COL_TYPE
+from paramscope.gui.models.param_table import COL_MEAN, COL_NAME, COL_SHAPE, NAME_ROLE
+from paramscope.gui.models.tree_model import COL_TYPE
 
 
 def table_column(window, column: int, role=Qt.ItemDataRole.DisplayRole) -> list:
@@ -212,6 +212,6 @@ def test_dropping_a_python_file_opens_it(window, qtbot, tmp_path):
     window.dropEvent(event)
     assert window.state.session.opened.source == f"{source}:Net"
     assert "fc.weight" in window.state.session.report.parameters
-    from paramscope.gui.opening import recent_files
+    from paramscope.gui.app.opening import recent_files
 
     assert recent_files()[0] == f"{source}:Net"

@@ -6,12 +6,12 @@ import torch
 from PySide6.QtCore import QModelIndex, Qt
 from torch import nn
 
-from paramscope.core.demos import build_demo
-from paramscope.core.report import build_report
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
+from paramscope.core.edit.session import Session
+from paramscope.core.model.report import build_report
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import OpenedModel
 from paramscope.gui import colors
-from paramscope.gui.param_table import (
+from paramscope.gui.models.param_table import (
     COL_ALIASES,
     COL_MEAN,
     COL_NAME,
@@ -20,7 +20,7 @@ from paramscope.gui.param_table import (
     ParameterFilterProxy,
     ParameterTableModel,
 )
-from paramscope.gui.tree_model import FETCH_BATCH, ModuleFilterProxy, ModuleTreeModel
+from paramscope.gui.models.tree_model import FETCH_BATCH, ModuleFilterProxy, ModuleTreeModel
 
 
 def session_of(model: nn.Module) -> Session:
@@ -149,8 +149,8 @@ def test_table_marks_ties_and_nonfinite_rows():
 
 
 def test_tree_shows_inferred_types_for_a_checkpoint_without_code(tmp_path):
-    from paramscope.core.sources import open_source
-    from paramscope.gui.tree_model import COL_DETAILS, COL_TYPE
+    from paramscope.core.sources.sources import open_source
+    from paramscope.gui.models.tree_model import COL_DETAILS, COL_TYPE
 
     torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)).state_dict(), tmp_path / "sd.pt")
     model = ModuleTreeModel(build_report(open_source(str(tmp_path / "sd.pt")).model))
@@ -168,9 +168,9 @@ def test_tree_shows_inferred_types_for_a_checkpoint_without_code(tmp_path):
 
 def test_a_deep_tree_leaves_room_for_params_in_a_narrow_dock(qtbot):
     """Indentation of a deep model must not push the Params column out of the dock."""
+    from paramscope.gui.models.tree_model import COL_NAME, COL_TOTAL
+    from paramscope.gui.panels.tree_panel import ModuleTreePanel
     from paramscope.gui.state import AppState
-    from paramscope.gui.tree_model import COL_NAME, COL_TOTAL
-    from paramscope.gui.tree_panel import ModuleTreePanel
 
     deep: nn.Module = nn.Linear(2, 2)
     for i in range(14):

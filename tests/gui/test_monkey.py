@@ -18,14 +18,14 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from paramscope.core.rule_parse import InitRule
-from paramscope.core.rules import build_commands
-from paramscope.core.selectors import Selector
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
-from paramscope.core.value_edits import value_edit_command
-from paramscope.gui.init_panel import CUSTOM, RULE, SELECTED_MODULE, SELECTED_TENSOR
-from paramscope.gui.main_window import MainWindow
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.value_edits import value_edit_command
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rules import build_commands
+from paramscope.core.init.selectors import Selector
+from paramscope.core.sources.sources import open_source
+from paramscope.gui.app.main_window import MainWindow
+from paramscope.gui.panels.init_panel import CUSTOM, RULE, SELECTED_MODULE, SELECTED_TENSOR
 
 STEPS = 300
 DEMO_NAMES = ["mlp", "shared", "cnn", "tiny_lm", "lstm", "unregistered", "lazy", "deep_mlp"]

@@ -7,12 +7,12 @@ import sys
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
-from paramscope.core.demos import build_demo
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.demos import build_demo
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.models.param_table import ParameterFilterProxy, ParameterTableModel
+from paramscope.gui.models.tree_model import ModuleFilterProxy, ModuleTreeModel
 from paramscope.gui.multidata import OneCallPerCell
-from paramscope.gui.param_table import ParameterFilterProxy, ParameterTableModel
-from paramscope.gui.tree_model import ModuleFilterProxy, ModuleTreeModel
 
 MIXIN_CODE = OneCallPerCell.multiData.__code__
 

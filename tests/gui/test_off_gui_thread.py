@@ -9,13 +9,13 @@ import torch
 from PySide6.QtCore import QCoreApplication, Qt
 from torch import nn
 
-import paramscope.core.heatmap as core_heatmap
-import paramscope.gui.statistics_worker as statistics_module
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
-from paramscope.gui import heatmap_view as heatmap_module
-from paramscope.gui.heatmap_view import HeatmapView
-from paramscope.gui.param_table import COL_GRAD_NORM, fmt_float
+import paramscope.core.model.heatmap as core_heatmap
+import paramscope.gui.app.statistics_worker as statistics_module
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.models.param_table import COL_GRAD_NORM, fmt_float
+from paramscope.gui.plots import heatmap_view as heatmap_module
+from paramscope.gui.plots.heatmap_view import HeatmapView
 from paramscope.gui.state import AppState
 
 
@@ -65,6 +65,22 @@ def test_gradients_from_elsewhere_are_measured_in_the_statistics_worker(window, 
     assert _grad_norm_texts(window)["weight"] == fmt_float(float(model.weight.grad.double().norm()))
 
 
+
+def test_the_worker_gets_the_gradients_not_the_parameters(window, qtbot, monkeypatch):
+    """Zero grad sets ``.grad`` to None on the GUI thread; a worker reading ``param.grad`` at that
+    moment crashed the process, so the worker is handed the gradient tensors themselves."""
+    model = nn.Linear(4, 3)
+    model(torch.ones(2, 4)).sum().backward()
+    handed: list[dict] = []
+    real = statistics_module.compute_grad_norms
+    monkeypatch.setattr(statistics_module, "compute_grad_norms", lambda grads, *a, **k: (handed.append(dict(grads)), real(grads, *a, **k))[1])
+    with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
+        window.open_model(OpenedModel(model, "live model", "live"))
+    (grads,) = handed
+    assert grads["weight"] is model.weight.grad and grads["bias"] is model.bias.grad
+    assert not any(isinstance(g, nn.Parameter) for g in grads.values())
+
+
 def _large_view(qtbot) -> tuple[HeatmapView, AppState]:
     state = AppState(Session(OpenedModel(nn.Sequential(nn.Linear(1500, 400), nn.Linear(400, 3)), "big", "live")))
     view = HeatmapView(state)
@@ -105,7 +121,7 @@ def test_a_heatmap_of_a_tensor_no_longer_selected_is_not_drawn(qtbot, monkeypatc
 
 
 def test_preview_runs_in_the_worker_and_a_stale_one_is_dropped(open_demo, qtbot, monkeypatch):
-    from paramscope.gui import init_panel as init_module
+    from paramscope.gui.panels import init_panel as init_module
 
     window = open_demo("mlp")
     panel, state = window.init_panel, window.state

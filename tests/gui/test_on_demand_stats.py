@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paramscope.core import session as session_module
+from paramscope.core.edit import session as session_module
 
 
 def test_large_source_gets_statistics_only_for_the_selected_tensor(window, qtbot, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,9 @@ import torch
 from PySide6.QtCore import QTimer
 from safetensors.torch import save_file
 
-from paramscope.core import sources
-from paramscope.gui import opening
-from paramscope.gui.opening import opens_in_background, recent_files
+from paramscope.core.sources import sources
+from paramscope.gui.app import opening
+from paramscope.gui.app.opening import opens_in_background, recent_files
 
 
 def _blocking_opener(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event, list[str]]:

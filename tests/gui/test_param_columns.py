@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings
 
-from paramscope.gui.main_window import MainWindow
-from paramscope.gui.param_table import COL_DTYPE, COL_NAME, COL_NUMEL, COL_QUALIFIED, COLUMNS
+from paramscope.gui.app.main_window import MainWindow
+from paramscope.gui.models.param_table import COL_DTYPE, COL_NAME, COL_NUMEL, COL_QUALIFIED, COLUMNS
 
 
 def _open(qtbot, source: str = "demo:mlp") -> MainWindow:

@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import torch
 
-from paramscope.core.tensor_stats import tensor_histogram
-from paramscope.gui.histogram_view import HistogramView
-from paramscope.gui.value_grid import MAX_ELEMENTS, grid_of
+from paramscope.core.model.tensor_stats import tensor_histogram
+from paramscope.gui.panels.value_grid import MAX_ELEMENTS, grid_of
+from paramscope.gui.plots.histogram_view import HistogramView
 
 
 def test_histogram_shows_nan_and_inf_beside_the_bars(qtbot):
@@ -71,8 +71,8 @@ def test_many_histogram_updates_keep_the_process_alive(tmp_path):
             import numpy as np
             import torch
             from PySide6.QtWidgets import QApplication
-            from paramscope.core.tensor_stats import tensor_histogram
-            from paramscope.gui.histogram_view import HistogramView
+            from paramscope.core.model.tensor_stats import tensor_histogram
+            from paramscope.gui.plots.histogram_view import HistogramView
 
             app = QApplication([])
             view = HistogramView()
@@ -100,10 +100,10 @@ def test_gradient_histogram_of_a_large_tensor_is_computed_off_the_gui_thread(qtb
     import torch
     from torch import nn
 
-    from paramscope.core.session import Session
-    from paramscope.core.sources import OpenedModel
-    from paramscope.gui import histogram_panel as panel_module
-    from paramscope.gui.histogram_panel import GRADIENT, HistogramPanel
+    from paramscope.core.edit.session import Session
+    from paramscope.core.sources.sources import OpenedModel
+    from paramscope.gui.panels import histogram_panel as panel_module
+    from paramscope.gui.panels.histogram_panel import GRADIENT, HistogramPanel
     from paramscope.gui.state import AppState
 
     net = nn.Linear(1200, 1000)  # 1.2M weights: over the synchronous limit

@@ -9,7 +9,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
 
-from paramscope.gui.preset_dialog import PresetDialog
+from paramscope.gui.panels.preset_dialog import PresetDialog
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import threading
 
 import torch
 
-from paramscope.gui import init_panel as init_module
+from paramscope.gui.panels import init_panel as init_module
 
 
 def _preview_normal(window, qtbot, std: float = 0.01) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 
-from paramscope.gui.python_highlighter import PythonHighlighter, formats
+from paramscope.gui.panels.python_highlighter import PythonHighlighter, formats
 from paramscope.gui.theme import apply_theme
 
 
@@ -56,7 +56,7 @@ def test_keywords_strings_comments_numbers_are_coloured(qtbot):
 
 
 def test_the_initialize_panel_editor_is_highlighted(qtbot):
-    from paramscope.gui.init_panel import InitPanel
+    from paramscope.gui.panels.init_panel import InitPanel
     from paramscope.gui.state import AppState
 
     state = AppState()

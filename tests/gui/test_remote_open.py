@@ -8,7 +8,7 @@ import torch
 from range_server import RangeServer
 from safetensors.torch import save_file
 
-from paramscope.gui.opening import opens_in_background, recent_files
+from paramscope.gui.app.opening import opens_in_background, recent_files
 
 
 def test_a_url_opens_in_the_window_and_is_remembered_without_its_password(window, qtbot, tmp_path: Path, monkeypatch) -> None:

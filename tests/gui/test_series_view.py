@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QDialogButtonBox
 from safetensors.torch import save_file
 from torch import nn
 
-from paramscope.gui import heat_strip
-from paramscope.gui.series_model import COLUMNS, VALUE_ROLE
-from paramscope.gui.series_view import MODULES
+from paramscope.gui.models.series_model import COLUMNS, VALUE_ROLE
+from paramscope.gui.panels.series_view import MODULES
+from paramscope.gui.plots import heat_strip
 
 STEPS = (5, 10, 50, 100)  # text order differs from step order: step-10, step-100, step-5, step-50
 NAN_STEP = 2  # index: the third checkpoint holds a NaN in 0.weight
@@ -160,7 +160,7 @@ def test_cancel_stops_the_work(window, qtbot, run, settings_file, monkeypatch):
     view = window.series_view
     entered, release = threading.Event(), threading.Event()
     opened: list[str] = []
-    from paramscope.gui import series_view
+    from paramscope.gui.panels import series_view
 
     real = series_view.open_checkpoint
 
@@ -201,7 +201,7 @@ def test_several_sources_on_the_command_line_are_a_series(monkeypatch):
     from paramscope.cli import main
 
     seen: dict = {}
-    monkeypatch.setattr("paramscope.gui.launch.launch", lambda source, **kw: seen.update(source=source, **kw) or 0)
+    monkeypatch.setattr("paramscope.gui.app.launch.launch", lambda source, **kw: seen.update(source=source, **kw) or 0)
     assert main(["a.safetensors", "b.safetensors"]) == 0 and seen["series"] == ["a.safetensors", "b.safetensors"]
     assert main(["--series", "ckpts/step-*.pt"]) == 0 and seen["series"] == ["ckpts/step-*.pt"]
     assert main(["one.pt"]) == 0 and seen["series"] is None and seen["source"] == "one.pt"

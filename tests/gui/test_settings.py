@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt
 
-from paramscope.gui.main_window import MainWindow
-from paramscope.gui.opening import add_recent_file, recent_files
+from paramscope.gui.app.main_window import MainWindow
+from paramscope.gui.app.opening import add_recent_file, recent_files
 
 
 def test_layout_and_geometry_survive_a_restart(settings_file, qtbot):

@@ -12,9 +12,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from torch import nn
 
-from paramscope.core import spectra
-from paramscope.core.sources import OpenedModel
-from paramscope.gui import spectrum_view
+from paramscope.core.model import spectra
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.plots import spectrum_view
 
 
 def show_spectrum(window, qtbot, name: str):
@@ -130,7 +130,7 @@ def test_edits_recompute_only_on_screen(open_demo, qtbot):
     show_spectrum(window, qtbot, "0.weight")
     window.tabs.setCurrentWidget(window.histogram_panel)
     session = window.state.session
-    from paramscope.core.rules import apply_rules
+    from paramscope.core.init.rules import apply_rules
 
     apply_rules(session, ["0.weight=orthogonal"], seed=0)  # an edit while the tab is hidden
     assert view._dirty

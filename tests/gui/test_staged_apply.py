@@ -12,14 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from paramscope.core.commands import TensorEditCommand
-from paramscope.core.rule_parse import InitRule
-from paramscope.core.rules import build_commands
-from paramscope.core.selectors import Selector
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel
-from paramscope.core.value_edits import value_edit_command
-from paramscope.gui.init_panel import BACKGROUND_NUMEL, RULE, InitPanel
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.value_edits import value_edit_command
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rules import build_commands
+from paramscope.core.init.selectors import Selector
+from paramscope.core.sources.sources import OpenedModel
+from paramscope.gui.panels.init_panel import BACKGROUND_NUMEL, RULE, InitPanel
 from paramscope.gui.state import AppState
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from paramscope.core.init_state import RULE
-from paramscope.core.session import Session
-from paramscope.core.sources import open_source
-from paramscope.gui.backward_panel import BackwardPanel
-from paramscope.gui.init_panel import InitPanel
+from paramscope.core.edit.session import Session
+from paramscope.core.sources.sources import open_source
+from paramscope.core.state.init_state import RULE
+from paramscope.gui.panels.backward_panel import BackwardPanel
+from paramscope.gui.panels.init_panel import InitPanel
 from paramscope.gui.state import AppState
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from paramscope.gui.value_grid import grid_of
+from paramscope.gui.panels.value_grid import grid_of
 
 ODD = {
     "e8m0": torch.full((3,), 2.0).to(torch.float8_e8m0fnu),

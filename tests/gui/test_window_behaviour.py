@@ -10,11 +10,11 @@ from PySide6.QtGui import QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea
 
 from paramscope.core.errors import SourceError
-from paramscope.core.sources import open_source
-from paramscope.core.tensor_stats import tensor_histogram
+from paramscope.core.model.tensor_stats import tensor_histogram
+from paramscope.core.sources.sources import open_source
 from paramscope.gui import theme
-from paramscope.gui.histogram_view import HistogramView, bars_to_draw
-from paramscope.gui.main_window import first_look_tensor
+from paramscope.gui.app.main_window import first_look_tensor
+from paramscope.gui.plots.histogram_view import HistogramView, bars_to_draw
 
 
 def _wheel(widget, dy: int = -120) -> QWheelEvent:

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch_reference import check_backward, check_structure
 
-from paramscope.core.backward import run_backward
-from paramscope.core.input_specs import parse_input_spec
-from paramscope.core.inputs import default_input
+from paramscope.core.backward.backward import run_backward
+from paramscope.core.backward.input_specs import parse_input_spec
+from paramscope.core.backward.inputs import default_input
 
 
 def test_diffusers_unet_default_input_is_sample_and_timestep() -> None:

@@ -12,10 +12,10 @@ transformers = pytest.importorskip("transformers", reason="the zoo extra (transf
 
 from torch_reference import check_backward, check_structure  # noqa: E402
 
-from paramscope.core.diff import diff_sources  # noqa: E402
-from paramscope.core.inputs import default_input  # noqa: E402
-from paramscope.core.report import build_report  # noqa: E402
-from paramscope.core.sources import open_source  # noqa: E402
+from paramscope.core.backward.inputs import default_input  # noqa: E402
+from paramscope.core.model.report import build_report  # noqa: E402
+from paramscope.core.sources.diff import diff_sources  # noqa: E402
+from paramscope.core.sources.sources import open_source  # noqa: E402
 
 LLAMA = dict(
     vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -134,9 +134,9 @@ def test_weights_report_names_the_tie_conflict_in_json(tmp_path: Path) -> None:
 def test_a_folder_over_the_lazy_size_is_built_on_meta_and_read_per_tensor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from paramscope.core.edit.session import Session
     from paramscope.core.files import regions
     from paramscope.core.files.export import export_model
-    from paramscope.core.session import Session
 
     saved = _llama(tmp_path / "model")
     monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a folder of many gigabytes opens

@@ -13,8 +13,8 @@ transformers = pytest.importorskip("transformers", reason="the zoo extra (transf
 from torch_reference import check_backward, check_structure  # noqa: E402
 
 from paramscope.cli import main  # noqa: E402
-from paramscope.core.inputs import default_input  # noqa: E402
-from paramscope.core.report import build_report  # noqa: E402
+from paramscope.core.backward.inputs import default_input  # noqa: E402
+from paramscope.core.model.report import build_report  # noqa: E402
 
 LLAMA = dict(
     vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from paramscope.core.backward import run_backward, zero_grad
-from paramscope.core.grad_results import BackwardResult
-from paramscope.core.input_specs import InputSpec
-from paramscope.core.model_statistics import compute_model_statistics
-from paramscope.core.report import build_report
+from paramscope.core.backward.backward import run_backward, zero_grad
+from paramscope.core.backward.grad_results import BackwardResult
+from paramscope.core.backward.input_specs import InputSpec
+from paramscope.core.model.model_statistics import compute_model_statistics
+from paramscope.core.model.report import build_report
 
 
 def check_backward(

@@ -69,7 +69,9 @@ def _window_parser() -> argparse.ArgumentParser:
 def _run_window(argv: Sequence[str]) -> int:
     args = _window_parser().parse_args(argv)
     apply_cache_arguments(args)
-    from paramscope.gui.launch import launch  # imports only Qt: a splash shows while torch loads
+    from paramscope.gui.app.launch import (
+        launch,  # imports only Qt: a splash shows while torch loads
+    )
 
     options = {"strip_prefix": args.strip_prefix, "entry": args.entry, "weights_entry": args.weights_entry}
     series = (args.series or []) + (args.source if len(args.source) > 1 or args.series else [])

@@ -49,8 +49,8 @@ def terminal_progress() -> Iterator[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.audit import audit
     from paramscope.core.files.remote_io import is_remote, shown_url
+    from paramscope.core.runs.audit import audit
 
     results: dict[str, Any] = {}
     with terminal_progress() as state:

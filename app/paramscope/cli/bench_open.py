@@ -79,9 +79,9 @@ def row(count: int) -> object:
     from safetensors.torch import save_file
 
     from paramscope.cli.bench_many import many_tensors
-    from paramscope.core.bench import Row
-    from paramscope.gui.app import ensure_app
-    from paramscope.gui.main_window import MainWindow
+    from paramscope.core.bench.bench import Row
+    from paramscope.gui.app.app import ensure_app
+    from paramscope.gui.app.main_window import MainWindow
 
     app = ensure_app()
     with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as folder:
@@ -114,7 +114,7 @@ def row(count: int) -> object:
 def main(argv: list[str]) -> int:
     import torch
 
-    from paramscope.core.bench import Row, peak_rss_mb
+    from paramscope.core.bench.bench import Row, peak_rss_mb
 
     torch.set_num_threads(1)  # as the bench's other steps
     count = QUICK_COUNT if "--quick" in argv else FULL_COUNT

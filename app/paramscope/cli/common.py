@@ -71,7 +71,7 @@ def add_sync_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_from_args(args: argparse.Namespace) -> Any:
-    from paramscope.core.sources import open_source
+    from paramscope.core.sources.sources import open_source
 
     # commands with a SOURCE but without every source option (presets) leave them unset
     return open_source(

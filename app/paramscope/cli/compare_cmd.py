@@ -1,6 +1,6 @@
 """``paramscope compare-init SOURCE --scheme NAME... [--input SPEC] [--json|--csv]``.
 
-Runs the same input through the model under each scheme (see :mod:`paramscope.core.compare`)
+Runs the same input through the model under each scheme (see :mod:`paramscope.core.init.compare`)
 and prints activation std and gradient std per depth, one column pair per scheme.
 """
 
@@ -35,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.backward_errors import BackwardUnavailable
-    from paramscope.core.compare import compare_schemes
-    from paramscope.core.input_specs import parse_input_spec
-    from paramscope.core.inputs import default_input
-    from paramscope.core.losses import get_loss
-    from paramscope.core.session import Session
+    from paramscope.core.backward.backward_errors import BackwardUnavailable
+    from paramscope.core.backward.input_specs import parse_input_spec
+    from paramscope.core.backward.inputs import default_input
+    from paramscope.core.backward.losses import get_loss
+    from paramscope.core.edit.session import Session
+    from paramscope.core.init.compare import compare_schemes
 
     get_loss(args.loss)
     spec = parse_input_spec(args.input) if args.input else None

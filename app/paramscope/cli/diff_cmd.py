@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.diff import diff_sources
     from paramscope.core.files.remote_io import is_remote, shown_url
+    from paramscope.core.sources.diff import diff_sources
 
     result = diff_sources(
         args.a, args.b, trust=args.trust, bins=args.bins if args.json else 0, entries=(args.entry_a, args.entry_b)

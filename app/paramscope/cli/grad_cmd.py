@@ -1,6 +1,6 @@
 """``paramscope grad SOURCE [--input SPEC] [--loss NAME] [--init RULE ...] [--seed N] [--json]``.
 
-Runs one forward and backward pass on a sample input (see :mod:`paramscope.core.backward`) and
+Runs one forward and backward pass on a sample input (see :mod:`paramscope.core.backward.backward`) and
 prints the output value, the loss and every parameter's gradient statistics, with per-use parts
 for tied parameters (the tutorial's 6 = 3 + 3) and the diagnostics found after backward.
 """
@@ -44,25 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.backward import run_backward
-    from paramscope.core.backward_errors import BackwardUnavailable
-    from paramscope.core.input_specs import parse_input_spec
-    from paramscope.core.inputs import default_input
-    from paramscope.core.losses import get_loss
+    from paramscope.core.backward.backward import run_backward
+    from paramscope.core.backward.backward_errors import BackwardUnavailable
+    from paramscope.core.backward.input_specs import parse_input_spec
+    from paramscope.core.backward.inputs import default_input
+    from paramscope.core.backward.losses import get_loss
 
     get_loss(args.loss)  # bad arguments fail before the model is opened
     spec = parse_input_spec(args.input) if args.input else None
     rules = []
     if args.init:
-        from paramscope.core.rule_parse import parse_rule
+        from paramscope.core.init.rule_parse import parse_rule
 
         rules = [parse_rule(text) for text in args.init]
     opened = open_from_args(args)
     if opened.forward_unavailable:
         raise BackwardUnavailable(f"{opened.source}: backward unavailable: {opened.forward_unavailable}")
     if rules:
-        from paramscope.core.rules import apply_rules
-        from paramscope.core.session import Session
+        from paramscope.core.edit.session import Session
+        from paramscope.core.init.rules import apply_rules
 
         apply_rules(Session(opened), rules, seed=args.seed)
     if spec is None:

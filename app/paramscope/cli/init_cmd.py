@@ -1,6 +1,6 @@
 """``paramscope init SOURCE --rule 'SELECTOR=INIT(key=value,...)' ... [--seed N] -o OUT``.
 
-Rules apply in order with one seeded generator (see :mod:`paramscope.core.rules`); every target
+Rules apply in order with one seeded generator (see :mod:`paramscope.core.init.rules`); every target
 is checked before anything changes, and the state_dict is written atomically (``.pt`` or
 ``.safetensors``). A custom initializer (``file.py:function``) runs that file's Python code.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from paramscope.cli.common import add_source_arguments, add_sync_argument, open_from_args
 
 if TYPE_CHECKING:
-    from paramscope.core.rule_parse import InitRule
-    from paramscope.core.session import Session
-    from paramscope.core.sources import OpenedModel
+    from paramscope.core.edit.session import Session
+    from paramscope.core.init.rule_parse import InitRule
+    from paramscope.core.sources.sources import OpenedModel
 
 EPILOG = """\
 rules: SELECTOR=INIT(key=value,...)
@@ -51,7 +51,7 @@ def _file_rules(path: str | None) -> list[str]:
     if not path:
         return []
     from paramscope.core.errors import SourceError
-    from paramscope.core.presets import read_rules_file
+    from paramscope.core.init.presets import read_rules_file
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -61,8 +61,8 @@ def _file_rules(path: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.rule_plans import RefusedError, check_unmatched, plan
-    from paramscope.core.session import Session
+    from paramscope.core.edit.session import Session
+    from paramscope.core.init.rule_plans import RefusedError, check_unmatched, plan
 
     rules = _parsed_rules(args)  # bad arguments and rules fail before the model is opened
     opened = open_from_args(args)
@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
 def _parsed_rules(args: argparse.Namespace) -> list[InitRule]:
     """The rules of --rules-file and --rule, parsed; checks the other arguments first."""
     from paramscope.core.errors import ParamscopeError
-    from paramscope.core.rule_parse import parse_rule
+    from paramscope.core.init.rule_parse import parse_rule
 
     texts = _file_rules(args.rules_file) + list(args.rule)
     if args.preset:
-        from paramscope.core.presets import parse_preset
+        from paramscope.core.init.presets import parse_preset
 
         parse_preset(args.preset)  # a bad name fails before the model is opened
     elif not texts:
@@ -107,11 +107,11 @@ def _parsed_rules(args: argparse.Namespace) -> list[InitRule]:
 
 def _with_preset(args: argparse.Namespace, opened: OpenedModel, rules: list[InitRule]) -> list[InitRule]:
     """The preset's rules (its comments printed) before ``rules``; ``input=`` filled in where needed."""
-    from paramscope.core.rule_parse import fill_input, parse_rule
+    from paramscope.core.init.rule_parse import fill_input, parse_rule
 
     if args.preset:
-        from paramscope.core.presets import preset_rules
-        from paramscope.core.report import build_report
+        from paramscope.core.init.presets import preset_rules
+        from paramscope.core.model.report import build_report
 
         made = preset_rules(args.preset, opened.model, build_report(opened.model))
         print("\n".join(f"# {c}" for c in made.comments))
@@ -122,7 +122,7 @@ def _with_preset(args: argparse.Namespace, opened: OpenedModel, rules: list[Init
 def _apply(args: argparse.Namespace, session: Session, rules: list[InitRule]) -> None:
     """Apply the rules (refused tensors skipped unless --strict), write the script and the file."""
     from paramscope.core.files.export import export_model
-    from paramscope.core.rules import apply_rules
+    from paramscope.core.init.rules import apply_rules
 
     commands = apply_rules(session, rules, seed=args.seed, skip_refused=not args.strict)
     print(f"seed {commands[0].seed}" if commands else "no tensor changed")  # type: ignore[attr-defined]
@@ -130,8 +130,8 @@ def _apply(args: argparse.Namespace, session: Session, rules: list[InitRule]) ->
         for note in command.rule_plan.run_notes:  # type: ignore[attr-defined]
             print(f"note: {note}")
     if args.script:
-        from paramscope.core.atomic import write_text_atomically
-        from paramscope.core.replay import replay_script
+        from paramscope.core.edit.replay import replay_script
+        from paramscope.core.files.atomic import write_text_atomically
 
         write_text_atomically(Path(args.script), replay_script(session))
         print(f"wrote {args.script}")

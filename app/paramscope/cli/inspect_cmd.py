@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from paramscope.core.inspection import inspect_model
+    from paramscope.core.model.inspection import inspect_model
 
     opened = open_from_args(args)
     data = inspect_model(opened.model, bins=args.bins, loader=opened.loader, lazy=args.json)  # JSON: streamed
@@ -161,7 +161,7 @@ def optimizer_lines(optimizer: dict[str, Any]) -> list[str]:
 
 def spectra_data(opened: Any, data: dict[str, Any]) -> dict[str, Any]:
     """``spectra`` (one entry per weight matrix) and ``spectra_skipped`` (name -> why) for the JSON."""
-    from paramscope.core.spectra import SpectraRequest, run
+    from paramscope.core.model.spectra import SpectraRequest, run
 
     model, loader = opened.model, opened.loader
     shapes = {p["name"]: tuple(p["shape"]) for p in data["parameters"] if p["shape"] is not None and len(p["shape"]) >= 2}

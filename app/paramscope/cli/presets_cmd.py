@@ -30,14 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _param_text(spec: object) -> str:
-    from paramscope.core.replay import format_value
+    from paramscope.core.edit.replay import format_value
 
     default = "required" if spec.required else format_value(spec.default)  # type: ignore[attr-defined]
     return f"{spec.name}={default}"  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.presets import PRESETS, parse_preset
+    from paramscope.core.init.presets import PRESETS, parse_preset
 
     if not args.preset:
         if args.json:
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 print(preset.description)
         return 0
     from paramscope.cli.common import open_from_args
-    from paramscope.core.presets import preset_rules
-    from paramscope.core.report import build_report
+    from paramscope.core.init.presets import preset_rules
+    from paramscope.core.model.report import build_report
 
     opened = open_from_args(args)
     result = preset_rules(args.preset, opened.model, build_report(opened.model))

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.core.series import compute_series
+    from paramscope.core.runs.series import compute_series
 
     with terminal_progress() as state:
         series = compute_series(args.checkpoints, trust=args.trust, state=state, scheduler=args.scheduler)

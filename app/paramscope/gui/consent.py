@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.safety import UntrustedFileError
-from paramscope.core.sources import open_source
+from paramscope.core.sources.sources import open_source
 from paramscope.gui.state import AppState
 
 

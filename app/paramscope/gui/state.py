@@ -1,7 +1,7 @@
 """The GUI's shared state: one Qt object that panels read and talk through.
 
 Panels never hold model state: they take an :class:`AppState`, read ``state.session`` (the core
-:class:`~paramscope.core.session.Session`) and listen to its signals. The selection and whether
+:class:`~paramscope.core.edit.session.Session`) and listen to its signals. The selection and whether
 long work is using the model are the Session's (the Python API reads them there); AppState only
 mirrors the Session's callbacks as Qt signals. The main window creates one AppState and hands it
 to every panel; each panel also runs on its own with a fresh AppState.
@@ -15,11 +15,11 @@ from contextlib import contextmanager
 
 from PySide6.QtCore import QObject, Signal
 
-from paramscope.core.commands import Command
+from paramscope.core.edit.commands import Command
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.model_statistics import StatColumns, TensorSummary
-from paramscope.core.session import Session
-from paramscope.core.sources import OpenedModel, open_source
+from paramscope.core.model.model_statistics import StatColumns, TensorSummary
+from paramscope.core.sources.sources import OpenedModel, open_source
 
 
 class AppState(QObject):

@@ -45,7 +45,7 @@ def long_lived_objects() -> Iterator[None]:
     uses count: the collector comes back when the last one ends. (Nothing is collected here: a
     collection in a worker that finalizes Qt objects deadlocked against the GUI thread.) What is
     frozen is still freed by reference counting; a dropped model is (the workers keep no cycle
-    holding one: see ``_Runner.run``).
+    holding one: see ``TaskWorker._on_thread_finished``).
     """
     with _collector_lock:
         if _collector["holders"] == 0:

@@ -1,6 +1,6 @@
 """Files: open checkpoints safely, export state_dicts, check that weights fit a model.
 
-:func:`paramscope.core.sources.open_source` opens file and folder sources through
+:func:`paramscope.core.sources.sources.open_source` opens file and folder sources through
 :func:`readers.open_file`.
 """
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from paramscope.core.atomic import UnbufferedFile, write_atomically
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.files.atomic import UnbufferedFile, write_atomically
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
     aliases_from_metadata,

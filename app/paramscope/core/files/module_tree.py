@@ -22,7 +22,7 @@ from torch import nn
 
 from paramscope.core.errors import shown
 from paramscope.core.files.infer_types import mark_inferred_types
-from paramscope.core.report import storage_address
+from paramscope.core.model.report import storage_address
 
 if TYPE_CHECKING:
     from paramscope.core.files.statedict import Checkpoint

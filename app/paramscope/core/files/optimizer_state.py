@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paramscope.core.tensor_stats import tensor_stats
+from paramscope.core.model.tensor_stats import tensor_stats
 
 # state keys -> (kind, family), first match wins; the family is what the one-line messages say
 _KINDS: tuple[tuple[frozenset[str], str, str], ...] = (

@@ -76,7 +76,7 @@ def _read_checkpoint(
     path: Path, trust: bool, lazy: bool | None, entry: str | None, sniffed: Sniffed | None = None
 ) -> Checkpoint:
     if path.is_dir():
-        from paramscope.core.dcp import is_dcp_folder, read_dcp_checkpoint
+        from paramscope.core.files.dcp import is_dcp_folder, read_dcp_checkpoint
 
         if is_dcp_folder(path):  # torch.distributed.checkpoint: read through its safe reader
             return read_dcp_checkpoint(path)
@@ -116,7 +116,7 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
 
 
 def open_file(path: Path, trust: bool, entry: str | None = None) -> OpenedModel | None:
-    """Open a file or folder source (what :func:`paramscope.core.sources.open_source` calls).
+    """Open a file or folder source (what :func:`paramscope.core.sources.sources.open_source` calls).
 
     ``entry``: the weight set to open in a checkpoint that holds several (``"ema"``).
     """
@@ -139,7 +139,7 @@ def _with_checkpoint(opened: OpenedModel, checkpoint: Checkpoint) -> OpenedModel
 
 def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None:
     if path.is_dir():
-        from paramscope.core.dcp import is_dcp_folder, open_dcp
+        from paramscope.core.files.dcp import is_dcp_folder, open_dcp
 
         if is_dcp_folder(path):
             return open_dcp(path)

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from paramscope.core.atomic import UnbufferedFile
 from paramscope.core.errors import SourceError
+from paramscope.core.files.atomic import UnbufferedFile
 from paramscope.core.files.regions import (
     FileStamp,
     Region,

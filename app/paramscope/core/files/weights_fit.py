@@ -14,7 +14,7 @@ from torch import nn
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.key_match import KeyMapping, remap, suggest_mapping
-from paramscope.core.report import build_report, is_lazy
+from paramscope.core.model.report import build_report, is_lazy
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""One forward and backward pass on a sample input: inputs, losses, gradients, signal propagation."""

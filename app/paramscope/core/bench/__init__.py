@@ -1,0 +1,1 @@
+"""``paramscope bench``: the app's speed against plain torch, each step in the same run."""

@@ -1,0 +1,1 @@
+"""Initialization: the initializer catalogue, rules and selectors, presets, theory, LSUV, schemes compared."""

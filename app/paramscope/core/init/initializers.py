@@ -1,0 +1,234 @@
+"""The initializer catalogue: ``torch.nn.init`` itself, PyTorch's default, and LSUV.
+
+Every entry calls the real function. Forms are generated from ``inspect.signature`` of the
+torch function (:mod:`paramscope.core.init.initializer_base`), so a new torch release with a new
+argument shows up without code here.
+
+- :class:`TorchInitializer`: ``uniform_``, ``normal_``, ... ``sparse_`` from ``torch.nn.init``.
+- :class:`DefaultInitializer`: the owning module's ``reset_parameters()`` (PyTorch's default).
+  It re-initializes *every* tensor of that module (``Linear.reset_parameters`` redraws weight
+  and bias), so a request for ``0.weight`` also changes ``0.bias``.
+- :class:`LSUVInitializer`: data-dependent, on the whole model (:mod:`paramscope.core.init.lsuv`).
+- A user's own function is a :class:`~paramscope.core.init.custom_init.CustomInitializer`.
+
+Seeds: a request owns one ``torch.Generator``. Functions that take ``generator=`` get it;
+those that use the global RNG (``reset_parameters``, custom ``f(tensor)``) run inside
+``torch.random.fork_rng`` seeded with a number drawn from that generator, so they repeat too and
+the user's global random stream is left as it was.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import init as torch_init
+
+from paramscope.core.edit.replay import format_value
+from paramscope.core.init.initializer_base import (
+    Initializer,
+    InitializerError,
+    ParamSpec,
+    derived_seed,
+    params_from_signature,
+)
+
+TORCH_INITIALIZERS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+
+# Initializers that need a tensor with fans (at least 2 dimensions, no zero-size dimension).
+_FAN_BASED = {"xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"}
+# Initializers that draw random numbers (need a floating-point tensor).
+_RANDOM = {"uniform_", "normal_", "trunc_normal_", "orthogonal_", "sparse_"} | _FAN_BASED
+
+
+class TorchInitializer(Initializer):
+    """One function of ``torch.nn.init``, called as it is."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.function: Callable[..., torch.Tensor] = getattr(torch_init, name)
+        self.params, self.takes_generator = params_from_signature(self.function)
+        doc = inspect.getdoc(self.function) or ""
+        self.title = doc.splitlines()[0] if doc else name
+
+    def check(self, tensor: torch.Tensor, kwargs: dict[str, Any]) -> str | None:
+        problem = super().check(tensor, kwargs)
+        if problem is not None:
+            return problem
+        dims = tensor.dim()
+        name = self.name
+        if name == "eye_" and dims != 2:
+            return f"eye_ needs a 2-D tensor, this one is {dims}-D"
+        if name == "sparse_" and dims != 2:
+            return f"sparse_ needs a 2-D tensor, this one is {dims}-D"
+        if name == "dirac_":
+            if dims not in (3, 4, 5):
+                return f"dirac_ needs a 3-, 4- or 5-D tensor (a conv weight), this one is {dims}-D"
+            groups = int(kwargs.get("groups", 1))
+            if groups < 1 or tensor.shape[0] % groups:
+                return f"dirac_: out_channels {tensor.shape[0]} is not divisible by groups={groups}"
+        if name == "orthogonal_" and dims < 2:
+            return f"orthogonal_ needs at least 2 dimensions, this one is {dims}-D"
+        if name in _FAN_BASED:
+            if dims < 2:
+                return f"{name} needs fan_in and fan_out: at least 2 dimensions, this one is {dims}-D"
+            if tensor.numel() == 0:
+                return f"{name}: the tensor has no elements, fan_in/fan_out would be 0"
+        if name in _RANDOM and not tensor.is_floating_point():
+            return f"{name} draws random numbers: needs a floating-point tensor, this one is {tensor.dtype}"
+        return None
+
+    def apply(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:
+        # every torch.nn.init function turns gradients off itself: no second no_grad per tensor
+        if self.takes_generator:
+            self.function(tensor, **kwargs, generator=generator)
+        else:
+            self.function(tensor, **kwargs)
+
+    def replay_lines(self, target: str, kwargs: dict[str, Any]) -> list[str]:
+        args = [target] + [f"{k}={format_value(v)}" for k, v in kwargs.items()]
+        if self.takes_generator:
+            args.append("generator=g")
+        return [f"init.{self.name}({', '.join(args)})"]
+
+
+class DefaultInitializer(Initializer):
+    """PyTorch's default: the owning module's ``reset_parameters()`` (for all of its tensors)."""
+
+    name = "default"
+    title = "PyTorch default: the owning module's reset_parameters()"
+    acts_on_module = True
+
+    def check_module(self, module: nn.Module) -> str | None:
+        if not callable(getattr(module, "reset_parameters", None)):
+            return f"{type(module).__name__} has no reset_parameters(): PyTorch has no default to restore"
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            problem = Initializer.check(self, tensor, {})  # the same data checks as for one tensor
+            if problem is not None:
+                return problem
+        return None
+
+    def apply_module(self, module: nn.Module, generator: torch.Generator) -> None:
+        seed = derived_seed(generator)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            module.reset_parameters()
+
+    def replay_module_lines(self, module_expr: str) -> list[str]:
+        return [
+            "with torch.random.fork_rng(devices=[]):",
+            "    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g).item()))",
+            f"    {module_expr}.reset_parameters()",
+        ]
+
+
+class LSUVInitializer(Initializer):
+    """Layer-sequential unit variance (Mishkin & Matas 2016): see :mod:`paramscope.core.init.lsuv`.
+
+    It acts on the whole model: an orthogonal start for every hit weight, then each hit's
+    owning layer rescaled in forward order until its output std on the sample input is 1.
+    It needs the model's forward and an input (``input='randn(256,64)'``, or the CLI's
+    ``--input``); :meth:`request_problem` says so in one line when the input is missing.
+    """
+
+    name = "lsuv"
+    title = "LSUV: orthogonal, then each layer rescaled to unit output std on a sample input (data-dependent)"
+    takes_generator = True
+    acts_on_model = True
+    needs_input = True
+
+    def __init__(self) -> None:
+        from paramscope.core.init.lsuv import DEFAULT_MAX_ITER, DEFAULT_TOL
+
+        self.params = (
+            ParamSpec("tol", "float", DEFAULT_TOL),
+            ParamSpec("max_iter", "int", DEFAULT_MAX_ITER),
+            ParamSpec("input", "str", ""),
+        )
+
+    def check(self, tensor: torch.Tensor, kwargs: dict[str, Any]) -> str | None:
+        problem = super().check(tensor, kwargs)
+        if problem is not None:
+            return problem
+        if tensor.dim() < 2:
+            return f"lsuv starts from orthogonal_: needs a weight matrix (2-D or more), this one is {tensor.dim()}-D"
+        if not tensor.is_floating_point():
+            return f"lsuv needs a floating-point tensor, this one is {tensor.dtype}"
+        return None
+
+    def request_problem(self, kwargs: dict[str, Any]) -> str | None:
+        """Why the request as a whole cannot run (no input, a bad one), or None."""
+        from paramscope.core.backward.input_specs import InputSpecError, parse_input_spec
+        from paramscope.core.init.lsuv import MISSING_INPUT
+
+        text = str(kwargs.get("input") or "").strip()
+        if not text:
+            return MISSING_INPUT
+        try:
+            parse_input_spec(text)
+        except InputSpecError as exc:
+            return f"lsuv input: {exc}"
+        if kwargs.get("tol", 1.0) <= 0:
+            return f"lsuv: tol must be positive, got {kwargs['tol']!r}"
+        if kwargs.get("max_iter", 0) < 0:
+            return f"lsuv: max_iter must be 0 or more, got {kwargs['max_iter']!r}"
+        return None
+
+    def apply_model(self, model: nn.Module, names: list[str], kwargs: dict[str, Any],
+                    generator: torch.Generator) -> list[str]:  # fmt: skip
+        """Run LSUV on ``model``'s weights ``names``; returns the notes (skipped layers)."""
+        from paramscope.core.init.lsuv import lsuv_
+
+        result = lsuv_(model, names, kwargs["input"], tol=kwargs["tol"], max_iter=kwargs["max_iter"],
+                       generator=generator)  # fmt: skip
+        return result.notes
+
+    def replay_model_lines(self, names: list[str], kwargs: dict[str, Any]) -> list[str]:
+        return [
+            "from paramscope.core.init.lsuv import lsuv_",
+            f"lsuv_(model, {names!r}, {kwargs['input']!r}, tol={format_value(kwargs['tol'])}, "
+            f"max_iter={kwargs['max_iter']!r}, generator=g)",
+        ]
+
+
+CATALOGUE: dict[str, Initializer] = {name: TorchInitializer(name) for name in TORCH_INITIALIZERS}
+CATALOGUE["default"] = DefaultInitializer()
+CATALOGUE["lsuv"] = LSUVInitializer()
+
+
+def get_initializer(name: str) -> Initializer:
+    """The catalogue entry for ``name``, with or without the trailing underscore.
+
+    Example:
+        >>> get_initializer("normal").name
+        'normal_'
+    """
+    key = name.strip()
+    if key in ("default", "reset_parameters", "default_"):
+        return CATALOGUE["default"]
+    if key in ("lsuv", "lsuv_"):
+        return CATALOGUE["lsuv"]
+    if not key.endswith("_"):
+        key += "_"
+    if key in CATALOGUE:
+        return CATALOGUE[key]
+    known = ", ".join(n.rstrip("_") for n in CATALOGUE)
+    raise InitializerError(f"unknown initializer {name!r}; known: {known}, or FILE.py:FUNCTION")

@@ -1,0 +1,1 @@
+"""The model as data: report, inspection, statistics and histograms, spectra, fans, diagnostics."""

@@ -1,0 +1,1 @@
+"""Turning a source string (a file, a demo, a Python file, an import) into an open model."""

@@ -1,0 +1,210 @@
+"""Compare a model with a checkpoint, or two checkpoints, tensor by tensor (in float64).
+
+Per tensor: max |Δ|, relative change ‖Δ‖/‖A‖, cosine similarity of A and B, and a histogram of
+Δ = B − A. Names only on one side and shape/dtype mismatches are listed. Names that are one tied
+tensor on both sides are compared once, under the first name, with the others as aliases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
+from paramscope.core.tasks import TaskState, ensure_state
+
+DEFAULT_DIFF_BINS = 32
+
+
+@dataclass
+class TensorDiff:
+    name: str
+    shape: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+    max_abs: float
+    rel_change: float  # ||B - A|| / ||A||; inf when A is zero and B is not
+    cosine: float | None  # None when either side is all zeros
+    norm_a: float
+    norm_b: float
+    histogram: Histogram | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def identical(self) -> bool:
+        return self.max_abs == 0.0
+
+    def to_dict(self, with_histogram: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "shape": list(self.shape),
+            "dtype_a": self.dtype_a,
+            "dtype_b": self.dtype_b,
+            "max_abs_diff": self.max_abs,
+            "rel_change": self.rel_change,
+            "cosine": self.cosine,
+            "norm_a": self.norm_a,
+            "norm_b": self.norm_b,
+        }
+        if with_histogram and self.histogram is not None:
+            out["histogram"] = self.histogram.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    name: str
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+
+    def describe(self) -> str:
+        if self.shape_a != self.shape_b:
+            return f"{self.name}: shape {list(self.shape_a)} vs {list(self.shape_b)}"
+        return f"{self.name}: dtype {self.dtype_a} vs {self.dtype_b}"
+
+
+@dataclass
+class DiffResult:
+    tensors: list[TensorDiff] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    mismatched: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[TensorDiff]:
+        return [t for t in self.tensors if not t.identical]
+
+    @property
+    def identical(self) -> bool:
+        return not (self.changed or self.only_a or self.only_b or self.mismatched)
+
+    def to_dict(self, with_histogram: bool = True) -> dict[str, object]:
+        return {
+            "tensors": [t.to_dict(with_histogram) for t in self.tensors],
+            "only_a": list(self.only_a),
+            "only_b": list(self.only_b),
+            "mismatched": [m.__dict__ | {"shape_a": list(m.shape_a), "shape_b": list(m.shape_b)} for m in self.mismatched],
+            "changed": len(self.changed),
+            "identical": self.identical,
+        }
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _as_float64(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().to("cpu")
+    if t.is_quantized:  # compared as the values it stands for (int8 x scale + zero point)
+        t = t.dequantize()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return t.to(torch.float64).reshape(-1)
+
+
+def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAULT_DIFF_BINS) -> TensorDiff:
+    """Compare two tensors of one shape in float64.
+
+    Example:
+        >>> d = diff_tensors("w", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+        >>> d.max_abs, round(d.rel_change, 6)
+        (0.5, 0.223607)
+    """
+    a64, b64 = _as_float64(a), _as_float64(b)
+    delta = b64 - a64
+    norm_a = float(torch.linalg.vector_norm(a64)) if a64.numel() else 0.0
+    norm_b = float(torch.linalg.vector_norm(b64)) if b64.numel() else 0.0
+    norm_d = float(torch.linalg.vector_norm(delta)) if delta.numel() else 0.0
+    max_abs = float(delta.abs().max()) if delta.numel() else 0.0
+    rel = norm_d / norm_a if norm_a > 0 else 0.0 if norm_d == 0 else math.inf
+    cosine = None
+    if norm_a > 0 and norm_b > 0 and math.isfinite(norm_a) and math.isfinite(norm_b):
+        cosine = float(torch.dot(a64, b64)) / (norm_a * norm_b)
+        cosine = max(-1.0, min(1.0, cosine))
+    histogram = tensor_histogram(delta, bins=bins) if bins > 0 else None
+    return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), max_abs, rel, cosine, norm_a, norm_b, histogram)
+
+
+def _groups(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[object, ...]]:
+    """name -> identity of the view it names (same key: one tied tensor)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for name, t in tensors.items():
+        try:
+            storage = t.untyped_storage()
+            out[name] = (storage.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype) if storage.nbytes() else (name,)
+        except (RuntimeError, NotImplementedError):
+            out[name] = (name,)
+    return out
+
+
+def diff_state_dicts(
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    bins: int = DEFAULT_DIFF_BINS,
+    state: TaskState | None = None,
+) -> DiffResult:
+    """Compare two state_dicts (name -> tensor) key by key.
+
+    Args:
+        a: the reference side (the model, or the first checkpoint).
+        b: the other side.
+        bins: histogram bins for each Δ (0: no histograms).
+        state: progress and cancel.
+    """
+    state = ensure_state(state)
+    result = DiffResult()
+    result.only_a = [k for k in a if k not in b]
+    result.only_b = [k for k in b if k not in a]
+    common = [k for k in a if k in b]
+    ga, gb = _groups(a), _groups(b)
+    done: dict[tuple[object, object], TensorDiff] = {}
+    for i, name in enumerate(common):
+        state.progress(i / max(1, len(common)), name)
+        ta, tb = a[name], b[name]
+        if tuple(ta.shape) != tuple(tb.shape) or ta.dtype.is_floating_point != tb.dtype.is_floating_point or ta.is_complex() != tb.is_complex():
+            result.mismatched.append(Mismatch(name, tuple(ta.shape), tuple(tb.shape), _dtype(ta), _dtype(tb)))
+            continue
+        pair = (ga[name], gb[name])
+        if pair in done:  # an alias of a tied tensor on both sides
+            done[pair].aliases += (name,)
+            continue
+        entry = diff_tensors(name, ta, tb, bins)
+        entry.aliases = (name,)
+        done[pair] = entry
+        result.tensors.append(entry)
+    state.progress(1.0, f"{len(result.changed)} tensor(s) differ")
+    return result
+
+
+@dataclass(frozen=True)
+class DiffInputs:
+    a: dict[str, torch.Tensor]
+    b: dict[str, torch.Tensor]
+    bins: int = DEFAULT_DIFF_BINS
+
+
+def run_diff(inputs: DiffInputs, state: TaskState | None = None) -> DiffResult:
+    """Worker entry point for :func:`diff_state_dicts`."""
+    return diff_state_dicts(inputs.a, inputs.b, inputs.bins, state)
+
+
+def diff_sources(
+    a: str,
+    b: str,
+    trust: bool = False,
+    bins: int = DEFAULT_DIFF_BINS,
+    state: TaskState | None = None,
+    entries: tuple[str | None, str | None] = (None, None),
+) -> DiffResult:
+    """Diff two sources (files or model specs such as ``demo:mlp``); ``entries``: the weight set
+    of each when a checkpoint holds several."""
+    from paramscope.core.sources.weights import read_weights
+
+    return diff_state_dicts(read_weights(a, trust, entries[0]), read_weights(b, trust, entries[1]), bins, state)

@@ -1,0 +1,383 @@
+"""File actions of the window: Export…, Load weights…, Diff against…, and consent for risky files.
+
+Thin Qt over :mod:`paramscope.core.files`: the work runs as the core's ``run(inputs, state)``
+functions in a :class:`TaskWorker`; changes to the model go through the session as commands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QRadioButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from paramscope.core.edit.load_weights import apply_weights
+from paramscope.core.edit.save import save_session
+from paramscope.core.errors import ParamscopeError
+from paramscope.core.files.export import ExportInputs, ExportResult, run_export
+from paramscope.core.files.safety import UntrustedFileError
+from paramscope.core.files.weights_fit import WeightsReport, compare_weights, mapped_keys
+from paramscope.core.sources.diff import DiffInputs, DiffResult, run_diff
+from paramscope.core.sources.weights import WeightsInputs, read_weights, run_read_weights
+from paramscope.gui.consent import confirm_trust
+from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
+
+EXPORT_FILTER = "safetensors (*.safetensors);;PyTorch state_dict (*.pt *.pth *.bin)"
+WEIGHTS_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin *.ckpt *.json);;All files (*)"
+
+
+SYNC_EXPORTS_KEY = "export/waitForDisk"  # remembered between runs, as the user left it
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if math.isinf(value) or math.isnan(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+class _NumberItem(QTableWidgetItem):
+    """Sorts by value, not text."""
+
+    def __init__(self, value: float | None) -> None:
+        super().__init__(_fmt(value))
+        self.value = -math.inf if value is None or math.isnan(value) else value
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, _NumberItem):
+            return self.value < other.value
+        return super().__lt__(other)
+
+
+class DiffView(QWidget):
+    """A table per tensor: max |Δ|, relative change, cosine; names only on one side; mismatches."""
+
+    COLUMNS = ("name", "status", "max |Δ|", "rel. change", "cosine")
+
+    def __init__(self, result: DiffResult | None = None, a: str = "A", b: str = "B", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary = QLabel()
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        if result is not None:
+            self.set_result(result, a, b)
+
+    def set_result(self, result: DiffResult, a: str = "A", b: str = "B") -> None:
+        self.table.setSortingEnabled(False)
+        rows: list[tuple[str, str, float | None, float | None, float | None]] = []
+        for t in result.tensors:
+            status = "identical" if t.identical else "changed"
+            name = t.name + (f"  (= {', '.join(t.aliases[1:])})" if len(t.aliases) > 1 else "")
+            rows.append((name, status, t.max_abs, t.rel_change, t.cosine))
+        rows += [(n, f"only in {a}", None, None, None) for n in result.only_a]
+        rows += [(n, f"only in {b}", None, None, None) for n in result.only_b]
+        rows += [(m.name, "mismatch: " + m.describe().split(": ", 1)[1], None, None, None) for m in result.mismatched]
+        self.table.setRowCount(len(rows))
+        for r, (name, status, max_abs, rel, cosine) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(name))
+            self.table.setItem(r, 1, QTableWidgetItem(status))
+            for c, value in enumerate((max_abs, rel, cosine), start=2):
+                self.table.setItem(r, c, _NumberItem(value))
+        self.table.setSortingEnabled(True)
+        same = len(result.tensors) - len(result.changed)
+        self.summary.setText(
+            f"{a} vs {b}: {len(result.changed)} changed, {same} identical, {len(result.only_a)} only in A, "
+            f"{len(result.only_b)} only in B, {len(result.mismatched)} mismatched"
+        )
+
+
+class LoadWeightsDialog(QDialog):
+    """Shows how a state_dict fits the model before anything changes; strict or partial."""
+
+    def __init__(self, report: WeightsReport, source: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Load weights from {Path(source).name}")
+        self.report = report
+        self.summary = QLabel(report.summary())
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["name", "detail"])
+        groups = (
+            ("Missing in the file", [(n, "") for n in report.missing]),
+            ("Unexpected in the file", [(n, "") for n in report.unexpected]),
+            ("Mismatched", [(m.name, m.reason) for m in report.mismatched]),
+            ("Converted", [(m.name, m.reason) for m in report.converted]),
+            ("Matching", [(n, k if k != n else "") for n, k in report.matched.items()]),
+        )
+        for title, items in groups:
+            top = QTreeWidgetItem([f"{title} ({len(items)})", ""])
+            for name, detail in items:
+                top.addChild(QTreeWidgetItem([name, detail]))
+            self.tree.addTopLevelItem(top)
+            top.setExpanded(bool(items) and title != "Matching")
+        self.strict_button = QRadioButton("Strict: every tensor must match")
+        self.partial_button = QRadioButton("Partial: load the matching tensors, leave the rest")
+        group = QButtonGroup(self)
+        group.addButton(self.strict_button)
+        group.addButton(self.partial_button)
+        (self.strict_button if report.fits else self.partial_button).setChecked(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Apply | QDialogButtonBox.StandardButton.Cancel)
+        self.apply_button = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
+        self.apply_button.clicked.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.strict_button.toggled.connect(self._update)
+        self.use_suggestion = False  # True: the user chose the suggested key change
+        self.suggestion_button: QPushButton | None = None
+        if report.suggestion is not None:
+            self.suggestion_button = self.buttons.addButton(
+                suggestion_text(report), QDialogButtonBox.ButtonRole.ActionRole
+            )
+            self.suggestion_button.setToolTip(
+                f"Compare again after {report.suggestion.describe()} in the file's keys, then load "
+                f"(on the command line: {report.suggestion.option})"
+            )
+            self.suggestion_button.clicked.connect(self._take_suggestion)
+        layout = QVBoxLayout(self)
+        for widget in (self.summary, self.tree, self.strict_button, self.partial_button, self.buttons):
+            layout.addWidget(widget)
+        self._update()
+
+    @property
+    def strict(self) -> bool:
+        return self.strict_button.isChecked()
+
+    def _update(self) -> None:
+        allowed = self.report.fits if self.strict else bool(self.report.matched)
+        self.apply_button.setEnabled(allowed)
+
+    def _take_suggestion(self) -> None:
+        self.use_suggestion = True
+        self.accept()
+
+
+def suggestion_text(report: WeightsReport) -> str:
+    """The label of the dialog's button: "Strip 'module.' and load" or the general one."""
+    suggestion = report.suggestion
+    if suggestion is not None and suggestion.strip:
+        return f"Strip {suggestion.strip!r} and load"
+    return "Apply suggested key change and load"
+
+
+class FilesActions(QObject):
+    """Export…, Load weights… and Diff against… for one AppState (menus call these)."""
+
+    exportFinished = Signal(object)  # ExportResult
+    weightsRead = Signal(object)  # (source, tensors, report)
+    weightsApplied = Signal(object)  # WeightsReport
+    diffReady = Signal(object)  # DiffResult
+
+    def __init__(self, state: AppState, parent: QWidget | None = None, *, interactive: bool = True) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.window = parent
+        self.interactive = interactive
+        self.worker = TaskWorker(self)
+        self.worker.failed.connect(self.state.errorOccurred.emit)
+        self.diff_view: DiffView | None = None
+        self._on_finished: Callable[[Any], None] | None = None
+        self.worker.finished.connect(self._finished)
+        self.sync_action = QAction("Wait for the disk when exporting", self)
+        self.sync_action.setCheckable(True)
+        self.sync_action.setChecked(QSettings().value(SYNC_EXPORTS_KEY, False, type=bool))
+        self.sync_action.toggled.connect(lambda on: QSettings().setValue(SYNC_EXPORTS_KEY, on))
+        explained = (
+            "Flush each exported file to disk (fsync) before it replaces the old one: even a "
+            "power cut then leaves the old or the new file. About a second per GB."
+        )
+        self.sync_action.setToolTip(explained)
+        self.sync_action.setStatusTip(explained)  # menus show status tips, not tooltips
+
+    def install(self, menu: QMenu) -> None:
+        menu.addAction("&Export state_dict…").triggered.connect(self.export_dialog)
+        menu.addAction("Export selected &module…").triggered.connect(self.export_module_dialog)
+        menu.addAction(self.sync_action)
+        menu.addAction("&Load weights…").triggered.connect(self.load_weights_dialog)
+        menu.addAction("&Diff against…").triggered.connect(self.diff_dialog)
+
+    def _finished(self, result: Any) -> None:
+        callback, self._on_finished = self._on_finished, None
+        if callback is not None:
+            callback(result)
+
+    def _start(self, fn: Callable[[Any], Any], what: str, done: Callable[[Any], None]) -> None:
+        self._on_finished = done
+        self.worker.start(fn, what)
+
+    # --- export ----------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        if not self.state.has_session:
+            return
+        # QFileDialog asks before overwriting an existing file (DontConfirmOverwrite is off)
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export state_dict", "", EXPORT_FILTER)
+        if path:
+            self.start_export(Path(path))
+
+    def export_module_dialog(self) -> None:
+        """Export the subtree of the module selected in the tree, names relative to it."""
+        if not self.state.has_session:
+            return
+        module = self.state.selected_module
+        title = f"Export state_dict of {module or 'the whole model'}"
+        path, _ = QFileDialog.getSaveFileName(self.window, title, "", EXPORT_FILTER)
+        if path:
+            self.start_export(Path(path), module)
+
+    def start_export(self, path: Path, module: str = "") -> None:
+        """Export off the GUI thread; a whole-model export marks the session saved."""
+        session = self.state.session
+        sync = self.sync_action.isChecked()
+        inputs = ExportInputs(session.model, Path(path), module, session.opened.loader, sync)
+
+        def done(result: ExportResult) -> None:
+            if not module and self.state.has_session and self.state.session is session:
+                session.stack.set_clean()
+            self.exportFinished.emit(result)
+
+        self._start(lambda st: run_export(inputs, st), f"Exporting {Path(path).name}", done)
+
+    def save_now(self, path: Path) -> bool:
+        """Export synchronously (closing the window waits for it); True when written."""
+        try:
+            save_session(self.state.session, path, sync=self.sync_action.isChecked())
+        except ParamscopeError as exc:
+            self.state.errorOccurred.emit(str(exc))
+            return False
+        return True
+
+    def ask_save_path(self) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save state_dict", "", EXPORT_FILTER)
+        return Path(path) if path else None
+
+    # --- load weights ----------------------------------------------------------------------
+    def load_weights_dialog(self) -> None:
+        if not self.state.has_session:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.window, "Load weights", "", WEIGHTS_FILTER)
+        if path:
+            self.start_read_weights(path)
+
+    def start_read_weights(self, source: str, trust: bool = False) -> None:
+        inputs = WeightsInputs(str(source), self.state.session.model, trust)
+
+        def work(st: Any) -> Any:
+            try:
+                return run_read_weights(inputs, st)
+            except UntrustedFileError as exc:  # asked about on the GUI thread
+                return exc
+
+        def done(result: Any) -> None:
+            if isinstance(result, UntrustedFileError):
+                if self.interactive and confirm_trust(self.window, result):
+                    self.start_read_weights(source, trust=True)
+                else:
+                    self.state.errorOccurred.emit(str(result))
+                return
+            tensors, report = result
+            self.weightsRead.emit((source, tensors, report))
+            if self.interactive:
+                self.ask_and_apply(tensors, report, str(source))
+
+        self._start(work, f"Reading {Path(str(source)).name}", done)
+
+    def ask_and_apply(self, tensors: dict, report: WeightsReport, source: str) -> bool:
+        """Show the report; apply as the user chooses (strict, partial, or the suggested keys)."""
+        dialog = LoadWeightsDialog(report, source, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        if dialog.use_suggestion:
+            return self.apply_suggestion(tensors, report, source)
+        return self.apply(tensors, report, source, dialog.strict)
+
+    def apply_suggestion(self, tensors: dict, report: WeightsReport, source: str) -> bool:
+        """Compare again under the report's suggested key change (``mapped_keys``), then load.
+
+        All keys fit: loaded at once. A PEFT adapter file (the adapter name inserted) fits the
+        adapter's tensors only: they are loaded and the base weights stay, as PEFT does. Else the
+        new report is shown (interactive) or the refusal is reported.
+        """
+        try:
+            mapped = mapped_keys(tensors, report, "auto", source)
+            mapped_report = compare_weights(self.state.session.model, mapped)
+        except ParamscopeError as exc:
+            self.state.errorOccurred.emit(str(exc))
+            return False
+        self.weightsRead.emit((source, mapped, mapped_report))
+        adapter = bool(report.suggestion and report.suggestion.insert)
+        if mapped_report.fits or (adapter and not mapped_report.unexpected and not mapped_report.mismatched):
+            return self.apply(mapped, mapped_report, source, strict=mapped_report.fits)
+        if self.interactive:
+            return self.ask_and_apply(mapped, mapped_report, source)
+        return self.apply(mapped, mapped_report, source, strict=True)  # reports why it does not fit
+
+    def apply(self, tensors: dict, report: WeightsReport, source: str, strict: bool) -> bool:
+        """Apply as one undoable command; errors are reported, the model is left as it was."""
+        try:
+            apply_weights(self.state.session, tensors, strict=strict, where=source, report=report)
+        except ParamscopeError as exc:
+            self.state.errorOccurred.emit(str(exc))
+            return False
+        self.weightsApplied.emit(report)
+        return True
+
+    # --- diff ------------------------------------------------------------------------------
+    def diff_dialog(self) -> None:
+        if not self.state.has_session:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.window, "Diff against checkpoint", "", WEIGHTS_FILTER)
+        if path:
+            self.start_diff(path)
+
+    def start_diff(self, source: str, trust: bool = False) -> None:
+        """Compare the open model (A) with ``source`` (B) off the GUI thread; show a DiffView."""
+        model_state = dict(self.state.session.model.state_dict())
+        title = self.state.session.opened.title
+
+        def work(st: Any) -> Any:
+            try:
+                other = read_weights(source, trust)
+            except UntrustedFileError as exc:
+                return exc
+            return run_diff(DiffInputs(model_state, other), st)
+
+        def done(result: Any) -> None:
+            if isinstance(result, UntrustedFileError):
+                if self.interactive and confirm_trust(self.window, result):
+                    self.start_diff(source, trust=True)
+                else:
+                    self.state.errorOccurred.emit(str(result))
+                return
+            self.diff_view = DiffView(result, title, Path(str(source)).name)
+            self.diff_view.setWindowTitle(f"Diff: {title} vs {source}")
+            if self.interactive:
+                self.diff_view.resize(800, 500)
+                self.diff_view.show()
+            self.diffReady.emit(result)
+
+        self._start(work, f"Comparing with {Path(str(source)).name}", done)

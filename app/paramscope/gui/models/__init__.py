@@ -1,0 +1,1 @@
+"""Qt item models over core objects: the module tree, the parameter table, tie highlights."""

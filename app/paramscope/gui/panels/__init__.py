@@ -1,0 +1,1 @@
+"""The window's panels: tree, parameters, Initialize, Backward, diagnostics, checkpoint, ties."""

@@ -1,0 +1,170 @@
+"""The histogram of the selected tensor (values or gradient), kept in step with the AppState.
+
+The Initialize panel's Preview draws here too (before / after / theory), where the eye already
+is; the preview stays until the tensor, its values or the model change.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from paramscope.core.model.model_statistics import TensorSummary, summarize
+from paramscope.core.model.tensor_stats import Histogram
+from paramscope.gui.plots.histogram_view import HistogramView, Theory
+from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
+
+VALUES, GRADIENT = "values", "gradient"
+# Below this many elements a missing summary is computed at once instead of waiting for the worker.
+SYNC_SUMMARY_LIMIT = 1 << 20
+
+
+class HistogramPanel(QWidget):
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.view = HistogramView(self)
+        self.mode = QComboBox(self)
+        self.mode.addItem("Values", VALUES)
+        self.mode.addItem("Gradient", GRADIENT)
+        self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
+        self._theory: Theory | None = None
+        self._preview: tuple[str, Histogram, Theory | None] | None = None  # name, would-be values, theory
+        self._grad_cache: dict[str, TensorSummary | None] = {}
+        # Gradients of large tensors are summarized off the GUI thread.
+        self._grad_worker = TaskWorker(self)
+        self._grad_worker.finished.connect(self._grad_summary_ready)
+        self._grad_worker.failed.connect(self.state.errorOccurred)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.mode)
+        top.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+
+        state.sessionChanged.connect(self._on_session)
+        state.tensorSelected.connect(self._on_tensor)
+        state.summariesChanged.connect(self._on_summaries)
+        state.tensorsChanged.connect(self._on_tensors_changed)
+        state.gradientsChanged.connect(self._on_gradients)
+        self.refresh()
+
+    @property
+    def current_mode(self) -> str:
+        return self.mode.currentData()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode.setCurrentIndex(self.mode.findData(mode))
+
+    def set_theory(self, theory: Theory | None) -> None:
+        """Draw a theoretical density (x, pdf, label) over the selected tensor's values."""
+        self._theory = theory
+        self.refresh()
+
+    def show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
+        """Draw a preview of ``name``: its would-be histogram over the current one, and the theory."""
+        self._preview = (name, after, theory)
+        self.set_mode(VALUES)
+        self.refresh()
+
+    @property
+    def preview_shown(self) -> str | None:
+        """The tensor whose preview is drawn, or None."""
+        return self._preview[0] if self._preview is not None else None
+
+    # --- state -----------------------------------------------------------------------------
+    def _on_session(self) -> None:
+        self._grad_cache.clear()
+        self._theory = None
+        self._preview = None
+        self.refresh()
+
+    def _on_tensor(self, name: str) -> None:
+        self._theory = None
+        if self._preview is not None and self._preview[0] != name:
+            self._preview = None
+        self.refresh()
+
+    def _on_summaries(self, names: tuple[str, ...]) -> None:
+        if self.state.selected_tensor in names:
+            self.refresh()
+
+    def _on_tensors_changed(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._grad_cache.pop(name, None)
+        if self._preview is not None and self._preview[0] in names:
+            self._preview = None  # the values it was computed from are gone (Apply shows the real ones)
+            self.refresh()
+        elif self.state.selected_tensor in names:
+            self.refresh()
+
+    def _on_gradients(self) -> None:
+        self._grad_cache.clear()
+        if self.current_mode == GRADIENT:
+            self.refresh()
+
+    # --- drawing ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        name = self.state.selected_tensor if self.state.has_session else None
+        if name is None:
+            self.view.clear("Select a parameter to see its histogram.")
+            return
+        if self.current_mode == GRADIENT:
+            self._show_gradient(name)
+            return
+        if self._preview is not None:
+            self._show_preview(*self._preview)
+            return
+        session = self.state.session
+        summary = session.summary(name)
+        if summary is None and session.report.tensor(name).numel <= SYNC_SUMMARY_LIMIT:
+            summary = session.ensure_summary(name)
+        if summary is None:
+            self.view.clear(f"{name}: computing statistics…")
+            return
+        previous = session.previous_summary(name)
+        self.view.set_histograms(
+            summary.histogram,
+            previous.histogram if previous is not None else None,
+            self._theory,
+            title=name,
+        )
+
+    def _show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
+        session = self.state.session
+        before = session.summary(name)
+        self.view.set_histograms(
+            after,
+            before.histogram if before is not None else None,
+            theory,
+            title=f"preview: {name} (model unchanged)",
+            labels=("after (preview)", "before"),
+        )
+
+    def cancel_and_wait(self) -> None:
+        self._grad_worker.cancel_and_wait()
+
+    def _grad_summary_ready(self, result: tuple[str, TensorSummary]) -> None:
+        name, summary = result
+        self._grad_cache[name] = summary
+        if self.current_mode == GRADIENT and self.state.selected_tensor == name:
+            self.refresh()
+
+    def _show_gradient(self, name: str) -> None:
+        session = self.state.session
+        if name not in self._grad_cache:
+            grad = session.tensor(name).grad
+            if grad is not None and grad.numel() > SYNC_SUMMARY_LIMIT:
+                self.view.clear(f"{name}: computing the gradient histogram…")
+                detached = grad.detach()
+                self._grad_worker.start(lambda st: (name, summarize(detached, state=st)), "gradient histogram")
+                return
+            self._grad_cache[name] = None if grad is None else summarize(grad.detach())
+        summary = self._grad_cache[name]
+        if summary is None:
+            self.view.clear(f"{name} has no gradient (.grad is None): run a backward pass first.")
+            return
+        self.view.set_histograms(summary.histogram, title=f"gradient of {name}")

@@ -1,0 +1,109 @@
+"""The Initialize panel's computations, plain Python that a worker runs: staging and preview.
+
+:func:`stage_in_worker` computes a large edit's new values (``TensorEditCommand.stage``) and the
+summaries shown after it; :func:`compute_preview` runs a rule on copies and summarizes the tensor
+shown. Neither touches a widget or the live tensors, so both run off the GUI thread; the panel
+applies their results on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from paramscope.core.edit.commands import TensorEditCommand
+from paramscope.core.edit.session import Session
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rules import preview_rules
+from paramscope.core.init.theory import theory_for
+from paramscope.core.model.model_statistics import TensorSummary, summarize
+from paramscope.core.model.tensor_stats import Histogram
+from paramscope.core.tasks import TaskState
+from paramscope.gui.plots.histogram_view import Theory
+from paramscope.gui.workers import SliceState
+
+#: The initializer and its arguments at the time of Apply (for the theory curve drawn after).
+Form = tuple[str, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What the worker hands back: torch's warnings, and summaries of the tensor shown after."""
+
+    notices: list[str]
+    after: TensorSummary
+    before: TensorSummary | None  # None: the session already knew it
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A large edit being computed in the worker, and what to do once it is in effect."""
+
+    command: TensorEditCommand
+    what: str  # the busy name: "init" or "value edit"
+    name: str  # the tensor shown after
+    form: Form
+    finish: Callable[[], None]  # the rest of Apply, once the command is in effect
+
+
+def _notices(caught: list[warnings.WarningMessage]) -> list[str]:
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+
+
+def stage_in_worker(command: TensorEditCommand, name: str, summarize_before: bool, state: TaskState) -> Staged:
+    """Compute ``command``'s new values and the summaries shown after it (runs in a worker).
+
+    The summaries are made here too: a histogram of a GPT-2 embedding takes as long as its init.
+    """
+    # Warnings come from this thread: caught here and passed on as notices, as execute does.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        command.stage(SliceState(state, 0.0, 0.7))
+        after_values = command.values(name, after=True)
+        before_values = command.values(name, after=False)
+        assert after_values is not None and before_values is not None
+        after = summarize(after_values, state=SliceState(state, 0.7, 0.85))
+        before = None
+        if summarize_before:
+            before = summarize(before_values, state=SliceState(state, 0.85, 1.0))
+    return Staged(_notices(caught), after, before)
+
+
+@dataclass(frozen=True)
+class Previewed:
+    """A preview, computed on copies in the worker: what the main histogram draws."""
+
+    key: str  # the rule's text: Apply with the same rule writes exactly this
+    seed: int
+    name: str  # the tensor shown (the selected one when it is a target)
+    after: Histogram
+    before: TensorSummary | None  # None: the session already had the current values' summary
+    notices: list[str]
+
+
+def compute_preview(
+    session: Session, rule: InitRule, seed: int, skip_refused: bool, selected: str | None, state: TaskState | None = None
+) -> Previewed:
+    """Run ``rule`` on copies and summarize the tensor shown; the model is not touched."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        the_plan, tensors = preview_rules(session, [rule], seed, skip_refused)
+        touched = list(the_plan.touched)
+        name = selected if selected in touched else touched[0]
+        after = summarize(tensors[name], state=state).histogram
+        before = None
+        if session.summary(name) is None:
+            before = summarize(session.tensor(name).detach(), state=state)
+    return Previewed(rule.text, seed, name, after, before, _notices(caught))
+
+
+def theory_curve(initializer: str, kwargs: dict, shape: tuple[int, ...] | None, histogram: Histogram) -> Theory | None:
+    """``(x, pdf, label)`` for the histogram view, or None if there is no simple density."""
+    theory = theory_for(initializer, kwargs, shape)
+    if theory is None or len(histogram.edges) < 2:
+        return None
+    x, _ = theory.curve(np.asarray(histogram.edges), 1)
+    return x, theory.pdf(x), theory.text

@@ -1,0 +1,159 @@
+"""The values of a small tensor in a grid, as ``print(param)`` shows them.
+
+1-D tensors are one row, 2-D tensors their matrix; higher dimensions are shown as rows over
+the leading indices (``[i, j, :]``). Larger tensors, meta and lazy tensors say why there is
+nothing to show.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import QLabel, QTableView, QVBoxLayout, QWidget
+
+from paramscope.core.model.report import is_lazy
+from paramscope.core.model.tensor_stats import data_problem
+from paramscope.gui import colors
+from paramscope.gui.multidata import OneCallPerCell
+from paramscope.gui.state import AppState
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+MAX_ELEMENTS = 4096
+
+
+def grid_of(tensor: torch.Tensor) -> tuple[np.ndarray | None, list[str], str]:
+    """(2-D array to show or None, row labels, note) for ``tensor``; never raises: a tensor
+    that cannot be shown (a dtype NumPy lacks, more dimensions than it has) gets a note."""
+    if is_lazy(tensor):
+        return None, [], "no data: an uninitialized (lazy) parameter; run a forward pass to give it a shape"
+    problem = data_problem(tensor)
+    if problem is not None:
+        return None, [], f"no data: {problem}"
+    shape = tuple(tensor.shape)
+    dims = ", ".join(map(str, shape))
+    if tensor.numel() == 0:  # [0, 2**62] is empty too: no grid of 2**62 columns
+        return None, [], f"shape [{dims}]: no values (it has no elements)"
+    if tensor.numel() > MAX_ELEMENTS:
+        return None, [], (
+            f"{tensor.numel():,} elements: the value grid shows tensors of up to {MAX_ELEMENTS:,}; "
+            "see the histogram and statistics instead"
+        )
+    try:
+        array = _as_numpy(tensor.detach().to("cpu").reshape(-1, shape[-1] if shape else 1))
+    except (TypeError, RuntimeError, ValueError) as exc:  # a dtype neither NumPy nor float() has
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, [], f"no values shown: {str(tensor.dtype).removeprefix('torch.')} ({reason[:120]})"
+    if len(shape) == 0:
+        return array, ["[]"], "a scalar"
+    if len(shape) == 1:
+        return array, [""], f"shape [{shape[0]}]: one row"
+    if len(shape) == 2:
+        return array, [str(i) for i in range(shape[0])], f"shape [{dims}]"
+    # itertools, not np.ndindex: NumPy stops at 64 dimensions, torch does not
+    leading = itertools.product(*(range(n) for n in shape[:-1]))
+    labels = ["[" + ", ".join(map(str, idx)) + ", :]" for idx in leading]
+    lead = ", ".join("ijklmn"[d % 6] for d in range(len(shape) - 1))
+    return array, labels, f"shape [{dims}] shown as 2-D: one row per [{lead}, :]"
+
+
+def _as_numpy(values: torch.Tensor) -> np.ndarray:
+    """A 2-D array NumPy can hold: floats it lacks (half, bfloat16, float8) as float32, complex32
+    as complex64."""
+    if values.is_complex() and values.dtype != torch.complex128:
+        values = values.to(torch.complex64)
+    elif values.is_floating_point() and values.dtype not in (torch.float32, torch.float64):
+        values = values.float()
+    return values.resolve_conj().resolve_neg().numpy()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.bool_ | bool):
+        return "True" if value else "False"
+    if isinstance(value, np.integer):
+        return str(int(value))
+    if isinstance(value, np.complexfloating):
+        return f"{value.real:.4g}{value.imag:+.4g}j"
+    return f"{float(value):.4g}"
+
+
+class ValueGridModel(OneCallPerCell, QAbstractTableModel):
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._array: np.ndarray | None = None
+        self._rows: list[str] = []
+
+    def set_array(self, array: np.ndarray | None, row_labels: list[str]) -> None:
+        self.beginResetModel()
+        self._array = array
+        self._rows = row_labels
+        self.endResetModel()
+
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() or self._array is None else self._array.shape[0]
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() or self._array is None else self._array.shape[1]
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or self._array is None:
+            return None
+        value = self._array[index.row(), index.column()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return _fmt(value) if role == Qt.ItemDataRole.DisplayRole else repr(value.item())
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        floating = np.issubdtype(self._array.dtype, np.floating)
+        if role == Qt.ItemDataRole.ForegroundRole and floating and not np.isfinite(value):
+            return colors.NONFINITE_TEXT
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole or self._array is None:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return str(section) if 0 <= section < self._array.shape[1] else None
+        return self._rows[section] if 0 <= section < len(self._rows) else None
+
+
+class ValueGrid(QWidget):
+    """Shows the selected tensor's values; refreshes when they change."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.model = ValueGridModel(self)
+        self.note = QLabel(self)
+        self.note.setWordWrap(True)
+        self.view = QTableView(self)
+        self.view.setModel(self.model)
+        self.view.horizontalHeader().setDefaultSectionSize(self.fontMetrics().horizontalAdvance("-0.00000e+00") + 8)
+        self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.note)
+        layout.addWidget(self.view, 1)
+        state.sessionChanged.connect(self.refresh)
+        state.tensorSelected.connect(lambda _n: self.refresh())
+        state.tensorsChanged.connect(self._on_changed)
+        self.refresh()
+
+    def _on_changed(self, names: tuple[str, ...]) -> None:
+        if self.state.selected_tensor in names:
+            self.refresh()
+
+    def refresh(self) -> None:
+        name = self.state.selected_tensor if self.state.has_session else None
+        if name is None:
+            self.model.set_array(None, [])
+            self.note.setText("Select a parameter to see its values.")
+            return
+        try:
+            array, rows, note = grid_of(self.state.session.tensor(name))
+        except Exception as exc:  # a tab showing values must never take the window down
+            array, rows, note = None, [], f"no values shown ({type(exc).__name__}: {exc})"
+        self.model.set_array(array, rows)
+        self.note.setText(f"{name}: {' '.join(note.split())}")

@@ -1,0 +1,1 @@
+"""Plots: histogram, heatmap, signal propagation, spectrum, and exporting them."""

@@ -20,6 +20,7 @@ from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.model.model_statistics import StatColumns, TensorSummary
 from paramscope.core.sources.sources import OpenedModel, open_source
+from paramscope.gui.workers import expect_freed
 
 
 class AppState(QObject):
@@ -81,6 +82,8 @@ class AppState(QObject):
             if what not in session.busy_tasks:  # work on the old model no longer uses the model
                 self.busyChanged.emit(False, what)
         self.sessionChanged.emit()
+        if old is not None and old.model is not session.model:
+            expect_freed(old.model)
 
     # --- the session's selection, mirrored -----------------------------------------------------
     @property

@@ -55,3 +55,18 @@ def test_top_level_is_exactly_what_the_design_asks() -> None:
         pytest.skip("not a git checkout")
     top = {line.split("/")[0] for line in tracked.splitlines()}
     assert top == {"app", "resources", "tests", "pyproject.toml", "README.md", ".ci", ".gitignore"}
+
+
+def test_units_stay_small() -> None:
+    """No module over 500 lines and no function over 60 (issue 17): small units a newcomer can read."""
+    import ast
+
+    too_big = []
+    for path in sorted((ROOT / "app" / "paramscope").rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 500:
+            too_big.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                too_big.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_big, too_big

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from paramscope.core.bench import bench, bench_remote
-from paramscope.core.bench.bench import QUICK, STEPS, build_gpt2, parameter_count
+from paramscope.core.bench import bench, bench_files, bench_remote, bench_rows, bench_steps
+from paramscope.core.bench.bench import STEPS
+from paramscope.core.bench.bench_model import QUICK, build_gpt2, parameter_count
 from paramscope.core.bench.bench_remote import STEPS as REMOTE_STEPS
 
 
@@ -50,7 +51,7 @@ def test_every_row_is_measured(quick_bench: dict) -> None:
         assert row["peak_rss_mb"] and row["peak_rss_mb"] > 10, row
 
 
-def _crash(ctx: bench.Context) -> list[bench.Row]:
+def _crash(ctx: bench_rows.Context) -> list[bench_rows.Row]:
     raise RuntimeError("boom")
 
 
@@ -64,7 +65,7 @@ def test_a_crashed_step_is_not_taken_for_a_measurement(monkeypatch: pytest.Monke
 
 
 def test_a_crashed_remote_step_is_not_taken_for_a_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
-    def crash(quick: bool, repeats: int) -> list[bench.Row]:
+    def crash(quick: bool, repeats: int) -> list[bench_rows.Row]:
         raise OSError("server gone")
 
     monkeypatch.setitem(bench_remote.STEP_FUNCTIONS, "remote_open", crash)
@@ -92,7 +93,7 @@ def test_a_failed_initializer_row_is_not_taken_for_a_measurement(
         raise RuntimeError("broken rule")
 
     monkeypatch.setattr(rules, "apply_rules", broken)
-    monkeypatch.setattr(bench, "INITIALIZERS", {"zeros_": ({}, False)})
+    monkeypatch.setattr(bench_steps, "INITIALIZERS", {"zeros_": ({}, False)})
     rows = bench.run_step("initializers", quick=True)
     assert rows[0].note == "failed: RuntimeError: broken rule"
     with pytest.raises(AssertionError):
@@ -129,7 +130,7 @@ def test_the_full_model_is_gpt2_small_sized() -> None:
     # Built on the meta device: the shapes of the real one, no memory.
     import torch
 
-    from paramscope.core.bench.bench import GPT2
+    from paramscope.core.bench.bench_model import GPT2
 
     with torch.device("meta"):
         model = GPT2()
@@ -157,7 +158,7 @@ def test_export_rows_say_where_they_wrote(tmp_path) -> None:
         _assert_measured(row)
     for row in targeted:  # over the target, the note says why
         assert row["note"] == f"both write to {tmp_path}" + (
-            f"; {bench.OVER_TARGET_NOTE}" if row["ok"] is False else ""
+            f"; {bench_files.OVER_TARGET_NOTE}" if row["ok"] is False else ""
         )
     assert all("wait for its disk" in row["note"] for row in synced)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
@@ -166,13 +167,13 @@ def test_export_rows_say_where_they_wrote(tmp_path) -> None:
 def test_an_export_row_over_its_target_says_the_verify_is_in_its_time(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench, "compare", lambda *args, **kwargs: (3.0, 1.0))
-    ctx = bench.Context(build_gpt2(QUICK), QUICK, quick=True, repeats=1, tmp=tmp_path)
-    rows = bench._export_rows(ctx, tmp_path)
+    monkeypatch.setattr(bench_files, "compare", lambda *args, **kwargs: (3.0, 1.0))
+    ctx = bench_rows.Context(build_gpt2(QUICK), QUICK, quick=True, repeats=1, tmp=tmp_path)
+    rows = bench_files._export_rows(ctx, tmp_path)
     targeted = [row for row in rows if row.limit is not None]
     assert len(targeted) == 2
     for row in targeted:
         assert (
             row.ok is False
-            and row.note == f"both write to {tmp_path.parent}; {bench.OVER_TARGET_NOTE}"
+            and row.note == f"both write to {tmp_path.parent}; {bench_files.OVER_TARGET_NOTE}"
         )

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from paramscope.core.errors import SourceError
-from paramscope.core.files import pickle_scan
-from paramscope.core.files.pickle_scan import ScanLimitError, scan_pickle
+from paramscope.core.files import pickle_limits, pickle_scan
+from paramscope.core.files.pickle_limits import ScanLimitError
+from paramscope.core.files.pickle_scan import scan_pickle
 from paramscope.core.files.sniff import LEGACY_MAGIC
 from paramscope.core.sources.sources import open_source
 
@@ -159,8 +160,8 @@ def _tensors_pickle(count: int) -> tuple[bytes, int]:
 
 def test_the_limits_grow_with_the_storages(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a small base, 1,000 tensors (30,000 opcodes) pass only thanks to their storages."""
-    monkeypatch.setattr(pickle_scan, "_BASE_OPCODES", 10_000)
-    monkeypatch.setattr(pickle_scan, "_BASE_MEMO", 1_000)
+    monkeypatch.setattr(pickle_limits, "_BASE_OPCODES", 10_000)
+    monkeypatch.setattr(pickle_limits, "_BASE_MEMO", 1_000)
     raw, storages = _tensors_pickle(1_000)
     assert len(scan_pickle(raw, max_storages=storages).storages) == 1_000
     with pytest.raises(ScanLimitError, match="needs more than"):  # the same pickle, few storages

@@ -138,3 +138,18 @@ def test_preview_runs_in_the_worker_and_a_stale_one_is_dropped(open_demo, qtbot,
     with qtbot.waitSignal(panel.previewReady, timeout=60_000) as ready:
         qtbot.mouseClick(panel.preview_button, Qt.MouseButton.LeftButton)
     assert ready.args[0] == "0.weight" and ready.args[2][2] == "normal_, mean=0, std=0.5"
+
+
+def test_a_preview_in_flight_never_widens_the_panel(window, qtbot):
+    """The 'computing…' line named the rule's text, which lists every target: on GPT-2's long
+    names the Initialize panel grew 14,000 px wide until the preview arrived."""
+    from pathlib import Path
+
+    window.open_source(str(Path(__file__).with_name("long_names_model.py")) + ":model", trust=True)
+    panel = window.init_panel
+    panel.target_mode.setCurrentIndex(2)  # a rule over every weight
+    with qtbot.waitSignal(panel.preview_worker.done, timeout=60_000):
+        assert panel.preview()
+        assert "computing" in panel.message.text()
+        content = panel.message.parentWidget()  # inside the scroll area: its width is the dock's
+        assert content.minimumSizeHint().width() < 600, panel.message.text()[:200]

@@ -47,7 +47,8 @@ def _format_row(row) -> str:  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     from paramscope.cli.common import print_json
-    from paramscope.core.bench.bench import FULL, QUICK, STEPS, run_bench
+    from paramscope.core.bench.bench import STEPS, run_bench
+    from paramscope.core.bench.bench_model import FULL, QUICK
 
     cfg = QUICK if args.quick else FULL
     steps = tuple(args.step) if args.step else STEPS

@@ -163,7 +163,8 @@ def measure_start(model: object, repeats: int) -> tuple[float, float, bool]:
 
 def start_row(quick: bool) -> object:
     """The gui_start row: the real command against the imports every such window needs."""
-    from paramscope.core.bench.bench import FULL, QUICK, Row, build_gpt2
+    from paramscope.core.bench.bench_model import FULL, QUICK, build_gpt2
+    from paramscope.core.bench.bench_rows import Row
 
     try:
         app_s, base_s, on_demand = measure_start(build_gpt2(QUICK if quick else FULL), 2 if quick else 3)
@@ -185,7 +186,8 @@ def start_row(quick: bool) -> object:
 def main(argv: list[str]) -> int:
     import torch
 
-    from paramscope.core.bench.bench import FULL, QUICK, Row, build_gpt2, peak_rss_mb
+    from paramscope.core.bench.bench_model import FULL, QUICK, build_gpt2
+    from paramscope.core.bench.bench_rows import Row, peak_rss_mb
 
     torch.set_num_threads(1)
     quick = "--quick" in argv

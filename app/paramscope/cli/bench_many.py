@@ -56,7 +56,7 @@ def rows(quick: bool) -> list[object]:
     """One row per file format: the app's inspect --json against load-and-loop by hand."""
     from safetensors.torch import load_file, save_file
 
-    from paramscope.core.bench.bench import Row, _finish, compare
+    from paramscope.core.bench.bench_rows import Row, _finish, compare
 
     count = QUICK_COUNT if quick else FULL_COUNT
     tensors = many_tensors(count)
@@ -84,7 +84,7 @@ def rows(quick: bool) -> list[object]:
 
 
 def main(argv: list[str]) -> int:
-    from paramscope.core.bench.bench import Row, peak_rss_mb
+    from paramscope.core.bench.bench_rows import Row, peak_rss_mb
 
     torch.set_num_threads(1)  # as the bench's other steps
     try:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from paramscope.core.bench.bench import Row, _finish, _memory_folder, compare, peak_rss_mb
+from paramscope.core.bench.bench_files import _memory_folder
+from paramscope.core.bench.bench_rows import Row, _finish, compare, peak_rss_mb
 from paramscope.core.bench.bench_server import ServerProcess
 from paramscope.core.files.safety import human_bytes
 

@@ -268,23 +268,11 @@ def write_state_dict(
 
     def write(tmp: Path) -> None:
         nonlocal aliases
-        try:
-            if fmt == "pt":
-                _save_pt(state_dict, tmp)
-                aliases = dedupe(state_dict)[1]
-            else:
-                aliases = write_safetensors(state_dict, tmp)
-        except (RuntimeError, ValueError, TypeError) as exc:  # the libraries' refusals
-            raise ExportError(f"{target}: cannot write: {first_line(exc)}") from None
+        aliases = _write_file(state_dict, tmp, fmt, target)
 
     def check(tmp: Path) -> None:
         state.progress(0.6, "checking the written file")
-        try:
-            written = _read_back(tmp, fmt)
-        except Exception as exc:  # the reader's own errors name the temporary file
-            problem = first_line(exc).removeprefix(f"{tmp}: ")
-            raise ExportError(f"{target}: read-back check failed: {problem}") from None
-        _verify(state_dict, written, target)
+        _check_file(state_dict, tmp, fmt, target)
         state.progress(0.95, "replacing the target")
 
     try:
@@ -295,6 +283,27 @@ def write_state_dict(
     stored = len(state_dict) - len(aliases)
     nbytes = target.stat().st_size
     return ExportResult(target, fmt, len(state_dict), stored, nbytes, aliases)
+
+
+def _write_file(state_dict: dict[str, torch.Tensor], tmp: Path, fmt: str, target: Path) -> dict[str, str]:
+    """Write ``state_dict`` to the temporary file ``tmp``; returns ``{alias: stored name}``."""
+    try:
+        if fmt == "pt":
+            _save_pt(state_dict, tmp)
+            return dedupe(state_dict)[1]
+        return write_safetensors(state_dict, tmp)
+    except (RuntimeError, ValueError, TypeError) as exc:  # the libraries' refusals
+        raise ExportError(f"{target}: cannot write: {first_line(exc)}") from None
+
+
+def _check_file(state_dict: dict[str, torch.Tensor], tmp: Path, fmt: str, target: Path) -> None:
+    """Read ``tmp`` back with the loader that opens it later and compare it with ``state_dict``."""
+    try:
+        written = _read_back(tmp, fmt)
+    except Exception as exc:  # the reader's own errors name the temporary file
+        problem = first_line(exc).removeprefix(f"{tmp}: ")
+        raise ExportError(f"{target}: read-back check failed: {problem}") from None
+    _verify(state_dict, written, target)
 
 
 def run_export(inputs: ExportInputs, state: TaskState | None = None) -> ExportResult:

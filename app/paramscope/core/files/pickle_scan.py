@@ -6,8 +6,9 @@ out is the list of globals the pickle wants and the storages it declares (torch'
 so sizes can be checked before torch allocates anything.
 
 The scan is pure Python and runs before anything else looks at a file, so a hostile pickle must
-not be able to make it slow or large: what it may read, run and hold is capped (:class:`ScanLimits`)
-relative to the storages it declares, and beyond that it is refused with :class:`ScanLimitError`.
+not be able to make it slow or large: what it may read, run and hold is capped relative to the
+storages it declares (:mod:`~paramscope.core.files.pickle_limits`), and beyond that it is refused
+with :class:`~paramscope.core.files.pickle_limits.ScanLimitError`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,20 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+from paramscope.core.files.pickle_limits import (
+    CHECK_EVERY,
+    MAX_MARKS,
+    MAX_NESTING,
+    MAX_STACK,
+    BoundedStream,
+    ScanLimitError,
+    ScanLimits,
+    limit_error,
+)
 
 # bytes per element for torch's typed storage class names (legacy and zip format ids)
 _STORAGE_ITEMSIZE = {
@@ -90,105 +102,6 @@ class _Inert:
         return cls
 
 
-# What a real checkpoint's pickle costs, measured on torch.save files (torch 2.13, protocols 2
-# and 4): GPT-2 (160 storages) 5,060 opcodes, 1,287 memo entries, 17.6 KB; GPT-2 XL (628
-# storages) 19,820 opcodes, 71.7 KB; 10,000 one-element tensors 300,031 opcodes, 80,006 memo
-# entries, 947 KB; a model with its AdamW state 44 opcodes per storage. That is about 30 opcodes,
-# 8 memo entries and 100 bytes per tensor, and MARK nesting of at most 6. The limits allow ten
-# times that per storage declared, on top of a base that covers any small file and tens of
-# thousands of views of one storage (a view costs opcodes but declares no storage): a real
-# checkpoint stays far below them, while a NONE bomb (400 M opcodes from 400 KB of deflate) is
-# refused after a second of work.
-_BASE_OPCODES = 1_000_000  # about a second of the pure-Python unpickler
-_OPCODES_PER_STORAGE = 300
-_BASE_MEMO = 250_000
-_MEMO_PER_STORAGE = 100
-_BASE_BYTES = 32 * 1024 * 1024
-_BYTES_PER_STORAGE = 4096  # a tensor's pickle is ~100 bytes plus its name
-MAX_STACK = 100_000  # the pickler batches containers by 1,000 items: its stack stays small
-MAX_MARKS = 100  # open MARKs (nested tuples, lists, dicts being built); real files: <= 6
-MAX_NESTING = 100  # containers within containers; readers walk them recursively
-_CHECK_EVERY = 1024  # opcodes between checks of the memo and stack sizes
-
-
-@dataclass(frozen=True)
-class ScanLimits:
-    """What a scan may run, hold and read for a pickle declaring ``storages`` storages."""
-
-    storages: int
-
-    @property
-    def opcodes(self) -> int:
-        return _BASE_OPCODES + _OPCODES_PER_STORAGE * self.storages
-
-    @property
-    def memo(self) -> int:
-        return _BASE_MEMO + _MEMO_PER_STORAGE * self.storages
-
-    @property
-    def bytes(self) -> int:
-        return _BASE_BYTES + _BYTES_PER_STORAGE * self.storages
-
-
-def pickle_bytes_limit(storages: int) -> int:
-    """The largest pickle (in bytes) a checkpoint with ``storages`` storages is allowed."""
-    return ScanLimits(storages).bytes
-
-
-class ScanLimitError(Exception):
-    """The pickle needs more work or memory than any real checkpoint: a one-line reason."""
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
-def _over(what: str, limit: int, storages: int) -> ScanLimitError:
-    return ScanLimitError(
-        f"its pickle needs more than {limit:,} {what}, the limit for a checkpoint with "
-        f"{_plural(storages, 'storage')}; refusing to read it"
-    )
-
-
-class _BoundedStream:
-    """The file as the unpickler reads it: every byte counted, no read larger than allowed.
-
-    A length the pickle claims (BINBYTES8, a FRAME) is checked against the bytes still allowed
-    before anything is read, so a claim of terabytes allocates nothing.
-    """
-
-    def __init__(self, stream: IO[bytes], allowed: Callable[[], ScanLimits]) -> None:
-        self._read = stream.read
-        self._readline = stream.readline
-        self._allowed = allowed
-        self._budget = allowed().bytes  # limits only grow: asked again only when exceeded
-        self.consumed = 0
-
-    def _grow(self, n: int) -> None:
-        """Refuse ``n`` more bytes beyond the current limits (or a read to the end)."""
-        if n < 0:
-            raise ScanLimitError("its pickle asks to read to the end of the file")  # never in pickle
-        limits = self._allowed()
-        self._budget = limits.bytes
-        if self.consumed + n > limits.bytes:
-            raise _over("bytes", limits.bytes, limits.storages)
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or self.consumed + n > self._budget:  # one test on the hot path (every opcode)
-            self._grow(n)
-        data = self._read(n)
-        self.consumed += len(data)
-        return data
-
-    def readline(self) -> bytes:
-        self._grow(0)
-        line = self._readline(self._budget - self.consumed + 1)
-        if self.consumed + len(line) > self._budget:
-            self._grow(len(line))
-        self.consumed += len(line)
-        return line
-
-
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
@@ -250,9 +163,8 @@ _LONG_BINPUT, _BININT1, _BINGET, _MARK, _TUPLE, _BINUNICODE, _REDUCE, _BINPERSID
     op[0] for op in (pickle.LONG_BINPUT, pickle.BININT1, pickle.BINGET, pickle.MARK, pickle.TUPLE,
                      pickle.BINUNICODE, pickle.REDUCE, pickle.BINPERSID)
 )
-_TUPLE1, _TUPLE2, _NEWFALSE, _NEWTRUE, _EMPTY_TUPLE, _BINPUT = (
-    op[0] for op in (pickle.TUPLE1, pickle.TUPLE2, pickle.NEWFALSE, pickle.NEWTRUE, pickle.EMPTY_TUPLE, pickle.BINPUT)
-)
+_TUPLE1, _TUPLE2, _BINPUT, _STOP = (op[0] for op in (pickle.TUPLE1, pickle.TUPLE2, pickle.BINPUT, pickle.STOP))
+_CONSTANTS = {pickle.NEWFALSE[0]: False, pickle.NEWTRUE[0]: True, pickle.EMPTY_TUPLE[0]: ()}
 
 
 class _Framed(Exception):
@@ -265,7 +177,7 @@ class _Framed(Exception):
 class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(
         self,
-        stream: IO[bytes] | _BoundedStream,
+        stream: IO[bytes] | BoundedStream,
         scan: PickleScan,
         max_storages: int | None,
         known: int,
@@ -297,7 +209,7 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         (length,) = struct.unpack("<Q", self.read(8))
         limits = self.limits()
         if length > limits.bytes:
-            raise _over("bytes", limits.bytes, limits.storages)
+            raise limit_error("bytes", limits.bytes, limits.storages)
         data = self.read(length)
         if len(data) != length:
             raise EOFError
@@ -316,27 +228,27 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         (length,) = struct.unpack("<Q", self.read(8))
         limits = self.limits()
         if length > limits.bytes:
-            raise _over("bytes", limits.bytes, limits.storages)
+            raise limit_error("bytes", limits.bytes, limits.storages)
         self._unframer.load_frame(length)
 
     def _check(self, opcodes: int, consumed: int = 0) -> int:
         """Refuse when over a limit; return the opcode count of the next check."""
         limits = self.limits()
         if consumed > limits.bytes:  # a pickle in memory (:meth:`load_bytes`)
-            raise _over("bytes", limits.bytes, limits.storages)
+            raise limit_error("bytes", limits.bytes, limits.storages)
         if opcodes > limits.opcodes:
-            raise _over("opcodes", limits.opcodes, limits.storages)
+            raise limit_error("opcodes", limits.opcodes, limits.storages)
         if len(self.memo) > limits.memo:
-            raise _over("memo entries", limits.memo, limits.storages)
+            raise limit_error("memo entries", limits.memo, limits.storages)
         if len(self.stack) > MAX_STACK:
-            raise _over("stack entries", MAX_STACK, limits.storages)
+            raise limit_error("stack entries", MAX_STACK, limits.storages)
         if len(self.metastack) > MAX_MARKS:
-            raise _over("nested MARKs", MAX_MARKS, limits.storages)
-        return min(opcodes + _CHECK_EVERY, limits.opcodes + 1)
+            raise limit_error("nested MARKs", MAX_MARKS, limits.storages)
+        return min(opcodes + CHECK_EVERY, limits.opcodes + 1)
 
-    def load(self) -> Any:
-        """``pickle._Unpickler.load`` with a count of opcodes and checks of what it holds."""
-        self._unframer = pickle._Unframer(self._file_read, self._file_readline)  # type: ignore[attr-defined]
+    def _start(self, read: Any, readline: Any) -> None:
+        """The state ``pickle._Unpickler.load`` sets up before its loop."""
+        self._unframer = pickle._Unframer(read, readline)  # type: ignore[attr-defined]
         self.read = self._unframer.read
         self.readinto = self._unframer.readinto
         self.readline = self._unframer.readline
@@ -344,6 +256,10 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.stack: list[Any] = []
         self.append = self.stack.append
         self.proto = 0
+
+    def load(self) -> Any:
+        """``pickle._Unpickler.load`` with a count of opcodes and checks of what it holds."""
+        self._start(self._file_read, self._file_readline)
         read, dispatch = self.read, self.dispatch
         opcodes, next_check = 0, 1
         try:
@@ -366,16 +282,14 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         the caller scans again with :meth:`load`."""
         stream = io.BytesIO(data)
         self._file_read, self._file_readline = stream.read, stream.readline
-        self._unframer = pickle._Unframer(stream.read, stream.readline)  # type: ignore[attr-defined]
-        self.read = self._unframer.read
-        self.readinto = self._unframer.readinto
-        self.readline = self._unframer.readline
-        self.metastack = []
-        self.stack = stack = []
-        self.append = stack.append
-        self.proto = 0
+        self._start(stream.read, stream.readline)
         self.dispatch[pickle.FRAME[0]] = _ScanUnpickler._framed
-        dispatch, memo, unpack_from = self.dispatch, self.memo, struct.unpack_from
+        return self._run_inline(data, stream)
+
+    def _run_inline(self, data: bytes, stream: io.BytesIO) -> Any:
+        """The loop of :meth:`load_bytes`. A BINGET of a missing index, like every opcode not
+        written here, goes to the stock loader, which raises as ``pickle`` does."""
+        stack, memo, unpack_from, constants = self.stack, self.memo, struct.unpack_from, _CONSTANTS
         pos, end, opcodes, next_check = 0, len(data), 0, 1
         while True:
             if pos >= end:
@@ -392,13 +306,9 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             elif op == _BININT1:
                 stack.append(data[pos])
                 pos += 1
-            elif op == _BINGET:
-                i = data[pos]
+            elif op == _BINGET and data[pos] in memo:
+                stack.append(memo[data[pos]])
                 pos += 1
-                try:
-                    stack.append(memo[i])
-                except KeyError:
-                    raise pickle.UnpicklingError(f"Memo value not found at index {i}") from None
             elif op == _MARK:
                 self.metastack.append(stack)
                 self.stack = stack = []
@@ -422,23 +332,22 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 stack[-1] = (stack[-1],)
             elif op == _TUPLE2:
                 stack[-2:] = [(stack[-2], stack[-1])]
-            elif op == _NEWFALSE:
-                stack.append(False)
-            elif op == _NEWTRUE:
-                stack.append(True)
-            elif op == _EMPTY_TUPLE:
-                stack.append(())
+            elif op in constants:
+                stack.append(constants[op])
             elif op == _BINPUT:
                 memo[data[pos]] = stack[-1]
                 pos += 1
+            elif op == _STOP:
+                return stack.pop()
             else:  # the rest as the stock loader runs it, reading from the same place
-                stream.seek(pos)
-                try:
-                    dispatch[op](self)
-                except pickle._Stop as stop:  # type: ignore[attr-defined]
-                    return stop.value
-                pos = stream.tell()
+                pos = self._stock(op, stream, pos)
                 stack = self.stack
+
+    def _stock(self, op: int, stream: io.BytesIO, pos: int) -> int:
+        """Run ``op`` with ``pickle._Unpickler``'s loader from ``pos``; where it stopped reading."""
+        stream.seek(pos)
+        self.dispatch[op](self)
+        return stream.tell()
 
     def _framed(self) -> None:
         raise _Framed
@@ -503,11 +412,11 @@ def scan_pickle(
     small = isinstance(stream, bytes | bytearray) and len(stream) <= ScanLimits(0).bytes
     if isinstance(stream, bytes | bytearray):
         stream = io.BytesIO(stream)
-    bounded: IO[bytes] | _BoundedStream = stream
+    bounded: IO[bytes] | BoundedStream = stream
     if not small:
-        bounded = _BoundedStream(stream, lambda: ScanLimits(known_storages))
+        bounded = BoundedStream(stream, lambda: ScanLimits(known_storages))
     unpickler = _ScanUnpickler(bounded, scan, max_storages, known_storages)
-    if isinstance(bounded, _BoundedStream):
+    if isinstance(bounded, BoundedStream):
         bounded._allowed = unpickler.limits
     scan.top_level = unpickler.load()
     return _checked(scan, scan)

@@ -17,12 +17,8 @@ from typing import Any
 
 import torch
 
-from paramscope.core.files.pickle_scan import (
-    PickleScan,
-    ScanLimitError,
-    pickle_bytes_limit,
-    scan_pickle,
-)
+from paramscope.core.files.pickle_limits import ScanLimitError, pickle_bytes_limit
+from paramscope.core.files.pickle_scan import PickleScan, scan_pickle
 from paramscope.core.files.regions import FileStamp
 from paramscope.core.files.safety import (
     UntrustedFileError,

@@ -289,7 +289,8 @@ def compute_model_statistics(
     wanted = list(tensors) if names is None else [report.alias_to_name.get(n, n) for n in names]
     small = [n for n in wanted if batchable(tensors[n])]
     # One decision for the whole job: the compiled loops are worth loading only for a large read.
-    prefer_compiled(sum(tensors[n].numel() for n in wanted if tensors[n].dtype == torch.float32))
+    # (the report's sizes: a lazy parameter has no numel() yet)
+    prefer_compiled(sum(report.tensor(n).numel for n in wanted if report.tensor(n).dtype == "float32"))
     sizes = {n: max(1, report.tensor(n).nbytes) for n in wanted}
     total = sum(sizes.values()) or 1
     done = 0

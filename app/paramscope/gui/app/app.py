@@ -174,6 +174,16 @@ def schedule_selftest(app: QApplication, window: MainWindow) -> None:
     QTimer.singleShot(0, run)
 
 
+def most_telling_parameter(state: AppState) -> str:
+    """The first parameter whose values vary (a constant one shows a single bar)."""
+    session = state.session
+    for name in session.report.parameters:
+        summary = session.summary(name)
+        if summary is not None and summary.stats.std:
+            return name
+    return next(iter(session.report.parameters))
+
+
 def render_screenshot(
     app: QApplication,
     window: MainWindow,
@@ -192,15 +202,6 @@ def render_screenshot(
     result = {"code": 1}
     taken = {"done": False}
 
-    def _most_telling_parameter(state: AppState) -> str:
-        """The first parameter whose values vary (a constant one shows a single bar)."""
-        session = state.session
-        for name in session.report.parameters:
-            summary = session.summary(name)
-            if summary is not None and summary.stats.std:
-                return name
-        return next(iter(session.report.parameters))
-
     def shoot() -> None:
         if taken["done"]:
             return
@@ -209,7 +210,7 @@ def render_screenshot(
         if prepare is not None:
             prepare(window)
         elif state.has_session and state.session.report.parameters:
-            state.select_tensor(_most_telling_parameter(state))
+            state.select_tensor(most_telling_parameter(state))
         # Let layouts and the plot settle through one event-loop turn before grabbing.
         QTimer.singleShot(0, lambda: QTimer.singleShot(0, save))
 

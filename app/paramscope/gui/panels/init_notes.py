@@ -20,14 +20,9 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +32,7 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.init.initializers import get_initializer
 from paramscope.core.init.selectors import owner_module_name
 from paramscope.core.model.fans import fan_note
+from paramscope.gui.panels.init_params_form import edited_signal
 from paramscope.gui.widths import wrapping
 
 if TYPE_CHECKING:
@@ -87,17 +83,6 @@ def input_line(panel: InitPanel) -> str | None:
         return f"{name} needs a sample input: type one in 'input', e.g. {sample_input_text(panel.state.session.model)}."
     return f"{name} runs {text} through the model; each weight starts orthogonal and is rescaled until its layer's output std is 1 ± tol."
 
-
-def _edited_signal(widget: QWidget):  # noqa: ANN202 - a Qt signal
-    if isinstance(widget, QComboBox):
-        return widget.currentIndexChanged
-    if isinstance(widget, QCheckBox):
-        return widget.toggled
-    if isinstance(widget, QSpinBox | QDoubleSpinBox):
-        return widget.valueChanged
-    if isinstance(widget, QLineEdit):
-        return widget.textChanged
-    return None
 
 
 class InitNotes(QWidget):
@@ -159,8 +144,8 @@ class InitNotes(QWidget):
     def _follow_form_edits(self) -> None:
         """Refresh the targets when a form field changes (the panel rebuilds its fields)."""
         for widget in self.panel.fields.values():
-            signal = _edited_signal(widget)
-            if signal is not None and not widget.property(FOLLOWED):
+            signal = edited_signal(widget)
+            if not widget.property(FOLLOWED):
                 widget.setProperty(FOLLOWED, True)
                 signal.connect(self.panel.refresh_targets)
 

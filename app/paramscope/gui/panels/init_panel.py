@@ -59,7 +59,7 @@ from paramscope.gui.panels.init_work import (
 )
 from paramscope.gui.plots.histogram_view import Theory
 from paramscope.gui.state import AppState
-from paramscope.gui.widths import guard_wheel
+from paramscope.gui.widths import guard_wheel, wrapping
 from paramscope.gui.workers import TaskWorker
 
 __all__ = [
@@ -117,8 +117,7 @@ class InitPanel(QWidget):
         self.preview_button, self.apply_button = box.preview_button, box.apply_button
         self.edit_kind, self.edit_value, self.expression_edit = edits.edit_kind, edits.edit_value, edits.expression_edit
         self.clamp_low, self.clamp_high, self.edit_button = edits.clamp_low, edits.clamp_high, edits.edit_button
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = wrapping(QLabel())
         self.footer = ReplayFooter(self.state, self._error)
         self.undo_label, self.script_button = self.footer.undo_label, self.footer.script_button
         self.notes = InitNotes(self)  # fan warnings, what lsuv needs; Presets… and Compare… buttons
@@ -246,10 +245,11 @@ class InitPanel(QWidget):
         skip, selected = self.init_state.skip_refused, session.selected_tensor
         self._preview_key = self._request_key()
         self._set_staging(True, "preview")
-        self.message.setText(f"preview {rule.text}: computing…")
+        what = f"preview of {_count(len(rule.selector.names))}"  # a rule's text can list every name
+        self.message.setText(f"{what}: computing…")
         self.preview_worker.start(
             lambda task_state: compute_preview(session, rule, seed, skip, selected, task_state),
-            f"preview {rule.text}",
+            what,
         )
         return True
 
@@ -261,7 +261,7 @@ class InitPanel(QWidget):
         if not self.state.has_session:
             return
         if asked != self._request_key():
-            self.message.setText(f"preview {previewed.key}: dropped, the request changed while it was computed")
+            self.message.setText("preview dropped: the request changed while it was computed")
             return
         for text in previewed.notices:
             self.state.noticeOccurred.emit(f"preview {previewed.key}: {text}")
@@ -452,3 +452,7 @@ class InitPanel(QWidget):
         if message is not None:
             self.message.setText(message)
         return message is not None
+
+
+def _count(tensors: int) -> str:
+    return f"{tensors} tensor" + ("" if tensors == 1 else "s")

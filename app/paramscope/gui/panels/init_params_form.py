@@ -87,7 +87,7 @@ def show_value(widget: QWidget, value: Any) -> None:
         widget.setText(str(value))  # type: ignore[attr-defined]
 
 
-def _edited(widget: QWidget) -> Any:
+def edited_signal(widget: QWidget) -> Any:
     """The signal a widget sends when the user changes its value."""
     if isinstance(widget, QComboBox):
         return widget.currentTextChanged
@@ -132,7 +132,7 @@ class ParamsForm(QWidget):
                 continue
             widget = widget_for(spec)
             show_value(widget, self.state.params[spec.name])
-            _edited(widget).connect(lambda _v, n=spec.name, w=widget: self._on_edit(n, w))
+            edited_signal(widget).connect(lambda _v, n=spec.name, w=widget: self._on_edit(n, w))
             self.fields[spec.name] = widget
             label = spec.name + (" (required)" if spec.required else "")
             self.form.addRow(label + ":", widget)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 STEP_NAMES = ("statistics", "backward", "initializers", "export", "lazy_open", "gui_stall", "gui_start", "many_tensors")
-STEP_NAMES += ("remote_open", "remote_tensor", "audit_cluster")
+STEP_NAMES += ("remote_open", "remote_tensor", "audit_cluster", "gui_open_many")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,8 +18,9 @@ from PySide6.QtCore import QObject, Signal
 from paramscope.core.edit.commands import Command
 from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
-from paramscope.core.model.model_statistics import TensorSummary
+from paramscope.core.model.model_statistics import StatColumns, TensorSummary
 from paramscope.core.sources.sources import OpenedModel, open_source
+from paramscope.gui.workers import expect_freed
 
 
 class AppState(QObject):
@@ -81,6 +82,8 @@ class AppState(QObject):
             if what not in session.busy_tasks:  # work on the old model no longer uses the model
                 self.busyChanged.emit(False, what)
         self.sessionChanged.emit()
+        if old is not None and old.model is not session.model:
+            expect_freed(old.model)
 
     # --- the session's selection, mirrored -----------------------------------------------------
     @property
@@ -125,9 +128,10 @@ class AppState(QObject):
         else:
             self.sessionChanged.emit()
 
-    def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:
-        """Keep statistics computed by a worker and tell the views which tensors they cover."""
-        self.session.store_summaries(summaries)
+    def store_summaries(self, summaries: dict[str, TensorSummary], columns: StatColumns | None = None) -> None:
+        """Keep statistics computed by a worker (``columns``: their numbers as arrays, if it made
+        them) and tell the views which tensors they cover."""
+        self.session.store_summaries(summaries, columns)
         self.summariesChanged.emit(tuple(summaries))
 
     def store_grad_norms(self, norms: dict[str, float | None], version: int) -> None:

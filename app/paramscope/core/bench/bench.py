@@ -42,6 +42,9 @@ STEP_MODULES = {"gui_stall": "paramscope.cli.bench_gui", "gui_start": "paramscop
 # Checkpoints by URL and audits on Dask (issue 18): paramscope.core.bench.bench_remote
 STEPS += ("remote_open", "remote_tensor", "audit_cluster")
 STEP_MODULES.update(dict.fromkeys(STEPS[-3:], "paramscope.core.bench.bench_remote"))
+# The window opening 100,000 tiny tensors (issue 14): paramscope.cli.bench_open
+STEPS += ("gui_open_many",)
+STEP_MODULES["gui_open_many"] = "paramscope.cli.bench_open"
 
 STEP_FUNCTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "statistics": step_statistics,

@@ -9,13 +9,28 @@ from these listeners), it never keeps model state of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 from paramscope.core.edit.commands import Command, CommandStack
-from paramscope.core.model.model_statistics import TensorSummary, named_tensors, summarize
+from paramscope.core.model.diagnostics import (
+    Diagnostic,
+    nonfinite_diagnostics,
+    structure_diagnostics,
+    unregistered_diagnostics,
+)
+from paramscope.core.model.model_statistics import (
+    NO_NUMBER,
+    SORTABLE_STATS,
+    StatColumns,
+    TensorSummary,
+    named_tensors,
+    stat_columns,
+    summarize,
+)
 from paramscope.core.model.report import ModelReport, build_report
 from paramscope.core.sources.sources import OpenedModel
 
@@ -34,6 +49,7 @@ class Session:
         self.stack = stack if stack is not None else CommandStack()
         self._read_structure()
         self._summaries: dict[str, TensorSummary] = {}
+        self._nonfinite: set[str] = set()  # canonical names whose summary counts NaN or Inf
         self._grad_norms: dict[str, float | None] = {}  # see grad_norms
         self.grad_norms_version = 0  # bumped when known norms are replaced or forgotten
         self._previous: dict[str, TensorSummary] = {}
@@ -121,12 +137,64 @@ class Session:
         canonical = self.canonical(name)
         if canonical not in self._summaries:
             with torch.no_grad():
-                self._summaries[canonical] = summarize(self.values(canonical))
+                self.store_summaries({canonical: summarize(self.values(canonical))})
         return self._summaries[canonical]
 
-    def store_summaries(self, summaries: dict[str, TensorSummary]) -> None:
-        """Keep summaries computed elsewhere (a worker)."""
+    def store_summaries(self, summaries: dict[str, TensorSummary], columns: StatColumns | None = None) -> None:
+        """Keep summaries computed elsewhere (a worker), with their ``columns`` if it made them."""
         self._summaries.update(summaries)
+        columns = columns if columns is not None else stat_columns(self.report.order, summaries)
+        for statistic, column in self._columns.items():
+            column[columns.positions] = columns.values[statistic]
+        if columns.nonfinite or (self._nonfinite and not self._nonfinite.isdisjoint(summaries)):
+            self._nonfinite.difference_update(summaries)
+            self._nonfinite |= columns.nonfinite
+            self._diagnostics = None
+
+    @property
+    def summaries(self) -> Mapping[str, TensorSummary]:
+        """The known summaries by canonical name (read only: views read many at once from here)."""
+        return self._summaries
+
+    def stat_column(self, statistic: str) -> np.ndarray:
+        """``statistic`` (one of ``SORTABLE_STATS``) of every tensor by position (``report.order``),
+        :data:`NO_NUMBER` where it is not known; read only. Kept up to date from the first call on
+        (a pass over the summaries; later ones come as arrays from the worker that made them)."""
+        column = self._columns.get(statistic)
+        if column is None:
+            if statistic not in SORTABLE_STATS:
+                raise ValueError(f"{statistic!r} is not one of {', '.join(SORTABLE_STATS)}")
+            column = np.full(len(self.report.order), NO_NUMBER)
+            known = stat_columns(self.report.order, self._summaries, [statistic])
+            column[known.positions] = known.values[statistic]
+            self._columns[statistic] = column
+        return column
+
+    def missing_summaries(self) -> list[str]:
+        """Canonical names of the tensors without a summary, parameters first, in report order."""
+        summaries = self._summaries
+        return [name for name in self.report.order if name not in summaries]
+
+    @property
+    def nonfinite(self) -> frozenset[str]:
+        """Canonical names of the tensors whose known summary counts NaN or Inf values."""
+        return frozenset(self._nonfinite)
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """:func:`~paramscope.core.model.diagnostics.diagnose` of the model and its known summaries.
+
+        The same list object until the structure or a tensor's NaN/Inf counts change: the
+        structure's part is made once, so a batch of summaries costs a pass over the batch only.
+        """
+        if self._diagnostics is None:
+            if self._structure_diagnostics is None:
+                report = self.report
+                self._structure_diagnostics = (unregistered_diagnostics(report), structure_diagnostics(report))
+            head, tail = self._structure_diagnostics
+            order = self.report.order
+            flagged = sorted((n for n in self._nonfinite if n in order), key=order.__getitem__)
+            self._diagnostics = head + nonfinite_diagnostics(self.report, self._summaries, flagged) + tail
+        return self._diagnostics
 
     # --- changes ---------------------------------------------------------------------------
     def execute(self, command: Command) -> None:
@@ -168,6 +236,13 @@ class Session:
         touched = tuple(self.canonical(n) for n in names)
         for canonical in touched:
             self._summaries.pop(canonical, None)
+        if self._columns:
+            positions = [self.report.order[n] for n in touched if n in self.report.order]
+            for column in self._columns.values():
+                column[positions] = NO_NUMBER
+        if not self._nonfinite.isdisjoint(touched):  # its NaN/Inf are not known any more
+            self._nonfinite.difference_update(touched)
+            self._diagnostics = None
         self._gradients_may_have_changed(touched)
         self.notify(touched)
 
@@ -180,6 +255,11 @@ class Session:
         """The report and what follows from it; it changes only when the structure does."""
         self._places: dict[int, list[tuple[dict, str]]] | None = None  # see _placeholder_places
         self.report: ModelReport = build_report(self.opened.model)
+        # Made here, in the worker that opens a file, rather than by the first view that asks.
+        self.report.order, self.report.module_order, self.report.module_rows, self.report.unique_params  # noqa: B018
+        self._structure_diagnostics: tuple[list[Diagnostic], list[Diagnostic]] | None = None
+        self._columns: dict[str, np.ndarray] = {}  # see stat_column
+        self._diagnostics: list[Diagnostic] | None = None
         self._tensors = named_tensors(self.opened.model, self.report)
         infos = [*self.report.parameters.values(), *self.report.buffers.values()]
         #: statistics per selected tensor rather than for all: a huge or lazily opened source
@@ -193,6 +273,7 @@ class Session:
         """Re-read the structure (after a lazy forward materialized parameters, or a load)."""
         self._read_structure()
         self._summaries.clear()
+        self._nonfinite.clear()
         self._previous.clear()
         self._previous_values.clear()
         self._grad_norms.clear()
@@ -305,6 +386,17 @@ class Session:
             return False
         self._grad_norms.update(norms)
         return True
+
+    def gradients(self, names: Iterable[str]) -> dict[str, torch.Tensor | None]:
+        """The ``.grad`` of each canonical parameter name now (taken on the thread that owns the
+        model: a worker reading ``param.grad`` while Zero grad sets it crashed the process)."""
+        tensors = self._tensors
+        return {name: tensors[name].grad for name in names}
+
+    def names_with_grad(self) -> frozenset[str]:
+        """Canonical names of the parameters whose ``.grad`` is set now."""
+        tensors = self._tensors
+        return frozenset(name for name in self.report.parameters if tensors[name].grad is not None)
 
     def missing_grad_norms(self) -> list[str]:
         return [name for name in self.report.parameters if name not in self._grad_norms]

@@ -6,7 +6,7 @@ Order matters: unregistered tensors come first, since they are the silent bug (t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from paramscope.core.model.model_statistics import TensorSummary
@@ -27,17 +27,35 @@ class Diagnostic:
 
 
 def diagnose(report: ModelReport, summaries: Mapping[str, TensorSummary] | None = None) -> list[Diagnostic]:
+    """Every diagnostic, in the order shown: unregistered tensors, NaN/Inf, then the structure's."""
+    names = [*report.parameters, *report.buffers]
+    return unregistered_diagnostics(report) + nonfinite_diagnostics(report, summaries or {}, names) + structure_diagnostics(report)
+
+
+def unregistered_diagnostics(report: ModelReport) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     for item in report.unregistered:
         name = f"{item.module}.{item.attribute}" if item.module else item.attribute
         found.append(Diagnostic(WARNING, "unregistered", (name,), item.message))
-    for info in list(report.parameters.values()) + list(report.buffers.values()):
-        summary = (summaries or {}).get(info.name)
+    return found
+
+
+def nonfinite_diagnostics(
+    report: ModelReport, summaries: Mapping[str, TensorSummary], names: Iterable[str]
+) -> list[Diagnostic]:
+    """NaN/Inf of the tensors ``names`` (canonical, in the order to list them) whose summary is known."""
+    found: list[Diagnostic] = []
+    for name in names:
+        summary = summaries.get(name)
         if summary is not None and summary.stats.nonfinite:
             s = summary.stats
-            found.append(
-                Diagnostic(ERROR, "nonfinite", (info.name,), f"{info.name} has {s.nan} NaN and {s.inf} Inf values")
-            )
+            found.append(Diagnostic(ERROR, "nonfinite", (name,), f"{name} has {s.nan} NaN and {s.inf} Inf values"))
+    return found
+
+
+def structure_diagnostics(report: ModelReport) -> list[Diagnostic]:
+    """What the structure alone says (lazy, frozen, non-persistent, tied): the same until it changes."""
+    found: list[Diagnostic] = []
     for info in report.parameters.values():
         if info.shape is None:
             found.append(

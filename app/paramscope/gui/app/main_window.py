@@ -76,12 +76,18 @@ def first_look_tensor(report: ModelReport) -> str | None:
 
     The first layer is the first module owning a matrix (a LayerNorm's weight of ones in
     front of it would show a single bar); without matrices, the first module with parameters.
+    Tensors without elements (lazy: nothing to plot) are passed over. The search stops at that
+    layer: a checkpoint of 100,000 tensors is not walked twice on the GUI thread.
     """
-    shown = [info for info in report.parameters.values() if info.numel > 0]  # lazy: nothing to plot
-    if not shown:
+    infos = report.parameters.values()
+    first = next((i for i in infos if i.numel > 0 and i.shape is not None and len(i.shape) >= 2), None)
+    first = first or next((i for i in infos if i.numel > 0), None)
+    if first is None:
         return None
-    first = next((i for i in shown if i.shape is not None and len(i.shape) >= 2), shown[0])
-    return max((i for i in shown if i.module == first.module), key=lambda i: i.numel).name
+    module = first.module
+    own = (report.parameters.get(n) for n in report.modules[module].parameters) if module in report.modules else ()
+    layer = [i for i in own if i is not None and i.module == module and i.numel > 0] or [first]
+    return max(layer, key=lambda i: i.numel).name
 
 
 class MainWindow(QMainWindow):

@@ -12,7 +12,6 @@ create Qt objects, which must live in the GUI thread.
 from __future__ import annotations
 
 import ast
-import gc
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +25,7 @@ from paramscope.core.files.safety import UntrustedFileError
 from paramscope.core.sources.sources import open_source
 from paramscope.core.tasks import TaskState
 from paramscope.gui.state import AppState
-from paramscope.gui.workers import TaskWorker
+from paramscope.gui.workers import TaskWorker, long_lived_objects
 
 RECENT_KEY = "recentFiles"
 RECENT_MAX = 10
@@ -124,21 +123,14 @@ def open_session(
     ``options``: ``strip_prefix``, ``entry``, ``weights_entry`` for :func:`open_source`.
     """
     state.progress(0.0, f"opening {displayed(spec)}")
-    # The cyclic collector holds the GIL for its whole pass: over the ~10^6 objects a large
-    # checkpoint makes, each of several passes froze the window for ~0.5 s. None while opening.
-    # (No explicit pass here at the end: a collection on this thread that finalizes Qt objects
-    # deadlocked against the GUI thread.)
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        opened = open_source(spec, trust=trust, weights=weights, **options)
-        state.check()
-        session = Session(opened)  # the report of every tensor: also off the GUI thread
+        with long_lived_objects():  # ~10^6 objects for 100,000 tensors: out of the collector's walks
+            opened = open_source(spec, trust=trust, weights=weights, **options)
+            state.check()
+            session = Session(opened)  # the report of every tensor: also off the GUI thread
+            session.diagnostics()  # kept by the session: the Diagnostics panel only shows them
     except UntrustedFileError as exc:
         return exc
-    finally:
-        if collecting:
-            gc.enable()
     state.progress(1.0, "opened")
     return session
 

@@ -14,11 +14,11 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
 from paramscope.core.backward.gradient_norms import compute_grad_norms
-from paramscope.core.model.model_statistics import compute_model_statistics
+from paramscope.core.model.model_statistics import compute_model_statistics, stat_columns
 from paramscope.core.model.report import ModelReport
 from paramscope.core.model.tensor_stats import prefer_compiled
 from paramscope.gui.state import AppState
-from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
+from paramscope.gui.workers import SliceState, TaskWorker, WorkerState, long_lived_objects
 
 # Batches by bytes: small models in one go, large ones deliver results as they come. Each
 # delivery refreshes tree, table and diagnostics on the GUI thread, so not too many of them.
@@ -119,10 +119,8 @@ class StatisticsWorker(QObject):
         session = self.state.session
         if session.stats_on_demand:
             selected = self.state.selected_tensor
-            names = [selected] if selected is not None else []
-        else:
-            names = [*session.report.parameters, *session.report.buffers]
-        return [n for n in names if session.summary(n) is None]
+            return [selected] if selected is not None and session.summary(selected) is None else []
+        return session.missing_summaries()
 
     def _on_selected(self, _name: str) -> None:
         if self.state.has_session and self.state.session.stats_on_demand and not self.complete:
@@ -150,20 +148,22 @@ class StatisticsWorker(QObject):
             return
         session = self.state.session
         model, report, loader = session.model, session.report, session.opened.loader
-        batches = _batches(report, names)
         # the gradients themselves, taken here: the GUI thread may set .grad to None meanwhile
-        tensors, version = {n: session.tensor(n).grad for n in grads}, session.grad_norms_version
-        start = 0.1 if tensors and batches else 0.0 if batches else 1.0  # of the progress, after the norms
-        float32 = sum(report.tensor(n).numel for n in names if report.tensor(n).dtype == "float32")
+        gradients, version = session.gradients(grads), session.grad_norms_version
+        start = 0.1 if grads and names else 0.0 if names else 1.0  # of the progress, after the norms
 
+        @long_lived_objects()  # the summaries of every tensor live as long as the model
         def task(state: WorkerState) -> None:
-            if tensors:
-                state.deliver(("grad norms", version, compute_grad_norms(tensors, SliceState(state, 0.0, start))))
+            if gradients:
+                state.deliver(("grad norms", version, compute_grad_norms(gradients, SliceState(state, 0.0, start))))
+            # Here, not on the GUI thread: each pass over 100,000 names takes ~0.1 s.
+            batches = _batches(report, names)
+            float32 = sum(report.tensor(n).numel for n in names if report.tensor(n).dtype == "float32")
             prefer_compiled(float32)  # one decision for the whole model, not one per batch
             for i, batch in enumerate(batches):
                 part = SliceState(state, start + (1 - start) * i / len(batches), start + (1 - start) * (i + 1) / len(batches))
                 summaries = compute_model_statistics(model, report, part, names=batch, loader=loader)
-                state.deliver(("summaries", report, summaries))
+                state.deliver(("summaries", report, (summaries, stat_columns(report.order, summaries))))
 
         self.worker.start(task, "statistics")
 
@@ -181,7 +181,7 @@ class StatisticsWorker(QObject):
             self.state.store_grad_norms(results, made_from)
         elif made_from is self.state.session.report:
             # A rebuild may have replaced the report since: those numbers describe old tensors.
-            self.state.store_summaries(results)
+            self.state.store_summaries(*results)
 
     def _on_done(self) -> None:
         self.done.emit()

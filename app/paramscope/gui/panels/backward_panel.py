@@ -37,7 +37,7 @@ from paramscope.core.state.backward_state import EXPLORE_INPUTS, MODES, Backward
 from paramscope.gui import colors
 from paramscope.gui.models.param_table import fmt_float
 from paramscope.gui.panels.backward_form import BackwardForm
-from paramscope.gui.panels.gradient_table import COLUMNS, GradientRow, GradientTableModel
+from paramscope.gui.panels.gradient_table import COLUMNS, GradientRow, GradientTableModel, PlainRows
 from paramscope.gui.plots.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
 from paramscope.gui.widths import guard_wheel, wrapping
@@ -162,8 +162,7 @@ class BackwardPanel(QWidget):
     def _show_plain_rows(self) -> None:
         """Rows before any run in this panel: .grad None (as the tutorial prints) or existing."""
         session = self.state.session
-        rows = [GradientRow(name, None, has_grad=session.tensor(name).grad is not None) for name in session.report.parameters]
-        self.table_model.set_rows(rows)
+        self.table_model.set_rows(PlainRows(list(session.report.parameters), session.names_with_grad()))
 
     # --- actions -------------------------------------------------------------------------------
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from paramscope.core.model.diagnostics import ERROR, WARNING, Diagnostic, diagnose
+from paramscope.core.model.diagnostics import ERROR, WARNING, Diagnostic
 from paramscope.gui import colors
 from paramscope.gui.state import AppState
 
@@ -62,13 +62,19 @@ class DiagnosticsPanel(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        if not self.state.has_session:
-            self.diagnostics = []
-        else:
-            session = self.state.session
-            report = session.report
-            known = {n: s for n in [*report.parameters, *report.buffers] if (s := session.summary(n))}
-            self.diagnostics = diagnose(report, known)
+        """Show the session's diagnostics; the list is rebuilt only when they changed (the
+        session keeps them, so a batch of statistics without NaN/Inf costs nothing here)."""
+        diagnostics = self.state.session.diagnostics() if self.state.has_session else []
+        if diagnostics is not self.diagnostics:
+            self.diagnostics = diagnostics
+            self._show()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # severities lightened on a dark window
+            self._show()
+
+    def _show(self) -> None:
         self.list.clear()
         for diagnostic in self.diagnostics:
             item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])

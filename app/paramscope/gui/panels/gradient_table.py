@@ -7,8 +7,9 @@ tutorial's 6 = 3 + 3). Reading a cell reads numbers already computed, never a te
 
 from __future__ import annotations
 
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -44,14 +45,36 @@ class GradientRow:
     has_grad: bool = False  # for rows without a result: .grad is not None
 
 
+class PlainRows(Sequence[GradientRow]):
+    """The rows before any run, one per parameter, each made when read: a view reads the rows it
+    paints, so a model of 100,000 parameters costs nothing here until the panel is looked at."""
+
+    def __init__(self, names: Sequence[str], with_grad: Set[str]) -> None:
+        self._names = names
+        self._with_grad = with_grad  # those whose .grad was set when the rows were listed
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @overload
+    def __getitem__(self, index: int) -> GradientRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[GradientRow]: ...
+    def __getitem__(self, index: int | slice) -> GradientRow | list[GradientRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        name = self._names[index]
+        return GradientRow(name, None, has_grad=name in self._with_grad)
+
+
 class GradientTableModel(OneCallPerCell, QAbstractTableModel):
     """One row per parameter, then one row per use of a tied parameter."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.rows: list[GradientRow] = []
+        self.rows: Sequence[GradientRow] = []
 
-    def set_rows(self, rows: list[GradientRow]) -> None:
+    def set_rows(self, rows: Sequence[GradientRow]) -> None:
         self.beginResetModel()
         self.rows = rows
         self.endResetModel()

@@ -61,7 +61,9 @@ class ModuleTreePanel(QWidget):
 
     def _on_session(self) -> None:
         session = self.state.session if self.state.has_session else None
-        self.model.set_report(session.report if session else None)
+        self.model.set_report(
+            session.report if session else None, {n: session.summaries[n] for n in session.nonfinite} if session else None
+        )
         if session is None:
             return
         if len(session.report.modules) <= EXPAND_ALL_UP_TO:
@@ -92,9 +94,10 @@ class ModuleTreePanel(QWidget):
             self.view.expandAll()
         self._select(self.state.selected_module)
 
-    def _on_summaries(self, names: tuple[str, ...]) -> None:
-        if self.state.has_session:
-            self.model.update_summaries({n: s for n in names if (s := self.state.session.summary(n))})
+    def _on_summaries(self, _names: tuple[str, ...]) -> None:
+        if self.state.has_session:  # only NaN/Inf show in the tree: the session keeps which
+            session = self.state.session
+            self.model.set_nonfinite({n: session.summaries[n] for n in session.nonfinite})
 
     def _on_group(self, index: int) -> None:
         if self.state.has_session:

@@ -78,3 +78,30 @@ def test_module_tree_cells_take_one_call_each() -> None:
 def test_parameter_table_cells_take_one_call_each() -> None:
     session = _session()
     _check_painted_cells(ParameterFilterProxy, ParameterTableModel, lambda m: m.set_module(session, ""))
+
+
+def test_painting_the_parameter_table_calls_into_python_a_few_times_per_cell(qtbot) -> None:
+    """Each call from C++ into Python waits for the GIL while a worker computes (up to 5 ms): a
+    repaint asking rowCount, columnCount and flags per cell stalled the window ~1 s during the
+    statistics of 100,000 tensors. index() and multiData() remain: about two calls per cell."""
+    from paramscope.gui.panels.param_panel import ParameterPanel
+    from paramscope.gui.state import AppState
+
+    panel = ParameterPanel(AppState(_session()))
+    qtbot.addWidget(panel)
+    panel.resize(900, 400)
+    here = sys._getframe()
+    entries: list[str] = []
+
+    def count(frame, event, _arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_back is here:  # called by Qt during the paint below
+            entries.append(frame.f_code.co_name)
+
+    sys.setprofile(count)
+    try:
+        panel.view.viewport().grab()  # a paint of every visible cell
+    finally:
+        sys.setprofile(None)
+    cells = entries.count("multiData")
+    assert cells > 50
+    assert len(entries) <= 2.5 * cells, sorted(set(entries))  # rowCount and columnCount per index: 3.2

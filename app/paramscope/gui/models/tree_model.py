@@ -237,11 +237,6 @@ class ModuleTreeModel(OneCallPerCell, QAbstractItemModel):
             return _TOOLTIPS[section]
         return None
 
-    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         info = self.module(index)
         if info is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor
+
+from paramscope.gui.palette import is_dark
 
 # Light enough to keep black text readable on both light and dark-ish palettes.
 TIED_HIGHLIGHT = QColor(255, 214, 102)  # amber
@@ -24,6 +26,4 @@ def on_window(color: QColor) -> QColor:
     The text colours above are dark (for light windows and the pink cell background); on a dark
     window dark red is unreadable.
     """
-    app = QGuiApplication.instance()
-    dark = app is not None and app.palette().color(QPalette.ColorRole.Window).lightness() < 128
-    return color.lighter(190) if dark else color
+    return color.lighter(190) if is_dark() else color

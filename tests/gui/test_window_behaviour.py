@@ -33,6 +33,8 @@ def test_opening_selects_the_largest_weight_of_the_first_layer(open_demo):
     assert chosen.shape is not None and len(chosen.shape) >= 2
     assert window.histogram_panel.view.current is not None or window.state.selected_tensor
     assert first_look_tensor(report) == window.state.selected_tensor
+    # the root's own zero positional table (`pos`) is not a layer: the embedding is
+    assert window.state.selected_tensor == "embed.weight"
 
 
 def test_wheel_over_an_unfocused_combo_scrolls_the_panel_not_the_value(open_demo, qtbot):

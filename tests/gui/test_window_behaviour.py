@@ -13,7 +13,7 @@ from paramscope.core.errors import SourceError
 from paramscope.core.model.tensor_stats import tensor_histogram
 from paramscope.core.sources.sources import open_source
 from paramscope.gui import theme
-from paramscope.gui.app.main_window import first_look_tensor
+from paramscope.gui.app.first_look import first_look_tensor
 from paramscope.gui.plots.histogram_view import HistogramView, bars_to_draw
 
 

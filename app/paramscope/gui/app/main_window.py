@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.errors import shown
-from paramscope.core.model.report import ModelReport
 from paramscope.core.sources.sources import OpenedModel
 from paramscope.gui.app import settings, window_closing, window_exports, window_layout
 from paramscope.gui.app.context_menus import RowMenus
 from paramscope.gui.app.file_watch import FileWatch
+from paramscope.gui.app.first_look import first_look_tensor
 from paramscope.gui.app.init_tools import InitTools
 from paramscope.gui.app.opening import (
     FILE_FILTER,
@@ -69,33 +69,6 @@ from paramscope.gui.state import AppState
 if TYPE_CHECKING:
     from paramscope.core.edit.session import Session
     from paramscope.core.files.safety import UntrustedFileError
-
-
-def first_look_tensor(report: ModelReport) -> str | None:
-    """The largest weight of the first layer: what a user looks at first.
-
-    The first layer is the first leaf module owning a matrix (a LayerNorm's weight of ones in
-    front of it would show a single bar, a container's own tensor such as a positional table
-    is often all zeros); then any module owning a matrix; without matrices, the first module
-    with parameters.
-    Tensors without elements (lazy: nothing to plot) are passed over. The search stops at that
-    layer: a checkpoint of 100,000 tensors is not walked twice on the GUI thread.
-    """
-    infos = report.parameters.values()
-
-    def in_a_layer(info) -> bool:  # a leaf module: a container's own tensors (tiny_lm's zero
-        module = report.modules.get(info.module)  # positional table) come before its layers
-        return module is None or not module.children
-
-    matrices = [i for i in infos if i.numel > 0 and i.shape is not None and len(i.shape) >= 2]
-    first = next((i for i in matrices if in_a_layer(i)), None) or next(iter(matrices), None)
-    first = first or next((i for i in infos if i.numel > 0), None)
-    if first is None:
-        return None
-    module = first.module
-    own = (report.parameters.get(n) for n in report.modules[module].parameters) if module in report.modules else ()
-    layer = [i for i in own if i is not None and i.module == module and i.numel > 0] or [first]
-    return max(layer, key=lambda i: i.numel).name
 
 
 class MainWindow(QMainWindow):

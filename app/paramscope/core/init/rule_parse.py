@@ -52,6 +52,13 @@ class InitRule:
         text = f"{selector.text}={init_name}" + (f"({args})" if args else "")
         return cls(text, selector, init_name, tuple(kwargs.items()), initializer)
 
+    @property
+    def label(self) -> str:
+        """What a user reads: :attr:`text` with a long list of names shortened (the text itself,
+        which repeats exactly, stays whole)."""
+        selector = self.selector.text
+        return self.selector.label + self.text[len(selector):] if self.text.startswith(selector) else self.text
+
     def resolve_initializer(self, cache: LoadedCustom | None = None) -> Initializer:
         if self.initializer is not None:
             return self.initializer

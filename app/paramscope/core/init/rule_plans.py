@@ -18,7 +18,8 @@ from paramscope.core.errors import RuleError
 from paramscope.core.init.custom_init import LoadedCustom
 from paramscope.core.init.initializer_base import Initializer
 from paramscope.core.init.rule_parse import InitRule, parse_rule
-from paramscope.core.init.selectors import owner_module_name, resolve_targets
+from paramscope.core.init.selectors import listed, owner_module_name, resolve_targets
+from paramscope.core.model.fans import fan_note, fans_used
 from paramscope.core.model.report import ModelReport
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class RulePlan:
 
     def describe(self) -> list[str]:
         """Lines a user reads before applying: one per hit, with aliases and refusals."""
-        lines = [f"{self.rule.text}: {len(self.hits)} tensor(s)" if self.hits else f"{self.rule.text}: hits nothing"]
+        lines = [f"{self.rule.label}: {len(self.hits)} tensor(s)" if self.hits else f"{self.rule.label}: hits nothing"]
         for hit in self.hits:
             line = f"  {hit.matched}"
             if hit.matched != hit.name:
@@ -110,7 +111,7 @@ class Plan:
     @property
     def refusals(self) -> list[tuple[str, str, str]]:
         """``(rule text, tensor, reason)`` for every refused tensor."""
-        return [(rp.rule.text, n, why) for rp in self.rules for n, why in rp.refusals]
+        return [(rp.rule.label, n, why) for rp in self.rules for n, why in rp.refusals]
 
     @property
     def ok(self) -> bool:
@@ -139,7 +140,7 @@ class Plan:
             return "nothing applied: no rule hits a tensor that can take it"
         parts = [f"{name}: {why}" for _, name, why in self.refusals]
         first_rule = self.refusals[0][0]
-        return f"rule {first_rule!r}: nothing applied, refused for " + "; ".join(parts)
+        return f"rule {first_rule!r}: nothing applied, refused for " + listed(parts, "; ")
 
 
 class UnmatchedRuleError(RuleError):
@@ -160,7 +161,7 @@ def unmatched_message(rule_plan: RulePlan, report: ModelReport) -> str:
         names = list(report.parameters)
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         hint = f"no parameter name matches {selector.text!r} (names look like: {shown or 'none'})"
-    return f"rule {rule_plan.rule.text!r} hits nothing: {hint}"
+    return f"rule {rule_plan.rule.label!r} hits nothing: {hint}"
 
 
 def check_unmatched(the_plan: Plan, report: ModelReport, skip: bool = False) -> list[str]:
@@ -187,10 +188,10 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
     try:
         kwargs = initializer.coerce_kwargs(dict(rule.kwargs))
     except ValueError as exc:
-        raise RuleError(f"rule {rule.text!r}: {exc}") from exc
+        raise RuleError(f"rule {rule.label!r}: {exc}") from exc
     problem = initializer.request_problem(kwargs)
     if problem is not None:
-        raise RuleError(f"rule {rule.text!r}: {problem}")
+        raise RuleError(f"rule {rule.label!r}: {problem}")
     targets = resolve_targets(report, rule.selector, model)
     if tensor_of is None:
         tensors = dict(model.named_parameters())
@@ -198,9 +199,11 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
         tensor_of = tensors.__getitem__
     hits: list[TensorHit] = []
     rule_plan = RulePlan(rule, initializer, kwargs, hits)
+    uses_fans = bool(fans_used(initializer.name, kwargs))
     for name in targets:
         info = report.tensor(name)
-        matched = next((a for a in info.aliases if rule.selector.matches(a, report, model)), name)
+        matched = name if len(info.aliases) < 2 else next(
+            (a for a in info.aliases if rule.selector.matches(a, report, model)), name)
         hit = TensorHit(name, matched, info.aliases)
         if getattr(initializer, "acts_on_module", False):
             module_name = owner_module_name(name)
@@ -216,7 +219,7 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
                         rule_plan.extra.append(canonical)
         else:
             hit.refused = initializer.check(tensor_of(name), kwargs)
-        if hit.refused is None:
+        if hit.refused is None and uses_fans:
             _add_fan_note(rule_plan, model, name, tensor_of)
         hits.append(hit)
     return rule_plan
@@ -224,16 +227,16 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
 
 def _add_fan_note(rule_plan: RulePlan, model: nn.Module, name: str, tensor_of: Callable[[str], torch.Tensor]) -> None:
     """Where torch's fan_in/fan_out mislead for this weight (grouped, transposed convs), say so."""
-    from paramscope.core.model.fans import fan_note
-
     if name.rpartition(".")[2] != "weight":
+        return
+    tensor = tensor_of(name)
+    if tensor.dim() < 3:  # only a convolution's weight: no module looked up (seconds for 100,000)
         return
     try:
         module = model.get_submodule(owner_module_name(name))
     except AttributeError:
         return
-    initializer = rule_plan.initializer.name
-    note = fan_note(module, tensor_of(name), initializer, rule_plan.kwargs)
+    note = fan_note(module, tensor, rule_plan.initializer.name, rule_plan.kwargs)
     if note is not None:
         rule_plan.notes.append(f"{name}: {note}")
 
@@ -253,7 +256,7 @@ def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRu
     why = None if isinstance(source, tuple) else source.opened.forward_unavailable
     needy = next((rp for rp in the_plan.rules if rp.initializer.needs_input), None)
     if why and needy is not None:
-        raise RuleError(f"rule {needy.rule.text!r}: {needy.initializer.name} needs the model's code to run "
+        raise RuleError(f"rule {needy.rule.label!r}: {needy.initializer.name} needs the model's code to run "
                         f"its forward, and this source has none ({why})")  # fmt: skip
     return the_plan
 

@@ -93,7 +93,7 @@ class InitCommand(TensorEditCommand):
         def compute(tensor_of: Callable[[str], torch.Tensor]) -> None:
             run_rule(rule_plan, tensor_of, model.get_submodule, generator)
 
-        text = f"init {rule_plan.rule.text}"
+        text = f"init {rule_plan.rule.label}"
         if rule_plan.initializer.takes_generator or rule_plan.modules or isinstance(rule_plan.initializer, CustomInitializer):
             text += f" (seed {seed})"
         # torch.nn.init functions write every element without reading: no copy is needed. They
@@ -117,7 +117,7 @@ class InitCommand(TensorEditCommand):
 
 def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
     """Python that repeats ``rule_plan``; ``T(name)`` is a tensor, ``model`` the model, ``g`` the generator."""
-    lines = [f"# init {rule_plan.rule.text}"]
+    lines = [f"# init {rule_plan.rule.label}"]
     if first_of_request:
         lines.append(f"g = torch.Generator().manual_seed({seed})")
     initializer = rule_plan.initializer

@@ -24,6 +24,15 @@ from torch import nn
 from paramscope.core.errors import RuleError
 from paramscope.core.model.report import ModelReport
 
+SHOWN_NAMES = 3  # names a label spells out; the rest are counted
+
+
+def listed(names: Sequence[str], separator: str = ", ", shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c and 99,997 more``: a list of names short enough to read and to lay out (a label
+    holding 100,000 names froze the window for seconds on every resize)."""
+    head = separator.join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown:,} more"
+
 
 def owner_module_name(tensor_name: str) -> str:
     """The qualified name of the module that owns ``tensor_name`` (``""``: the root)."""
@@ -49,6 +58,11 @@ class Selector:
         if self.kind == "names":
             return ",".join(self.names)
         return self.kind
+
+    @property
+    def label(self) -> str:
+        """What a user reads: :attr:`text`, a long list of names shortened."""
+        return listed(self.names, ",") if self.kind == "names" else self.text
 
     @cached_property
     def _name_set(self) -> frozenset[str]:

@@ -38,6 +38,7 @@ SELECTED_TENSOR, SELECTED_MODULE, RULE = "tensor", "module", "rule"
 TARGET_MODES = (SELECTED_TENSOR, SELECTED_MODULE, RULE)
 CUSTOM = "custom"  # the initializer is a Python function typed or loaded by the user
 NO_TARGETS = "(no tensors: select one, or write a rule)"
+LISTED_TARGETS = 500  # targets a plan lists and checks as they are typed; the rest are counted
 
 
 def default_value(spec: ParamSpec) -> object:
@@ -127,6 +128,9 @@ class InitState(State):
     def plan_lines(self, session: Session) -> list[str]:
         """One line per target (refused ones say why), or the one-line reason there is none.
 
+        Past :data:`LISTED_TARGETS` targets the rest are counted, not planned: every keystroke
+        in a rule over 100,000 tensors planned them all on the GUI thread (seconds).
+
         A custom function is not run here (it would run on every keystroke): the plan is made
         with ``zeros_`` in its place.
         """
@@ -136,10 +140,14 @@ class InitState(State):
                 return [NO_TARGETS]
             initializer = "zeros_" if self.initializer == CUSTOM else self.initializer
             kwargs = self.kwargs() if initializer != "zeros_" else {}
-            the_plan = plan(session, [InitRule.make(Selector.of_names(names), initializer, **kwargs)])
+            listed = names[:LISTED_TARGETS]  # the rest are checked when applied
+            the_plan = plan(session, [InitRule.make(Selector.of_names(listed), initializer, **kwargs)])
         except (ParamscopeError, ValueError) as exc:  # a bad rule, or a value the initializer rejects
             return [str(exc)]
-        return [line.strip() for line in the_plan.describe().splitlines()[1:]]
+        lines = [line.strip() for line in the_plan.describe().splitlines()[1:]]
+        if len(names) > len(listed):
+            lines.append(f"… and {len(names) - len(listed):,} more ({len(names):,} in all; checked on Apply)")
+        return lines
 
     # --- seed --------------------------------------------------------------------------------
     def seed(self, key: str) -> int | None:

@@ -31,7 +31,7 @@ from paramscope.core.backward.sample_input import sample_input_text
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.init.initializers import get_initializer
 from paramscope.core.init.selectors import owner_module_name
-from paramscope.core.model.fans import fan_note
+from paramscope.core.model.fans import fan_note, fans_used
 from paramscope.gui.panels.init_params_form import edited_signal
 from paramscope.gui.widths import wrapping
 
@@ -49,13 +49,17 @@ def fan_lines(panel: InitPanel) -> list[str]:
     if name == "custom" or not name:
         return []
     kwargs = panel.kwargs()
+    if not fans_used(name, kwargs):
+        return []
     notes: dict[str, list[str]] = {}
     for target in panel.target_names():
+        tensor = session.tensor(target)
+        if tensor.dim() < 3:  # only a convolution's weight has a note: no module looked up
+            continue
         try:
             module = session.model.get_submodule(owner_module_name(target))
-            tensor = session.model.get_parameter(target)
         except AttributeError:
-            continue  # a buffer, or a tensor not owned by a module
+            continue  # a tensor not owned by a module
         note = fan_note(module, tensor, name, kwargs)
         if note is not None:
             notes.setdefault(note, []).append(target)

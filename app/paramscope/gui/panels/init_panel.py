@@ -9,15 +9,15 @@ Preview runs the same request on copies (:func:`~paramscope.gui.panels.init_work
 a worker while the model is marked busy, so with the same seed it shows exactly what Apply will
 write. A preview whose request or model changed while it was computed is dropped, not shown.
 
-A large edit (over :data:`BACKGROUND_NUMEL` elements) that can be staged is computed in a
-:class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
+A large edit (over :data:`BACKGROUND_NUMEL` elements or :data:`BACKGROUND_TENSORS` tensors) that can
+be staged is computed in a :class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
 marked busy; back on the GUI thread the command goes through ``AppState.execute`` as any other,
 which then only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Signal
@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 
 from paramscope.core.edit.commands import Command, TensorEditCommand
 from paramscope.core.errors import ParamscopeError
+from paramscope.core.init.rule_plans import Plan
 from paramscope.core.init.rules import InitRule, build_commands, make_generator
+from paramscope.core.init.selectors import listed
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.core.state.init_state import (
     CUSTOM,
@@ -49,10 +51,13 @@ from paramscope.gui.panels.init_notes import InitNotes
 from paramscope.gui.panels.init_params_form import example_source, show_value
 from paramscope.gui.panels.init_targets import TargetsBox
 from paramscope.gui.panels.init_work import (
+    Built,
+    Finish,
     Form,
     Pending,
     Previewed,
     Staged,
+    build_in_worker,
     compute_preview,
     stage_in_worker,
     theory_curve,
@@ -70,6 +75,7 @@ __all__ = [
 #: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
 #: window for about a second. Smaller ones run at once (no thread to wait for).
 BACKGROUND_NUMEL = 1 << 22
+BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI thread adds up
 
 
 class InitPanel(QWidget):
@@ -153,8 +159,8 @@ class InitPanel(QWidget):
         self.preview_worker.failed.connect(lambda message: self._error(" ".join(message.split())))
         self.preview_worker.done.connect(self._on_preview_done)
         self.state.sessionChanged.connect(self._on_session)
-        self.state.moduleSelected.connect(lambda _module: self.refresh_targets())
-        self.state.tensorSelected.connect(lambda _tensor: self.refresh_targets())
+        self.state.moduleSelected.connect(lambda _module: self._refresh_for_selection())
+        self.state.tensorSelected.connect(lambda _tensor: self._refresh_for_selection())
 
     def _on_session(self) -> None:
         self.worker.cancel()  # values of the previous model: dropped
@@ -208,6 +214,10 @@ class InitPanel(QWidget):
 
     def current_rule(self) -> InitRule:
         return self.init_state.rule(self.state.session)
+
+    def _refresh_for_selection(self) -> None:
+        if self.init_state.target_mode != RULE:  # a rule's targets do not follow the selection
+            self.refresh_targets()
 
     def refresh_targets(self) -> None:
         lines = self.init_state.plan_lines(self.state.session) if self.state.has_session else []
@@ -315,6 +325,8 @@ class InitPanel(QWidget):
             if not rule.selector.names:
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
             seed = self.init_state.seed(rule.text)
+            if len(rule.selector.names) > BACKGROUND_TENSORS:
+                return self._build_in_background(rule, seed)
             the_plan, commands = build_commands(session, [rule], seed, self.init_state.skip_refused)
         except ParamscopeError as exc:
             self._error(str(exc))
@@ -322,17 +334,28 @@ class InitPanel(QWidget):
         if not commands:
             self._error("nothing to initialize: every target was refused")
             return False
-        command = commands[0]
-        skipped = f"; skipped {', '.join(n for _, n, _ in the_plan.skipped)}" if the_plan.skipped else ""
+        return self._run(commands[0], "init", self._applied, the_plan)
 
-        def finish() -> None:
-            self.init_state.forget_preview()
-            touched = tuple(command.touched)
-            changed = f"changed {', '.join(touched)}{skipped}"
-            self.message.setText(f"{command.text}: {changed}. Undo takes it back.")
-            self.applied.emit(touched)
+    def _applied(self, command: Command, the_plan: Plan | None) -> None:
+        """The rest of Apply once the init is in effect: say what changed."""
+        self.init_state.forget_preview()
+        touched = tuple(command.touched)
+        skipped = [n for _, n, _ in the_plan.skipped] if the_plan is not None else []
+        changed = f"changed {listed(touched)}" + (f"; skipped {listed(skipped)}" if skipped else "")
+        self.message.setText(f"{command.text}: {changed}. Undo takes it back.")
+        self.applied.emit(touched)
 
-        return self._run(command, "init", finish)
+    def _build_in_background(self, rule: InitRule, seed: int | None) -> bool:
+        """An init over many tensors: planned, built and staged in the worker (True: started)."""
+        text = f"init {rule.label}"
+        if self.state.refuse_if_busy(text):
+            return False
+        session, skip, selected = self.state.session, self.init_state.skip_refused, self.state.selected_tensor
+        self._pending = Pending(None, "init", None, self._form(), self._applied, text)
+        self._set_staging(True, "init")
+        self.message.setText(f"{text}: computing the new values…")
+        self.worker.start(lambda task_state: build_in_worker(session, rule, seed, skip, selected, task_state), text)
+        return True
 
     def apply_value_edit(self) -> bool:
         """Add, multiply, set, clamp or an expression in x, on the targets (undoable).
@@ -347,7 +370,7 @@ class InitPanel(QWidget):
             self._error(str(exc))
             return False
 
-        def finish() -> None:
+        def finish(command: Command, _plan: Plan | None) -> None:
             self.message.setText(f"{command.text}. Undo takes it back.")
             self.applied.emit(tuple(command.touched))
 
@@ -367,9 +390,10 @@ class InitPanel(QWidget):
     def _in_background(self, command: Command) -> bool:
         if not isinstance(command, TensorEditCommand):
             return False
-        return command.can_stage and command.numel > BACKGROUND_NUMEL
+        large = command.numel > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
+        return command.can_stage and large
 
-    def _run(self, command: Command, what: str, finish: Callable[[], None]) -> bool:
+    def _run(self, command: Command, what: str, finish: Finish, the_plan: Plan | None = None) -> bool:
         """Do ``command`` now, or in the worker first when it is large; then show it, ``finish``."""
         name = self._shown_name(list(command.touched))
         form = self._form()
@@ -377,13 +401,13 @@ class InitPanel(QWidget):
             if not self.state.execute(command):
                 return False
             self._show_after(name, form)
-            finish()
+            finish(command, the_plan)
             return True
         assert isinstance(command, TensorEditCommand)
         if self.state.refuse_if_busy(command.text):
             return False
         summarize_before = self.state.session.summary(name) is None
-        self._pending = Pending(command, what, name, form, finish)
+        self._pending = Pending(command, what, name, form, lambda done, _: finish(done, the_plan), command.text)
         self._set_staging(True, what)
         self.message.setText(f"{command.text}: computing the new values…")
         self.worker.start(
@@ -405,14 +429,22 @@ class InitPanel(QWidget):
 
     def _on_stage_progress(self, fraction: float, _message: str) -> None:
         if self._pending is not None:
-            text = self._pending.command.text
+            text = self._pending.text
             self.message.setText(f"{text}: computing the new values… {int(fraction * 100)}%")
 
-    def _on_staged(self, staged: Staged) -> None:
+    def _on_staged(self, staged: Staged | Built) -> None:
         pending = self._take_pending()  # not busy any more: execute would refuse
         if pending is None or not self.state.has_session:
             return
+        the_plan = None
+        if isinstance(staged, Built):  # the worker built the command too
+            built, staged, the_plan = staged, staged.staged, staged.plan
+            pending = replace(pending, command=built.command, name=built.name)
+            if staged is None:  # not stageable (a reset or a user's function): it runs here
+                self._run(built.command, pending.what, pending.finish, the_plan)
+                return
         command, name = pending.command, pending.name
+        assert command is not None and name is not None
         for text in staged.notices:
             self.state.noticeOccurred.emit(f"{command.text}: {text}")
         session = self.state.session
@@ -423,7 +455,7 @@ class InitPanel(QWidget):
             return
         self.state.store_summaries({name: staged.after})
         self._show_after(name, pending.form)
-        pending.finish()
+        pending.finish(command, the_plan)
 
     def _on_stage_failed(self, message: str) -> None:
         # Staging touched no live tensor: the model is as it was. One line, whatever the exception.
@@ -433,7 +465,7 @@ class InitPanel(QWidget):
     def _on_stage_done(self) -> None:
         pending = self._take_pending()  # still pending after done: cancelled (new model, closing)
         if pending is not None:
-            self.message.setText(f"{pending.command.text}: cancelled, nothing applied")
+            self.message.setText(f"{pending.text}: cancelled, nothing applied")
 
     def _show_after(self, name: str, form: Form) -> None:
         session = self.state.session

@@ -22,8 +22,12 @@ def first_look_tensor(report: ModelReport) -> str | None:
         module = report.modules.get(info.module)
         return module is None or not module.children
 
-    matrices = [i for i in infos if i.numel > 0 and i.shape is not None and len(i.shape) >= 2]
-    first = next((i for i in matrices if in_a_layer(i)), None) or next(iter(matrices), None)
+    def a_matrix(info: TensorInfo) -> bool:
+        return info.numel > 0 and info.shape is not None and len(info.shape) >= 2
+
+    # Each search stops at the first tensor it finds: 100,000 are not walked for each.
+    first = next((i for i in infos if a_matrix(i) and in_a_layer(i)), None)
+    first = first or next((i for i in infos if a_matrix(i)), None)
     first = first or next((i for i in infos if i.numel > 0), None)
     if first is None:
         return None

@@ -57,6 +57,8 @@ def test_apply_over_many_tensors_runs_in_the_worker_and_writes_what_torch_writes
     panel.set_initializer("normal_")
     panel.set_field("std", 0.01)
     panel.seed_edit.setText("7")
+    content = panel.message.parentWidget()  # inside the dock's scroll area
+    width = content.minimumSizeHint().width()
     with qtbot.waitSignal(panel.applied, timeout=30_000) as applied:
         assert panel.apply()
         assert panel.is_applying  # planned, built and staged off the GUI thread
@@ -68,6 +70,7 @@ def test_apply_over_many_tensors_runs_in_the_worker_and_writes_what_torch_writes
         assert torch.equal(session.tensor(name), expected), name
     message = panel.message.text()
     assert f"and {COUNT - 3} more" in message and len(message) < SHORT
+    assert content.minimumSizeHint().width() <= width  # the message wraps; the dock never widens
     assert session.stack.undo_text.startswith("init blocks.0.layers.0.weight,") and len(session.stack.undo_text) < SHORT
     session.undo()
     assert all(torch.equal(session.tensor(name), before[name]) for name in names)

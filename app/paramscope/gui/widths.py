@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QAbstractItemModel, QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QHeaderView, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QHeaderView, QLabel, QSizePolicy, QWidget
 
 SAMPLE_ROWS = 50
 SPIN_WIDTH = 90
@@ -60,9 +60,14 @@ def guard_wheel(root: QWidget) -> None:
 
 
 def wrapping(label: QLabel) -> QLabel:
-    """A label that wraps instead of making its dock as wide as its longest line."""
+    """A label that wraps instead of making its dock as wide as its longest line.
+
+    Its width comes from the layout alone: a word too long to wrap (``a.weight,b.weight,...``,
+    a path) is cut at the edge rather than widening the dock behind a scroll bar.
+    """
     label.setWordWrap(True)
     label.setMinimumWidth(0)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, label.sizePolicy().verticalPolicy())
     return label
 
 

@@ -62,7 +62,7 @@ class Selector:
     @property
     def label(self) -> str:
         """What a user reads: :attr:`text`, a long list of names shortened."""
-        return listed(self.names, ",") if self.kind == "names" else self.text
+        return listed(self.names) if self.kind == "names" else self.text
 
     @cached_property
     def _name_set(self) -> frozenset[str]:

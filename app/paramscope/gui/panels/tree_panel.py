@@ -21,6 +21,8 @@ NAME_SHARE = 0.6  # of the tree's width, at most, for the Module column when a m
 NAME_MIN_WIDTH = 160
 
 EXPAND_ALL_UP_TO = 200  # modules; larger models open with the first levels expanded
+FILTER_EXPAND_ALL_UP_TO = 2_000  # matches of a filter, all shown expanded; past them only the first
+SHOWN_MATCHES = 200  # (expanding 100,000 rows held the GUI thread for seconds)
 
 
 class ModuleTreePanel(QWidget):
@@ -64,6 +66,7 @@ class ModuleTreePanel(QWidget):
         self.model.set_report(
             session.report if session else None, {n: session.summaries[n] for n in session.nonfinite} if session else None
         )
+        self.proxy.reapply()  # a filter typed before stays, over the new tree
         if session is None:
             return
         if len(session.report.modules) <= EXPAND_ALL_UP_TO:
@@ -81,6 +84,13 @@ class ModuleTreePanel(QWidget):
         self._on_group(self.state.selected_group)
         self._select(self.state.selected_module)
 
+    def _reveal(self, index: QModelIndex) -> None:
+        """Expand every ancestor of ``index`` (a row of the proxy)."""
+        parent = index.parent()
+        while parent.isValid():
+            self.view.expand(parent)
+            parent = parent.parent()
+
     def _visible_sample(self) -> _FlatSample:
         return _FlatSample(self.model)
 
@@ -90,8 +100,12 @@ class ModuleTreePanel(QWidget):
 
     def _on_filter(self, text: str) -> None:
         self.proxy.set_filter_text(text)
-        if text:
+        matches = self.proxy.matches
+        if text and len(matches) <= FILTER_EXPAND_ALL_UP_TO:
             self.view.expandAll()
+        elif text:
+            for name in matches[:SHOWN_MATCHES]:
+                self._reveal(self.proxy.mapFromSource(self.model.index_of(name)))
         self._select(self.state.selected_module)
 
     def _on_summaries(self, _names: tuple[str, ...]) -> None:
@@ -113,10 +127,7 @@ class ModuleTreePanel(QWidget):
         index = self.proxy.mapFromSource(source)
         if not index.isValid() or self.view.currentIndex() == index:
             return
-        parent = index.parent()
-        while parent.isValid():
-            self.view.expand(parent)
-            parent = parent.parent()
+        self._reveal(index)
         self.view.selectionModel().setCurrentIndex(
             index,
             QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,

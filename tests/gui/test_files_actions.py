@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from paramscope.core.edit.commands import TensorEditCommand
 from paramscope.core.files import UntrustedFileError
 from paramscope.core.files.weights_fit import compare_weights
 from paramscope.core.sources.demos import build_demo
 from paramscope.core.sources.diff import diff_state_dicts
-from paramscope.gui.app.files_actions import FilesActions, LoadWeightsDialog
+from paramscope.gui.app.files_actions import DiffView, FilesActions, LoadWeightsDialog
 from paramscope.gui.consent import open_with_consent, trust_question
 from paramscope.gui.state import AppState
 
@@ -124,12 +125,28 @@ def test_diff_view_lists_changes(qtbot, state: AppState, tmp_path: Path) -> None
     assert len(blocker.args[0].changed) == 4
     view = actions.diff_view
     qtbot.addWidget(view)
-    assert view.table.rowCount() == 4
+    assert view.model.rowCount() == 4
     a = {"w": torch.ones(2), "gone": torch.ones(1)}
     b = {"w": torch.ones(2), "new": torch.ones(1)}
     view.set_result(diff_state_dicts(a, b), "A", "B")
-    statuses = sorted(view.table.item(r, 1).text() for r in range(view.table.rowCount()))
-    assert statuses == ["identical", "only in A", "only in B"]
+    statuses = [view.model.index(r, 1).data() for r in range(view.model.rowCount())]
+    assert statuses == ["identical", "only in A", "only in B"]  # the diff's order until a header is clicked
+
+
+def test_diff_view_sorts_numbers_by_value(qtbot, qtmodeltester) -> None:
+    a = {"small": torch.zeros(3), "big": torch.zeros(3), "tiny": torch.zeros(3), "same": torch.ones(3), "gone": torch.ones(1)}
+    b = {"small": torch.full((3,), 2.0), "big": torch.full((3,), 10.0), "tiny": torch.full((3,), 0.5),
+         "same": torch.ones(3)}  # fmt: skip
+    view = DiffView(diff_state_dicts(a, b), "A", "B")
+    qtbot.addWidget(view)
+    qtmodeltester.check(view.model)
+    view.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # max |Δ|: 10 > 2 > 0.5 (not "2" > "10")
+    column = [view.model.index(r, 2).data() for r in range(view.model.rowCount())]
+    names = [view.model.index(r, 0).data() for r in range(view.model.rowCount())]
+    assert column == ["10", "2", "0.5", "0", "—"] and names[:3] == ["big", "small", "tiny"]
+    assert view.model.index(0, 2).data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
+    view.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    assert [view.model.index(r, 0).data() for r in range(5)] == sorted(names)
 
 
 def test_untrusted_file_needs_consent(qtbot, state: AppState, tmp_path: Path) -> None:

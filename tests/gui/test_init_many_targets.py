@@ -102,3 +102,19 @@ def test_skipping_refused_tensors_over_many_says_how_many_were_skipped(panel, qt
     assert len(touched) == COUNT // 2 and all(session.tensor(n).dim() == 2 for n in touched)
     message = panel.message.text()
     assert f"skipped blocks.0.layers.1.weight, blocks.0.layers.3.weight, blocks.0.layers.5.weight and {COUNT // 2 - 3} more" in message
+
+
+def test_a_value_edit_of_many_tensors_is_built_in_the_worker(panel, qtbot):
+    session = panel.state.session
+    before = {name: session.tensor(name).detach().clone() for name in session.report.parameters}
+    panel.rule_edit.setText("*")
+    panel.edit_state.kind, panel.edit_state.value = "multiply", -2.0
+    with qtbot.waitSignal(panel.applied, timeout=30_000) as applied:
+        assert panel.apply_value_edit()
+        assert panel.is_applying
+    assert len(applied.args[0]) == COUNT
+    assert all(torch.equal(session.tensor(name), before[name] * -2.0) for name in before)
+    text = session.stack.undo_text
+    assert text.startswith("blocks.0.layers.0.weight, ") and text.endswith(f"and {COUNT - 3} more *= -2")
+    session.undo()
+    assert all(torch.equal(session.tensor(name), before[name]) for name in before)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ParamscopeError(Exception):
     """An expected failure with a message fit to show a user as it is: always one line."""
@@ -24,6 +26,16 @@ class Cancelled(ParamscopeError):
 
     def __init__(self, message: str = "cancelled") -> None:
         super().__init__(message)
+
+
+SHOWN_NAMES = 3  # names a label spells out; the rest are counted
+
+
+def listed(names: Sequence[str], separator: str = ", ", count: int = SHOWN_NAMES) -> str:
+    """``a, b, c and 99,997 more``: a list of names short enough to read and to lay out (a label
+    holding 100,000 names froze the window for seconds on every resize)."""
+    head = separator.join(names[:count])
+    return head if len(names) <= count else f"{head} and {len(names) - count:,} more"
 
 
 def shown(text: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.tasks import TaskState
 
 DEFAULT_UNDO_LIMIT = 512 * 1024 * 1024
@@ -176,7 +176,7 @@ class TensorEditCommand(Command):
         stale = self.stale()
         if stale:
             raise StaleEditError(
-                f"{self.text}: {', '.join(stale)} changed while the new values were computed; "
+                f"{self.text}: {listed(stale)} changed while the new values were computed; "
                 "nothing applied, apply again"
             )
         for snap in self._snapshots:

@@ -17,7 +17,7 @@ import torch
 from paramscope.core.edit.commands import TensorEditCommand, TensorOf
 from paramscope.core.edit.expressions import compile_expression
 from paramscope.core.edit.replay import format_value
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.model.report import is_lazy
 from paramscope.core.model.tensor_stats import data_problem
 
@@ -89,7 +89,7 @@ class ValueEditCommand(TensorEditCommand):
             for name in canonical:
                 _apply(tensor_of(name), kind, value, low, high, expression)
 
-        text = f"{', '.join(canonical)} {describe_edit(kind, value, low, high, expression)}"
+        text = f"{listed(canonical)} {describe_edit(kind, value, low, high, expression)}"
 
         def mutate() -> None:
             compute(live.__getitem__)

@@ -23,7 +23,7 @@ import torch
 
 from paramscope.core.backward.input_specs import InputSpec
 from paramscope.core.backward.signal import SignalPoint
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def _apply(session: Session, rules: list[str], seed: int) -> tuple[list, list[st
     notes = [str(w.message) for w in caught]
     if the_plan.skipped:
         notes.append(f"skipped {len(the_plan.skipped)} tensor(s) the rules cannot apply to: "
-                     + ", ".join(sorted({n for _, n, _ in the_plan.skipped})))  # fmt: skip
+                     + listed(sorted({n for _, n, _ in the_plan.skipped})))  # fmt: skip
     done: list = []
     try:
         with torch.no_grad():

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from paramscope.core.errors import RuleError
+from paramscope.core.errors import RuleError, listed
 from paramscope.core.init.custom_init import LoadedCustom
 from paramscope.core.init.initializer_base import Initializer
 from paramscope.core.init.rule_parse import InitRule, parse_rule
-from paramscope.core.init.selectors import listed, owner_module_name, resolve_targets
+from paramscope.core.init.selectors import owner_module_name, resolve_targets
 from paramscope.core.model.fans import fan_note, fans_used
 from paramscope.core.model.report import ModelReport
 

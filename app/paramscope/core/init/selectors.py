@@ -21,17 +21,8 @@ from functools import cached_property
 
 from torch import nn
 
-from paramscope.core.errors import RuleError
+from paramscope.core.errors import RuleError, listed
 from paramscope.core.model.report import ModelReport
-
-SHOWN_NAMES = 3  # names a label spells out; the rest are counted
-
-
-def listed(names: Sequence[str], separator: str = ", ", shown: int = SHOWN_NAMES) -> str:
-    """``a, b, c and 99,997 more``: a list of names short enough to read and to lay out (a label
-    holding 100,000 names froze the window for seconds on every resize)."""
-    head = separator.join(names[:shown])
-    return head if len(names) <= shown else f"{head} and {len(names) - shown:,} more"
 
 
 def owner_module_name(tensor_name: str) -> str:

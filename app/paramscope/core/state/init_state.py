@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from paramscope.core.edit.commands import Command
@@ -193,9 +195,13 @@ class ValueEditState(State):
 
     def command(self, session: Session, names: list[str]) -> Command:
         """The undoable edit of ``names`` (raises ParamscopeError for bad arguments)."""
+        return self.builder(session, names)()
+
+    def builder(self, session: Session, names: list[str]) -> Callable[[], Command]:
+        """What builds :meth:`command` later (in a worker), with the fields as they are now."""
         used = self.uses()
-        return value_edit_command(
-            session, names, self.kind,
+        return functools.partial(
+            value_edit_command, session, names, self.kind,
             value=self.value if used["value"] else None,
             low=self.low if used["low"] else None,
             high=self.high if used["high"] else None,

@@ -6,7 +6,6 @@ functions in a :class:`TaskWorker`; changes to the model go through the session 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QRadioButton,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -40,6 +38,7 @@ from paramscope.core.files.weights_fit import WeightsReport, compare_weights, ma
 from paramscope.core.sources.diff import DiffInputs, DiffResult, run_diff
 from paramscope.core.sources.weights import WeightsInputs, read_weights, run_read_weights
 from paramscope.gui.consent import confirm_trust
+from paramscope.gui.models.diff_table import COLUMNS, DiffTableModel, diff_rows
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
@@ -50,40 +49,21 @@ WEIGHTS_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin *.ckpt *.json);;Al
 SYNC_EXPORTS_KEY = "export/waitForDisk"  # remembered between runs, as the user left it
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isinf(value) or math.isnan(value):
-        return str(value)
-    return f"{value:.4g}"
-
-
-class _NumberItem(QTableWidgetItem):
-    """Sorts by value, not text."""
-
-    def __init__(self, value: float | None) -> None:
-        super().__init__(_fmt(value))
-        self.value = -math.inf if value is None or math.isnan(value) else value
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        if isinstance(other, _NumberItem):
-            return self.value < other.value
-        return super().__lt__(other)
-
-
 class DiffView(QWidget):
     """A table per tensor: max |Δ|, relative change, cosine; names only on one side; mismatches."""
 
-    COLUMNS = ("name", "status", "max |Δ|", "rel. change", "cosine")
+    COLUMNS = COLUMNS
 
     def __init__(self, result: DiffResult | None = None, a: str = "A", b: str = "B", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.summary = QLabel()
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.model = DiffTableModel(parent=self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # file order first
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.table)
@@ -91,22 +71,8 @@ class DiffView(QWidget):
             self.set_result(result, a, b)
 
     def set_result(self, result: DiffResult, a: str = "A", b: str = "B") -> None:
-        self.table.setSortingEnabled(False)
-        rows: list[tuple[str, str, float | None, float | None, float | None]] = []
-        for t in result.tensors:
-            status = "identical" if t.identical else "changed"
-            name = t.name + (f"  (= {', '.join(t.aliases[1:])})" if len(t.aliases) > 1 else "")
-            rows.append((name, status, t.max_abs, t.rel_change, t.cosine))
-        rows += [(n, f"only in {a}", None, None, None) for n in result.only_a]
-        rows += [(n, f"only in {b}", None, None, None) for n in result.only_b]
-        rows += [(m.name, "mismatch: " + m.describe().split(": ", 1)[1], None, None, None) for m in result.mismatched]
-        self.table.setRowCount(len(rows))
-        for r, (name, status, max_abs, rel, cosine) in enumerate(rows):
-            self.table.setItem(r, 0, QTableWidgetItem(name))
-            self.table.setItem(r, 1, QTableWidgetItem(status))
-            for c, value in enumerate((max_abs, rel, cosine), start=2):
-                self.table.setItem(r, c, _NumberItem(value))
-        self.table.setSortingEnabled(True)
+        self.model.set_rows(diff_rows(result, a, b))
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         same = len(result.tensors) - len(result.changed)
         self.summary.setText(
             f"{a} vs {b}: {len(result.changed)} changed, {same} identical, {len(result.only_a)} only in A, "

@@ -31,10 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.edit.commands import Command, TensorEditCommand
-from paramscope.core.errors import ParamscopeError
+from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.init.rule_plans import Plan
 from paramscope.core.init.rules import InitRule, build_commands, make_generator
-from paramscope.core.init.selectors import listed
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.core.state.init_state import (
     CUSTOM,
@@ -51,6 +50,7 @@ from paramscope.gui.panels.init_notes import InitNotes
 from paramscope.gui.panels.init_params_form import example_source, show_value
 from paramscope.gui.panels.init_targets import TargetsBox
 from paramscope.gui.panels.init_work import (
+    Builder,
     Built,
     Finish,
     Form,
@@ -59,6 +59,7 @@ from paramscope.gui.panels.init_work import (
     Staged,
     build_in_worker,
     compute_preview,
+    init_builder,
     stage_in_worker,
     theory_curve,
 )
@@ -326,7 +327,8 @@ class InitPanel(QWidget):
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
             seed = self.init_state.seed(rule.text)
             if len(rule.selector.names) > BACKGROUND_TENSORS:
-                return self._build_in_background(rule, seed)
+                build = init_builder(session, rule, seed, self.init_state.skip_refused)
+                return self._build_in_background(build, f"init {rule.label}", "init", self._applied)
             the_plan, commands = build_commands(session, [rule], seed, self.init_state.skip_refused)
         except ParamscopeError as exc:
             self._error(str(exc))
@@ -345,16 +347,15 @@ class InitPanel(QWidget):
         self.message.setText(f"{command.text}: {changed}. Undo takes it back.")
         self.applied.emit(touched)
 
-    def _build_in_background(self, rule: InitRule, seed: int | None) -> bool:
-        """An init over many tensors: planned, built and staged in the worker (True: started)."""
-        text = f"init {rule.label}"
+    def _build_in_background(self, build: Builder, text: str, what: str, finish: Finish) -> bool:
+        """An edit of many tensors: built and staged in the worker (True: started)."""
         if self.state.refuse_if_busy(text):
             return False
-        session, skip, selected = self.state.session, self.init_state.skip_refused, self.state.selected_tensor
-        self._pending = Pending(None, "init", None, self._form(), self._applied, text)
-        self._set_staging(True, "init")
+        session, selected = self.state.session, self.state.selected_tensor
+        self._pending = Pending(None, what, None, self._form(), finish, text)
+        self._set_staging(True, what)
         self.message.setText(f"{text}: computing the new values…")
-        self.worker.start(lambda task_state: build_in_worker(session, rule, seed, skip, selected, task_state), text)
+        self.worker.start(lambda task_state: build_in_worker(session, build, selected, task_state), text)
         return True
 
     def apply_value_edit(self) -> bool:
@@ -364,16 +365,20 @@ class InitPanel(QWidget):
         """
         if not self.state.has_session:
             return False
-        try:
-            command = self.edit_state.command(self.state.session, self.target_names())
-        except ParamscopeError as exc:
-            self._error(str(exc))
-            return False
 
         def finish(command: Command, _plan: Plan | None) -> None:
             self.message.setText(f"{command.text}. Undo takes it back.")
             self.applied.emit(tuple(command.touched))
 
+        try:
+            names = self.target_names()
+            build = self.edit_state.builder(self.state.session, names)
+            if len(names) > BACKGROUND_TENSORS:
+                return self._build_in_background(lambda: (None, build()), f"edit {_count(len(names))}", "value edit", finish)
+            command = build()
+        except ParamscopeError as exc:
+            self._error(str(exc))
+            return False
         return self._run(command, "value edit", finish)
 
     # --- running an edit, at once or in the worker -----------------------------------------------
@@ -487,4 +492,4 @@ class InitPanel(QWidget):
 
 
 def _count(tensors: int) -> str:
-    return f"{tensors} tensor" + ("" if tensors == 1 else "s")
+    return f"{tensors:,} tensor" + ("" if tensors == 1 else "s")

@@ -59,9 +59,9 @@ class Pending:
 
 @dataclass(frozen=True)
 class Built:
-    """An init over many tensors planned, built and, where it can be, staged in the worker."""
+    """An edit of many tensors built (an init planned) and, where it can be, staged in the worker."""
 
-    plan: Plan
+    plan: Plan | None
     command: TensorEditCommand
     name: str  # the tensor shown after
     staged: Staged | None  # None: it runs on the model (a reset or a user's function reads it)
@@ -90,19 +90,32 @@ def stage_in_worker(command: TensorEditCommand, name: str, summarize_before: boo
     return Staged(_notices(caught), after, before)
 
 
-def build_in_worker(
-    session: Session, rule: InitRule, seed: int | None, skip_refused: bool, selected: str | None, state: TaskState
-) -> Built:
-    """Plan and build ``rule``'s command, then stage it (runs in a worker; the model is busy).
+#: What builds an edit's command (and the init's plan): run by :func:`build_in_worker`.
+Builder = Callable[[], tuple[Plan | None, Command]]
 
-    Planning and building take ~20 us per tensor: over 100,000 they froze the window for seconds.
+
+def init_builder(session: Session, rule: InitRule, seed: int | None, skip_refused: bool) -> Builder:
+    """Plan ``rule`` and build its command, when called."""
+
+    def build() -> tuple[Plan | None, Command]:
+        the_plan, commands = build_commands(session, [rule], seed, skip_refused)
+        if not commands:
+            raise ParamscopeError("nothing to initialize: every target was refused")
+        return the_plan, commands[0]
+
+    return build
+
+
+def build_in_worker(session: Session, build: Builder, selected: str | None, state: TaskState) -> Built:
+    """Build an edit's command, then stage it (runs in a worker; the model is busy meanwhile).
+
+    Planning and building take ~10-20 us per tensor: over 100,000 they froze the window for
+    seconds.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        the_plan, commands = build_commands(session, [rule], seed, skip_refused)
-    if not commands:
-        raise ParamscopeError("nothing to initialize: every target was refused")
-    command = commands[0]
+        the_plan, command = build()
+    assert isinstance(command, TensorEditCommand)
     touched = command.touched
     name = selected if selected in set(touched) else touched[0]
     staged = None

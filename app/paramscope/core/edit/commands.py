@@ -98,6 +98,7 @@ class TensorEditCommand(Command):
         self._staged: dict[str, torch.Tensor] | None = None
         self._overwrites = overwrites
         self._snapshots: list[_Snapshot] = []
+        self._nbytes: int | None = None  # see nbytes
         for name, tensor in targets:
             swap = shared is not None and name not in shared and tensor.layout == torch.strided
             before = tensor.data if swap else tensor.detach().clone()
@@ -184,6 +185,7 @@ class TensorEditCommand(Command):
 
     # --- undoable change --------------------------------------------------------------------
     def do(self) -> None:
+        self._nbytes = None  # ``after`` is set below
         with torch.no_grad():
             if self._mutate is None:
                 self._restore(before=False)
@@ -224,12 +226,15 @@ class TensorEditCommand(Command):
     @property
     def nbytes(self) -> int:
         # A swapped tensor holds one extra copy: whichever of before/after is not the live data
-        # (after is the next command's before, or live). Copied ones hold both.
-        total = 0
-        for snap in self._snapshots:
-            size = snap.before.numel() * snap.before.element_size()
-            total += size if snap.swapped or snap.after is None else 2 * size
-        return total
+        # (after is the next command's before, or live). Copied ones hold both. Kept until the
+        # next ``do`` (which sets ``after``): the undo label asks after every change.
+        if self._nbytes is None:
+            total = 0
+            for snap in self._snapshots:
+                size = snap.before.numel() * snap.before.element_size()
+                total += size if snap.swapped or snap.after is None else 2 * size
+            self._nbytes = total
+        return self._nbytes
 
     @property
     def touched(self) -> tuple[str, ...]:

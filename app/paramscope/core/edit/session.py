@@ -220,17 +220,19 @@ class Session:
     def _keep_previous(self, command: Command, after: bool) -> None:
         """Remember the values the tensors had before ``command`` changed them (its ``before``,
         or its ``after`` when it was undone): a summary already known is kept as it is."""
+        summaries, previous, previous_values = self._summaries, self._previous, self._previous_values
+        canonical_of = self.report.alias_to_name.get  # (locals: 100,000 names on every undo)
         for name in command.touched:
-            canonical = self.canonical(name)
-            known = self._summaries.get(canonical)
-            self._previous.pop(canonical, None)
-            self._previous_values.pop(canonical, None)
+            canonical = canonical_of(name, name)
+            known = summaries.get(canonical)
+            previous_values.pop(canonical, None)
             if known is not None:
-                self._previous[canonical] = known
+                previous[canonical] = known
                 continue
+            previous.pop(canonical, None)
             values = command.values(name, after)
             if values is not None:
-                self._previous_values[canonical] = values
+                previous_values[canonical] = values
 
     def _after_change(self, names: Iterable[str]) -> None:
         touched = tuple(self.canonical(n) for n in names)

@@ -9,10 +9,11 @@ Preview runs the same request on copies (:func:`~paramscope.gui.panels.init_work
 a worker while the model is marked busy, so with the same seed it shows exactly what Apply will
 write. A preview whose request or model changed while it was computed is dropped, not shown.
 
-A large edit (over :data:`BACKGROUND_NUMEL` elements or :data:`BACKGROUND_TENSORS` tensors) that can
-be staged is computed in a :class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
-marked busy; back on the GUI thread the command goes through ``AppState.execute`` as any other,
-which then only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
+A large edit (over :data:`BACKGROUND_NUMEL` elements) that can be staged is computed in a
+:class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
+marked busy; one of over :data:`BACKGROUND_TENSORS` tensors is also planned and built there.
+Back on the GUI thread the command goes through ``AppState.execute`` as any other, which then
+only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
 """
 
 from __future__ import annotations

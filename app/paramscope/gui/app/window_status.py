@@ -104,5 +104,5 @@ class WindowStatus(QObject):
         if self.state.selected_tensor:
             tensor = report.tensor(self.state.selected_tensor)
             parts.append(f"tensor: {tensor.name} {tensor.shape_text()} {tensor.dtype}")
-        parts.append(f"{report.unique_params:,} parameters ({len(report.parameters)} tensors)")
+        parts.append(f"{report.unique_params:,} parameters ({len(report.parameters):,} tensors)")
         self.selection_label.setText("   ·   ".join(p for p in parts if p))

@@ -118,3 +118,16 @@ def test_a_value_edit_of_many_tensors_is_built_in_the_worker(panel, qtbot):
     assert text.startswith("blocks.0.layers.0.weight, ") and text.endswith(f"and {COUNT - 3} more *= -2")
     session.undo()
     assert all(torch.equal(session.tensor(name), before[name]) for name in before)
+
+
+def test_opening_another_model_while_the_worker_builds_applies_nothing_to_either(panel, qtbot):
+    old = panel.state.session
+    before = {name: old.tensor(name).detach().clone() for name in old.report.parameters}
+    panel.rule_edit.setText("*.weight")
+    assert panel.apply()
+    with qtbot.waitSignal(panel.worker.done, timeout=30_000):
+        assert panel.state.open("demo:mlp")  # the result, when it comes, belongs to the old model
+    new = panel.state.session
+    assert new is not old and not new.stack.can_undo and not old.stack.can_undo
+    assert all(torch.equal(old.tensor(name), before[name]) for name in before)
+    assert not panel.is_applying and new.model_busy is None

@@ -49,3 +49,22 @@ def settings_file(tmp_path):
     QSettings.setDefaultFormat(old_format)
     QCoreApplication.setOrganizationName(old_org)
     QCoreApplication.setApplicationName(old_app)
+
+
+@pytest.fixture
+def many_tensors_state(tmp_path):
+    """many_tensors_state(300): an AppState on a .safetensors of that many tiny tensors, named as
+    bench many_tensors writes them (``blocks.{i}.layers.{j}.weight``, (3, 2) and (2,) alternating)."""
+    from safetensors.torch import save_file
+
+    from paramscope.cli.bench_many import many_tensors
+    from paramscope.gui.state import AppState
+
+    def _open(count: int) -> AppState:
+        path = tmp_path / "many.safetensors"
+        save_file(many_tensors(count), str(path))
+        state = AppState()
+        assert state.open(str(path))
+        return state
+
+    return _open

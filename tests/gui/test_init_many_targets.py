@@ -11,28 +11,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from torch.nn import init
 
 import paramscope.core.state.init_state as init_state
 import paramscope.gui.panels.init_panel as init_panel
-from paramscope.cli.bench_many import many_tensors
 from paramscope.gui.panels.init_panel import RULE, InitPanel
-from paramscope.gui.state import AppState
 
 COUNT = 300  # blocks.{i}.layers.{j}.weight, shapes (3, 2) and (2,) alternating
 SHORT = 600  # characters: what a message, a list row or an undo text may take (one line)
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path, monkeypatch):
+def panel(qtbot, monkeypatch, many_tensors_state):
     monkeypatch.setattr(init_state, "LISTED_TARGETS", 20)
     monkeypatch.setattr(init_panel, "BACKGROUND_TENSORS", 50)
-    path = tmp_path / "many.safetensors"
-    save_file(many_tensors(COUNT), str(path))
-    state = AppState()
-    assert state.open(str(path))
-    widget = InitPanel(state)
+    widget = InitPanel(many_tensors_state(COUNT))
     qtbot.addWidget(widget)
     widget.target_mode.setCurrentIndex(widget.target_mode.findData(RULE))
     return widget

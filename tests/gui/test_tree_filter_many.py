@@ -9,15 +9,12 @@ first matches are expanded when there are very many.
 from __future__ import annotations
 
 import pytest
-from safetensors.torch import save_file
 
 import paramscope.gui.panels.tree_panel as tree_panel
-from paramscope.cli.bench_many import many_tensors
 from paramscope.core.model.report import build_report
 from paramscope.core.sources.demos import build_demo
 from paramscope.gui.models.tree_model import modules_matching
 from paramscope.gui.panels.tree_panel import ModuleTreePanel
-from paramscope.gui.state import AppState
 
 COUNT = 300  # blocks.{0..29}.layers.{0..9}.weight
 
@@ -38,12 +35,8 @@ def shown_rows(panel: ModuleTreePanel) -> list[str]:
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path):
-    path = tmp_path / "many.safetensors"
-    save_file(many_tensors(COUNT), str(path))
-    state = AppState()
-    assert state.open(str(path))
-    widget = ModuleTreePanel(state)
+def panel(qtbot, many_tensors_state):
+    widget = ModuleTreePanel(many_tensors_state(COUNT))
     qtbot.addWidget(widget)
     return widget
 

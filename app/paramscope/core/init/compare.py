@@ -23,6 +23,7 @@ import torch
 
 from paramscope.core.backward.input_specs import InputSpec
 from paramscope.core.backward.signal import SignalPoint
+from paramscope.core.edit.command_group import CommandGroup
 from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -159,14 +160,7 @@ def _apply(session: Session, rules: list[str], seed: int) -> tuple[list, list[st
     if the_plan.skipped:
         notes.append(f"skipped {len(the_plan.skipped)} tensor(s) the rules cannot apply to: "
                      + listed(sorted({n for _, n, _ in the_plan.skipped})))  # fmt: skip
-    done: list = []
-    try:
+    if commands:
         with torch.no_grad():
-            for command in commands:
-                command.do()
-                done.append(command)
-    except BaseException:
-        for command in reversed(done):
-            command.undo()
-        raise
-    return done, notes
+            CommandGroup("compare", commands).do()  # all or, on a failure, none
+    return commands, notes

@@ -15,6 +15,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.model.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
+from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
@@ -30,7 +31,7 @@ DIVERGING = pg.ColorMap(
 )
 
 
-class HeatmapView(QWidget):
+class HeatmapView(RefreshWhenShown, QWidget):
     """Heatmap of the selected tensor (rows down, columns across), refreshed when it changes.
 
     Signals:
@@ -79,16 +80,9 @@ class HeatmapView(QWidget):
 
     def _invalidate(self) -> None:
         # Reducing a large matrix costs a full read: do it only when the heatmap is on screen.
-        self._dirty = True
         self.worker.cancel()  # its result would be stale
         self._asked = None
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event) -> None:  # noqa: N802
-        super().showEvent(event)
-        if self._dirty:
-            self.refresh()
+        self.mark_stale()
 
     def _what(self) -> tuple:
         """The selection and the model's values now: a reduction of other ones is stale."""

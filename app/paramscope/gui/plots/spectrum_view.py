@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from paramscope.core.model import spectra
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
+from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
@@ -68,7 +69,7 @@ def describe(spectrum: Spectrum) -> str:
     ])  # fmt: skip
 
 
-class SpectrumView(QWidget):
+class SpectrumView(RefreshWhenShown, QWidget):
     """Singular values and their histogram for the selected tensor, refreshed when it changes.
 
     Signals:
@@ -165,14 +166,7 @@ class SpectrumView(QWidget):
         # An SVD is costly: only for the tab on screen (showEvent catches up). One being computed
         # is of values no longer selected or current: dropped.
         self.worker.cancel()
-        self._dirty = True
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event) -> None:  # noqa: N802
-        super().showEvent(event)
-        if self._dirty:
-            self.refresh()
+        self.mark_stale()
 
     def compute_anyway(self) -> None:
         """Compute the selected tensor's spectrum, even when both its sides exceed MAX_SIDE."""

@@ -166,7 +166,7 @@ def test_storage_address_is_the_storage_start() -> None:
 
 
 def test_streamed_json_is_the_listed_json(tmp_path: Path) -> None:
-    from paramscope.cli.common import _json_text
+    from paramscope.cli.json_out import _json_text
 
     model = build_module(Checkpoint({**_many(100), "bn.running_mean": torch.zeros(3)}))[0]
     report = build_report(model)

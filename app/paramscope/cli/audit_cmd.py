@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
+from paramscope.cli.common import add_cache_arguments, fmt_number
+from paramscope.cli.json_out import print_json
 
 
 def add_scheduler_argument(parser: argparse.ArgumentParser) -> None:

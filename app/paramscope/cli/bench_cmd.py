@@ -46,7 +46,7 @@ def _format_row(row) -> str:  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramscope.cli.common import print_json
+    from paramscope.cli.json_out import print_json
     from paramscope.core.bench.bench import STEPS, run_bench
     from paramscope.core.bench.bench_model import FULL, QUICK
 

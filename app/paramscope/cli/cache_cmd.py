@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from paramscope.cli.common import add_cache_arguments, print_json
+from paramscope.cli.common import add_cache_arguments
+from paramscope.cli.json_out import print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import sys
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -82,63 +78,6 @@ def open_from_args(args: argparse.Namespace) -> Any:
         entry=getattr(args, "entry", None),
         weights_entry=getattr(args, "weights_entry", None),
     )
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/Inf: write them as strings so the output stays valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
-
-
-def _encode(value: Any) -> str:
-    """One value as compact JSON by the C encoder; NaN/Inf, rare, become strings (``_clean``)."""
-    try:
-        return _ENCODER.encode(value)
-    except ValueError:
-        return _ENCODER.encode(_clean(value))
-
-
-def _json_chunks(data: Any) -> Iterator[str]:
-    """Top-level keys indented, one line per item of a top-level list (a tensor, a module).
-
-    The C encoder writes each line: ``json.dump(indent=2)`` is pure Python, ~60 s for the
-    7 million values of a 100,000-tensor inspect. Chunks, so the text is never held whole.
-    """
-    if not isinstance(data, dict) or not data:
-        yield _encode(data)
-        return
-    yield "{"
-    for number, (key, value) in enumerate(data.items()):
-        yield f"{',' if number else ''}\n  {_encode(str(key))}: "
-        if isinstance(value, Sequence) and not isinstance(value, str | bytes):  # (Entries: made one by one)
-            if not len(value):
-                yield "[]"
-                continue
-            yield "["
-            for i, item in enumerate(value):
-                yield f"{',' if i else ''}\n    {_encode(item)}"
-            yield "\n  ]"
-        else:
-            yield _encode(value)
-    yield "\n}"
-
-
-def _json_text(data: Any) -> str:
-    return "".join(_json_chunks(data))
-
-
-def print_json(data: Any) -> None:
-    for chunk in _json_chunks(data):
-        sys.stdout.write(chunk)
-    sys.stdout.write("\n")
 
 
 def fmt_number(value: float | None, width: int = 10) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.common import add_source_arguments, fmt_number, open_from_args, print_json
+from paramscope.cli.common import add_source_arguments, fmt_number, open_from_args
+from paramscope.cli.json_out import print_json
 
 EPILOG = """\
 schemes: current (the weights as they are), a preset (paramscope presets lists them: gpt2, bert,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
+from paramscope.cli.common import add_cache_arguments, fmt_number
+from paramscope.cli.json_out import print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.common import add_source_arguments, fmt_number, open_from_args, print_json
+from paramscope.cli.common import add_source_arguments, fmt_number, open_from_args
+from paramscope.cli.json_out import print_json
 
 EPILOG = """\
 input specs: rand(2,4), randn(...), ones(...), zeros(...), randint(2,16,high=100), optional

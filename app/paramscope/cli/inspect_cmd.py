@@ -11,8 +11,8 @@ from paramscope.cli.common import (
     fmt_count,
     fmt_number,
     open_from_args,
-    print_json,
 )
+from paramscope.cli.json_out import print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from paramscope.cli.common import print_json
+from paramscope.cli.json_out import print_json
 
 EPILOG = """\
 examples:

@@ -7,7 +7,8 @@ import argparse
 from typing import Any
 
 from paramscope.cli.audit_cmd import add_scheduler_argument, terminal_progress
-from paramscope.cli.common import add_cache_arguments, fmt_number, print_json
+from paramscope.cli.common import add_cache_arguments, fmt_number
+from paramscope.cli.json_out import print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

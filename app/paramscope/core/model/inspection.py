@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from paramscope.core.model.diagnostics import diagnose
+from paramscope.core.model.json_ready import json_ready
 from paramscope.core.model.model_statistics import TensorSummary, compute_model_statistics
 from paramscope.core.model.report import ModelReport, ModuleInfo, TensorInfo, build_report
 from paramscope.core.tasks import TaskState
@@ -18,7 +20,12 @@ Item = TypeVar("Item")
 
 class Entries(Sequence[dict[str, Any]], Generic[Item]):
     """JSON entries made when read, one per item: the output of a million tensors is written entry
-    by entry and never held whole (a few KB per tensor: gigabytes)."""
+    by entry and never held whole (a few KB per tensor: gigabytes).
+
+    ``make`` gives JSON-ready entries (:func:`json_ready`), so a writer need not look into them.
+    """
+
+    ready_for_json = True
 
     def __init__(self, items: Sequence[Item], make: Callable[[Item], dict[str, Any]]) -> None:
         self._items = items
@@ -54,8 +61,11 @@ def tensor_entry(info: TensorInfo, summary: TensorSummary | None) -> dict[str, A
     if info.kind == "buffer":
         entry["persistent"] = info.persistent
     if summary is not None:
-        entry["stats"] = summary.stats.to_dict()
-        entry["histogram"] = summary.histogram.to_dict()
+        stats, histogram = summary.stats.to_dict(), summary.histogram.to_dict()
+        numbers = [v for v in stats.values() if type(v) is float]
+        if not math.isfinite(sum(numbers, sum(histogram["edges"]))):  # (a sum past float's range too)
+            stats, histogram = json_ready(stats), json_ready(histogram)
+        entry["stats"], entry["histogram"] = stats, histogram
     return entry
 
 

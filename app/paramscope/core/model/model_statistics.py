@@ -74,6 +74,9 @@ MIN_AUTO_BINS = 8
 SMALL_ELEMENTS = 4096
 # Elements handled per batch of small tensors (progress and cancel between batches).
 BATCH_ELEMENTS = 1 << 20
+# ... and tensors: ``torch.cat`` of a batch holds the GIL throughout (~1 us per tensor), and the
+# window waits for it (a batch of 200,000 tiny tensors held it 0.2 s).
+BATCH_TENSORS = 8192
 _BATCHED_DTYPES = (torch.float32,)
 # Integer tensors spanning at most this many values get one bar per value.
 MAX_INTEGER_BARS = DEFAULT_BINS
@@ -324,13 +327,13 @@ def compute_model_statistics(
 
 
 def _batches(names: list[str], tensors: dict[str, torch.Tensor]) -> Iterable[list[str]]:
-    """``names`` in runs of about :data:`BATCH_ELEMENTS` elements."""
+    """``names`` in runs of about :data:`BATCH_ELEMENTS` elements, at most :data:`BATCH_TENSORS`."""
     batch: list[str] = []
     elements = 0
     for name in names:
         batch.append(name)
         elements += tensors[name].numel()
-        if elements >= BATCH_ELEMENTS:
+        if elements >= BATCH_ELEMENTS or len(batch) == BATCH_TENSORS:
             yield batch
             batch, elements = [], 0
     if batch:

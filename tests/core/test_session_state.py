@@ -60,7 +60,10 @@ def test_a_backwards_norms_equal_the_norm_of_grad_nan_included() -> None:
 
 def test_stale_norms_are_dropped_and_an_edit_forgets_only_what_it_may_have_changed() -> None:
     session = Session(open_source("demo:mlp"))
-    assert session.missing_grad_norms() == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    names = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert session.grad_norms == dict.fromkeys(names) and not session.missing_grad_norms()  # no .grad: known on opening
+    session.forget_grad_norms()
+    assert session.missing_grad_norms() == names
     version = session.grad_norms_version
     measured = compute_grad_norms({n: session.tensor(n).grad for n in session.missing_grad_norms()})
     assert measured == dict.fromkeys(measured)  # no .grad yet: None each

@@ -120,3 +120,21 @@ def test_gradients_are_read_as_they_are_now() -> None:
     assert session.names_with_grad() == {"0.weight", "0.bias", "1.weight", "1.bias", "2.bias"}  # 2.weight is frozen
     grads = session.gradients(["0.bias", "2.weight"])
     assert grads["0.bias"] is session.tensor("0.bias").grad and grads["2.weight"] is None
+
+
+def test_what_is_missing_is_known_by_count_and_a_foreign_name_never_counts() -> None:
+    """Missing summaries and gradient norms are found by count (a pass over a million names
+    stalled the window); a name that is not the report's must not make the count look full."""
+    session = _session()
+    order = list(session.report.order)
+    session.store_summaries({**_summaries(session, order[:-1]), "not.a.tensor": summarize(torch.ones(2))})
+    assert session.missing_summaries() == order[-1:]
+    session.store_summaries(_summaries(session, order[-1:]))
+    assert session.missing_summaries() == []
+
+    params = list(session.report.parameters)
+    assert session.grad_norms == dict.fromkeys(params)  # no .grad on opening: known at once
+    session.replace_grad_norms({**dict.fromkeys(params[:-1], 1.0), "not.a.parameter": 2.0})
+    assert session.missing_grad_norms() == params[-1:]
+    assert session.store_grad_norms({params[-1]: 3.0, "not.a.parameter": 2.0}, session.grad_norms_version)
+    assert session.missing_grad_norms() == [] and "not.a.parameter" not in session.grad_norms

@@ -215,3 +215,13 @@ def test_showing_a_new_model_runs_no_collector_pass(window, qtbot, tmp_path, mon
         gc.callbacks.remove(on_gc)
         gc.set_threshold(*thresholds)
     assert window.param_panel.model.rowCount() == 2_000 and passes == []
+
+
+def test_opening_a_checkpoint_reads_no_gradient_on_the_gui_thread(window, qtbot, tmp_path, monkeypatch) -> None:
+    """A checkpoint has no .grad: that is seen by the worker that opens it, and the statistics
+    take no gradient on the GUI thread (a million of them there took 0.7 s)."""
+    path, _tensors = _checkpoint(tmp_path, 2_000)
+    taken = _record_thread(monkeypatch, session_module.Session, "gradients")
+    _open_and_wait(window, qtbot, path)
+    assert all(not list(args[1]) for _thread, args in taken)
+    assert window.state.session.grad_norms == dict.fromkeys(window.state.session.report.parameters)

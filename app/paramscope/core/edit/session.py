@@ -48,9 +48,13 @@ class Session:
         self.opened = opened
         self.stack = stack if stack is not None else CommandStack()
         self._read_structure()
+        # keyed by names of report.order: complete when as long (missing_summaries)
         self._summaries: dict[str, TensorSummary] = {}
         self._nonfinite: set[str] = set()  # canonical names whose summary counts NaN or Inf
-        self._grad_norms: dict[str, float | None] = {}  # see grad_norms
+        # keyed by names of report.parameters, see grad_norms. Those without a gradient are known
+        # at once: a model's first user is the worker that opens it, so its .grad are read there,
+        # not on the GUI thread (a pass over a checkpoint's million parameters there took 0.7 s).
+        self._grad_norms: dict[str, float | None] = self._none_without_grad()
         self.grad_norms_version = 0  # bumped when known norms are replaced or forgotten
         self._previous: dict[str, TensorSummary] = {}
         # Values from before the last change, summarized only if a view asks (no work on apply).
@@ -142,6 +146,9 @@ class Session:
 
     def store_summaries(self, summaries: dict[str, TensorSummary], columns: StatColumns | None = None) -> None:
         """Keep summaries computed elsewhere (a worker), with their ``columns`` if it made them."""
+        order = self.report.order
+        if not summaries.keys() <= order.keys():  # (a name of another report: nothing to keep)
+            summaries = {name: summary for name, summary in summaries.items() if name in order}
         self._summaries.update(summaries)
         columns = columns if columns is not None else stat_columns(self.report.order, summaries)
         for statistic, column in self._columns.items():
@@ -172,8 +179,10 @@ class Session:
 
     def missing_summaries(self) -> list[str]:
         """Canonical names of the tensors without a summary, parameters first, in report order."""
-        summaries = self._summaries
-        return [name for name in self.report.order if name not in summaries]
+        summaries, order = self._summaries, self.report.order
+        if len(summaries) == len(order):  # (its names are names of order) the usual answer at once
+            return []
+        return [name for name in order if name not in summaries]
 
     @property
     def nonfinite(self) -> frozenset[str]:
@@ -278,7 +287,7 @@ class Session:
         self._nonfinite.clear()
         self._previous.clear()
         self._previous_values.clear()
-        self._grad_norms.clear()
+        self._grad_norms = self._none_without_grad()
         self.grad_norms_version += 1
         self.notify(())
 
@@ -367,7 +376,8 @@ class Session:
 
     def replace_grad_norms(self, norms: dict[str, float | None]) -> None:
         """Every parameter's norm after a backward (or zero grad); work started before is stale."""
-        self._grad_norms = {self.canonical(n): v for n, v in norms.items()}
+        params = self.report.parameters
+        self._grad_norms = {name: v for name, v in ((self.canonical(n), v) for n, v in norms.items()) if name in params}
         self.grad_norms_version += 1
 
     def forget_grad_norms(self, names: Iterable[str] | None = None) -> None:
@@ -386,7 +396,8 @@ class Session:
         """
         if version != self.grad_norms_version:
             return False
-        self._grad_norms.update(norms)
+        params = self.report.parameters
+        self._grad_norms.update((name, v) for name, v in norms.items() if name in params)
         return True
 
     def gradients(self, names: Iterable[str]) -> dict[str, torch.Tensor | None]:
@@ -397,11 +408,19 @@ class Session:
 
     def names_with_grad(self) -> frozenset[str]:
         """Canonical names of the parameters whose ``.grad`` is set now."""
-        tensors = self._tensors
+        tensors = self._tensors  # read, not taken from the norms: code outside may have run backward
         return frozenset(name for name in self.report.parameters if tensors[name].grad is not None)
 
     def missing_grad_norms(self) -> list[str]:
-        return [name for name in self.report.parameters if name not in self._grad_norms]
+        norms, params = self._grad_norms, self.report.parameters
+        if len(norms) == len(params):  # (its names are names of parameters) the usual answer at once
+            return []
+        return [name for name in params if name not in norms]
+
+    def _none_without_grad(self) -> dict[str, float | None]:
+        """``None`` for every parameter that has no ``.grad``."""
+        tensors = self._tensors
+        return {name: None for name in self.report.parameters if tensors[name].grad is None}
 
     def _gradients_may_have_changed(self, names: tuple[str, ...]) -> None:
         """An edit may replace a parameter (and its ``.grad``): no gradient is known at once,

@@ -197,3 +197,14 @@ def test_a_backward_that_raises_shows_the_cleared_gradients(qtbot):
     assert {r[2] for r in texts(panel)} == {"None"} and panel.result is None
     assert "simulated failure in backward" in panel.status.text()
     assert messages[0].endswith(".grad cleared (as zero_grad leaves them)")
+
+
+def test_rows_before_a_run_show_gradients_set_outside_the_panel(qtbot):
+    """The plain rows read ``.grad`` when shown (explore() leaves the model to the user's code,
+    which may run backward meanwhile), not a list made once over every parameter."""
+    panel, state = make_panel(qtbot)
+    assert [row[2] for row in texts(panel)] == ["None"] * 4
+    model = state.session.model
+    model[2].bias.requires_grad_(False)
+    model(torch.rand(3, 4)).sum().backward()
+    assert [row[2] for row in texts(panel)] == ["(not from this panel)"] * 3 + ["None"]

@@ -406,10 +406,10 @@ class Session:
         tensors = self._tensors
         return {name: tensors[name].grad for name in names}
 
-    def names_with_grad(self) -> frozenset[str]:
-        """Canonical names of the parameters whose ``.grad`` is set now."""
-        tensors = self._tensors  # read, not taken from the norms: code outside may have run backward
-        return frozenset(name for name in self.report.parameters if tensors[name].grad is not None)
+    def has_grad(self, name: str) -> bool:
+        """Whether the parameter ``name`` has its ``.grad`` set now (read, not taken from the
+        norms: code outside the window may have run backward)."""
+        return self._tensors[self.canonical(name)].grad is not None
 
     def missing_grad_norms(self) -> list[str]:
         norms, params = self._grad_norms, self.report.parameters

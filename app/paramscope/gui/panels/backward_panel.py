@@ -162,7 +162,7 @@ class BackwardPanel(QWidget):
     def _show_plain_rows(self) -> None:
         """Rows before any run in this panel: .grad None (as the tutorial prints) or existing."""
         session = self.state.session
-        self.table_model.set_rows(PlainRows(list(session.report.parameters), session.names_with_grad()))
+        self.table_model.set_rows(PlainRows(list(session.report.parameters), session.has_grad))
 
     # --- actions -------------------------------------------------------------------------------
     @property

@@ -146,11 +146,10 @@ class Session:
 
     def store_summaries(self, summaries: dict[str, TensorSummary], columns: StatColumns | None = None) -> None:
         """Keep summaries computed elsewhere (a worker), with their ``columns`` if it made them."""
-        order = self.report.order
-        if not summaries.keys() <= order.keys():  # (a name of another report: nothing to keep)
-            summaries = {name: summary for name, summary in summaries.items() if name in order}
-        self._summaries.update(summaries)
         columns = columns if columns is not None else stat_columns(self.report.order, summaries)
+        if len(columns.positions) != len(summaries):  # (a name of another report: not kept)
+            summaries = {name: summary for name, summary in summaries.items() if name in self.report.order}
+        self._summaries.update(summaries)
         for statistic, column in self._columns.items():
             column[columns.positions] = columns.values[statistic]
         if columns.nonfinite or (self._nonfinite and not self._nonfinite.isdisjoint(summaries)):

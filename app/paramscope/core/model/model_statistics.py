@@ -279,16 +279,18 @@ def compute_model_statistics(
     names: Iterable[str] | None = None,
     bins: int | None = None,
     loader: Callable[[str], torch.Tensor] | None = None,
+    tensors: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, TensorSummary]:
     """Summaries of ``names`` (default: every parameter and buffer), with progress by bytes.
 
     ``bins=None`` picks the bars per tensor (see :func:`summarize`).
 
     ``loader`` gives the values of shape-only (meta) placeholders of a lazily opened source;
-    each is loaded, summarized and released in turn.
+    each is loaded, summarized and released in turn. ``tensors``: :func:`named_tensors` of the
+    model, if the caller has it (a walk of the model per batch of names is not free).
     """
     state = ensure_state(state)
-    tensors = named_tensors(model, report)
+    tensors = named_tensors(model, report) if tensors is None else tensors
     wanted = list(tensors) if names is None else [report.alias_to_name.get(n, n) for n in names]
     small = [n for n in wanted if batchable(tensors[n])]
     # One decision for the whole job: the compiled loops are worth loading only for a large read.
@@ -326,7 +328,7 @@ def compute_model_statistics(
     return {name: results[name] for name in wanted}
 
 
-def _batches(names: list[str], tensors: dict[str, torch.Tensor]) -> Iterable[list[str]]:
+def _batches(names: list[str], tensors: Mapping[str, torch.Tensor]) -> Iterable[list[str]]:
     """``names`` in runs of about :data:`BATCH_ELEMENTS` elements, at most :data:`BATCH_TENSORS`."""
     batch: list[str] = []
     elements = 0

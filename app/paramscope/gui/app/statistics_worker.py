@@ -14,7 +14,11 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
 from paramscope.core.backward.gradient_norms import compute_grad_norms
-from paramscope.core.model.model_statistics import compute_model_statistics, stat_columns
+from paramscope.core.model.model_statistics import (
+    compute_model_statistics,
+    named_tensors,
+    stat_columns,
+)
 from paramscope.core.model.report import ModelReport
 from paramscope.core.model.tensor_stats import prefer_compiled
 from paramscope.gui.state import AppState
@@ -23,6 +27,9 @@ from paramscope.gui.workers import SliceState, TaskWorker, WorkerState, long_liv
 # Batches by bytes: small models in one go, large ones deliver results as they come. Each
 # delivery refreshes tree, table and diagnostics on the GUI thread, so not too many of them.
 BATCH_BYTES = 64 << 20
+# ... or of this many tensors: storing a batch's summaries is a pass on the GUI thread (0.4 s for
+# a million tiny tensors at once)
+BATCH_TENSORS = 65_536
 # A window that never paints (minimized, on another desktop) still gets its statistics.
 FIRST_PAINT_MAX_MS = 500
 
@@ -31,7 +38,7 @@ def _batches(report: ModelReport, names: list[str]) -> list[list[str]]:
     batches: list[list[str]] = [[]]
     size = 0
     for name in names:
-        if batches[-1] and size >= BATCH_BYTES:
+        if batches[-1] and (size >= BATCH_BYTES or len(batches[-1]) == BATCH_TENSORS):
             batches.append([])
             size = 0
         batches[-1].append(name)
@@ -160,9 +167,10 @@ class StatisticsWorker(QObject):
             batches = _batches(report, names)
             float32 = sum(report.tensor(n).numel for n in names if report.tensor(n).dtype == "float32")
             prefer_compiled(float32)  # one decision for the whole model, not one per batch
+            tensors = named_tensors(model, report)  # one walk of the model, not one per batch
             for i, batch in enumerate(batches):
                 part = SliceState(state, start + (1 - start) * i / len(batches), start + (1 - start) * (i + 1) / len(batches))
-                summaries = compute_model_statistics(model, report, part, names=batch, loader=loader)
+                summaries = compute_model_statistics(model, report, part, names=batch, loader=loader, tensors=tensors)
                 state.deliver(("summaries", report, (summaries, stat_columns(report.order, summaries))))
 
         self.worker.start(task, "statistics")

@@ -521,3 +521,15 @@ def test_compiled_edge_check_equals_the_numpy_one(lo, width, bins, inside, shift
         assert compiled is None
     else:
         assert compiled is not None and sorted(compiled) == sorted(reference)
+
+
+def test_a_constant_past_two_to_the_53_has_its_bar_beside_a_nan() -> None:
+    """Widened by 0.5, 1e30 is still 1e30: bars of no width (numpy refuses the range). The
+    values go in the last bar, as numpy's rule puts a value on the last edge; the key
+    arithmetic divided by the zero step ("unexpected error" on inspect and diff)."""
+    values = torch.tensor([1e30, 1e30, math.nan], dtype=torch.float64)
+    stats, histogram = tensor_summary(values, bins=4)
+    assert (histogram.counts.tolist(), histogram.nan, stats.mean, stats.std) == ([0, 0, 0, 2], 1, 1e30, 0.0)
+    assert tensor_histogram(values, bins=4).counts.tolist() == [0, 0, 0, 2]
+    spread = torch.tensor([0.0, 1e30, 2e30], dtype=torch.float64)
+    assert tensor_histogram(spread, bins=4, value_range=(1e30, 1e30)).counts.tolist() == [0, 0, 0, 1]

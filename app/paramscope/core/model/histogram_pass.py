@@ -167,6 +167,8 @@ def histogram_pass(
             bars[where] = constant
         scan.count, scan.counts = constant, bars
         return scan
+    if keymap.edges[0] == keymap.edges[-1]:
+        return _zero_width_pass(flat, keymap, scan, has_nonfinite, moments, state)
     if uses_compiled(flat) and not has_nonfinite:
         fixes = misassigned(torch.float32, keymap, fused=True)
         if fixes is not None:
@@ -257,6 +259,30 @@ def _fused_histogram_pass(
             counter.singles[key] -= hits
             counter.singles[true_key] += hits
     scan.counts = keymap.bars(counter.counts())
+    return scan
+
+
+def _zero_width_pass(
+    flat: torch.Tensor, keymap: KeyMap, scan: Scan, has_nonfinite: bool, moments: bool, state: TaskState | None
+) -> Scan:
+    """Bars of no width: a constant of magnitude 2**53 or more, widened by 0.5, is still one
+    value (numpy.histogram refuses the range; keys would divide by a zero step). Each value is
+    put in its bar by numpy's rule, which gives the last bar to a value on the last edge."""
+    bars = np.zeros(keymap.bins, dtype=np.int64)
+    for part in chunks(flat):
+        if state is not None:
+            state.check()
+        if has_nonfinite:
+            part = drop_nonfinite(part, scan)
+        x = part.to(torch.float64)
+        if moments:
+            b = x - keymap.shift
+            scan.count += x.numel()
+            scan.s1 += float(b.sum())
+            scan.s2 += float(torch.dot(b, b))
+        where = numpy_bins(x.numpy(), keymap.edges)
+        bars += np.bincount(where[where >= 0], minlength=keymap.bins)
+    scan.counts = bars
     return scan
 
 

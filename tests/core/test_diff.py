@@ -69,3 +69,58 @@ def test_model_against_its_own_export_is_identical(tmp_path: Path) -> None:
     path = tmp_path / "cnn.pt"
     export_model(build_demo("cnn"), path)
     assert diff_sources("demo:cnn", str(path)).identical
+
+
+def _pairs() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Small tensors of every kind the batched diff takes, and some it leaves to the single one."""
+    gen = torch.Generator().manual_seed(3)
+    a: dict[str, torch.Tensor] = {}
+    b: dict[str, torch.Tensor] = {}
+    for i in range(300):
+        shape = [(3, 2), (5,), (1,), (7, 3)][i % 4]
+        dtype = [torch.float32, torch.float64, torch.float16, torch.bfloat16][i % 4]
+        a[f"w{i}"] = torch.randn(shape, generator=gen).to(dtype)
+        b[f"w{i}"] = (a[f"w{i}"].double() + (i % 3) * 0.1 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    a["same"], b["same"] = torch.ones(4), torch.ones(4)  # Δ = 0: a widened zero-width range
+    a["shifted"], b["shifted"] = torch.zeros(3), torch.full((3,), 2.0)  # zero reference: rel inf, no cosine
+    a["mixed"], b["mixed"] = torch.randn(6, generator=gen), torch.randn(6, generator=gen, dtype=torch.float64)
+    a["nan"], b["nan"] = torch.tensor([1.0, 2.0]), torch.tensor([math.nan, 2.0])
+    a["huge"], b["huge"] = torch.tensor([-1e308, 0.0], dtype=torch.float64), torch.tensor([1e308, 0.0], dtype=torch.float64)
+    a["ints"], b["ints"] = torch.arange(4), torch.arange(4) + 1
+    # Δ a constant 1e30: widened by 0.5 it is still one value, bars of no width
+    a["wide"], b["wide"] = torch.full((2,), 1e30, dtype=torch.float64), torch.full((2,), 2e30, dtype=torch.float64)
+    a["empty"], b["empty"] = torch.zeros(0), torch.zeros(0)
+    a["large"], b["large"] = torch.randn(5000, generator=gen), torch.randn(5000, generator=gen)
+    shared_a, shared_b = torch.randn(3, generator=gen), torch.randn(3, generator=gen)  # one tensor, two names
+    a["tied"], a["tied_too"], b["tied"], b["tied_too"] = shared_a, shared_a, shared_b, shared_b
+    return a, b
+
+
+def test_small_tensors_diffed_together_give_the_single_tensor_numbers() -> None:
+    a, b = _pairs()
+    result = diff_state_dicts(a, b, bins=8)
+    by_name = {t.name: t for t in result.tensors}
+    assert list(by_name) == [n for n in a if n != "tied_too"] and by_name["tied"].aliases == ("tied", "tied_too")
+    for name, got in by_name.items():
+        want = diff_tensors(name, a[name], b[name], bins=8)
+        assert (got.shape, got.dtype_a, got.dtype_b, repr(got.max_abs)) == (want.shape, want.dtype_a, want.dtype_b, repr(want.max_abs)), name
+        for field in ("rel_change", "norm_a", "norm_b", "cosine"):
+            assert getattr(got, field) == pytest.approx(getattr(want, field), rel=1e-12, nan_ok=True), (name, field)
+        assert got.histogram.counts.tolist() == want.histogram.counts.tolist(), name
+        assert got.histogram.edges.tolist() == want.histogram.edges.tolist(), name
+        assert (got.histogram.nan, got.histogram.posinf) == (want.histogram.nan, want.histogram.posinf), name
+    assert by_name["shifted"].rel_change == math.inf and by_name["shifted"].cosine is None
+    assert by_name["same"].identical and math.isnan(by_name["nan"].max_abs)
+
+
+def test_small_tensors_are_diffed_many_at_a_time(monkeypatch) -> None:
+    """~10 torch calls and a histogram pass per tensor took 30 s for 100,000 tiny ones; only
+    what the batch cannot take (NaN, past float64's range, integers, empty, large) goes alone."""
+    import paramscope.core.sources.diff as diff_module
+
+    alone: list[str] = []
+    real = diff_module.diff_tensors
+    monkeypatch.setattr(diff_module, "diff_tensors", lambda name, *args: (alone.append(name), real(name, *args))[1])
+    a, b = _pairs()
+    diff_state_dicts(a, b, bins=8)
+    assert sorted(alone) == ["empty", "huge", "ints", "large", "nan", "wide"]

@@ -186,8 +186,8 @@ def summarize_small(
     histograms: list[Histogram | None] = [None] * len(tensors)
     for b in sorted(set(per_tensor_bins)):
         group = np.flatnonzero(np.array(per_tensor_bins) == b) if bins is None else np.arange(len(tensors))
-        group = group[finite[group] & _regular_steps(lo[group], hi[group], b)]
-        for i, histogram in zip(group.tolist(), _batch_histograms(x, seg, sizes, lo, hi, group, b), strict=True):
+        group = group[finite[group] & regular_steps(lo[group], hi[group], b)]
+        for i, histogram in zip(group.tolist(), batch_histograms(x, seg, sizes, lo, hi, group, b), strict=True):
             histograms[i] = histogram
     return [
         None if h is None or st is None else TensorSummary(st, h)
@@ -195,7 +195,7 @@ def summarize_small(
     ]
 
 
-def _regular_steps(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+def regular_steps(lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
     """Ranges whose bar width is not 0 (e.g. a constant 1e30 widened by 0.5 is still one value).
 
     numpy.linspace treats those apart; so does :func:`summarize`, one tensor at a time.
@@ -236,7 +236,7 @@ def _batch_stats(
     ]
 
 
-def _batch_histograms(
+def batch_histograms(
     x: np.ndarray,
     seg: np.ndarray,
     sizes: np.ndarray,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
+from paramscope.core.sources.diff_small import BATCH_PAIRS, batchable, diff_small
 from paramscope.core.tasks import TaskState, ensure_state
 
 DEFAULT_DIFF_BINS = 32
@@ -162,25 +163,44 @@ def diff_state_dicts(
     result = DiffResult()
     result.only_a = [k for k in a if k not in b]
     result.only_b = [k for k in b if k not in a]
-    common = [k for k in a if k in b]
     ga, gb = _groups(a), _groups(b)
-    done: dict[tuple[object, object], TensorDiff] = {}
-    for i, name in enumerate(common):
-        state.progress(i / max(1, len(common)), name)
+    names_of: dict[tuple[object, object], list[str]] = {}  # a tensor tied on both sides: once
+    for name in (k for k in a if k in b):
         ta, tb = a[name], b[name]
         if tuple(ta.shape) != tuple(tb.shape) or ta.dtype.is_floating_point != tb.dtype.is_floating_point or ta.is_complex() != tb.is_complex():
             result.mismatched.append(Mismatch(name, tuple(ta.shape), tuple(tb.shape), _dtype(ta), _dtype(tb)))
             continue
-        pair = (ga[name], gb[name])
-        if pair in done:  # an alias of a tied tensor on both sides
-            done[pair].aliases += (name,)
-            continue
-        entry = diff_tensors(name, ta, tb, bins)
-        entry.aliases = (name,)
-        done[pair] = entry
+        names_of.setdefault((ga[name], gb[name]), []).append(name)
+    compared = [names[0] for names in names_of.values()]
+    done = _diff_small_ones(compared, a, b, bins, state)
+    alone = 0
+    for names in names_of.values():
+        name = names[0]
+        entry = done.get(name)
+        if entry is None:
+            state.progress((len(done) + alone) / max(1, len(compared)), name)
+            entry = diff_tensors(name, a[name], b[name], bins)
+            alone += 1
+        entry.aliases = tuple(names)
         result.tensors.append(entry)
     state.progress(1.0, f"{len(result.changed)} tensor(s) differ")
     return result
+
+
+def _diff_small_ones(
+    names: list[str], a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], bins: int, state: TaskState
+) -> dict[str, TensorDiff]:
+    """:func:`diff_tensors` of the small tensors among ``names``, many at a time (``diff_small``)."""
+    small = [n for n in names if batchable(a[n], b[n])]
+    done: dict[str, TensorDiff] = {}
+    for start in range(0, len(small), BATCH_PAIRS):
+        batch = small[start : start + BATCH_PAIRS]
+        state.progress(start / max(1, len(names)), batch[0])
+        for name, numbers in zip(batch, diff_small([(n, a[n], b[n]) for n in batch], bins), strict=True):
+            if numbers is not None:
+                ta, tb = a[name], b[name]
+                done[name] = TensorDiff(name, tuple(ta.shape), _dtype(ta), _dtype(tb), *numbers)
+    return done
 
 
 @dataclass(frozen=True)

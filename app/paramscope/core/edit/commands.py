@@ -185,11 +185,11 @@ class TensorEditCommand(Command):
 
     # --- undoable change --------------------------------------------------------------------
     def do(self) -> None:
-        self._nbytes = None  # ``after`` is set below
         with torch.no_grad():
-            if self._mutate is None:
+            if self._mutate is None:  # a redo: the sizes kept (0.1 s to sum again at 100,000)
                 self._restore(before=False)
                 return
+            self._nbytes = None  # ``after`` is set below
             if self._staged is not None:
                 self._swap_in_staged(self._staged)
                 self._staged = None
@@ -226,8 +226,8 @@ class TensorEditCommand(Command):
     @property
     def nbytes(self) -> int:
         # A swapped tensor holds one extra copy: whichever of before/after is not the live data
-        # (after is the next command's before, or live). Copied ones hold both. Kept until the
-        # next ``do`` (which sets ``after``): the undo label asks after every change.
+        # (after is the next command's before, or live). Copied ones hold both. Kept from the
+        # first ``do`` (which sets ``after``) on: the undo label asks after every change.
         if self._nbytes is None:
             total = 0
             for snap in self._snapshots:

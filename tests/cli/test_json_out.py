@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ def test_items_of_long_lists_read_back_as_the_standard_library_writes_them() -> 
         {"name": "sum past float's range", "values": [1e308, 1e308]},
         {"name": "mixed", "values": ["a", None, True, 0.1, 1e-5, 2]},
         [1.5, math.nan],
+        OrderedDict(name="an OrderedDict (a state_dict's type)", value=math.inf),
     ]
     data = {"rows": rows, "total": math.inf, "empty": []}
 

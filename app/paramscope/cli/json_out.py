@@ -30,10 +30,9 @@ _NO_FLOAT = frozenset({str, int, bool, type(None)})
 
 def _finite(value: Any) -> bool:
     """Whether ``value`` holds no NaN or Inf float (orjson would write them as ``null``)."""
-    kind = type(value)
-    if kind is dict:
+    if isinstance(value, dict):  # (subclasses too: orjson writes an OrderedDict as a dict)
         value = value.values()
-    elif kind is not list and kind is not tuple:
+    elif not isinstance(value, list | tuple):
         return not isinstance(value, float) or math.isfinite(value)
     for item in value:
         kind = type(item)

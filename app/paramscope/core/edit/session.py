@@ -408,7 +408,8 @@ class Session:
     def has_grad(self, name: str) -> bool:
         """Whether the parameter ``name`` has its ``.grad`` set now (read, not taken from the
         norms: code outside the window may have run backward)."""
-        return self._tensors[self.canonical(name)].grad is not None
+        tensor = self._tensors.get(self.canonical(name))  # (a name of a report rebuilt since: none)
+        return tensor is not None and tensor.grad is not None
 
     def missing_grad_norms(self) -> list[str]:
         norms, params = self._grad_norms, self.report.parameters

@@ -242,3 +242,26 @@ def test_statistics_come_in_parts_from_one_walk_of_the_model(window, qtbot, tmp_
     assert max(sizes) <= 300 and sum(sizes) >= 2_000 and sum(map(len, walks)) == 1
     name = "blocks.150.layers.3.weight"
     assert window.state.session.summaries[name].stats.max == float(tensors[name].max())
+
+
+def test_a_rescue_check_ends_with_its_window(qtbot, tmp_path, monkeypatch) -> None:
+    """The check that a replaced model went (see expect_freed) belongs to its window: once the
+    window is gone it unfreezes nothing (it did, seconds later, under another window or test,
+    whose frozen objects then went back to the collector)."""
+    from paramscope.gui.app.main_window import MainWindow
+
+    path = tmp_path / "looped.pt"
+    torch.save(Looped(), path)
+    other, _ = _checkpoint(tmp_path, 100)
+    monkeypatch.setattr(workers, "FREED_WITHIN_MS", 300)
+    unfrozen: list[bool] = []
+    monkeypatch.setattr(workers.gc, "unfreeze", lambda: unfrozen.append(True))
+    window = MainWindow(interactive=False)
+    window.show()
+    _open_and_wait(window, qtbot, path, trust=True)
+    _open_and_wait(window, qtbot, other)  # the looped model stays: a check is due in 0.3 s
+    window.statistics.cancel_and_wait()
+    window.close()
+    window.deleteLater()
+    qtbot.wait(1_000)
+    assert unfrozen == []

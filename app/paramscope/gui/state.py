@@ -83,7 +83,7 @@ class AppState(QObject):
                 self.busyChanged.emit(False, what)
         self.sessionChanged.emit()
         if old is not None and old.model is not session.model:
-            expect_freed(old.model)
+            expect_freed(old.model, self)
 
     # --- the session's selection, mirrored -----------------------------------------------------
     @property

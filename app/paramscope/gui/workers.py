@@ -68,12 +68,13 @@ def long_lived_objects() -> Iterator[None]:
 FREED_WITHIN_MS = 5000
 
 
-def expect_freed(model: object) -> None:
+def expect_freed(model: object, owner: QObject) -> None:
     """``model`` was replaced: reference counting frees it, frozen or not, unless a reference
     cycle holds it (a module whose hook is its own bound method), which the collector never
     walks while it is frozen. Then everything frozen goes back to the collector, which runs a
     full pass at once (~0.5 s for 10^6 objects; before a later freeze takes the cycle in again)
-    rather than the model staying in memory for good."""
+    rather than the model staying in memory for good. The check ends with ``owner`` (the
+    window's state): a window closed meanwhile unfreezes nothing another one froze."""
     try:
         ref = weakref.ref(model)
     except TypeError:
@@ -84,7 +85,7 @@ def expect_freed(model: object) -> None:
             gc.unfreeze()
             gc.collect()
 
-    QTimer.singleShot(FREED_WITHIN_MS, check)
+    QTimer.singleShot(FREED_WITHIN_MS, owner, check)
 
 
 class WorkerState(TaskState):

@@ -228,13 +228,13 @@ def test_opening_a_checkpoint_reads_no_gradient_on_the_gui_thread(window, qtbot,
 
 
 def test_statistics_come_in_parts_from_one_walk_of_the_model(window, qtbot, tmp_path, monkeypatch) -> None:
-    """Each part the window stores is at most BATCH_TENSORS summaries (storing a million at once
+    """Each part the window stores is at most PART_TENSORS summaries (storing a million at once
     held the GUI thread 0.4 s), and the model is walked once for all parts, not once per part."""
     import paramscope.core.model.model_statistics as model_statistics
     import paramscope.gui.app.statistics_worker as statistics_module
 
     path, tensors = _checkpoint(tmp_path, 2_000)
-    monkeypatch.setattr(statistics_module, "BATCH_TENSORS", 300)
+    monkeypatch.setattr(statistics_module, "PART_TENSORS", 300)
     stored = _record_thread(monkeypatch, session_module.Session, "store_summaries")
     walks = [_record_thread(monkeypatch, module, "named_tensors") for module in (statistics_module, model_statistics)]
     _open_and_wait(window, qtbot, path)

@@ -75,7 +75,7 @@ SMALL_ELEMENTS = 4096
 # Elements handled per batch of small tensors (progress and cancel between batches).
 BATCH_ELEMENTS = 1 << 20
 # ... and tensors: ``torch.cat`` of a batch holds the GIL throughout (~1 us per tensor), and the
-# window waits for it (a batch of 200,000 tiny tensors held it 0.2 s).
+# window waits for it (a batch of 200,000 tiny tensors held it 0.2 s). The diff's batches too.
 BATCH_TENSORS = 8192
 _BATCHED_DTYPES = (torch.float32,)
 # Integer tensors spanning at most this many values get one bar per value.

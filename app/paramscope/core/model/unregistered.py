@@ -39,33 +39,19 @@ _TORCH_ATTRIBUTES = frozenset(
 )
 
 
-_SKIPPED = _TORCH_ATTRIBUTES | _MODULE_INTERNALS
-_PLAIN = frozenset({str, int, float, bool, type(None)})  # values that hold no tensor
-
-
 def _holds_tensors(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
 
 
 def unregistered_in(
     module_name: str, module: nn.Module, registered: frozenset[int] = frozenset()
-) -> list[Unregistered]:
+) -> Iterator[Unregistered]:
     """Plain attributes ``.to()`` and ``state_dict()`` skip. ``registered``: ids of every
     parameter, buffer and module of the model: a reference to one of those (an LSTM's
     ``_flat_weights``) is not unregistered, nor is a module without tensors (a kernel table)."""
-    attributes = vars(module)
-    # most modules (a checkpoint's million containers) hold nothing else but strings and numbers
-    if all(type(attributes[name]) in _PLAIN for name in attributes.keys() - _SKIPPED):
-        return []
-    return list(_unregistered(module_name, module, registered, attributes))
-
-
-def _unregistered(
-    module_name: str, module: nn.Module, registered: frozenset[int], attributes: dict[str, object]
-) -> Iterator[Unregistered]:
     where = module_name or "(root)"
-    for attribute, value in attributes.items():
-        if attribute in _SKIPPED or "hook" in attribute:
+    for attribute, value in vars(module).items():
+        if attribute in _TORCH_ATTRIBUTES or attribute in _MODULE_INTERNALS or "hook" in attribute:
             continue
         if isinstance(value, torch.Tensor) and id(value) in registered:
             continue

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from paramscope.core.model.model_statistics import BATCH_TENSORS
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
-from paramscope.core.sources.diff_small import BATCH_PAIRS, batchable, diff_small
+from paramscope.core.sources.diff_small import batchable, diff_small
 from paramscope.core.tasks import TaskState, ensure_state
 
 DEFAULT_DIFF_BINS = 32
@@ -193,8 +194,8 @@ def _diff_small_ones(
     """:func:`diff_tensors` of the small tensors among ``names``, many at a time (``diff_small``)."""
     small = [n for n in names if batchable(a[n], b[n])]
     done: dict[str, TensorDiff] = {}
-    for start in range(0, len(small), BATCH_PAIRS):
-        batch = small[start : start + BATCH_PAIRS]
+    for start in range(0, len(small), BATCH_TENSORS):
+        batch = small[start : start + BATCH_TENSORS]
         state.progress(start / max(1, len(names)), batch[0])
         for name, numbers in zip(batch, diff_small([(n, a[n], b[n]) for n in batch], bins), strict=True):
             if numbers is not None:

@@ -17,8 +17,6 @@ import torch
 from paramscope.core.model.model_statistics import SMALL_ELEMENTS, batch_histograms, regular_steps
 from paramscope.core.model.stat_results import Histogram
 
-# Pairs per batch (progress and cancel between batches; torch.cat holds the GIL throughout).
-BATCH_PAIRS = 8192
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 

@@ -29,7 +29,7 @@ from paramscope.gui.workers import SliceState, TaskWorker, WorkerState, long_liv
 BATCH_BYTES = 64 << 20
 # ... or of this many tensors: storing a batch's summaries is a pass on the GUI thread (0.4 s for
 # a million tiny tensors at once)
-BATCH_TENSORS = 65_536
+PART_TENSORS = 65_536
 # A window that never paints (minimized, on another desktop) still gets its statistics.
 FIRST_PAINT_MAX_MS = 500
 
@@ -38,7 +38,7 @@ def _batches(report: ModelReport, names: list[str]) -> list[list[str]]:
     batches: list[list[str]] = [[]]
     size = 0
     for name in names:
-        if batches[-1] and (size >= BATCH_BYTES or len(batches[-1]) == BATCH_TENSORS):
+        if batches[-1] and (size >= BATCH_BYTES or len(batches[-1]) == PART_TENSORS):
             batches.append([])
             size = 0
         batches[-1].append(name)

@@ -15,6 +15,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersisten
 
 from paramscope.core.sources.diff import DiffResult
 from paramscope.gui.multidata import OneCallPerCell
+from paramscope.gui.number_text import number_text
 
 COLUMNS = ("name", "status", "max |Δ|", "rel. change", "cosine")
 #: name, status, then max |Δ|, relative change and cosine (None where they do not apply)
@@ -33,14 +34,6 @@ def diff_rows(result: DiffResult, a: str = "A", b: str = "B") -> list[Row]:
     rows += [(n, f"only in {b}", None, None, None) for n in result.only_b]
     rows += [(m.name, "mismatch: " + m.describe().split(": ", 1)[1], None, None, None) for m in result.mismatched]
     return rows
-
-
-def number_text(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isinf(value) or math.isnan(value):
-        return str(value)
-    return f"{value:.4g}"
 
 
 def _number_key(value: float | None) -> float:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from paramscope.core.runs.series import SeriesPoint, SeriesRow
 from paramscope.gui import colors
+from paramscope.gui.number_text import number_text
 
 # key -> (menu label, colour bar label). No plot title: a long one set the plot's minimum width.
 METRICS: dict[str, tuple[str, str]] = {
@@ -107,14 +108,6 @@ def elided(name: str, limit: int = LABEL_CHARS) -> str:
         return name
     keep = limit - 1
     return name[: keep // 2] + "…" + name[len(name) - (keep - keep // 2) :]
-
-
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    return f"{value:.6g}"
 
 
 def _haloed(width: float) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
@@ -260,13 +253,13 @@ class HeatStrip(QWidget):
         if point is None:
             return f"{head}\nabsent from this checkpoint"
         value = metric_value(point, self.metric)
-        lines = [head, f"{METRICS[self.metric][0]}: {fmt(value)}"]
+        lines = [head, f"{METRICS[self.metric][0]}: {number_text(value, 6)}"]
         if value is None:
             lines[-1] += " (no checkpoint before, or the shape changed)"
         elif math.isnan(value):
             lines[-1] += " (undefined: NaN/Inf here or in the checkpoint compared with)"
-        lines.append(f"norm {fmt(point.norm)}   std {fmt(point.std)}   max|w| {fmt(point.max_abs)}")
-        lines.append(f"Δprev {fmt(point.rel_prev)}   Δfirst {fmt(point.rel_first)}")
+        lines.append(f"norm {number_text(point.norm, 6)}   std {number_text(point.std, 6)}   max|w| {number_text(point.max_abs, 6)}")
+        lines.append(f"Δprev {number_text(point.rel_prev, 6)}   Δfirst {number_text(point.rel_first, 6)}")
         lines.append(f"NaN {point.nan:,}   Inf {point.inf:,}")
         lines.append("click: histograms at this step and the one before")
         return "\n".join(lines)

@@ -22,14 +22,16 @@ class Entries(Sequence[dict[str, Any]], Generic[Item]):
     """JSON entries made when read, one per item: the output of a million tensors is written entry
     by entry and never held whole (a few KB per tensor: gigabytes).
 
-    ``make`` gives JSON-ready entries (:func:`json_ready`), so a writer need not look into them.
+    ``ready_for_json``: ``make`` promises JSON-ready entries (:func:`json_ready`: no NaN or Inf
+    float), so a writer need not look into them.
     """
 
-    ready_for_json = True
-
-    def __init__(self, items: Sequence[Item], make: Callable[[Item], dict[str, Any]]) -> None:
+    def __init__(
+        self, items: Sequence[Item], make: Callable[[Item], dict[str, Any]], ready_for_json: bool = False
+    ) -> None:
         self._items = items
         self._make = make
+        self.ready_for_json = ready_for_json
 
     def __len__(self) -> int:
         return len(self._items)
@@ -89,7 +91,7 @@ def report_to_dict(
     summaries = summaries or {}
 
     def listed(items: Sequence[Item], make: Callable[[Item], dict[str, Any]]) -> Sequence[dict[str, Any]]:
-        return Entries(items, make) if lazy else [make(item) for item in items]
+        return Entries(items, make, ready_for_json=True) if lazy else [make(item) for item in items]
 
     return {
         "modules": listed(list(report.modules.values()), module_entry),

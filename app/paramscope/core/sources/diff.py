@@ -197,7 +197,7 @@ def _diff_small_ones(
     for start in range(0, len(small), BATCH_TENSORS):
         batch = small[start : start + BATCH_TENSORS]
         state.progress(start / max(1, len(names)), batch[0])
-        for name, numbers in zip(batch, diff_small([(n, a[n], b[n]) for n in batch], bins), strict=True):
+        for name, numbers in zip(batch, diff_small([(a[n], b[n]) for n in batch], bins), strict=True):
             if numbers is not None:
                 ta, tb = a[name], b[name]
                 done[name] = TensorDiff(name, tuple(ta.shape), _dtype(ta), _dtype(tb), *numbers)

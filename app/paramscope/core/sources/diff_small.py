@@ -17,6 +17,8 @@ import torch
 from paramscope.core.model.model_statistics import SMALL_ELEMENTS, batch_histograms, regular_steps
 from paramscope.core.model.stat_results import Histogram
 
+# max_abs, rel_change, cosine, norm_a, norm_b, histogram: the fields of a TensorDiff after its names
+Numbers = tuple[float, float, float | None, float, float, Histogram | None]
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
@@ -42,16 +44,16 @@ def _flat64(tensors: Sequence[torch.Tensor]) -> np.ndarray:
 
 
 def diff_small(
-    pairs: Sequence[tuple[str, torch.Tensor, torch.Tensor]], bins: int
-) -> list[tuple[float, float, float | None, float, float, Histogram | None] | None]:
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], bins: int
+) -> list[Numbers | None]:
     """``(max_abs, rel_change, cosine, norm_a, norm_b, histogram)`` of each :func:`batchable`
-    pair ``(name, a, b)`` (``bins`` 0: no histogram); None where the single-tensor diff must
+    pair ``(a, b)`` (``bins`` 0: no histogram); None where the single-tensor diff must
     take it."""
     if not pairs:
         return []
-    sizes = np.fromiter((a.numel() for _, a, _ in pairs), dtype=np.int64, count=len(pairs))
-    a = _flat64([p[1] for p in pairs])
-    b = _flat64([p[2] for p in pairs])
+    sizes = np.fromiter((a.numel() for a, _ in pairs), dtype=np.int64, count=len(pairs))
+    a = _flat64([p[0] for p in pairs])
+    b = _flat64([p[1] for p in pairs])
     with np.errstate(over="ignore", invalid="ignore"):
         delta = b - a
         starts = np.zeros(len(pairs), dtype=np.int64)
@@ -71,7 +73,7 @@ def diff_small(
         segment = np.repeat(np.arange(len(pairs)), sizes)
         for i, histogram in zip(group.tolist(), batch_histograms(delta, segment, sizes, lo, hi, group, bins), strict=True):
             histograms[i] = histogram
-    out: list[tuple[float, float, float | None, float, float, Histogram | None] | None] = []
+    out: list[Numbers | None] = []
     columns = zip(finite.tolist(), max_abs.tolist(), norm_a.tolist(), norm_b.tolist(), norm_d.tolist(), dot.tolist(), histograms, strict=True)
     for ok, most, na, nb, nd, ab, histogram in columns:
         if not ok or (bins > 0 and histogram is None):

@@ -7,14 +7,13 @@ tensor on both sides are compared once, under the first name, with the others as
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from paramscope.core.model.model_statistics import BATCH_TENSORS
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
-from paramscope.core.sources.diff_small import batchable, diff_small
+from paramscope.core.sources.diff_small import batchable, change_and_cosine, diff_small
 from paramscope.core.tasks import TaskState, ensure_state
 
 DEFAULT_DIFF_BINS = 32
@@ -125,11 +124,7 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     norm_b = float(torch.linalg.vector_norm(b64)) if b64.numel() else 0.0
     norm_d = float(torch.linalg.vector_norm(delta)) if delta.numel() else 0.0
     max_abs = float(delta.abs().max()) if delta.numel() else 0.0
-    rel = norm_d / norm_a if norm_a > 0 else 0.0 if norm_d == 0 else math.inf
-    cosine = None
-    if norm_a > 0 and norm_b > 0 and math.isfinite(norm_a) and math.isfinite(norm_b):
-        cosine = float(torch.dot(a64, b64)) / (norm_a * norm_b)
-        cosine = max(-1.0, min(1.0, cosine))
+    rel, cosine = change_and_cosine(norm_a, norm_b, norm_d, float(torch.dot(a64, b64)) if a64.numel() else 0.0)
     histogram = tensor_histogram(delta, bins=bins) if bins > 0 else None
     return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), max_abs, rel, cosine, norm_a, norm_b, histogram)
 

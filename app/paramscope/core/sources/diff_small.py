@@ -17,7 +17,8 @@ import torch
 from paramscope.core.model.model_statistics import SMALL_ELEMENTS, batch_histograms, regular_steps
 from paramscope.core.model.stat_results import Histogram
 
-# max_abs, rel_change, cosine, norm_a, norm_b, histogram: the fields of a TensorDiff after its names
+# max_abs, rel_change, cosine, norm_a, norm_b, histogram: a TensorDiff's fields after its name,
+# shape and dtypes
 Numbers = tuple[float, float, float | None, float, float, Histogram | None]
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -79,9 +80,14 @@ def diff_small(
         if not ok or (bins > 0 and histogram is None):
             out.append(None)
             continue
-        rel = nd / na if na > 0 else 0.0 if nd == 0 else math.inf
-        cosine = None
-        if na > 0 and nb > 0 and math.isfinite(na) and math.isfinite(nb):
-            cosine = max(-1.0, min(1.0, ab / (na * nb)))
-        out.append((most, rel, cosine, na, nb, histogram))
+        out.append((most, *change_and_cosine(na, nb, nd, ab), na, nb, histogram))
     return out
+
+
+def change_and_cosine(norm_a: float, norm_b: float, norm_d: float, dot: float) -> tuple[float, float | None]:
+    """``‖Δ‖/‖A‖`` (inf when A is zero and B is not) and the cosine of A and B (None when either
+    is zero or not finite), from the norms of A, B and Δ and the dot product of A and B."""
+    rel = norm_d / norm_a if norm_a > 0 else 0.0 if norm_d == 0 else math.inf
+    if not (norm_a > 0 and norm_b > 0 and math.isfinite(norm_a) and math.isfinite(norm_b)):
+        return rel, None
+    return rel, max(-1.0, min(1.0, dot / (norm_a * norm_b)))

@@ -45,6 +45,17 @@ def test_zero_reference_and_integers() -> None:
     assert same.identical and same.rel_change == 0.0 and same.cosine == pytest.approx(1.0)
 
 
+def test_values_whose_squares_overflow_float64_give_exact_norms_change_and_cosine() -> None:
+    """The norms of [3e200, 3e200, 3e200, -3e200] came out inf, the change NaN and no cosine."""
+    a = torch.tensor([3e200, 3e200, 3e200, -3e200], dtype=torch.float64)
+    b = torch.tensor([3e200, 3e200, -3e200, -3e200], dtype=torch.float64)
+    for d in (diff_tensors("w", a, b), diff_state_dicts({"w": a}, {"w": b}).tensors[0]):
+        assert (d.norm_a, d.norm_b, d.max_abs) == (pytest.approx(6e200, rel=1e-15), pytest.approx(6e200, rel=1e-15), 6e200)
+        assert (d.rel_change, d.cosine) == (pytest.approx(1.0, rel=1e-15), pytest.approx(0.5, rel=1e-15))
+    ends = diff_tensors("w", torch.tensor([-1e308, 1e308], dtype=torch.float64), torch.tensor([-1e308, 1e308], dtype=torch.float64))
+    assert (ends.norm_a, ends.rel_change, ends.cosine) == (pytest.approx(math.sqrt(2) * 1e308, rel=1e-15), 0.0, pytest.approx(1.0))
+
+
 def test_state_dict_diff_lists_sides_and_mismatches() -> None:
     a = {"w": torch.ones(2), "only_a": torch.ones(1), "shape": torch.ones(2, 2), "kind": torch.ones(2)}
     b = {"w": torch.ones(2) * 2, "only_b": torch.ones(1), "shape": torch.ones(3), "kind": torch.ones(2, dtype=torch.int64)}
@@ -87,6 +98,9 @@ def _pairs() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     a["nan"], b["nan"] = torch.tensor([1.0, 2.0]), torch.tensor([math.nan, 2.0])
     a["huge"], b["huge"] = torch.tensor([-1e308, 0.0], dtype=torch.float64), torch.tensor([1e308, 0.0], dtype=torch.float64)
     a["ints"], b["ints"] = torch.arange(4), torch.arange(4) + 1
+    # squares past float64's range: the batch's sums overflow, the single diff scales
+    a["squares"] = torch.tensor([3e200, 3e200, 3e200, -3e200], dtype=torch.float64)
+    b["squares"] = torch.tensor([3e200, 3e200, -3e200, -3e200], dtype=torch.float64)
     # Δ a constant 1e30: widened by 0.5 it is still one value, bars of no width
     a["wide"], b["wide"] = torch.full((2,), 1e30, dtype=torch.float64), torch.full((2,), 2e30, dtype=torch.float64)
     a["empty"], b["empty"] = torch.zeros(0), torch.zeros(0)
@@ -123,4 +137,4 @@ def test_small_tensors_are_diffed_many_at_a_time(monkeypatch) -> None:
     monkeypatch.setattr(diff_module, "diff_tensors", lambda name, *args: (alone.append(name), real(name, *args))[1])
     a, b = _pairs()
     diff_state_dicts(a, b, bins=8)
-    assert sorted(alone) == ["empty", "huge", "ints", "large", "nan", "wide"]
+    assert sorted(alone) == ["empty", "huge", "ints", "large", "nan", "squares", "wide"]

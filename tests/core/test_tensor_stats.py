@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from unittest.mock import patch
 
@@ -533,3 +534,45 @@ def test_a_constant_past_two_to_the_53_has_its_bar_beside_a_nan() -> None:
     assert tensor_histogram(values, bins=4).counts.tolist() == [0, 0, 0, 2]
     spread = torch.tensor([0.0, 1e30, 2e30], dtype=torch.float64)
     assert tensor_histogram(spread, bins=4, value_range=(1e30, 1e30)).counts.tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-1e308, 1e308, 0.0],
+        [3e200, 3e200, 3e200, -3e200],
+        [1e300, 1e-300, 0.0, -2e299, math.nan, math.inf, 5.0],
+    ],
+    ids=["both-ends-of-float64", "past-1e154", "with-tiny-nan-inf"],
+)
+def test_values_past_1e154_give_the_statistics_of_exact_arithmetic(values: list[float]) -> None:
+    """float64 squares overflow past ~1.3e154 and a range ``hi - lo`` past ~9e307: the std and
+    norm came out NaN, the mean of [-1e308, 1e308, 0] 1e308 (it is 0) and the bin edges NaN."""
+    x = torch.tensor(values, dtype=torch.float64)
+    finite = [Fraction(v) for v in values if math.isfinite(v)]
+    mean = sum(finite) / len(finite)
+    scale = Fraction(2) ** 600  # exact rationals, scaled only to take the float square roots
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1) / scale**2) * 2.0**600
+    norm = math.sqrt(sum(v * v for v in finite) / scale**2) * 2.0**600
+    zeros = sum(v == 0 for v in values) / len(values)
+    with patch.object(scan_module, "CHUNK_ELEMENTS", 2):  # one chunk, and many
+        for chunked in (False, True):
+            summaries = [tensor_stats(x), tensor_summary(x, bins=32)[0]] if chunked else [tensor_stats(x)]
+            for stats in summaries:
+                assert stats.mean == pytest.approx(float(mean), rel=1e-15, abs=1e-15 * 1e308)
+                assert stats.std == pytest.approx(std, rel=1e-14)
+                assert stats.norm == pytest.approx(norm, rel=1e-14)
+                assert (stats.min, stats.max, stats.zero_fraction) == (min(finite), max(finite), zeros)
+    half = x / 2  # numpy's own edges and counts would overflow: the same at half the values, doubled
+    half_counts, *_ = reference(half, bins=32)
+    half_edges = histogram_edges(float(min(finite) / 2), float(max(finite) / 2), 32)
+    for histogram in all_histograms(x, bins=32):
+        np.testing.assert_array_equal(histogram.edges, half_edges * 2)
+        np.testing.assert_array_equal(histogram.counts, half_counts)
+
+
+def test_a_histogram_range_wider_than_float64_has_finite_edges() -> None:
+    x = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+    for histogram in all_histograms(x, bins=4, value_range=(-1e308, 1e308)):
+        np.testing.assert_array_equal(histogram.edges, [-1e308, -5e307, 0.0, 5e307, 1e308])
+        assert histogram.counts.tolist() == [0, 1, 2, 0]

@@ -7,9 +7,11 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
+from PySide6.QtCore import QPointF
 
-from paramscope.core.model.tensor_stats import tensor_histogram
+from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
 from paramscope.gui.panels.value_grid import MAX_ELEMENTS, grid_of
 from paramscope.gui.plots.histogram_view import HistogramView
 
@@ -71,7 +73,7 @@ def test_many_histogram_updates_keep_the_process_alive(tmp_path):
             import numpy as np
             import torch
             from PySide6.QtWidgets import QApplication
-            from paramscope.core.model.tensor_stats import tensor_histogram
+            from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
             from paramscope.gui.plots.histogram_view import HistogramView
 
             app = QApplication([])
@@ -141,3 +143,38 @@ def test_nan_counts_stay_readable_in_the_dark_theme(qtbot):
         assert QColor(view.nonfinite_label.text().split("color:")[1].split("'")[0]).lightness() < 128
     finally:
         apply_theme(app, "system")
+
+
+
+def _colored(view: HistogramView, x: float, count: float) -> int:
+    """How many pixels within 3 of the point (x, count) of the plot (x in its drawn units) show
+    a colour: bars and their outline (background and grid lines are grey)."""
+    scene = view.plot.getViewBox().mapViewToScene(QPointF(x, count))
+    center = view.plot_widget.mapFromScene(scene)
+    image = view.plot_widget.grab().toImage()
+    colors = [image.pixelColor(center.x() + dx, center.y() + dy) for dx in range(-3, 4) for dy in range(-3, 4)]
+    return sum(c.red() != c.green() or c.green() != c.blue() for c in colors)
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e200, 1e307])
+def test_bars_of_values_past_1e150_are_drawn_like_any_others(qtbot, magnitude: float) -> None:
+    """Qt's path arithmetic squares data coordinates: from ~1e150 on the fill of the first bar
+    ran diagonally to the origin over empty bins, and past ~9e307 the view's range overflowed
+    and cut the bars off."""
+    view = HistogramView()
+    qtbot.addWidget(view)
+    view.resize(500, 350)
+    view.show()
+    counts = np.zeros(32, dtype=np.int64)
+    counts[[0, 10, 31]] = [1, 2, 3]
+    view.set_histograms(Histogram(np.linspace(-3, 3, 33) * magnitude, counts), title="w")
+    qtbot.waitExposed(view)
+    low, high = view.x_range()
+    assert low <= -3 * magnitude and high >= 3 * magnitude  # every bar in view
+    drawn_high = view.plot.getViewBox().viewRange()[0][1]
+    axis_scale = view.plot.getAxis("bottom").scale  # the tick labels are drawn values times this
+    assert axis_scale * drawn_high == pytest.approx(high, rel=1e-12)
+    unit = high / drawn_high
+    assert _colored(view, -2.9 * magnitude / unit, 0.5) == 49  # inside the first bar
+    assert _colored(view, -1.5 * magnitude / unit, 0.5) == 0  # above empty bins
+    assert _colored(view, 1.5 * magnitude / unit, 0.5) == 0

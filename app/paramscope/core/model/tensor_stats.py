@@ -27,6 +27,12 @@ import math
 
 import torch
 
+from paramscope.core.model.extreme_values import (
+    histogram_scaled_back,
+    scale_exponent,
+    scaled,
+    stats_scaled_back,
+)
 from paramscope.core.model.float_scan import count_zeros, prefer_compiled, scan_float, uses_compiled
 from paramscope.core.model.histogram_pass import histogram_pass
 from paramscope.core.model.stat_results import (
@@ -92,6 +98,10 @@ def tensor_stats(tensor: torch.Tensor, state: TaskState | None = None) -> Tensor
         if flat.dtype in TABLE_DTYPES:
             return table_stats(value_table(flat, state), numel, note)
         scan = scan_float(flat, state, moments=True)
+        k = scale_exponent(scan.lo, scan.hi)
+        if k:  # squares would overflow: see extreme_values
+            of_copy = scan_float(scaled(flat, k), state, moments=True).stats(numel, note)
+            return stats_scaled_back(of_copy, k, scan.lo, scan.hi, scan.zeros)
     except (RuntimeError, TypeError) as exc:  # e.g. float8 types without a float64 cast
         return TensorStats(numel=numel, has_data=False, note=f"cannot read values: {exc}")
     return scan.stats(numel, note)
@@ -160,6 +170,10 @@ def _float_histogram(
     if value_range is None:
         value_range = (stats_lo, stats_hi)
     inside = trusted and value_range[0] <= stats_lo and stats_hi <= value_range[1]
+    k = scale_exponent(stats_lo, stats_hi, *value_range)
+    if k:  # the range or the edges would overflow: see extreme_values
+        flat, stats_lo = scaled(flat, k), stats_lo * 2.0**-k
+        value_range = (value_range[0] * 2.0**-k, value_range[1] * 2.0**-k)
     scan = histogram_pass(
         flat,
         bins,
@@ -170,7 +184,7 @@ def _float_histogram(
         moments=False,
         state=state,
     )
-    return scan.histogram(note)
+    return histogram_scaled_back(scan.histogram(note), k) if k else scan.histogram(note)
 
 
 def tensor_summary(
@@ -207,8 +221,8 @@ def tensor_summary(
             stats = table_stats(table, numel, note)
             return stats, table_histogram(table, bins, value_range or table_range(table), note)
         ranges = scan_float(flat, state, moments=False, zeros=not uses_compiled(flat))
-        if ranges.nonfinite:  # rare: the masking path, both passes in full
-            stats = tensor_stats(tensor, state)
+        if ranges.nonfinite or scale_exponent(ranges.lo, ranges.hi, *(value_range or ())):
+            stats = tensor_stats(tensor, state)  # rare: both passes in full (masking, or scaling)
             return stats, tensor_histogram(tensor, bins, value_range, stats, state)
         if ranges.count == 0:
             return ranges.stats(numel, note), empty_histogram(bins)

@@ -7,10 +7,12 @@ tensor on both sides are compared once, under the first name, with the others as
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
+from paramscope.core.model.extreme_values import scale_exponent, scaled
 from paramscope.core.model.model_statistics import BATCH_TENSORS
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
 from paramscope.core.sources.diff_small import batchable, change_and_cosine, diff_small
@@ -120,13 +122,29 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     """
     a64, b64 = _as_float64(a), _as_float64(b)
     delta = b64 - a64
-    norm_a = float(torch.linalg.vector_norm(a64)) if a64.numel() else 0.0
-    norm_b = float(torch.linalg.vector_norm(b64)) if b64.numel() else 0.0
-    norm_d = float(torch.linalg.vector_norm(delta)) if delta.numel() else 0.0
+    norm_a, norm_b, norm_d, dot = _norms_and_dot(a64, b64, delta)
     max_abs = float(delta.abs().max()) if delta.numel() else 0.0
-    rel, cosine = change_and_cosine(norm_a, norm_b, norm_d, float(torch.dot(a64, b64)) if a64.numel() else 0.0)
+    k = 0 if math.isfinite(norm_a + norm_b + norm_d + dot) else scale_exponent(_top(a64), _top(b64))
+    if k:  # squares overflowed: the same sums over a copy scaled by 2**-k (see extreme_values)
+        small_a, small_b = scaled(a64, k), scaled(b64, k)
+        norm_a, norm_b, norm_d, dot = _norms_and_dot(small_a, small_b, small_b - small_a)
+    rel, cosine = change_and_cosine(norm_a, norm_b, norm_d, dot)
+    norm_a, norm_b = norm_a * 2.0**k, norm_b * 2.0**k
     histogram = tensor_histogram(delta, bins=bins) if bins > 0 else None
     return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), max_abs, rel, cosine, norm_a, norm_b, histogram)
+
+
+def _norms_and_dot(a: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> tuple[float, float, float, float]:
+    if a.numel() == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    norm = torch.linalg.vector_norm
+    return float(norm(a)), float(norm(b)), float(norm(delta)), float(torch.dot(a, b))
+
+
+def _top(values: torch.Tensor) -> float:
+    """The largest finite magnitude (0 for none)."""
+    finite = values[torch.isfinite(values)]
+    return float(finite.abs().max()) if finite.numel() else 0.0
 
 
 def _groups(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[object, ...]]:

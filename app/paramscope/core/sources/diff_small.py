@@ -67,6 +67,7 @@ def diff_small(
         norm_b = np.sqrt(np.add.reduceat(b * b, starts))
         norm_d = np.sqrt(np.add.reduceat(delta * delta, starts))
         dot = np.add.reduceat(a * b, starts)
+        finite &= np.isfinite(norm_a + norm_b + norm_d + dot)  # overflowed: the single diff scales
     histograms: list[Histogram | None] = [None] * len(pairs)
     if bins > 0:
         group = np.flatnonzero(finite)

@@ -8,6 +8,8 @@ histogram: after ``normal_(std=0.01)`` over an old range of ±0.4 the new values
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -18,6 +20,16 @@ from paramscope.gui import colors
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
 LOG_FLOOR = -0.3  # where empty bins sit on the log axis: below 10**0 = one count
+# Qt's path arithmetic squares data coordinates (fills drawn past ~1e150 went astray) and the
+# view's range overflows past ~9e307: values beyond this are drawn in units of a power of ten,
+# and the axis multiplies its labels back (AxisItem.setScale).
+LARGEST_DRAWN = 1e100
+
+
+def x_unit(*edge_arrays: np.ndarray) -> float:
+    """The unit the x values are drawn in: 1, or a power of ten past :data:`LARGEST_DRAWN`."""
+    top = max((float(np.max(np.abs(edges))) for edges in edge_arrays if len(edges)), default=0.0)
+    return 10.0 ** math.floor(math.log10(top)) if top > LARGEST_DRAWN else 1.0
 
 
 def _log_counts(counts: np.ndarray) -> np.ndarray:
@@ -61,6 +73,7 @@ class HistogramView(QWidget):
         self._legend_key: tuple[str, ...] = ()
         self._title = ""
         self._log_shown = False
+        self._unit = 1.0  # x values are drawn divided by this (see x_unit)
         self._add_plot_items()
         self._lay_out()
         self.current: Histogram | None = None
@@ -165,6 +178,7 @@ class HistogramView(QWidget):
             self.plot.getAxis("left").setLogMode(False, log)
             self.plot.setLabel("left", "count (log)" if log else "count")
         fill = LOG_FLOOR if log else 0.0
+        self._set_unit()
         shown: list[tuple[str, pg.PlotDataItem]] = []
         for item, hist, label in (
             (self.current_item, self.current, self.labels[0]),
@@ -176,7 +190,7 @@ class HistogramView(QWidget):
             edges, counts = bars_to_draw(np.asarray(hist.edges, dtype=np.float64), np.asarray(hist.counts))
             y = _log_counts(counts) if log else counts.astype(np.float64)
             item.setFillLevel(fill)
-            item.setData(edges, y)
+            item.setData(edges / self._unit, y)
             item.show()
             shown.append((label, item))
         if self.theory is not None and self.current is not None and len(self.current.counts):
@@ -186,7 +200,7 @@ class HistogramView(QWidget):
             y = np.asarray(density, dtype=np.float64) * scale
             if log:
                 y = np.where(y > 0, np.log10(np.maximum(y, 1e-300)), np.nan)
-            self.theory_item.setData(np.asarray(x, dtype=np.float64), y, connect="finite")
+            self.theory_item.setData(np.asarray(x, dtype=np.float64) / self._unit, y, connect="finite")
             self.theory_item.show()
             shown.append((label, self.theory_item))
         else:
@@ -212,7 +226,7 @@ class HistogramView(QWidget):
             edges, _ = bars_to_draw(np.asarray(self.current.edges, dtype=np.float64), np.asarray(self.current.counts))
             view_box.setAutoVisible(y=True)  # y fits the bars in view, not the old ones outside it
             view_box.enableAutoRange(axis=view_box.YAxis)
-            view_box.setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
+            view_box.setXRange(float(edges[0]) / self._unit, float(edges[-1]) / self._unit, padding=0.02)
         else:
             view_box.setAutoVisible(y=False)
             self.plot.enableAutoRange()
@@ -222,7 +236,14 @@ class HistogramView(QWidget):
         view_box = self.plot.getViewBox()
         view_box.prepareForPaint()  # an automatic range is otherwise computed only when painting
         low, high = view_box.viewRange()[0]
-        return float(low), float(high)
+        return float(low) * self._unit, float(high) * self._unit
+
+    def _set_unit(self) -> None:
+        shown = [h.edges for h in (self.current, self.previous) if h is not None and len(h.counts)]
+        unit = x_unit(*(np.asarray(edges, dtype=np.float64) for edges in shown))
+        if unit != self._unit:
+            self._unit = unit
+            self.plot.getAxis("bottom").setScale(unit)
 
     def _update_legend(self, shown: list[tuple[str, pg.PlotDataItem]]) -> None:
         key = tuple(label for label, _ in shown)

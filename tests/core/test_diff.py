@@ -45,12 +45,15 @@ def test_zero_reference_and_integers() -> None:
     assert same.identical and same.rel_change == 0.0 and same.cosine == pytest.approx(1.0)
 
 
-def test_values_whose_squares_overflow_float64_give_exact_norms_change_and_cosine() -> None:
-    """The norms of [3e200, 3e200, 3e200, -3e200] came out inf, the change NaN and no cosine."""
-    a = torch.tensor([3e200, 3e200, 3e200, -3e200], dtype=torch.float64)
-    b = torch.tensor([3e200, 3e200, -3e200, -3e200], dtype=torch.float64)
+@pytest.mark.parametrize("magnitude", [1e200, 1e-200])
+def test_values_whose_squares_leave_float64_give_exact_norms_change_and_cosine(magnitude: float) -> None:
+    """The norms of [3e200, 3e200, 3e200, -3e200] came out inf, the change NaN and no cosine; those
+    of [3e-200, ...] 0, the change inf ("A is zero") and no cosine."""
+    a = torch.tensor([3.0, 3.0, 3.0, -3.0], dtype=torch.float64) * magnitude
+    b = torch.tensor([3.0, 3.0, -3.0, -3.0], dtype=torch.float64) * magnitude
     for d in (diff_tensors("w", a, b), diff_state_dicts({"w": a}, {"w": b}).tensors[0]):
-        assert (d.norm_a, d.norm_b, d.max_abs) == (pytest.approx(6e200, rel=1e-15), pytest.approx(6e200, rel=1e-15), 6e200)
+        six = pytest.approx(6 * magnitude, rel=1e-15)
+        assert (d.norm_a, d.norm_b, d.max_abs) == (six, six, six)
         assert (d.rel_change, d.cosine) == (pytest.approx(1.0, rel=1e-15), pytest.approx(0.5, rel=1e-15))
     ends = diff_tensors("w", torch.tensor([-1e308, 1e308], dtype=torch.float64), torch.tensor([-1e308, 1e308], dtype=torch.float64))
     assert (ends.norm_a, ends.rel_change, ends.cosine) == (pytest.approx(math.sqrt(2) * 1e308, rel=1e-15), 0.0, pytest.approx(1.0))
@@ -101,6 +104,7 @@ def _pairs() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     # squares past float64's range: the batch's sums overflow, the single diff scales
     a["squares"] = torch.tensor([3e200, 3e200, 3e200, -3e200], dtype=torch.float64)
     b["squares"] = torch.tensor([3e200, 3e200, -3e200, -3e200], dtype=torch.float64)
+    a["tiny"], b["tiny"] = a["squares"] * 1e-200 * 1e-200, b["squares"] * 1e-200 * 1e-200  # squares vanish
     # Δ a constant 1e30: widened by 0.5 it is still one value, bars of no width
     a["wide"], b["wide"] = torch.full((2,), 1e30, dtype=torch.float64), torch.full((2,), 2e30, dtype=torch.float64)
     a["empty"], b["empty"] = torch.zeros(0), torch.zeros(0)
@@ -137,4 +141,4 @@ def test_small_tensors_are_diffed_many_at_a_time(monkeypatch) -> None:
     monkeypatch.setattr(diff_module, "diff_tensors", lambda name, *args: (alone.append(name), real(name, *args))[1])
     a, b = _pairs()
     diff_state_dicts(a, b, bins=8)
-    assert sorted(alone) == ["empty", "huge", "ints", "large", "nan", "squares", "wide"]
+    assert sorted(alone) == ["empty", "huge", "ints", "large", "nan", "squares", "tiny", "wide"]

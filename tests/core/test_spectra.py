@@ -109,3 +109,26 @@ def test_inspect_spectra_json_adds_keys_and_keeps_the_others(capsys):
     assert {"spectral_norm", "stable_rank", "condition_number", "marchenko_pastur"} <= set(first)
     assert main(["inspect", "demo:cnn", "--spectra"]) == 0
     assert "stable rank" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("magnitude", [1e-200, 1e300])
+def test_the_numbers_of_a_matrix_are_those_of_its_scaled_copy_past_1e154(magnitude: float):
+    """Squares overflow past ~1.3e154: the Frobenius norm came out Inf, the stable rank raised
+    OverflowError (a traceback on the Spectrum tab) and the law's sigma**2 too."""
+    generator = torch.Generator().manual_seed(2)
+    unit = torch.randn(30, 50, generator=generator, dtype=torch.float64)
+    scaled, plain = spectrum("big", unit * magnitude), spectrum("unit", unit)
+    assert scaled.frobenius == pytest.approx(plain.frobenius * magnitude, rel=1e-12)
+    assert scaled.stable_rank == pytest.approx(plain.stable_rank, rel=1e-12)
+    assert scaled.std == pytest.approx(plain.std * magnitude, rel=1e-12)
+    law, unit_law = scaled.marchenko_pastur, plain.marchenko_pastur
+    assert (law.low, law.high) == (pytest.approx(unit_law.low * magnitude), pytest.approx(unit_law.high * magnitude))
+    x = np.linspace(unit_law.low, unit_law.high, 101)[1:-1]  # (at the edges rounding decides)
+    np.testing.assert_allclose(law.pdf(x * magnitude) * magnitude, unit_law.pdf(x), rtol=1e-12)
+    assert scaled.outliers() == plain.outliers()
+    assert json.loads(json.dumps(scaled.to_dict()))["frobenius_norm"] == pytest.approx(plain.frobenius * magnitude)
+
+
+def test_singular_values_past_float64_say_so():
+    with pytest.raises(ValueError, match="past float64's range"):
+        spectrum("w", torch.full((4, 4), 1.5e308, dtype=torch.float64))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from PySide6.QtGui import QImage, QPainter
 
 from paramscope.gui.plots.heatmap_view import MAX_DISPLAY, block_maxabs
 
@@ -75,3 +77,52 @@ def test_large_weight_title_says_downsampled(qtbot):
 
 def math_ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def test_a_weight_past_float32s_range_is_finite_and_labelled_with_its_values(window):
+    """float64 values past 3.4e38 were counted as NaN/Inf ("drawn as 0") and the colour bar past
+    ~1e150 showed only the label 0."""
+    from torch import nn
+
+    from paramscope.core.sources.sources import OpenedModel
+
+    net = nn.Linear(8, 6, bias=False).double()
+    with torch.no_grad():
+        net.weight.copy_(torch.linspace(-3e300, 3e300, 48, dtype=torch.float64).reshape(6, 8))
+    window.open_model(OpenedModel(net, "huge", "live"))
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    window.state.select_tensor("weight")
+    view = window.heatmap_view
+    np.testing.assert_array_equal(view.array, net.weight.detach().numpy())
+    assert not view.message.isVisible()  # no "NaN/Inf values drawn as 0"
+    low, high = view.color_bar.levels()
+    assert low == -high and high * 1e300 == pytest.approx(3e300, rel=1e-15)
+    assert view.color_bar.getAxis("left").labelText == "value (× 1e+300)"
+    assert _drawn_labels(view) == ["-2", "0", "2", "-3", "-1", "1", "3"]
+
+
+@pytest.mark.parametrize("magnitude", [0.4, 3e5, 3e30])
+def test_the_colour_bar_labels_every_major_tick(window, magnitude: float):
+    """Labels wider than the bar were dropped: ±3e30 had only "0", ±3e5 no negative label."""
+    from torch import nn
+
+    from paramscope.core.sources.sources import OpenedModel
+
+    net = nn.Linear(8, 6, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.linspace(-magnitude, magnitude, 48).reshape(6, 8))
+    window.open_model(OpenedModel(net, "m", "live"))
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    window.state.select_tensor("weight")
+    labels = _drawn_labels(window.heatmap_view)
+    assert "0" in labels and any(text.startswith("-") for text in labels) and len(labels) >= 5
+
+
+def _drawn_labels(view) -> list[str]:
+    """The tick labels the colour bar draws (pyqtgraph leaves out those that do not fit)."""
+    image = QImage(100, 400, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        return [text for _rect, _flags, text in view.color_bar.axis.generateDrawSpecs(painter)[2]]
+    finally:
+        painter.end()

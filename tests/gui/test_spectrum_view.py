@@ -137,3 +137,21 @@ def test_edits_recompute_only_on_screen(open_demo, qtbot):
     with qtbot.waitSignal(view.computed) as blocker:
         window.tabs.setCurrentWidget(view)
     assert np.allclose(blocker.args[0].singular_values, 1.0)  # orthogonal rows: all ones
+
+
+def test_a_matrix_of_values_past_1e154_shows_its_numbers_and_bars(window, qtbot):
+    """The stable rank raised OverflowError (a traceback instead of the tab) and the bars of
+    singular values past 1e150 were drawn astray (see drawn_units)."""
+    net = nn.Sequential(nn.Linear(50, 30, bias=False).double())
+    with torch.no_grad():
+        net[0].weight.normal_(generator=torch.Generator().manual_seed(0)).mul_(1e300)
+    window.open_model(OpenedModel(net, "huge", "live"))
+    shown = show_spectrum(window, qtbot, "0.weight")
+    plain = spectra.spectrum("w", net[0].weight.detach() / 1e300)
+    assert shown.frobenius == pytest.approx(plain.frobenius * 1e300, rel=1e-12)
+    assert f"stable rank {plain.stable_rank:.4g}" in window.spectrum_view.message.text()
+    x, _ = window.spectrum_view.bars_item.getData()  # drawn in a unit named on the axis
+    title = window.spectrum_view.histogram_plot.getAxis("bottom").labelText
+    assert title in ("singular value (× 1e+300)", "singular value (× 1e+301)")
+    unit = float(title.removeprefix("singular value (× ").removesuffix(")"))
+    assert float(np.max(x)) * unit == pytest.approx(float(np.max(shown.singular_values)), rel=0.2)

@@ -72,6 +72,11 @@ def block_maxabs(matrix: torch.Tensor, limit: int = MAX_DISPLAY) -> tuple[np.nda
     return torch.where(low.abs() > high.abs(), low, high).numpy(), k
 
 
+def _checkable(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` in a dtype ``torch.isfinite`` takes (float64 stays: 1e300 is no float32 Inf)."""
+    return matrix if matrix.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else matrix.float()
+
+
 def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) -> Heatmap:
     """The heatmap of ``tensor`` (named ``name``), or why it has none."""
     state = ensure_state(state)
@@ -86,6 +91,6 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
     with torch.no_grad():
         array, k = block_maxabs(matrix.cpu())
         state.check()
-        nonfinite = int((~torch.isfinite(matrix.float())).sum()) if matrix.is_floating_point() else 0
+        nonfinite = int((~torch.isfinite(_checkable(matrix))).sum()) if matrix.is_floating_point() else 0
     rows, cols = matrix.shape
     return Heatmap(name, array, k, (rows, cols), tensor.dim() > 2, nonfinite)

@@ -167,7 +167,7 @@ def histogram_pass(
             bars[where] = constant
         scan.count, scan.counts = constant, bars
         return scan
-    if keymap.edges[0] == keymap.edges[-1]:
+    if (keymap.edges[-1] - keymap.edges[0]) / bins == 0:  # no width, or subnormal: no step to divide by
         return _zero_width_pass(flat, keymap, scan, has_nonfinite, moments, state)
     if uses_compiled(flat) and not has_nonfinite:
         fixes = misassigned(torch.float32, keymap, fused=True)
@@ -266,8 +266,9 @@ def _zero_width_pass(
     flat: torch.Tensor, keymap: KeyMap, scan: Scan, has_nonfinite: bool, moments: bool, state: TaskState | None
 ) -> Scan:
     """Bars of no width: a constant of magnitude 2**53 or more, widened by 0.5, is still one
-    value (numpy.histogram refuses the range; keys would divide by a zero step). Each value is
-    put in its bar by numpy's rule, which gives the last bar to a value on the last edge."""
+    value (numpy.histogram refuses the range), or a range of subnormals (~1e-323) whose width
+    over the bins rounds to 0: keys would divide by a zero step. Each value is put in its bar by
+    numpy's rule, which gives the last bar to a value on the last edge."""
     bars = np.zeros(keymap.bins, dtype=np.int64)
     for part in chunks(flat):
         if state is not None:

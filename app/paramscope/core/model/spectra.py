@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from paramscope.core.model.tensor_stats import tensor_stats
 from paramscope.core.tasks import TaskState, ensure_state
 
 MAX_SIDE = 8192  # a smaller side above this is skipped unless asked (an SVD of 8192^2 takes minutes)
@@ -54,17 +55,23 @@ class MarchenkoPastur:
         return self.sigma * (math.sqrt(self.rows) + math.sqrt(self.cols))
 
     def pdf(self, s: np.ndarray) -> np.ndarray:
-        """Density of one singular value at ``s`` (integrates to 1 over ``[low, high]``)."""
+        """Density of one singular value at ``s`` (integrates to 1 over ``[low, high]``).
+
+        Computed as the law of ``sigma = 1`` at ``s / sigma``, divided by ``sigma``: ``sigma**2``
+        overflows for a matrix of values past 1e154.
+        """
         s = np.asarray(s, dtype=np.float64)
-        q, ratio, var = max(self.rows, self.cols), self.ratio, self.sigma**2
-        if var <= 0:
+        if self.sigma <= 0:
             return np.zeros_like(s)
-        a, b = var * (1 - math.sqrt(ratio)) ** 2, var * (1 + math.sqrt(ratio)) ** 2
-        x = s * s / q
-        inside = (x > a) & (x < b) & (s > 0)
+        q, ratio = max(self.rows, self.cols), self.ratio
+        a, b = (1 - math.sqrt(ratio)) ** 2, (1 + math.sqrt(ratio)) ** 2
+        with np.errstate(over="ignore"):  # far outside the law: an Inf is outside [a, b] too
+            t = s / self.sigma
+            x = t * t / q
+        inside = (x > a) & (x < b) & (t > 0)
         safe_x = np.where(inside, x, 1.0)
-        density = np.sqrt(np.clip((b - safe_x) * (safe_x - a), 0, None)) / (2 * math.pi * var * ratio * safe_x)
-        return np.where(inside, density * 2 * s / q, 0.0)
+        density = np.sqrt(np.clip((b - safe_x) * (safe_x - a), 0, None)) / (2 * math.pi * ratio * safe_x)
+        return np.where(inside, density * 2 * np.where(inside, t, 0.0) / q, 0.0) / self.sigma
 
     def curve(self, edges: np.ndarray, total: int, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)``: expected counts per bin of a histogram of ``total`` singular values."""
@@ -92,12 +99,13 @@ class Spectrum:
 
     @property
     def frobenius(self) -> float:
-        return float(math.sqrt(float(np.sum(self.singular_values**2))))
+        top = self.spectral_norm  # sums of squares relative to it: values past 1e154 overflow
+        return top * math.sqrt(self.stable_rank or 0.0)
 
     @property
     def stable_rank(self) -> float | None:
         top = self.spectral_norm
-        return None if top == 0 else self.frobenius**2 / top**2
+        return None if top == 0 else float(np.sum((self.singular_values / top) ** 2))
 
     @property
     def condition_number(self) -> float:
@@ -172,9 +180,11 @@ def spectrum(name: str, tensor: torch.Tensor) -> Spectrum:
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"{name}: holds NaN or Inf, no singular values")
     singular = torch.linalg.svdvals(values).numpy()
-    real = values.real if values.is_complex() else values
-    std = float(real.std()) if real.numel() > 1 else 0.0
-    return Spectrum(name, tuple(tensor.shape), values.shape[0], values.shape[1], singular, float(real.mean()), std)
+    if not np.isfinite(singular).all():
+        raise ValueError(f"{name}: singular values past float64's range (about 1.8e308)")
+    stats = tensor_stats(values.real if values.is_complex() else values)  # exact past 1e154, unlike torch
+    mean, std = stats.mean or 0.0, stats.std or 0.0
+    return Spectrum(name, tuple(tensor.shape), values.shape[0], values.shape[1], singular, mean, std)
 
 
 @dataclass

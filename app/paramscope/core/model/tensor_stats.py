@@ -32,6 +32,7 @@ from paramscope.core.model.extreme_values import (
     scale_exponent,
     scaled,
     stats_scaled_back,
+    times_power_of_two,
 )
 from paramscope.core.model.float_scan import count_zeros, prefer_compiled, scan_float, uses_compiled
 from paramscope.core.model.histogram_pass import histogram_pass
@@ -170,10 +171,10 @@ def _float_histogram(
     if value_range is None:
         value_range = (stats_lo, stats_hi)
     inside = trusted and value_range[0] <= stats_lo and stats_hi <= value_range[1]
-    k = scale_exponent(stats_lo, stats_hi, *value_range)
+    k = max(scale_exponent(stats_lo, stats_hi, *value_range), 0)  # (tiny values bin as they are)
     if k:  # the range or the edges would overflow: see extreme_values
-        flat, stats_lo = scaled(flat, k), stats_lo * 2.0**-k
-        value_range = (value_range[0] * 2.0**-k, value_range[1] * 2.0**-k)
+        flat, stats_lo = scaled(flat, k), times_power_of_two(stats_lo, -k)
+        value_range = (times_power_of_two(value_range[0], -k), times_power_of_two(value_range[1], -k))
     scan = histogram_pass(
         flat,
         bins,

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from paramscope.core.model.extreme_values import scale_exponent, scaled
+from paramscope.core.model.extreme_values import (
+    SAFE_SMALL,
+    scale_exponent,
+    scaled,
+    times_power_of_two,
+)
 from paramscope.core.model.model_statistics import BATCH_TENSORS
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
 from paramscope.core.sources.diff_small import batchable, change_and_cosine, diff_small
@@ -124,12 +129,14 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     delta = b64 - a64
     norm_a, norm_b, norm_d, dot = _norms_and_dot(a64, b64, delta)
     max_abs = float(delta.abs().max()) if delta.numel() else 0.0
-    k = 0 if math.isfinite(norm_a + norm_b + norm_d + dot) else scale_exponent(_top(a64), _top(b64))
-    if k:  # squares overflowed: the same sums over a copy scaled by 2**-k (see extreme_values)
+    k = 0
+    if not math.isfinite(norm_a + norm_b + norm_d + dot) or min(norm_a, norm_b) < SAFE_SMALL:
+        k = scale_exponent(_top(a64), _top(b64))  # squares over- or underflowed? (see extreme_values)
+    if k:  # the same sums over copies scaled by 2**-k
         small_a, small_b = scaled(a64, k), scaled(b64, k)
         norm_a, norm_b, norm_d, dot = _norms_and_dot(small_a, small_b, small_b - small_a)
     rel, cosine = change_and_cosine(norm_a, norm_b, norm_d, dot)
-    norm_a, norm_b = norm_a * 2.0**k, norm_b * 2.0**k
+    norm_a, norm_b = times_power_of_two(norm_a, k), times_power_of_two(norm_b, k)
     histogram = tensor_histogram(delta, bins=bins) if bins > 0 else None
     return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), max_abs, rel, cosine, norm_a, norm_b, histogram)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from paramscope.core.model.extreme_values import SAFE_SMALL
 from paramscope.core.model.model_statistics import SMALL_ELEMENTS, batch_histograms, regular_steps
 from paramscope.core.model.stat_results import Histogram
 
@@ -68,6 +69,8 @@ def diff_small(
         norm_d = np.sqrt(np.add.reduceat(delta * delta, starts))
         dot = np.add.reduceat(a * b, starts)
         finite &= np.isfinite(norm_a + norm_b + norm_d + dot)  # overflowed: the single diff scales
+        top = np.maximum(np.maximum.reduceat(np.abs(a), starts), np.maximum.reduceat(np.abs(b), starts))
+        finite &= (top == 0) | (top >= SAFE_SMALL)  # squares that vanish: the single diff scales too
     histograms: list[Histogram | None] = [None] * len(pairs)
     if bins > 0:
         group = np.flatnonzero(finite)

@@ -8,8 +8,6 @@ histogram: after ``normal_(std=0.01)`` over an old range of ±0.4 the new values
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -17,19 +15,10 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.gui import colors
+from paramscope.gui.plots.drawn_units import unit_for
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
 LOG_FLOOR = -0.3  # where empty bins sit on the log axis: below 10**0 = one count
-# Qt's path arithmetic squares data coordinates (fills drawn past ~1e150 went astray) and the
-# view's range overflows past ~9e307: values beyond this are drawn in units of a power of ten,
-# and the axis multiplies its labels back (AxisItem.setScale).
-LARGEST_DRAWN = 1e100
-
-
-def x_unit(*edge_arrays: np.ndarray) -> float:
-    """The unit the x values are drawn in: 1, or a power of ten past :data:`LARGEST_DRAWN`."""
-    top = max((float(np.max(np.abs(edges))) for edges in edge_arrays if len(edges)), default=0.0)
-    return 10.0 ** math.floor(math.log10(top)) if top > LARGEST_DRAWN else 1.0
 
 
 def _log_counts(counts: np.ndarray) -> np.ndarray:
@@ -73,7 +62,7 @@ class HistogramView(QWidget):
         self._legend_key: tuple[str, ...] = ()
         self._title = ""
         self._log_shown = False
-        self._unit = 1.0  # x values are drawn divided by this (see x_unit)
+        self._unit = 1.0  # x values are drawn divided by this (see drawn_units)
         self._add_plot_items()
         self._lay_out()
         self.current: Histogram | None = None
@@ -240,7 +229,7 @@ class HistogramView(QWidget):
 
     def _set_unit(self) -> None:
         shown = [h.edges for h in (self.current, self.previous) if h is not None and len(h.counts)]
-        unit = x_unit(*(np.asarray(edges, dtype=np.float64) for edges in shown))
+        unit = unit_for(max((float(np.max(np.abs(edges))) for edges in shown), default=0.0))
         if unit != self._unit:
             self._unit = unit
             self.plot.getAxis("bottom").setScale(unit)

@@ -35,10 +35,14 @@ from PySide6.QtWidgets import (
 from paramscope.core.model import spectra
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
+from paramscope.gui.plots.drawn_units import unit_for, unit_text
 from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
+# The histogram is half as wide as the tab: from this magnitude on its labels ("2e+30") ran
+# into each other; they are drawn in a unit named in the axis title (see drawn_units).
+SHORT_LABELS = 1e4
 #: ``rows * cols * min(rows, cols)`` above which the SVD runs in the worker (~0.1 s here).
 SYNC_COST = 1 << 25
 
@@ -237,10 +241,12 @@ class SpectrumView(RefreshWhenShown, QWidget):
         edges = histogram_bins(values, law.low if overlay else float(values.min()),
                                law.high if overlay else float(values.max()))  # fmt: skip
         counts, _ = np.histogram(values, bins=edges)
-        self.bars_item.setData(edges, counts.astype(np.float64))
+        unit = unit_for(float(np.max(np.abs(edges))), SHORT_LABELS)  # named in the axis title
+        self.histogram_plot.setLabel("bottom", "singular value" + unit_text(unit))
+        self.bars_item.setData(edges / unit, counts.astype(np.float64))
         if overlay:
             x, y = law.curve(edges, len(values))
-            self.law_item.setData(x, y)
+            self.law_item.setData(x / unit, y)
         self.law_item.setVisible(overlay)
         self.plot.setTitle(f"{len(values)} singular values")  # the tensor's name is in the text below
         self.histogram_plot.setTitle("histogram" + (", dashed: M–P law" if overlay else ""))

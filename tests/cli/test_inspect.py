@@ -42,6 +42,23 @@ def test_inspect_text_reads_like_a_summary(capsys: pytest.CaptureFixture[str]) -
     assert "Unique params" in out
 
 
+@pytest.mark.parametrize("command", ["inspect", "audit"])
+def test_text_columns_show_statistics_past_float64s_range(
+    command: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The entries hold an Inf norm as "inf" (JSON-ready): the text table failed with
+    "unexpected error: TypeError: bad operand type for abs(): 'str'"."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "edge.safetensors"
+    save_file({"w": torch.tensor([1.5e308, 1.5e308], dtype=torch.float64), "v": torch.ones(2)}, str(path))
+    assert main([command, str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  w "))
+    numbers = " ".join(["1.500e+308", "0.0000", "1.500e+308", "1.500e+308", "inf"])  # mean std min max norm
+    assert numbers in " ".join(row.split())
+
+
 def test_bad_source_is_one_line_without_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "paramscope", "inspect", "demo:nope"], capture_output=True, text=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -80,9 +81,13 @@ def open_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def fmt_number(value: float | None, width: int = 10) -> str:
+def fmt_number(value: float | str | None, width: int = 10) -> str:
+    """A statistic in a column; JSON-ready entries hold NaN and Inf as "nan", "inf", "-inf"."""
     if value is None:
         return "-".rjust(width)
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value).rjust(width)
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
         return f"{value:.3e}".rjust(width)
     return f"{value:.4f}".rjust(width)

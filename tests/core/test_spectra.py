@@ -132,3 +132,15 @@ def test_the_numbers_of_a_matrix_are_those_of_its_scaled_copy_past_1e154(magnitu
 def test_singular_values_past_float64_say_so():
     with pytest.raises(ValueError, match="past float64's range"):
         spectrum("w", torch.full((4, 4), 1.5e308, dtype=torch.float64))
+
+
+def test_the_law_of_a_subnormal_matrix_draws_finite_counts():
+    """Its density (~1/sigma, past float64's range for sigma ~1e-323) overflowed to Inf and
+    numpy warned on stderr; the expected counts per bin are small numbers."""
+    import warnings
+
+    law = spectrum("w", torch.tensor([[5e-324, -1e-323], [0.0, 2e-323]], dtype=torch.float64)).marchenko_pastur
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, y = law.curve(np.linspace(0.0, 2 * law.high, 9), total=2)
+    assert np.isfinite(y).all() and y.max() > 0

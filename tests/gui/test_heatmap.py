@@ -126,3 +126,19 @@ def _drawn_labels(view) -> list[str]:
         return [text for _rect, _flags, text in view.color_bar.axis.generateDrawSpecs(painter)[2]]
     finally:
         painter.end()
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (2, 0, 4)])
+def test_a_weight_without_elements_says_so_instead_of_crashing(window, shape):
+    """``reshape(rows, -1)`` of no elements raised inside the tab's paint: the process died (SIGSEGV)."""
+    from torch import nn
+
+    from paramscope.core.sources.sources import OpenedModel
+
+    net = nn.Module()
+    net.weight = nn.Parameter(torch.zeros(shape))
+    window.open_model(OpenedModel(net, "empty", "live"))
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    window.state.select_tensor("weight")
+    assert window.heatmap_view.array is None
+    assert window.heatmap_view.message.text() == f"weight has shape {list(shape)}: no values to draw."

@@ -46,7 +46,8 @@ def as_matrix(tensor: torch.Tensor) -> torch.Tensor | None:
     """The tensor as rows × columns (``flatten(1)`` for 3-D and more), or None for 0-D/1-D."""
     if tensor.dim() < 2:
         return None
-    return tensor.detach().reshape(tensor.shape[0], -1)
+    # (the width spelled out: -1 is ambiguous for no elements, and [0, 3] raised from a paint)
+    return tensor.detach().reshape(tensor.shape[0], math.prod(tensor.shape[1:]))
 
 
 def block_maxabs(matrix: torch.Tensor, limit: int = MAX_DISPLAY) -> tuple[np.ndarray, int]:
@@ -85,8 +86,10 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
     if tensor.is_complex():
         return Heatmap(name, message=f"{name}: complex values have no heatmap.")
     matrix = as_matrix(tensor)
-    if matrix is None or matrix.numel() == 0:
+    if matrix is None:
         return Heatmap(name, message=f"{name} has shape {list(tensor.shape)}: a heatmap needs 2 or more dimensions.")
+    if matrix.numel() == 0:
+        return Heatmap(name, message=f"{name} has shape {list(tensor.shape)}: no values to draw.")
     state.check()
     with torch.no_grad():
         array, k = block_maxabs(matrix.cpu())

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from paramscope.core.model.heatmap import as_matrix
 from paramscope.core.model.tensor_stats import tensor_stats
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -55,14 +56,18 @@ class MarchenkoPastur:
         return self.sigma * (math.sqrt(self.rows) + math.sqrt(self.cols))
 
     def pdf(self, s: np.ndarray) -> np.ndarray:
-        """Density of one singular value at ``s`` (integrates to 1 over ``[low, high]``).
+        """Density of one singular value at ``s`` (integrates to 1 over ``[low, high]``)."""
+        if self.sigma <= 0:
+            return np.zeros_like(np.asarray(s, dtype=np.float64))
+        return self._standard_pdf(s) / self.sigma
 
-        Computed as the law of ``sigma = 1`` at ``s / sigma``, divided by ``sigma``: ``sigma**2``
-        overflows for a matrix of values past 1e154.
+    def _standard_pdf(self, s: np.ndarray) -> np.ndarray:
+        """``sigma`` times the density at ``s``: the law of ``sigma = 1`` at ``s / sigma``.
+
+        Computed so, not from ``sigma**2``, which overflows for values past 1e154 (and the
+        density itself for a subnormal ``sigma``).
         """
         s = np.asarray(s, dtype=np.float64)
-        if self.sigma <= 0:
-            return np.zeros_like(s)
         q, ratio = max(self.rows, self.cols), self.ratio
         a, b = (1 - math.sqrt(ratio)) ** 2, (1 + math.sqrt(ratio)) ** 2
         with np.errstate(over="ignore"):  # far outside the law: an Inf is outside [a, b] too
@@ -71,14 +76,16 @@ class MarchenkoPastur:
         inside = (x > a) & (x < b) & (t > 0)
         safe_x = np.where(inside, x, 1.0)
         density = np.sqrt(np.clip((b - safe_x) * (safe_x - a), 0, None)) / (2 * math.pi * ratio * safe_x)
-        return np.where(inside, density * 2 * np.where(inside, t, 0.0) / q, 0.0) / self.sigma
+        return np.where(inside, density * 2 * np.where(inside, t, 0.0) / q, 0.0)
 
     def curve(self, edges: np.ndarray, total: int, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)``: expected counts per bin of a histogram of ``total`` singular values."""
         edges = np.asarray(edges, dtype=np.float64)
         width = (edges[-1] - edges[0]) / max(len(edges) - 1, 1)
         x = np.linspace(edges[0], edges[-1], points)
-        return x, self.pdf(x) * total * width
+        if self.sigma <= 0:
+            return x, np.zeros_like(x)
+        return x, self._standard_pdf(x) * total * (width / self.sigma)
 
 
 @dataclass
@@ -142,13 +149,6 @@ class Spectrum:
                                  "outliers": self.outliers()},  # fmt: skip
             "singular_values": [float(v) for v in self.singular_values],
         }
-
-
-def as_matrix(tensor: torch.Tensor) -> torch.Tensor | None:
-    """``out x rest`` (``flatten(1)``) for 2-D and more; None for 0-D and 1-D."""
-    if tensor.dim() < 2:
-        return None
-    return tensor.detach().reshape(tensor.shape[0], -1)
 
 
 def why_not(tensor: torch.Tensor, max_side: int | None = MAX_SIDE) -> str | None:

@@ -1,10 +1,12 @@
-"""Drawing large values in units of a power of ten, so that the user still reads the true values.
+"""Drawing large or tiny values in units of a power of ten, so that the user still reads the true values.
 
 Qt's path arithmetic squares data coordinates (a histogram's fill drawn past ~1e150 ran
-diagonally over empty bins) and pyqtgraph's ranges overflow past ~9e307 (bars cut off): plots
-draw values divided by :func:`unit_for` and their axis multiplies the labels back
-(``AxisItem.setScale``). A narrow vertical axis (the heatmap's colour bar) drops labels wider
-than itself ("2e+30" left only "0"): it draws short numbers and names the unit in its title.
+diagonally over empty bins), pyqtgraph's ranges overflow past ~9e307 (bars cut off, an axis
+that raises in every paint), and its tick spacing of a range of subnormals (~1e-323) rounds to
+0 (a ZeroDivisionError in every paint). A narrow axis (the heatmap's colour bar) drops labels
+wider than itself ("2e+30" left only "0"). So plots draw values divided by :func:`unit_for` and
+name the unit in the axis title (``AxisItem.setScale`` would scale the labels back, but its own
+range overflows in the same way).
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 import math
 
 LARGEST_DRAWN = 1e100
+SMALLEST_DRAWN = 1e-100
 
 
 def unit_for(top: float, largest: float = LARGEST_DRAWN) -> float:
-    """1, or the power of ten at or below ``top`` (the largest magnitude drawn) past ``largest``."""
-    return 10.0 ** math.floor(math.log10(top)) if math.isfinite(top) and top > largest else 1.0
+    """1, or the power of ten at or below ``top`` (the largest magnitude drawn) when ``top`` is
+    past ``largest`` or below :data:`SMALLEST_DRAWN` (but not 0)."""
+    if not math.isfinite(top) or top == 0.0 or SMALLEST_DRAWN <= top <= largest:
+        return 1.0
+    return 10.0 ** max(math.floor(math.log10(top)), -323)  # (10.0**-324 is 0)
 
 
 def unit_text(unit: float) -> str:

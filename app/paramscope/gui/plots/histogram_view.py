@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.gui import colors
-from paramscope.gui.plots.drawn_units import unit_for
+from paramscope.gui.plots.drawn_units import unit_for, unit_text
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
 LOG_FLOOR = -0.3  # where empty bins sit on the log axis: below 10**0 = one count
@@ -230,9 +230,11 @@ class HistogramView(QWidget):
     def _set_unit(self) -> None:
         shown = [h.edges for h in (self.current, self.previous) if h is not None and len(h.counts)]
         unit = unit_for(max((float(np.max(np.abs(edges))) for edges in shown), default=0.0))
-        if unit != self._unit:
+        if unit != self._unit:  # (AxisItem.setScale fails itself: its scaled range overflows)
             self._unit = unit
-            self.plot.getAxis("bottom").setScale(unit)
+            axis = self.plot.getAxis("bottom")
+            axis.setLabel(unit_text(unit).strip())
+            axis.showLabel(unit != 1.0)
 
     def _update_legend(self, shown: list[tuple[str, pg.PlotDataItem]]) -> None:
         key = tuple(label for label, _ in shown)

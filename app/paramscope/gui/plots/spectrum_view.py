@@ -238,14 +238,16 @@ class SpectrumView(RefreshWhenShown, QWidget):
             line.setVisible(overlay and edge > 0)
             if edge > 0:
                 line.setPos(math.log10(edge))  # the view is in log10 units on a log axis
-        edges = histogram_bins(values, law.low if overlay else float(values.min()),
-                               law.high if overlay else float(values.max()))  # fmt: skip
-        counts, _ = np.histogram(values, bins=edges)
-        unit = unit_for(float(np.max(np.abs(edges))), SHORT_LABELS)  # named in the axis title
+        low, high = (law.low, law.high) if overlay else (float(values.min()), float(values.max()))
+        # in a unit named in the axis title: long labels, and bins of subnormal values, which
+        # numpy's linspace rounds into edges that do not increase
+        unit = unit_for(max(float(values.max()), high), SHORT_LABELS)
         self.histogram_plot.setLabel("bottom", "singular value" + unit_text(unit))
-        self.bars_item.setData(edges / unit, counts.astype(np.float64))
+        edges = histogram_bins(values / unit, low / unit, high / unit)
+        counts, _ = np.histogram(values / unit, bins=edges)
+        self.bars_item.setData(edges, counts.astype(np.float64))
         if overlay:
-            x, y = law.curve(edges, len(values))
+            x, y = law.curve(edges * unit, len(values))
             self.law_item.setData(x / unit, y)
         self.law_item.setVisible(overlay)
         self.plot.setTitle(f"{len(values)} singular values")  # the tensor's name is in the text below

@@ -129,6 +129,22 @@ def test_non_float_and_odd_values_round_trip_exactly(tmp_path: Path, suffix: str
     assert torch.signbit(got["weight"][3])  # -0.0 stays negative zero
 
 
+def test_a_dtype_safetensors_lacks_is_refused_in_one_line(tmp_path: Path) -> None:
+    """complex128 (no safetensors type) failed as "unexpected error: KeyError: torch.complex128"."""
+    model = nn.Module()
+    model.register_buffer("spectrum", torch.ones(3, dtype=torch.complex128))
+    model.weight = nn.Parameter(torch.ones(2))
+    target = tmp_path / "out.safetensors"
+    with pytest.raises(ExportError) as info:
+        export_model(model, target)
+    assert str(info.value) == (
+        f"{target}: cannot write: the safetensors format has no complex128 type (spectrum): export to .pt instead"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+    export_model(model, tmp_path / "out.pt")  # .pt holds it
+    assert open_source(str(tmp_path / "out.pt")).model.state_dict()["spectrum"].dtype == torch.complex128
+
+
 def _awkward_state() -> dict[str, torch.Tensor]:
     """Layouts a direct writer can get wrong: ties, views, odd sizes, every common dtype."""
     gen = torch.Generator().manual_seed(0)

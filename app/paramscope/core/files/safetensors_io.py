@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from paramscope.core.errors import SourceError
+from paramscope.core.errors import SourceError, listed
 from paramscope.core.files.atomic import UnbufferedFile
 from paramscope.core.files.regions import (
     FileStamp,
@@ -490,4 +490,12 @@ def _write_with_library(
         if v.numel() and ptr in seen:
             contiguous[k] = v.clone()
         seen.add(ptr)
-    save_file(contiguous, str(path), metadata=metadata)
+    try:
+        save_file(contiguous, str(path), metadata=metadata)
+    except KeyError:  # the library's table of dtypes has no such entry (complex128, ...)
+        odd = sorted({str(t.dtype).removeprefix("torch.") for t in stored.values() if t.dtype not in _WRITE_NAMES})
+        names = [name for name, t in stored.items() if t.dtype not in _WRITE_NAMES]
+        raise ValueError(
+            f"the safetensors format has no {' or '.join(odd)} type ({listed(names)}): "
+            "export to .pt instead"
+        ) from None

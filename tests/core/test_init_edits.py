@@ -163,6 +163,55 @@ def test_replay_script_reproduces_identical_tensors(tmp_path):
     assert "mul_" not in script.read_text()
 
 
+def test_dtypes_torch_cannot_draw_into_are_drawn_in_float32_and_replayed(tmp_path):
+    """orthogonal_ of a bfloat16 weight (how large checkpoints come) failed with "geqrf_cpu not
+    implemented for 'BFloat16'", and every random init of a float8 one with "normal_kernel_cpu":
+    the values are drawn in float32 and rounded in, and the replay script does the same."""
+    from safetensors.torch import save_file
+
+    from paramscope.core.init.initializers import drawn_in_float32
+
+    path = tmp_path / "low.safetensors"
+    generator = torch.Generator().manual_seed(0)
+    weights = {
+        "a.weight": torch.randn(4, 6, generator=generator).to(torch.float8_e4m3fn),
+        "b.weight": torch.randn(6, 6, generator=generator).bfloat16(),
+        "c.weight": torch.randn(5, 3, generator=generator).half(),
+        "d.weight": torch.randn(3, 3, generator=generator),  # float32: drawn as it is
+    }
+    save_file(weights, str(path))
+    session = Session(open_source(str(path)))
+    apply_rules(session, ["*.weight=orthogonal_", "a.*=normal_(std=0.5)"], seed=7)
+
+    g = torch.Generator().manual_seed(7)  # by hand: float32 draws in the same order, rounded
+    expected = {}
+    for name, tensor in weights.items():
+        drawn = torch.empty(tensor.shape)
+        torch.nn.init.orthogonal_(drawn, generator=g)
+        expected[name] = drawn.to(tensor.dtype)
+    drawn = torch.empty(4, 6)
+    torch.nn.init.normal_(drawn, std=0.5, generator=g)
+    expected["a.weight"] = drawn.to(torch.float8_e4m3fn)
+    for name, want in expected.items():
+        assert _bits(session.tensor(name)) == _bits(want), name
+    rows = session.tensor("b.weight").float()
+    assert torch.allclose(rows @ rows.T, torch.eye(6), atol=0.03)  # orthogonal, to bfloat16's precision
+    assert not drawn_in_float32("orthogonal_", torch.float32) and not drawn_in_float32("zeros_", torch.float8_e4m3fn)
+
+    script = tmp_path / "replay.py"
+    script.write_text(replay_script(session))
+    out = tmp_path / "out.pt"
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    replayed = torch.load(out, weights_only=True)
+    for name in weights:
+        assert _bits(replayed[name]) == _bits(session.tensor(name)), name
+
+
+def _bits(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().contiguous().view(torch.uint8).numpy().tobytes()
+
+
 def test_replay_of_tied_model_and_unreplayable_commands_are_flagged(tmp_path):
     from paramscope.core.edit.commands import TensorEditCommand
 

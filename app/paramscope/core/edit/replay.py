@@ -76,6 +76,14 @@ def custom_from_text(text, function):
     return namespace[function]
 
 
+def in_float32(initialize, tensor, **kwargs):
+    # torch has no kernel for this initializer on the tensor's dtype (float8; orthogonal_ in
+    # bfloat16 or float16): drawn in float32 and rounded in, as paramscope did.
+    drawn = torch.empty(tensor.shape, dtype=torch.float32, device=tensor.device)
+    initialize(drawn, **kwargs)
+    tensor.copy_(drawn)
+
+
 def expression(text, x):
     from paramscope.core.edit.expressions import compile_expression
 

@@ -493,9 +493,6 @@ def _write_with_library(
     try:
         save_file(contiguous, str(path), metadata=metadata)
     except KeyError:  # the library's table of dtypes has no such entry (complex128, ...)
-        odd = sorted({str(t.dtype).removeprefix("torch.") for t in stored.values() if t.dtype not in _WRITE_NAMES})
-        names = [name for name, t in stored.items() if t.dtype not in _WRITE_NAMES]
-        raise ValueError(
-            f"the safetensors format has no {' or '.join(odd)} type ({listed(names)}): "
-            "export to .pt instead"
-        ) from None
+        odd = {name: str(t.dtype).removeprefix("torch.") for name, t in stored.items() if t.dtype not in _WRITE_NAMES}
+        kinds = " or ".join(sorted(set(odd.values())))
+        raise ValueError(f"the safetensors format has no {kinds} type ({listed(list(odd))}): export to .pt instead") from None

@@ -59,6 +59,16 @@ _FAN_BASED = {"xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_
 _RANDOM = {"uniform_", "normal_", "trunc_normal_", "orthogonal_", "sparse_"} | _FAN_BASED
 
 
+def drawn_in_float32(name: str, dtype: torch.dtype) -> bool:
+    """Whether ``init.<name>`` has no torch kernel for ``dtype`` and draws into float32 instead,
+    rounded into the tensor (as one would by hand): random numbers into float8 ("normal_kernel_cpu
+    not implemented for 'Float8_e4m3fn'"), and orthogonal_'s QR in bfloat16 and float16, the
+    dtype most large checkpoints come in ("geqrf_cpu not implemented for 'BFloat16'")."""
+    if name not in _RANDOM or not dtype.is_floating_point:
+        return False
+    return dtype.itemsize == 1 or (name == "orthogonal_" and dtype in (torch.float16, torch.bfloat16))
+
+
 class TorchInitializer(Initializer):
     """One function of ``torch.nn.init``, called as it is."""
 
@@ -97,16 +107,28 @@ class TorchInitializer(Initializer):
         return None
 
     def apply(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:
+        if drawn_in_float32(self.name, tensor.dtype):
+            drawn = torch.empty(tensor.shape, dtype=torch.float32, device=tensor.device)
+            self._call(drawn, kwargs, generator)
+            with torch.no_grad():
+                tensor.copy_(drawn)
+        else:
+            self._call(tensor, kwargs, generator)
+
+    def _call(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:
         # every torch.nn.init function turns gradients off itself: no second no_grad per tensor
         if self.takes_generator:
             self.function(tensor, **kwargs, generator=generator)
         else:
             self.function(tensor, **kwargs)
 
-    def replay_lines(self, target: str, kwargs: dict[str, Any]) -> list[str]:
+    def replay_lines(self, target: str, kwargs: dict[str, Any], dtype: torch.dtype | None = None) -> list[str]:
+        """``dtype``: the target's, when known (a dtype torch has no kernel for draws in float32)."""
         args = [target] + [f"{k}={format_value(v)}" for k, v in kwargs.items()]
         if self.takes_generator:
             args.append("generator=g")
+        if dtype is not None and drawn_in_float32(self.name, dtype):
+            return [f"in_float32(init.{self.name}, {', '.join(args)})"]
         return [f"init.{self.name}({', '.join(args)})"]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -101,6 +101,7 @@ class InitCommand(TensorEditCommand):
         # user's function may read the live module or global state, and stays on the model.
         torch_init = isinstance(rule_plan.initializer, TorchInitializer)
         targets = [(n, session.tensor(n)) for n in names]
+        self._dtypes = {name: tensor.dtype for name, tensor in targets}  # for the replay's lines
         super().__init__(
             text,
             targets,
@@ -112,11 +113,14 @@ class InitCommand(TensorEditCommand):
 
     @functools.cached_property
     def replay_code(self) -> str:  # built when a script is exported, not on every apply
-        return replay_code(self.rule_plan, self.seed, first_of_request=self.index == 0)
+        return replay_code(self.rule_plan, self.seed, first_of_request=self.index == 0, dtypes=self._dtypes)
 
 
-def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
-    """Python that repeats ``rule_plan``; ``T(name)`` is a tensor, ``model`` the model, ``g`` the generator."""
+def replay_code(
+    rule_plan: RulePlan, seed: int, first_of_request: bool, dtypes: Mapping[str, torch.dtype] | None = None
+) -> str:
+    """Python that repeats ``rule_plan``; ``T(name)`` is a tensor, ``model`` the model, ``g`` the
+    generator. ``dtypes``: the targets' (see ``drawn_in_float32``)."""
     lines = [f"# init {rule_plan.rule.label}"]
     if first_of_request:
         lines.append(f"g = torch.Generator().manual_seed({seed})")
@@ -134,6 +138,10 @@ def replay_code(rule_plan: RulePlan, seed: int, first_of_request: bool) -> str:
     elif getattr(initializer, "acts_on_module", False):
         for module_name in rule_plan.modules:
             lines += initializer.replay_module_lines(f"model.get_submodule({module_name!r})")  # type: ignore[attr-defined]
+    elif isinstance(initializer, TorchInitializer):
+        for hit in rule_plan.hits:
+            dtype = (dtypes or {}).get(hit.name)
+            lines += initializer.replay_lines(f"T({hit.name!r})", rule_plan.kwargs, dtype)
     else:
         for hit in rule_plan.hits:
             lines += initializer.replay_lines(f"T({hit.name!r})", rule_plan.kwargs)

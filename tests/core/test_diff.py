@@ -59,6 +59,16 @@ def test_values_whose_squares_leave_float64_give_exact_norms_change_and_cosine(m
     assert (ends.norm_a, ends.rel_change, ends.cosine) == (pytest.approx(math.sqrt(2) * 1e308, rel=1e-15), 0.0, pytest.approx(1.0))
 
 
+def test_nan_on_both_sides_and_the_same_inf_are_no_change() -> None:
+    """A checkpoint with NaN or Inf diffed against its own copy listed them as changed (NaN - NaN
+    and inf - inf are NaN); a NaN against a number, or +Inf against -Inf, still differs."""
+    a = torch.tensor([1.0, math.nan, math.inf, -math.inf])
+    same = diff_state_dicts({"w": a}, {"w": a.clone()})
+    assert same.identical and same.tensors[0].max_abs == 0.0 and same.tensors[0].histogram.counts.sum() == 4
+    for other in ([1.0, 2.0, math.inf, -math.inf], [1.0, math.nan, -math.inf, -math.inf]):
+        assert not diff_tensors("w", a, torch.tensor(other)).identical
+
+
 def test_state_dict_diff_lists_sides_and_mismatches() -> None:
     a = {"w": torch.ones(2), "only_a": torch.ones(1), "shape": torch.ones(2, 2), "kind": torch.ones(2)}
     b = {"w": torch.ones(2) * 2, "only_b": torch.ones(1), "shape": torch.ones(3), "kind": torch.ones(2, dtype=torch.int64)}

@@ -127,6 +127,10 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     """
     a64, b64 = _as_float64(a), _as_float64(b)
     delta = b64 - a64
+    if delta.numel() and not bool(torch.isfinite(delta).all()):
+        # NaN on both sides, or the same Inf, is no change (inf - inf is NaN): a checkpoint
+        # compared with its own copy is identical
+        delta = torch.where((a64 == b64) | (a64.isnan() & b64.isnan()), 0.0, delta)
     norm_a, norm_b, norm_d, dot = _norms_and_dot(a64, b64, delta)
     max_abs = float(delta.abs().max()) if delta.numel() else 0.0
     k = 0

@@ -208,6 +208,49 @@ def test_dtypes_torch_cannot_draw_into_are_drawn_in_float32_and_replayed(tmp_pat
         assert _bits(replayed[name]) == _bits(session.tensor(name)), name
 
 
+def test_value_edits_of_every_dtype_apply_or_say_why_and_replay(tmp_path):
+    """Adding 1 to an int64 tensor failed ("result type Float can't be cast"), adding to a float8
+    or uint32 one ("add_stub not implemented"): torch errors instead of an edit or a reason."""
+    from safetensors.torch import save_file
+
+    from paramscope.core.edit.replay import replay_script
+
+    tensors = {
+        "f8": torch.tensor([1.0, -2.0, 448.0]).to(torch.float8_e4m3fn),
+        "i64": torch.tensor([7, -3, 2**63 - 1], dtype=torch.int64),
+        "u32": torch.tensor([3, 5, 2**32 - 1], dtype=torch.uint32),
+        "u64": torch.tensor([5, 2**63, 2**64 - 1], dtype=torch.uint64),
+        "mask": torch.tensor([True, False, True]),
+    }
+    path = tmp_path / "dtypes.safetensors"
+    save_file(tensors, str(path))
+    session = Session(open_source(str(path)))
+    for names, kind, numbers in [(["f8", "i64", "u32", "u64"], "add", {"value": 2.0}), (["f8", "i64"], "multiply", {"value": -1.0}),
+                                 (["f8", "i64", "u32"], "clamp", {"low": -1.0, "high": 6.0})]:  # fmt: skip
+        session.execute(value_edit_command(session, names, kind, **numbers))
+    assert session.tensor("f8").float().tolist() == [-1.0, 0.0, -1.0]  # +2, *-1: [-3, 0, -448]; clamped
+    assert session.tensor("i64").tolist() == [-1, 1, 6]  # 2**63 - 1 + 2 wraps to -2**63 + 1; *-1; clamped
+    assert session.tensor("u32").tolist() == [5, 6, 1]  # 2**32 - 1 + 2 wraps to 1, as unsigned arithmetic does
+    assert session.tensor("u64").tolist() == [7, 2**63 + 2, 1]
+    for names, kind, numbers, reason in [
+        (["i64"], "add", {"value": 0.5}, "add: i64 is int64: add by whole numbers only"),
+        (["mask"], "add", {"value": 1.0}, "add: mask is a bool tensor: set it to 0 or 1, or write an expression"),
+        (["u64"], "clamp", {"low": 0.0, "high": 1.0}, "clamp: u64 is uint64, which torch cannot clamp: write an expression"),
+    ]:
+        with pytest.raises(ValueEditError) as info:
+            value_edit_command(session, names, kind, **numbers)
+        assert str(info.value) == reason
+
+    script = tmp_path / "replay.py"
+    script.write_text(replay_script(session))
+    out = tmp_path / "out.pt"
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    replayed = torch.load(out, weights_only=True)
+    for name in tensors:
+        assert _bits(replayed[name]) == _bits(session.tensor(name)), name
+
+
 def _bits(tensor: torch.Tensor) -> bytes:
     return tensor.detach().contiguous().view(torch.uint8).numpy().tobytes()
 

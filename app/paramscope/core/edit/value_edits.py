@@ -34,6 +34,14 @@ class ValueEditError(ParamscopeError):
 def _apply(tensor: torch.Tensor, kind: str, value: float | None, low: float | None,
            high: float | None, expression: str | None) -> None:  # fmt: skip
     data = tensor.detach()
+    wider = _wider(data.dtype)
+    if wider is not None:  # torch has no add or clamp for this dtype: on a copy, written back
+        work = data.to(wider)
+        _apply(work, kind, value, low, high, expression)
+        data.copy_(work)
+        return
+    if _integral(data):  # a float would not cast into an integer tensor (checked to be whole)
+        value, low, high = (None if v is None else int(v) for v in (value, low, high))
     if kind == "add":
         data.add_(value)
     elif kind == "multiply":
@@ -49,6 +57,37 @@ def _apply(tensor: torch.Tensor, kind: str, value: float | None, low: float | No
         raise ValueEditError(f"unknown value edit {kind!r}; known: {', '.join(EDIT_KINDS)}")
 
 
+def _wider(dtype: torch.dtype) -> torch.dtype | None:
+    """Where to compute for a dtype torch has no add, mul or clamp for (on the CPU): float8 in
+    float32 (rounded back), unsigned 16 to 64 bits in int64 (modulo 2**bits back, as unsigned
+    arithmetic does)."""
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        return torch.float32
+    if dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return torch.int64
+    return None
+
+
+def _integral(data: torch.Tensor) -> bool:
+    return not (data.is_floating_point() or data.is_complex())
+
+
+def _refusal(name: str, tensor: torch.Tensor, kind: str, numbers: Sequence[float | None]) -> str | None:
+    """Why ``kind`` with these numbers cannot apply to ``tensor`` (by its dtype), or None."""
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if kind == "clamp" and tensor.is_complex():
+        return f"{name} holds complex values, which have no order to clamp by"
+    if not _integral(tensor) or kind in ("set", "expression"):
+        return None
+    if tensor.dtype == torch.bool:
+        return f"{name} is a bool tensor: set it to 0 or 1, or write an expression"
+    if tensor.dtype == torch.uint64 and kind == "clamp":  # (int64 holds no value past 2**63)
+        return f"{name} is uint64, which torch cannot clamp: write an expression"
+    if any(v is not None and not float(v).is_integer() for v in numbers):
+        return f"{name} is {dtype}: {kind} by whole numbers only"
+    return None
+
+
 def describe_edit(kind: str, value: float | None = None, low: float | None = None,
                   high: float | None = None, expression: str | None = None) -> str:  # fmt: skip
     if kind == "add":
@@ -62,17 +101,25 @@ def describe_edit(kind: str, value: float | None = None, low: float | None = Non
     return f"x -> {expression}"
 
 
-def _replay_line(target: str, kind: str, value: float | None, low: float | None,
-                 high: float | None, expression: str | None) -> str:  # fmt: skip
+def _replay_line(target: str, kind: str, value: float | None, low: float | None, high: float | None,
+                 expression: str | None, dtype: torch.dtype) -> str:  # fmt: skip
+    """The line that repeats :func:`_apply` on ``target``, a tensor of ``dtype``."""
+    if kind == "expression":
+        return f"{target}.copy_(expression({expression!r}, {target}))"
+    if not (dtype.is_floating_point or dtype.is_complex):  # whole numbers, as _apply casts them
+        value, low, high = (None if v is None else int(v) for v in (value, low, high))
     if kind == "add":
-        return f"{target}.add_({format_value(value)})"
-    if kind == "multiply":
-        return f"{target}.mul_({format_value(value)})"
-    if kind == "set":
-        return f"{target}.fill_({format_value(value)})"
-    if kind == "clamp":
-        return f"{target}.clamp_(min={format_value(low)}, max={format_value(high)})"
-    return f"{target}.copy_(expression({expression!r}, {target}))"
+        op = f"add_({format_value(value)})"
+    elif kind == "multiply":
+        op = f"mul_({format_value(value)})"
+    elif kind == "set":
+        op = f"fill_({format_value(value)})"
+    else:
+        op = f"clamp_(min={format_value(low)}, max={format_value(high)})"
+    wider = _wider(dtype)
+    if wider is None:
+        return f"{target}.{op}"
+    return f"{target}.copy_({target}.to({wider}).{op})"  # (torch has no kernel for the dtype itself)
 
 
 class ValueEditCommand(TensorEditCommand):
@@ -96,7 +143,7 @@ class ValueEditCommand(TensorEditCommand):
 
         super().__init__(text, targets, mutate, shared=session.shared_storage, compute=compute)
         self.replay_code = "\n".join(
-            [f"# {text}"] + [_replay_line(f"T({n!r})", kind, value, low, high, expression) for n in canonical]
+            [f"# {text}"] + [_replay_line(f"T({n!r})", kind, value, low, high, expression, live[n].dtype) for n in canonical]
         )
 
 
@@ -133,4 +180,7 @@ def value_edit_command(session: Session, names: Sequence[str], kind: str, value:
         problem = "uninitialized (lazy) parameter" if is_lazy(tensor) else data_problem(tensor)
         if problem is not None:
             raise ValueEditError(f"{name}: {problem}")
+        refusal = _refusal(name, tensor, kind, (value, low, high))
+        if refusal is not None:
+            raise ValueEditError(f"{kind}: {refusal}")
     return ValueEditCommand(session, names, kind, value, low, high, expression)

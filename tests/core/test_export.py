@@ -145,6 +145,29 @@ def test_a_dtype_safetensors_lacks_is_refused_in_one_line(tmp_path: Path) -> Non
     assert open_source(str(tmp_path / "out.pt")).model.state_dict()["spectrum"].dtype == torch.complex128
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_names_that_clashed_on_opening_are_written_back_as_the_file_had_them(tmp_path: Path, suffix: str) -> None:
+    """A tensor named like a module (``c`` and ``c.0.weight``), with an empty part (``a..b``) or
+    like a Module attribute (``training``) is stored renamed (``c_``, ``a.__.b``, ``training_``):
+    its export wrote the renamed keys, which no longer load into the model the file came from."""
+    gen = torch.Generator().manual_seed(0)
+    names = ["c", "c.0.weight", "a..b", "training", "forward.weight", "", "ok.weight"]
+    state = {name: torch.randn(2, 2, generator=gen) for name in names}
+    source = tmp_path / f"clash{suffix}"
+    if suffix == ".pt":
+        torch.save(state, source)
+    else:
+        safetensors.torch.save_file(state, str(source))
+    opened = open_source(str(source))
+    assert "training" not in opened.model.state_dict() and "training_" in opened.model.state_dict()
+    target = tmp_path / f"out{suffix}"
+    export_model(opened.model, target)
+    written = torch.load(target) if suffix == ".pt" else safetensors.torch.load_file(str(target))
+    assert sorted(written) == sorted(names)
+    for name in names:
+        assert torch.equal(written[name], state[name]), name
+
+
 def _awkward_state() -> dict[str, torch.Tensor]:
     """Layouts a direct writer can get wrong: ties, views, odd sizes, every common dtype."""
     gen = torch.Generator().manual_seed(0)

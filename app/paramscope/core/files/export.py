@@ -20,6 +20,7 @@ from torch import nn
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.atomic import UnbufferedFile, write_atomically
+from paramscope.core.files.module_tree import ORIGINAL_NAMES
 from paramscope.core.files.safetensors_io import (
     METADATA_KEY,
     aliases_from_metadata,
@@ -87,6 +88,9 @@ def state_dict_for(
         )
     if loader is not None:
         _fill_placeholders(state, model.state_dict(keep_vars=True), loader, f"{module}." if module else "")
+    original = model.__dict__.get(ORIGINAL_NAMES) if not module else None  # (a whole file only)
+    if original:
+        return {original.get(name, name): tensor for name, tensor in state.items()}
     return dict(state)
 
 

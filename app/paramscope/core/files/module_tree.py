@@ -44,6 +44,11 @@ NO_FORWARD = (
 _ON_FIRST_USE = {name: type(value) for name, value in vars(nn.Module()).items() if type(value) in (OrderedDict, set)}
 
 
+# On a root whose tensor names clashed (``c`` and ``c.0.w``, ``a..b``, ``training``): {name as
+# stored: name in the file}, which :func:`paramscope.core.files.export.state_dict_for` restores.
+ORIGINAL_NAMES = "_paramscope_original_names"
+
+
 class StateDictModule(nn.Module):
     """A container module holding tensors read from a file; it has no forward."""
 
@@ -158,6 +163,7 @@ class _Tree:
 
     def __init__(self, root: StateDictModule, notes: list[str]) -> None:
         self.notes = notes
+        self.original: dict[str, str] = {}  # stored name -> the file's, once a name clashed
         self.parents: dict[str | None, tuple[nn.Module, str]] = {None: (root, "")}
         self.made: list[tuple[str, nn.Module]] = [("", root)]  # in the order made (parents first)
         blank = StateDictModule().__dict__
@@ -187,6 +193,8 @@ class _Tree:
         module, path = found if found is not None else self._parent(prefix, name)
         if not leaf or _taken(module, leaf):
             leaf = self._renamed(module, path, name, leaf)
+        if self.notes and (stored := f"{path}.{leaf}" if path else leaf) != name:  # (notes: any rename)
+            self.original[stored] = name
         # ``leaf`` is a free, dot-free name (register_*'s checks); the tensors come from a file
         if issubclass(type(obj), nn.Parameter):  # isinstance goes through Parameter's metaclass
             module._parameters[leaf] = obj
@@ -198,7 +206,7 @@ class _Tree:
         while free in module._modules or free in module._parameters or free in module._buffers:
             free += "_"
         stored = f"{path}.{free}" if path else free
-        self.notes.append(f"{name}: stored as {stored!r} (the name clashes)")
+        self.notes.append(f"{name}: stored as {stored!r} (the name is taken; an export writes {name!r})")
         return free
 
     def _parent(self, prefix: str, name: str) -> tuple[nn.Module, str]:
@@ -225,7 +233,7 @@ class _Tree:
         child = module._modules.get(part)
         if child is None and (not part or _taken(module, part)):
             free = _free_name(module, part)
-            self.notes.append(f"{name}: part {part!r} renamed {free!r} (it clashes with a name already used)")
+            self.notes.append(f"{name}: part {part!r} renamed {free!r} (the name is taken; an export writes {name!r})")
             part = free
             child = module._modules.get(free)
         path = f"{path}.{part}" if path else part
@@ -265,4 +273,7 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
     for name, obj in _objects(checkpoint).items():
         tree.place(name, obj)
     mark_inferred_types(tree.made)  # "Linear (inferred)" instead of StateDictModule everywhere
-    return tree.parents[None][0], notes
+    root = tree.parents[None][0]
+    if tree.original:  # an export writes the file's names back
+        root.__dict__[ORIGINAL_NAMES] = tree.original
+    return root, notes

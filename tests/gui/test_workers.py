@@ -98,3 +98,36 @@ def test_partial_results_and_slices(qtbot):
     qtbot.waitUntil(lambda: parts == [0, 1])
     assert progress[-1] == 1.0
     worker.wait()
+
+
+def test_no_collection_runs_in_a_worker_thread(qtbot):
+    """A collection in a worker finalized Qt objects that had become garbage (a plot's menu) off
+    the GUI thread, and Qt deadlocked against the GUI thread: the full test suite hung in a paint
+    while a worker building an init's commands collected."""
+    import gc
+
+    collected_in: list[int] = []
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            collected_in.append(threading.get_ident())
+
+    def make_cycles(state: WorkerState) -> int:
+        for _ in range(20_000):  # far past a generation-0 threshold
+            cycle: list[object] = []
+            cycle.append(cycle)
+        return threading.get_ident()
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100, 10, 10)
+    gc.callbacks.append(on_gc)
+    try:
+        worker = TaskWorker()
+        with qtbot.waitSignal(worker.finished, timeout=10_000) as blocker:
+            worker.start(make_cycles, "cycles")
+        worker.wait()
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.set_threshold(*thresholds)
+    assert blocker.args[0] not in collected_in
+    qtbot.waitUntil(gc.isenabled)  # the GUI thread collects again once no worker runs

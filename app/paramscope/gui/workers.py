@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from paramscope.core.errors import Cancelled, ParamscopeError
 from paramscope.core.tasks import TaskState
@@ -32,7 +32,29 @@ PROGRESS_INTERVAL_S = 0.05
 
 
 _collector_lock = threading.Lock()
-_collector = {"holders": 0, "was_enabled": False}
+_collector = {"holders": 0, "was_enabled": False, "freeze": False}
+
+
+def hold_collector(freeze: bool = False) -> None:
+    """Python's cyclic collector off until every hold is released (nested and concurrent holds
+    count); with ``freeze``, everything alive is then frozen (``gc.freeze``)."""
+    with _collector_lock:
+        if _collector["holders"] == 0:
+            _collector["was_enabled"] = gc.isenabled()
+            _collector["freeze"] = False
+            gc.disable()
+        _collector["holders"] += 1
+        _collector["freeze"] = _collector["freeze"] or freeze
+
+
+def release_collector() -> None:
+    with _collector_lock:
+        _collector["holders"] -= 1
+        if _collector["holders"] == 0:
+            if _collector["freeze"]:
+                gc.freeze()
+            if _collector["was_enabled"]:
+                gc.enable()
 
 
 @contextmanager
@@ -42,26 +64,15 @@ def long_lived_objects() -> Iterator[None]:
     everything alive out of every later collection's walk (``gc.freeze``).
 
     The collector holds the GIL for its whole pass: passes over the 10^6 objects of a checkpoint
-    of 100,000 tensors froze the window for 0.1-0.7 s each, several times. Nested and concurrent
-    uses count: the collector comes back when the last one ends. (Nothing is collected here: a
-    collection in a worker that finalizes Qt objects deadlocked against the GUI thread.) What is
-    frozen is still freed by reference counting; a dropped model is (the workers keep no cycle
-    holding one: see ``TaskWorker._on_thread_finished``).
+    of 100,000 tensors froze the window for 0.1-0.7 s each, several times. What is frozen is
+    still freed by reference counting; a dropped model is (the workers keep no cycle holding
+    one: see ``TaskWorker._on_thread_finished``).
     """
-    with _collector_lock:
-        if _collector["holders"] == 0:
-            _collector["was_enabled"] = gc.isenabled()
-            gc.disable()
-        _collector["holders"] += 1
+    hold_collector(freeze=True)
     try:
         yield
     finally:
-        with _collector_lock:
-            _collector["holders"] -= 1
-            if _collector["holders"] == 0:
-                gc.freeze()
-                if _collector["was_enabled"]:
-                    gc.enable()
+        release_collector()
 
 
 # How long a replaced model may take to go (a cancelled worker still holding it finishes first).
@@ -154,6 +165,21 @@ class _Runner(QThread):
         torch.set_num_threads(1)
         state = self.state
         assert state is not None, "a runner runs once"
+        # No collection in a worker thread: it would finalize whatever Qt objects have become
+        # garbage (a closed dialog, a plot's menu) off the GUI thread, and Qt deadlocked against
+        # the GUI thread (the suite hung in a paint while a worker building an init's commands
+        # collected a QMenu). Released on the GUI thread, so that the next collection runs there.
+        hold_collector()
+        try:
+            self._run(state)
+        finally:
+            app = QCoreApplication.instance()
+            if app is None:
+                release_collector()
+            else:
+                QTimer.singleShot(0, app, release_collector)
+
+    def _run(self, state: WorkerState) -> None:
         try:
             result = self.fn(state)
         except Cancelled:

@@ -69,6 +69,18 @@ def test_nan_on_both_sides_and_the_same_inf_are_no_change() -> None:
         assert not diff_tensors("w", a, torch.tensor(other)).identical
 
 
+def test_a_name_only_on_one_side_but_tied_there_to_a_common_one_says_so() -> None:
+    """Tied embeddings: transformers writes embed only, an export also head (one tensor); the diff
+    listed head as "only in" with nothing to tell it from a tensor of its own."""
+    from paramscope.cli.diff_cmd import format_text
+
+    embed = torch.randn(4, 3)
+    result = diff_state_dicts({"embed": embed.clone(), "other": torch.ones(2)}, {"embed": embed, "head": embed, "extra": torch.ones(2)})
+    assert result.only_b == ["head", "extra"] and result.tied_only == {"head": "embed"}
+    text = format_text("a.pt", "b.pt", result.to_dict(with_histogram=False))
+    assert "only in b.pt: head (tied there to embed), extra" in text and "only in a.pt: other" in text
+
+
 def test_state_dict_diff_lists_sides_and_mismatches() -> None:
     a = {"w": torch.ones(2), "only_a": torch.ones(1), "shape": torch.ones(2, 2), "kind": torch.ones(2)}
     b = {"w": torch.ones(2) * 2, "only_b": torch.ones(1), "shape": torch.ones(3), "kind": torch.ones(2, dtype=torch.int64)}

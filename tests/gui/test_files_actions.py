@@ -126,11 +126,13 @@ def test_diff_view_lists_changes(qtbot, state: AppState, tmp_path: Path) -> None
     view = actions.diff_view
     qtbot.addWidget(view)
     assert view.model.rowCount() == 4
+    shared = torch.ones(2)
     a = {"w": torch.ones(2), "gone": torch.ones(1)}
-    b = {"w": torch.ones(2), "new": torch.ones(1)}
+    b = {"w": shared, "new": torch.ones(1), "w_alias": shared}
     view.set_result(diff_state_dicts(a, b), "A", "B")
     statuses = [view.model.index(r, 1).data() for r in range(view.model.rowCount())]
-    assert statuses == ["identical", "only in A", "only in B"]  # the diff's order until a header is clicked
+    # the diff's order until a header is clicked
+    assert statuses == ["identical", "only in A", "only in B", "only in B, tied there to w"]
 
 
 def test_diff_view_sorts_numbers_by_value(qtbot, qtmodeltester) -> None:

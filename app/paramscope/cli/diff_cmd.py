@@ -52,9 +52,11 @@ def format_text(a: str, b: str, data: dict[str, Any], show_all: bool = False) ->
     same = len(data["tensors"]) - data["changed"]
     out.append("")
     out.append(f"{data['changed']} tensor(s) differ, {same} identical")
+    tied = data.get("tied_only", {})
     for key, label in (("only_a", f"only in {a}"), ("only_b", f"only in {b}")):
         if data[key]:
-            out.append(f"{label}: {', '.join(data[key])}")
+            names = [f"{n} (tied there to {tied[n]})" if n in tied else n for n in data[key]]
+            out.append(f"{label}: {', '.join(names)}")
     for m in data["mismatched"]:
         out.append(f"mismatched: {m['name']}: shape {m['shape_a']} {m['dtype_a']} vs {m['shape_b']} {m['dtype_b']}")
     return "\n".join(out)

@@ -82,6 +82,9 @@ class DiffResult:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     mismatched: list[Mismatch] = field(default_factory=list)
+    # a name on one side only that is there one tensor with a name both sides have (a tie the
+    # other side does not write, e.g. lm_head.weight of tied embeddings): name -> that name
+    tied_only: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> list[TensorDiff]:
@@ -96,6 +99,7 @@ class DiffResult:
             "tensors": [t.to_dict(with_histogram) for t in self.tensors],
             "only_a": list(self.only_a),
             "only_b": list(self.only_b),
+            "tied_only": dict(self.tied_only),
             "mismatched": [m.__dict__ | {"shape_a": list(m.shape_a), "shape_b": list(m.shape_b)} for m in self.mismatched],
             "changed": len(self.changed),
             "identical": self.identical,
@@ -170,6 +174,19 @@ def _groups(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[object, ...]]:
     return out
 
 
+def _tied_only(
+    names: list[str], side: dict[str, torch.Tensor], other: dict[str, torch.Tensor], groups: dict[str, tuple[object, ...]]
+) -> dict[str, str]:
+    """Of ``names`` (on ``side`` only), those tied there to a name ``other`` has too: -> that name."""
+    if not names:
+        return {}
+    common: dict[tuple[object, ...], str] = {}
+    for name in side:
+        if name in other:
+            common.setdefault(groups[name], name)
+    return {name: common[groups[name]] for name in names if groups[name] in common}
+
+
 def diff_state_dicts(
     a: dict[str, torch.Tensor],
     b: dict[str, torch.Tensor],
@@ -189,6 +206,7 @@ def diff_state_dicts(
     result.only_a = [k for k in a if k not in b]
     result.only_b = [k for k in b if k not in a]
     ga, gb = _groups(a), _groups(b)
+    result.tied_only = _tied_only(result.only_a, a, b, ga) | _tied_only(result.only_b, b, a, gb)
     names_of: dict[tuple[object, object], list[str]] = {}  # a tensor tied on both sides: once
     for name in (k for k in a if k in b):
         ta, tb = a[name], b[name]

@@ -30,8 +30,9 @@ def diff_rows(result: DiffResult, a: str = "A", b: str = "B") -> list[Row]:
     for t in result.tensors:
         name = t.name + (f"  (= {', '.join(t.aliases[1:])})" if len(t.aliases) > 1 else "")
         rows.append((name, "identical" if t.identical else "changed", t.max_abs, t.rel_change, t.cosine))
-    rows += [(n, f"only in {a}", None, None, None) for n in result.only_a]
-    rows += [(n, f"only in {b}", None, None, None) for n in result.only_b]
+    for names, side in ((result.only_a, a), (result.only_b, b)):
+        tied = result.tied_only
+        rows += [(n, f"only in {side}" + (f", tied there to {tied[n]}" if n in tied else ""), None, None, None) for n in names]
     rows += [(m.name, "mismatch: " + m.describe().split(": ", 1)[1], None, None, None) for m in result.mismatched]
     return rows
 

@@ -74,6 +74,29 @@ def test_numbers_per_tensor_and_module(tmp_path: Path) -> None:
     assert layer.rel_prev == pytest.approx(float((both.double() - before).norm() / before.norm()))
 
 
+@pytest.mark.parametrize("magnitude", [1e200, 1e-200, 1e307])
+def test_values_whose_squares_leave_float64_move_by_their_true_ratios(tmp_path: Path, magnitude: float) -> None:
+    """A module of values near 1e200 stopped the series with "unexpected error: OverflowError"
+    (a Python float squared); squared norms made every change NaN past 1e154 and 0 below 1e-154."""
+    g = torch.Generator().manual_seed(1)
+    a, bias = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    steps = [(a, bias), (a * 0.5, bias * 2), (a * -0.25, bias)]
+    for step, (w, b) in enumerate(steps):
+        save_file({"m.weight": w * magnitude, "m.bias": b * magnitude}, str(tmp_path / f"step-{step}.safetensors"))
+    series = compute_series([str(tmp_path / "step-*.safetensors")])
+    rows = {r.name: r for r in series.tensors}
+    assert [p.rel_prev for p in rows["m.weight"].points] == [None, pytest.approx(0.5), pytest.approx(1.5)]
+    assert [p.rel_first for p in rows["m.bias"].points] == [None, pytest.approx(1.0), pytest.approx(0.0)]
+    module = {r.name: r for r in series.modules}["m"].points
+    for step in (1, 2):  # pooled: the same numbers at scale 1, times the magnitude where they scale
+        w, b = steps[step]
+        pw, pb = steps[step - 1]
+        both, before = torch.cat([w.reshape(-1), b]), torch.cat([pw.reshape(-1), pb])
+        assert module[step].rel_prev == pytest.approx(float((both - before).norm() / before.norm()), rel=1e-12)
+        assert module[step].std == pytest.approx(float(both.std()) * magnitude, rel=1e-12)
+        assert module[step].mean == pytest.approx(float(both.mean()) * magnitude, rel=1e-12)
+
+
 def test_a_folder_is_a_run_and_one_checkpoint_is_not(tmp_path: Path) -> None:
     _run(tmp_path)
     assert [Path(p).name for p in find_checkpoints([str(tmp_path)])] == [

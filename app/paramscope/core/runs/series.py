@@ -23,6 +23,12 @@ from paramscope.core.errors import SourceError, shown
 from paramscope.core.files.safetensors_io import natural_key
 from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.model import kernels
+from paramscope.core.model.extreme_values import (
+    SAFE_SMALL,
+    scale_exponent,
+    scaled,
+    times_power_of_two,
+)
 from paramscope.core.model.tensor_stats import tensor_stats
 from paramscope.core.tasks import TaskState, ensure_state
 
@@ -31,6 +37,11 @@ _STEP = re.compile(r"(?:step|iter|iteration|global_step|checkpoint|ckpt)[=_-]?(\
 _NUMBER = re.compile(r"(\d+)")
 _SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")
 _CHUNK = 1 << 22
+
+
+# ||b - a|| and ||a|| in units of 2**k, and k: 0 unless their squares would leave float64 (values
+# past 1e154 or all below 1e-154), see extreme_values
+Change = tuple[float, float, int]
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,8 @@ class SeriesPoint:
     inf: int
     rel_prev: float | None = None  # None at the first step, or where the shape changed
     rel_first: float | None = None
-    # squared norms of the change, kept to pool modules: ||W - prev||², ||prev||², same from first
-    sq: tuple[float, float, float, float] | None = None
+    # kept to pool modules: (||W - prev||, ||prev||) and (||W - first||, ||first||), see Change
+    change: tuple[Change, Change] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -183,34 +194,57 @@ def _values(checkpoint: Checkpoint, name: str) -> torch.Tensor | None:
     return tensor
 
 
-def _squared_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """‖b − a‖² and ‖a‖², in float64 a chunk at a time."""
+def _change(a: torch.Tensor, b: torch.Tensor) -> Change:
+    """``(‖b − a‖, ‖a‖, k)``: the norms in units of ``2**k``, in float64 a chunk at a time."""
+    delta, base = _chunked_norms(a, b, 0)
+    if math.isfinite(delta) and SAFE_SMALL <= base < math.inf:
+        return delta, base, 0
+    k = scale_exponent(_top(a), _top(b))
+    return (*_chunked_norms(a, b, k), k) if k else (delta, base, 0)
+
+
+def _chunked_norms(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[float, float]:
     fa, fb = a.detach().reshape(-1), b.detach().reshape(-1)
-    delta = base = 0.0
+    delta: list[float] = []
+    base: list[float] = []
     for start in range(0, fa.numel(), _CHUNK):
         pa = fa[start : start + _CHUNK].to(torch.float64)
         pb = fb[start : start + _CHUNK].to(torch.float64)
-        diff = pb - pa
-        delta += float(torch.dot(diff, diff))
-        base += float(torch.dot(pa, pa))
-    return delta, base
+        if k:
+            pa, pb = scaled(pa, k), scaled(pb, k)
+        delta.append(float(torch.linalg.vector_norm(pb - pa)))
+        base.append(float(torch.linalg.vector_norm(pa)))
+    return math.hypot(*delta), math.hypot(*base)  # (hypot scales: no square leaves float64)
+
+
+def _top(values: torch.Tensor) -> float:
+    flat = values.detach().reshape(-1).to(torch.float64)
+    finite = flat[torch.isfinite(flat)]
+    return float(finite.abs().max()) if finite.numel() else 0.0
+
+
+def _pooled_ratio(changes: list[Change]) -> float:
+    """‖Δ‖ / ‖base‖ of tensors together: their norms brought to one unit, then combined."""
+    top = max(k for _, _, k in changes)
+    delta = math.hypot(*(times_power_of_two(d, k - top) for d, _, k in changes))
+    base = math.hypot(*(times_power_of_two(b, k - top) for _, b, k in changes))
+    return _ratio(delta, base)
 
 
 def _ratio(delta: float, base: float) -> float:
     if base == 0.0:
         return 0.0 if delta == 0.0 else math.inf
-    return math.sqrt(delta) / math.sqrt(base)
+    return delta / base
 
 
 def _point(tensor: torch.Tensor, prev: torch.Tensor | None, first: torch.Tensor | None) -> SeriesPoint:
     stats = tensor_stats(tensor)
     extremes = [abs(v) for v in (stats.min, stats.max) if v is not None]
-    sq = None
+    change = None
     rel_prev = rel_first = None
     if prev is not None and first is not None and not tensor.is_complex():
-        dp, bp = _squared_norms(prev, tensor)
-        df, bf = _squared_norms(first, tensor)
-        rel_prev, rel_first, sq = _ratio(dp, bp), _ratio(df, bf), (dp, bp, df, bf)
+        change = _change(prev, tensor), _change(first, tensor)
+        rel_prev, rel_first = _ratio(*change[0][:2]), _ratio(*change[1][:2])
     return SeriesPoint(
         numel=stats.finite,
         norm=stats.norm,
@@ -221,7 +255,7 @@ def _point(tensor: torch.Tensor, prev: torch.Tensor | None, first: torch.Tensor 
         inf=stats.inf,
         rel_prev=rel_prev,
         rel_first=rel_first,
-        sq=sq,
+        change=change,
     )
 
 
@@ -258,21 +292,16 @@ def _pooled(points: Iterable[SeriesPoint | None]) -> SeriesPoint | None:
         return None
     with_values = [p for p in present if p.mean is not None and p.std is not None and p.numel]
     count = sum(p.numel for p in with_values)
-    mean = std = None
-    if count:
-        # stds are sample stds (n - 1), as tensor_stats gives them: pooled the same way
-        mean = sum(p.numel * p.mean for p in with_values) / count
-        squares = sum((p.numel - 1) * p.std**2 + p.numel * p.mean**2 for p in with_values)
-        std = math.sqrt(max(0.0, (squares - count * mean**2) / (count - 1))) if count > 1 else 0.0
+    mean, std = _pooled_moments(with_values, count) if count else (None, None)
     norms = [p.norm for p in present if p.norm is not None]
     maxima = [p.max_abs for p in present if p.max_abs is not None]
     rel_prev = rel_first = None
-    if all(p.sq is not None for p in present):
-        sums = [sum(p.sq[i] for p in present) for i in range(4)]  # type: ignore[index]
-        rel_prev, rel_first = _ratio(sums[0], sums[1]), _ratio(sums[2], sums[3])
+    if all(p.change is not None for p in present):
+        rel_prev = _pooled_ratio([p.change[0] for p in present])  # type: ignore[index]
+        rel_first = _pooled_ratio([p.change[1] for p in present])  # type: ignore[index]
     return SeriesPoint(
         numel=count,
-        norm=math.sqrt(sum(n * n for n in norms)) if norms else None,
+        norm=math.hypot(*norms) if norms else None,
         mean=mean,
         std=std,
         max_abs=max(maxima) if maxima else None,
@@ -281,6 +310,16 @@ def _pooled(points: Iterable[SeriesPoint | None]) -> SeriesPoint | None:
         rel_prev=rel_prev,
         rel_first=rel_first,
     )
+
+
+def _pooled_moments(points: list[SeriesPoint], count: int) -> tuple[float, float]:
+    """Mean and sample std (n - 1, as tensor_stats gives them) of the points' values together,
+    in units of their largest magnitude (a square of 1e200 overflows Python's float)."""
+    unit = max(abs(p.mean) + p.std for p in points) or 1.0  # type: ignore[operator]
+    mean = sum(p.numel * (p.mean / unit) for p in points) / count  # type: ignore[operator]
+    squares = sum((p.numel - 1) * (p.std / unit) ** 2 + p.numel * (p.mean / unit) ** 2 for p in points)  # type: ignore[operator]
+    std = math.sqrt(max(0.0, (squares - count * mean**2) / (count - 1))) if count > 1 else 0.0
+    return mean * unit, std * unit
 
 
 def series_part(

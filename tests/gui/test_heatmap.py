@@ -142,3 +142,29 @@ def test_a_weight_without_elements_says_so_instead_of_crashing(window, shape):
     window.state.select_tensor("weight")
     assert window.heatmap_view.array is None
     assert window.heatmap_view.message.text() == f"weight has shape {list(shape)}: no values to draw."
+
+
+def test_a_sparse_buffer_says_so_and_a_failing_refresh_shows_its_message(window, monkeypatch):
+    """A sparse buffer's heatmap raised inside the tab's showEvent (reshape of a sparse tensor) and
+    the process died (SIGSEGV); any refresh that raises now shows a one-line message."""
+    from torch import nn
+
+    import paramscope.gui.plots.heatmap_view as heatmap_module
+    from paramscope.core.sources.sources import OpenedModel
+
+    net = nn.Linear(3, 2)
+    net.register_buffer("mask", torch.eye(3).to_sparse())
+    window.open_model(OpenedModel(net, "sparse", "live"))
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    window.state.select_tensor("mask")
+    assert window.heatmap_view.message.text() == "mask: a sparse_coo tensor; the heatmap draws dense ones."
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a view's bug\nwith a second line")
+
+    monkeypatch.setattr(heatmap_module, "heatmap_of", broken)
+    window.tabs.setCurrentWidget(window.histogram_panel)
+    window.state.select_tensor("weight")
+    window.tabs.setCurrentWidget(window.heatmap_view)  # shown: refreshes, and the refresh raises
+    assert window.heatmap_view.message.text() == "weight: RuntimeError: a view's bug with a second line"
+    assert window.heatmap_view.array is None

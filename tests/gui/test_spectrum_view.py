@@ -115,6 +115,17 @@ def test_what_has_no_spectrum_says_why(window, qtbot, monkeypatch):
         qtbot.mouseClick(view.compute_button, Qt.MouseButton.LeftButton)
 
 
+def test_a_sparse_buffer_has_no_spectrum_and_says_why(window, qtbot):
+    net = nn.Linear(3, 2)
+    net.register_buffer("mask", torch.eye(3).to_sparse())  # raised from the tab's showEvent: SIGSEGV
+    window.open_model(OpenedModel(net, "sparse", "live"))
+    view = window.spectrum_view
+    window.tabs.setCurrentWidget(view)
+    with qtbot.waitSignal(view.skipped) as blocker:
+        window.state.select_tensor("mask")
+    assert blocker.args[0] == "mask: sparse_coo layout: spectra of dense tensors only"
+
+
 def test_zero_weight_has_gaps_not_a_crash(window, qtbot):
     net = nn.Sequential(nn.Linear(6, 4, bias=False))
     nn.init.zeros_(net[0].weight)

@@ -83,6 +83,9 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
     state = ensure_state(state)
     if tensor.device.type == "meta":
         return Heatmap(name, message=f"{name}: shape only (no values loaded).")
+    if tensor.layout != torch.strided:
+        layout = str(tensor.layout).removeprefix("torch.")
+        return Heatmap(name, message=f"{name}: a {layout} tensor; the heatmap draws dense ones.")
     if tensor.is_complex():
         return Heatmap(name, message=f"{name}: complex values have no heatmap.")
     matrix = as_matrix(tensor)

@@ -159,6 +159,8 @@ def why_not(tensor: torch.Tensor, max_side: int | None = MAX_SIDE) -> str | None
         return f"{str(tensor.dtype).removeprefix('torch.')}: not floating-point"
     if tensor.device.type == "meta":
         return "no values loaded"
+    if tensor.layout != torch.strided:
+        return f"{str(tensor.layout).removeprefix('torch.')} layout: spectra of dense tensors only"
     if tensor.numel() == 0:
         return "empty"
     rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]

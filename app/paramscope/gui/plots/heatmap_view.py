@@ -111,6 +111,9 @@ class HeatmapView(RefreshWhenShown, QWidget):
         self.message.setVisible(True)
         self.worker.start(lambda task_state: heatmap_of(name, session.values(name), task_state), f"heatmap of {name}")
 
+    def refresh_failed(self, message: str) -> None:
+        self._clear(f"{self.state.selected_tensor or 'heatmap'}: {message}", self.state.selected_tensor or "")
+
     def _on_reduced(self, heatmap: Heatmap) -> None:
         asked, self._asked = self._asked, None
         if self.state.has_session and asked == self._what():

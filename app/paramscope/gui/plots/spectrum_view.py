@@ -216,6 +216,9 @@ class SpectrumView(RefreshWhenShown, QWidget):
         self.cancel_button.setVisible(busy)
 
     # --- drawing -------------------------------------------------------------------------------
+    def refresh_failed(self, message: str) -> None:
+        self._clear(f"{self.state.selected_tensor or 'spectrum'}: {message}")
+
     def _on_result(self, result: SpectraResult) -> None:
         if result.skipped:
             name, reason = next(iter(result.skipped.items()))

@@ -71,6 +71,15 @@ def test_init_rules_and_losses_change_the_numbers(capsys):
     assert data["loss_name"] == "l2"
 
 
+def test_init_skips_the_tensors_an_initializer_cannot_take_as_init_does(capsys):
+    """``--init '*=orthogonal_'`` refused the whole rule for the 1-D biases, where ``init`` skips
+    them and says which."""
+    data = _json(capsys, "demo:mlp", "--init", "*=orthogonal_", "--input", "ones(1,4)")
+    assert data["notes"][0] == "--init skipped 2 refused tensor(s): 0.bias, 2.bias"
+    assert main(["grad", "demo:mlp", "--init", "*.bias=orthogonal_", "--input", "ones(1,4)"]) == 2
+    assert "nothing applied, refused for 0.bias" in capsys.readouterr().err
+
+
 def test_text_output_reads_like_the_tutorial(capsys):
     assert main(["grad", "demo:shared", "--init", "*=constant(val=3)", "--input", "ones(1,1)"]) == 0
     out = capsys.readouterr().out

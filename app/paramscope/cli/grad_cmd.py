@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default="sum", metavar="NAME", help="sum (default), mean, l2, cross_entropy")
     parser.add_argument(
         "--init", action="append", default=[], metavar="RULE",
-        help="SELECTOR=INIT(key=value,...) applied before the pass; repeatable, in order",
+        help="SELECTOR=INIT(key=value,...) applied before the pass; repeatable, in order (tensors an initializer cannot take are skipped and named, as init does)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --init, random inputs, labels and dropout (default 0)")
     parser.add_argument("--mode", choices=("as-is", "train", "eval"), default="as-is", help="module mode during the pass (restored afterwards)")
@@ -61,11 +61,7 @@ def run(args: argparse.Namespace) -> int:
     opened = open_from_args(args)
     if opened.forward_unavailable:
         raise BackwardUnavailable(f"{opened.source}: backward unavailable: {opened.forward_unavailable}")
-    if rules:
-        from paramscope.core.edit.session import Session
-        from paramscope.core.init.rules import apply_rules
-
-        apply_rules(Session(opened), rules, seed=args.seed)
+    skipped = _apply_init(opened, rules, args.seed) if rules else ""
     if spec is None:
         spec = default_input(opened.model)
     train = {"as-is": None, "train": True, "eval": False}[args.mode]
@@ -76,11 +72,30 @@ def run(args: argparse.Namespace) -> int:
     data["source"] = opened.source
     if spec.note and not args.input:
         data["notes"].insert(0, f"input: {spec.note}")
+    if skipped:
+        data["notes"].insert(0, skipped)
     if args.json:
         print_json(data)
     else:
         print(format_text(data))
     return 0
+
+
+def _apply_init(opened: Any, rules: list[Any], seed: int) -> str:
+    """Apply --init as ``init`` does: tensors an initializer cannot take are skipped, and named
+    in the returned note ("" when none); a rule that can apply to nothing is refused."""
+    from paramscope.core.edit.session import Session
+    from paramscope.core.errors import listed
+    from paramscope.core.init.rule_plans import RefusedError, plan
+    from paramscope.core.init.rules import apply_rules
+
+    session = Session(opened)
+    the_plan = plan(session, rules)
+    if sum(len(rp.hits) for rp in the_plan.rules) <= len(the_plan.refusals):
+        raise RefusedError(the_plan.refusal_message(), the_plan)
+    apply_rules(session, rules, seed=seed, skip_refused=True)
+    names = [name for _, name, _ in the_plan.refusals]
+    return f"--init skipped {len(names)} refused tensor(s): {listed(names)}" if names else ""
 
 
 def _output_text(output: dict[str, Any]) -> list[str]:

@@ -150,17 +150,12 @@ def test_replay_script_reproduces_identical_tensors(tmp_path):
     session.execute(value_edit_command(session, ["0.weight"], "expression", expression="x * 2 + 1"))
     session.execute(value_edit_command(session, ["2.bias"], "multiply", 10.0))
     session.undo()  # an undone change is not replayed
-    script = tmp_path / "replay.py"
-    script.write_text(replay_script(session))
-    out = tmp_path / "out.pt"
-    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    replayed = torch.load(out, weights_only=True)
+    replayed = _replayed(session, tmp_path)
     current = session.model.state_dict()
     assert set(replayed) == set(current)
     for name, tensor in current.items():
         assert torch.equal(replayed[name], tensor), name
-    assert "mul_" not in script.read_text()
+    assert "mul_" not in (tmp_path / "replay.py").read_text()
 
 
 def test_dtypes_torch_cannot_draw_into_are_drawn_in_float32_and_replayed(tmp_path):
@@ -198,12 +193,7 @@ def test_dtypes_torch_cannot_draw_into_are_drawn_in_float32_and_replayed(tmp_pat
     assert torch.allclose(rows @ rows.T, torch.eye(6), atol=0.03)  # orthogonal, to bfloat16's precision
     assert not drawn_in_float32("orthogonal_", torch.float32) and not drawn_in_float32("zeros_", torch.float8_e4m3fn)
 
-    script = tmp_path / "replay.py"
-    script.write_text(replay_script(session))
-    out = tmp_path / "out.pt"
-    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    replayed = torch.load(out, weights_only=True)
+    replayed = _replayed(session, tmp_path)
     for name in weights:
         assert _bits(replayed[name]) == _bits(session.tensor(name)), name
 
@@ -213,7 +203,6 @@ def test_value_edits_of_every_dtype_apply_or_say_why_and_replay(tmp_path):
     or uint32 one ("add_stub not implemented"): torch errors instead of an edit or a reason."""
     from safetensors.torch import save_file
 
-    from paramscope.core.edit.replay import replay_script
 
     tensors = {
         "f8": torch.tensor([1.0, -2.0, 448.0]).to(torch.float8_e4m3fn),
@@ -241,14 +230,19 @@ def test_value_edits_of_every_dtype_apply_or_say_why_and_replay(tmp_path):
             value_edit_command(session, names, kind, **numbers)
         assert str(info.value) == reason
 
+    replayed = _replayed(session, tmp_path)
+    for name in tensors:
+        assert _bits(replayed[name]) == _bits(session.tensor(name)), name
+
+
+def _replayed(session: Session, tmp_path) -> dict[str, torch.Tensor]:
+    """The state_dict the session's replay script writes, run as a user runs it."""
     script = tmp_path / "replay.py"
     script.write_text(replay_script(session))
     out = tmp_path / "out.pt"
     done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    replayed = torch.load(out, weights_only=True)
-    for name in tensors:
-        assert _bits(replayed[name]) == _bits(session.tensor(name)), name
+    return torch.load(out, weights_only=True)
 
 
 def _bits(tensor: torch.Tensor) -> bytes:

@@ -18,6 +18,7 @@ from paramscope.core.edit.commands import TensorEditCommand, TensorOf
 from paramscope.core.edit.expressions import compile_expression
 from paramscope.core.edit.replay import format_value
 from paramscope.core.errors import ParamscopeError, listed
+from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
 from paramscope.core.model.report import is_lazy
 from paramscope.core.model.tensor_stats import data_problem
 
@@ -75,6 +76,8 @@ def _integral(data: torch.Tensor) -> bool:
 def _refusal(name: str, tensor: torch.Tensor, kind: str, numbers: Sequence[float | None]) -> str | None:
     """Why ``kind`` with these numbers cannot apply to ``tensor`` (by its dtype), or None."""
     dtype = str(tensor.dtype).removeprefix("torch.")
+    if not holds_numbers(tensor.dtype):
+        return f"{name}: {no_numbers_reason(tensor.dtype)}"
     if kind == "clamp" and tensor.is_complex():
         return f"{name} holds complex values, which have no order to clamp by"
     if not _integral(tensor) or kind in ("set", "expression"):

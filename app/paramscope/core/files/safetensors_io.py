@@ -392,6 +392,8 @@ _WRITE_NAMES = {
     torch.complex64: "C64",
 }
 # fmt: on
+# the rarer float8 and float4 types the format has, written by the safetensors library
+_LIBRARY_WRITES = {getattr(torch, n) for n in ("float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2") if hasattr(torch, n)}
 
 
 def write_safetensors(
@@ -414,6 +416,10 @@ def write_safetensors(
                 f"tensor name {name!r} is not valid Unicode text, and safetensors stores names "
                 "as UTF-8: export to .pt instead"
             )
+    odd = {n: str(t.dtype).removeprefix("torch.") for n, t in state_dict.items() if t.dtype not in _WRITE_NAMES and t.dtype not in _LIBRARY_WRITES}
+    if odd:
+        kinds = " or ".join(sorted(set(odd.values())))
+        raise ValueError(f"the safetensors format has no {kinds} type ({listed(list(odd))}): export to .pt instead")
     stored, aliases = dedupe(state_dict)
     meta = {"format": "pt"}
     meta.update(metadata or {})
@@ -490,9 +496,4 @@ def _write_with_library(
         if v.numel() and ptr in seen:
             contiguous[k] = v.clone()
         seen.add(ptr)
-    try:
-        save_file(contiguous, str(path), metadata=metadata)
-    except KeyError:  # the library's table of dtypes has no such entry (complex128, ...)
-        odd = {name: str(t.dtype).removeprefix("torch.") for name, t in stored.items() if t.dtype not in _WRITE_NAMES}
-        kinds = " or ".join(sorted(set(odd.values())))
-        raise ValueError(f"the safetensors format has no {kinds} type ({listed(list(odd))}): export to .pt instead") from None
+    save_file(contiguous, str(path), metadata=metadata)

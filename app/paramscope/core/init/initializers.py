@@ -35,6 +35,7 @@ from paramscope.core.init.initializer_base import (
     derived_seed,
     params_from_signature,
 )
+from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
 
 TORCH_INITIALIZERS = (
     "uniform_",
@@ -104,6 +105,8 @@ class TorchInitializer(Initializer):
                 return f"{name}: the tensor has no elements, fan_in/fan_out would be 0"
         if name in _RANDOM and not tensor.is_floating_point():
             return f"{name} draws random numbers: needs a floating-point tensor, this one is {tensor.dtype}"
+        if not holds_numbers(tensor.dtype):
+            return no_numbers_reason(tensor.dtype)
         return None
 
     def apply(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
 from paramscope.core.tasks import TaskState, ensure_state
 
 MAX_DISPLAY = 512  # rows and columns drawn at most; more are block-reduced
@@ -83,6 +84,8 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
     state = ensure_state(state)
     if tensor.device.type == "meta":
         return Heatmap(name, message=f"{name}: shape only (no values loaded).")
+    if not holds_numbers(tensor.dtype):
+        return Heatmap(name, message=f"{name}: {no_numbers_reason(tensor.dtype)}.")
     if tensor.layout != torch.strided:
         layout = str(tensor.layout).removeprefix("torch.")
         return Heatmap(name, message=f"{name}: a {layout} tensor; the heatmap draws dense ones.")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
 from paramscope.core.model.heatmap import as_matrix
 from paramscope.core.model.tensor_stats import tensor_stats
 from paramscope.core.tasks import TaskState, ensure_state
@@ -157,6 +158,8 @@ def why_not(tensor: torch.Tensor, max_side: int | None = MAX_SIDE) -> str | None
         return f"{tensor.dim()}-D: not a matrix"
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return f"{str(tensor.dtype).removeprefix('torch.')}: not floating-point"
+    if not holds_numbers(tensor.dtype):
+        return no_numbers_reason(tensor.dtype)
     if tensor.device.type == "meta":
         return "no values loaded"
     if tensor.layout != torch.strided:

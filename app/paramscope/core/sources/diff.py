@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from paramscope.core.model.dtypes import holds_numbers
 from paramscope.core.model.extreme_values import (
     SAFE_SMALL,
     scale_exponent,
@@ -129,6 +130,8 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
         >>> d.max_abs, round(d.rel_change, 6)
         (0.5, 0.223607)
     """
+    if not (holds_numbers(a.dtype) and holds_numbers(b.dtype)):
+        return _bits_diff(name, a, b)
     a64, b64 = _as_float64(a), _as_float64(b)
     delta = b64 - a64
     if delta.numel() and not bool(torch.isfinite(delta).all()):
@@ -147,6 +150,17 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     norm_a, norm_b = times_power_of_two(norm_a, k), times_power_of_two(norm_b, k)
     histogram = tensor_histogram(delta, bins=bins) if bins > 0 else None
     return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), max_abs, rel, cosine, norm_a, norm_b, histogram)
+
+
+def _bits_diff(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorDiff:
+    """Packed or raw bits (float4_e2m1fn_x2, bits8): identical or not, by their bytes; no numbers."""
+    same = a.dtype == b.dtype and torch.equal(_bytes(a), _bytes(b))
+    nan = math.nan
+    return TensorDiff(name, tuple(a.shape), _dtype(a), _dtype(b), 0.0 if same else nan, 0.0 if same else nan, None, nan, nan)
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
 
 
 def _norms_and_dot(a: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> tuple[float, float, float, float]:

@@ -59,3 +59,15 @@ def test_safetensors_export_writes_the_rare_types_it_has_and_names_those_it_lack
     rare.register_buffer("raw", torch.arange(4, dtype=torch.uint8).view(torch.bits8))
     with pytest.raises(ExportError, match=r"the safetensors format has no bits8 type \(raw\): export to .pt instead$"):
         export_model(rare, tmp_path / "raw.safetensors")
+
+
+def test_a_series_over_packed_tensors_lists_them_without_numbers(tmp_path: Path) -> None:
+    """"unexpected error: NotImplementedError: copy_ not implemented for 'Bits16'"."""
+    from paramscope.core.runs.series import compute_series
+
+    for step in (1, 2):
+        bits = torch.arange(8, dtype=torch.int16).view(torch.bits16)
+        torch.save({"fp4": _packed(step), "bits": bits, "w": torch.full((2,), float(step))}, tmp_path / f"step-{step}.pt")
+    rows = {r.name: r for r in compute_series([str(tmp_path)]).tensors}
+    assert rows["fp4"].points[1].rel_prev is None and rows["bits"].points[1].norm is None
+    assert rows["w"].points[1].rel_prev == pytest.approx(1.0)  # [1, 1] to [2, 2]

@@ -23,6 +23,7 @@ from paramscope.core.errors import SourceError, shown
 from paramscope.core.files.safetensors_io import natural_key
 from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.model import kernels
+from paramscope.core.model.dtypes import holds_numbers
 from paramscope.core.model.extreme_values import (
     SAFE_SMALL,
     scale_exponent,
@@ -242,7 +243,7 @@ def _point(tensor: torch.Tensor, prev: torch.Tensor | None, first: torch.Tensor 
     extremes = [abs(v) for v in (stats.min, stats.max) if v is not None]
     change = None
     rel_prev = rel_first = None
-    if prev is not None and first is not None and not tensor.is_complex():
+    if prev is not None and first is not None and not tensor.is_complex() and holds_numbers(tensor.dtype):
         change = _change(prev, tensor), _change(first, tensor)
         rel_prev, rel_first = _ratio(*change[0][:2]), _ratio(*change[1][:2])
     return SeriesPoint(

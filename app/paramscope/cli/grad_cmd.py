@@ -86,11 +86,12 @@ def _apply_init(opened: Any, rules: list[Any], seed: int) -> str:
     in the returned note ("" when none); a rule that can apply to nothing is refused."""
     from paramscope.core.edit.session import Session
     from paramscope.core.errors import listed
-    from paramscope.core.init.rule_plans import RefusedError, plan
+    from paramscope.core.init.rule_plans import RefusedError, check_unmatched, plan
     from paramscope.core.init.rules import apply_rules
 
     session = Session(opened)
     the_plan = plan(session, rules)
+    check_unmatched(the_plan, session.report)  # a rule that hits nothing is a typo
     if sum(len(rp.hits) for rp in the_plan.rules) <= len(the_plan.refusals):
         raise RefusedError(the_plan.refusal_message(), the_plan)
     apply_rules(session, rules, seed=seed, skip_refused=True)

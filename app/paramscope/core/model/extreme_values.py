@@ -35,6 +35,13 @@ def scale_exponent(*values: float) -> int:
     return math.frexp(top)[1] - _SCALED_TOP
 
 
+def largest_finite(values: torch.Tensor) -> float:
+    """The largest finite magnitude among ``values`` (0 for none), for :func:`scale_exponent`."""
+    flat = values.detach().reshape(-1).to(torch.float64)
+    finite = flat[torch.isfinite(flat)]
+    return float(finite.abs().max()) if finite.numel() else 0.0
+
+
 def times_power_of_two(value: Any, k: int) -> Any:
     """``value * 2**k`` (a float or an array) for ``|k|`` up to 2046 (``2.0**k`` alone overflows
     past 1023)."""

@@ -26,6 +26,7 @@ from paramscope.core.model import kernels
 from paramscope.core.model.dtypes import holds_numbers
 from paramscope.core.model.extreme_values import (
     SAFE_SMALL,
+    largest_finite,
     scale_exponent,
     scaled,
     times_power_of_two,
@@ -200,7 +201,7 @@ def _change(a: torch.Tensor, b: torch.Tensor) -> Change:
     delta, base = _chunked_norms(a, b, 0)
     if math.isfinite(delta) and SAFE_SMALL <= base < math.inf:
         return delta, base, 0
-    k = scale_exponent(_top(a), _top(b))
+    k = scale_exponent(largest_finite(a), largest_finite(b))
     return (*_chunked_norms(a, b, k), k) if k else (delta, base, 0)
 
 
@@ -216,12 +217,6 @@ def _chunked_norms(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[float, flo
         delta.append(float(torch.linalg.vector_norm(pb - pa)))
         base.append(float(torch.linalg.vector_norm(pa)))
     return math.hypot(*delta), math.hypot(*base)  # (hypot scales: no square leaves float64)
-
-
-def _top(values: torch.Tensor) -> float:
-    flat = values.detach().reshape(-1).to(torch.float64)
-    finite = flat[torch.isfinite(flat)]
-    return float(finite.abs().max()) if finite.numel() else 0.0
 
 
 def _pooled_ratio(changes: list[Change]) -> float:

@@ -15,6 +15,7 @@ import torch
 from paramscope.core.model.dtypes import holds_numbers
 from paramscope.core.model.extreme_values import (
     SAFE_SMALL,
+    largest_finite,
     scale_exponent,
     scaled,
     times_power_of_two,
@@ -142,7 +143,7 @@ def diff_tensors(name: str, a: torch.Tensor, b: torch.Tensor, bins: int = DEFAUL
     max_abs = float(delta.abs().max()) if delta.numel() else 0.0
     k = 0
     if not math.isfinite(norm_a + norm_b + norm_d + dot) or min(norm_a, norm_b) < SAFE_SMALL:
-        k = scale_exponent(_top(a64), _top(b64))  # squares over- or underflowed? (see extreme_values)
+        k = scale_exponent(largest_finite(a64), largest_finite(b64))  # squares over- or underflowed? (see extreme_values)
     if k:  # the same sums over copies scaled by 2**-k
         small_a, small_b = scaled(a64, k), scaled(b64, k)
         norm_a, norm_b, norm_d, dot = _norms_and_dot(small_a, small_b, small_b - small_a)
@@ -168,12 +169,6 @@ def _norms_and_dot(a: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> tup
         return 0.0, 0.0, 0.0, 0.0
     norm = torch.linalg.vector_norm
     return float(norm(a)), float(norm(b)), float(norm(delta)), float(torch.dot(a, b))
-
-
-def _top(values: torch.Tensor) -> float:
-    """The largest finite magnitude (0 for none)."""
-    finite = values[torch.isfinite(values)]
-    return float(finite.abs().max()) if finite.numel() else 0.0
 
 
 def _groups(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[object, ...]]:

@@ -18,7 +18,7 @@ from paramscope.core.edit.commands import TensorEditCommand, TensorOf
 from paramscope.core.edit.expressions import compile_expression
 from paramscope.core.edit.replay import format_value
 from paramscope.core.errors import ParamscopeError, listed
-from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
+from paramscope.core.model.dtypes import computed_in, holds_numbers, no_numbers_reason
 from paramscope.core.model.report import is_lazy
 from paramscope.core.model.tensor_stats import data_problem
 
@@ -35,7 +35,7 @@ class ValueEditError(ParamscopeError):
 def _apply(tensor: torch.Tensor, kind: str, value: float | None, low: float | None,
            high: float | None, expression: str | None) -> None:  # fmt: skip
     data = tensor.detach()
-    wider = _wider(data.dtype)
+    wider = computed_in(data.dtype)
     if wider is not None:  # torch has no add or clamp for this dtype: on a copy, written back
         work = data.to(wider)
         _apply(work, kind, value, low, high, expression)
@@ -56,17 +56,6 @@ def _apply(tensor: torch.Tensor, kind: str, value: float | None, low: float | No
         data.copy_(compile_expression(expression).evaluate(data.clone()))
     else:
         raise ValueEditError(f"unknown value edit {kind!r}; known: {', '.join(EDIT_KINDS)}")
-
-
-def _wider(dtype: torch.dtype) -> torch.dtype | None:
-    """Where to compute for a dtype torch has no add, mul or clamp for (on the CPU): float8 in
-    float32 (rounded back), unsigned 16 to 64 bits in int64 (modulo 2**bits back, as unsigned
-    arithmetic does)."""
-    if dtype.is_floating_point and dtype.itemsize == 1:
-        return torch.float32
-    if dtype in (torch.uint16, torch.uint32, torch.uint64):
-        return torch.int64
-    return None
 
 
 def _integral(data: torch.Tensor) -> bool:
@@ -119,7 +108,7 @@ def _replay_line(target: str, kind: str, value: float | None, low: float | None,
         op = f"fill_({format_value(value)})"
     else:
         op = f"clamp_(min={format_value(low)}, max={format_value(high)})"
-    wider = _wider(dtype)
+    wider = computed_in(dtype)
     if wider is None:
         return f"{target}.{op}"
     return f"{target}.copy_({target}.to({wider}).{op})"  # (torch has no kernel for the dtype itself)

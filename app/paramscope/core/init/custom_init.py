@@ -87,7 +87,7 @@ class CustomInitializer(Initializer):
                     torch.manual_seed(seed)
                     self.function(tensor, **kwargs)
 
-    def replay_lines(self, target: str, kwargs: dict[str, Any]) -> list[str]:
+    def replay_lines(self, target: str, kwargs: dict[str, Any], dtype: torch.dtype | None = None) -> list[str]:
         # ``custom`` is bound by the replay script's preamble (see replay.py).
         args = [target] + [f"{k}={format_value(v)}" for k, v in kwargs.items()]
         if self._generator_positional:

@@ -179,6 +179,7 @@ class Initializer:
     def apply(self, tensor: torch.Tensor, kwargs: dict[str, Any], generator: torch.Generator) -> None:
         raise NotImplementedError
 
-    def replay_lines(self, target: str, kwargs: dict[str, Any]) -> list[str]:
-        """Python lines that repeat :meth:`apply` on ``target`` (an expression) with ``g``."""
+    def replay_lines(self, target: str, kwargs: dict[str, Any], dtype: torch.dtype | None = None) -> list[str]:
+        """Python lines that repeat :meth:`apply` on ``target`` (an expression) with ``g``;
+        ``dtype``: the target's, when known."""
         raise NotImplementedError

@@ -35,7 +35,7 @@ from paramscope.core.init.initializer_base import (
     derived_seed,
     params_from_signature,
 )
-from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
+from paramscope.core.model.dtypes import computed_in, holds_numbers, no_numbers_reason
 
 TORCH_INITIALIZERS = (
     "uniform_",
@@ -67,7 +67,7 @@ def drawn_in_float32(name: str, dtype: torch.dtype) -> bool:
     dtype most large checkpoints come in ("geqrf_cpu not implemented for 'BFloat16'")."""
     if name not in _RANDOM or not dtype.is_floating_point:
         return False
-    return dtype.itemsize == 1 or (name == "orthogonal_" and dtype in (torch.float16, torch.bfloat16))
+    return computed_in(dtype) == torch.float32 or (name == "orthogonal_" and dtype in (torch.float16, torch.bfloat16))
 
 
 class TorchInitializer(Initializer):

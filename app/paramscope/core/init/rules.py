@@ -138,13 +138,9 @@ def replay_code(
     elif getattr(initializer, "acts_on_module", False):
         for module_name in rule_plan.modules:
             lines += initializer.replay_module_lines(f"model.get_submodule({module_name!r})")  # type: ignore[attr-defined]
-    elif isinstance(initializer, TorchInitializer):
-        for hit in rule_plan.hits:
-            dtype = (dtypes or {}).get(hit.name)
-            lines += initializer.replay_lines(f"T({hit.name!r})", rule_plan.kwargs, dtype)
     else:
         for hit in rule_plan.hits:
-            lines += initializer.replay_lines(f"T({hit.name!r})", rule_plan.kwargs)
+            lines += initializer.replay_lines(f"T({hit.name!r})", rule_plan.kwargs, (dtypes or {}).get(hit.name))
     return "\n".join(lines)
 
 

@@ -32,6 +32,17 @@ def holds_numbers(dtype: torch.dtype) -> bool:
     return True
 
 
+def computed_in(dtype: torch.dtype) -> torch.dtype | None:
+    """Where to compute for a dtype torch has no add, mul, clamp or random numbers for (on the
+    CPU), writing the result back: float8 in float32 (rounded back), unsigned 16 to 64 bits in
+    int64 (modulo 2**bits back, as unsigned arithmetic does); None for the others."""
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        return torch.float32
+    if dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return torch.int64
+    return None
+
+
 def no_numbers_reason(dtype: torch.dtype) -> str:
     """The one-line reason for a dtype :func:`holds_numbers` refuses."""
     return f"{str(dtype).removeprefix('torch.')} holds packed or raw bits torch cannot compute with"

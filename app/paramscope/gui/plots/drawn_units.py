@@ -15,6 +15,9 @@ import math
 
 LARGEST_DRAWN = 1e100
 SMALLEST_DRAWN = 1e-100
+# Where a narrow axis (the heatmap's colour bar, the spectrum's half-width histogram) switches to
+# a unit: from this magnitude on its labels ("2e+30") were dropped or ran into each other.
+SHORT_LABELS = 1e4
 
 
 def unit_for(top: float, largest: float = LARGEST_DRAWN) -> float:

@@ -15,15 +15,13 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.model.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
-from paramscope.gui.plots.drawn_units import unit_for, unit_text
+from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
 from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
 __all__ = ["BACKGROUND_NUMEL", "DIVERGING", "MAX_DISPLAY", "HeatmapView", "as_matrix", "block_maxabs"]
 
-# Values of this magnitude or more have labels too wide for the colour bar (see drawn_units).
-LONGEST_LABELLED = 1e4
 #: Tensors with more elements than a full-size heatmap are reduced in a worker.
 BACKGROUND_NUMEL = MAX_DISPLAY * MAX_DISPLAY
 # Blue - white - red: zero is white, the sign is the hue (as in most weight visualizations).
@@ -132,7 +130,7 @@ class HeatmapView(RefreshWhenShown, QWidget):
         self.array, self.factor, self.title = array, heatmap.factor, heatmap.title
         self.plot.setTitle(heatmap.title)
         bound = float(np.abs(array).max()) or 1.0
-        unit = unit_for(bound, LONGEST_LABELLED)  # in a unit named in the colour bar's title
+        unit = unit_for(bound, SHORT_LABELS)  # in a unit named in the colour bar's title
         self.image.setImage(array.T / unit, autoLevels=False)  # ImageItem's first axis is x (columns)
         rows, cols = heatmap.shape
         self.image.setRect(0, 0, cols, rows)  # axes in element indices

@@ -35,14 +35,11 @@ from PySide6.QtWidgets import (
 from paramscope.core.model import spectra
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
-from paramscope.gui.plots.drawn_units import unit_for, unit_text
+from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
 from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
-# The histogram is half as wide as the tab: from this magnitude on its labels ("2e+30") ran
-# into each other; they are drawn in a unit named in the axis title (see drawn_units).
-SHORT_LABELS = 1e4
 #: ``rows * cols * min(rows, cols)`` above which the SVD runs in the worker (~0.1 s here).
 SYNC_COST = 1 << 25
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 from fuzz_guard import assert_clean_outcome, no_hang
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from paramscope.core.backward.input_specs import parse_input_spec
@@ -189,6 +189,7 @@ def _check_input_spec(text: str) -> None:
 
 @FUZZ
 @given(text=st.one_of(tokens(*INPUT_TOKENS), st.text(max_size=30)))
+@example(text="~\x00")  # expanduser raised ValueError ("embedded null byte")
 def test_any_input_spec_parses_or_fails_cleanly(text: str) -> None:
     _check_input_spec(text)
 

@@ -316,6 +316,8 @@ def parse_input_spec(text: str) -> InputSpec:
             raise InputSpecError(f"input spec {text!r}: keyword {key!r} given twice")
         keys.append(key)
         if "(" not in item:
+            if "\x00" in item:  # (no file has such a name, and expanduser raises on it)
+                raise InputSpecError(f"input spec {text!r}: {item!r} holds a NUL character, which no file name has")
             try:
                 path = Path(item).expanduser()
             except RuntimeError:  # ~user of an unknown user: keep the text, load() says it is missing

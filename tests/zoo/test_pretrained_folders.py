@@ -54,6 +54,45 @@ def test_a_transformers_folder_opens_as_its_real_class(tmp_path: Path, save: dic
     assert ours.loss == theirs.loss
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["read whole", "over the lazy size"])
+def test_a_bfloat16_folder_opens_in_bfloat16_as_from_pretrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """The class builds float32; the files hold bfloat16: the tensors must stay bfloat16 (shown,
+    edited and exported as the files hold them, at half the memory), as transformers loads them."""
+    from safetensors.torch import load_file
+
+    from paramscope.core.edit.session import Session
+    from paramscope.core.files import regions
+    from paramscope.core.files.export import export_model
+
+    torch.manual_seed(0)
+    saved = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA, tie_word_embeddings=True)).eval()
+    saved.to(torch.bfloat16).save_pretrained(str(tmp_path / "model"), max_shard_size="8KB")
+    if lazy:
+        monkeypatch.setattr(regions, "LAZY_BYTES", 0)
+    opened = open_source(str(tmp_path / "model"))
+    reference = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "model")).eval()
+    session = Session(opened)
+    theirs = dict(reference.named_parameters())
+    assert {n: p.dtype for n, p in opened.model.named_parameters()} == {n: p.dtype for n, p in theirs.items()}
+    assert {info.dtype for info in session.report.parameters.values()} == {"bfloat16"}
+    assert opened.model.lm_head.weight is opened.model.model.embed_tokens.weight  # still one tensor
+    for name, value in theirs.items():
+        assert torch.equal(session.values(name), value.detach()), name
+    assert any("in bfloat16 as in the files" in note for note in opened.notes), opened.notes
+    out = tmp_path / "out.safetensors"
+    export_model(session.model, out, loader=opened.loader)
+    written = load_file(str(out))
+    for name, value in reference.state_dict().items():
+        if name in written:
+            assert written[name].dtype == value.dtype and torch.equal(written[name], value), name
+    if not lazy:  # backward in the files' dtype, as on transformers' own loading
+        spec = default_input(opened.model)
+        ours = check_backward(opened.model, spec, lambda out: out.logits.sum())
+        assert ours.loss == check_backward(reference, spec, lambda out: out.logits.sum()).loss
+
+
 def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     _llama(first, seed=0)

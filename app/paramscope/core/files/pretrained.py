@@ -84,7 +84,37 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
         return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
     if model is None:
         return None, []
-    return model, _placed(model, checkpoint) if lazy else _fill(model, checkpoint)
+    tensors = checkpoint.all_tensors()
+    converted = as_in_files(model, tensors)
+    notes = _placed(model, checkpoint) if lazy else _fill(model, tensors)
+    return model, notes[:1] + converted + notes[1:]
+
+
+def as_in_files(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Give each floating parameter and buffer of ``model`` the dtype its tensor has in the files.
+
+    The class is built in torch's default float32; loading bfloat16 weights into it would show
+    float32, double the memory and make an export twice the size of the files. transformers'
+    ``from_pretrained`` builds in the checkpoint's dtype too. Tensors the files lack (a rotary
+    table computed at build time) keep the dtype the class gave them.
+    """
+    converted: dict[int, torch.dtype] = {}
+    for table in ("_parameters", "_buffers"):
+        for prefix, module in model.named_modules(remove_duplicate=False):
+            held = getattr(module, table)
+            for key, tensor in held.items():
+                stored = tensors.get(f"{prefix}.{key}" if prefix else key)
+                if tensor is None or stored is None or id(tensor) in converted:
+                    continue
+                if not (tensor.is_floating_point() and stored.is_floating_point()) or stored.dtype == tensor.dtype:
+                    continue
+                converted[id(tensor)] = stored.dtype
+                if table == "_parameters":  # in place: a tied parameter stays one object
+                    tensor.data = tensor.data.to(stored.dtype)
+                else:
+                    held[key] = tensor.to(stored.dtype)
+    dtypes = sorted({str(d).removeprefix("torch.") for d in converted.values()})
+    return [f"{len(converted)} tensor(s) in {', '.join(dtypes)} as in the files (the class builds them as float32)"] if converted else []
 
 
 def _placed(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
@@ -104,10 +134,9 @@ def _placed(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
     return notes
 
 
-def _fill(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
+def _fill(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
     from paramscope.core.files.weights_fit import compare_weights
 
-    tensors = checkpoint.all_tensors()
     conflicts = compare_weights(model, tensors).tie_conflicts
     with torch.no_grad():
         result = model.load_state_dict(tensors, strict=False)

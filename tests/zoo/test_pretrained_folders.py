@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers", reason="the zoo extra (transf
 from torch_reference import check_backward, check_structure  # noqa: E402
 
 from paramscope.core.backward.inputs import default_input  # noqa: E402
+from paramscope.core.errors import SourceError  # noqa: E402
 from paramscope.core.model.report import build_report  # noqa: E402
 from paramscope.core.sources.diff import diff_sources  # noqa: E402
 from paramscope.core.sources.sources import open_source  # noqa: E402
@@ -91,6 +92,25 @@ def test_a_bfloat16_folder_opens_in_bfloat16_as_from_pretrained(
         spec = default_input(opened.model)
         ours = check_backward(opened.model, spec, lambda out: out.logits.sum())
         assert ours.loss == check_backward(reference, spec, lambda out: out.logits.sum()).loss
+
+
+@pytest.mark.parametrize("shard", ["8KB", None], ids=["shards+index", "one file"])
+def test_a_folder_saved_with_a_variant_opens_as_its_real_class(tmp_path: Path, shard: str | None) -> None:
+    """``save_pretrained(variant="fp16")`` names the files ``model.fp16.safetensors`` or
+    ``model.safetensors.index.fp16.json`` (as diffusers repositories ship half precision)."""
+    torch.manual_seed(0)
+    saved = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA)).eval().to(torch.float16)
+    saved.save_pretrained(str(tmp_path), variant="fp16", **({"max_shard_size": shard} if shard else {}))
+    opened = open_source(str(tmp_path))
+    assert opened.path.name == ("model.safetensors.index.fp16.json" if shard else "model.fp16.safetensors")
+    assert type(opened.model).__name__ == "LlamaForCausalLM" and opened.can_forward
+    reference = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path), variant="fp16")
+    for name, value in reference.state_dict().items():
+        assert opened.model.state_dict()[name].dtype == value.dtype == torch.float16, name
+        assert torch.equal(opened.model.state_dict()[name], value), name
+    saved.save_pretrained(str(tmp_path), variant="bf16")  # two variants: the user picks
+    with pytest.raises(SourceError, match=r"several variants \(bf16, fp16: "):
+        open_source(str(tmp_path))
 
 
 def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:

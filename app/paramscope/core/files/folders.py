@@ -3,10 +3,14 @@
 transformers writes ``model.safetensors`` (or shards and ``model.safetensors.index.json``, or the
 older ``pytorch_model.bin``), diffusers ``diffusion_pytorch_model.safetensors``, PEFT
 ``adapter_model.safetensors``; a training script often leaves a folder with one ``.pt`` file.
+Saved with ``variant="fp16"`` (as diffusers repositories ship half-precision weights), a name
+holds the variant before its extension: ``model.fp16.safetensors``,
+``model.safetensors.index.fp16.json``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from paramscope.core.files.safety import bad_file
@@ -24,10 +28,33 @@ KNOWN_WEIGHTS = (
     "adapter_model.bin",
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+_SHARD = re.compile(r"-\d+-of-\d+$")
+
+
+def known_weights(name: str) -> str | None:
+    """The :data:`KNOWN_WEIGHTS` name ``name`` is, itself or with a variant (None: neither).
+
+    Example:
+        >>> known_weights("model.fp16.safetensors"), known_weights("model.safetensors.index.bf16.json")
+        ('model.safetensors', 'model.safetensors.index.json')
+    """
+    found = _known_and_variant(name)
+    return None if found is None else found[0]
+
+
+def _known_and_variant(name: str) -> tuple[str, str] | None:
+    if name in KNOWN_WEIGHTS:
+        return name, ""
+    parts = name.split(".")  # transformers' _add_variant: the variant goes before the last part
+    if len(parts) < 3 or not parts[-2] or _SHARD.search(parts[-2]):  # (a shard: model.fp16-00001-of-00002.safetensors)
+        return None
+    plain = ".".join(parts[:-2] + parts[-1:])
+    return (plain, parts[-2]) if plain in KNOWN_WEIGHTS else None
 
 
 def weights_in_folder(folder: Path) -> Path:
-    """The file to open for ``folder``: a known name, its only index, or its only weights file.
+    """The file to open for ``folder``: a known name (without a variant first), its only index,
+    or its only weights file.
 
     Raises:
         SourceError: nothing to open, or a choice only the user can make (named in the message).
@@ -36,6 +63,17 @@ def weights_in_folder(folder: Path) -> Path:
         candidate = folder / name
         if candidate.is_file():
             return candidate
+    variants = sorted(
+        (KNOWN_WEIGHTS.index(found[0]), found[1], p)
+        for p in folder.iterdir()
+        if (found := _known_and_variant(p.name)) is not None and p.is_file()
+    )
+    named = sorted({variant for _, variant, _ in variants})
+    if len(named) > 1:
+        shown = ", ".join(p.name for _, _, p in variants[:4])
+        raise bad_file(folder, f"holds the weights in several variants ({', '.join(named)}: {shown}); open one of them")
+    if variants:
+        return variants[0][2]
     indexes = sorted(folder.glob("*.index.json"))
     if len(indexes) == 1:
         return indexes[0]

@@ -11,7 +11,7 @@ from torch import nn
 
 from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
-from paramscope.core.files.folders import KNOWN_WEIGHTS, weights_in_folder
+from paramscope.core.files.folders import known_weights, weights_in_folder
 from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.optimizer_state import summarize_for_model
@@ -147,7 +147,7 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
     sniffed = sniff(path)
     checkpoint = _read_checkpoint(path, trust, None, entry, sniffed)  # open_file checks the entry
     source = str(path)
-    if path.name in KNOWN_WEIGHTS and checkpoint.tensors:
+    if known_weights(path.name) and checkpoint.tensors:
         built, built_notes = build_pretrained(path.parent, checkpoint)
         checkpoint.notes.extend(built_notes)
         if built is not None:

@@ -239,3 +239,21 @@ def test_awkward_dotted_names_each_find_one_place() -> None:
     assert sum("part 'a' renamed 'a_'" in n for n in notes) == 1
     assert any("training: stored as 'training_'" in n for n in notes)
     assert any("h.0: stored as 'h.0_'" in n for n in notes)
+
+
+def test_a_folder_whose_weights_are_in_subfolders_says_which(tmp_path: Path) -> None:
+    """A diffusers pipeline keeps each model in a subfolder (unet/, vae/): the user is told which
+    to open instead of "no weights file"."""
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
+    for part in ("unet", "vae"):
+        (tmp_path / part).mkdir()
+        save_file({"w": torch.ones(2)}, str(tmp_path / part / "diffusion_pytorch_model.safetensors"))
+    (tmp_path / "scheduler").mkdir()
+    (tmp_path / "scheduler" / "scheduler_config.json").write_text("{}")
+    with pytest.raises(SourceError, match=r"diffusers pipeline \(model_index.json\) with no weights file of its own; the subfolder\(s\) unet, vae hold"):
+        open_source(str(tmp_path))
+    assert open_source(str(tmp_path / "vae")).model.state_dict()["w"].tolist() == [1.0, 1.0]
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(SourceError, match="is a folder without a weights file"):
+        open_source(str(tmp_path))

@@ -85,4 +85,21 @@ def weights_in_folder(folder: Path) -> Path:
     if files:
         shown = ", ".join(p.name for p in files[:4]) + (" ..." if len(files) > 4 else "")
         raise bad_file(folder, f"holds several weights files ({shown}); open one of them")
+    parts = _parts_with_weights(folder)
+    if parts:
+        what = "a diffusers pipeline (model_index.json)" if (folder / "model_index.json").is_file() else "a folder"
+        raise bad_file(folder, f"is {what} with no weights file of its own; the subfolder(s) {', '.join(parts)} hold weights: open one, e.g. {folder / parts[0]}")
     raise bad_file(folder, "is a folder without a weights file (no *.safetensors, *.bin, *.pt or index)")
+
+
+def _parts_with_weights(folder: Path, most: int = 64) -> list[str]:
+    """Subfolders (at most ``most`` looked at) that hold a weights file: a pipeline's unet, vae,
+    text_encoder, or a run's checkpoint folders."""
+    found = []
+    for sub in sorted(folder.iterdir())[:most]:
+        try:
+            if sub.is_dir() and any(p.suffix in _WEIGHT_SUFFIXES or p.name.endswith(".index.json") for p in sub.iterdir()):
+                found.append(sub.name)
+        except OSError:  # an unreadable subfolder is not one to suggest
+            continue
+    return found

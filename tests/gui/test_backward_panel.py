@@ -208,3 +208,25 @@ def test_rows_before_a_run_show_gradients_set_outside_the_panel(qtbot):
     model[2].bias.requires_grad_(False)
     model(torch.rand(3, 4)).sum().backward()
     assert [row[2] for row in texts(panel)] == ["(not from this panel)"] * 3 + ["None"]
+
+
+def test_parameter_names_are_readable_in_a_dock_wide_panel(qtbot):
+    """In the dock (~360 px) the stretched Parameter column shrank to its minimum and every name
+    of a real model read "model...eight"."""
+    inner = nn.Sequential()
+    inner.add_module("q_proj", nn.Linear(2, 2))
+    block = nn.Sequential()
+    block.add_module("self_attn", inner)
+    model = nn.Sequential()
+    model.add_module("layers", nn.Sequential(block))
+    state = AppState(Session(OpenedModel(model, "demo", "demo")))
+    panel = BackwardPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(360, 700)
+    panel.show()
+    metrics = panel.table.fontMetrics()
+    longest = metrics.horizontalAdvance("layers.0.self_attn.q_proj.weight")
+    assert panel.table.columnWidth(0) > longest  # before a run (.grad None) ...
+    panel.input_edit.setText("rand(1, 2)")
+    run_and_wait(qtbot, panel, state)
+    assert panel.table.columnWidth(0) > longest  # ... and after it

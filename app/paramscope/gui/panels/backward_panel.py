@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QSplitter,
-    QTableView,
     QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
@@ -37,6 +36,7 @@ from paramscope.core.state.backward_state import EXPLORE_INPUTS, MODES, Backward
 from paramscope.gui import colors
 from paramscope.gui.models.param_table import fmt_float
 from paramscope.gui.panels.backward_form import BackwardForm
+from paramscope.gui.panels.frozen_table import FrozenColumnTableView
 from paramscope.gui.panels.gradient_table import COLUMNS, GradientRow, GradientTableModel, PlainRows
 from paramscope.gui.plots.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
@@ -44,6 +44,9 @@ from paramscope.gui.widths import guard_wheel, wrapping
 from paramscope.gui.workers import TaskWorker
 
 __all__ = ["COLUMNS", "EXPLORE_INPUTS", "MODES", "BackwardPanel", "GradientTableModel"]
+
+# px: the widest the Parameter column opens ("model.layers.10.self_attn.q_proj.weight" fits)
+NAME_WIDTH_CAP = 320
 
 
 class BackwardPanel(QWidget):
@@ -99,13 +102,15 @@ class BackwardPanel(QWidget):
         self.output_label = wrapping(QLabel("Output: -    Loss: -"))
         self.output_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table_model = GradientTableModel(self)
-        self.table = QTableView()
+        self.table = FrozenColumnTableView()  # the names stay while the numbers scroll
         self.table.setModel(self.table_model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # blocks.…3.attn.weight
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # Sized to the names (see _fit_name_column), not stretched: with nine columns in a dock a
+        # stretched first column shrank to its minimum and every name read "model...eight".
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.values = QPlainTextEdit()
         self.values.setReadOnly(True)
         self.values.setPlaceholderText("Select a parameter: its .grad as print(param.grad) shows it")
@@ -163,6 +168,13 @@ class BackwardPanel(QWidget):
         """Rows before any run in this panel: .grad None (as the tutorial prints) or existing."""
         session = self.state.session
         self.table_model.set_rows(PlainRows(list(session.report.parameters), session.has_grad))
+        self._fit_name_column()
+
+    def _fit_name_column(self) -> None:
+        """Parameter names whole up to :data:`NAME_WIDTH_CAP` and 70% of the table's width, so a
+        number column stays in view (the rest scroll under the names)."""
+        cap = min(NAME_WIDTH_CAP, int(0.7 * self.table.viewport().width())) if self.table.isVisible() else NAME_WIDTH_CAP
+        self.table.horizontalHeader().resizeSection(0, min(self.table.sizeHintForColumn(0), cap))
 
     # --- actions -------------------------------------------------------------------------------
     @property
@@ -258,6 +270,7 @@ class BackwardPanel(QWidget):
             rows.append(GradientRow(name, gradient, has_grad=gradient.grad is not None))
             rows.extend(GradientRow(name, gradient, part) for part in gradient.parts)
         self.table_model.set_rows(rows)
+        self._fit_name_column()
         self.diagnostics.clear()
         for diagnostic in result.diagnostics:
             item = QTreeWidgetItem([diagnostic.severity, diagnostic.message])

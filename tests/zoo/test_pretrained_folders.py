@@ -14,6 +14,7 @@ from torch_reference import check_backward, check_structure  # noqa: E402
 
 from paramscope.core.backward.inputs import default_input  # noqa: E402
 from paramscope.core.errors import SourceError  # noqa: E402
+from paramscope.core.files.export import state_dict_for  # noqa: E402
 from paramscope.core.model.report import build_report  # noqa: E402
 from paramscope.core.sources.diff import diff_sources  # noqa: E402
 from paramscope.core.sources.sources import open_source  # noqa: E402
@@ -113,6 +114,52 @@ def test_a_folder_saved_with_a_variant_opens_as_its_real_class(tmp_path: Path, s
         open_source(str(tmp_path))
 
 
+def _quantized_folder(folder: Path, layout: str, quantization: dict | None) -> dict[str, torch.Tensor]:
+    """A Llama folder whose projections are stored as a quantization library stores them: GPTQ's
+    ``qweight``/``qzeros``/``scales`` in place of ``weight``, or bitsandbytes' packed ``weight``."""
+    from safetensors.torch import save_file
+
+    saved = _llama(folder)
+    tensors = {}
+    for name, value in saved.state_dict().items():
+        if not name.endswith("proj.weight"):
+            tensors[name] = value.half()
+        elif layout == "gptq":
+            base = name.removesuffix(".weight")
+            tensors |= {
+                f"{base}.qweight": torch.zeros(value.shape[1] // 8, value.shape[0], dtype=torch.int32),
+                f"{base}.scales": torch.ones(1, value.shape[0], dtype=torch.float16),
+            }
+        else:
+            tensors |= {name: torch.zeros(value.numel() // 2, 1, dtype=torch.uint8), f"{name}.absmax": torch.ones(4)}
+    (folder / "model.safetensors").unlink()
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    if quantization is not None:
+        config["quantization_config"] = quantization
+    (folder / "config.json").write_text(json.dumps(config))
+    return tensors
+
+
+@pytest.mark.parametrize("layout", ["gptq", "bitsandbytes"])
+@pytest.mark.parametrize("declared", [True, False], ids=["quantization_config", "no config entry"])
+def test_a_quantized_folder_shows_its_stored_tensors(tmp_path: Path, layout: str, declared: bool) -> None:
+    """Built as the plain class, GPTQ files showed Linear weights with random values (the file's
+    qweight/scales dropped), and bitsandbytes files did not open (a size mismatch)."""
+    tensors = _quantized_folder(tmp_path, layout, {"quant_method": layout, "bits": 4} if declared else None)
+    opened = open_source(str(tmp_path))
+    assert type(opened.model).__name__ == "StateDictModule"
+    written = state_dict_for(opened.model)
+    assert set(written) == set(tensors)
+    for name, value in tensors.items():
+        assert written[name].dtype == value.dtype and torch.equal(written[name], value), name
+    expected = (
+        f"config.json describes a {layout} quantized model" if declared
+        else "the files do not fit config.json's LlamaForCausalLM ("
+    )
+    assert any(note.startswith(expected) for note in opened.notes), opened.notes
+
+
 def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     _llama(first, seed=0)
@@ -174,6 +221,20 @@ def test_tied_names_with_different_values_say_which_wins(tmp_path: Path) -> None
         "lm_head.weight is loaded into the tied model.embed_tokens.weight; model.embed_tokens.weight in the file differs" in n
         for n in opened.notes
     ), opened.notes
+
+
+def test_a_lazy_folder_storing_both_tied_names_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the lazy size the values are not read: whether the two names differ is not known
+    (torch.equal on the placeholders raised NotImplementedError)."""
+    from safetensors.torch import save_file
+
+    from paramscope.core.files import regions
+
+    saved = _llama(tmp_path)
+    save_file({k: v.clone() for k, v in saved.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)
+    opened = open_source(str(tmp_path))
+    assert type(opened.model).__name__ == "LlamaForCausalLM" and opened.loader is not None
 
 
 def test_weights_report_names_the_tie_conflict_in_json(tmp_path: Path) -> None:

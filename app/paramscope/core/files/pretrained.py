@@ -14,12 +14,16 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from paramscope.core.files.regions import LAZY_BYTES
 from paramscope.core.files.statedict import Checkpoint
+
+if TYPE_CHECKING:
+    from paramscope.core.files.weights_fit import WeightsReport
 
 
 def _config(folder: Path) -> dict | None:
@@ -65,6 +69,11 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
         return None, []
     if "auto_map" in config:
         return None, ["config.json asks for its own modelling code, which is never run from a data folder; shown from the tensors"]
+    quantized = config.get("quantization_config")
+    if quantized is not None:  # GPTQ, AWQ, bitsandbytes: layers of that library hold other tensors
+        method = quantized.get("quant_method") if isinstance(quantized, dict) else None
+        what = f"{method} " if isinstance(method, str) and method.isprintable() and len(method) < 40 else ""
+        return None, [f"config.json describes a {what}quantized model, whose layers only its quantization library builds; shown from the tensors as stored"]
     # A lazily opened folder (over 1 GiB) is built on the meta device: shapes and ties only; the
     # checkpoint's loader reads each tensor when it is looked at or edited.
     lazy = checkpoint.loader is not None
@@ -84,10 +93,29 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
         return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
     if model is None:
         return None, []
+    from paramscope.core.files.weights_fit import compare_weights
+
     tensors = checkpoint.all_tensors()
+    fit = compare_weights(model, tensors)
+    misfit = _misfit(fit)
+    if misfit is not None:  # the class with its random values would pass for the files' weights
+        return None, [f"the files do not fit config.json's {type(model).__name__} ({misfit}); shown from the tensors"]
     converted = as_in_files(model, tensors)
-    notes = _placed(model, checkpoint) if lazy else _fill(model, tensors)
+    notes = _placed(model, checkpoint) if lazy else _fill(model, tensors, fit)
     return model, notes[:1] + converted + notes[1:]
+
+
+def _misfit(fit: WeightsReport) -> str | None:
+    """Why the files are not this class's weights: a tensor of another shape or kind, or tensors
+    missing and others left over (renamed or quantized layers). None when they fit."""
+    if fit.mismatched:
+        return fit.mismatched[0].describe()
+    if fit.missing and fit.unexpected:
+        return (
+            f"{len(fit.missing)} of its tensors are not in the files, e.g. {fit.missing[0]}, and "
+            f"{len(fit.unexpected)} in the files are not in it, e.g. {fit.unexpected[0]}"
+        )
+    return None
 
 
 def as_in_files(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -134,10 +162,8 @@ def _placed(model: nn.Module, checkpoint: Checkpoint) -> list[str]:
     return notes
 
 
-def _fill(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
-    from paramscope.core.files.weights_fit import compare_weights
-
-    conflicts = compare_weights(model, tensors).tie_conflicts
+def _fill(model: nn.Module, tensors: dict[str, torch.Tensor], fit: WeightsReport) -> list[str]:
+    conflicts = fit.tie_conflicts
     with torch.no_grad():
         result = model.load_state_dict(tensors, strict=False)
     if hasattr(model, "tie_weights"):

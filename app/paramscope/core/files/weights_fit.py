@@ -44,6 +44,8 @@ class TieConflict:
 
 
 def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if "meta" in (a.device.type, b.device.type):  # a lazily opened file: values not read, no conflict said
+        return a.shape == b.shape and a.dtype == b.dtype
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 

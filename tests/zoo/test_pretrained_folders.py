@@ -172,6 +172,15 @@ def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:
     assert torch.equal(opened.model.lm_head.weight, again.lm_head.weight)
 
 
+def test_a_class_transformers_does_not_have_is_named(tmp_path: Path) -> None:
+    _llama(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"architectures": ["MyFancyLM"], "model_type": "fancy"}))
+    opened = open_source(str(tmp_path))
+    assert type(opened.model).__name__ == "StateDictModule"
+    assert "config.json names MyFancyLM, a class the installed transformers does not have; shown from the tensors" in opened.notes
+
+
 def test_a_config_with_its_own_code_is_not_built(tmp_path: Path) -> None:
     _llama(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

@@ -92,7 +92,7 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     except Exception as exc:  # a config this library version cannot build: the tensors still open
         return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
     if model is None:
-        return None, []
+        return None, _not_shipped(config)
     from paramscope.core.files.weights_fit import compare_weights
 
     tensors = checkpoint.all_tensors()
@@ -103,6 +103,18 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     converted = as_in_files(model, tensors)
     notes = _placed(model, checkpoint) if lazy else _fill(model, tensors, fit)
     return model, notes[:1] + converted + notes[1:]
+
+
+def _not_shipped(config: dict) -> list[str]:
+    """A note when config.json names a class the library does not have (a custom or newer model)."""
+    library = "diffusers" if "_class_name" in config else "transformers"
+    architectures = config.get("architectures")
+    named = config.get("_class_name") if library == "diffusers" else architectures[0] if isinstance(architectures, list) and architectures else None
+    if not (isinstance(named, str) and named.isprintable() and len(named) < 100):
+        return []
+    if importlib.util.find_spec(library) is None:
+        return [f"config.json names {named}: install {library} to see the real model class (pip install 'paramscope[zoo]')"]
+    return [f"config.json names {named}, a class the installed {library} does not have; shown from the tensors"]
 
 
 def _misfit(fit: WeightsReport) -> str | None:

@@ -257,3 +257,14 @@ def test_a_folder_whose_weights_are_in_subfolders_says_which(tmp_path: Path) -> 
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(SourceError, match="is a folder without a weights file"):
         open_source(str(tmp_path))
+
+
+def test_a_run_folder_names_its_checkpoints_in_step_order(tmp_path: Path) -> None:
+    """A Trainer's output folder: checkpoint-500/, checkpoint-1000/, ... each a save_pretrained folder."""
+    for step in (1000, 500, 1500):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        save_file({"w": torch.ones(2)}, str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
+    with pytest.raises(SourceError) as raised:
+        open_source(str(tmp_path))
+    assert "the subfolder(s) checkpoint-500, checkpoint-1000, checkpoint-1500 hold weights" in str(raised.value)
+    assert str(raised.value).endswith(f"(or all as a run: paramscope --series {tmp_path})")

@@ -88,15 +88,21 @@ def weights_in_folder(folder: Path) -> Path:
     parts = _parts_with_weights(folder)
     if parts:
         what = "a diffusers pipeline (model_index.json)" if (folder / "model_index.json").is_file() else "a folder"
-        raise bad_file(folder, f"is {what} with no weights file of its own; the subfolder(s) {', '.join(parts)} hold weights: open one, e.g. {folder / parts[0]}")
+        run = f" (or all as a run: paramscope --series {folder})" if len(parts) > 1 and what == "a folder" else ""
+        raise bad_file(folder, f"is {what} with no weights file of its own; the subfolder(s) {', '.join(parts)} hold weights: open one, e.g. {folder / parts[0]}{run}")
     raise bad_file(folder, "is a folder without a weights file (no *.safetensors, *.bin, *.pt or index)")
+
+
+def _in_number_order(path: Path) -> list[int | str]:
+    """checkpoint-500 before checkpoint-1000 (numbers by value, the rest by text)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
 def _parts_with_weights(folder: Path, most: int = 64) -> list[str]:
     """Subfolders (at most ``most`` looked at) that hold a weights file: a pipeline's unet, vae,
     text_encoder, or a run's checkpoint folders."""
     found = []
-    for sub in sorted(folder.iterdir())[:most]:
+    for sub in sorted(folder.iterdir(), key=_in_number_order)[:most]:
         try:
             if sub.is_dir() and any(p.suffix in _WEIGHT_SUFFIXES or p.name.endswith(".index.json") for p in sub.iterdir()):
                 found.append(sub.name)

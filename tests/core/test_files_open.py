@@ -268,3 +268,27 @@ def test_a_run_folder_names_its_checkpoints_in_step_order(tmp_path: Path) -> Non
         open_source(str(tmp_path))
     assert "the subfolder(s) checkpoint-500, checkpoint-1000, checkpoint-1500 hold weights" in str(raised.value)
     assert str(raised.value).endswith(f"(or all as a run: paramscope --series {tmp_path})")
+
+
+def test_a_hugging_face_cache_snapshot_opens_through_its_links(tmp_path: Path) -> None:
+    """~/.cache/huggingface/hub/models--org--name/snapshots/HASH/ holds links into ../../blobs/:
+    its shards were refused as "pointing outside the checkpoint's folder"."""
+    import os
+
+    cnn = build_demo("cnn")
+    (tmp_path / "made").mkdir()
+    _write_sharded(tmp_path / "made", cnn, "safetensors")
+    blobs, snapshot = tmp_path / "models--org--name" / "blobs", tmp_path / "models--org--name" / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for i, made in enumerate(sorted((tmp_path / "made").iterdir())):
+        made.rename(blobs / f"blob{i}")
+        (snapshot / made.name).symlink_to(f"../../blobs/blob{i}")
+    _same_values(open_source(str(snapshot)).model, cnn)
+    # a link to something that is not a regular file is still refused, in one line
+    shard = next(p for p in snapshot.iterdir() if p.name.endswith(".safetensors"))
+    shard.unlink()
+    os.mkfifo(tmp_path / "fifo")
+    shard.symlink_to(tmp_path / "fifo")
+    with pytest.raises(SourceError, match=f"names shard '{shard.name}'"):
+        open_source(str(snapshot))

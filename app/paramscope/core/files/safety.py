@@ -8,7 +8,7 @@ the command line answers with a hint about ``--trust`` and the GUI with a confir
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from paramscope.core.errors import SourceError
 
@@ -87,17 +87,21 @@ def check_readable_file(path: Path) -> int:
 
 
 def check_inside(folder: Path, name: str, index: Path) -> Path:
-    """Resolve shard ``name`` of ``index``; refuse names that point outside ``folder``."""
+    """Shard ``name`` of ``index`` as a path in ``folder``; refuse names that lead outside it.
+
+    Judged by the name, not by where a link in the folder points: the Hugging Face cache keeps
+    each file of a snapshot as a link into the repository's ``blobs`` folder. (What a link
+    points to must still be a regular file: see :func:`check_readable_file`.)
+    """
     if not name or os.path.isabs(name) or "\\" in name:
         raise bad_file(index, f"shard name {name!r} is not a plain file name inside {folder}")
     try:
-        candidate = (folder / name).resolve()
-        root = folder.resolve()
+        (folder / name).resolve()
     except (ValueError, OSError) as exc:  # a null byte, a name too long for the file system
         raise bad_file(index, f"shard name {name[:80]!r} is not a usable file name ({first_line(exc)})") from None
-    if candidate != root and root not in candidate.parents:
+    if ".." in PurePosixPath(name).parts:
         raise bad_file(index, f"shard name {name!r} points outside the checkpoint's folder; refusing it")
-    return candidate
+    return folder / name
 
 
 def first_line(exc: BaseException) -> str:

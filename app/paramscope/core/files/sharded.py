@@ -68,7 +68,7 @@ def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> 
         if not present:
             raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
         if sniff(resolved).kind == "index":  # itself, or another index: reading would recurse
-            which = "itself" if resolved == path.resolve() else f"another index, {shard!r},"
+            which = "itself" if resolved.resolve() == path.resolve() else f"another index, {shard!r},"
             raise bad_file(path, f"names {which} as a shard; shards hold tensors")
         shards[shard] = resolved
     lazy = opens_lazily(lazy, sum(p.stat().st_size for p in shards.values()))

@@ -131,3 +131,34 @@ def test_no_collection_runs_in_a_worker_thread(qtbot):
         gc.set_threshold(*thresholds)
     assert blocker.args[0] not in collected_in
     qtbot.waitUntil(gc.isenabled)  # the GUI thread collects again once no worker runs
+
+
+_FREED_MID_TASK = """
+import gc, time
+from PySide6.QtCore import QCoreApplication, QObject
+from paramscope.gui.workers import TaskWorker
+app = QCoreApplication([])
+def task(state):
+    time.sleep(0.002)
+    return 1
+for i in range(100):
+    owner = QObject()
+    TaskWorker(owner).start(task, "a task")
+    del owner  # the owner and its worker are deleted while the task still runs
+    gc.collect()
+    time.sleep(0.001 * (i % 5))
+    app.processEvents()
+time.sleep(0.2)
+app.processEvents()
+print("survived")
+"""
+
+
+def test_a_worker_deleted_while_its_task_runs_does_not_crash():
+    """A dialog closed (and deleted) while its worker computes: the QThread object went with the
+    last Python reference while its thread still ran, and the process died (SIGSEGV)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FREED_MID_TASK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])

@@ -235,6 +235,12 @@ class TaskWorker(QObject):
         """Run ``fn(state)`` in a thread. A task still running is cancelled first."""
         self.cancel()
         runner = _Runner(fn, what)
+        # Qt owns the thread object, not Python, and deletes it once its thread has ended (Qt's
+        # recipe): a worker freed mid-task (its dialog or owner deleted) dropped the last Python
+        # reference and the QThread was deleted while still running: a segmentation fault.
+        app = QCoreApplication.instance()
+        if app is not None:
+            runner.setParent(app)
         # Bound methods of this QObject: Qt queues them to the GUI thread; sender() names the runner.
         runner.progressed.connect(self._on_progress)
         runner.partial.connect(self._on_partial)
@@ -242,6 +248,7 @@ class TaskWorker(QObject):
         runner.failed.connect(self._on_failed)
         runner.was_cancelled.connect(self._on_cancelled)
         runner.finished.connect(self._on_thread_finished)
+        runner.finished.connect(runner.deleteLater)  # (after the line above: sender() stays valid there)
         self._runner = runner
         self.started.emit(what)
         runner.start()
@@ -310,4 +317,3 @@ class TaskWorker(QObject):
                 # The state calls back into the runner: a cycle that only the collector freed, and
                 # with it the task and what it holds (a whole model: see long_lived_objects).
                 kept.state = None
-                kept.deleteLater()

@@ -156,3 +156,16 @@ def test_folder_opens_lazily_and_exports_consolidated(dcp_folder: Path, tmp_path
     st = tmp_path / "consolidated.safetensors"
     assert main(["export", str(dcp_folder), "-o", str(st)]) == 0
     assert torch.equal(load_file(str(st))["layer.bias"], torch.ones(4))
+
+
+def test_a_file_of_the_folder_opens_the_folder(dcp_folder: Path) -> None:
+    """A file dialog picks files: .metadata alone is a plain pickle that asked for trust (and so
+    led a user to allow code), a .distcp file held no model. Each opens the folder, through
+    its checked reader."""
+    from paramscope.core.files import read_checkpoint
+    from paramscope.core.sources.sources import open_source
+
+    for picked in [dcp_folder / ".metadata", *sorted(dcp_folder.glob("*.distcp"))]:
+        opened = open_source(str(picked))
+        assert set(opened.model.state_dict()) >= {"layer.weight", "layer.bias"}, picked
+        assert torch.equal(read_checkpoint(picked).tensors["layer.weight"], torch.arange(24.0).reshape(6, 4))

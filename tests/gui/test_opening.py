@@ -99,3 +99,19 @@ def test_which_sources_open_in_the_background(tmp_path: Path) -> None:
     assert not opens_in_background(f"{script}:Net")  # user code may make Qt objects
     assert not opens_in_background(str(tmp_path / "missing.pt"))  # fails at once, here
     assert not opens_in_background("torch.nn:Linear")
+
+
+def test_file_open_folder_opens_a_model_folder(window, qtbot, tmp_path: Path, monkeypatch) -> None:
+    """File > Open folder…: a save_pretrained or torch.distributed.checkpoint folder cannot be
+    picked in the file dialog, which selects files."""
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"layer.weight": torch.ones(2, 3)}, str(folder / "model.safetensors"))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    with qtbot.waitSignal(window.opened, timeout=30_000) as ended:
+        window.open_folder_action.trigger()
+    assert ended.args == [True]
+    assert window.state.session.opened.source == str(folder / "model.safetensors")
+    assert "Open folder…" in [a.text().replace("&", "") for a in window.file_menu.actions()]

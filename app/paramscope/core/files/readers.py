@@ -72,9 +72,24 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, 
     return checkpoint
 
 
+def dcp_folder_of(path: Path) -> Path:
+    """The torch.distributed.checkpoint folder when ``path`` is one of its files (``.metadata``,
+    ``__0_0.distcp``: what a file dialog lets a user pick), else ``path``.
+
+    Read alone, ``.metadata`` is a plain pickle that would need trust; the folder's reader checks
+    it without running anything.
+    """
+    from paramscope.core.files.dcp import METADATA_FILE, is_dcp_folder
+
+    if (path.name == METADATA_FILE or path.suffix == ".distcp") and is_dcp_folder(path.parent):
+        return path.parent
+    return path
+
+
 def _read_checkpoint(
     path: Path, trust: bool, lazy: bool | None, entry: str | None, sniffed: Sniffed | None = None
 ) -> Checkpoint:
+    path = dcp_folder_of(path)
     if path.is_dir():
         from paramscope.core.files.dcp import is_dcp_folder, read_dcp_checkpoint
 
@@ -138,6 +153,7 @@ def _with_checkpoint(opened: OpenedModel, checkpoint: Checkpoint) -> OpenedModel
 
 
 def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None:
+    path = dcp_folder_of(path)
     if path.is_dir():
         from paramscope.core.files.dcp import is_dcp_folder, open_dcp
 

@@ -365,6 +365,13 @@ class MainWindow(QMainWindow):
             QSettings().setValue("lastFolder", str(Path(path).parent))
             self.open_path(Path(path))
 
+    def open_folder_dialog(self) -> None:
+        start = str(QSettings().value("lastFolder", str(Path.home())))
+        path = QFileDialog.getExistingDirectory(self, "Open model folder", start)
+        if path:
+            QSettings().setValue("lastFolder", str(Path(path).parent))
+            self.open_path(Path(path))
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()

@@ -30,7 +30,7 @@ from paramscope.gui.workers import TaskWorker, long_lived_objects
 RECENT_KEY = "recentFiles"
 RECENT_MAX = 10
 FILE_FILTER = (
-    "Models and checkpoints (*.py *.pt *.pth *.bin *.ckpt *.safetensors *.pt2 *.onnx);;"
+    "Models and checkpoints (*.py *.pt *.pth *.bin *.ckpt *.tar *.safetensors *.json *.pt2 .metadata *.distcp);;"
     "Python files (*.py);;All files (*)"
 )
 

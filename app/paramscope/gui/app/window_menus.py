@@ -38,6 +38,11 @@ def build_file_menu(window: MainWindow) -> None:
     window.open_action = menu.addAction("&Open file…")
     window.open_action.setShortcut(QKeySequence.StandardKey.Open)
     window.open_action.triggered.connect(window.open_file_dialog)
+    window.open_folder_action = menu.addAction("Open f&older…")
+    window.open_folder_action.setToolTip(
+        "A save_pretrained folder, a Hugging Face cache snapshot, a torch.distributed.checkpoint folder"
+    )
+    window.open_folder_action.triggered.connect(window.open_folder_dialog)
     window.demo_menu = menu.addMenu("Open &demo")
     for name, demo in DEMOS.items():
         action = window.demo_menu.addAction(f"demo:{name}")

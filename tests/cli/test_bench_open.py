@@ -34,3 +34,17 @@ def test_a_window_that_never_shows_the_statistics_is_reported_as_failed(qapp, ca
     row = _row(capsys)
     assert row["pending"] == "failed: TimeoutError: small.safetensors: statistics not shown after 600 s"
     assert row["value"] is None and row["ok"] is None
+
+
+def test_the_step_leaves_the_users_recent_files_and_layout_alone(tmp_path) -> None:
+    """Each bench run added its two temporary files to File > Recent files and saved the
+    offscreen window's layout over the user's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    command = [sys.executable, "-m", "paramscope.cli.bench_open", "gui_open_many", "--tensors", "200"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["pending"] is None, done.stderr[-2000:]
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []

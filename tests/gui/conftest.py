@@ -6,13 +6,16 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QSettings
 
 from paramscope.gui.app.main_window import MainWindow
-from paramscope.gui.app.settings import use_settings_file
+from paramscope.gui.app.settings import settings_of_its_own, use_settings_file
 
 
 @pytest.fixture(autouse=True)
 def _qt_application(qapp):
-    """Every GUI test has a QApplication (models paint icons and measure fonts)."""
-    return qapp
+    """Every GUI test has a QApplication (models paint icons and measure fonts), and settings of
+    its own: a window saves its layout and recent files, which must reach neither the next test
+    nor the settings of whoever runs the suite."""
+    with settings_of_its_own():
+        yield qapp
 
 
 @pytest.fixture

@@ -197,8 +197,11 @@ def main(argv: list[str]) -> int:
         print(json.dumps(row.to_dict()), flush=True)  # type: ignore[attr-defined]
         return 0
     model = build_gpt2(QUICK if quick else FULL)
+    from paramscope.gui.app.settings import settings_of_its_own
+
     try:
-        stall_ms, took = measure_stall(model)
+        with settings_of_its_own():  # the user's layout stays theirs
+            stall_ms, took = measure_stall(model)
         row = Row(
             "gui_stall",
             NAME,

@@ -82,9 +82,10 @@ def row(count: int) -> object:
     from paramscope.core.bench.bench import Row
     from paramscope.gui.app.app import ensure_app
     from paramscope.gui.app.main_window import MainWindow
+    from paramscope.gui.app.settings import settings_of_its_own
 
     app = ensure_app()
-    with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as folder, settings_of_its_own():
         small, large = Path(folder) / "small.safetensors", Path(folder) / "many.safetensors"
         save_file(many_tensors(SMALL_COUNT), str(small))
         save_file(many_tensors(count), str(large))

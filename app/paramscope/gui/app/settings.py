@@ -7,6 +7,9 @@ geometry and dock state. Tests point QSettings at a temporary INI file with
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -23,6 +26,20 @@ def use_settings_file(folder: str | Path) -> None:
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(folder))
+
+
+@contextmanager
+def settings_of_its_own() -> Iterator[Path]:
+    """Every ``QSettings()`` in the block reads and writes an INI file in a fresh temporary folder:
+    a window a benchmark or a test makes must not add its files to the user's recent files nor
+    save its layout over theirs."""
+    old_format = QSettings.defaultFormat()
+    with tempfile.TemporaryDirectory(prefix="paramscope-settings-") as folder:
+        use_settings_file(folder)
+        try:
+            yield Path(folder)
+        finally:
+            QSettings.setDefaultFormat(old_format)
 
 
 def save_window(window: QMainWindow) -> None:

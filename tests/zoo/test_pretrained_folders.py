@@ -172,6 +172,19 @@ def test_folders_work_for_weights_and_diff(tmp_path: Path) -> None:
     assert torch.equal(opened.model.lm_head.weight, again.lm_head.weight)
 
 
+def test_a_base_models_weights_under_a_head_class_config_say_how_the_names_differ(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    transformers.LlamaModel(transformers.LlamaConfig(**LLAMA)).save_pretrained(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"architectures": ["LlamaForCausalLM"]}))
+    opened = open_source(str(tmp_path))
+    assert type(opened.model).__name__ == "StateDictModule"  # not a head model with random weights
+    assert any(
+        note.startswith("the files do not fit config.json's LlamaForCausalLM (") and "the names match after adding the prefix 'model.'" in note
+        for note in opened.notes
+    ), opened.notes
+
+
 def test_a_class_transformers_does_not_have_is_named(tmp_path: Path) -> None:
     _llama(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

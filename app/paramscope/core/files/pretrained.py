@@ -123,9 +123,10 @@ def _misfit(fit: WeightsReport) -> str | None:
     if fit.mismatched:
         return fit.mismatched[0].describe()
     if fit.missing and fit.unexpected:
+        hint = f"; the names match after {fit.suggestion.describe()}" if fit.suggestion else ""
         return (
             f"{len(fit.missing)} of its tensors are not in the files, e.g. {fit.missing[0]}, and "
-            f"{len(fit.unexpected)} in the files are not in it, e.g. {fit.unexpected[0]}"
+            f"{len(fit.unexpected)} in the files are not in it, e.g. {fit.unexpected[0]}{hint}"
         )
     return None
 

@@ -64,6 +64,44 @@ def test_gpt2_reads_n_layer_from_a_transformers_config():
     assert "c_proj" in made.rules[-1]
 
 
+@pytest.mark.parametrize("preset", ["gpt2", "bert"])
+def test_norm_layers_of_any_class_get_gain_one_and_shift_zero(preset):
+    """Llama's LlamaRMSNorm derives from no torch norm and has no reset_parameters: under
+    "weights" its gains were drawn near 0 (activations after each norm ~0.02 instead of ~1).
+    transformers' own _init_weights sets every norm's weight to 1."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=32,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(config)
+    norms = [n for n, m in model.named_modules() if type(m).__name__ == "LlamaRMSNorm"]
+    assert len(norms) == 5
+    with torch.no_grad():
+        for name in norms:
+            model.get_submodule(name).weight.fill_(3.0)
+    session = Session(open_source_model(model))
+    made = preset_rules(preset, session.model, session.report)
+    apply_rules(session, made.rules, seed=0, skip_refused=True)
+    for name in norms:
+        assert torch.equal(session.model.get_submodule(name).weight, torch.ones(16)), name
+    assert torch.std(session.model.model.layers[0].mlp.up_proj.weight).item() == pytest.approx(0.02, rel=0.2)
+    with torch.no_grad():
+        layer_norm = nn.LayerNorm(4)
+        layer_norm.bias.fill_(5.0)
+    mixed = Session(open_source_model(nn.Sequential(nn.Linear(4, 4), layer_norm, nn.BatchNorm1d(4))))
+    apply_rules(mixed, preset_rules(preset, mixed.model, mixed.report).rules, seed=0, skip_refused=True)
+    for index in ("1", "2"):
+        norm = mixed.model.get_submodule(index)
+        assert torch.equal(norm.weight, torch.ones(4)) and torch.equal(norm.bias, torch.zeros(4)), index
+
+
+def open_source_model(model: nn.Module):
+    from paramscope.core.sources.sources import OpenedModel
+
+    return OpenedModel(model, "test", "python")
+
+
 def test_bert_truncates_at_two_std():
     session, rules = rules_for("bert")
     apply_rules(session, rules, seed=1, skip_refused=True)
@@ -139,7 +177,7 @@ def test_cli_presets_list_show_and_edit_then_apply(tmp_path, capsys):
 def test_cli_init_preset_dry_run_lists_tensors_and_changes_nothing(tmp_path, capsys):
     assert main(["init", "demo:tiny_lm", "--preset", "gpt2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "# preset gpt2" in out and "linear2.weight" in out and "type:LayerNorm=default: 10 tensor(s)" in out
+    assert "# preset gpt2" in out and "linear2.weight" in out and "type:*Norm*=ones: 10 tensor(s)" in out
     assert main(["init", "demo:tiny_lm", "--preset", "nope", "--dry-run"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
 
@@ -147,6 +185,6 @@ def test_cli_init_preset_dry_run_lists_tensors_and_changes_nothing(tmp_path, cap
 def test_rules_that_hit_nothing_are_left_out_with_a_comment():
     session = Session(open_source("demo:mlp"))
     made = preset_rules("gpt2", session.model, session.report)
-    assert "type:LayerNorm=default" not in made.rules
-    assert "left out (hits nothing in this model): type:LayerNorm=default" in made.comments
+    assert "type:*Norm*=ones" not in made.rules
+    assert "left out (hits nothing in this model): type:*Norm*=ones" in made.comments
     assert made.rules[:2] == ["weights=normal(mean=0.0,std=0.02)", "biases=zeros"]

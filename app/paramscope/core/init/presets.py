@@ -117,9 +117,15 @@ def _residual_selector(residual: str, tensor: str = "weight") -> str:
     return rf"re:(^|\.)({residual})\.{tensor}$"
 
 
+# Norm layers' gain 1 and shift 0, then every bias 0 (a later rule overwrites an earlier one). A
+# glob on the class, not type:LayerNorm: RMSNorm (LlamaRMSNorm, T5LayerNorm's kin) derives from no
+# torch norm, has no reset_parameters, and under "weights" its gains were drawn near 0.
+NORM_RULES = ("type:*Norm*=ones", "biases=zeros")
+
+
 def _gpt2(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetRules:
     std, residual = args["std"], args["residual"]
-    comments = [f"gpt2: normal(0, {std:g}) weights, zero biases, LayerNorm 1/0; residual projections "
+    comments = [f"gpt2: normal(0, {std:g}) weights, zero biases, norm layers 1/0; residual projections "
                 "scaled by 1/sqrt(2 x n_layers) (Radford et al. 2019 §2.3; openai/gpt-2, nanoGPT)"]  # fmt: skip
     n_layers = args["n_layers"] or _config_int(model, "n_layer", "num_hidden_layers", "num_layers")
     if n_layers:
@@ -131,8 +137,7 @@ def _gpt2(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> Preset
     scaled = std / math.sqrt(2 * n_layers)
     rules = [
         f"weights=normal(mean=0.0,std={format_value(std)})",
-        "biases=zeros",
-        "type:LayerNorm=default",
+        *NORM_RULES,
         f"{_residual_selector(residual)}=normal(mean=0.0,std={format_value(scaled)})",
     ]
     return _kept("gpt2", rules, comments, model, report)
@@ -140,12 +145,11 @@ def _gpt2(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> Preset
 
 def _bert(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetRules:
     std = args["std"]
-    comments = [f"bert: truncated normal(0, {std:g}) cut at 2 std, zero biases, LayerNorm weight 1 bias 0 "
+    comments = [f"bert: truncated normal(0, {std:g}) cut at 2 std, zero biases, norm layers weight 1 bias 0 "
                 "(google-research/bert create_initializer; transformers BertPreTrainedModel)"]  # fmt: skip
     rules = [
         f"weights=trunc_normal(mean=0.0,std={format_value(std)},a={format_value(-2 * std)},b={format_value(2 * std)})",
-        "biases=zeros",
-        "type:LayerNorm=default",
+        *NORM_RULES,
     ]
     return _kept("bert", rules, comments, model, report)
 
@@ -240,7 +244,7 @@ PRESETS: dict[str, Preset] = {
                (ParamSpec("std", "float", 0.02), ParamSpec("n_layers", "int", 0),
                 ParamSpec("residual", "str", RESIDUAL_LAYERS)), _gpt2,
                "n_layers=0: from the model's config, else half the residual projections found"),
-        Preset("bert", "BERT: truncated normal(0, 0.02), LayerNorm 1/0, biases 0",
+        Preset("bert", "BERT: truncated normal(0, 0.02), norm layers 1/0, biases 0",
                "Devlin et al. 2019; google-research/bert modeling.py create_initializer",
                (ParamSpec("std", "float", 0.02),), _bert),
         Preset("pytorch", "PyTorch defaults: every module's reset_parameters()",

@@ -5,7 +5,9 @@ A tied parameter is hit through any of its names, and listed once under its cano
 - a glob on the whole qualified name (``fnmatchcase``): ``*.weight``, ``0.*``, ``*``; not a
   prefix match: on an LSTM ``*.bias`` does not hit ``lstm.bias_ih_l0``;
 - ``re:REGEX`` (``re.search`` on the qualified name);
-- ``type:Linear``: tensors whose owning module is a ``Linear`` (or a subclass);
+- ``type:Linear``: tensors whose owning module is a ``Linear`` (or a subclass); ``type:*Norm*``
+  (a glob on the class names): every normalization layer, ``LayerNorm``, ``RMSNorm``,
+  ``LlamaRMSNorm``, ``GroupNorm``, ``BatchNorm2d``, ...;
 - ``weights`` / ``biases``: the tutorial's ``'weight' in name`` on the local name;
 - exact names (the GUI's selection, :meth:`Selector.of_names`).
 """
@@ -84,9 +86,9 @@ class Selector:
                     module = model.get_submodule(owner)
                 except AttributeError:
                     return False
-                return any(cls.__name__ == self.pattern for cls in type(module).__mro__)
+                return any(fnmatch.fnmatchcase(cls.__name__, self.pattern) for cls in type(module).__mro__)
             info = report.modules.get(owner)
-            return info is not None and info.type_name == self.pattern
+            return info is not None and fnmatch.fnmatchcase(info.type_name, self.pattern)
         raise ValueError(f"unknown selector kind {self.kind!r}")
 
 
@@ -106,8 +108,8 @@ def parse_selector(text: str) -> Selector:
         return Selector("regex", pattern)
     if text.startswith("type:"):
         pattern = text[5:].strip()
-        if not pattern.isidentifier():
-            raise RuleError(f"{text}: a module type is a class name such as Linear")
+        if not re.fullmatch(r"[A-Za-z_*?][A-Za-z0-9_*?]*", pattern):
+            raise RuleError(f"{text}: a module type is a class name such as Linear, or a glob of one such as *Norm*")
         return Selector("type", pattern)
     if text in ("weights", "biases"):
         return Selector(text)

@@ -148,6 +148,30 @@ def test_mup_scales_hidden_by_sqrt_width_mult_and_readout_by_width_mult():
     assert r"re:^(4\.weight)$=zeros" in zero.rules
 
 
+def test_mup_on_grouped_query_attention_and_a_vocabulary_that_is_a_multiple_of_the_width():
+    """Llama's k_proj/v_proj map 64 to 32 (2 of 4 heads): hidden layers, not readouts (they were
+    drawn width_mult times too small); lm_head's 128 outputs are a multiple of 64 but it is the
+    readout (it was drawn as a hidden layer)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(config)
+    made = preset_rules("mup(base_width=16)", model, build_report(model))
+    stds = {}
+    for rule in made.rules:
+        selector, _, init = rule.partition("=")
+        for name in selector.removeprefix("re:^(").removesuffix(")$").split("|"):
+            stds[name.replace("\\.", ".")] = init
+    hidden, readout = "normal(mean=0.0,std=0.01)", "normal(mean=0.0,std=0.005)"  # 0.02/sqrt(4), 0.02/4
+    assert stds["model.layers.0.self_attn.k_proj.weight"] == stds["model.layers.0.self_attn.v_proj.weight"] == hidden
+    assert stds["model.layers.0.self_attn.q_proj.weight"] == stds["model.layers.0.mlp.down_proj.weight"] == hidden
+    assert stds["lm_head.weight"] == readout
+    assert stds["model.embed_tokens.weight"] == "normal(mean=0.0,std=0.02)"
+    assert any("or of 32 (the key/value width of grouped-query attention)" in c for c in made.comments)
+
+
 def test_preset_arguments_are_checked():
     with pytest.raises(PresetError, match="needs base_width"):
         parse_preset("mup")

@@ -202,22 +202,25 @@ def _mup(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetR
         raise PresetError("preset mup: base_width must be a positive integer (the width the std was tuned at)")
     width, why = (args["width"], "given") if args["width"] else _inferred_width(model)
     mult = width / base
+    units = _width_units(model, width)
+    kv = f" or of {units[1]} (the key/value width of grouped-query attention)" if len(units) > 1 else ""
     comments = [
         "mup: init part of muP (Yang et al. 2021, Tensor Programs V, Table 3; microsoft/mup)",
         f"width={width} ({why}), base_width={base}: width_mult={mult:g}; a dimension scales with width "
-        f"when it is a multiple of {width}",
+        f"when it is a multiple of {width}{kv}",
         f"input weights (embeddings, fan_in not scaling): std {std:g}; hidden: std {std:g}/sqrt(width_mult); "
         f"readout (fan_out not scaling): {'zero' if args['readout'] == 'zero' else f'std {std:g}/width_mult'}; biases 0",
     ]
     groups: dict[str, list[str]] = {}
+    readout = _output_layer(model)  # a vocabulary of 32,000 is a multiple of a width of 64
     for info in report.parameters.values():
         if info.shape is None or len(info.shape) < 2 or "weight" not in info.name.rpartition(".")[2]:
             continue
         owner = model.get_submodule(info.name.rpartition(".")[0])
         fan_in, fan_out = torch_init._calculate_fan_in_and_fan_out(model.get_parameter(info.name))
-        if isinstance(owner, nn.Embedding) or fan_in % width:
+        if isinstance(owner, nn.Embedding) or not any(fan_in % unit == 0 for unit in units):
             init = f"normal(mean=0.0,std={format_value(std)})"
-        elif fan_out % width:
+        elif owner is readout or not any(fan_out % unit == 0 for unit in units):
             init = "zeros" if args["readout"] == "zero" else f"normal(mean=0.0,std={format_value(std / mult)})"
         else:
             init = f"normal(mean=0.0,std={format_value(std / math.sqrt(mult))})"
@@ -227,6 +230,27 @@ def _mup(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetR
     rules = [f"re:^({'|'.join(re.escape(n) for n in names)})$={init}" for init, names in groups.items()]
     rules.append("biases=zeros")
     return _kept("mup", rules, comments, model, report)
+
+
+def _output_layer(model: nn.Module) -> nn.Module | None:
+    """A transformers model's output layer (``get_output_embeddings()``: its lm_head), if any."""
+    try:
+        layer = model.get_output_embeddings() if callable(getattr(model, "get_output_embeddings", None)) else None
+    except Exception:  # a model whose method needs what it was not built with
+        return None
+    return layer if isinstance(layer, nn.Module) else None
+
+
+def _width_units(model: nn.Module, width: int) -> list[int]:
+    """The widths a dimension is a multiple of when it scales: the model's, and with grouped-query
+    attention (Llama, Mistral) that of the keys and values, num_key_value_heads x head_dim, a
+    fraction of it (taken for a readout's fan-out, k_proj and v_proj were drawn width_mult times
+    too small)."""
+    kv_heads = _config_int(model, "num_key_value_heads")
+    heads = _config_int(model, "num_attention_heads")
+    head_dim = _config_int(model, "head_dim") or (width // heads if heads else None)
+    kv = kv_heads * head_dim if kv_heads and head_dim else None
+    return [width, kv] if kv and kv != width else [width]
 
 
 def _lsuv(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetRules:

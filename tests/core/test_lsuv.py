@@ -61,6 +61,31 @@ def test_lsuv_meets_tolerance_on_the_sample_and_keeps_biases():
         assert torch.equal(net.get_parameter(name), value)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_rescaled_in_its_dtype(dtype):
+    """torch's QR has no bfloat16/float16 kernel on the CPU: the orthogonal start raised
+    NotImplementedError ("geqrf_cpu") on every bfloat16 checkpoint."""
+    net = build_demo("deep_mlp").to(dtype)
+    names = [n for n, _ in net.named_parameters() if n.endswith("weight")]
+    result = lsuv_(net, names, "randn(128,64)", tol=0.05, generator=torch.Generator().manual_seed(0))
+    assert len(result.layers) == 20 and not result.notes
+    assert all(abs(layer.std_end - 1) <= 0.05 for layer in result.layers)
+    assert {p.dtype for p in net.parameters()} == {dtype}
+    first = net.get_parameter(names[0]).float()
+    assert torch.allclose(first @ first.T / (first @ first.T).diagonal().mean(), torch.eye(first.shape[0]), atol=0.05)
+
+
+def test_the_cli_lsuv_preset_takes_the_models_sample_input(capsys, tmp_path):
+    """The window's Presets dialog fills in the model's input; `init --preset lsuv` refused."""
+    assert main(["init", "demo:tiny_lm", "--preset", "lsuv", "-o", str(tmp_path / "out.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "# input: randint(64, 8, high=100) (the model's sample input; --input SPEC to choose one)" in out
+    assert "lsuv(tol=0.05,input='randint(64, 8, high=100)')" in out
+    assert main(["init", "demo:tiny_lm", "--preset", "lsuv", "--input", "randint(4, 8, high=100)", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "# input:" not in out and "input='randint(4, 8, high=100)'" in out
+
+
 def test_max_iter_bounds_the_passes_and_a_miss_is_noted():
     net = nn.Sequential(nn.Linear(16, 16), nn.Tanh())
     names = ["0.weight"]

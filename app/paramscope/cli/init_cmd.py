@@ -107,7 +107,7 @@ def _parsed_rules(args: argparse.Namespace) -> list[InitRule]:
 
 def _with_preset(args: argparse.Namespace, opened: OpenedModel, rules: list[InitRule]) -> list[InitRule]:
     """The preset's rules (its comments printed) before ``rules``; ``input=`` filled in where needed."""
-    from paramscope.core.init.rule_parse import fill_input, parse_rule
+    from paramscope.core.init.rule_parse import fill_input
 
     if args.preset:
         from paramscope.core.init.presets import preset_rules
@@ -115,8 +115,22 @@ def _with_preset(args: argparse.Namespace, opened: OpenedModel, rules: list[Init
 
         made = preset_rules(args.preset, opened.model, build_report(opened.model))
         print("\n".join(f"# {c}" for c in made.comments))
-        rules = [parse_rule(text) for text in made.rules] + rules
+        preset = fill_input(made.rules, args.input or _sample_input(opened, made.rules))
+        rules = preset + rules
     return fill_input(rules, args.input)
+
+
+def _sample_input(opened: OpenedModel, rules: list[str]) -> str | None:
+    """The model's sample input for a preset's data-dependent rules (lsuv) when --input names
+    none, as the window's Presets dialog fills it in; said in a comment."""
+    from paramscope.core.backward.sample_input import sample_input_text
+    from paramscope.core.init.rule_parse import fill_input
+
+    if opened.forward_unavailable or fill_input(rules, "x") == fill_input(rules, None):
+        return None  # no model code to run, or no rule that needs an input
+    text = sample_input_text(opened.model)
+    print(f"# input: {text} (the model's sample input; --input SPEC to choose one)")
+    return text
 
 
 def _apply(args: argparse.Namespace, session: Session, rules: list[InitRule]) -> None:

@@ -225,7 +225,7 @@ def lsuv_(model: nn.Module, names: Sequence[str], input: InputSpec | str, *,  # 
         with torch.no_grad():
             for name in names:  # the orthogonal start, in the request's order
                 if name in chosen:
-                    torch_init.orthogonal_(_tensor(model, name), generator=generator)
+                    _orthogonal_(_tensor(model, name), generator)
         for number, layer in enumerate(ordered):
             state.progress(number / max(len(ordered), 1), layer.module)
             _rescale(model, layer, runner, tol, max_iter)
@@ -233,6 +233,20 @@ def lsuv_(model: nn.Module, names: Sequence[str], input: InputSpec | str, *,  # 
     finally:
         buffers.restore()
     return result
+
+
+def _orthogonal_(tensor: torch.Tensor, generator: torch.Generator | None) -> None:
+    """The orthogonal start, drawn in float32 where torch's QR has no kernel for the dtype
+    (bfloat16 and float16 on the CPU: "geqrf_cpu" not implemented), as the orthogonal_
+    initializer draws it (:func:`~paramscope.core.init.initializers.drawn_in_float32`)."""
+    from paramscope.core.init.initializers import drawn_in_float32
+
+    if not drawn_in_float32("orthogonal_", tensor.dtype):
+        torch_init.orthogonal_(tensor, generator=generator)
+        return
+    drawn = torch.empty(tensor.shape, dtype=torch.float32, device=tensor.device)
+    torch_init.orthogonal_(drawn, generator=generator)
+    tensor.copy_(drawn)
 
 
 def _skip_reason(model: nn.Module, name: str, weights: Sequence[str], runner: _Runner) -> str | None:

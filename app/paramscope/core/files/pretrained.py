@@ -98,11 +98,48 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     tensors = checkpoint.all_tensors()
     fit = compare_weights(model, tensors)
     misfit = _misfit(fit)
+    if misfit is not None and not lazy:  # an older layout of the class, as transformers converts it?
+        loaded, notes = _loaded_by_transformers(model, tensors)
+        if loaded is not None:
+            return loaded, notes
     if misfit is not None:  # the class with its random values would pass for the files' weights
         return None, [f"the files do not fit config.json's {type(model).__name__} ({misfit}); shown from the tensors"]
     converted = as_in_files(model, tensors)
     notes = _placed(model, checkpoint) if lazy else _fill(model, tensors, fit)
     return model, notes[:1] + converted + notes[1:]
+
+
+def _loaded_by_transformers(model: nn.Module, tensors: dict[str, torch.Tensor]) -> tuple[nn.Module | None, list[str]]:
+    """The files' tensors loaded by transformers' own ``from_pretrained(state_dict=...)``, which
+    converts the layouts its classes had before (in transformers 5: ViT's attention names, a
+    mixture of experts' per-expert weights merged into one tensor); None unless they then fit."""
+    load, config = getattr(type(model), "from_pretrained", None), getattr(model, "config", None)
+    if load is None or config is None:
+        return None, []
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # its warnings and progress bar say what the notes say
+    hf_logging.disable_progress_bar()
+    try:
+        loaded, info = load(None, config=config, state_dict=tensors, output_loading_info=True)
+    except Exception:  # a layout it does not know either: shown from the tensors
+        return None, []
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    if info.get("mismatched_keys") or (info.get("missing_keys") and info.get("unexpected_keys")):
+        return None, []
+    loaded.eval()
+    notes = [
+        f"built {type(loaded).__name__} from config.json (transformers); the files' names are not the class's "
+        f"({len(tensors)} tensors in the files, {len(loaded.state_dict())} in the model): loaded as from_pretrained "
+        "loads them (it converts older layouts and a base model's names)"
+    ]
+    if info.get("missing_keys"):
+        notes.append(f"{len(info['missing_keys'])} tensor(s) of the model not in the files keep their initial values, e.g. {sorted(info['missing_keys'])[0]}")
+    return loaded, notes
 
 
 def _not_shipped(config: dict) -> list[str]:

@@ -103,3 +103,44 @@ def test_bart_gets_encoder_and_decoder_ids() -> None:
     spec = default_input(model)
     assert spec.text == "input_ids=randint(2, 8, high=64); decoder_input_ids=randint(2, 8, high=64)"
     check_backward(model, spec, lambda out: out.logits.sum() + out.encoder_last_hidden_state.sum())
+
+
+def _whisper() -> torch.nn.Module:
+    config = transformers.WhisperConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=8,
+        max_source_positions=16, max_target_positions=16, decoder_start_token_id=1, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    return transformers.WhisperForConditionalGeneration(config).eval()
+
+
+def _wav2vec2() -> torch.nn.Module:
+    config = transformers.Wav2Vec2Config(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    return transformers.Wav2Vec2ForCTC(config).eval()
+
+
+def _every_output(out) -> torch.Tensor:  # paramscope's "sum": every floating-point tensor of the output
+    return out.logits.sum() + (out.encoder_last_hidden_state.sum() if "encoder_last_hidden_state" in out else 0)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (_whisper, "input_features=rand(2, 8, 32); decoder_input_ids=randint(2, 8, high=64)"),
+        (_wav2vec2, "input_values=rand(2, 16000)"),
+    ],
+    ids=["whisper", "wav2vec2"],
+)
+def test_speech_models_get_an_input_of_their_own_kind(build, expected) -> None:
+    """Whisper's encoder wants 2 x max_source_positions mel frames and a decoder input; wav2vec2 a
+    waveform: the first-layer guess (a mel window of 16 frames) failed in the forward."""
+    torch.manual_seed(0)
+    model = build()
+    spec = default_input(model)
+    assert spec.text == expected
+    check_backward(model, spec, _every_output)

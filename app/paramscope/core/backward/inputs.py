@@ -113,6 +113,9 @@ def _config_int(config: object, *names: str) -> int | None:
     return None
 
 
+_WAVEFORM_SAMPLES = 16_000
+
+
 def _transformers_input(model: nn.Module) -> InputSpec | None:
     """transformers models name their main input; their config gives its sizes."""
     config = getattr(model, "config", None)
@@ -133,6 +136,16 @@ def _transformers_input(model: nn.Module) -> InputSpec | None:
         channels = _config_int(config, "num_channels") or 3
         items.append((main, TensorItem("rand", (2, channels, size, size))))
         sizes = f"image_size {size}, num_channels {channels}"
+    elif main == "input_features" and (mels := _config_int(config, "num_mel_bins")) and (positions := _config_int(config, "max_source_positions")):
+        # Whisper: log-mel frames, two per encoder position (its first convolution has stride 2)
+        items.append((main, TensorItem("rand", (2, mels, 2 * positions))))
+        vocab = _config_int(config, "vocab_size")
+        if getattr(config, "is_encoder_decoder", False) and vocab:
+            items.append(("decoder_input_ids", TensorItem("randint", (2, _SEQUENCE_LENGTH), high=vocab)))
+        sizes = f"num_mel_bins {mels}, max_source_positions {positions}"
+    elif main == "input_values":  # wav2vec2, HuBERT: a raw waveform, here a second at 16 kHz
+        items.append((main, TensorItem("rand", (2, _WAVEFORM_SAMPLES))))
+        sizes = f"a waveform of {_WAVEFORM_SAMPLES} samples"
     else:
         return None
     return _spec(items, f"{type(model).__name__}'s main input {main} with its config's {sizes}")

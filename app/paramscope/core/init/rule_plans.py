@@ -226,11 +226,10 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
 
 
 def _add_fan_note(rule_plan: RulePlan, model: nn.Module, name: str, tensor_of: Callable[[str], torch.Tensor]) -> None:
-    """Where torch's fan_in/fan_out mislead for this weight (grouped, transposed convs), say so."""
-    if name.rpartition(".")[2] != "weight":
-        return
+    """Where torch's fan_in/fan_out mislead for this weight (grouped, transposed convs, stacked
+    experts), say so."""
     tensor = tensor_of(name)
-    if tensor.dim() < 3:  # only a convolution's weight: no module looked up (seconds for 100,000)
+    if tensor.dim() < 3:  # only 3-D and larger: no module looked up (seconds for 100,000)
         return
     try:
         module = model.get_submodule(owner_module_name(name))

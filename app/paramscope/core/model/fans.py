@@ -16,6 +16,10 @@ so its numbers are torch's. The shape does not say everything:
   its "fan_out" ``in * k``. Counted per connection, a transposed convolution with stride 1 has
   ``fan_in = in/groups * k`` and ``fan_out = out/groups * k`` (with stride ``s`` each output
   sees about ``1/prod(s)`` of them).
+- A mixture of experts' weights stacked in one 3-D tensor (transformers 5's ``*Experts`` modules:
+  ``(experts, out, in)``, or ``(experts, in, out)`` where ``is_transposed``): torch reads it as a
+  convolution's weight, ``fan_in = out * in`` and ``fan_out = experts * in``, where each expert's
+  matrix has ``fan_in = in`` and ``fan_out = out``.
 
 :func:`fan_note` says so, with both numbers, for the fans an initializer actually uses.
 """
@@ -61,7 +65,10 @@ class FanNote:
 
 
 def connection_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote | None:
-    """For a convolution's weight: torch's fans and those counted per connection; else None."""
+    """For a convolution's weight or stacked experts: torch's fans and those counted per
+    connection; else None."""
+    if isinstance(getattr(module, "is_transposed", None), bool) and tensor.dim() == 3:
+        return _expert_fans(module, tensor)
     if not isinstance(module, _CONVOLUTIONS) or tensor is not module.weight or tensor.dim() < 3:
         return None
     groups = int(module.groups)
@@ -80,6 +87,16 @@ def connection_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote | None:
         why = f"{type(module).__name__}(groups={groups}), {kind}: each input feeds out_channels/groups outputs, {ISSUE_23854}"
     if (fan_in, fan_out) == (torch_in, torch_out):
         return None
+    return FanNote(torch_in, torch_out, fan_in, fan_out, why)
+
+
+def _expert_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote:
+    experts, first, second = tensor.shape
+    fan_in, fan_out = (first, second) if module.is_transposed else (second, first)  # type: ignore[attr-defined]
+    torch_in, torch_out = torch_fans(tensor)
+    layout = "(experts, in, out)" if module.is_transposed else "(experts, out, in)"  # type: ignore[attr-defined]
+    why = (f"{type(module).__name__}: {experts} experts' matrices stacked {layout}, torch reads them as one "
+           "convolution's weight")  # fmt: skip
     return FanNote(torch_in, torch_out, fan_in, fan_out, why)
 
 

@@ -54,7 +54,7 @@ def fan_lines(panel: InitPanel) -> list[str]:
     notes: dict[str, list[str]] = {}
     for target in panel.target_names():
         tensor = session.tensor(target)
-        if tensor.dim() < 3:  # only a convolution's weight has a note: no module looked up
+        if tensor.dim() < 3:  # only convolutions and stacked experts have a note: no module looked up
             continue
         try:
             module = session.model.get_submodule(owner_module_name(target))

@@ -96,6 +96,31 @@ def test_norm_layers_of_any_class_get_gain_one_and_shift_zero(preset):
         assert torch.equal(norm.weight, torch.ones(4)) and torch.equal(norm.bias, torch.zeros(4)), index
 
 
+@pytest.mark.parametrize("preset", ["gpt2", "bert", "fixup"])
+def test_a_mixture_of_experts_is_drawn_too(preset):
+    """transformers 5 stacks the experts in 3-D parameters named gate_up_proj and down_proj: the
+    presets' "weights" ('weight' in the name) left them, most of the model, as they were."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(
+        vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=1,
+    )  # fmt: skip
+    model = transformers.MixtralForCausalLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(5.0)
+    session = Session(open_source_model(model))
+    apply_rules(session, preset_rules(preset, session.model, session.report).rules, seed=0, skip_refused=True)
+    for layer in session.model.model.layers:
+        up, down = layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj
+        if preset == "fixup":
+            assert torch.count_nonzero(down) == 0 and torch.all(up == 5.0)  # the residual branch's end only
+            continue
+        assert torch.std(up).item() == pytest.approx(0.02 * (0.88 if preset == "bert" else 1), rel=0.1)
+        expected = 0.02 * 0.88 if preset == "bert" else 0.02 / math.sqrt(2 * 2)  # gpt2: a residual projection
+        assert torch.std(down).item() == pytest.approx(expected, rel=0.1)
+
+
 def open_source_model(model: nn.Module):
     from paramscope.core.sources.sources import OpenedModel
 

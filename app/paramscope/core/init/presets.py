@@ -114,7 +114,17 @@ def _config_int(model: nn.Module, *names: str) -> int | None:
 
 
 def _residual_selector(residual: str, tensor: str = "weight") -> str:
+    """The residual projections' weights: ``o_proj.weight``, and a mixture of experts' stacked
+    ``experts.down_proj`` (a parameter of that name, no ``.weight``)."""
+    if tensor == "weight":
+        return rf"re:(^|\.)({residual})(\.weight)?$"
     return rf"re:(^|\.)({residual})\.{tensor}$"
+
+
+# A mixture of experts' matrices stacked in 3-D parameters (transformers 5's MixtralExperts,
+# Qwen3MoeExperts, ...) are named gate_up_proj and down_proj: "weights" ('weight' in the name)
+# missed them, most of such a model's parameters.
+EXPERTS = "type:*Experts"
 
 
 # Norm layers' gain 1 and shift 0, then every bias 0 (a later rule overwrites an earlier one). A
@@ -135,8 +145,10 @@ def _gpt2(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> Preset
         n_layers = max(1, math.ceil(projections / 2))
         comments.append(f"n_layers={n_layers}: {projections} residual projection(s) matching {residual!r}, two per block")
     scaled = std / math.sqrt(2 * n_layers)
+    drawn = f"normal(mean=0.0,std={format_value(std)})"
     rules = [
-        f"weights=normal(mean=0.0,std={format_value(std)})",
+        f"weights={drawn}",
+        f"{EXPERTS}={drawn}",
         *NORM_RULES,
         f"{_residual_selector(residual)}=normal(mean=0.0,std={format_value(scaled)})",
     ]
@@ -147,10 +159,8 @@ def _bert(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> Preset
     std = args["std"]
     comments = [f"bert: truncated normal(0, {std:g}) cut at 2 std, zero biases, norm layers weight 1 bias 0 "
                 "(google-research/bert create_initializer; transformers BertPreTrainedModel)"]  # fmt: skip
-    rules = [
-        f"weights=trunc_normal(mean=0.0,std={format_value(std)},a={format_value(-2 * std)},b={format_value(2 * std)})",
-        *NORM_RULES,
-    ]
+    drawn = f"trunc_normal(mean=0.0,std={format_value(std)},a={format_value(-2 * std)},b={format_value(2 * std)})"
+    rules = [f"weights={drawn}", f"{EXPERTS}={drawn}", *NORM_RULES]
     return _kept("bert", rules, comments, model, report)
 
 

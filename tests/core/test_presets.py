@@ -197,6 +197,20 @@ def test_mup_on_grouped_query_attention_and_a_vocabulary_that_is_a_multiple_of_t
     assert any("or of 32 (the key/value width of grouped-query attention)" in c for c in made.comments)
 
 
+def test_mup_scales_stacked_experts_as_hidden_matrices():
+    """Each expert is a hidden matrix (64 -> 128 -> 64 at width 64): torch's fans of the 3-D tensor
+    would not say so, and "weight" is not in the names gate_up_proj and down_proj."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(
+        vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, num_local_experts=2, num_experts_per_tok=1,
+    )  # fmt: skip
+    model = transformers.MixtralForCausalLM(config)
+    made = preset_rules("mup(base_width=16)", model, build_report(model))
+    hidden = next(rule for rule in made.rules if rule.endswith("=normal(mean=0.0,std=0.01)"))  # 0.02/sqrt(4)
+    assert r"experts\.gate_up_proj" in hidden and r"experts\.down_proj" in hidden
+
+
 def test_preset_arguments_are_checked():
     with pytest.raises(PresetError, match="needs base_width"):
         parse_preset("mup")

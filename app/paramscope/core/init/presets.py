@@ -44,6 +44,7 @@ from torch import nn
 from paramscope.core.edit.replay import format_value
 from paramscope.core.errors import ParamscopeError, RuleError
 from paramscope.core.init.initializer_base import ParamSpec
+from paramscope.core.model.fans import connection_fans
 from paramscope.core.model.report import ModelReport
 
 # Local names of the layers that end a residual branch: GPT-2 (attn.c_proj, mlp.c_proj),
@@ -224,10 +225,17 @@ def _mup(model: nn.Module, report: ModelReport, args: dict[str, Any]) -> PresetR
     groups: dict[str, list[str]] = {}
     readout = _output_layer(model)  # a vocabulary of 32,000 is a multiple of a width of 64
     for info in report.parameters.values():
-        if info.shape is None or len(info.shape) < 2 or "weight" not in info.name.rpartition(".")[2]:
+        if info.shape is None or len(info.shape) < 2:
             continue
         owner = model.get_submodule(info.name.rpartition(".")[0])
-        fan_in, fan_out = torch_init._calculate_fan_in_and_fan_out(model.get_parameter(info.name))
+        stacked = connection_fans(owner, model.get_parameter(info.name)) if len(info.shape) == 3 else None
+        if stacked is None and "weight" not in info.name.rpartition(".")[2]:
+            continue
+        # (stacked experts: each expert's matrix, not torch's reading of the 3-D tensor as a conv's)
+        fan_in, fan_out = (
+            (stacked.fan_in, stacked.fan_out) if stacked is not None
+            else torch_init._calculate_fan_in_and_fan_out(model.get_parameter(info.name))
+        )
         if isinstance(owner, nn.Embedding) or not any(fan_in % unit == 0 for unit in units):
             init = f"normal(mean=0.0,std={format_value(std)})"
         elif owner is readout or not any(fan_out % unit == 0 for unit in units):

@@ -290,5 +290,5 @@ def test_a_hugging_face_cache_snapshot_opens_through_its_links(tmp_path: Path) -
     shard.unlink()
     os.mkfifo(tmp_path / "fifo")
     shard.symlink_to(tmp_path / "fifo")
-    with pytest.raises(SourceError, match=f"names shard '{shard.name}'"):
+    with pytest.raises(SourceError, match=f"names shard '{shard.name}', which is not a regular file"):
         open_source(str(snapshot))

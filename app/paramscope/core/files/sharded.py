@@ -7,6 +7,7 @@ without trust); shard names that leave the index's folder are refused.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> 
         except OSError:  # e.g. a name longer than the file system allows
             present = False
         if not present:
-            raise bad_file(path, f"names shard {shard!r}, which does not exist in {folder}")
+            what = "is not a regular file" if os.path.lexists(resolved) else f"does not exist in {folder}"
+            raise bad_file(path, f"names shard {shard!r}, which {what}")
         if sniff(resolved).kind == "index":  # itself, or another index: reading would recurse
             which = "itself" if resolved.resolve() == path.resolve() else f"another index, {shard!r},"
             raise bad_file(path, f"names {which} as a shard; shards hold tensors")

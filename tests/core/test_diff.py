@@ -107,6 +107,25 @@ def test_model_against_its_own_export_is_identical(tmp_path: Path) -> None:
     assert diff_sources("demo:cnn", str(path)).identical
 
 
+def test_the_same_values_in_another_dtype_are_not_identical_files(tmp_path: Path, capsys) -> None:
+    """A bfloat16 checkpoint against its float32 export: every value equal, twice the bytes. The
+    diff said "20 identical" (and "identical": true in the JSON)."""
+    from paramscope.cli import main
+
+    a = {"w": torch.randn(3, 4).to(torch.bfloat16), "b": torch.zeros(3, dtype=torch.bfloat16)}
+    b = {"w": a["w"].float(), "b": a["b"].clone()}
+    result = diff_state_dicts(a, b)
+    assert not result.changed and [t.name for t in result.recast] == ["w"] and not result.identical
+    assert result.to_dict()["recast"] == ["w"]
+    torch.save(a, tmp_path / "a.pt")
+    torch.save(b, tmp_path / "b.pt")
+    assert main(["diff", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]) == 0
+    text = capsys.readouterr().out
+    assert "0 tensor(s) differ, 1 identical" in text
+    assert f"1 tensor(s) hold the same values in another dtype, e.g. w: bfloat16 in {tmp_path / 'a.pt'}, float32 in {tmp_path / 'b.pt'}" in text
+    assert diff_state_dicts(a, {k: v.clone() for k, v in a.items()}).identical
+
+
 def _pairs() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Small tensors of every kind the batched diff takes, and some it leaves to the single one."""
     gen = torch.Generator().manual_seed(3)

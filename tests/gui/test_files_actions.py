@@ -135,6 +135,15 @@ def test_diff_view_lists_changes(qtbot, state: AppState, tmp_path: Path) -> None
     assert statuses == ["identical", "only in A", "only in B", "only in B, tied there to w"]
 
 
+def test_diff_view_says_when_only_the_dtype_changed(qtbot) -> None:
+    a = {"w": torch.ones(2, dtype=torch.bfloat16), "v": torch.ones(2)}
+    view = DiffView(diff_state_dicts(a, {"w": torch.ones(2), "v": torch.ones(2)}), "A", "B")
+    qtbot.addWidget(view)
+    statuses = {view.model.index(r, 0).data(): view.model.index(r, 1).data() for r in range(view.model.rowCount())}
+    assert statuses == {"w": "same values, bfloat16 → float32", "v": "identical"}
+    assert "0 changed, 1 identical, 1 same values in another dtype" in view.summary.text()
+
+
 def test_diff_view_sorts_numbers_by_value(qtbot, qtmodeltester) -> None:
     a = {"small": torch.zeros(3), "big": torch.zeros(3), "tiny": torch.zeros(3), "same": torch.ones(3), "gone": torch.ones(1)}
     b = {"small": torch.full((3,), 2.0), "big": torch.full((3,), 10.0), "tiny": torch.full((3,), 0.5),

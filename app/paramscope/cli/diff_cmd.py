@@ -49,9 +49,16 @@ def format_text(a: str, b: str, data: dict[str, Any], show_all: bool = False) ->
         )
         if len(t["aliases"]) > 1:
             out.append(f"    also named: {', '.join(t['aliases'][1:])}")
-    same = len(data["tensors"]) - data["changed"]
+    recast = data.get("recast", [])
+    same = len(data["tensors"]) - data["changed"] - len(recast)
     out.append("")
     out.append(f"{data['changed']} tensor(s) differ, {same} identical")
+    if recast:
+        first = next(t for t in data["tensors"] if t["name"] == recast[0])
+        out.append(
+            f"{len(recast)} tensor(s) hold the same values in another dtype, e.g. {first['name']}: "
+            f"{first['dtype_a']} in {a}, {first['dtype_b']} in {b}"
+        )
     tied = data.get("tied_only", {})
     for key, label in (("only_a", f"only in {a}"), ("only_b", f"only in {b}")):
         if data[key]:

@@ -93,8 +93,13 @@ class DiffResult:
         return [t for t in self.tensors if not t.identical]
 
     @property
+    def recast(self) -> list[TensorDiff]:
+        """Tensors with the same values in another dtype (a bfloat16 file against its float32 export)."""
+        return [t for t in self.tensors if t.identical and t.dtype_a != t.dtype_b]
+
+    @property
     def identical(self) -> bool:
-        return not (self.changed or self.only_a or self.only_b or self.mismatched)
+        return not (self.changed or self.recast or self.only_a or self.only_b or self.mismatched)
 
     def to_dict(self, with_histogram: bool = True) -> dict[str, object]:
         return {
@@ -104,6 +109,7 @@ class DiffResult:
             "tied_only": dict(self.tied_only),
             "mismatched": [m.__dict__ | {"shape_a": list(m.shape_a), "shape_b": list(m.shape_b)} for m in self.mismatched],
             "changed": len(self.changed),
+            "recast": [t.name for t in self.recast],
             "identical": self.identical,
         }
 

@@ -73,9 +73,10 @@ class DiffView(QWidget):
     def set_result(self, result: DiffResult, a: str = "A", b: str = "B") -> None:
         self.model.set_rows(diff_rows(result, a, b))
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        same = len(result.tensors) - len(result.changed)
+        same = len(result.tensors) - len(result.changed) - len(result.recast)
+        recast = f", {len(result.recast)} same values in another dtype" if result.recast else ""
         self.summary.setText(
-            f"{a} vs {b}: {len(result.changed)} changed, {same} identical, {len(result.only_a)} only in A, "
+            f"{a} vs {b}: {len(result.changed)} changed, {same} identical{recast}, {len(result.only_a)} only in A, "
             f"{len(result.only_b)} only in B, {len(result.mismatched)} mismatched"
         )
 

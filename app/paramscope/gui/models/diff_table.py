@@ -29,7 +29,8 @@ def diff_rows(result: DiffResult, a: str = "A", b: str = "B") -> list[Row]:
     rows: list[Row] = []
     for t in result.tensors:
         name = t.name + (f"  (= {', '.join(t.aliases[1:])})" if len(t.aliases) > 1 else "")
-        rows.append((name, "identical" if t.identical else "changed", t.max_abs, t.rel_change, t.cosine))
+        status = "changed" if not t.identical else "identical" if t.dtype_a == t.dtype_b else f"same values, {t.dtype_a} → {t.dtype_b}"
+        rows.append((name, status, t.max_abs, t.rel_change, t.cosine))
     for names, side in ((result.only_a, a), (result.only_b, b)):
         tied = result.tied_only
         rows += [(n, f"only in {side}" + (f", tied there to {tied[n]}" if n in tied else ""), None, None, None) for n in names]

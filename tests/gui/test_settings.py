@@ -48,3 +48,22 @@ def test_a_window_without_restore_leaves_settings_alone(settings_file, qtbot):
     window.show()
     window.close()
     assert QSettings().value("window/state") is None
+
+
+def test_a_recent_file_deleted_since_is_greyed_out(settings_file, qtbot, tmp_path):
+    from paramscope.gui.app.window_menus import fill_recent_menu
+
+    kept, deleted = tmp_path / "kept.pt", tmp_path / "deleted.pt"
+    for path in (kept, deleted):
+        path.write_bytes(b"x")
+        add_recent_file(str(path))
+    add_recent_file("demo:mlp")
+    add_recent_file(f"{tmp_path / 'gone.py'}:build")
+    deleted.unlink()
+    window = MainWindow(interactive=False)
+    qtbot.addWidget(window)
+    fill_recent_menu(window)
+    enabled = {a.text(): a.isEnabled() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()}
+    assert enabled == {
+        f"{tmp_path / 'gone.py'}:build": False, "demo:mlp": True, str(deleted): False, str(kept): True, "Clear list": True,
+    }

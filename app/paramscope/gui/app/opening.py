@@ -90,6 +90,22 @@ def add_recent_file(spec: str) -> None:
     QSettings().setValue(RECENT_KEY, files[:RECENT_MAX])
 
 
+def gone(spec: str) -> bool:
+    """Whether ``spec`` names a local file or folder (``file.py:NAME`` too) that no longer exists:
+    a recent file deleted since, or a temporary one."""
+    spec = spec.strip()
+    if not spec or spec.startswith("demo:") or is_remote(spec):
+        return False
+    head, sep, name = spec.rpartition(":")
+    path = head if sep and head.endswith(".py") and name.isidentifier() else spec
+    if ":" in path and not path.startswith(("/", "~", ".")):  # package.module:NAME
+        return False
+    try:
+        return not Path(path).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def clear_recent_files() -> None:
     QSettings().setValue(RECENT_KEY, [])
 

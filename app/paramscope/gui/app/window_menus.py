@@ -17,7 +17,7 @@ from paramscope.gui import theme
 from paramscope.gui.app import window_exports
 from paramscope.gui.app.about import show_about
 from paramscope.gui.app.files_actions import FilesActions
-from paramscope.gui.app.opening import clear_recent_files, recent_files
+from paramscope.gui.app.opening import clear_recent_files, gone, recent_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from paramscope.gui.app.main_window import MainWindow
@@ -81,6 +81,9 @@ def fill_recent_menu(window: MainWindow) -> None:
     for spec in files:
         action = menu.addAction(spec)
         action.triggered.connect(lambda _checked=False, s=spec: window.open_source(s))
+        if gone(spec):  # deleted since: shown, greyed out
+            action.setEnabled(False)
+            action.setToolTip(f"{spec} no longer exists")
     if not files:
         menu.addAction("(none)").setEnabled(False)
     else:

@@ -257,6 +257,10 @@ def test_a_folder_whose_weights_are_in_subfolders_says_which(tmp_path: Path) -> 
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(SourceError, match="is a folder without a weights file"):
         open_source(str(tmp_path))
+    (tmp_path / "tf_model.h5").write_bytes(b"\x89HDF")
+    (tmp_path / "flax_model.msgpack").write_bytes(b"\x80")
+    with pytest.raises(SourceError, match=r"holds weights paramscope does not read \(flax_model.msgpack, tf_model.h5\)"):
+        open_source(str(tmp_path))
 
 
 def test_a_run_folder_names_its_checkpoints_in_step_order(tmp_path: Path) -> None:

@@ -90,7 +90,14 @@ def weights_in_folder(folder: Path) -> Path:
         what = "a diffusers pipeline (model_index.json)" if (folder / "model_index.json").is_file() else "a folder"
         run = f" (or all as a run: paramscope --series {folder})" if len(parts) > 1 and what == "a folder" else ""
         raise bad_file(folder, f"is {what} with no weights file of its own; the subfolder(s) {', '.join(parts)} hold weights: open one, e.g. {folder / parts[0]}{run}")
+    foreign = sorted(p.name for p in folder.iterdir() if p.suffix in _FOREIGN_WEIGHTS)[:3]
+    if foreign:  # transformers' TensorFlow and Flax files, llama.cpp's, ONNX
+        raise bad_file(folder, f"holds weights paramscope does not read ({', '.join(foreign)}): it reads PyTorch checkpoints and safetensors")
     raise bad_file(folder, "is a folder without a weights file (no *.safetensors, *.bin, *.pt or index)")
+
+
+# Other frameworks' weight files a model folder may hold instead (said by name, never read).
+_FOREIGN_WEIGHTS = (".h5", ".msgpack", ".gguf", ".onnx", ".keras", ".tflite", ".pb")
 
 
 def _in_number_order(path: Path) -> list[int | str]:

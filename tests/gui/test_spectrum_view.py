@@ -159,3 +159,20 @@ def test_a_matrix_of_values_past_1e154_shows_its_numbers_and_bars(window, qtbot)
     assert title in ("singular value (× 1e+300)", "singular value (× 1e+301)")
     unit = float(title.removeprefix("singular value (× ").removesuffix(")"))
     assert float(np.max(x)) * unit == pytest.approx(float(np.max(shown.singular_values)), rel=0.2)
+
+
+def test_stacked_experts_are_not_read_as_one_matrix(window, qtbot):
+    """transformers 5 keeps a mixture of experts in (experts, out, in) tensors: their heatmap shows
+    each expert's matrix; their spectrum, read as one matrix, would mean nothing, and says so."""
+    experts = nn.Module()
+    experts.is_transposed = False
+    experts.gate_up_proj = nn.Parameter(torch.randn(4, 6, 3))
+    window.open_model(OpenedModel(nn.Sequential(experts), "moe", "live"))
+    view = window.spectrum_view
+    window.tabs.setCurrentWidget(view)
+    window.state.select_tensor("0.gate_up_proj")
+    qtbot.waitUntil(lambda: "stacks 4 experts' 6 x 3 matrices" in view.message.text())
+    assert view.spectrum is None
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    qtbot.waitUntil(lambda: window.heatmap_view.array is not None)
+    assert window.heatmap_view.array.shape == (24, 3) and "4 experts' out × in matrices" in window.heatmap_view.title

@@ -161,14 +161,29 @@ def optimizer_lines(optimizer: dict[str, Any]) -> list[str]:
 
 def spectra_data(opened: Any, data: dict[str, Any]) -> dict[str, Any]:
     """``spectra`` (one entry per weight matrix) and ``spectra_skipped`` (name -> why) for the JSON."""
+    from paramscope.core.model.experts import expert_matrices, experts_layout_of
     from paramscope.core.model.spectra import SpectraRequest, run
 
     model, loader = opened.model, opened.loader
-    shapes = {p["name"]: tuple(p["shape"]) for p in data["parameters"] if p["shape"] is not None and len(p["shape"]) >= 2}
+    shapes: dict[str, tuple[int, ...]] = {}
+    experts = {}  # "name[e]" -> (name, e, is_transposed): each expert's matrix of a stacked tensor
+    for p in data["parameters"]:
+        name, shape = p["name"], p["shape"]
+        if shape is None or len(shape) < 2:
+            continue
+        transposed = experts_layout_of(model, name, model.get_parameter(name))
+        if transposed is None:
+            shapes[name] = tuple(shape)
+            continue
+        for e in range(shape[0]):
+            experts[f"{name}[{e}]"] = (name, e, transposed)
+            shapes[f"{name}[{e}]"] = (shape[2], shape[1]) if transposed else (shape[1], shape[2])
 
     def tensor_of(name: str) -> Any:
-        tensor = model.get_parameter(name)
-        return loader(name) if tensor.device.type == "meta" and loader is not None else tensor
+        stacked, e, transposed = experts.get(name, (name, None, False))
+        tensor = model.get_parameter(stacked)
+        tensor = loader(stacked) if tensor.device.type == "meta" and loader is not None else tensor
+        return tensor if e is None else expert_matrices(tensor, transposed)[e]
 
     result = run(SpectraRequest(list(shapes), tensor_of, shape_of=shapes.__getitem__))
     return {
@@ -178,7 +193,7 @@ def spectra_data(opened: Any, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def spectra_text(data: dict[str, Any]) -> list[str]:
-    out = ["", "Spectra (weights as out x rest; MP: Marchenko-Pastur edge for i.i.d. entries of the same std)"]
+    out = ["", "Spectra (weights as out x rest, stacked experts as NAME[expert]; MP: Marchenko-Pastur edge for i.i.d. entries of the same std)"]
     width = max([28] + [len(s["name"]) for s in data["spectra"]])
     out.append(f"  {'name':<{width}} {'matrix':<12} {'spec norm':>10} {'stable rank':>11} {'cond':>10} {'MP edge':>10} {'above':>6}")
     for s in data["spectra"]:

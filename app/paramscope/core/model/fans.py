@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import init as torch_init
 
+from paramscope.core.model.experts import expert_matrices, experts_layout
+
 ISSUE_23854 = "pytorch/pytorch#23854"
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -67,8 +69,9 @@ class FanNote:
 def connection_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote | None:
     """For a convolution's weight or stacked experts: torch's fans and those counted per
     connection; else None."""
-    if isinstance(getattr(module, "is_transposed", None), bool) and tensor.dim() == 3:
-        return _expert_fans(module, tensor)
+    transposed = experts_layout(module, tensor)
+    if transposed is not None:
+        return _expert_fans(module, tensor, transposed)
     if not isinstance(module, _CONVOLUTIONS) or tensor is not module.weight or tensor.dim() < 3:
         return None
     groups = int(module.groups)
@@ -90,11 +93,10 @@ def connection_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote | None:
     return FanNote(torch_in, torch_out, fan_in, fan_out, why)
 
 
-def _expert_fans(module: nn.Module, tensor: torch.Tensor) -> FanNote:
-    experts, first, second = tensor.shape
-    fan_in, fan_out = (first, second) if module.is_transposed else (second, first)  # type: ignore[attr-defined]
+def _expert_fans(module: nn.Module, tensor: torch.Tensor, transposed: bool) -> FanNote:
+    experts, fan_out, fan_in = expert_matrices(tensor, transposed).shape
     torch_in, torch_out = torch_fans(tensor)
-    layout = "(experts, in, out)" if module.is_transposed else "(experts, out, in)"  # type: ignore[attr-defined]
+    layout = "(experts, in, out)" if transposed else "(experts, out, in)"
     why = (f"{type(module).__name__}: {experts} experts' matrices stacked {layout}, torch reads them as one "
            "convolution's weight")  # fmt: skip
     return FanNote(torch_in, torch_out, fan_in, fan_out, why)

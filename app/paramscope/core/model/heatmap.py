@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from paramscope.core.model.dtypes import holds_numbers, no_numbers_reason
+from paramscope.core.model.experts import expert_matrices
 from paramscope.core.tasks import TaskState, ensure_state
 
 MAX_DISPLAY = 512  # rows and columns drawn at most; more are block-reduced
@@ -31,12 +32,15 @@ class Heatmap:
     flattened: bool = False  # more than 2 dimensions, shown as shape[0] × rest
     nonfinite: int = 0  # NaN/Inf values (drawn as 0)
     message: str = ""
+    experts: int = 0  # a stack of this many experts' matrices, drawn one under another
 
     @property
     def title(self) -> str:
         if self.array is None:
             return ""
         reshaped = " (flattened to rows × rest)" if self.flattened else ""
+        if self.experts:
+            reshaped = f" ({self.experts} experts' out × in matrices, one under another)"
         title = f"{self.name} {list(self.shape)}{reshaped}"
         if self.factor > 1:
             title += f", downsampled {self.factor}× (largest |value| per block)"
@@ -79,8 +83,12 @@ def _checkable(matrix: torch.Tensor) -> torch.Tensor:
     return matrix if matrix.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else matrix.float()
 
 
-def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) -> Heatmap:
-    """The heatmap of ``tensor`` (named ``name``), or why it has none."""
+def heatmap_of(
+    name: str, tensor: torch.Tensor, state: TaskState | None = None, experts: bool | None = None
+) -> Heatmap:
+    """The heatmap of ``tensor`` (named ``name``), or why it has none. ``experts``: the tensor
+    stacks experts' matrices, ``is_transposed`` as :func:`~paramscope.core.model.experts.experts_layout`
+    says (None: it does not); they are drawn one under another, each ``out × in``."""
     state = ensure_state(state)
     if tensor.device.type == "meta":
         return Heatmap(name, message=f"{name}: shape only (no values loaded).")
@@ -91,7 +99,8 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
         return Heatmap(name, message=f"{name}: a {layout} tensor; the heatmap draws dense ones.")
     if tensor.is_complex():
         return Heatmap(name, message=f"{name}: complex values have no heatmap.")
-    matrix = as_matrix(tensor)
+    stacked = None if experts is None else expert_matrices(tensor, experts)
+    matrix = as_matrix(tensor) if stacked is None else stacked.reshape(stacked.shape[0] * stacked.shape[1], stacked.shape[2])
     if matrix is None:
         return Heatmap(name, message=f"{name} has shape {list(tensor.shape)}: a heatmap needs 2 or more dimensions.")
     if matrix.numel() == 0:
@@ -102,4 +111,4 @@ def heatmap_of(name: str, tensor: torch.Tensor, state: TaskState | None = None) 
         state.check()
         nonfinite = int((~torch.isfinite(_checkable(matrix))).sum()) if matrix.is_floating_point() else 0
     rows, cols = matrix.shape
-    return Heatmap(name, array, k, (rows, cols), tensor.dim() > 2, nonfinite)
+    return Heatmap(name, array, k, (rows, cols), tensor.dim() > 2, nonfinite, experts=0 if stacked is None else len(stacked))

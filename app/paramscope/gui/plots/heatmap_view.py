@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
 from paramscope.gui.plots.when_shown import RefreshWhenShown
@@ -100,14 +101,17 @@ class HeatmapView(RefreshWhenShown, QWidget):
         session = self.state.session
         info = session.report.tensor(name)
         to_load = session.tensor(name).device.type == "meta" and session.opened.loader is not None
+        experts = experts_layout_of(session.model, name, session.tensor(name))
         if info.numel <= BACKGROUND_NUMEL and not to_load:
             self.worker.cancel()
-            self._draw(heatmap_of(name, session.values(name)))
+            self._draw(heatmap_of(name, session.values(name), experts=experts))
             return
         self._asked = self._what()
         self.message.setText(f"{name}: computing the heatmap…")
         self.message.setVisible(True)
-        self.worker.start(lambda task_state: heatmap_of(name, session.values(name), task_state), f"heatmap of {name}")
+        self.worker.start(
+            lambda task_state: heatmap_of(name, session.values(name), task_state, experts), f"heatmap of {name}"
+        )
 
     def refresh_failed(self, message: str) -> None:
         self._clear(f"{self.state.selected_tensor or 'heatmap'}: {message}", self.state.selected_tensor or "")

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.model import spectra
+from paramscope.core.model.experts import expert_matrices, experts_layout_of
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
@@ -183,7 +184,14 @@ class SpectrumView(RefreshWhenShown, QWidget):
         if name is None:
             self._clear("Select a weight (2-D or more) to see its singular values.")
             return
-        tensor = self.state.session.values(name)
+        session = self.state.session
+        experts = experts_layout_of(session.model, name, session.tensor(name))
+        if experts is not None:
+            count, rows, cols = expert_matrices(session.tensor(name), experts).shape
+            self._clear(f"{name} stacks {count} experts' {rows} x {cols} matrices: read as one matrix its "
+                        "spectrum would mean nothing; paramscope inspect --spectra lists each expert's.")  # fmt: skip
+            return
+        tensor = session.values(name)
         max_side = None if self._forced == name else spectra.MAX_SIDE
         reason = spectra.why_not(tensor, max_side)
         if reason is not None:

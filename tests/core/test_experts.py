@@ -1,0 +1,58 @@
+"""A mixture of experts stacked in one 3-D tensor: each expert's matrix, in either layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from paramscope.cli import main
+from paramscope.core.model.experts import expert_matrices, experts_layout_of
+from paramscope.core.model.heatmap import heatmap_of
+
+
+class StackedExperts(nn.Module):
+    """Three experts' 4 -> 6 matrices, as transformers 5 keeps a mixture of experts."""
+
+    def __init__(self, is_transposed: bool) -> None:
+        super().__init__()
+        self.is_transposed = is_transposed
+        self.up = nn.Parameter(torch.randn((3, 4, 6) if is_transposed else (3, 6, 4)))
+
+
+@pytest.mark.parametrize("is_transposed", [False, True])
+def test_the_heatmap_draws_each_experts_matrix_one_under_another(is_transposed: bool) -> None:
+    """Read as a conv weight, (3, 6, 4) was drawn as 3 rows of 24 values."""
+    torch.manual_seed(0)
+    model = nn.Sequential(StackedExperts(is_transposed))
+    tensor = model[0].up
+    layout = experts_layout_of(model, "0.up", tensor)
+    assert layout is is_transposed and experts_layout_of(model, "0.up", torch.zeros(2, 2)) is None
+    heatmap = heatmap_of("0.up", tensor.detach(), experts=layout)
+    assert heatmap.shape == (18, 4) and heatmap.experts == 3
+    matrices = [(w.T if is_transposed else w) for w in tensor.detach()]  # each as F.linear takes it: 6 x 4
+    assert torch.equal(torch.from_numpy(heatmap.array), torch.cat(matrices).double())
+    assert "3 experts' out × in matrices, one under another" in heatmap.title
+
+
+def test_inspect_spectra_lists_each_expert(tmp_path, capsys) -> None:
+    """Read as one matrix, a (2, 16, 32) down_proj was a 2 x 512 "weight" with two singular values."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.MixtralForCausalLM(config)
+    model.save_pretrained(str(tmp_path))
+    assert main(["inspect", str(tmp_path), "--spectra", "--json"]) == 0
+    spectra = {s["name"]: s for s in json.loads(capsys.readouterr().out)["spectra"]}
+    stacked = model.model.layers[0].mlp.experts.down_proj.detach()
+    for e in range(2):
+        entry = spectra[f"model.layers.0.mlp.experts.down_proj[{e}]"]
+        assert entry["matrix"] == [16, 32]
+        expected = torch.linalg.svdvals(expert_matrices(stacked, False)[e].double())
+        assert entry["singular_values"] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert "model.layers.0.mlp.experts.down_proj" not in spectra

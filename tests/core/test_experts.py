@@ -34,7 +34,7 @@ def test_the_heatmap_draws_each_experts_matrix_one_under_another(is_transposed: 
     assert heatmap.shape == (18, 4) and heatmap.experts == 3
     matrices = [(w.T if is_transposed else w) for w in tensor.detach()]  # each as F.linear takes it: 6 x 4
     assert torch.equal(torch.from_numpy(heatmap.array), torch.cat(matrices).double())
-    assert "3 experts' out × in matrices, one under another" in heatmap.title
+    assert "(3 experts, one under another)" in heatmap.title
 
 
 def test_inspect_spectra_lists_each_expert(tmp_path, capsys) -> None:

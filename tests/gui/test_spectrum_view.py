@@ -175,4 +175,4 @@ def test_stacked_experts_are_not_read_as_one_matrix(window, qtbot):
     assert view.spectrum is None
     window.tabs.setCurrentWidget(window.heatmap_view)
     qtbot.waitUntil(lambda: window.heatmap_view.array is not None)
-    assert window.heatmap_view.array.shape == (24, 3) and "4 experts' out × in matrices" in window.heatmap_view.title
+    assert window.heatmap_view.array.shape == (24, 3) and "(4 experts, one under another)" in window.heatmap_view.title

@@ -40,7 +40,7 @@ class Heatmap:
             return ""
         reshaped = " (flattened to rows × rest)" if self.flattened else ""
         if self.experts:
-            reshaped = f" ({self.experts} experts' out × in matrices, one under another)"
+            reshaped = f" ({self.experts} experts, one under another)"
         title = f"{self.name} {list(self.shape)}{reshaped}"
         if self.factor > 1:
             title += f", downsampled {self.factor}× (largest |value| per block)"

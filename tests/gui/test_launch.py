@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 PROBE = textwrap.dedent(
     """
     import sys, types
@@ -107,12 +109,24 @@ def test_platform_check_is_skipped_offscreen_and_runs_for_xcb(monkeypatch) -> No
     launch.check_platform_plugin()
     assert not calls
     monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setenv("DISPLAY", ":0")
     try:
         launch.check_platform_plugin()
     except ParamscopeError as exc:
         assert "libxcb-keysyms1" in str(exc)
     else:
         raise AssertionError("missing libraries were not reported")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11's DISPLAY: Linux")
+def test_no_display_is_one_line_not_an_abort() -> None:
+    """Over ssh without -X Qt printed six lines blaming xcb-cursor0 and aborted (core dumped)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "paramscope", "demo:mlp"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["paramscope: no display to open the window on (DISPLAY is not set): run it in "
+                                                "a desktop session or over ssh -X, or use the command line (paramscope inspect "
+                                                "SOURCE; paramscope --help)"]  # fmt: skip
 
 
 def test_command_line_asks_torch_for_one_thread() -> None:

@@ -37,6 +37,12 @@ XCB_PACKAGES = {
 USUAL_PACKAGES = "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1"
 
 
+NO_DISPLAY = (
+    "no display to open the window on (DISPLAY is not set): run it in a desktop session or over "
+    "ssh -X, or use the command line (paramscope inspect SOURCE; paramscope --help)"
+)
+
+
 def missing_from_ldd(ldd_output: str) -> list[str]:
     """The library names ``ldd`` reports as ``not found``, each once, in order."""
     missing: list[str] = []
@@ -75,6 +81,8 @@ def check_platform_plugin() -> None:
     """
     if not _uses_xcb():
         return
+    if not os.environ.get("DISPLAY"):  # over ssh without -X: Qt aborted, blaming xcb-cursor0
+        raise ParamscopeError(NO_DISPLAY)
     from PySide6.QtCore import QLibraryInfo
 
     plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"

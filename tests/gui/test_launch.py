@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +111,7 @@ def test_platform_check_is_skipped_offscreen_and_runs_for_xcb(monkeypatch) -> No
     assert not calls
     monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
     monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(launch, "display_reachable", lambda display: True)  # (no X server in CI)
     try:
         launch.check_platform_plugin()
     except ParamscopeError as exc:
@@ -127,6 +129,27 @@ def test_no_display_is_one_line_not_an_abort() -> None:
     assert done.stderr.strip().splitlines() == ["paramscope: no display to open the window on (DISPLAY is not set): run it in "
                                                 "a desktop session or over ssh -X, or use the command line (paramscope inspect "
                                                 "SOURCE; paramscope --help)"]  # fmt: skip
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11's DISPLAY: Linux")
+def test_a_display_nobody_answers_is_one_line_not_an_abort() -> None:
+    """A stale DISPLAY (tmux after the ssh -X session ended): Qt aborted the process."""
+    import socket
+
+    from paramscope.gui.app.launch import display_reachable
+
+    number = next(n for n in range(7000, 7100) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:  # an X server's abstract socket
+        server.bind(f"\0/tmp/.X11-unix/X{number}")
+        server.listen(1)
+        assert display_reachable(f":{number}") is True and display_reachable(f"unix:{number}.0") is True
+    assert display_reachable(f":{number}") is False and display_reachable("what/ever:0") is None
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["DISPLAY"] = f":{number}"
+    done = subprocess.run([sys.executable, "-m", "paramscope", "demo:mlp"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"paramscope: cannot connect to the display ':{number}' (DISPLAY): no X server answers there")
 
 
 def test_command_line_asks_torch_for_one_thread() -> None:

@@ -43,6 +43,30 @@ NO_DISPLAY = (
 )
 
 
+def display_reachable(display: str, timeout_s: float = 2.0) -> bool | None:
+    """Whether an X server listens at ``display`` (``:0``, ``unix:0``, ``localhost:10.0``);
+    None where the form is one this does not know (then Qt tries). Nothing is sent."""
+    import re
+    import socket
+
+    found = re.fullmatch(r"(?:([A-Za-z0-9.\-]*)|\[([0-9A-Fa-f:.]+)\]):(\d+)(?:\.\d+)?", display)
+    if found is None:
+        return None
+    host, number = found.group(1) or found.group(2) or "", int(found.group(3))
+    try:
+        if host in ("", "unix"):
+            for address in (f"\0/tmp/.X11-unix/X{number}", f"/tmp/.X11-unix/X{number}"):  # abstract first
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                    unix.settimeout(timeout_s)
+                    if unix.connect_ex(address) == 0:
+                        return True
+            return False
+        with socket.create_connection((host, 6000 + number), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def missing_from_ldd(ldd_output: str) -> list[str]:
     """The library names ``ldd`` reports as ``not found``, each once, in order."""
     missing: list[str] = []
@@ -81,8 +105,15 @@ def check_platform_plugin() -> None:
     """
     if not _uses_xcb():
         return
-    if not os.environ.get("DISPLAY"):  # over ssh without -X: Qt aborted, blaming xcb-cursor0
+    display = os.environ.get("DISPLAY", "")
+    if not display:  # over ssh without -X: Qt aborted, blaming xcb-cursor0
         raise ParamscopeError(NO_DISPLAY)
+    if display_reachable(display) is False:  # a stale DISPLAY (tmux after the ssh session ended)
+        raise ParamscopeError(
+            f"cannot connect to the display {display!r} (DISPLAY): no X server answers there (an ssh -X "
+            "session that has ended?); start it from a desktop or a new ssh -X session, or use the command "
+            "line (paramscope --help)"
+        )
     from PySide6.QtCore import QLibraryInfo
 
     plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"

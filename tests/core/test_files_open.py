@@ -289,6 +289,13 @@ def test_a_hugging_face_cache_snapshot_opens_through_its_links(tmp_path: Path) -
         made.rename(blobs / f"blob{i}")
         (snapshot / made.name).symlink_to(f"../../blobs/blob{i}")
     _same_values(open_source(str(snapshot)).model, cnn)
+    # the repository's own folder (what a user finds in the cache) opens the snapshot refs/main names
+    (snapshot.parent / "older").mkdir()
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    opened = open_source(str(snapshot.parent.parent))
+    assert opened.path.parent == snapshot
+    _same_values(opened.model, cnn)
     # a link to something that is not a regular file is still refused, in one line
     shard = next(p for p in snapshot.iterdir() if p.name.endswith(".safetensors"))
     shard.unlink()

@@ -59,6 +59,9 @@ def weights_in_folder(folder: Path) -> Path:
     Raises:
         SourceError: nothing to open, or a choice only the user can make (named in the message).
     """
+    snapshot = cached_snapshot(folder)
+    if snapshot is not None:
+        return weights_in_folder(snapshot)
     for name in KNOWN_WEIGHTS:
         candidate = folder / name
         if candidate.is_file():
@@ -98,6 +101,26 @@ def weights_in_folder(folder: Path) -> Path:
 
 # Other frameworks' weight files a model folder may hold instead (said by name, never read).
 _FOREIGN_WEIGHTS = (".h5", ".msgpack", ".gguf", ".onnx", ".keras", ".tflite", ".pb")
+
+
+def cached_snapshot(folder: Path) -> Path | None:
+    """The snapshot to open in a Hugging Face cache folder (``models--org--name`` with ``refs/``
+    and ``snapshots/``): the one ``refs/main`` names, else the only one; None for other folders."""
+    snapshots = folder / "snapshots"
+    if not (folder.name.startswith("models--") and snapshots.is_dir()):
+        return None
+    try:
+        named = (folder / "refs" / "main").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        named = ""
+    if named.isalnum() and (snapshots / named).is_dir():
+        return snapshots / named
+    found = [p for p in snapshots.iterdir() if p.is_dir()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise bad_file(folder, f"holds {len(found)} snapshots and no refs/main naming one; open one of {snapshots}/*")
+    return None
 
 
 def _in_number_order(path: Path) -> list[int | str]:

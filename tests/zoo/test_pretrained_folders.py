@@ -14,6 +14,7 @@ from torch_reference import check_backward, check_structure  # noqa: E402
 
 from paramscope.core.backward.inputs import default_input  # noqa: E402
 from paramscope.core.errors import SourceError  # noqa: E402
+from paramscope.core.files import regions  # noqa: E402
 from paramscope.core.files.export import state_dict_for  # noqa: E402
 from paramscope.core.model.report import build_report  # noqa: E402
 from paramscope.core.sources.diff import diff_sources  # noqa: E402
@@ -274,6 +275,30 @@ def test_tied_names_with_different_values_say_which_wins(tmp_path: Path) -> None
         "lm_head.weight is loaded into the tied model.embed_tokens.weight; model.embed_tokens.weight in the file differs" in n
         for n in opened.notes
     ), opened.notes
+
+
+@pytest.mark.parametrize("save", [{}, {"max_shard_size": "8KB"}], ids=["one file", "shards"])
+def test_statistics_of_a_lazy_folder_say_which_buffers_have_no_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: dict
+) -> None:
+    """Every real Llama folder (over 1 GiB: built on the meta device) failed `inspect` with
+    "unexpected error: KeyError: 'model.rotary_emb.inv_freq'": a buffer computed when the model is
+    built, in no file."""
+    from paramscope.core.edit.session import Session
+    from paramscope.core.errors import NotInFiles
+    from paramscope.core.model.inspection import inspect_model
+
+    saved = _llama(tmp_path, **save)
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)
+    opened = open_source(str(tmp_path))
+    data = inspect_model(opened.model, loader=opened.loader)
+    buffers = {b["name"]: b for b in data["buffers"]}
+    assert "no values: not in the files" in buffers["model.rotary_emb.inv_freq"]["stats"]["note"]
+    stats = {p["name"]: p["stats"] for p in data["parameters"]}
+    weight = saved.model.layers[0].mlp.up_proj.weight.detach().double()
+    assert stats["model.layers.0.mlp.up_proj.weight"]["max"] == float(weight.max())
+    with pytest.raises(NotInFiles, match="holds no tensor 'model.rotary_emb.inv_freq'"):
+        Session(opened).values("model.rotary_emb.inv_freq")
 
 
 def test_a_lazy_folder_storing_both_tied_names_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,14 @@ class SourceError(ParamscopeError):
     """A source string or file could not be opened."""
 
 
+class NotInFiles(SourceError):
+    """A lazily opened source's loader was asked for a tensor its files do not hold: a buffer a
+    model built from its config computes when built (a rotary table), which was built shape-only."""
+
+    def __init__(self, path: object, name: str) -> None:
+        super().__init__(f"{path}: holds no tensor {name!r}")
+
+
 class RuleError(ParamscopeError):
     """An init rule that cannot be parsed or applied; the message names the rule."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from paramscope.core.errors import SourceError, shown
+from paramscope.core.errors import NotInFiles, SourceError, shown
 from paramscope.core.files.dcp_metadata import METADATA_FILE, DcpEntry, DcpMetadata, read_metadata
 from paramscope.core.files.dcp_storage import check_data_files
 from paramscope.core.files.safety import check_fits_memory
@@ -149,6 +149,8 @@ def open_dcp(folder: Path) -> Any:
     shards = len({info.relative_path for info in metadata.metadata.storage_data.values()})
 
     def load(name: str) -> torch.Tensor:
+        if name not in by_key:
+            raise NotInFiles(folder, name)
         return load_tensors(folder, [by_key[name]], metadata)[name]
 
     return OpenedModel(

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import torch
 
+from paramscope.core.errors import NotInFiles
 from paramscope.core.files import safety
 from paramscope.core.files.safety import bad_file
 
@@ -194,5 +195,5 @@ class RegionLoader:
     def __call__(self, name: str) -> torch.Tensor:
         region = self.regions.get(name)
         if region is None:
-            raise bad_file(self.path, f"holds no tensor {name!r}")
+            raise NotInFiles(self.path, name)
         return read_regions(self.path, self.stamp, [(name, region)])[name]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from paramscope.core.errors import NotInFiles
 from paramscope.core.files.regions import opens_lazily
 from paramscope.core.files.safety import (
     bad_file,
@@ -96,17 +97,19 @@ def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> 
         if extra:
             notes.append(f"{shard}: {len(extra)} tensor(s) not in the index were ignored")
     extras: dict[str, object] = {"index metadata": dict(metadata)} if metadata else {}
-    loader = _by_name(loaders, aliases) if loaders else None
+    loader = _by_name(loaders, aliases, path) if loaders else None
     return Checkpoint(tensors, aliases=aliases, extras=extras, notes=notes, loader=loader)
 
 
 def _by_name(
-    loaders: dict[str, Callable[[str], torch.Tensor]], aliases: dict[str, str]
+    loaders: dict[str, Callable[[str], torch.Tensor]], aliases: dict[str, str], index: Path
 ) -> Callable[[str], torch.Tensor]:
     """One loader for the whole index: each name goes to its own shard's loader."""
 
     def load(name: str) -> torch.Tensor:
         name = aliases.get(name, name)
+        if name not in loaders:  # (a KeyError was "unexpected error" on every large Llama folder)
+            raise NotInFiles(index, name)
         return loaders[name](name)
 
     return load

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from paramscope.core.errors import NotInFiles
 from paramscope.core.model.report import ModelReport, _named, walk_modules
 from paramscope.core.model.tensor_stats import (
     DEFAULT_BINS,
@@ -68,6 +69,8 @@ def stat_columns(
     return StatColumns(positions, values, nonfinite)
 
 
+# The note of a tensor a lazily built model has no values for (see NotInFiles).
+NOT_IN_FILES = "no values: not in the files (the model computes it when built; built shape-only here)"
 MIN_AUTO_BINS = 8
 # Tensors up to this many elements are summarized many at a time (:func:`summarize_small`): one
 # pass of per-tensor torch calls costs ~300 us, which for 100,000 tiny tensors was 30 s.
@@ -316,7 +319,12 @@ def compute_model_statistics(
         state.progress(done / total, name)
         tensor = tensors[name]
         if tensor.device.type == "meta" and loader is not None:
-            tensor = loader(name)
+            try:
+                tensor = loader(name)
+            except NotInFiles:  # a buffer the model computes when built, built shape-only here
+                results[name] = unavailable_summary(tensor, NOT_IN_FILES, bins)
+                done += sizes[name]
+                continue
         try:
             with torch.no_grad():
                 results[name] = summarize(tensor, bins, state)

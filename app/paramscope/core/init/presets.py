@@ -95,12 +95,13 @@ def _selector_hits(selector: str, model: nn.Module, report: ModelReport) -> int:
 
 
 def _kept(preset: str, rules: list[str], comments: list[str], model: nn.Module, report: ModelReport) -> PresetRules:
-    """The rules that hit something in this model; the others become comments."""
+    """The rules that hit something in this model; the others become comments (the experts' rule
+    silently: most models have none)."""
     kept: list[str] = []
     for rule in rules:
         if _hits(rule, model, report):
             kept.append(rule)
-        else:
+        elif not rule.startswith(f"{EXPERTS}="):
             comments.append(f"left out (hits nothing in this model): {rule}")
     return PresetRules(preset, kept, comments)
 

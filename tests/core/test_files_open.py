@@ -138,6 +138,15 @@ def test_sharded_index(tmp_path: Path, fmt: str) -> None:
     _same_values(open_source(str(tmp_path)).model, cnn)
 
 
+def test_one_shard_picked_alone_says_which_index_holds_the_model(tmp_path: Path) -> None:
+    index = _write_sharded(tmp_path, build_demo("cnn"), "safetensors")
+    shards = sorted(p for p in tmp_path.iterdir() if p.suffix == ".safetensors")
+    assert len(shards) > 1
+    opened = open_source(str(shards[0]))
+    assert f"{shards[0].name} is one of {len(shards)} shards of {index.name}: open the folder or the index for the whole model" in opened.notes
+    assert not any("shards of" in note for note in open_source(str(index)).notes)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_needs_trust_then_opens(tmp_path: Path) -> None:
     mlp = build_demo("mlp")

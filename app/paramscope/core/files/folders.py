@@ -10,6 +10,7 @@ holds the variant before its extension: ``model.fp16.safetensors``,
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,6 +30,7 @@ KNOWN_WEIGHTS = (
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _SHARD = re.compile(r"-\d+-of-\d+$")
+_SHARD_FILE = re.compile(r"-\d+-of-\d+\.(safetensors|bin)$")
 
 
 def known_weights(name: str) -> str | None:
@@ -101,6 +103,24 @@ def weights_in_folder(folder: Path) -> Path:
 
 # Other frameworks' weight files a model folder may hold instead (said by name, never read).
 _FOREIGN_WEIGHTS = (".h5", ".msgpack", ".gguf", ".onnx", ".keras", ".tflite", ".pb")
+
+
+def shard_note(path: Path) -> str | None:
+    """A note when ``path`` is one shard of a sharded model (a file dialog lets a user pick
+    ``model-00001-of-00003.safetensors``): which index to open for the whole model."""
+    if not _SHARD_FILE.search(path.name):
+        return None
+    for index in sorted(path.parent.glob("*.index*.json"))[:4]:
+        try:
+            if index.stat().st_size > 64 << 20:
+                continue
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+        except (OSError, ValueError, RecursionError, AttributeError):
+            continue
+        if isinstance(weight_map, dict) and path.name in set(weight_map.values()):
+            shards = len(set(weight_map.values()))
+            return f"{path.name} is one of {shards} shards of {index.name}: open the folder or the index for the whole model"
+    return None
 
 
 def cached_snapshot(folder: Path) -> Path | None:

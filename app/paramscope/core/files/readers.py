@@ -11,7 +11,7 @@ from torch import nn
 
 from paramscope.core.errors import ParamscopeError, SourceError
 from paramscope.core.files.archives import load_exported, load_torchscript
-from paramscope.core.files.folders import known_weights, weights_in_folder
+from paramscope.core.files.folders import known_weights, shard_note, weights_in_folder
 from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.optimizer_state import summarize_for_model
@@ -182,6 +182,7 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
     if not checkpoint.tensors:
         raise SourceError(f"{path}: holds no tensors")
     model, build_notes = build_module(checkpoint, "sharded" if sniffed.kind == "index" else "state_dict")
+    build_notes += [note] if (note := shard_note(path)) else []
     kind = "sharded" if sniffed.kind == "index" else "state_dict"
     opened = OpenedModel(
         model,

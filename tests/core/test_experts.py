@@ -56,3 +56,24 @@ def test_inspect_spectra_lists_each_expert(tmp_path, capsys) -> None:
         expected = torch.linalg.svdvals(expert_matrices(stacked, False)[e].double())
         assert entry["singular_values"] == pytest.approx(expected.tolist(), rel=1e-12)
     assert "model.layers.0.mlp.experts.down_proj" not in spectra
+
+
+def test_the_pooled_spectrum_gives_each_experts_numbers() -> None:
+    """Block-diagonal reasoning: the pooled singular values are each expert's; the numbers a
+    single matrix has are given per expert (checked against torch on each expert alone)."""
+    from paramscope.core.model.spectra import SpectraRequest, run
+
+    torch.manual_seed(0)
+    stacked = torch.randn(3, 8, 5, dtype=torch.float64)
+    stacked[1] *= 10  # one expert ten times larger: a pooled stable rank would mislead
+    spectrum = run(SpectraRequest(["up"], lambda _n: stacked, experts_of=lambda _n: False)).spectra["up"]
+    each = [torch.linalg.svdvals(w) for w in stacked]
+    assert spectrum.experts == 3 and (spectrum.rows, spectrum.cols) == (8, 5) and spectrum.shape == (3, 8, 5)
+    assert spectrum.singular_values.tolist() == pytest.approx(sorted(torch.cat(each).tolist(), reverse=True), rel=1e-12)
+    assert spectrum.spectral_norm == pytest.approx(max(float(s[0]) for s in each), rel=1e-12)
+    stable = [float((s**2).sum() / s[0] ** 2) for s in each]
+    assert spectrum.stable_rank == pytest.approx(sum(stable) / 3, rel=1e-12)
+    assert spectrum.condition_number == pytest.approx(max(float(s[0] / s[-1]) for s in each), rel=1e-12)
+    assert spectrum.rank == 5 and spectrum.frobenius == pytest.approx(float(stacked.norm()), rel=1e-12)
+    assert spectrum.to_dict()["experts"] == 3
+    assert spectrum.marchenko_pastur.ratio == pytest.approx(5 / 8)  # one expert's 8 x 5 law

@@ -162,17 +162,22 @@ def test_a_matrix_of_values_past_1e154_shows_its_numbers_and_bars(window, qtbot)
 
 
 def test_stacked_experts_are_not_read_as_one_matrix(window, qtbot):
-    """transformers 5 keeps a mixture of experts in (experts, out, in) tensors: their heatmap shows
-    each expert's matrix; their spectrum, read as one matrix, would mean nothing, and says so."""
+    """transformers 5 keeps a mixture of experts in (experts, out, in) tensors: read as one 4 x 18
+    matrix they had 4 meaningless singular values; each expert's 6 x 3 matrix has 3."""
     experts = nn.Module()
     experts.is_transposed = False
     experts.gate_up_proj = nn.Parameter(torch.randn(4, 6, 3))
     window.open_model(OpenedModel(nn.Sequential(experts), "moe", "live"))
     view = window.spectrum_view
-    window.tabs.setCurrentWidget(view)
     window.state.select_tensor("0.gate_up_proj")
-    qtbot.waitUntil(lambda: "stacks 4 experts' 6 x 3 matrices" in view.message.text())
-    assert view.spectrum is None
+    with qtbot.waitSignal(view.computed) as blocker:
+        window.tabs.setCurrentWidget(view)
+    shown = blocker.args[0]
+    expected = torch.linalg.svdvals(experts.gate_up_proj.detach().double())  # 4 x 3, one row per expert
+    assert shown.experts == 4 and (shown.rows, shown.cols) == (6, 3)
+    np.testing.assert_allclose(shown.singular_values, np.sort(expected.numpy().ravel())[::-1], rtol=1e-12)
+    assert shown.spectral_norm == pytest.approx(float(expected.max()))
+    assert "4 experts, each 6 x 3 (their singular values pooled" in view.message.text()
     window.tabs.setCurrentWidget(window.heatmap_view)
     qtbot.waitUntil(lambda: window.heatmap_view.array is not None)
     assert window.heatmap_view.array.shape == (24, 3) and "(4 experts, one under another)" in window.heatmap_view.title

@@ -200,6 +200,8 @@ class SpectraRequest:
     tensor_of: Callable[[str], torch.Tensor]
     max_side: int | None = MAX_SIDE
     shape_of: Callable[[str], tuple[int, ...]] | None = None  # for progress, without reading values
+    # stacked experts: ``is_transposed`` of a name's tensor (None: one matrix), see core.model.experts
+    experts_of: Callable[[str], bool | None] | None = None
 
 
 @dataclass
@@ -222,9 +224,10 @@ def run(request: SpectraRequest, state: TaskState | None = None) -> SpectraResul
         state.progress(done / total, name)
         tensor = request.tensor_of(name)
         reason = why_not(tensor, request.max_side)
+        layout = request.experts_of(name) if request.experts_of is not None else None
         if reason is None:
             try:
-                result.spectra[name] = spectrum(name, tensor)
+                result.spectra[name] = spectrum(name, tensor) if layout is None else _experts(name, tensor, layout)
             except ValueError as exc:
                 reason = str(exc).removeprefix(f"{name}: ")
         if reason is not None:
@@ -232,6 +235,13 @@ def run(request: SpectraRequest, state: TaskState | None = None) -> SpectraResul
         done += _cost(shape_of(name))
     state.progress(1.0, "")
     return result
+
+
+def _experts(name: str, tensor: torch.Tensor, transposed: bool) -> Spectrum:
+    from paramscope.core.model.expert_spectra import experts_spectrum  # (it builds on this module)
+    from paramscope.core.model.experts import expert_matrices
+
+    return experts_spectrum(name, tuple(tensor.shape), expert_matrices(tensor, transposed))
 
 
 def _cost(shape: tuple[int, ...]) -> int:

@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from paramscope.core.model import spectra
-from paramscope.core.model.experts import expert_matrices, experts_layout_of
+from paramscope.core.model.expert_spectra import ExpertsSpectrum
+from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
@@ -61,6 +62,9 @@ def describe(spectrum: Spectrum) -> str:
     shape = "x".join(map(str, spectrum.shape))
     matrix = f"{spectrum.rows} x {spectrum.cols}"
     flattened = f" ({shape} flattened to rows x rest)" if len(spectrum.shape) > 2 else ""
+    if isinstance(spectrum, ExpertsSpectrum):
+        matrix = f"{spectrum.experts} experts, each {matrix}"
+        flattened = " (their singular values pooled; per expert: largest spectral norm and condition number, mean stable rank, smallest rank)"
     stable = "-" if spectrum.stable_rank is None else f"{spectrum.stable_rank:.4g}"
     return "\n".join([
         f"{spectrum.name}: {matrix}{flattened}",
@@ -186,11 +190,6 @@ class SpectrumView(RefreshWhenShown, QWidget):
             return
         session = self.state.session
         experts = experts_layout_of(session.model, name, session.tensor(name))
-        if experts is not None:
-            count, rows, cols = expert_matrices(session.tensor(name), experts).shape
-            self._clear(f"{name} stacks {count} experts' {rows} x {cols} matrices: read as one matrix its "
-                        "spectrum would mean nothing; paramscope inspect --spectra lists each expert's.")  # fmt: skip
-            return
         tensor = session.values(name)
         max_side = None if self._forced == name else spectra.MAX_SIDE
         reason = spectra.why_not(tensor, max_side)
@@ -199,12 +198,14 @@ class SpectrumView(RefreshWhenShown, QWidget):
             self.compute_button.setText("Compute anyway")
             self.compute_button.setVisible(reason.endswith("(an exact SVD would take long)"))
             return
-        request = SpectraRequest([name], lambda _n: tensor, max_side)
-        if _cost(tuple(tensor.shape)) <= SYNC_COST:
+        request = SpectraRequest([name], lambda _n: tensor, max_side, experts_of=lambda _n: experts)
+        shape = tuple(tensor.shape)
+        if _cost(shape[1:] if experts is not None else shape) * (shape[0] if experts is not None else 1) <= SYNC_COST:
             self._on_result(spectra.run(request))
             return
-        self._clear(f"{name}: computing the singular values of a {tensor.shape[0]} x "
-                    f"{tensor.numel() // tensor.shape[0]} matrix…")  # fmt: skip
+        what = (f"{shape[0]} experts' {shape[1]} x {shape[2]}" if experts is not None
+                else f"a {shape[0]} x {tensor.numel() // shape[0]}")  # fmt: skip
+        self._clear(f"{name}: computing the singular values of {what} matri{'ces' if experts is not None else 'x'}…")
         self._set_busy(True)
         self.worker.start(lambda task_state: spectra.run(request, task_state), f"spectrum of {name}")
 

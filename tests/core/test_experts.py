@@ -6,20 +6,12 @@ import json
 
 import pytest
 import torch
+from small_models import StackedExperts, tiny_mixtral
 from torch import nn
 
 from paramscope.cli import main
 from paramscope.core.model.experts import expert_matrices, experts_layout_of
 from paramscope.core.model.heatmap import heatmap_of
-
-
-class StackedExperts(nn.Module):
-    """Three experts' 4 -> 6 matrices, as transformers 5 keeps a mixture of experts."""
-
-    def __init__(self, is_transposed: bool) -> None:
-        super().__init__()
-        self.is_transposed = is_transposed
-        self.up = nn.Parameter(torch.randn((3, 4, 6) if is_transposed else (3, 6, 4)))
 
 
 @pytest.mark.parametrize("is_transposed", [False, True])
@@ -39,13 +31,8 @@ def test_the_heatmap_draws_each_experts_matrix_one_under_another(is_transposed: 
 
 def test_inspect_spectra_lists_each_expert(tmp_path, capsys) -> None:
     """Read as one matrix, a (2, 16, 32) down_proj was a 2 x 512 "weight" with two singular values."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.MixtralConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1,
-    )  # fmt: skip
     torch.manual_seed(0)
-    model = transformers.MixtralForCausalLM(config)
+    model = tiny_mixtral()
     model.save_pretrained(str(tmp_path))
     assert main(["inspect", str(tmp_path), "--spectra", "--json"]) == 0
     spectra = {s["name"]: s for s in json.loads(capsys.readouterr().out)["spectra"]}

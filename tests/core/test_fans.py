@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_models import StackedExperts, tiny_mixtral
 from torch import nn
 from torch.nn import init
 
@@ -91,37 +92,23 @@ def test_cli_dry_run_shows_both_numbers(tmp_path, capsys):
     assert "note: 0.weight: torch's fan_out=36, per connection fan_out=9" in out and "pytorch/pytorch#23854" in out
 
 
-class _StackedExperts(nn.Module):
-    """Three experts' 4 -> 6 matrices in one tensor, as transformers 5 stores a mixture of experts."""
-
-    def __init__(self, is_transposed: bool) -> None:
-        super().__init__()
-        self.is_transposed = is_transposed
-        self.up = nn.Parameter(torch.empty((3, 4, 6) if is_transposed else (3, 6, 4)))
-
-
 @pytest.mark.parametrize("is_transposed", [False, True])
 def test_stacked_experts_have_each_matrixs_fans(is_transposed: bool) -> None:
     """torch reads (experts, out, in) as a convolution's weight: fan_in = out * in = 24 where each
     expert's matrix has fan_in 4 (kaiming draws it sqrt(6) times too small)."""
-    module = _StackedExperts(is_transposed)
+    module = StackedExperts(is_transposed)
     note = connection_fans(module, module.up)
     assert note is not None and (note.fan_in, note.fan_out) == (4, 6)
     assert (note.torch_fan_in, note.torch_fan_out) == torch_fans(module.up)
     layout = "(experts, in, out)" if is_transposed else "(experts, out, in)"
     assert fan_note(module, module.up, "kaiming_uniform_", {}) == (
-        f"torch's fan_in={torch_fans(module.up)[0]}, per connection fan_in=4 (_StackedExperts: 3 experts' matrices "
+        f"torch's fan_in={torch_fans(module.up)[0]}, per connection fan_in=4 (StackedExperts: 3 experts' matrices "
         f"stacked {layout}, torch reads them as one convolution's weight)"
     )
 
 
 def test_a_mixtral_experts_rule_says_so_in_the_plan() -> None:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.MixtralConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1,
-    )  # fmt: skip
-    model = transformers.MixtralForCausalLM(config)
+    model = tiny_mixtral()
     the_plan = plan((build_report(model), model), [r"re:experts\.=kaiming_uniform_"])
     notes = the_plan.rules[0].notes
     assert "model.layers.0.mlp.experts.gate_up_proj: torch's fan_in=1024, per connection fan_in=16 (MixtralExperts" in notes[0]

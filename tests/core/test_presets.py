@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from small_models import tiny_mixtral
 from torch import nn
 
 from paramscope.cli import main
@@ -100,12 +101,7 @@ def test_norm_layers_of_any_class_get_gain_one_and_shift_zero(preset):
 def test_a_mixture_of_experts_is_drawn_too(preset):
     """transformers 5 stacks the experts in 3-D parameters named gate_up_proj and down_proj: the
     presets' "weights" ('weight' in the name) left them, most of the model, as they were."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.MixtralConfig(
-        vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=1,
-    )  # fmt: skip
-    model = transformers.MixtralForCausalLM(config)
+    model = tiny_mixtral(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_local_experts=4)
     with torch.no_grad():
         for param in model.parameters():
             param.fill_(5.0)
@@ -200,12 +196,7 @@ def test_mup_on_grouped_query_attention_and_a_vocabulary_that_is_a_multiple_of_t
 def test_mup_scales_stacked_experts_as_hidden_matrices():
     """Each expert is a hidden matrix (64 -> 128 -> 64 at width 64): torch's fans of the 3-D tensor
     would not say so, and "weight" is not in the names gate_up_proj and down_proj."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.MixtralConfig(
-        vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_local_experts=2, num_experts_per_tok=1,
-    )  # fmt: skip
-    model = transformers.MixtralForCausalLM(config)
+    model = tiny_mixtral(vocab_size=100, hidden_size=64, intermediate_size=128, num_key_value_heads=2)
     made = preset_rules("mup(base_width=16)", model, build_report(model))
     hidden = next(rule for rule in made.rules if rule.endswith("=normal(mean=0.0,std=0.01)"))  # 0.02/sqrt(4)
     assert r"experts\.gate_up_proj" in hidden and r"experts\.down_proj" in hidden

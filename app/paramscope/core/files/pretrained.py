@@ -176,22 +176,30 @@ def as_in_files(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]
     ``from_pretrained`` builds in the checkpoint's dtype too. Tensors the files lack (a rotary
     table computed at build time) keep the dtype the class gave them.
     """
-    converted: dict[int, torch.dtype] = {}
+    # id of the tensor as built -> (it, as in the files): the old one is kept alive, so its id
+    # cannot be reused while the walk goes on
+    converted: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for table in ("_parameters", "_buffers"):
         for prefix, module in model.named_modules(remove_duplicate=False):
             held = getattr(module, table)
             for key, tensor in held.items():
+                if tensor is None:
+                    continue
+                if id(tensor) in converted:  # registered twice (tied): the same new tensor
+                    held[key] = converted[id(tensor)][1]
+                    continue
                 stored = tensors.get(f"{prefix}.{key}" if prefix else key)
-                if tensor is None or stored is None or id(tensor) in converted:
+                if stored is None or not (tensor.is_floating_point() and stored.is_floating_point()):
                     continue
-                if not (tensor.is_floating_point() and stored.is_floating_point()) or stored.dtype == tensor.dtype:
+                if stored.dtype == tensor.dtype:
                     continue
-                converted[id(tensor)] = stored.dtype
                 if table == "_parameters":  # in place: a tied parameter stays one object
                     tensor.data = tensor.data.to(stored.dtype)
+                    converted[id(tensor)] = (tensor, tensor)
                 else:
-                    held[key] = tensor.to(stored.dtype)
-    dtypes = sorted({str(d).removeprefix("torch.") for d in converted.values()})
+                    converted[id(tensor)] = (tensor, tensor.to(stored.dtype))
+                    held[key] = converted[id(tensor)][1]
+    dtypes = sorted({str(new.dtype).removeprefix("torch.") for _, new in converted.values()})
     return [f"{len(converted)} tensor(s) in {', '.join(dtypes)} as in the files (the class builds them as float32)"] if converted else []
 
 

@@ -246,6 +246,12 @@ def test_a_peft_adapter_folder_and_a_diffusers_folder(tmp_path: Path) -> None:
     opened = open_source(str(tmp_path / "adapter"))
     assert opened.path.name == "adapter_model.safetensors"
     assert all("lora_" in name for name in opened.model.state_dict())
+    # what the A and B matrices are: peft's own scale, the layers, the base model
+    layer = adapter.base_model.model.model.layers[0].self_attn.q_proj
+    assert (
+        f"a PEFT LORA adapter; rank 2, lora_alpha 8 (B @ A is scaled by {layer.scaling['default']:g}); adapting q_proj; "
+        "for LlamaForCausalLM: these are the adapter's own tensors"
+    ) in opened.notes
 
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(

@@ -142,6 +142,31 @@ def _loaded_by_transformers(model: nn.Module, tensors: dict[str, torch.Tensor]) 
     return loaded, notes
 
 
+def adapter_note(folder: Path) -> str | None:
+    """What a PEFT adapter folder's ``adapter_config.json`` says: method, rank and scale, the
+    layers it adapts, and for which base model (the tensors alone are A and B matrices)."""
+    path = folder / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size < 1 << 20 else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or not isinstance(config.get("peft_type"), str):
+        return None
+    parts = [f"a PEFT {config['peft_type']} adapter"]
+    rank, alpha = config.get("r"), config.get("lora_alpha")
+    if isinstance(rank, int) and rank > 0 and isinstance(alpha, int | float) and not isinstance(alpha, bool):
+        scale = alpha / rank**0.5 if config.get("use_rslora") is True else alpha / rank  # (rsLoRA: sqrt)
+        parts.append(f"rank {rank}, lora_alpha {alpha:g} (B @ A is scaled by {scale:g})")
+    targets = config.get("target_modules")
+    if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
+        parts.append(f"adapting {', '.join(targets[:6])}" + (" ..." if len(targets) > 6 else ""))
+    mapping = config.get("auto_mapping") if isinstance(config.get("auto_mapping"), dict) else {}
+    base = config.get("base_model_name_or_path") or mapping.get("base_model_class")
+    if isinstance(base, str) and base.isprintable() and len(base) < 200:
+        parts.append(f"for {base}")
+    return "; ".join(parts) + ": these are the adapter's own tensors"
+
+
 def _not_shipped(config: dict) -> list[str]:
     """A note when config.json names a class the library does not have (a custom or newer model)."""
     library = "diffusers" if "_class_name" in config else "transformers"

@@ -15,7 +15,7 @@ from paramscope.core.files.folders import known_weights, shard_note, weights_in_
 from paramscope.core.files.module_tree import NO_FORWARD, build_module
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.files.optimizer_state import summarize_for_model
-from paramscope.core.files.pretrained import build_pretrained
+from paramscope.core.files.pretrained import adapter_note, build_pretrained
 from paramscope.core.files.safetensors_io import read_safetensors
 from paramscope.core.files.safety import bad_file, first_line
 from paramscope.core.files.sharded import read_sharded
@@ -163,6 +163,8 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
     sniffed = sniff(path)
     checkpoint = _read_checkpoint(path, trust, None, entry, sniffed)  # open_file checks the entry
     source = str(path)
+    if known_weights(path.name) in ("adapter_model.safetensors", "adapter_model.bin"):
+        checkpoint.notes += [note] if (note := adapter_note(path.parent)) else []
     if known_weights(path.name) and checkpoint.tensors:
         built, built_notes = build_pretrained(path.parent, checkpoint)
         checkpoint.notes.extend(built_notes)

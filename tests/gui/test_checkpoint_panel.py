@@ -53,6 +53,7 @@ def test_the_panel_shows_notes_entries_and_optimizer_state(window, qtbot, tmp_pa
     _open(window, qtbot, str(path))
     panel = window.checkpoint_panel
     notes = _children(_top(panel.info, "Notes"))
+    assert window.checkpoint_dock.windowTitle() == f"Checkpoint ({len(notes)} notes)"  # something to read
     assert "weights taken from the 'model' entry" in notes
     assert "also holds weights in 'ema' (open one with --entry ema)" in notes
     entries = _children(_top(panel.info, "Checkpoint"))

@@ -139,7 +139,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.tree_dock, self.tied_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tied_dock, self.diagnostics_dock)
         self.checkpoint_panel = CheckpointPanel(self.state)  # notes, epoch, optimizer state, weight set
-        self.checkpoint_dock = self.add_dock(self.checkpoint_panel, "Checkpoint", left)
+        self.checkpoint_dock = self.add_dock(self.checkpoint_panel, self.checkpoint_panel.windowTitle(), left)
+        self.checkpoint_panel.windowTitleChanged.connect(self.checkpoint_dock.setWindowTitle)  # "(2 notes)"
         self.tabifyDockWidget(self.diagnostics_dock, self.checkpoint_dock)
         self.diagnostics_dock.raise_()
         # Long forms scroll inside their dock rather than being squashed.

@@ -112,6 +112,8 @@ class CheckpointPanel(QWidget):
         extras = dict(opened.extras) if opened else {}
         optimizers = list(opened.optimizers) if opened else []
         self._fill_entries(opened.entries if opened else [], opened.entry if opened else None)
+        # the dock's tab says there is something to read (a folder shown as its tensors, and why)
+        self.setWindowTitle(f"Checkpoint ({len(notes)} note{'s' if len(notes) > 1 else ''})" if notes else "Checkpoint")
         self._fill_info(notes, extras, optimizers)
         self._fill_states(optimizers)
         self.empty.setVisible(not (notes or extras or optimizers))

@@ -304,27 +304,40 @@ def test_tied_names_with_different_values_say_which_wins(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("save", [{}, {"max_shard_size": "8KB"}], ids=["one file", "shards"])
-def test_statistics_of_a_lazy_folder_say_which_buffers_have_no_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: dict
+@pytest.mark.parametrize("accelerate", [True, False], ids=["buffers computed", "all on meta"])
+def test_statistics_of_a_lazy_folder_and_buffers_in_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: dict, accelerate: bool
 ) -> None:
     """Every real Llama folder (over 1 GiB: built on the meta device) failed `inspect` with
     "unexpected error: KeyError: 'model.rotary_emb.inv_freq'": a buffer computed when the model is
-    built, in no file."""
+    built, in no file. With accelerate it is computed as the class does; without, it has no values
+    and says so."""
     from paramscope.core.edit.session import Session
     from paramscope.core.errors import NotInFiles
+    from paramscope.core.files import pretrained
     from paramscope.core.model.inspection import inspect_model
 
+    if accelerate:
+        pytest.importorskip("accelerate")
+    else:
+        monkeypatch.setattr(pretrained, "_parameters_on_meta", lambda: torch.device("meta"))
     saved = _llama(tmp_path, **save)
     monkeypatch.setattr(regions, "LAZY_BYTES", 0)
     opened = open_source(str(tmp_path))
+    assert opened.model.model.embed_tokens.weight.device.type == "meta"  # read when looked at
     data = inspect_model(opened.model, loader=opened.loader)
     buffers = {b["name"]: b for b in data["buffers"]}
-    assert "no values: not in the files" in buffers["model.rotary_emb.inv_freq"]["stats"]["note"]
     stats = {p["name"]: p["stats"] for p in data["parameters"]}
     weight = saved.model.layers[0].mlp.up_proj.weight.detach().double()
     assert stats["model.layers.0.mlp.up_proj.weight"]["max"] == float(weight.max())
-    with pytest.raises(NotInFiles, match="holds no tensor 'model.rotary_emb.inv_freq'"):
-        Session(opened).values("model.rotary_emb.inv_freq")
+    rotary = buffers["model.rotary_emb.inv_freq"]["stats"]
+    if accelerate:
+        assert rotary["max"] == float(saved.model.rotary_emb.inv_freq.double().max())
+        assert torch.equal(Session(opened).values("model.rotary_emb.inv_freq"), saved.model.rotary_emb.inv_freq)
+    else:
+        assert "no values: not in the files" in rotary["note"]
+        with pytest.raises(NotInFiles, match="holds no tensor 'model.rotary_emb.inv_freq'"):
+            Session(opened).values("model.rotary_emb.inv_freq")
 
 
 def test_a_lazy_folder_storing_both_tied_names_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

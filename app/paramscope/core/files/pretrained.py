@@ -84,7 +84,9 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     if "_class_name" not in config and importlib.util.find_spec("transformers") is None:
         return None, ["install transformers to see the real model classes (pip install 'paramscope[zoo]')"]
     try:
-        model = _built(config, folder, torch.device("meta") if lazy else _parameters_on_meta())
+        model = _built(config, folder, _parameters_on_meta())
+        if lazy:  # the files' tensors are read when looked at: what they hold becomes a placeholder
+            _placeholders_for(model, set(checkpoint.all_tensors()))
     except Exception as exc:  # a config this library version cannot build: the tensors still open
         return None, [f"config.json names a model that could not be built ({type(exc).__name__}: {exc}); shown from the tensors"]
     if model is None:
@@ -131,6 +133,18 @@ def _parameters_on_meta() -> Any:
     except ImportError:
         return torch.device("cpu")
     return init_empty_weights(include_buffers=False)
+
+
+def _placeholders_for(model: nn.Module, names: set[str]) -> None:
+    """Every parameter and buffer of ``model`` the files hold becomes a shape-only placeholder
+    (the loader reads its values); buffers the files lack keep the values the class computed."""
+    for prefix, module in model.named_modules():
+        for table in (module._parameters, module._buffers):
+            for key, tensor in table.items():
+                name = f"{prefix}.{key}" if prefix else key
+                if tensor is not None and tensor.device.type != "meta" and name in names:
+                    meta = torch.empty_like(tensor, device="meta")
+                    table[key] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
 
 
 def _assigned(model: nn.Module, tensors: dict[str, torch.Tensor], fit: WeightsReport) -> bool:

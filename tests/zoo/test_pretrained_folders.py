@@ -394,3 +394,21 @@ def test_a_folder_over_the_lazy_size_is_built_on_meta_and_read_per_tensor(
     written = load_file(str(out))
     assert torch.equal(written["model.norm.weight"], torch.full_like(saved.model.norm.weight, 2.0))
     assert torch.equal(written["model.layers.1.mlp.up_proj.weight"], saved.model.layers[1].mlp.up_proj.weight.detach())
+
+
+def test_placeholders_and_dtypes_keep_a_tie_the_class_has_no_tie_weights_for() -> None:
+    """A parameter held by two modules (a diffusers model has no tie_weights to mend it) stays one
+    tensor when it becomes a placeholder or takes the files' dtype."""
+    from torch import nn
+
+    from paramscope.core.files.pretrained import _placeholders_for, as_in_files
+
+    shared = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    shared[1].weight = shared[0].weight
+    assert as_in_files(shared, {"1.weight": torch.zeros(3, 3, dtype=torch.bfloat16)}) == [
+        "1 tensor(s) in bfloat16 as in the files (the class builds them as float32)"
+    ]
+    assert shared[0].weight is shared[1].weight and shared[0].weight.dtype == torch.bfloat16
+    _placeholders_for(shared, {"1.weight", "0.bias"})
+    assert shared[0].weight is shared[1].weight and shared[0].weight.device.type == "meta"
+    assert shared[0].bias.device.type == "meta" and shared[1].bias.device.type == "cpu"

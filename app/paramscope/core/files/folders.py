@@ -30,7 +30,6 @@ KNOWN_WEIGHTS = (
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _SHARD = re.compile(r"-\d+-of-\d+$")
-_SHARD_FILE = re.compile(r"-\d+-of-\d+\.(safetensors|bin)$")
 
 
 def known_weights(name: str) -> str | None:
@@ -108,7 +107,7 @@ _FOREIGN_WEIGHTS = (".h5", ".msgpack", ".gguf", ".onnx", ".keras", ".tflite", ".
 def shard_note(path: Path) -> str | None:
     """A note when ``path`` is one shard of a sharded model (a file dialog lets a user pick
     ``model-00001-of-00003.safetensors``): which index to open for the whole model."""
-    if not _SHARD_FILE.search(path.name):
+    if path.suffix not in (".safetensors", ".bin") or not _SHARD.search(path.stem):
         return None
     for index in sorted(path.parent.glob("*.index*.json"))[:4]:
         try:

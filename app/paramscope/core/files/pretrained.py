@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,13 +139,34 @@ def _parameters_on_meta() -> Any:
 def _placeholders_for(model: nn.Module, names: set[str]) -> None:
     """Every parameter and buffer of ``model`` the files hold becomes a shape-only placeholder
     (the loader reads its values); buffers the files lack keep the values the class computed."""
-    for prefix, module in model.named_modules():
+
+    def placeholder(held_as: list[str], tensor: torch.Tensor) -> torch.Tensor | None:
+        if tensor.device.type == "meta" or not names.intersection(held_as):
+            return None
+        meta = torch.empty_like(tensor, device="meta")
+        return nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+
+    _replace(model, placeholder)
+
+
+def _replace(model: nn.Module, new_for: Callable[[list[str], torch.Tensor], torch.Tensor | None]) -> list[torch.Tensor]:
+    """Replace ``model``'s parameters and buffers: ``new_for(names, tensor)`` gives each tensor's
+    replacement (None: keep it), asked once per tensor with every name it is registered under, and
+    put under all of them: ties stay ties. Returns the replacements."""
+    places: dict[int, tuple[torch.Tensor, list[tuple[dict, str, str]]]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
         for table in (module._parameters, module._buffers):
             for key, tensor in table.items():
-                name = f"{prefix}.{key}" if prefix else key
-                if tensor is not None and tensor.device.type != "meta" and name in names:
-                    meta = torch.empty_like(tensor, device="meta")
-                    table[key] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+                if tensor is not None:
+                    places.setdefault(id(tensor), (tensor, []))[1].append((table, key, f"{prefix}.{key}" if prefix else key))
+    replaced = []
+    for tensor, registered in places.values():
+        new = new_for([name for _, _, name in registered], tensor)
+        if new is not None:
+            for table, key, _ in registered:
+                table[key] = new
+            replaced.append(new)
+    return replaced
 
 
 def _assigned(model: nn.Module, tensors: dict[str, torch.Tensor], fit: WeightsReport) -> bool:
@@ -250,30 +272,18 @@ def as_in_files(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]
     ``from_pretrained`` builds in the checkpoint's dtype too. Tensors the files lack (a rotary
     table computed at build time) keep the dtype the class gave them.
     """
-    # id of the tensor as built -> (it, as in the files): the old one is kept alive, so its id
-    # cannot be reused while the walk goes on
-    converted: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for table in ("_parameters", "_buffers"):
-        for prefix, module in model.named_modules(remove_duplicate=False):
-            held = getattr(module, table)
-            for key, tensor in held.items():
-                if tensor is None:
-                    continue
-                if id(tensor) in converted:  # registered twice (tied): the same new tensor
-                    held[key] = converted[id(tensor)][1]
-                    continue
-                stored = tensors.get(f"{prefix}.{key}" if prefix else key)
-                if stored is None or not (tensor.is_floating_point() and stored.is_floating_point()):
-                    continue
-                if stored.dtype == tensor.dtype:
-                    continue
-                if table == "_parameters":  # in place: a tied parameter stays one object
-                    tensor.data = tensor.data.to(stored.dtype)
-                    converted[id(tensor)] = (tensor, tensor)
-                else:
-                    converted[id(tensor)] = (tensor, tensor.to(stored.dtype))
-                    held[key] = converted[id(tensor)][1]
-    dtypes = sorted({str(new.dtype).removeprefix("torch.") for _, new in converted.values()})
+
+    def in_files_dtype(held_as: list[str], tensor: torch.Tensor) -> torch.Tensor | None:
+        stored = next((tensors[n] for n in held_as if n in tensors), None)
+        if stored is None or not (tensor.is_floating_point() and stored.is_floating_point()) or stored.dtype == tensor.dtype:
+            return None
+        if isinstance(tensor, nn.Parameter):  # in place: the same object wherever it is held
+            tensor.data = tensor.data.to(stored.dtype)
+            return tensor
+        return tensor.to(stored.dtype)
+
+    converted = _replace(model, in_files_dtype)
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in converted})
     return [f"{len(converted)} tensor(s) in {', '.join(dtypes)} as in the files (the class builds them as float32)"] if converted else []
 
 

@@ -163,9 +163,10 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
     sniffed = sniff(path)
     checkpoint = _read_checkpoint(path, trust, None, entry, sniffed)  # open_file checks the entry
     source = str(path)
-    if known_weights(path.name) in ("adapter_model.safetensors", "adapter_model.bin"):
+    known = known_weights(path.name)
+    if known in ("adapter_model.safetensors", "adapter_model.bin"):
         checkpoint.notes += [note] if (note := adapter_note(path.parent)) else []
-    if known_weights(path.name) and checkpoint.tensors:
+    if known and checkpoint.tensors:
         built, built_notes = build_pretrained(path.parent, checkpoint)
         checkpoint.notes.extend(built_notes)
         if built is not None:

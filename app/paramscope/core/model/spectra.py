@@ -218,13 +218,14 @@ def run(request: SpectraRequest, state: TaskState | None = None) -> SpectraResul
     state = ensure_state(state)
     result = SpectraResult()
     shape_of = request.shape_of or (lambda n: tuple(request.tensor_of(n).shape))
-    total = max(sum(_cost(shape_of(n)) for n in request.names), 1)
+    experts_of = request.experts_of or (lambda _n: None)
+    total = max(sum(svd_cost(shape_of(n), experts_of(n) is not None) for n in request.names), 1)
     done = 0
     for name in request.names:
         state.progress(done / total, name)
         tensor = request.tensor_of(name)
         reason = why_not(tensor, request.max_side)
-        layout = request.experts_of(name) if request.experts_of is not None else None
+        layout = experts_of(name)
         if reason is None:
             try:
                 result.spectra[name] = spectrum(name, tensor) if layout is None else _experts(name, tensor, layout)
@@ -232,7 +233,7 @@ def run(request: SpectraRequest, state: TaskState | None = None) -> SpectraResul
                 reason = str(exc).removeprefix(f"{name}: ")
         if reason is not None:
             result.skipped[name] = reason
-        done += _cost(shape_of(name))
+        done += svd_cost(shape_of(name), layout is not None)
     state.progress(1.0, "")
     return result
 
@@ -244,8 +245,11 @@ def _experts(name: str, tensor: torch.Tensor, transposed: bool) -> Spectrum:
     return experts_spectrum(name, tuple(tensor.shape), expert_matrices(tensor, transposed))
 
 
-def _cost(shape: tuple[int, ...]) -> int:
-    """Rough SVD work (``rows * cols * min side``) of a tensor of ``shape``."""
+def svd_cost(shape: tuple[int, ...], experts: bool = False) -> int:
+    """Rough SVD work (``rows * cols * min side``) of a tensor of ``shape`` read as a matrix, or
+    with ``experts`` as ``shape[0]`` stacked matrices."""
+    if experts and len(shape) == 3:
+        return shape[0] * svd_cost(shape[1:])
     if len(shape) < 2 or 0 in shape:
         return 1
     rows, cols = shape[0], math.prod(shape) // shape[0]

@@ -93,17 +93,8 @@ def add_recent_file(spec: str) -> None:
 def gone(spec: str) -> bool:
     """Whether ``spec`` names a local file or folder (``file.py:NAME`` too) that no longer exists:
     a recent file deleted since, or a temporary one."""
-    spec = spec.strip()
-    if not spec or spec.startswith("demo:") or is_remote(spec):
-        return False
-    head, sep, name = spec.rpartition(":")
-    path = head if sep and head.endswith(".py") and name.isidentifier() else spec
-    if ":" in path and not path.startswith(("/", "~", ".")):  # package.module:NAME
-        return False
-    try:
-        return not Path(path).expanduser().exists()
-    except (OSError, RuntimeError, ValueError):
-        return False
+    local = _local(spec)
+    return local is not None and not _exists(local[0])
 
 
 def clear_recent_files() -> None:
@@ -116,16 +107,29 @@ def opens_in_background(spec: str) -> bool:
     Demos and Python sources (``file.py:NAME``, ``package.module:NAME``) run code that may make Qt
     objects, and a missing path fails at once: those stay on the GUI thread.
     """
-    spec = spec.strip()
-    if not spec or spec.startswith("demo:"):
-        return False
-    if is_remote(spec):  # network reads must not freeze the window
+    if is_remote(spec.strip()):  # network reads must not freeze the window
         return True
+    local = _local(spec)
+    return local is not None and not local[1] and _exists(local[0])
+
+
+def _local(spec: str) -> tuple[Path, bool] | None:
+    """The local path ``spec`` names and whether it is Python source (``file.py:NAME``); None for
+    demos, URLs and ``package.module:NAME``."""
+    spec = spec.strip()
+    if not spec or spec.startswith("demo:") or is_remote(spec):
+        return None
     head, sep, name = spec.rpartition(":")
     if sep and head.endswith(".py") and name.isidentifier():
-        return False
+        return Path(head), True
+    if sep and not spec.startswith(("/", "~", ".")):  # package.module:NAME
+        return None
+    return Path(spec), False
+
+
+def _exists(path: Path) -> bool:
     try:
-        return Path(spec).expanduser().exists()
+        return path.expanduser().exists()
     except (OSError, RuntimeError, ValueError):  # "~nosuchuser", NUL bytes: not a file
         return False
 

@@ -200,7 +200,7 @@ class SpectrumView(RefreshWhenShown, QWidget):
             return
         request = SpectraRequest([name], lambda _n: tensor, max_side, experts_of=lambda _n: experts)
         shape = tuple(tensor.shape)
-        if _cost(shape[1:] if experts is not None else shape) * (shape[0] if experts is not None else 1) <= SYNC_COST:
+        if spectra.svd_cost(shape, experts is not None) <= SYNC_COST:
             self._on_result(spectra.run(request))
             return
         what = (f"{shape[0]} experts' {shape[1]} x {shape[2]}" if experts is not None
@@ -277,8 +277,3 @@ class SpectrumView(RefreshWhenShown, QWidget):
         self.message.setText(message)
         if not message.endswith("…"):
             self.skipped.emit(message)
-
-
-def _cost(shape: tuple[int, ...]) -> int:
-    rows, cols = shape[0], math.prod(shape[1:])
-    return rows * cols * min(rows, cols)

@@ -31,6 +31,8 @@ def test_many_tensors_step_measures_both_formats() -> None:
         assert _measured(row.to_dict()), row
         assert row.peak_rss_mb and row.peak_rss_mb > 10
         assert "us per tensor" in (row.note or "")
+        for stage in ("open", "report", "statistics", "JSON"):  # where the time goes
+            assert f"{stage} " in row.note
 
 
 def test_a_failing_inspect_is_reported_as_failed(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

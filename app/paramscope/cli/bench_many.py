@@ -47,6 +47,36 @@ def _inspect(path: Path) -> None:
             raise RuntimeError(f"paramscope inspect {path.name} failed")
 
 
+def _phases(path: Path) -> dict[str, float]:
+    """Seconds of each stage of ``inspect --json``, as :func:`_inspect` runs them (one run, the
+    collector off as the command has it): where a tensor's microseconds go."""
+    import gc
+    import time
+
+    from paramscope.cli.json_out import print_json
+    from paramscope.core.model.inspection import report_to_dict
+    from paramscope.core.model.model_statistics import compute_model_statistics
+    from paramscope.core.model.report import build_report
+    from paramscope.core.sources.sources import open_source
+
+    times: dict[str, float] = {}
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        opened = open_source(str(path))
+        times["open"] = time.perf_counter() - start
+        report = build_report(opened.model)
+        times["report"] = time.perf_counter() - start - sum(times.values())
+        summaries = compute_model_statistics(opened.model, report, bins=32, loader=opened.loader)
+        times["statistics"] = time.perf_counter() - start - sum(times.values())
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            print_json(report_to_dict(report, summaries, lazy=True))
+        times["JSON"] = time.perf_counter() - start - sum(times.values())
+    finally:
+        gc.enable()
+    return times
+
+
 def _by_hand(tensors: dict[str, torch.Tensor]) -> None:
     for tensor in tensors.values():
         tensor.min(), tensor.max(), tensor.mean(), tensor.std()
@@ -70,13 +100,14 @@ def rows(quick: bool) -> list[object]:
             path = Path(folder) / f"many{suffix}"
             write(path)
             app_s, base_s = compare(lambda path=path: _inspect(path), lambda path=path, f=by_hand: f(path), 2)
+            phases = ", ".join(f"{k} {v / count * 1e6:.1f}" for k, v in _phases(path).items())
             row = Row(
                 STEP,
                 f"inspect --json of {count:,} tiny tensors ({suffix}) vs {loader} + min/max/mean/std each",
                 f"<= {TARGET:g}x",
                 TARGET,
-                note=f"app {app_s / count * 1e6:.0f} us per tensor, by hand {base_s / count * 1e6:.0f} us "
-                "(one torch thread; the app writes ~40 floats of JSON per tensor)",
+                note=f"app {app_s / count * 1e6:.0f} us per tensor ({phases}), by hand "
+                f"{base_s / count * 1e6:.0f} us (one torch thread; the app writes ~40 floats of JSON per tensor)",
             )
             out.append(_finish(row, app_s, base_s))
             path.unlink()

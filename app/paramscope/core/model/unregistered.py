@@ -39,6 +39,12 @@ _TORCH_ATTRIBUTES = frozenset(
 )
 
 
+_IGNORED = _TORCH_ATTRIBUTES | _MODULE_INTERNALS
+# values that hold no tensor, tested first: the containers of a checkpoint's 100,000 tensors hold
+# their own flags and names and nothing else
+_PLAIN_VALUES = frozenset({str, int, float, bool, type(None)})
+
+
 def _holds_tensors(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
 
@@ -51,7 +57,7 @@ def unregistered_in(
     ``_flat_weights``) is not unregistered, nor is a module without tensors (a kernel table)."""
     where = module_name or "(root)"
     for attribute, value in vars(module).items():
-        if attribute in _TORCH_ATTRIBUTES or attribute in _MODULE_INTERNALS or "hook" in attribute:
+        if type(value) in _PLAIN_VALUES or attribute in _IGNORED or "hook" in attribute:
             continue
         if isinstance(value, torch.Tensor) and id(value) in registered:
             continue

@@ -181,3 +181,37 @@ def test_stacked_experts_are_not_read_as_one_matrix(window, qtbot):
     window.tabs.setCurrentWidget(window.heatmap_view)
     qtbot.waitUntil(lambda: window.heatmap_view.array is not None)
     assert window.heatmap_view.array.shape == (24, 3) and "(4 experts, one under another)" in window.heatmap_view.title
+
+
+def _drawn_labels(axis) -> list[tuple[object, str]]:
+    """(rectangle, text) of every label ``axis`` draws now, as pyqtgraph lays them out."""
+    from PySide6.QtGui import QPainter
+
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        axis.picture = None
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [(rect, text) for rect, _flags, text in specs[2] if text]
+
+
+def test_axis_labels_do_not_overlap_and_index_and_count_are_whole(window, qtbot):
+    net = nn.Sequential(nn.Linear(4, 3, bias=False))
+    with torch.no_grad():  # singular values over two decades: pyqtgraph labelled 0.02, 0.03, ... 0.09, 0.1, 0.2, ...
+        net[0].weight.copy_(torch.tensor([[0.7, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0], [0.0, 0.0, 0.02, 0.0]]))
+    window.open_model(OpenedModel(net, "spread", "live"))
+    window.resize(1280, 800)
+    show_spectrum(window, qtbot, "0.weight")
+    view = window.spectrum_view
+    qtbot.wait(50)  # laid out
+    left = _drawn_labels(view.plot.getAxis("left"))
+    assert len(left) >= 3
+    for (a, _), (b, _) in zip(left, left[1:], strict=False):
+        assert not a.intersects(b), [text for _, text in left]
+    assert {"0.02", "0.1", "0.5"} <= {text for _, text in left}
+    index = [text for _, text in _drawn_labels(view.plot.getAxis("bottom"))]
+    assert index == ["1", "2", "3"]
+    counts = [text for _, text in _drawn_labels(view.histogram_plot.getAxis("left"))]
+    assert counts and all(text.isdigit() for text in counts), counts

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from paramscope.core.backward.signal import SignalPoint
 from paramscope.gui.palette import plot_colors
+from paramscope.gui.plots.axes import LogAxis
 
 ACTIVATION_COLOR = QColor(40, 110, 200)
 GRADIENT_COLOR = QColor(200, 60, 40)
@@ -99,7 +100,7 @@ class SignalPlot(QWidget):
         self.schemes: list[tuple[str, list[SignalPoint]]] = []  # a comparison, when shown
         self.scheme_curves: list[pg.PlotDataItem] = []
         self.axis = LayerAxis()
-        self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.axis})  # colours: palette.py
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.axis, "left": LogAxis("left")})  # colours: palette.py
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "layer (leaf module calls, forward order)")

@@ -37,6 +37,7 @@ from paramscope.core.model.expert_spectra import ExpertsSpectrum
 from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
 from paramscope.gui import colors
+from paramscope.gui.plots.axes import IntegerAxis, LogAxis
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
 from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
@@ -102,7 +103,8 @@ class SpectrumView(RefreshWhenShown, QWidget):
         state.tensorsChanged.connect(self._on_changed)
 
     def _build(self) -> None:
-        self.values_widget = pg.PlotWidget()  # colours follow the light/dark scheme (palette.py)
+        # colours follow the light/dark scheme (palette.py); labels that fit (axes.py)
+        self.values_widget = pg.PlotWidget(axisItems={"left": LogAxis("left"), "bottom": IntegerAxis("bottom")})
         self.plot = self.values_widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
@@ -113,7 +115,7 @@ class SpectrumView(RefreshWhenShown, QWidget):
         self.edges = [pg.InfiniteLine(angle=0, pen=dash, movable=False) for _ in range(2)]
         for line in self.edges:
             self.plot.addItem(line)
-        self.histogram_widget = pg.PlotWidget()
+        self.histogram_widget = pg.PlotWidget(axisItems={"left": IntegerAxis("left")})
         self.histogram_plot = self.histogram_widget.getPlotItem()
         self.histogram_plot.showGrid(x=True, y=True, alpha=0.25)
         self.histogram_plot.setLabel("bottom", "singular value")

@@ -197,21 +197,34 @@ def _drawn_labels(axis) -> list[tuple[object, str]]:
     return [(rect, text) for rect, _flags, text in specs[2] if text]
 
 
-def test_axis_labels_do_not_overlap_and_index_and_count_are_whole(window, qtbot):
-    net = nn.Sequential(nn.Linear(4, 3, bias=False))
-    with torch.no_grad():  # singular values over two decades: pyqtgraph labelled 0.02, 0.03, ... 0.09, 0.1, 0.2, ...
-        net[0].weight.copy_(torch.tensor([[0.7, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0], [0.0, 0.0, 0.02, 0.0]]))
+def _spectrum_labels(window, qtbot, net: nn.Module) -> list[str]:
+    """The labels the singular-value axis draws for ``net``'s ``0.weight``, checked not to overlap."""
     window.open_model(OpenedModel(net, "spread", "live"))
     window.resize(1280, 800)
     show_spectrum(window, qtbot, "0.weight")
-    view = window.spectrum_view
     qtbot.wait(50)  # laid out
-    left = _drawn_labels(view.plot.getAxis("left"))
-    assert len(left) >= 3
+    left = _drawn_labels(window.spectrum_view.plot.getAxis("left"))
     for (a, _), (b, _) in zip(left, left[1:], strict=False):
         assert not a.intersects(b), [text for _, text in left]
-    assert {"0.02", "0.1", "0.5"} <= {text for _, text in left}
+    return [text for _, text in left]
+
+
+def test_axis_labels_do_not_overlap_and_index_and_count_are_whole(window, qtbot):
+    net = nn.Sequential(nn.Linear(4, 3, bias=False))
+    with torch.no_grad():  # two decades: pyqtgraph labelled 0.02, 0.03, ... 0.09, 0.1, 0.2, ... overlapping
+        net[0].weight.copy_(torch.tensor([[0.7, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0], [0.0, 0.0, 0.02, 0.0]]))
+    assert {"0.02", "0.1", "0.5"} <= set(_spectrum_labels(window, qtbot, net))
+    view = window.spectrum_view
     index = [text for _, text in _drawn_labels(view.plot.getAxis("bottom"))]
     assert index == ["1", "2", "3"]
     counts = [text for _, text in _drawn_labels(view.histogram_plot.getAxis("left"))]
     assert counts and all(text.isdigit() for text in counts), counts
+
+
+def test_a_spectrum_within_a_decade_has_labelled_steps(window, qtbot):
+    net = nn.Sequential(nn.Linear(64, 16384, bias=False))  # singular values (and law) in ~[7.5, 8.5]
+    with torch.no_grad():
+        nn.init.normal_(net[0].weight, std=0.0625, generator=torch.Generator().manual_seed(0))
+    labels = _spectrum_labels(window, qtbot, net)  # pyqtgraph labelled one tick, 8
+    assert len(labels) >= 2, labels
+    assert all(7.0 <= float(text) <= 9.0 for text in labels), labels

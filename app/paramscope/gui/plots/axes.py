@@ -18,9 +18,12 @@ _MANTISSA_ORDER = (1, 5, 2, 3, 4, 6, 7, 8, 9)
 GAP_PX = 6  # free pixels between two labels
 
 
-def labelled_log_ticks(values: list[float], low: float, high: float, size: float, label_px: float) -> set[float]:
+def labelled_log_ticks(
+    values: list[float], low: float, high: float, size: float, label_px: float, ranked: bool = True
+) -> set[float]:
     """Which log10 tick ``values`` of an axis from ``low`` to ``high`` (log10 units) drawn over
-    ``size`` pixels get a label ``label_px`` long, so that no two labels overlap.
+    ``size`` pixels get a label ``label_px`` long, so that no two labels overlap. Powers of ten
+    come first, then 5, 2, 3... times them; unless ``ranked`` is False: in the order given.
 
     Example:
         >>> sorted(round(10 ** v, 3) for v in labelled_log_ticks(
@@ -36,10 +39,20 @@ def labelled_log_ticks(values: list[float], low: float, high: float, size: float
         return _MANTISSA_ORDER.index(mantissa) if mantissa in _MANTISSA_ORDER else len(_MANTISSA_ORDER)
 
     kept: list[float] = []
-    for value in sorted(values, key=rank):
+    for value in sorted(values, key=rank) if ranked else values:
         if all(abs(value - other) * per_unit >= label_px + GAP_PX for other in kept):
             kept.append(value)
     return set(kept)
+
+
+def _without_repeats(levels: list) -> list[tuple[float | None, list[float]]]:
+    """Tick ``levels`` with each value only in the first level that has it."""
+    seen: set[float] = set()
+    out: list[tuple[float | None, list[float]]] = []
+    for spacing, level in levels:
+        out.append((spacing, [value for value in level if value not in seen]))
+        seen.update(level)
+    return out
 
 
 class LogAxis(pg.AxisItem):
@@ -48,19 +61,40 @@ class LogAxis(pg.AxisItem):
     def __init__(self, orientation: str) -> None:
         super().__init__(orientation)
         self._labelled: set[float] = set()
+        self._within_decade = False  # fewer than two powers-of-ten ticks in view: linear steps
+        self._places = 0  # decimals of the linear steps' labels
 
     def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:  # noqa: N802, N803
-        levels: list[tuple[float | None, list[float]]] = []
-        values: list[float] = []
-        for spacing, level in super().logTickValues(minVal, maxVal, size, stdTicks):
-            fresh = [value for value in level if value not in values]  # (a minor level repeats the decades: drawn bold)
-            levels.append((spacing, fresh))
-            values += fresh
-        self._labelled = labelled_log_ticks(values, minVal, maxVal, size, self._label_px())
+        levels = super().logTickValues(minVal, maxVal, size, stdTicks)
+        ticks = {value for _spacing, level in levels for value in level if minVal <= value <= maxVal}
+        self._within_decade = len(ticks) < 2
+        if self._within_decade:  # (7.2 to 8.4: the one tick 8) linear steps, as a linear axis has them
+            levels = self._linear_levels(minVal, maxVal, size)
+        levels = _without_repeats(levels)  # (a minor level repeats the decades: drawn bold)
+        values = [value for _spacing, level in levels for value in level]
+        if self._within_decade and levels:  # labelled as a linear axis: its major steps if two show
+            (step, major), step_all = levels[0], levels[-1][0]
+            values = major if len(major) >= 2 else values
+            self._places = max(0, -math.floor(math.log10(step if len(major) >= 2 else step_all)))
+        ranked = not self._within_decade  # (linear steps: in order, the major ones first)
+        self._labelled = labelled_log_ticks(values, minVal, maxVal, size, self._label_px(), ranked)
+        return levels
+
+    def _linear_levels(self, low: float, high: float, size: float) -> list[tuple[float, list[float]]]:
+        """Ticks at the steps a linear axis from ``10**low`` to ``10**high`` takes, in log10 units."""
+        start, stop = 10.0**low, 10.0**high
+        levels: list[tuple[float, list[float]]] = []
+        for spacing, offset in self.tickSpacing(start, stop, size)[:2]:
+            first = math.ceil((start - offset) / spacing) * spacing + offset
+            steps = [first + k * spacing for k in range(int((stop - first) / spacing) + 1)]
+            levels.append((spacing, [math.log10(v) for v in steps if v > 0]))
         return levels
 
     def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
-        strings = super().logTickStrings(values, scale, spacing)
+        if self._within_decade:
+            strings = [f"{10.0**value * scale:.{self._places}f}" for value in values]
+        else:
+            strings = super().logTickStrings(values, scale, spacing)
         return [text if value in self._labelled else "" for value, text in zip(values, strings, strict=True)]
 
     def _label_px(self) -> float:

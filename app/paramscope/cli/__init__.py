@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("paramscope.cli.diff_cmd", "compare two models or checkpoints tensor by tensor"),
     "series": ("paramscope.cli.series_cmd", "how each tensor and module moved over a run's checkpoints"),
     "audit": ("paramscope.cli.audit_cmd", "statistics and histograms of every tensor, here or on a Dask cluster"),
+    "desktop": ("paramscope.cli.desktop_cmd", "add the window to the desktop's menu and open checkpoints from the file manager"),
     "cache": ("paramscope.cli.cache_cmd", "where ranges read from URLs are cached, how much; clear it"),
     "bench": ("paramscope.cli.bench_cmd", "measure speed against plain torch/numpy baselines"),
 }

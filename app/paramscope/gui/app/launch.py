@@ -143,8 +143,11 @@ def make_application():
     check_platform_plugin()
     QApplication.setOrganizationName("paramscope")
     QApplication.setApplicationName("paramscope")
-    app = QApplication(sys.argv[:1])
+    # "paramscope", not argv[0]: X11 names the window's class by it (``python -m paramscope`` gave
+    # "__main__.py"), and the desktop groups windows under the menu entry (paramscope desktop) by it
+    app = QApplication(["paramscope"])
     app.setApplicationDisplayName("paramscope")
+    app.setDesktopFileName("paramscope")  # Wayland: the window's app id, the entry's file name
     app.setProperty("paramscopeLook", True)  # ours: the theme and stylesheet may change it later
     _apply_assets(app)
     from paramscope.gui.theme import apply_saved_theme

@@ -179,3 +179,33 @@ def test_bars_of_values_past_1e150_are_drawn_like_any_others(qtbot, magnitude: f
     assert _colored(view, -2.9 * magnitude / unit, 0.5) == 49  # inside the first bar
     assert _colored(view, -1.5 * magnitude / unit, 0.5) == 0  # above empty bins
     assert _colored(view, 1.5 * magnitude / unit, 0.5) == 0
+
+
+def _count_labels(view: HistogramView) -> list[str]:
+    from PySide6.QtGui import QImage, QPainter
+
+    axis = view.plot.getAxis("left")
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        axis.picture = None
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [text for _rect, _flags, text in specs[2] if text]
+
+
+def test_counts_are_labelled_in_whole_numbers_and_powers_of_ten(qtbot):
+    view = HistogramView()
+    qtbot.addWidget(view)
+    view.resize(500, 400)
+    view.show()
+    view.set_histograms(tensor_histogram(torch.ones(3), bins=4), title="three ones")  # pyqtgraph: 0.5, 1, 1.5, ...
+    qtbot.wait(20)
+    labels = _count_labels(view)
+    assert labels and all(text.isdigit() for text in labels), labels
+    view.log_y.setChecked(True)
+    view.set_histograms(tensor_histogram(torch.randn(100_000, generator=torch.Generator().manual_seed(0)), bins=64))
+    qtbot.wait(20)
+    logged = _count_labels(view)
+    assert "1" in logged and any("10" in text for text in logged), logged

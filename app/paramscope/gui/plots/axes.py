@@ -104,10 +104,13 @@ class LogAxis(pg.AxisItem):
         return float(metrics.horizontalAdvance("5·10⁻¹⁰"))  # the widest label a log axis draws
 
 
-class IntegerAxis(pg.AxisItem):
-    """An axis of whole numbers (an index, a count): ticks only at integers."""
+class IntegerAxis(LogAxis):
+    """An axis of whole numbers (an index, a count): ticks only at integers; in log mode as
+    :class:`LogAxis`."""
 
     def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802, N803
+        if self.logMode:
+            return super().tickValues(minVal, maxVal, size)
         levels = [
             (spacing, [v for v in values if v == round(v)])
             for spacing, values in super().tickValues(minVal, maxVal, size)

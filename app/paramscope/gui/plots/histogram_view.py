@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.gui import colors
+from paramscope.gui.plots.axes import IntegerAxis
 from paramscope.gui.plots.drawn_units import unit_for, unit_text
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
@@ -50,7 +51,8 @@ class HistogramView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot_widget = pg.PlotWidget()  # colours follow the light/dark scheme (palette.py)
+        # colours follow the light/dark scheme (palette.py); whole counts, log labels that fit (axes.py)
+        self.plot_widget = pg.PlotWidget(axisItems={"left": IntegerAxis("left")})
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("left", "count")

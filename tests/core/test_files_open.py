@@ -312,3 +312,48 @@ def test_a_hugging_face_cache_snapshot_opens_through_its_links(tmp_path: Path) -
     shard.symlink_to(tmp_path / "fifo")
     with pytest.raises(SourceError, match=f"names shard '{shard.name}', which is not a regular file"):
         open_source(str(snapshot))
+
+
+def test_a_model_id_opens_its_hugging_face_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``paramscope Qwen/Qwen2.5-0.5B`` after transformers downloaded it: the cached model, offline."""
+    cnn = build_demo("cnn")
+    cache = tmp_path / "hf" / "hub"
+    snapshot = cache / "models--my-org--tiny.cnn" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    _write_sharded(snapshot, cnn, "safetensors")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.chdir(tmp_path)
+    opened = open_source("my-org/tiny.cnn")
+    assert opened.path.parent == snapshot
+    _same_values(opened.model, cnn)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))  # huggingface_hub's order: this first
+    with pytest.raises(SourceError) as raised:
+        open_source("my-org/tiny.cnn")
+    message = str(raised.value)
+    assert message.startswith("my-org/tiny.cnn: no such file, and no model of that id in the Hugging Face cache")
+    assert "hf download my-org/tiny.cnn" in message and str(tmp_path / "elsewhere") in message
+    with pytest.raises(SourceError, match=r"^runs/last.ckpt: no such file, and not demo:NAME"):
+        open_source("runs/last.ckpt")  # a missing file is not taken for a model id
+
+
+def test_the_cache_is_where_huggingface_hub_looks(tmp_path: Path) -> None:
+    """The same folder as ``huggingface_hub.constants.HF_HUB_CACHE`` under each setting."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("huggingface_hub")
+    probe = "import huggingface_hub.constants as c; print(c.HF_HUB_CACHE)"
+    mine = "from paramscope.core.sources.hub_ids import hub_cache; print(hub_cache())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME")}
+    for extra in ({}, {"XDG_CACHE_HOME": str(tmp_path / "x")}, {"HF_HOME": str(tmp_path / "h")},
+                  {"HF_HOME": str(tmp_path / "h"), "HF_HUB_CACHE": str(tmp_path / "c")}):  # fmt: skip
+        found = [
+            subprocess.run([sys.executable, "-c", code], env={**clean, **extra}, capture_output=True, text=True, check=True).stdout
+            for code in (probe, mine)
+        ]
+        assert Path(found[0].strip()) == Path(found[1].strip()), extra

@@ -67,3 +67,18 @@ def test_a_recent_file_deleted_since_is_greyed_out(settings_file, qtbot, tmp_pat
     assert enabled == {
         f"{tmp_path / 'gone.py'}:build": False, "demo:mlp": True, str(deleted): False, str(kept): True, "Clear list": True,
     }
+
+
+def test_a_cached_model_id_in_recent_files_is_not_greyed_out(settings_file, qtbot, tmp_path, monkeypatch):
+    from paramscope.gui.app.window_menus import fill_recent_menu
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    add_recent_file("org/cached")
+    add_recent_file("org/evicted")  # deleted from the cache since
+    window = MainWindow(interactive=False)
+    qtbot.addWidget(window)
+    fill_recent_menu(window)
+    enabled = {a.text(): a.isEnabled() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()}
+    assert enabled["org/cached"] and not enabled["org/evicted"]

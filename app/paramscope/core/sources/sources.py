@@ -6,6 +6,8 @@ Source kinds:
 - ``package.module:NAME``: the same from an importable module.
 - a file or folder path: state_dict files, checkpoints, archives, distributed checkpoints
   (see :mod:`paramscope.core.files`, which decides the format from the content).
+- a Hugging Face model id (``org/name``) already in this machine's hub cache
+  (:mod:`paramscope.core.sources.hub_ids`); nothing is downloaded.
 
 The first two run the user's own code, which is what they asked for. Data files never run code
 without consent (``trust``).
@@ -22,6 +24,7 @@ from torch import nn
 from paramscope.core.errors import SourceError, shown
 from paramscope.core.files.opened import OpenedModel
 from paramscope.core.sources.demos import DEMOS, build_demo
+from paramscope.core.sources.hub_ids import cached_model, looks_like_model_id, not_cached_message
 from paramscope.core.sources.user_code import UserCodeError, run_python_file
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -97,6 +100,16 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel:
     return opened
 
 
+def _cached_model(spec: str, label: str) -> Path:
+    """A Hugging Face model id's folder in the local cache (``gpt2``, ``org/name``), or why not."""
+    folder = cached_model(spec)
+    if folder is not None:
+        return folder
+    if "/" in spec and looks_like_model_id(spec):
+        raise SourceError(not_cached_message(label))
+    raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME, module:NAME or a cached Hugging Face model id")
+
+
 def open_source(
     spec: str,
     *,
@@ -144,7 +157,7 @@ def open_source(
         else:
             path = _expand(Path(spec))
             if not path.exists():
-                raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME or module:NAME")
+                path = _cached_model(spec, label)
             opened = _open_file(path, trust, entry)
     if weights is not None:
         from paramscope.core.sources.weights import load_weights_into

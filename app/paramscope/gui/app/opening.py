@@ -22,6 +22,7 @@ from paramscope.core.edit.session import Session
 from paramscope.core.errors import shown
 from paramscope.core.files.remote_io import is_remote, shown_url
 from paramscope.core.files.safety import UntrustedFileError
+from paramscope.core.sources.hub_ids import cached_model
 from paramscope.core.sources.sources import open_source
 from paramscope.core.tasks import TaskState
 from paramscope.gui.state import AppState
@@ -94,7 +95,7 @@ def gone(spec: str) -> bool:
     """Whether ``spec`` names a local file or folder (``file.py:NAME`` too) that no longer exists:
     a recent file deleted since, or a temporary one."""
     local = _local(spec)
-    return local is not None and not _exists(local[0])
+    return local is not None and not _exists(local[0]) and cached_model(spec) is None  # (a model id: its cache)
 
 
 def clear_recent_files() -> None:

@@ -101,6 +101,10 @@ def _read_checkpoint(
         return read_safetensors(path, lazy)
     if sniffed.kind == "index":
         return read_sharded(path, trust, lazy)
+    if sniffed.kind in ("npz", "npy"):
+        from paramscope.core.files.numpy_io import read_npy, read_npz
+
+        return read_npz(path) if sniffed.kind == "npz" else read_npy(path)
     if sniffed.kind == "torchscript":
         return Checkpoint({}, module=load_torchscript(sniffed, trust))
     if sniffed.kind == "pt2":

@@ -20,7 +20,7 @@ class Sniffed:
     """What a file is: ``kind`` and, for zip archives, the archive's top folder."""
 
     path: Path
-    kind: str  # torch_zip, torchscript, pt2, torch_legacy, pickle, safetensors, index, tar
+    kind: str  # torch_zip, torchscript, pt2, torch_legacy, pickle, safetensors, index, tar, npz, npy
     size: int
     prefix: str = ""
 
@@ -49,6 +49,11 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed(path, "index", size)
     if len(head) >= 262 and head[257:262] == b"ustar":
         return Sniffed(path, "tar", size)
+    if head.startswith(b"\x93NUMPY"):
+        return Sniffed(path, "npy", size)
+    foreign = _foreign_format(path, head)
+    if foreign is not None:
+        raise bad_file(path, f"is {foreign}: paramscope reads PyTorch checkpoints, safetensors and NumPy .npz")
     if path.suffix == ".safetensors" and size >= 8:
         # the extension promises safetensors: say what is wrong with the header
         return Sniffed(path, "safetensors", size)
@@ -57,6 +62,19 @@ def sniff(path: Path) -> Sniffed:
         "is not a model file paramscope knows (not a torch checkpoint, safetensors file, "
         "sharded *.index.json, TorchScript or .pt2 archive)",
     )
+
+
+# formats of other frameworks, by their first bytes (ONNX and msgpack have none: by their names)
+_FOREIGN_MAGIC = {b"GGUF": "a GGUF file (llama.cpp)", b"\x89HDF\r\n\x1a\n": "an HDF5 file (Keras or TensorFlow weights)"}
+_FOREIGN_SUFFIX = {".onnx": "an ONNX model", ".msgpack": "a msgpack file (Flax weights)", ".tflite": "a TensorFlow Lite model"}
+
+
+def _foreign_format(path: Path, head: bytes) -> str | None:
+    """What another framework's file is, said instead of "not a model file"."""
+    for magic, what in _FOREIGN_MAGIC.items():
+        if head.startswith(magic):
+            return what
+    return _FOREIGN_SUFFIX.get(path.suffix.lower())
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -89,4 +107,8 @@ def _sniff_zip(path: Path, size: int) -> Sniffed:
         return Sniffed(path, "torchscript", size, prefix)
     if "data.pkl" in rest:
         return Sniffed(path, "torch_zip", size, prefix)
+    if names and all(n.endswith(".npy") for n in names):  # numpy.savez
+        return Sniffed(path, "npz", size)
+    if "model.weights.h5" in names:
+        raise bad_file(path, "is a Keras model (.keras): paramscope reads PyTorch checkpoints, safetensors and NumPy .npz")
     raise bad_file(path, "is a zip archive, but not a torch checkpoint (no data.pkl inside)")

@@ -31,7 +31,7 @@ from paramscope.gui.workers import TaskWorker, long_lived_objects
 RECENT_KEY = "recentFiles"
 RECENT_MAX = 10
 FILE_FILTER = (
-    "Models and checkpoints (*.py *.pt *.pth *.bin *.ckpt *.tar *.safetensors *.json *.pt2 .metadata *.distcp);;"
+    "Models and checkpoints (*.py *.pt *.pth *.bin *.ckpt *.tar *.safetensors *.json *.pt2 .metadata *.distcp *.npz *.npy);;"
     "Python files (*.py);;All files (*)"
 )
 

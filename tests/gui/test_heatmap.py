@@ -168,3 +168,24 @@ def test_a_sparse_buffer_says_so_and_a_failing_refresh_shows_its_message(window,
     window.tabs.setCurrentWidget(window.heatmap_view)  # shown: refreshes, and the refresh raises
     assert window.heatmap_view.message.text() == "weight: RuntimeError: a view's bug with a second line"
     assert window.heatmap_view.array is None
+
+
+def test_a_long_name_leaves_room_for_the_colour_bar(window, qtbot):
+    """The title was as wide as the tensor's name, and pyqtgraph made the plot at least that wide:
+    the colour bar, the only key to the colours, was squeezed to a line."""
+    from torch import nn
+
+    from paramscope.core.sources.sources import OpenedModel
+
+    net = nn.Module()
+    net.add_module("transformer_encoderblock_0_mlp_block_3_dense_0", nn.Sequential(nn.Linear(256, 64)))
+    window.open_model(OpenedModel(net, "long", "live"))
+    window.resize(1280, 800)
+    window.tabs.setCurrentWidget(window.heatmap_view)
+    window.state.select_tensor("transformer_encoderblock_0_mlp_block_3_dense_0.0.weight")
+    qtbot.wait(50)
+    view = window.heatmap_view
+    assert view.array is not None
+    assert view.color_bar.sceneBoundingRect().width() > 40
+    assert view.plot.sceneBoundingRect().right() <= view.plot_widget.viewport().width() + 1
+    assert view.plot_widget.toolTip() == view.title  # the whole title where the plot shows it elided

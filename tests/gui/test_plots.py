@@ -209,3 +209,22 @@ def test_counts_are_labelled_in_whole_numbers_and_powers_of_ten(qtbot):
     qtbot.wait(20)
     logged = _count_labels(view)
     assert "1" in logged and any("10" in text for text in logged), logged
+
+
+def test_a_long_title_keeps_the_plot_within_its_room(qtbot):
+    """pyqtgraph makes a plot as wide as its title: a long tensor name pushed the right side of the
+    bars and the axis out of view."""
+    view = HistogramView()
+    qtbot.addWidget(view)
+    view.resize(420, 300)
+    view.show()
+    name = "Transformer.encoderblock_0.MlpBlock_3.Dense_0.bias_of_a_very_long_layer_name_indeed"
+    view.set_histograms(tensor_histogram(torch.randn(100), bins=8), title=name)
+    qtbot.wait(20)
+    widget = view.plot_widget
+    assert view.plot.sceneBoundingRect().right() <= widget.viewport().width() + 1
+    shown = view.plot.titleLabel.text
+    assert "…" in shown and shown.startswith("Transformer") and widget.toolTip() == name
+    view.resize(1400, 300)  # room again: the whole name
+    qtbot.wait(20)
+    assert view.plot.titleLabel.text == name

@@ -36,7 +36,7 @@ def test_preview_draws_before_after_and_theory_in_the_main_histogram(open_demo, 
     assert view.current.total == 12 and view.previous is not None
     assert view.current_item.isVisible() and view.previous_item.isVisible() and view.theory_item.isVisible()
     assert _legend_labels(view) == ["after (preview)", "before", "normal_, mean=0, std=0.01"]
-    assert "preview" in view.plot.titleLabel.text
+    assert "preview" in view.fitted_title.text
     assert torch.equal(window.state.session.tensor("0.weight"), before)  # the model is unchanged
     # Legends never cover bars: the legend lies outside the plotting area.
     area = view.plot.getViewBox()

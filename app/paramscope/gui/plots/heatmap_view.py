@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
+from paramscope.gui.plots.fitted_title import FittedTitle
 from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
@@ -47,6 +48,7 @@ class HeatmapView(RefreshWhenShown, QWidget):
         self.state = state
         self.plot_widget = pg.PlotWidget()
         self.plot = self.plot_widget.getPlotItem()
+        self.fitted_title = FittedTitle(self.plot_widget)  # "NAME [151936, 896], downsampled ..." was cut
         self.plot.invertY(True)  # row 0 at the top, as print(weight) shows it
         self.plot.setAspectLocked(False)
         self.plot.setLabel("left", "row (output)")
@@ -132,7 +134,7 @@ class HeatmapView(RefreshWhenShown, QWidget):
             return
         array = heatmap.array
         self.array, self.factor, self.title = array, heatmap.factor, heatmap.title
-        self.plot.setTitle(heatmap.title)
+        self.fitted_title.set(heatmap.title)
         bound = float(np.abs(array).max()) or 1.0
         unit = unit_for(bound, SHORT_LABELS)  # in a unit named in the colour bar's title
         self.image.setImage(array.T / unit, autoLevels=False)  # ImageItem's first axis is x (columns)
@@ -153,7 +155,7 @@ class HeatmapView(RefreshWhenShown, QWidget):
         self.array = None
         self.factor = 1
         self.title = ""
-        self.plot.setTitle(None)
+        self.fitted_title.set("")
         self.image.hide()
         self.message.setText(message)
         self.message.setVisible(True)

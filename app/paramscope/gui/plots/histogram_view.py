@@ -17,6 +17,7 @@ from paramscope.core.model.tensor_stats import Histogram
 from paramscope.gui import colors
 from paramscope.gui.plots.axes import IntegerAxis
 from paramscope.gui.plots.drawn_units import unit_for, unit_text
+from paramscope.gui.plots.fitted_title import FittedTitle
 
 Theory = tuple[np.ndarray, np.ndarray, str]  # x, probability density at x, label
 LOG_FLOOR = -0.3  # where empty bins sit on the log axis: below 10**0 = one count
@@ -62,7 +63,7 @@ class HistogramView(QWidget):
         self.plot.layout.addItem(self.legend, 4, 1)
         self.plot.legend = self.legend  # palette.py restyles it with the plot
         self._legend_key: tuple[str, ...] = ()
-        self._title = ""
+        self.fitted_title = FittedTitle(self.plot_widget)  # a long tensor name pushed the bars out of view
         self._log_shown = False
         self._unit = 1.0  # x values are drawn divided by this (see drawn_units)
         self._add_plot_items()
@@ -158,9 +159,8 @@ class HistogramView(QWidget):
 
     # --- drawing -----------------------------------------------------------------------------
     def _set_title(self, title: str) -> None:
-        if title != self._title:  # text layout is the costliest part of an update
-            self._title = title
-            self.plot.setTitle(title or None)
+        if title != self.fitted_title.text:  # text layout is the costliest part of an update
+            self.fitted_title.set(title)
 
     def _redraw(self) -> None:
         log = self.log_y.isChecked()

@@ -20,6 +20,7 @@ from PySide6.QtSvg import QSvgGenerator
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.atomic import write_atomically
 from paramscope.core.model.tensor_stats import Histogram
+from paramscope.gui.plots.fitted_title import FULL_TITLE
 
 PLOT_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
 CSV_FILTER = "CSV (*.csv)"
@@ -66,7 +67,7 @@ def _write_svg(plot: pg.PlotItem, target: Path) -> None:
     generator.setFileName(str(target))
     generator.setSize(QSize(int(source.width()), int(source.height())))
     generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
-    generator.setTitle(plot.titleLabel.text or "paramscope plot")
+    generator.setTitle(plot.property(FULL_TITLE) or plot.titleLabel.text or "paramscope plot")
     generator.setDescription("exported by paramscope")
     painter = QPainter()
     if not painter.begin(generator):

@@ -43,7 +43,7 @@ from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
 EXPORT_FILTER = "safetensors (*.safetensors);;PyTorch state_dict (*.pt *.pth *.bin)"
-WEIGHTS_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin *.ckpt *.json);;All files (*)"
+WEIGHTS_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin *.ckpt *.json *.npz *.npy);;All files (*)"
 
 
 SYNC_EXPORTS_KEY = "export/waitForDisk"  # remembered between runs, as the user left it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -56,6 +57,22 @@ def test_a_backwards_norms_equal_the_norm_of_grad_nan_included() -> None:
         assert grad_norm(session.tensor(name)) == expected
     nan = norms_from_result(_nan_backward(session))
     assert math.isnan(nan["0.weight"]) and math.isnan(grad_norm(session.tensor("0.weight")))
+
+
+@pytest.mark.parametrize("magnitude", [1e200, 1e-200, 3.0])
+def test_a_gradient_norm_past_float64s_squares_is_the_true_one(magnitude: float) -> None:
+    """torch's norm squares without scaling: a gradient of 1e200s read Inf, of 1e-200s read 0,
+    where a backward's statistics (the same column) gave the true norm."""
+    from paramscope.core.backward.gradient_norms import norm_of_grad, norm_of_stats
+    from paramscope.core.model.tensor_stats import tensor_stats
+
+    grad = torch.tensor([magnitude, -magnitude, magnitude, 0.0], dtype=torch.float64)
+    true = magnitude * math.sqrt(3.0)
+    assert math.isclose(norm_of_grad(grad), true, rel_tol=1e-12)
+    assert math.isclose(norm_of_grad(grad), norm_of_stats(tensor_stats(grad)), rel_tol=1e-12)  # both ways agree
+    assert math.isinf(norm_of_grad(torch.tensor([magnitude, math.inf])))
+    assert math.isnan(norm_of_grad(torch.tensor([magnitude, math.nan])))
+    assert norm_of_grad(torch.zeros(3)) == 0.0
 
 
 def test_stale_norms_are_dropped_and_an_edit_forgets_only_what_it_may_have_changed() -> None:

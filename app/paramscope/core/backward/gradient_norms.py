@@ -4,7 +4,8 @@ A backward already summarizes every gradient (in its worker): :func:`norms_from_
 the norms from there, so nothing is computed again. Gradients that no backward of ours made (a
 live model handed to ``explore()``, an edit that replaced a parameter) are measured by
 :func:`compute_grad_norms`, in a worker. Either way the numbers are those of
-``grad.double().norm()``: NaN when the gradient holds a NaN, Inf when it holds an Inf.
+``grad.double().norm()``: NaN when the gradient holds a NaN, Inf when it holds an Inf, and the
+true norm where torch's squares would leave float64.
 """
 
 from __future__ import annotations
@@ -28,14 +29,22 @@ def grad_norm(tensor: torch.Tensor) -> float | None:
 
 
 def norm_of_grad(grad: torch.Tensor | None) -> float | None:
-    """``float(grad.double().norm())`` (of the magnitudes when complex), or None for no gradient."""
+    """``float(grad.double().norm())`` (of the magnitudes when complex), or None for no gradient;
+    where the squares leave float64 (values past ~1e154, or all below ~1e-154), the true norm,
+    of the values divided by their largest magnitude, as the statistics compute it."""
     if grad is None:
         return None
     with torch.no_grad():
         values = grad.detach().to("cpu")
         if values.is_complex():
             values = values.abs()
-        return float(values.double().norm())
+        values = values.double()
+        norm = float(values.norm())
+        if (math.isinf(norm) or norm == 0.0) and values.numel() and bool(torch.isfinite(values).all()):
+            largest = float(values.abs().max())
+            if largest > 0.0:  # (torch's norm squares without scaling: 1e200 gave Inf, 1e-200 gave 0)
+                norm = largest * float((values / largest).norm())
+        return norm
 
 
 def norm_of_stats(stats: TensorStats | None) -> float | None:

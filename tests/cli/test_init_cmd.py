@@ -177,3 +177,19 @@ def test_init_of_a_lazily_opened_checkpoint_keeps_the_other_values(tmp_path, mon
     assert torch.equal(written["0.weight"], torch.full((3, 4), 3.0))
     assert torch.equal(written["0.bias"], state["0.bias"])
     assert torch.equal(written["1.weight"], state["1.weight"])
+
+
+def test_weight_matrices_no_rule_touches_are_named(tmp_path, capsys):
+    """A mixture of experts' stacked matrices have no "weight" in their names: lsuv's
+    ``weights=...`` left them at their old values, and nothing said so."""
+    from small_models import tiny_mixtral
+
+    tiny_mixtral().save_pretrained(tmp_path / "mixtral")
+    assert main(["init", str(tmp_path / "mixtral"), "--preset", "lsuv", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("not touched by any rule"))
+    assert line.endswith("2 weight matrix(es): model.layers.0.mlp.experts.gate_up_proj, model.layers.0.mlp.experts.down_proj")
+    assert main(["init", str(tmp_path / "mixtral"), "--preset", "gpt2", "--dry-run"]) == 0
+    assert "not touched by any rule" not in capsys.readouterr().out  # gpt2 draws the experts too
+    assert main(["init", "demo:mlp", "--rule", "0.weight=zeros", "--rule", "*.bias=zeros", "--dry-run"]) == 0
+    assert "keeping their values: 1 weight matrix(es): 2.weight" in capsys.readouterr().out

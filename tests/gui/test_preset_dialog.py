@@ -40,7 +40,15 @@ def test_gpt2_names_its_source_and_lists_what_it_touches(presets):
     assert "  embed.weight  [tied: also changes head.weight]" in listed  # ties shown before applying
     assert "  blocks.layers.0.linear2.weight" in listed
     assert any(r.startswith("type:*Norm*=ones") for r in listed)
+    # the one matrix no rule selects: tiny_lm's positional table is a bare Parameter, no "weight" in its name
+    assert listed[-1] == "not touched by any rule, keeping their values: 1 weight matrix(es): pos"
     assert "would change" in dialog.message.text() and "nothing is applied" in dialog.message.text()
+    dialog.rules_edit.setPlainText("blocks.*.weight=zeros")
+    dialog.refresh_targets()
+    assert rows(dialog)[-1] == (  # attention's in_proj_weight has no ".weight": the glob misses it
+        "not touched by any rule, keeping their values: 4 weight matrix(es): "
+        "pos, embed.weight, blocks.layers.0.self_attn.in_proj_weight and 1 more"
+    )
 
 
 def test_edited_rules_apply_as_one_undoable_step(presets, qtbot):
@@ -88,7 +96,7 @@ def test_arguments_and_bad_rules_are_one_line(presets, qtbot):
     assert "width=32" in text and "base_width=8: width_mult=4" in text
     dialog.rules_edit.setPlainText("*.wieght=zeros")
     dialog.refresh_targets()
-    assert rows(dialog) == ["*.wieght=zeros: hits nothing"]  # a typo shows before applying
+    assert rows(dialog)[0] == "*.wieght=zeros: hits nothing"  # a typo shows before applying
     qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
     assert failures[-1].startswith("rule '*.wieght=zeros' hits nothing") and "\n" not in failures[-1]
     assert not dialog.state.session.stack.history

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     rules = _with_preset(args, opened, rules)
     session = Session(opened)
     the_plan = plan(session, rules)
-    print(the_plan.describe())
+    print(the_plan.describe(session.report))
     check_unmatched(the_plan, session.report)  # a rule that hits nothing is a typo, --strict or not
     if not the_plan.ok and args.strict:
         raise RefusedError(the_plan.refusal_message() + " (--strict)", the_plan)

@@ -125,8 +125,22 @@ class Plan:
                 seen.setdefault(name, None)
         return list(seen)
 
-    def describe(self) -> str:
-        return "\n".join(line for rp in self.rules for line in rp.describe())
+    def describe(self, report: ModelReport | None = None) -> str:
+        """Each rule's lines; with ``report``, then the weight matrices no rule touches."""
+        lines = [line for rp in self.rules for line in rp.describe()]
+        untouched = self.untouched_matrices(report) if report is not None else []
+        if untouched:  # (a mixture of experts' gate_up_proj: no "weight" in its name, no rule for it)
+            lines.append(f"not touched by any rule, keeping their values: {len(untouched)} weight matrix(es): " + listed(untouched))
+        return "\n".join(lines)
+
+    def untouched_matrices(self, report: ModelReport) -> list[str]:
+        """Floating parameters of 2 or more dimensions that no rule changes."""
+        touched = set(self.touched)
+        return [
+            name for name, info in report.parameters.items()
+            if name not in touched and info.shape is not None and len(info.shape) >= 2
+            and (info.dtype.startswith(("float", "bfloat", "complex")))
+        ]  # fmt: skip
 
     def drop_refused(self) -> list[tuple[str, str, str]]:
         """Remove refused hits (to apply the rest); returns what was dropped, as :attr:`refusals`."""

@@ -195,7 +195,7 @@ class PresetDialog(QDialog):
         except ValueError as exc:  # a value an initializer rejects
             self._say(f"{type(exc).__name__}: {exc}", error=True)
             return
-        self.targets_list.addItems(the_plan.describe().splitlines())
+        self.targets_list.addItems(the_plan.describe(self.state.session.report).splitlines())
         for row in range(self.targets_list.count()):
             item = self.targets_list.item(row)
             item.setToolTip(item.text())

@@ -336,8 +336,10 @@ def test_a_model_id_opens_its_hugging_face_cache_folder(tmp_path: Path, monkeypa
     message = str(raised.value)
     assert message.startswith("my-org/tiny.cnn: no such file, and no model of that id in the Hugging Face cache")
     assert "hf download my-org/tiny.cnn" in message and str(tmp_path / "elsewhere") in message
-    with pytest.raises(SourceError, match=r"^runs/last.ckpt: no such file, and not demo:NAME"):
+    with pytest.raises(SourceError, match=r"^runs/last.ckpt: no such file$"):
         open_source("runs/last.ckpt")  # a missing file is not taken for a model id
+    with pytest.raises(SourceError, match=r"^gtp2: no such file, and not demo:NAME, .* or a cached Hugging Face model id$"):
+        open_source("gtp2")
 
 
 def test_the_cache_is_where_huggingface_hub_looks(tmp_path: Path) -> None:

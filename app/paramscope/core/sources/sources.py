@@ -105,9 +105,11 @@ def _cached_model(spec: str, label: str) -> Path:
     folder = cached_model(spec)
     if folder is not None:
         return folder
-    if "/" in spec and looks_like_model_id(spec):
-        raise SourceError(not_cached_message(label))
-    raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME, module:NAME or a cached Hugging Face model id")
+    if looks_like_model_id(spec):
+        if "/" in spec:
+            raise SourceError(not_cached_message(label))
+        raise SourceError(f"{label}: no such file, and not demo:NAME, FILE.py:NAME, module:NAME or a cached Hugging Face model id")
+    raise SourceError(f"{label}: no such file")  # a path: /data/run/last.ckpt, ./model.pt
 
 
 def open_source(

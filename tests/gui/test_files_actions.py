@@ -193,3 +193,21 @@ def test_main_window_file_menu_has_file_actions(qtbot, tmp_path: Path) -> None:
         window.open_source(str(path))  # parsed in a worker
     assert ended.args == [False]  # no dialog without interaction: refused
     assert "--trust" in blocker.args[0]
+
+
+def test_the_diff_window_opens_over_the_main_window(window, qtbot, tmp_path: Path) -> None:
+    """A window of its own was placed by the window manager, half off the screen."""
+    path = tmp_path / "other.pt"
+    torch.save(build_demo("mlp", seed=8).state_dict(), path)
+    assert window.open_source("demo:mlp")
+    window.setGeometry(100, 80, 1000, 700)
+    actions = window.files_actions
+    for _ in range(2):  # a second diff replaces the first window
+        with qtbot.waitSignal(actions.diffReady, timeout=30_000):
+            actions.start_diff(str(path))
+    view = actions.diff_view
+    assert view.isWindow() and view.parent() is window
+    assert window.frameGeometry().contains(view.geometry().center())
+    assert view.width() <= window.width() and view.height() <= window.height()
+    qtbot.wait(10)  # the first window is deleted by then
+    assert len([w for w in window.findChildren(DiffView)]) == 1

@@ -321,6 +321,18 @@ class FilesActions(QObject):
         if path:
             self.start_diff(path)
 
+    def _diff_window(self, view: DiffView) -> DiffView:
+        """``view`` as a window of the main window's: over it and centred on it (the window
+        manager placed a window of its own half off the screen)."""
+        window = self.window
+        if window is None:
+            view.resize(800, 500)
+            return view
+        view.setParent(window, Qt.WindowType.Window)
+        view.resize(min(800, window.width()), min(500, window.height()))
+        view.move(window.frameGeometry().center() - view.rect().center())
+        return view
+
     def start_diff(self, source: str, trust: bool = False) -> None:
         """Compare the open model (A) with ``source`` (B) off the GUI thread; show a DiffView."""
         model_state = dict(self.state.session.model.state_dict())
@@ -340,10 +352,11 @@ class FilesActions(QObject):
                 else:
                     self.state.errorOccurred.emit(str(result))
                 return
-            self.diff_view = DiffView(result, title, Path(str(source)).name)
+            if self.diff_view is not None:  # the previous diff's window (closed or not): gone
+                self.diff_view.deleteLater()
+            self.diff_view = self._diff_window(DiffView(result, title, Path(str(source)).name))
             self.diff_view.setWindowTitle(f"Diff: {title} vs {source}")
             if self.interactive:
-                self.diff_view.resize(800, 500)
                 self.diff_view.show()
             self.diffReady.emit(result)
 

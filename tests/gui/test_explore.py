@@ -37,6 +37,8 @@ def test_explore_returns_at_once_under_ipython_qt_and_edits_stay_on_the_model(qt
     window = paramscope.explore(net)
     assert isinstance(window, MainWindow) and window.isVisible()  # returned, window still live
     qtbot.addWidget(window)
+    area = window.screen().availableGeometry()  # fits the screen, as the paramscope command's window
+    assert window.width() <= area.width() and window.height() <= area.height()
     window.interactive = False
     window.state.select_module("0")
     panel = window.init_panel

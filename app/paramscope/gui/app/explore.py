@@ -42,6 +42,7 @@ def explore(model: nn.Module, inputs: Any = None) -> str | MainWindow:
     if inputs is not None:
         opened.extras["inputs"] = inputs
     window = MainWindow()
+    window.fit_to_screen()  # as the paramscope command does (1600x1000 on a 1280x800 screen hid the right dock)
     window.open_model(opened)
     window.show()
     if (had_app and QThread.currentThread().loopLevel() > 0) or ipython_runs_qt():

@@ -128,3 +128,22 @@ def test_arrays_larger_than_memory_are_refused_before_reading(tmp_path: Path, mo
     monkeypatch.setattr(safety, "available_memory", lambda: 1024 * 1024)
     with pytest.raises(SourceError, match="declares 4.0 MiB of arrays, more than"):
         open_source(str(tmp_path / "zeros.npz"))
+
+
+def _forged_npy(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return header.getvalue() + bytes(64)
+
+
+def test_a_header_claiming_more_than_its_bytes_is_refused_before_numpy_allocates(tmp_path: Path) -> None:
+    """numpy allocates an array's claimed shape before reading: a 200-byte file asked for 7 TiB."""
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as archive:
+        archive.writestr("w.npy", _forged_npy((10**12,)))
+    with pytest.raises(SourceError, match=r"array 'w' float64\[1000000000000\] claims 7.3 TiB but holds 192 bytes: damaged or forged$"):
+        open_source(str(tmp_path / "forged.npz"))
+    (tmp_path / "forged.npy").write_bytes(_forged_npy((10**9,)))
+    with pytest.raises(SourceError, match=r"claims 7.5 GiB but holds 192 bytes"):
+        open_source(str(tmp_path / "forged.npy"))

@@ -13,6 +13,7 @@ kept out, with a note.
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 from paramscope.core.errors import shown
 from paramscope.core.files.regions import FileStamp
-from paramscope.core.files.safety import bad_file, check_fits_memory, first_line
+from paramscope.core.files.safety import bad_file, check_fits_memory, first_line, human_bytes
 from paramscope.core.files.statedict import Checkpoint
 
 _NUMBER_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
@@ -47,6 +48,9 @@ def read_npz(path: Path) -> Checkpoint:
         try:
             with zipfile.ZipFile(handle) as archive:
                 check_fits_memory(path, sum(info.file_size for info in archive.infolist()), "arrays")
+                for info in archive.infolist():
+                    with archive.open(info) as member:
+                        _check_claim(path, info.filename.removesuffix(".npy"), member, info.file_size)
             arrays = _arrays(path, handle)
         except _READ_ERRORS as exc:
             raise bad_file(path, f"cannot be read as a NumPy .npz file: {_why(exc)}") from None
@@ -60,11 +64,26 @@ def read_npy(path: Path) -> Checkpoint:
         stamp = FileStamp.of(path, handle)
         check_fits_memory(path, stamp.size, "array data")
         try:
+            _check_claim(path, path.name, handle, stamp.size)
+            handle.seek(0)
             array = np.load(handle, allow_pickle=False)
         except _READ_ERRORS as exc:
             raise bad_file(path, f"cannot be read as a NumPy .npy file: {_why(exc)}") from None
         stamp.check(handle)
     return _checkpoint(path, {path.name.removesuffix(".npy") or "array": array})
+
+
+def _check_claim(path: Path, name: str, stream: BinaryIO, size: int) -> None:
+    """Refuse an array whose header claims more bytes than its ``size`` bytes hold (numpy
+    allocates the claim first: a forged shape asked for terabytes)."""
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _fortran, dtype = read_header(stream)
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > size:
+        raise bad_file(
+            path, f"array {shown(name)!r} {dtype}{list(shape)} claims {human_bytes(claimed)} but holds {human_bytes(size)}: damaged or forged"
+        )
 
 
 def _arrays(path: Path, handle: BinaryIO) -> dict[str, np.ndarray]:

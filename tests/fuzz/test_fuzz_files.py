@@ -232,6 +232,43 @@ def test_every_truncation_of_a_torch_file(torch_files: dict[str, bytes], kind: s
         _opens_or_fails_cleanly(path)
 
 
+# --- NumPy .npz and .npy ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def numpy_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("npz")
+    arrays = {"Dense_0/kernel": np.ones((3, 4), np.float32), "step": np.array(7), "scale": np.ones(2, ">f8")}
+    np.savez(folder / "stored.npz", **arrays)
+    np.savez_compressed(folder / "deflated.npz", **arrays)
+    np.save(folder / "one.npy", np.arange(12.0).reshape(3, 4))
+    return {name: (folder / name).read_bytes() for name in ("stored.npz", "deflated.npz", "one.npy")}
+
+
+@settings(FUZZ, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["stored.npz", "deflated.npz", "one.npy"]),
+    flips=mutation,
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_numpy_files(numpy_files: dict[str, bytes], kind: str, flips: list, cut: int | None) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / kind
+        path.write_bytes(_mutate(numpy_files[kind], flips, cut))
+        _opens_or_fails_cleanly(path)
+
+
+@pytest.mark.parametrize("kind", ["stored.npz", "deflated.npz", "one.npy"])
+def test_every_truncation_of_a_numpy_file(numpy_files: dict[str, bytes], kind: str, tmp_path: Path) -> None:
+    blob = numpy_files[kind]
+    path = tmp_path / kind
+    for cut in range(0, len(blob), max(1, len(blob) // 80)):
+        path.write_bytes(blob[:cut])
+        _opens_or_fails_cleanly(path)
+
+
 # --- DCP metadata -----------------------------------------------------------------------------
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from paramscope.cli import main
 
@@ -66,3 +68,31 @@ def test_bad_source_is_one_line_without_traceback() -> None:
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "demo:nope" in result.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_progress_while_statistics_are_read(tmp_path, monkeypatch, capsys):
+    """Every tensor is read: a 15 GB model took a silent minute. On a terminal one line on stderr
+    says how far it is, rewritten at most every 0.2 s, and wiped at the end."""
+    from safetensors.torch import save_file
+
+    from paramscope.cli import common
+
+    save_file({f"layers.{i}.weight": torch.ones(3) for i in range(5000)}, str(tmp_path / "many.safetensors"))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)  # every update shown: there are some
+    assert main(["inspect", str(tmp_path / "many.safetensors"), "--json"]) == 0
+    written = terminal.getvalue()
+    assert "100.0% done" in written and written.endswith("\r" + " " * 68 + "\r")  # the last write wipes the line
+    json.loads(capsys.readouterr().out)  # stdout stays the JSON alone
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 3600.0)  # the first update only
+    terminal.seek(0)
+    terminal.truncate()
+    assert main(["inspect", str(tmp_path / "many.safetensors"), "--json"]) == 0
+    assert terminal.getvalue().count("%") == 1
+    json.loads(capsys.readouterr().out)  # stdout stays the JSON alone

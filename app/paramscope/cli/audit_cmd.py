@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from paramscope.cli.common import add_cache_arguments, fmt_number
+from paramscope.cli.common import add_cache_arguments, fmt_number, terminal_progress
 from paramscope.cli.json_out import print_json
 
 
@@ -28,25 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output, histograms included")
     parser.add_argument("--bins", type=int, default=None, help="histogram bars (default: chosen per tensor)")
     add_cache_arguments(parser)
-
-
-@contextmanager
-def terminal_progress() -> Iterator[Any]:
-    """A TaskState whose progress is one line on stderr, rewritten in place (on a terminal only);
-    the line is wiped at the end, also on Ctrl+C, so the one-line message that follows stands alone."""
-    from paramscope.core.tasks import TaskState
-
-    shown = sys.stderr.isatty()
-
-    def progress(fraction: float, message: str) -> None:
-        if shown:
-            print(f"\r{fraction:6.1%} {message[:60]:<60}", end="", file=sys.stderr, flush=True)
-
-    try:
-        yield TaskState(progress)
-    finally:
-        if shown:
-            print(f"\r{'':<68}\r", end="", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

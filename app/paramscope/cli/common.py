@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+PROGRESS_EVERY_S = 0.2  # a terminal line rewritten 100,000 times (one per tiny tensor) cost seconds
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,3 +101,26 @@ def fmt_number(value: float | str | None, width: int = 10) -> str:
 
 def fmt_count(n: int) -> str:
     return f"{n:,}"
+
+
+@contextmanager
+def terminal_progress() -> Iterator[Any]:
+    """A TaskState whose progress is one line on stderr, rewritten in place at most every
+    :data:`PROGRESS_EVERY_S` (on a terminal only); the line is wiped at the end, also on Ctrl+C,
+    so the one-line message that follows stands alone."""
+    from paramscope.core.tasks import TaskState
+
+    shown = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if shown and now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            print(f"\r{fraction:6.1%} {message[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    try:
+        yield TaskState(progress)
+    finally:
+        if shown:
+            print(f"\r{'':<68}\r", end="", file=sys.stderr, flush=True)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from paramscope.cli.common import add_source_arguments, add_sync_argument, fmt_count, open_from_args
+from paramscope.cli.common import (
+    add_source_arguments,
+    add_sync_argument,
+    fmt_count,
+    open_from_args,
+    terminal_progress,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     export_format(_path(args.output))  # a bad extension fails before the model is opened
     opened = open_from_args(args)
-    result = export_model(opened.model, args.output, args.module, loader=opened.loader, sync=args.sync)
+    with terminal_progress() as state:  # (a lazily opened checkpoint is read tensor by tensor)
+        result = export_model(opened.model, args.output, args.module, state, loader=opened.loader, sync=args.sync)
     tied = f", {len(result.aliases)} tied name(s) kept" if result.aliases else ""
     print(
         f"wrote {result.path} ({result.format}): {fmt_count(result.tensors)} tensors, "

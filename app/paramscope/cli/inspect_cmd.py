@@ -11,6 +11,7 @@ from paramscope.cli.common import (
     fmt_count,
     fmt_number,
     open_from_args,
+    terminal_progress,
 )
 from paramscope.cli.json_out import print_json
 
@@ -36,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
     from paramscope.core.model.inspection import inspect_model
 
     opened = open_from_args(args)
-    data = inspect_model(opened.model, bins=args.bins, loader=opened.loader, lazy=args.json)  # JSON: streamed
+    with terminal_progress() as state:  # every tensor is read: a 15 GB model takes a minute
+        data = inspect_model(opened.model, bins=args.bins, state=state, loader=opened.loader, lazy=args.json)  # JSON: streamed
     if opened.forward_unavailable:
         data["forward_unavailable"] = opened.forward_unavailable
     data["notes"] = list(opened.notes)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paramscope.cli.audit_cmd import add_scheduler_argument, terminal_progress
-from paramscope.cli.common import add_cache_arguments, fmt_number
+from paramscope.cli.audit_cmd import add_scheduler_argument
+from paramscope.cli.common import add_cache_arguments, fmt_number, terminal_progress
 from paramscope.cli.json_out import print_json
 
 

@@ -49,17 +49,18 @@ def test_histogram_overlays_previous_and_theory_with_a_legend(qtbot):
 
 
 def test_value_grid_shapes_like_print():
-    array, rows, _note = grid_of(torch.arange(12.0).reshape(3, 4))
+    array, rows, _note, _columns = grid_of(torch.arange(12.0).reshape(3, 4))
     assert array.shape == (3, 4) and rows == ["0", "1", "2"]
-    array, rows, note = grid_of(torch.arange(3.0))
+    array, rows, note, _columns = grid_of(torch.arange(3.0))
     assert array.shape == (1, 3)
-    array, rows, note = grid_of(torch.zeros(2, 3, 4, dtype=torch.bfloat16))
+    array, rows, note, _columns = grid_of(torch.zeros(2, 3, 4, dtype=torch.bfloat16))
     assert array.shape == (6, 4) and rows[1] == "[0, 1, :]" and "2-D" in note
-    array, _rows, note = grid_of(torch.zeros(MAX_ELEMENTS + 1))
-    assert array is None and "4,096" in note
-    array, _rows, note = grid_of(torch.empty(3, 3, device="meta"))
+    array, rows, note, columns = grid_of(torch.arange(float(MAX_ELEMENTS + 1)))  # as print() summarizes it
+    assert array.shape == (1, 7) and columns == ["0", "1", "2", "…", "4094", "4095", "4096"]
+    assert list(array[0]) == [0.0, 1.0, 2.0, "…", 4094.0, 4095.0, 4096.0] and "first and last 3" in note
+    array, _rows, note, _columns = grid_of(torch.empty(3, 3, device="meta"))
     assert array is None and note.startswith("no data")
-    array, _rows, note = grid_of(torch.nn.LazyLinear(3).weight)
+    array, _rows, note, _columns = grid_of(torch.nn.LazyLinear(3).weight)
     assert array is None and note.startswith("no data")
 
 

@@ -159,6 +159,8 @@ class ValueGridModel(OneCallPerCell, QAbstractTableModel):
                 return _fmt(value)
             return repr(value.item())
         if role == Qt.ItemDataRole.TextAlignmentRole:
+            if isinstance(value, str):  # the gap
+                return int(Qt.AlignmentFlag.AlignCenter)
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         floating = isinstance(value, np.floating)  # (a large tensor's grid is of objects: values and gaps)
         if role == Qt.ItemDataRole.ForegroundRole and floating and not np.isfinite(value):

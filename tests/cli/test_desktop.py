@@ -138,3 +138,12 @@ def test_remove_takes_away_only_what_install_wrote(data_home: Path, capsys) -> N
     capsys.readouterr()
     assert main(["desktop", "remove"]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocked))
+    assert main(["desktop"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"paramscope: {blocked}") and "cannot install the desktop entry there" in err and "\n" not in err

@@ -139,12 +139,19 @@ def _refresh(home: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from paramscope.core.errors import ParamscopeError
+
     home = data_home()
-    if args.action == "remove":
-        removed = remove(home)
-        print("\n".join(f"removed {path}" for path in removed) or f"nothing to remove under {home}")
-        return 0
-    for path in install(home, sys.executable):
+    try:
+        if args.action == "remove":
+            removed = remove(home)
+            print("\n".join(f"removed {path}" for path in removed) or f"nothing to remove under {home}")
+            return 0
+        written = install(home, sys.executable)
+    except OSError as exc:
+        where = exc.filename or home
+        raise ParamscopeError(f"{where}: cannot {args.action} the desktop entry there ({exc.strerror or exc}); set XDG_DATA_HOME to a folder you can write") from None
+    for path in written:
         print(f"wrote {path}")
     if shutil.which("update-mime-database") is None:
         print("update-mime-database is not installed (package shared-mime-info): checkpoints will not be offered to paramscope until it runs")

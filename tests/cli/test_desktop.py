@@ -147,3 +147,11 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch
     assert main(["desktop"]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"paramscope: {blocked}") and "cannot install the desktop entry there" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_other_desktops_are_told_it_is_for_freedesktop_ones(data_home: Path, monkeypatch: pytest.MonkeyPatch, capsys, platform: str) -> None:
+    monkeypatch.setattr(sys, "platform", platform)
+    assert main(["desktop"]) != 0
+    assert "freedesktop.org menu entry (Linux and BSD desktops)" in capsys.readouterr().err
+    assert not data_home.exists()  # nothing written

@@ -141,6 +141,11 @@ def _refresh(home: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from paramscope.core.errors import ParamscopeError
 
+    if sys.platform.startswith(("win", "darwin")):
+        raise ParamscopeError(
+            "paramscope desktop writes a freedesktop.org menu entry (Linux and BSD desktops); "
+            "on this system start the window with the paramscope command"
+        )
     home = data_home()
     try:
         if args.action == "remove":

@@ -67,7 +67,7 @@ class LogAxis(pg.AxisItem):
     def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:  # noqa: N802, N803
         levels = super().logTickValues(minVal, maxVal, size, stdTicks)
         ticks = {value for _spacing, level in levels for value in level if minVal <= value <= maxVal}
-        self._within_decade = len(ticks) < 2
+        self._within_decade = len(ticks) < 2 and -300.0 < minVal <= maxVal < 300.0  # (10**x stays a float)
         if self._within_decade:  # (7.2 to 8.4: the one tick 8) linear steps, as a linear axis has them
             levels = self._linear_levels(minVal, maxVal, size)
         levels = _without_repeats(levels)  # (a minor level repeats the decades: drawn bold)

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from plot_labels import drawn_labels
 from PySide6.QtCore import QPointF
 
 from paramscope.core.model.tensor_stats import Histogram, tensor_histogram
@@ -183,17 +184,7 @@ def test_bars_of_values_past_1e150_are_drawn_like_any_others(qtbot, magnitude: f
 
 
 def _count_labels(view: HistogramView) -> list[str]:
-    from PySide6.QtGui import QImage, QPainter
-
-    axis = view.plot.getAxis("left")
-    image = QImage(10, 10, QImage.Format.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        axis.picture = None
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return [text for _rect, _flags, text in specs[2] if text]
+    return [text for _rect, text in drawn_labels(view.plot.getAxis("left"))]
 
 
 def test_counts_are_labelled_in_whole_numbers_and_powers_of_ten(qtbot):

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from plot_labels import drawn_labels
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from torch import nn
@@ -183,27 +184,13 @@ def test_stacked_experts_are_not_read_as_one_matrix(window, qtbot):
     assert window.heatmap_view.array.shape == (24, 3) and "(4 experts, one under another)" in window.heatmap_view.title
 
 
-def _drawn_labels(axis) -> list[tuple[object, str]]:
-    """(rectangle, text) of every label ``axis`` draws now, as pyqtgraph lays them out."""
-    from PySide6.QtGui import QPainter
-
-    image = QImage(10, 10, QImage.Format.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        axis.picture = None
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return [(rect, text) for rect, _flags, text in specs[2] if text]
-
-
 def _spectrum_labels(window, qtbot, net: nn.Module) -> list[str]:
     """The labels the singular-value axis draws for ``net``'s ``0.weight``, checked not to overlap."""
     window.open_model(OpenedModel(net, "spread", "live"))
     window.resize(1280, 800)
     show_spectrum(window, qtbot, "0.weight")
     qtbot.wait(50)  # laid out
-    left = _drawn_labels(window.spectrum_view.plot.getAxis("left"))
+    left = drawn_labels(window.spectrum_view.plot.getAxis("left"))
     for (a, _), (b, _) in zip(left, left[1:], strict=False):
         assert not a.intersects(b), [text for _, text in left]
     return [text for _, text in left]
@@ -215,9 +202,9 @@ def test_axis_labels_do_not_overlap_and_index_and_count_are_whole(window, qtbot)
         net[0].weight.copy_(torch.tensor([[0.7, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0], [0.0, 0.0, 0.02, 0.0]]))
     assert {"0.02", "0.1", "0.5"} <= set(_spectrum_labels(window, qtbot, net))
     view = window.spectrum_view
-    index = [text for _, text in _drawn_labels(view.plot.getAxis("bottom"))]
+    index = [text for _, text in drawn_labels(view.plot.getAxis("bottom"))]
     assert index == ["1", "2", "3"]
-    counts = [text for _, text in _drawn_labels(view.histogram_plot.getAxis("left"))]
+    counts = [text for _, text in drawn_labels(view.histogram_plot.getAxis("left"))]
     assert counts and all(text.isdigit() for text in counts), counts
 
 

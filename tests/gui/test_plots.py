@@ -220,3 +220,15 @@ def test_a_long_title_keeps_the_plot_within_its_room(qtbot):
     view.resize(1400, 300)  # room again: the whole name
     qtbot.wait(20)
     assert view.plot.titleLabel.text == name
+
+
+def test_an_empty_signal_plot_counts_layers_in_whole_numbers(qtbot):
+    from paramscope.gui.plots.signal_plot import SignalPlot
+
+    plot = SignalPlot()
+    qtbot.addWidget(plot)
+    plot.resize(500, 300)
+    plot.show()
+    qtbot.wait(20)
+    labels = [text for _rect, text in drawn_labels(plot.plot.getAxis("bottom"))]
+    assert all(text.isdigit() for text in labels), labels  # pyqtgraph: layers 0.1, 0.2, ... 0.9

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from paramscope.core.backward.signal import SignalPoint
 from paramscope.gui.palette import plot_colors
-from paramscope.gui.plots.axes import LogAxis
+from paramscope.gui.plots.axes import IntegerAxis, LogAxis
 
 ACTIVATION_COLOR = QColor(40, 110, 200)
 GRADIENT_COLOR = QColor(200, 60, 40)
@@ -54,11 +54,12 @@ def short_name(name: str, limit: int = LAYER_LABEL_CHARS) -> str:
     return "…" + kept
 
 
-class LayerAxis(pg.AxisItem):
+class LayerAxis(IntegerAxis):
     """A bottom axis that names the layer at each depth (``set_names``), thinned to fit.
 
     Every ``k``-th name is drawn, ``k`` chosen from the axis' width and the widest name, so the
-    labels never overlap; zooming in shows more of them.
+    labels never overlap; zooming in shows more of them. Without names (no backward yet), whole
+    numbers: there is no layer 0.5.
     """
 
     def __init__(self) -> None:

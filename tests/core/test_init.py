@@ -219,6 +219,12 @@ def test_default_is_repeatable_with_a_seed_and_leaves_the_global_rng():
         ("demo:mlp", "*=orthogonal", "orthogonal_ needs at least 2 dimensions"),
         ("demo:mlp", "*=sparse(sparsity=0.5)", "sparse_ needs a 2-D tensor"),
         ("demo:lazy", "*.weight=normal", "uninitialized (lazy) parameter"),
+        # arguments torch fails on mid-apply (std=0 divided by zero) or silently misuses (sparsity=2)
+        ("demo:mlp", "*.weight=trunc_normal(std=0)", "trunc_normal_: std must be positive, got 0.0"),
+        ("demo:mlp", "*.weight=trunc_normal(a=2,b=-2)", "trunc_normal_: the bounds need a < b"),
+        ("demo:mlp", "*.weight=normal(std=-1)", "normal_: std must be 0 or more"),
+        ("demo:mlp", "*.weight=uniform(a=1,b=-1)", "uniform_: the range needs a <= b"),
+        ("demo:mlp", "*.weight=sparse(sparsity=2)", "sparse_: sparsity is the fraction of each column"),
         ("demo:lstm", "embed.*=default", None),
     ],
 )
@@ -334,3 +340,4 @@ def test_every_torch_initializer_applies_to_a_parameter_with_gradients_on(name: 
     assert weight.is_leaf and weight.grad_fn is None and weight.requires_grad
     if name != "zeros_":
         assert torch.count_nonzero(weight) > 0
+

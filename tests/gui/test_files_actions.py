@@ -211,3 +211,4 @@ def test_the_diff_window_opens_over_the_main_window(window, qtbot, tmp_path: Pat
     assert view.width() <= window.width() and view.height() <= window.height()
     qtbot.wait(10)  # the first window is deleted by then
     assert len([w for w in window.findChildren(DiffView)]) == 1
+

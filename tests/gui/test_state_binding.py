@@ -85,3 +85,26 @@ def test_app_state_mirrors_the_sessions_selection_and_busy(qtbot):
     with qtbot.assertNotEmitted(state.tensorSelected), qtbot.assertNotEmitted(state.busyChanged):
         session.select_tensor("0.weight")  # the old session: not news any more
         session.set_busy(False, "backward")
+
+
+def test_an_arithmetic_error_in_a_command_is_one_line_and_changes_nothing(qtbot) -> None:
+    """trunc_normal_ with std=0 raised ZeroDivisionError out of the Apply button's slot: a
+    traceback on the console, no word in the window."""
+    import torch
+
+    from paramscope.core.edit.commands import TensorEditCommand
+
+    state = AppState()
+    assert state.open("demo:mlp")
+    weight = state.session.tensor("0.weight")
+    before = weight.detach().clone()
+
+    def mutate() -> None:
+        weight.data.mul_(2.0)
+        raise ZeroDivisionError("float division by zero")  # after changing a tensor
+
+    errors: list[str] = []
+    state.errorOccurred.connect(errors.append)
+    assert not state.execute(TensorEditCommand("double then fail", [("0.weight", weight)], mutate))
+    assert errors == ["double then fail: ZeroDivisionError: float division by zero"]
+    assert torch.equal(weight.detach(), before) and not state.session.stack.can_undo

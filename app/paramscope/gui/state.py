@@ -181,7 +181,7 @@ class AppState(QObject):
         except ParamscopeError as exc:
             self.errorOccurred.emit(str(exc))
             return False
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except (RuntimeError, ValueError, TypeError, ArithmeticError) as exc:  # (the model is as it was)
             self.errorOccurred.emit(f"{command.text}: {type(exc).__name__}: {exc}")
             return False
         return True

@@ -70,6 +70,25 @@ def drawn_in_float32(name: str, dtype: torch.dtype) -> bool:
     return computed_in(dtype) == torch.float32 or (name == "orthogonal_" and dtype in (torch.float16, torch.bfloat16))
 
 
+def _argument_problem(name: str, kwargs: dict[str, Any]) -> str | None:
+    """What torch would fail on, or silently misuse, in these arguments (said before applying:
+    ``trunc_normal_`` with std=0 divided by zero mid-apply; ``sparse_`` took sparsity=2)."""
+    std, a, b = kwargs.get("std"), kwargs.get("a"), kwargs.get("b")
+    if name == "trunc_normal_":
+        if std is not None and not std > 0:
+            return f"trunc_normal_: std must be positive, got {std!r}"
+        if a is not None and b is not None and not a < b:
+            return f"trunc_normal_: the bounds need a < b, got a={a!r}, b={b!r}"
+    if name == "normal_" and std is not None and not std >= 0:
+        return f"normal_: std must be 0 or more, got {std!r}"
+    if name == "uniform_" and a is not None and b is not None and not a <= b:
+        return f"uniform_: the range needs a <= b, got a={a!r}, b={b!r}"
+    sparsity = kwargs.get("sparsity")
+    if name == "sparse_" and sparsity is not None and not 0 <= sparsity <= 1:
+        return f"sparse_: sparsity is the fraction of each column set to zero, from 0 to 1; got {sparsity!r}"
+    return None
+
+
 class TorchInitializer(Initializer):
     """One function of ``torch.nn.init``, called as it is."""
 
@@ -84,6 +103,9 @@ class TorchInitializer(Initializer):
         problem = super().check(tensor, kwargs)
         if problem is not None:
             return problem
+        argument_problem = _argument_problem(self.name, kwargs)
+        if argument_problem is not None:
+            return argument_problem
         dims = tensor.dim()
         name = self.name
         if name == "eye_" and dims != 2:

@@ -20,6 +20,7 @@ the user's global random stream is left as it was.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,33 @@ def drawn_in_float32(name: str, dtype: torch.dtype) -> bool:
     return computed_in(dtype) == torch.float32 or (name == "orthogonal_" and dtype in (torch.float16, torch.bfloat16))
 
 
+# torch's trunc_normal_ (2.13) draws uniformly in [a, b] and keeps each draw with the normal's density
+# there: a mean far outside [a, b] kept one draw in millions, and the window froze for minutes.
+MIN_ACCEPTANCE = 0.05  # ~3 s for a million elements here (0.002: 80 s)
+
+
+def trunc_normal_acceptance(mean: float, std: float, a: float, b: float) -> float:
+    """The share of draws ``torch.nn.init.trunc_normal_`` keeps for these arguments (1 where over
+    30% of the normal lies in [a, b]: it then draws from the normal itself).
+
+    Example:
+        >>> trunc_normal_acceptance(0.0, 1.0, -2.0, 2.0)
+        1.0
+        >>> round(trunc_normal_acceptance(100.0, 0.01, -1.0, 2.5), 9)  # std² / ((b - a)·distance)
+        2.93e-07
+    """
+    def cdf(x: float) -> float:
+        return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+    inside = cdf((b - mean) / std) - cdf((a - mean) / std)
+    if inside > 0.3:
+        return 1.0
+    z = (max(a, min(mean, b)) - mean) / std  # the density's peak in [a, b], in std from the mean
+    if abs(z) < 30.0 and inside > 0.0:
+        return min(1.0, math.sqrt(2.0 * math.pi) * std * inside / ((b - a) * math.exp(-0.5 * z * z)))
+    return std / ((b - a) * abs(z))  # the far tail, where the density underflows: its asymptote
+
+
 def _argument_problem(name: str, kwargs: dict[str, Any]) -> str | None:
     """What torch would fail on, or silently misuse, in these arguments (said before applying:
     ``trunc_normal_`` with std=0 divided by zero mid-apply; ``sparse_`` took sparsity=2)."""
@@ -79,6 +107,14 @@ def _argument_problem(name: str, kwargs: dict[str, Any]) -> str | None:
             return f"trunc_normal_: std must be positive, got {std!r}"
         if a is not None and b is not None and not a < b:
             return f"trunc_normal_: the bounds need a < b, got a={a!r}, b={b!r}"
+        mean, std, a, b = kwargs.get("mean", 0.0), std or 1.0, -2.0 if a is None else a, 2.0 if b is None else b
+        kept = trunc_normal_acceptance(mean, std, a, b)
+        if kept < MIN_ACCEPTANCE:
+            return (
+                f"trunc_normal_: mean {mean:g} lies {abs(max(a, min(mean, b)) - mean) / std:.3g} std outside [a, b] = "
+                f"[{a:g}, {b:g}]: torch's sampler would keep about 1 draw in {1 / kept:,.0f} and run for minutes "
+                "(move the mean toward [a, b] or widen std)"
+            )
     if name == "normal_" and std is not None and not std >= 0:
         return f"normal_: std must be 0 or more, got {std!r}"
     if name == "uniform_" and a is not None and b is not None and not a <= b:

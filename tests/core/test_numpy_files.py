@@ -106,6 +106,7 @@ def test_one_npy_array_is_a_tensor_named_by_its_file(tmp_path: Path) -> None:
         ("tf_model.h5", b"\x89HDF\r\n\x1a\n" + bytes(64), "is an HDF5 file (Keras or TensorFlow weights)"),
         ("model.onnx", b"\x08\x07\x12\x07pytorch" + bytes(32), "is an ONNX model"),
     ],
+    ids=["gguf", "hdf5", "onnx"],
 )
 def test_other_frameworks_files_are_named(tmp_path: Path, name: str, content: bytes, said: str) -> None:
     (tmp_path / name).write_bytes(content)

@@ -330,6 +330,8 @@ def test_a_model_id_opens_its_hugging_face_cache_folder(tmp_path: Path, monkeypa
     opened = open_source("my-org/tiny.cnn")
     assert opened.path.parent == snapshot
     _same_values(opened.model, cnn)
+    assert opened.source == "my-org/tiny.cnn"  # the window's title, what Reopen opens
+    assert opened.notes[0] == f"my-org/tiny.cnn from the Hugging Face cache: {snapshot}"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))  # huggingface_hub's order: this first
     with pytest.raises(SourceError) as raised:
         open_source("my-org/tiny.cnn")

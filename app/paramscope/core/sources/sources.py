@@ -158,9 +158,13 @@ def open_source(
             opened = OpenedModel(_from_import(head, name, label), spec, "python")
         else:
             path = _expand(Path(spec))
-            if not path.exists():
+            cached = not path.exists()
+            if cached:
                 path = _cached_model(spec, label)
             opened = _open_file(path, trust, entry)
+            if cached:  # named by its id (the title, reopening), the folder said in a note
+                opened.notes.insert(0, f"{spec} from the Hugging Face cache: {opened.path.parent if opened.path else path}")
+                opened.source = spec
     if weights is not None:
         from paramscope.core.sources.weights import load_weights_into
 

@@ -105,7 +105,9 @@ def test_lsuv_applies_as_one_step_reaches_unit_std_and_repeats_with_its_seed(lsu
     panel.seed_edit.setText("5")
     with qtbot.waitSignal(panel.applied):
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
-    assert len(session.stack.history) == 1
+        # its forward passes run in the worker (one layer of a 0.5B model froze the window 3.5 s)
+        assert panel.is_applying and window.state.model_busy
+    assert len(session.stack.history) == 1 and not window.state.model_busy
     after = {k: v.clone() for k, v in model.state_dict().items()}
     stds: list[float] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: stds.append(float(out.detach().std())))
@@ -120,6 +122,19 @@ def test_lsuv_applies_as_one_step_reaches_unit_std_and_repeats_with_its_seed(lsu
     with qtbot.waitSignal(panel.applied):  # the same seed, the same bytes
         qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     assert all(torch.equal(v, after[k]) for k, v in model.state_dict().items())
+
+
+def test_lsuv_failing_in_the_worker_is_one_line_and_changes_nothing(lsuv_panel, qtbot):
+    window, panel = lsuv_panel
+    before = {k: v.clone() for k, v in window.state.session.model.state_dict().items()}
+    panel.fields["input"].setText("randn(8,3)")  # the model takes 64 features: its forward fails mid-way
+    errors: list[str] = []
+    window.errorShown.connect(errors.append)
+    qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_applying and bool(errors))
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert all(torch.equal(v, before[k]) for k, v in window.state.session.model.state_dict().items())
+    assert not window.state.session.stack.history and not window.state.model_busy
 
 
 def test_lsuv_notes_the_layers_it_skips(open_demo, qtbot):

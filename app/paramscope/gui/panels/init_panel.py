@@ -9,9 +9,9 @@ Preview runs the same request on copies (:func:`~paramscope.gui.panels.init_work
 a worker while the model is marked busy, so with the same seed it shows exactly what Apply will
 write. A preview whose request or model changed while it was computed is dropped, not shown.
 
-A large edit (over :data:`BACKGROUND_NUMEL` elements) that can be staged is computed in a
-:class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``) while the model is
-marked busy; one of over :data:`BACKGROUND_TENSORS` tensors is also planned and built there.
+A large edit (over :data:`BACKGROUND_NUMEL` elements) is computed in a
+:class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``; one that cannot be
+staged, or runs the model's forward, on the model itself) while the model is marked busy; one of over :data:`BACKGROUND_TENSORS` tensors is also planned and built there.
 Back on the GUI thread the command goes through ``AppState.execute`` as any other, which then
 only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
 """
@@ -51,6 +51,8 @@ from paramscope.gui.panels.init_notes import InitNotes
 from paramscope.gui.panels.init_params_form import example_source, show_value
 from paramscope.gui.panels.init_targets import TargetsBox
 from paramscope.gui.panels.init_work import (
+    BACKGROUND_NUMEL,
+    BACKGROUND_TENSORS,
     Builder,
     Built,
     Finish,
@@ -60,9 +62,11 @@ from paramscope.gui.panels.init_work import (
     Staged,
     build_in_worker,
     compute_preview,
+    in_background,
     init_builder,
     stage_in_worker,
     theory_curve,
+    worker_job,
 )
 from paramscope.gui.plots.histogram_view import Theory
 from paramscope.gui.state import AppState
@@ -74,10 +78,6 @@ __all__ = [
     "compute_preview", "example_source", "stage_in_worker", "theory_curve",
 ]  # fmt: skip
 
-#: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
-#: window for about a second. Smaller ones run at once (no thread to wait for).
-BACKGROUND_NUMEL = 1 << 22
-BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI thread adds up
 
 
 class InitPanel(QWidget):
@@ -393,17 +393,11 @@ class InitPanel(QWidget):
         """A large edit is being computed: its new values replace the current ones when done."""
         return self._pending is not None
 
-    def _in_background(self, command: Command) -> bool:
-        if not isinstance(command, TensorEditCommand):
-            return False
-        large = command.numel > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
-        return command.can_stage and large
-
     def _run(self, command: Command, what: str, finish: Finish, the_plan: Plan | None = None) -> bool:
         """Do ``command`` now, or in the worker first when it is large; then show it, ``finish``."""
         name = self._shown_name(list(command.touched))
         form = self._form()
-        if not self._in_background(command):
+        if not in_background(command):
             if not self.state.execute(command):
                 return False
             self._show_after(name, form)
@@ -416,10 +410,7 @@ class InitPanel(QWidget):
         self._pending = Pending(command, what, name, form, lambda done, _: finish(done, the_plan), command.text)
         self._set_staging(True, what)
         self.message.setText(f"{command.text}: computing the new values…")
-        self.worker.start(
-            lambda task_state: stage_in_worker(command, name, summarize_before, task_state),
-            command.text,  # what a failure message names
-        )
+        self.worker.start(worker_job(command, name, summarize_before), command.text)  # (a failure names it)
         return True
 
     def _set_staging(self, busy: bool, what: str) -> None:

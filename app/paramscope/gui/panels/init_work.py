@@ -4,6 +4,8 @@
 summaries shown after it; :func:`build_in_worker` first plans and builds an init over many tensors;
 :func:`compute_preview` runs a rule on copies and summarizes the tensor shown. None touches a widget
 or the live values, so all run off the GUI thread; the panel applies their results on the GUI thread.
+An edit that cannot be staged and would freeze the window (lsuv runs the model's forward) is done
+on the model in the worker, the model busy meanwhile (:func:`do_in_worker`), as a backward is.
 """
 
 from __future__ import annotations
@@ -88,6 +90,44 @@ def stage_in_worker(command: TensorEditCommand, name: str, summarize_before: boo
         if summarize_before:
             before = summarize(before_values, state=SliceState(state, 0.85, 1.0))
     return Staged(_notices(caught), after, before)
+
+
+#: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
+#: window for about a second. Smaller ones run at once (no thread to wait for).
+BACKGROUND_NUMEL = 1 << 22
+BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI thread adds up
+
+
+def in_background(command: Command) -> bool:
+    """Whether ``command`` runs in the worker: a large edit, or one that runs the model's forward
+    (lsuv of one layer of a 0.5B model froze the window for 3.5 s)."""
+    if not isinstance(command, TensorEditCommand):
+        return False
+    plan = getattr(command, "rule_plan", None)  # (an init's)
+    forward = plan is not None and plan.initializer.needs_input
+    return forward or command.numel > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
+
+
+def do_in_worker(command: TensorEditCommand, name: str, summarize_before: bool, state: TaskState) -> Staged:
+    """Do an edit that cannot be staged on copies (lsuv runs the model's forward; a reset or a
+    user's function reads the live module) on the model itself, off the GUI thread, while the
+    model is busy. The GUI thread then records it: ``do`` again only puts back the same values.
+    A failure restores the values before it (``TensorEditCommand.do``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        command.do()
+        after_values, before_values = command.values(name, after=True), command.values(name, after=False)
+        assert after_values is not None and before_values is not None
+        after = summarize(after_values, state=SliceState(state, 0.0, 0.5))
+        before = summarize(before_values, state=SliceState(state, 0.5, 1.0)) if summarize_before else None
+    return Staged(_notices(caught), after, before)
+
+
+def worker_job(command: TensorEditCommand, name: str, summarize_before: bool) -> Callable[[TaskState], Staged]:
+    """What the worker runs for ``command``: its values staged on copies where it can be, else
+    the edit itself (:func:`do_in_worker`)."""
+    work = stage_in_worker if command.can_stage else do_in_worker
+    return lambda state: work(command, name, summarize_before, state)
 
 
 #: What builds an edit's command (and the init's plan): run by :func:`build_in_worker`.

@@ -110,6 +110,22 @@ def test_lsuv_preset_uses_the_dialogs_input(presets, qtbot):
     dialog.seed_edit.setText("1")
     with qtbot.waitSignal(dialog.applied):
         qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+        assert window.state.model_busy == "preset"  # its forward passes run in the worker, not here
+    assert window.state.model_busy is None
     assert "skipped" in dialog.message.text()  # LayerNorm weights are 1-D: refused, left as they are
     assert "out_proj: not called as a module" in dialog.message.text()  # LSUV's own note
     assert len(window.state.session.stack.history) == 1
+
+
+def test_a_preset_failing_in_the_worker_is_one_line_and_changes_nothing(presets, qtbot):
+    window, dialog = presets
+    model = window.state.session.model
+    before = snapshot(model)
+    dialog.choose("lsuv")
+    dialog.input_edit.setText("randn(4, 3)")  # not token ids: the model's forward fails inside lsuv
+    with qtbot.waitSignal(dialog.failed) as blocker:
+        qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    assert "\n" not in blocker.args[0]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # what was done, undone
+    assert not window.state.session.stack.history and window.state.model_busy is None
+    assert dialog.apply_button.isEnabled()

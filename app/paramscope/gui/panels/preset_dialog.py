@@ -33,9 +33,11 @@ from paramscope.core.errors import ParamscopeError
 from paramscope.core.init.initializer_base import REQUIRED
 from paramscope.core.init.presets import PRESETS, Preset, preset_rules, read_rules_file
 from paramscope.core.init.rule_parse import InitRule, fill_input
-from paramscope.core.init.rule_plans import plan
+from paramscope.core.init.rule_plans import Plan, plan
 from paramscope.core.init.rules import build_commands
+from paramscope.gui.panels.init_work import BACKGROUND_NUMEL, in_background
 from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
 
 REFRESH_MS = 250  # the target list follows the editor after a pause in typing
 
@@ -74,6 +76,9 @@ class PresetDialog(QDialog):
         self.input_edit.textChanged.connect(self._timer.start)
         self.apply_button.clicked.connect(self.apply)
         self.reset_button.clicked.connect(self.make_rules)
+        self.worker = TaskWorker(self)  # applies a large preset (see apply)
+        self.worker.finished.connect(lambda job: self._record(*job))
+        self.worker.failed.connect(self._failed_in_worker)
         state.sessionChanged.connect(self._on_session)
         self._on_session()
 
@@ -148,6 +153,7 @@ class PresetDialog(QDialog):
         self.make_rules()
 
     def _on_session(self) -> None:
+        self.worker.cancel()  # a preset still applying to the previous model: not recorded here
         has = self.state.has_session
         self.apply_button.setEnabled(has)
         if has and self.state.session.opened.forward_unavailable is None:
@@ -233,6 +239,31 @@ class PresetDialog(QDialog):
         used_seed = commands[0].seed
         source = f"rules edited from preset {self.preset_text()}" if self.edited else f"preset {self.preset_text()}"
         group = CommandGroup(f"{source} ({len(commands)} rule(s), seed {used_seed})", commands)
+        if any(in_background(c) for c in commands) or sum(c.numel for c in commands) > BACKGROUND_NUMEL:
+            # a GPT-2 preset on a 0.5B model froze the window for 4 s, lsuv runs the model's forward:
+            # done in the worker on the model, busy meanwhile; recorded on this thread (do again: a no-op)
+            self.state.set_busy(True, "preset")
+            self.apply_button.setEnabled(False)
+            self.message.setText(f"{group.text}: applying…")
+            def work(_state: object) -> tuple[CommandGroup, Plan, list]:
+                group.do()  # on failure it undoes what it did: the model is as it was
+                return group, the_plan, commands
+
+            self.worker.start(work, group.text)
+            return True
+        return self._record(group, the_plan, commands)
+
+    def _failed_in_worker(self, message: str) -> None:
+        """The group undid what it had done (``CommandGroup.do``): the model is as it was."""
+        self.state.set_busy(False, "preset")
+        self.apply_button.setEnabled(True)
+        self._say(message, error=True)
+
+    def _record(self, group: CommandGroup, the_plan: Plan, commands: list) -> bool:
+        """Put the applied group on the undo stack and say what it did."""
+        if self.state.model_busy == "preset":
+            self.state.set_busy(False, "preset")
+            self.apply_button.setEnabled(True)
         if not self.state.execute(group):
             self._say(f"{group.text}: not applied", error=True)
             return False

@@ -126,6 +126,7 @@ class Monkey:
             self.qtbot.waitUntil(lambda: not panel.is_staging, timeout=30_000)
         pushes = Monkey._pushes
         qtbot_click(self.qtbot, panel.apply_button)
+        self.qtbot.waitUntil(lambda: not panel.is_applying, timeout=30_000)  # (lsuv: done in a worker)
         if Monkey._pushes == pushes:
             return
         assert names is not None, "applied although the targets could not be read"

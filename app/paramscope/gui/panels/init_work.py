@@ -21,7 +21,7 @@ from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.init.rule_parse import InitRule
 from paramscope.core.init.rule_plans import Plan
-from paramscope.core.init.rules import build_commands, preview_rules
+from paramscope.core.init.rules import InitCommand, build_commands, preview_rules
 from paramscope.core.init.theory import theory_for
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
@@ -103,8 +103,7 @@ def in_background(command: Command) -> bool:
     (lsuv of one layer of a 0.5B model froze the window for 3.5 s)."""
     if not isinstance(command, TensorEditCommand):
         return False
-    plan = getattr(command, "rule_plan", None)  # (an init's)
-    forward = plan is not None and plan.initializer.needs_input
+    forward = isinstance(command, InitCommand) and command.rule_plan.initializer.needs_input
     return forward or command.numel > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
 
 

@@ -148,3 +148,12 @@ def test_a_header_claiming_more_than_its_bytes_is_refused_before_numpy_allocates
     (tmp_path / "forged.npy").write_bytes(_forged_npy((10**9,)))
     with pytest.raises(SourceError, match=r"claims 7.5 GiB but holds 192 bytes"):
         open_source(str(tmp_path / "forged.npy"))
+
+
+def test_a_slash_name_that_would_become_another_arrays_name_keeps_both(tmp_path: Path) -> None:
+    """'a/b' read as 'a.b' beside an array named 'a.b' replaced it: one array silently lost."""
+    np.savez(tmp_path / "both.npz", **{"a.b": np.ones(2, np.float32), "a/b": np.zeros(3, np.float32)})
+    opened = open_source(str(tmp_path / "both.npz"))
+    state = opened.model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {"a.b": (2,), "a/b": (3,)}
+    assert any("kept as stored" in note for note in opened.notes)

@@ -31,11 +31,6 @@ _NUMBER_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError)
 
 
-def is_npz(names: list[str]) -> bool:
-    """Whether a zip archive's member ``names`` are a ``numpy.savez`` file: ``.npy`` arrays only."""
-    return bool(names) and all(name.endswith(".npy") for name in names)
-
-
 def read_npz(path: Path) -> Checkpoint:
     """The arrays of a ``numpy.savez`` file as tensors, named by their keys.
 
@@ -110,8 +105,12 @@ def _checkpoint(path: Path, arrays: dict[str, np.ndarray]) -> Checkpoint:
             array = array.astype(array.dtype.newbyteorder("="))
         if not array.flags.c_contiguous:  # (Fortran order: JAX's kernels)
             array = array.copy(order="C")
-        tensors[key.replace("/", ".")] = torch.from_numpy(array)
+        dotted = key.replace("/", ".")
+        name = key if dotted in tensors or dotted in arrays and dotted != key else dotted  # ("a/b" beside "a.b")
+        tensors[name] = torch.from_numpy(array)
     notes = []
+    if any("/" in name for name in tensors):
+        notes.append("names with '/' that another array's name would become are kept as stored")
     if any("/" in key for key in arrays):
         notes.append("names with '/' between levels are shown (and exported) with '.'")
     if kept_out:

@@ -122,6 +122,25 @@ def test_small_edits_stay_synchronous(qtbot):
     assert state.session.stack.can_undo
 
 
+@pytest.mark.parametrize(("initializer", "in_worker"), [("orthogonal_", True), ("trunc_normal_", True), ("normal_", False)])
+def test_an_init_goes_to_the_worker_by_its_cost_not_only_its_elements(qtbot, initializer: str, in_worker: bool):
+    """Half the element limit: a normal_ edit takes ~25 ms here, but trunc_normal_ ~0.1 s and
+    orthogonal_'s QR of the 1024x2048 weight held the window ~0.15 s (a 2048x2048 one 0.6 s)."""
+    state = AppState()
+    state.open_model(OpenedModel(nn.Sequential(nn.Linear(2048, 1024)), "half", "live"))
+    assert state.session.tensor("0.weight").numel() == BACKGROUND_NUMEL // 2
+    panel = InitPanel(state)
+    qtbot.addWidget(panel)
+    _target(panel, "0.weight")
+    panel.set_initializer(initializer)
+    panel.seed_edit.setText("1")
+    with qtbot.waitSignal(panel.applied, timeout=60_000):
+        assert panel.apply()
+        assert panel.is_staging is in_worker
+    assert state.session.stack.can_undo
+    panel.worker.cancel_and_wait()
+
+
 def test_a_failing_worker_leaves_the_model_and_says_one_line(large_panel, qtbot, monkeypatch):
     panel, _ = large_panel
     session = panel.state.session

@@ -136,6 +136,11 @@ class TensorEditCommand(Command):
         """Elements of all targets (how long the edit takes, roughly)."""
         return sum(s.before.numel() for s in self._snapshots)
 
+    @property
+    def work(self) -> float:
+        """How long the edit takes, in elements of a ``normal_`` edit (``Initializer.work``)."""
+        return self.numel
+
     def stage(self, state: TaskState | None = None) -> None:
         """Compute the new values into fresh tensors; the model is not touched.
 

@@ -8,6 +8,7 @@ torch argument shows up without code here); :class:`Initializer` is the base of 
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,11 @@ class Initializer:
     acts_on_module: bool = False
     acts_on_model: bool = False  # runs on the whole model at once (lsuv): apply_model
     needs_input: bool = False  # data-dependent: needs the model's forward and an input=
+
+    def work(self, shape: tuple[int, ...]) -> float:
+        """What initializing a tensor of ``shape`` costs, in elements of a ``normal_`` edit (the
+        window computes an edit in a worker past a few million of them)."""
+        return math.prod(shape)
 
     def request_problem(self, kwargs: dict[str, Any]) -> str | None:
         """Why a request with ``kwargs`` cannot run at all (beyond one tensor), or None."""

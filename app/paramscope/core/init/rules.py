@@ -111,6 +111,12 @@ class InitCommand(TensorEditCommand):
             compute=compute if torch_init else None,
         )
 
+    @property
+    def work(self) -> float:
+        """In elements of a ``normal_`` edit: an orthogonal_ QR costs far more than its elements."""
+        initializer = self.rule_plan.initializer
+        return sum(initializer.work(tuple(s.before.shape)) for s in self._snapshots)
+
     @functools.cached_property
     def replay_code(self) -> str:  # built when a script is exported, not on every apply
         return replay_code(self.rule_plan, self.seed, first_of_request=self.index == 0, dtypes=self._dtypes)

@@ -92,8 +92,9 @@ def stage_in_worker(command: TensorEditCommand, name: str, summarize_before: boo
     return Staged(_notices(caught), after, before)
 
 
-#: Edits of more elements than this are computed in a worker: a GPT-2 ``*.weight`` init froze the
-#: window for about a second. Smaller ones run at once (no thread to wait for).
+#: Edits costing more than this many elements of a ``normal_`` edit (``TensorEditCommand.work``)
+#: are computed in a worker: a GPT-2 ``*.weight`` init froze the window for about a second, an
+#: ``orthogonal_`` of a 2048x2048 weight 0.6 s. Smaller ones run at once (no thread to wait for).
 BACKGROUND_NUMEL = 1 << 22
 BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI thread adds up
 
@@ -104,7 +105,7 @@ def in_background(command: Command) -> bool:
     if not isinstance(command, TensorEditCommand):
         return False
     forward = isinstance(command, InitCommand) and command.rule_plan.initializer.needs_input
-    return forward or command.numel > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
+    return forward or command.work > BACKGROUND_NUMEL or len(command.touched) > BACKGROUND_TENSORS
 
 
 def do_in_worker(command: TensorEditCommand, name: str, summarize_before: bool, state: TaskState) -> Staged:

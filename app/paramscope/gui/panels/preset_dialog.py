@@ -239,7 +239,7 @@ class PresetDialog(QDialog):
         used_seed = commands[0].seed
         source = f"rules edited from preset {self.preset_text()}" if self.edited else f"preset {self.preset_text()}"
         group = CommandGroup(f"{source} ({len(commands)} rule(s), seed {used_seed})", commands)
-        if any(in_background(c) for c in commands) or sum(c.numel for c in commands) > BACKGROUND_NUMEL:
+        if any(in_background(c) for c in commands) or sum(c.work for c in commands) > BACKGROUND_NUMEL:
             # a GPT-2 preset on a 0.5B model froze the window for 4 s, lsuv runs the model's forward:
             # done in the worker on the model, busy meanwhile; recorded on this thread (do again: a no-op)
             self.state.set_busy(True, "preset")

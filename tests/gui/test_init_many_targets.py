@@ -14,7 +14,7 @@ import torch
 from torch.nn import init
 
 import paramscope.core.state.init_state as init_state
-import paramscope.gui.panels.init_panel as init_panel
+import paramscope.gui.panels.init_work as init_work
 from paramscope.gui.panels.init_panel import RULE, InitPanel
 
 COUNT = 300  # blocks.{i}.layers.{j}.weight, shapes (3, 2) and (2,) alternating
@@ -24,7 +24,7 @@ SHORT = 600  # characters: what a message, a list row or an undo text may take (
 @pytest.fixture
 def panel(qtbot, monkeypatch, many_tensors_state):
     monkeypatch.setattr(init_state, "LISTED_TARGETS", 20)
-    monkeypatch.setattr(init_panel, "BACKGROUND_TENSORS", 50)
+    monkeypatch.setattr(init_work, "BACKGROUND_TENSORS", 50)
     widget = InitPanel(many_tensors_state(COUNT))
     qtbot.addWidget(widget)
     widget.target_mode.setCurrentIndex(widget.target_mode.findData(RULE))

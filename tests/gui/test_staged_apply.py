@@ -196,3 +196,38 @@ def test_the_window_refuses_undo_and_backward_while_computing_and_closes(window,
     assert not panel.is_staging and not panel.worker.is_running
     assert torch.equal(session.tensor("0.weight").detach(), weight)
     assert session.stack.undo_text.endswith("= 0.5")
+
+
+def test_selecting_tensors_of_a_lazily_opened_model_reads_none_and_apply_reads_in_the_worker(
+    qtbot, tmp_path, monkeypatch
+):
+    """The panel plans at every selection: that read each selected tensor of a lazily opened
+    model (files over a GiB) on the GUI thread and kept it (0.9 s for a 1.85 GB embedding)."""
+    from safetensors.torch import save_file
+
+    import paramscope.gui.panels.init_work as init_work
+    from paramscope.core.files import regions
+
+    path = tmp_path / "big.safetensors"
+    save_file({"0.weight": torch.ones(64, 32), "1.weight": torch.ones(8, 64)}, str(path))
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
+    # over 4,096 bytes to read (8,192: the embedding's 1.85 GB), not over 4,096 elements (2,048)
+    monkeypatch.setattr(init_work, "BACKGROUND_NUMEL", 4096)
+    state = AppState()
+    assert state.open(str(path))
+    panel = InitPanel(state)
+    qtbot.addWidget(panel)
+    for name in ("0.weight", "1.weight", "0.weight"):
+        state.select_tensor(name)
+        assert panel.target_names() == [name]
+    session = state.session
+    assert {session.tensor(n).device.type for n in ("0.weight", "1.weight")} == {"meta"}
+
+    panel.set_initializer("constant_")
+    panel.set_field("val", 3.0)
+    with qtbot.waitSignal(panel.applied, timeout=60_000):
+        assert panel.apply()
+        assert panel.is_staging  # 8 KB still in the file: read (and the command built) in the worker
+    assert torch.equal(session.tensor("0.weight").detach(), torch.full((64, 32), 3.0))
+    assert session.tensor("1.weight").device.type == "meta"
+    panel.worker.cancel_and_wait()

@@ -109,6 +109,23 @@ class Session:
         self._tensors[canonical] = new
         return new
 
+    def checkable(self, name: str) -> torch.Tensor:
+        """The live tensor, or for a lazily opened placeholder a stand-in of its shape and dtype
+        holding one element (zero strides): what an init's checks look at, values unread.
+
+        Planning an init (the Initialize panel plans one at every selection) read a 1.85 GB
+        embedding from disk and kept it in the model; the values are read when applied."""
+        tensor = self.tensor(name)
+        if tensor.device.type != "meta" or self.opened.loader is None:
+            return tensor
+        return torch.empty_strided(tensor.shape, (0,) * tensor.dim(), dtype=tensor.dtype)
+
+    def unread_bytes(self, names: Iterable[str]) -> int:
+        """Bytes of ``names`` a lazily opened model has still to read from its files."""
+        if self.opened.loader is None:
+            return 0
+        return sum(self.report.tensor(n).nbytes for n in names if self.tensor(n).device.type == "meta")
+
     def _placeholder_places(self) -> dict[int, list[tuple[dict, str]]]:
         """Where each placeholder is registered (one walk of the model, then kept): an init of
         every tensor of a lazily opened model reads them one by one."""

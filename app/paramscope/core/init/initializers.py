@@ -217,10 +217,12 @@ class DefaultInitializer(Initializer):
     title = "PyTorch default: the owning module's reset_parameters()"
     acts_on_module = True
 
-    def check_module(self, module: nn.Module) -> str | None:
+    def check_module(self, module: nn.Module, tensors: list[torch.Tensor]) -> str | None:
+        """Why ``module`` cannot be reset, or None; ``tensors``: its parameters and buffers (of a
+        lazily opened model, stand-ins of their shapes: see ``Session.checkable``)."""
         if not callable(getattr(module, "reset_parameters", None)):
             return f"{type(module).__name__} has no reset_parameters(): PyTorch has no default to restore"
-        for tensor in list(module.parameters()) + list(module.buffers()):
+        for tensor in tensors:
             problem = Initializer.check(self, tensor, {})  # the same data checks as for one tensor
             if problem is not None:
                 return problem

@@ -221,10 +221,9 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
         hit = TensorHit(name, matched, info.aliases)
         if getattr(initializer, "acts_on_module", False):
             module_name = owner_module_name(name)
-            for other in module_tensors(model, module_name):  # lazily opened: values first
-                tensor_of(report.alias_to_name.get(other, other))
             module = model.get_submodule(module_name)
-            hit.refused = initializer.check_module(module)  # type: ignore[attr-defined]
+            held = [tensor_of(report.alias_to_name.get(other, other)) for other in module_tensors(model, module_name)]
+            hit.refused = initializer.check_module(module, held)  # type: ignore[attr-defined]
             if hit.refused is None and module_name not in rule_plan.modules:
                 rule_plan.modules.append(module_name)
                 for other in module_tensors(model, module_name):
@@ -262,7 +261,7 @@ def plan(source: Session | tuple[ModelReport, nn.Module], rules: Sequence[InitRu
         rules: parsed rules or rule texts.
     """
     report, model = (source.report, source.model) if not isinstance(source, tuple) else source
-    tensor_of = None if isinstance(source, tuple) else source.editable
+    tensor_of = None if isinstance(source, tuple) else source.checkable  # (values unread: see build_commands)
     cache = LoadedCustom()
     parsed = [parse_rule(r) if isinstance(r, str) else r for r in rules]
     the_plan = Plan([plan_rule(report, model, r, cache, tensor_of) for r in parsed])

@@ -32,6 +32,7 @@ from paramscope.core.init.rule_plans import (
     RulePlan,
     UnmatchedRuleWarning,
     check_unmatched,
+    module_tensors,
     plan,
 )
 from paramscope.core.init.selectors import Selector
@@ -171,6 +172,9 @@ def build_commands(session: Session, rules: Sequence[InitRule | str], seed: int 
     the_plan = _checked_plan(session, rules, skip_refused)
     generator, used_seed = make_generator(seed)
     effective = [rp for rp in the_plan.rules if rp.hits]  # a rule that hits nothing changes nothing
+    for rule_plan in effective:  # a lazily opened model's targets: their values read now
+        for name in rule_plan.touched:
+            session.editable(name)
     commands = [
         InitCommand(session, rule_plan, generator, used_seed, index)
         for index, rule_plan in enumerate(effective)
@@ -223,11 +227,14 @@ def preview_rules(session: Session, rules: Sequence[InitRule | str], seed: int |
     copies: dict[str, torch.Tensor] = {}
 
     def tensor_of(name: str) -> torch.Tensor:
-        if name not in copies:
-            copies[name] = session.tensor(name).detach().clone()
+        if name not in copies:  # (a lazily opened model's values: read, not kept in the model)
+            live = session.tensor(name)
+            copies[name] = session.values(name) if live.device.type == "meta" else live.detach().clone()
         return copies[name]
 
     def module_of(module_name: str) -> nn.Module:
+        for other in module_tensors(session.model, module_name):  # a reset needs the values in place
+            session.editable(session.canonical(other))
         original = session.model.get_submodule(module_name)
         try:
             module = copy.deepcopy(original)

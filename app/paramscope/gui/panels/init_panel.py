@@ -9,9 +9,11 @@ Preview runs the same request on copies (:func:`~paramscope.gui.panels.init_work
 a worker while the model is marked busy, so with the same seed it shows exactly what Apply will
 write. A preview whose request or model changed while it was computed is dropped, not shown.
 
-A large edit (over :data:`BACKGROUND_NUMEL` elements) is computed in a
+A large edit (costing over :data:`BACKGROUND_NUMEL` elements) is computed in a
 :class:`~paramscope.gui.workers.TaskWorker` (``TensorEditCommand.stage``; one that cannot be
-staged, or runs the model's forward, on the model itself) while the model is marked busy; one of over :data:`BACKGROUND_TENSORS` tensors is also planned and built there.
+staged, or runs the model's forward, on the model itself) while the model is marked busy; one
+of thousands of tensors, or of values still in a lazily opened model's files, is also planned
+and built there (``builds_in_background``).
 Back on the GUI thread the command goes through ``AppState.execute`` as any other, which then
 only swaps the new tensors in. The undo stack is only ever touched on the GUI thread.
 """
@@ -52,7 +54,6 @@ from paramscope.gui.panels.init_params_form import example_source, show_value
 from paramscope.gui.panels.init_targets import TargetsBox
 from paramscope.gui.panels.init_work import (
     BACKGROUND_NUMEL,
-    BACKGROUND_TENSORS,
     Builder,
     Built,
     Finish,
@@ -61,6 +62,7 @@ from paramscope.gui.panels.init_work import (
     Previewed,
     Staged,
     build_in_worker,
+    builds_in_background,
     compute_preview,
     in_background,
     init_builder,
@@ -327,7 +329,7 @@ class InitPanel(QWidget):
             if not rule.selector.names:
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
             seed = self.init_state.seed(rule.text)
-            if len(rule.selector.names) > BACKGROUND_TENSORS:
+            if builds_in_background(session, self.target_names()):
                 build = init_builder(session, rule, seed, self.init_state.skip_refused)
                 return self._build_in_background(build, f"init {rule.label}", "init", self._applied)
             the_plan, commands = build_commands(session, [rule], seed, self.init_state.skip_refused)
@@ -374,7 +376,7 @@ class InitPanel(QWidget):
         try:
             names = self.target_names()
             build = self.edit_state.builder(self.state.session, names)
-            if len(names) > BACKGROUND_TENSORS:
+            if builds_in_background(self.state.session, names):
                 return self._build_in_background(lambda: (None, build()), f"edit {_count(len(names))}", "value edit", finish)
             command = build()
         except ParamscopeError as exc:

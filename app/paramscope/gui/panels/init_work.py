@@ -99,6 +99,12 @@ BACKGROUND_NUMEL = 1 << 22
 BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI thread adds up
 
 
+def builds_in_background(session: Session, names: list[str]) -> bool:
+    """Whether an edit of ``names`` is even built in the worker: over this many tensors, or
+    values still to be read from a lazily opened model's files (a 1.85 GB embedding: ~1 s)."""
+    return len(names) > BACKGROUND_TENSORS or session.unread_bytes(names) > BACKGROUND_NUMEL
+
+
 def in_background(command: Command) -> bool:
     """Whether ``command`` runs in the worker: a large edit, or one that runs the model's forward
     (lsuv of one layer of a 0.5B model froze the window for 3.5 s)."""

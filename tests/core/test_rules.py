@@ -130,6 +130,25 @@ def test_type_selector_matches_subclasses_when_the_model_is_given():
     assert "blocks.layers.0.self_attn.out_proj.weight" not in resolve_targets(report, "type:Linear")
 
 
+@pytest.mark.parametrize("spec", ["demo:tiny_lm", "demo:shared", "demo:cnn", "demo:lstm", "demo:deep_mlp"])
+@pytest.mark.parametrize("pattern", ["Linear", "*Norm*", "Module", "Conv*", "Sequential", "LSTM"])
+def test_type_selector_hits_what_fetching_each_tensors_module_hits(spec: str, pattern: str):
+    """``type:`` selectors match each module once (a preset's rules fetched every tensor's module
+    by name: 6 s on 94,000 tensors); the hits are those of the plain per-tensor lookup."""
+    import fnmatch
+
+    report, model = report_of(spec)
+
+    def owner_matches(alias: str) -> bool:
+        module = model.get_submodule(alias.rpartition(".")[0])
+        return any(fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(module).__mro__)
+
+    expected = [i.name for i in report.parameters.values() if any(owner_matches(a) for a in i.aliases)]
+    assert resolve_targets(report, f"type:{pattern}", model) == expected
+    buffers = [i.name for i in report.buffers.values() if any(owner_matches(a) for a in i.aliases)]
+    assert resolve_targets(report, f"type:{pattern}", model, include_buffers=True) == expected + buffers
+
+
 def test_tied_parameter_hit_through_either_alias_is_one_canonical_target():
     report, model = report_of("demo:tiny_lm")
     assert resolve_targets(report, "head.weight") == ["embed.weight"]

@@ -24,7 +24,7 @@ from functools import cached_property
 from torch import nn
 
 from paramscope.core.errors import RuleError, listed
-from paramscope.core.model.report import ModelReport
+from paramscope.core.model.report import ModelReport, walk_modules
 
 
 def owner_module_name(tensor_name: str) -> str:
@@ -133,12 +133,40 @@ def resolve_targets(report: ModelReport, selector: Selector | str, model: nn.Mod
     tables = [report.parameters]
     if include_buffers:
         tables.append(report.buffers)
-    hits: list[str] = []
-    for table in tables:
-        for info in table.values():
-            if any(selector.matches(alias, report, model) for alias in info.aliases):
-                hits.append(info.name)
-    return hits
+    if selector.kind == "type":  # each module looked at once, not fetched once per tensor
+        owners = modules_of_type(selector.pattern, report, model)
+        return [
+            info.name
+            for table in tables
+            for info in table.values()
+            if any(owner_module_name(alias) in owners for alias in info.aliases)
+        ]
+    return [
+        info.name
+        for table in tables
+        for info in table.values()
+        if any(selector.matches(alias, report, model) for alias in info.aliases)
+    ]
+
+
+def modules_of_type(pattern: str, report: ModelReport, model: nn.Module | None = None) -> set[str]:
+    """Names of the modules whose class, or a base class, ``pattern`` (a glob) matches, as
+    ``type:`` selectors match them; from the report's type names when there is no model.
+
+    One pass over the modules, each class matched once: fetching each tensor's module by its
+    name (``get_submodule``) took 6 s for a preset's rules on 94,000 tensors.
+    """
+    if model is None:
+        return {name for name, info in report.modules.items() if fnmatch.fnmatchcase(info.type_name, pattern)}
+    matching: dict[type, bool] = {}
+    found: set[str] = set()
+    for name, module in walk_modules(model):
+        kind = type(module)
+        if kind not in matching:
+            matching[kind] = any(fnmatch.fnmatchcase(cls.__name__, pattern) for cls in kind.__mro__)
+        if matching[kind]:
+            found.add(name)
+    return found
 
 
 def _named_targets(report: ModelReport, names: Sequence[str]) -> list[str]:

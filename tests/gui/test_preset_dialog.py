@@ -129,3 +129,28 @@ def test_a_preset_failing_in_the_worker_is_one_line_and_changes_nothing(presets,
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # what was done, undone
     assert not window.state.session.stack.history and window.state.model_busy is None
     assert dialog.apply_button.isEnabled()
+
+
+def test_a_preset_on_thousands_of_tensors_is_planned_in_a_worker(qtbot, many_tensors_state):
+    """Planning gpt2's rules over a checkpoint of 94,000 tensors froze the window 6 s when the
+    dialog opened (and at every edit): a model of thousands of tensors is planned in a worker,
+    and the list shows the first lines and counts the rest."""
+    from paramscope.gui.panels.preset_plan import LISTED_LINES
+
+    state = many_tensors_state(3000)  # (more than BACKGROUND_TENSORS)
+    dialog = PresetDialog(state)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: not dialog.planner.is_running, timeout=60_000)
+    with qtbot.waitSignal(dialog.planner.finished, timeout=60_000):
+        dialog.choose("gpt2")
+        assert dialog.planner.is_running and dialog.targets_list.count() == 0  # the window goes on
+    assert "weights=normal(mean=0.0,std=0.02)" in dialog.rules_edit.toPlainText()
+    listed = rows(dialog)
+    assert len(listed) == LISTED_LINES + 1 and listed[1] == "  blocks.0.layers.0.weight"
+    assert listed[-1].startswith("… and ") and "more lines" in listed[-1]
+    assert "would change 3000 tensor(s)" in dialog.message.text()
+
+    with qtbot.waitSignal(dialog.planner.finished, timeout=60_000):  # an edit is planned there too
+        dialog.rules_edit.setPlainText("blocks.0.*=zeros")
+    assert rows(dialog)[0] == "blocks.0.*=zeros: 10 tensor(s)"
+    assert not state.session.stack.can_undo  # nothing applied

@@ -31,11 +31,12 @@ from paramscope.core.backward.sample_input import sample_input_text
 from paramscope.core.edit.command_group import CommandGroup
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.init.initializer_base import REQUIRED
-from paramscope.core.init.presets import PRESETS, Preset, preset_rules, read_rules_file
-from paramscope.core.init.rule_parse import InitRule, fill_input
-from paramscope.core.init.rule_plans import Plan, plan
+from paramscope.core.init.presets import PRESETS, Preset
+from paramscope.core.init.rule_parse import InitRule
+from paramscope.core.init.rule_plans import Plan
 from paramscope.core.init.rules import build_commands
-from paramscope.gui.panels.init_work import BACKGROUND_NUMEL, in_background
+from paramscope.gui.panels.init_work import BACKGROUND_NUMEL, BACKGROUND_TENSORS, in_background
+from paramscope.gui.panels.preset_plan import PresetView, editor_rules, preset_view
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
@@ -79,6 +80,9 @@ class PresetDialog(QDialog):
         self.worker = TaskWorker(self)  # applies a large preset (see apply)
         self.worker.finished.connect(lambda job: self._record(*job))
         self.worker.failed.connect(self._failed_in_worker)
+        self.planner = TaskWorker(self)  # lists what the rules touch, for a model of many tensors
+        self.planner.finished.connect(lambda shown: self._show(*shown))
+        self.planner.failed.connect(lambda message: self._say(message, error=True))
         state.sessionChanged.connect(self._on_session)
         self._on_session()
 
@@ -154,6 +158,7 @@ class PresetDialog(QDialog):
 
     def _on_session(self) -> None:
         self.worker.cancel()  # a preset still applying to the previous model: not recorded here
+        self.planner.cancel()
         has = self.state.has_session
         self.apply_button.setEnabled(has)
         if has and self.state.session.opened.forward_unavailable is None:
@@ -161,56 +166,61 @@ class PresetDialog(QDialog):
         self._on_preset()
 
     def make_rules(self) -> None:
-        """Put the preset's rules for this model in the editor (replacing edits)."""
+        """Put the preset's rules for this model in the editor (replacing edits), and list what
+        they touch."""
         if not self.state.has_session:
             return
-        session = self.state.session
-        try:
-            made = preset_rules(self.preset_text(), session.model, session.report)
-        except ParamscopeError as exc:
-            self._made = ""
-            self.rules_edit.setPlainText("")
-            self._say(str(exc), error=True)
+        self._plan(self.preset_text())
+
+    def refresh_targets(self) -> None:
+        """List what the editor's rules would touch (nothing is applied)."""
+        self._timer.stop()
+        if not self.state.has_session or not self.rules_edit.toPlainText().strip():
+            self.planner.cancel()
+            self.targets_list.clear()
             return
-        self._made = made.text()
-        self.rules_edit.setPlainText(self._made)
-        self.refresh_targets()
+        self._plan(None)
+
+    def _plan(self, preset: str | None) -> None:
+        """:func:`preset_view` at once for a small model, else in the planner worker."""
+        session, text, sample = self.state.session, self.rules_edit.toPlainText(), self._sample_input()
+        if len(session.report.order) <= BACKGROUND_TENSORS:
+            self.planner.cancel()
+            self._show(preset, preset_view(session, preset, text, sample))
+            return
+        self.targets_list.clear()
+        self._say(f"{preset or 'the rules'}: finding the tensors they touch…")
+        self.planner.start(lambda st: (preset, preset_view(session, preset, text, sample, st)), "planning the preset")
+
+    def _show(self, preset: str | None, view: PresetView) -> None:
+        if preset is not None:  # the preset's rules replace the editor's
+            self._made = view.made or ""
+            self.rules_edit.blockSignals(True)  # (no second plan of the same text)
+            self.rules_edit.setPlainText(self._made)
+            self.rules_edit.blockSignals(False)
+        self.targets_list.clear()
+        if view.error is not None:
+            self._say(view.error, error=True)
+            return
+        self.targets_list.addItems(view.lines)
+        for row in range(self.targets_list.count()):
+            item = self.targets_list.item(row)
+            item.setToolTip(item.text())
+        also = f" ({view.refused} refused)" if view.refused else ""
+        edited = " (edited)" if self.edited else ""
+        self._say(f"{self.preset_text()}{edited}: would change {view.changed} tensor(s){also}; "
+                  "nothing is applied until Apply")  # fmt: skip
 
     @property
     def edited(self) -> bool:
         return self.rules_edit.toPlainText() != self._made
 
+    def _sample_input(self) -> str | None:
+        return self.input_edit.text().strip() or None
+
     def rules(self) -> list[InitRule]:
         """The editor's rules, with the input filled into data-dependent ones that name none."""
-        texts = read_rules_file(self.rules_edit.toPlainText())
-        if not texts:
-            raise ParamscopeError("no rules: pick a preset, or write SELECTOR=INIT(...) lines")
-        return fill_input(texts, self.input_edit.text().strip() or None)
-
-    def refresh_targets(self) -> None:
-        """List what the rules would touch (nothing is applied)."""
-        self._timer.stop()
-        self.targets_list.clear()
-        if not self.state.has_session or not self.rules_edit.toPlainText().strip():
-            return
-        try:
-            the_plan = plan(self.state.session, self.rules())
-        except ParamscopeError as exc:
-            self._say(str(exc), error=True)
-            return
-        except ValueError as exc:  # a value an initializer rejects
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
-            return
-        self.targets_list.addItems(the_plan.describe(self.state.session.report).splitlines())
-        for row in range(self.targets_list.count()):
-            item = self.targets_list.item(row)
-            item.setToolTip(item.text())
-        refused = {name for _, name, _ in the_plan.refusals}
-        changed = len([n for n in the_plan.touched if n not in refused])
-        also = f" ({len(refused)} refused)" if refused else ""
-        edited = " (edited)" if self.edited else ""
-        self._say(f"{self.preset_text()}{edited}: would change {changed} tensor(s){also}; "
-                  "nothing is applied until Apply")  # fmt: skip
+        return editor_rules(self.rules_edit.toPlainText(), self._sample_input())
 
     # --- applying ------------------------------------------------------------------------------
     def _seed(self) -> int | None:

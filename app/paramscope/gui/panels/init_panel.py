@@ -329,7 +329,7 @@ class InitPanel(QWidget):
             if not rule.selector.names:
                 raise ParamscopeError("nothing to initialize: select a tensor or write a rule")
             seed = self.init_state.seed(rule.text)
-            if builds_in_background(session, self.target_names()):
+            if builds_in_background(session, list(rule.selector.names)):  # (resolved: of_names)
                 build = init_builder(session, rule, seed, self.init_state.skip_refused)
                 return self._build_in_background(build, f"init {rule.label}", "init", self._applied)
             the_plan, commands = build_commands(session, [rule], seed, self.init_state.skip_refused)

@@ -97,6 +97,69 @@ def test_norm_layers_of_any_class_get_gain_one_and_shift_zero(preset):
         assert torch.equal(norm.weight, torch.ones(4)) and torch.equal(norm.bias, torch.zeros(4)), index
 
 
+@pytest.mark.parametrize("preset", ["gpt2", "bert"])
+def test_a_checkpoint_without_code_sets_its_norm_gains_by_the_inferred_type(tmp_path, preset):
+    """A bare model.safetensors (no config): its containers are plain, ``type:*Norm*`` hit
+    nothing and the norm gains fell under "weights", drawn N(0, 0.02) as in a Llama before the
+    fix above. They are matched by the type their tensors show (``LayerNorm(16, bias=False)``)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = {
+        "model.embed_tokens.weight": torch.randn(64, 16),
+        "model.layers.0.input_layernorm.weight": torch.full((16,), 3.0),
+        "model.layers.0.self_attn.q_proj.weight": torch.randn(16, 16),
+        "model.layers.0.mlp.up_proj.weight": torch.randn(32, 16),
+        "model.norm.weight": torch.full((16,), 3.0),
+        "ln_f.weight": torch.full((16,), 3.0),
+        "ln_f.bias": torch.full((16,), 5.0),
+    }
+    save_file(state, str(tmp_path / "model.safetensors"))
+    session = Session(open_source(str(tmp_path / "model.safetensors")))
+    assert session.report.modules["model.norm"].inferred_type == "LayerNorm(16, bias=False)"
+    made = preset_rules(preset, session.model, session.report)
+    apply_rules(session, made.rules, seed=0, skip_refused=True)
+    for name in ("model.layers.0.input_layernorm.weight", "model.norm.weight", "ln_f.weight"):
+        assert torch.equal(session.tensor(name).detach(), torch.ones(16)), name
+    assert torch.equal(session.tensor("ln_f.bias").detach(), torch.zeros(16))
+    assert torch.std(session.tensor("model.layers.0.mlp.up_proj.weight")).item() == pytest.approx(0.02, rel=0.2)
+
+
+def test_block_quantized_float8_weights_and_their_scales_are_refused_saying_why(tmp_path):
+    """An fp8 checkpoint (DeepSeek-V3, transformers' fp8) stores each weight as float8 with a
+    scale per block beside it. gpt2 drew new float8 values under the old scales (weights ~1e-4
+    of what was asked) and drew the scales themselves as weights (negative scales)."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    weight = torch.randn(16, 16) * 0.02
+    scale = weight.abs().amax().reshape(1, 1) / 448.0
+    state = {
+        "layers.0.up.weight": (weight / scale).to(torch.float8_e4m3fn),
+        "layers.0.up.weight_scale_inv": scale,
+        "layers.0.gate.weight": torch.randn(16, 16),  # not quantized, a scale of its own beside it
+        "layers.0.gate.weight_scale": torch.ones(1),
+    }
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    session = Session(open_source(str(path)))
+    the_plan = plan(session, ["weights=normal(mean=0.0,std=0.02)"])
+    refused = {name: why for _, name, why in the_plan.refusals}
+    assert refused == {
+        "layers.0.up.weight": "stored quantized, scaled by layers.0.up.weight_scale_inv: new values would keep the "
+        "old scales; initialize the unquantized model (e.g. its bfloat16 release)",
+        "layers.0.up.weight_scale_inv": "a quantization scale of layers.0.up.weight, not a weight: initialize the "
+        "unquantized model (e.g. its bfloat16 release)",
+    }
+    apply_rules(session, ["weights=normal(mean=0.0,std=0.02)"], seed=0, skip_refused=True)
+    out = tmp_path / "out.safetensors"
+    assert main(["init", str(path), "--preset", "gpt2", "-o", str(out)]) == 0
+    written = load_file(str(out))
+    for name in ("layers.0.up.weight", "layers.0.up.weight_scale_inv"):  # as stored, bit for bit
+        assert torch.equal(written[name].view(torch.uint8), state[name].view(torch.uint8)), name
+    assert not torch.equal(written["layers.0.gate.weight"], state["layers.0.gate.weight"])
+
+
 @pytest.mark.parametrize("preset", ["gpt2", "bert", "fixup"])
 def test_a_mixture_of_experts_is_drawn_too(preset):
     """transformers 5 stacks the experts in 3-D parameters named gate_up_proj and down_proj: the

@@ -17,6 +17,7 @@ from torch import nn
 from paramscope.core.errors import RuleError, listed
 from paramscope.core.init.custom_init import LoadedCustom
 from paramscope.core.init.initializer_base import Initializer
+from paramscope.core.init.quantized import quantized_problem
 from paramscope.core.init.rule_parse import InitRule, parse_rule
 from paramscope.core.init.selectors import owner_module_name, resolve_targets
 from paramscope.core.model.fans import fan_note, fans_used
@@ -231,7 +232,7 @@ def plan_rule(report: ModelReport, model: nn.Module, rule: InitRule, cache: Load
                     if canonical not in rule_plan.extra:
                         rule_plan.extra.append(canonical)
         else:
-            hit.refused = initializer.check(tensor_of(name), kwargs)
+            hit.refused = quantized_problem(name, report) or initializer.check(tensor_of(name), kwargs)
         if hit.refused is None and uses_fans:
             _add_fan_note(rule_plan, model, name, tensor_of)
         hits.append(hit)

@@ -7,7 +7,8 @@ A tied parameter is hit through any of its names, and listed once under its cano
 - ``re:REGEX`` (``re.search`` on the qualified name);
 - ``type:Linear``: tensors whose owning module is a ``Linear`` (or a subclass); ``type:*Norm*``
   (a glob on the class names): every normalization layer, ``LayerNorm``, ``RMSNorm``,
-  ``LlamaRMSNorm``, ``GroupNorm``, ``BatchNorm2d``, ...;
+  ``LlamaRMSNorm``, ``GroupNorm``, ``BatchNorm2d``, ...; in a checkpoint without code, the class
+  its tensors show a container was (``RMSNorm(16)``, see :mod:`paramscope.core.files.infer_types`);
 - ``weights`` / ``biases``: the tutorial's ``'weight' in name`` on the local name;
 - exact names (the GUI's selection, :meth:`Selector.of_names`).
 """
@@ -24,6 +25,7 @@ from functools import cached_property
 from torch import nn
 
 from paramscope.core.errors import RuleError, listed
+from paramscope.core.files.infer_types import kind_of
 from paramscope.core.model.report import ModelReport, walk_modules
 
 
@@ -156,10 +158,10 @@ def modules_of_type(pattern: str, report: ModelReport, model: nn.Module | None =
     One pass over the modules, each class matched once: fetching each tensor's module by its
     name (``get_submodule``) took 6 s for a preset's rules on 94,000 tensors.
     """
+    found = {name for name, info in report.modules.items() if _inferred_matches(info.inferred_type, pattern)}
     if model is None:
-        return {name for name, info in report.modules.items() if fnmatch.fnmatchcase(info.type_name, pattern)}
+        return found | {name for name, info in report.modules.items() if fnmatch.fnmatchcase(info.type_name, pattern)}
     matching: dict[type, bool] = {}
-    found: set[str] = set()
     for name, module in walk_modules(model):
         kind = type(module)
         if kind not in matching:
@@ -167,6 +169,12 @@ def modules_of_type(pattern: str, report: ModelReport, model: nn.Module | None =
         if matching[kind]:
             found.add(name)
     return found
+
+
+def _inferred_matches(inferred: str | None, pattern: str) -> bool:
+    """A checkpoint's container (no code) matches by the class its tensors show it was: its
+    ``RMSNorm(16)`` gains are a norm's, which presets set to one, not weights drawn N(0, 0.02)."""
+    return inferred is not None and any(fnmatch.fnmatchcase(kind, pattern) for kind in kind_of(inferred).split(" or "))
 
 
 def _named_targets(report: ModelReport, names: Sequence[str]) -> list[str]:

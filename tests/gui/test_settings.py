@@ -82,3 +82,33 @@ def test_a_cached_model_id_in_recent_files_is_not_greyed_out(settings_file, qtbo
     fill_recent_menu(window)
     enabled = {a.text(): a.isEnabled() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()}
     assert enabled["org/cached"] and not enabled["org/evicted"]
+
+
+def test_docks_saved_on_a_larger_screen_leave_the_table_and_plots_room(settings_file, qtbot):
+    """Dock sizes saved at 1920 px left the table and plots 325 px of a 1280 px window on a
+    laptop (the table showed its Name column only): the docks then get their fresh shares."""
+    first = MainWindow(interactive=False, restore=True)
+    qtbot.addWidget(first)
+    first.resize(780, 560)  # within the offscreen screen
+    first.show()
+    first.resizeDocks([first.tree_dock, first.init_dock], [330, 330], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: first.tree_dock.width() > 250)  # the user's wide docks
+    first.close()  # saves
+
+    again = MainWindow(interactive=False, restore=True)  # as wide as when saved: kept as they are
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.wait(50)
+    assert again.tree_dock.width() > 250
+    again.close()
+
+    fresh = MainWindow(interactive=False)  # what a first start at 600 px shows
+    qtbot.addWidget(fresh)
+    fresh.resize(600, 560)
+    fresh.show()
+    second = MainWindow(interactive=False, restore=True)
+    qtbot.addWidget(second)
+    second.resize(600, 560)  # the smaller screen
+    second.show()
+    qtbot.waitUntil(lambda: second.tree_dock.width() == fresh.tree_dock.width())
+    assert second.centralWidget().width() == fresh.centralWidget().width()

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
@@ -240,8 +240,10 @@ class MainWindow(QMainWindow):
         """Geometry and dock layout from the last session (QSettings); saved again on close."""
         self.remember = True
         restored = settings.restore_window(self)
-        if restored:
-            self._docks_fitted = True  # the user's own dock sizes win over the defaults
+        if restored:  # the user's own dock sizes win over the defaults, if the screen has room
+            self._docks_fitted = True
+            width = settings.saved_width()
+            QTimer.singleShot(0, self, lambda: window_layout.fit_docks_if_narrower(self, width))
         return restored
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802

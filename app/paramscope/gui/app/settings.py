@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QMainWindow
 
 GEOMETRY_KEY = "window/geometry"
 STATE_KEY = "window/state"
+WIDTH_KEY = "window/width"  # the width the dock sizes were saved at
 # Bump when docks are renamed or moved, so an old saved layout is not restored onto a new one.
 STATE_VERSION = 2
 
@@ -46,6 +47,7 @@ def save_window(window: QMainWindow) -> None:
     settings = QSettings()
     settings.setValue(GEOMETRY_KEY, window.saveGeometry())
     settings.setValue(STATE_KEY, window.saveState(STATE_VERSION))
+    settings.setValue(WIDTH_KEY, window.width())
     settings.sync()
 
 
@@ -60,3 +62,11 @@ def restore_window(window: QMainWindow) -> bool:
     if isinstance(state, QByteArray | bytes) and state:
         restored = window.restoreState(QByteArray(state), STATE_VERSION) or restored
     return restored
+
+
+def saved_width() -> int:
+    """The window's width when its layout was saved (0: not known)."""
+    try:
+        return int(QSettings().value(WIDTH_KEY, 0))
+    except (TypeError, ValueError):
+        return 0

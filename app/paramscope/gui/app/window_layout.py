@@ -19,6 +19,7 @@ NARROW_WIDTH = 1200
 TOOL_DOCK_WIDTH = 310  # the Initialize and Backward panels need ~290 px; a little to spare
 # Room left around a fresh window on a small screen for the title bar and frame the window manager adds.
 FRAME_ALLOWANCE = (16, 48)
+MIN_CENTER_WIDTH = 420  # px for the table and plots: narrower, the table shows one column
 
 
 def fit_to_screen(window: MainWindow) -> None:
@@ -48,6 +49,14 @@ def fit_docks(window: MainWindow) -> None:
     window.resizeDocks([window.init_dock], [max(int(width * 0.31), TOOL_DOCK_WIDTH)], horizontal)
     window.resizeDocks([window.tree_dock, window.tied_dock], [int(height * 0.6), int(height * 0.3)], vertical)
     window.center.setSizes([int(height * 0.4), int(height * 0.5)])
+
+
+def fit_docks_if_narrower(window: MainWindow, saved_width: int) -> None:
+    """Dock sizes saved in a wider window (another screen) left the table and plots a sliver:
+    325 px of a 1280 px window after a session at 1920 px. Then the docks get their fresh
+    shares; in a window as wide as when saved, the user's own sizes stay."""
+    if window.width() < 0.9 * saved_width and window.centralWidget().width() < MIN_CENTER_WIDTH:
+        fit_docks(window)
 
 
 def reset_layout(window: MainWindow) -> None:

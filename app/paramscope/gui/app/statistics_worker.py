@@ -101,6 +101,7 @@ class StatisticsWorker(QObject):
         super().__init__(parent)
         self.state = state
         self.worker = TaskWorker(self)
+        self._computing: tuple[object, list[str]] | None = None  # (session, names) of the running task
         self.worker.progress.connect(self.progress)
         self.worker.partial.connect(self._store)
         self.worker.failed.connect(self.state.errorOccurred)
@@ -109,7 +110,7 @@ class StatisticsWorker(QObject):
         # A new model is drawn first: starting at once, the worker would compete with that
         # first paint for the GIL and the window would stall while it appears (~200 ms for GPT-2).
         self._first_paint = FirstPaint(parent if isinstance(parent, QWidget) else None)
-        self._first_paint.painted.connect(self.refresh)
+        self._first_paint.painted.connect(self._refresh_unless_under_way)
         state.sessionChanged.connect(self._refresh_after_paint)
         state.tensorsChanged.connect(lambda _names: self.refresh())
         state.tensorSelected.connect(self._on_selected)
@@ -131,7 +132,15 @@ class StatisticsWorker(QObject):
 
     def _on_selected(self, _name: str) -> None:
         if self.state.has_session and self.state.session.stats_on_demand and not self.complete:
-            self.refresh()
+            self._refresh_unless_under_way()
+
+    def _refresh_unless_under_way(self) -> None:
+        """:meth:`refresh`, unless the running task computes just what is missing: the first
+        paint and the first selection each restarted it, and a lazily opened 1.85 GB tensor was
+        read twice at once (a read in progress cannot stop). Edits always restart (refresh)."""
+        if self.worker.is_running and self.state.has_session and self._computing == (self.state.session, self.missing()):
+            return
+        self.refresh()
 
     def _on_grad_norms(self, _names: tuple[str, ...]) -> None:
         if self.state.has_session and self.state.session.missing_grad_norms():
@@ -154,6 +163,7 @@ class StatisticsWorker(QObject):
             self.allDone.emit()
             return
         session = self.state.session
+        self._computing = (session, names)
         model, report, loader = session.model, session.report, session.opened.loader
         # the gradients themselves, taken here: the GUI thread may set .grad to None meanwhile
         gradients, version = session.gradients(grads), session.grad_norms_version
@@ -192,6 +202,7 @@ class StatisticsWorker(QObject):
             self.state.store_summaries(*results)
 
     def _on_done(self) -> None:
+        self._computing = None  # (it holds the session: a replaced model must be freed)
         self.done.emit()
         if self.complete:
             self.allDone.emit()

@@ -144,7 +144,9 @@ def test_a_preset_on_thousands_of_tensors_is_planned_in_a_worker(qtbot, many_ten
     with qtbot.waitSignal(dialog.planner.finished, timeout=60_000):
         dialog.choose("gpt2")
         assert dialog.planner.is_running and dialog.targets_list.count() == 0  # the window goes on
+        assert not dialog.apply_button.isEnabled()  # the editor does not hold gpt2's rules yet
     assert "weights=normal(mean=0.0,std=0.02)" in dialog.rules_edit.toPlainText()
+    assert dialog.apply_button.isEnabled()
     listed = rows(dialog)
     assert len(listed) == LISTED_LINES + 1 and listed[1] == "  blocks.0.layers.0.weight"
     assert listed[-1].startswith("… and ") and "more lines" in listed[-1]

@@ -82,7 +82,7 @@ class PresetDialog(QDialog):
         self.worker.failed.connect(self._failed_in_worker)
         self.planner = TaskWorker(self)  # lists what the rules touch, for a model of many tensors
         self.planner.finished.connect(lambda shown: self._show(*shown))
-        self.planner.failed.connect(lambda message: self._say(message, error=True))
+        self.planner.failed.connect(lambda message: self._show(None, PresetView(error=message)))
         state.sessionChanged.connect(self._on_session)
         self._on_session()
 
@@ -189,10 +189,12 @@ class PresetDialog(QDialog):
             self._show(preset, preset_view(session, preset, text, sample))
             return
         self.targets_list.clear()
+        self.apply_button.setEnabled(False)  # until the editor holds the preset's rules
         self._say(f"{preset or 'the rules'}: finding the tensors they touch…")
         self.planner.start(lambda st: (preset, preset_view(session, preset, text, sample, st)), "planning the preset")
 
     def _show(self, preset: str | None, view: PresetView) -> None:
+        self.apply_button.setEnabled(self.state.has_session and not self.worker.is_running)
         if preset is not None:  # the preset's rules replace the editor's
             self._made = view.made or ""
             self.rules_edit.blockSignals(True)  # (no second plan of the same text)

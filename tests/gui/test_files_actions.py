@@ -212,3 +212,37 @@ def test_the_diff_window_opens_over_the_main_window(window, qtbot, tmp_path: Pat
     qtbot.wait(10)  # the first window is deleted by then
     assert len([w for w in window.findChildren(DiffView)]) == 1
 
+
+
+def test_a_diff_takes_the_models_tensors_in_its_worker_and_edits_wait_for_that(
+    qtbot, state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's state_dict() walk held the GUI thread 0.9 s at 100,000 tensors when a diff began."""
+    import threading
+    import time
+
+    from paramscope.core.edit.value_edits import value_edit_command
+
+    path = tmp_path / "other.pt"
+    torch.save(build_demo("mlp", seed=8).state_dict(), path)
+    model = state.session.model
+    walked_on: list[str] = []
+    state_dict = type(model).state_dict
+
+    def slow_state_dict(self, *args, **kwargs):
+        walked_on.append(threading.current_thread().name)
+        time.sleep(0.3)  # as 100,000 tensors take
+        return state_dict(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "state_dict", slow_state_dict)
+    actions = FilesActions(state, interactive=False)
+    with qtbot.waitSignal(actions.diffReady, timeout=30_000) as ready:
+        actions.start_diff(str(path))
+        assert state.model_busy == "diff"  # until the tensors are taken
+        with qtbot.waitSignal(state.errorOccurred) as refused:
+            assert not state.execute(value_edit_command(state.session, ["0.bias"], "add", value=1.0))
+        assert "wait until the diff task finishes" in refused.args[0]
+    assert walked_on == [w for w in walked_on if w != threading.main_thread().name] and walked_on
+    assert state.model_busy is None
+    assert len(ready.args[0].changed) == 4
+    assert state.execute(value_edit_command(state.session, ["0.bias"], "add", value=1.0))

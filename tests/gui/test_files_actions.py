@@ -246,3 +246,30 @@ def test_a_diff_takes_the_models_tensors_in_its_worker_and_edits_wait_for_that(
     assert state.model_busy is None
     assert len(ready.args[0].changed) == 4
     assert state.execute(value_edit_command(state.session, ["0.bias"], "add", value=1.0))
+
+
+def test_a_diff_replacing_a_running_export_keeps_the_model_busy_until_it_has_its_tensors(
+    qtbot, state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting a diff cancels the files task still running; that task's end released the busy
+    state the new diff had just taken, and an edit could slip in before its tensors were taken."""
+    import time
+
+    path = tmp_path / "other.pt"
+    torch.save(build_demo("mlp", seed=8).state_dict(), path)
+    model = state.session.model
+    state_dict = type(model).state_dict
+
+    def slow_state_dict(self, *args, **kwargs):
+        time.sleep(1.0)  # the checks below come well before it ends
+        return state_dict(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "state_dict", slow_state_dict)
+    actions = FilesActions(state, interactive=False)
+    actions.start_export(tmp_path / "out.safetensors")  # still taking the model's state_dict
+    assert actions.worker.is_running
+    with qtbot.waitSignal(actions.diffReady, timeout=30_000):
+        actions.start_diff(str(path))
+        qtbot.wait(50)  # the replaced export's end is delivered
+        assert state.model_busy == "diff"
+    assert state.model_busy is None

@@ -353,6 +353,7 @@ class FilesActions(QObject):
             return
         session = self.state.session
         model, title = session.model, session.opened.title
+        self.worker.cancel()  # a task this one replaces ends first: its end must not release this busy
         self._taking = session
         session.set_busy(True, TAKING_TENSORS)
 

@@ -100,8 +100,8 @@ BACKGROUND_TENSORS = 2_000  # or over this many tensors: ~10 us each on the GUI 
 
 
 def builds_in_background(session: Session, names: list[str]) -> bool:
-    """Whether an edit of ``names`` is even built in the worker: over this many tensors, or
-    values still to be read from a lazily opened model's files (a 1.85 GB embedding: ~1 s)."""
+    """Whether an edit of ``names`` is even built in the worker: over BACKGROUND_TENSORS tensors,
+    or over 4 MiB of values still in a lazily opened model's files (a 1.85 GB embedding: ~1 s)."""
     return len(names) > BACKGROUND_TENSORS or session.unread_bytes(names) > BACKGROUND_NUMEL
 
 

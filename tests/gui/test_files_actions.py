@@ -273,3 +273,18 @@ def test_a_diff_replacing_a_running_export_keeps_the_model_busy_until_it_has_its
         qtbot.wait(50)  # the replaced export's end is delivered
         assert state.model_busy == "diff"
     assert state.model_busy is None
+
+
+def test_the_load_weights_dialog_lists_a_groups_first_names_and_counts_the_rest(qtbot, many_tensors_state) -> None:
+    """A row per tensor of a 100,000-tensor checkpoint took 0.4 s of the GUI thread to build."""
+    from paramscope.gui.app.files_actions import LISTED_NAMES
+
+    model = many_tensors_state(LISTED_NAMES + 1000).session.model
+    dialog = LoadWeightsDialog(compare_weights(model, dict(model.state_dict())), "many.safetensors")
+    qtbot.addWidget(dialog)
+    matching = dialog.tree.topLevelItem(4)
+    assert matching.text(0) == f"Matching ({LISTED_NAMES + 1000})"
+    assert matching.childCount() == LISTED_NAMES + 1
+    assert matching.child(0).text(0) == "blocks.0.layers.0.weight"
+    assert matching.child(LISTED_NAMES).text(0) == "… and 1,000 more"
+    assert dialog.tree.topLevelItem(0).text(0) == "Missing in the file (0)" and not dialog.tree.topLevelItem(0).childCount()

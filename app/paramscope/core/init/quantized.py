@@ -23,9 +23,9 @@ def _quantized(report: ModelReport, name: str) -> bool:
 def quantized_problem(name: str, report: ModelReport) -> str | None:
     """Why an init cannot apply to tensor ``name`` as a block-quantized weight or its scale, or None.
 
-    Example:
-        >>> quantized_problem("mlp.down_proj.weight", report)  # float8, with mlp.down_proj.weight_scale_inv
-        'stored quantized, scaled by mlp.down_proj.weight_scale_inv: ...'
+    A float8 ``mlp.down_proj.weight`` beside ``mlp.down_proj.weight_scale_inv`` gives "stored
+    quantized, scaled by mlp.down_proj.weight_scale_inv: ..."; the scale gives "a quantization
+    scale of mlp.down_proj.weight, not a weight: ...". A float32 weight with a scale: None.
     """
     for suffix in SCALE_SUFFIXES:
         if name.endswith(suffix) and _quantized(report, name[: -len(suffix)]):

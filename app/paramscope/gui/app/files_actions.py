@@ -105,7 +105,7 @@ class LoadWeightsDialog(QDialog):
             top = QTreeWidgetItem([f"{title} ({len(items)})", ""])
             top.addChildren([QTreeWidgetItem([name, detail]) for name, detail in items[:LISTED_NAMES]])
             if len(items) > LISTED_NAMES:
-                top.addChild(QTreeWidgetItem([f"… and {len(items) - LISTED_NAMES:,} more", "paramscope diff MODEL FILE lists every name"]))
+                top.addChild(QTreeWidgetItem([f"… and {len(items) - LISTED_NAMES:,} more", "paramscope diff MODEL FILE --all lists every name"]))
             self.tree.addTopLevelItem(top)
             top.setExpanded(bool(items) and title != "Matching")
         self.strict_button = QRadioButton("Strict: every tensor must match")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from safetensors.torch import save_file
 
+from paramscope.core.errors import Cancelled
+from paramscope.core.files import module_tree
 from paramscope.core.sources import sources
+from paramscope.core.tasks import TaskState
 from paramscope.gui.app import opening
 from paramscope.gui.app.opening import opens_in_background, recent_files
 
@@ -115,3 +120,52 @@ def test_file_open_folder_opens_a_model_folder(window, qtbot, tmp_path: Path, mo
     assert ended.args == [True]
     assert window.state.session.opened.source == str(folder / "model.safetensors")
     assert "Open folder…" in [a.text().replace("&", "") for a in window.file_menu.actions()]
+
+
+def _endless_types(entered: threading.Event):
+    """A module-type guess that never ends but reports (and so stops on cancel), as a long open."""
+
+    def guess(containers, state=None) -> int:
+        entered.set()
+        while True:
+            state.progress(0.5, "guessing module types")
+            time.sleep(0.005)
+
+    return guess
+
+
+def test_stop_ends_an_open_under_way_and_keeps_the_model(window, qtbot, tmp_path: Path, monkeypatch) -> None:
+    with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
+        assert window.open_source("demo:mlp")
+    entered = threading.Event()
+    monkeypatch.setattr(module_tree, "mark_inferred_types", _endless_types(entered))
+    path = _checkpoint(tmp_path)
+    assert window.open_source(str(path))
+    qtbot.waitUntil(entered.is_set, timeout=10_000)
+    bar, stop = window.status.opening.progress_bar, window.status.opening.button
+    qtbot.waitUntil(lambda: bar.isVisible() and bar.value() > 0, timeout=10_000)  # how far it is
+    assert stop.isVisible() and "opening" in window.running_label.text()
+    with qtbot.waitSignal(window.opened, timeout=10_000) as ended:
+        qtbot.mouseClick(stop, Qt.MouseButton.LeftButton)
+    assert ended.args == [False]
+    assert window.opener.worker.wait(10_000)  # the open's thread ended, not left reading
+    assert window.state.session.opened.source == "demo:mlp"
+    assert window.statusBar().currentMessage() == f"Stopped opening {path}; the model shown stays"
+    assert not bar.isVisible() and not stop.isVisible() and window.running_label.text() == ""
+
+
+def test_stop_also_ends_an_open_started_before_the_window(qtbot, tmp_path: Path, monkeypatch) -> None:
+    entered = threading.Event()
+    monkeypatch.setattr(module_tree, "mark_inferred_types", _endless_types(entered))
+    ahead = opening.open_ahead(str(_checkpoint(tmp_path)))
+    assert ahead is not None and entered.wait(10)
+    passed: list[str] = []
+    state = TaskState(lambda _fraction, message: passed.append(message))
+    taking = ThreadPoolExecutor(1).submit(opening.take_ahead, ahead, state)
+    qtbot.waitUntil(lambda: "guessing module types" in passed, timeout=10_000)  # its progress, passed on
+    state.cancel()
+    with pytest.raises(Cancelled):
+        taking.result(timeout=10)
+    assert ahead.state.cancelled
+    with pytest.raises(Cancelled):
+        ahead.future.result(timeout=10)  # the open ahead stopped too

@@ -80,7 +80,7 @@ def test_the_window_takes_the_file_read_ahead_without_reading_it_again(window, q
     save_file({"layer.weight": torch.arange(6.0).reshape(2, 3), "layer.bias": torch.ones(2)}, str(path))
     ahead = open_ahead(str(path))
     assert ahead is not None
-    session = ahead.result(timeout=60)
+    session = ahead.future.result(timeout=60)
     with qtbot.waitSignal(window.statistics.allDone, timeout=60_000):
         assert window.open_source(str(path), ahead=ahead)
     assert window.state.session is session  # the very session read ahead, not a second read

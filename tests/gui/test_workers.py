@@ -8,7 +8,8 @@ import torch
 from PySide6.QtCore import QThread
 
 from paramscope.core.errors import SourceError
-from paramscope.gui.workers import SliceState, TaskWorker, WorkerState
+from paramscope.core.tasks import SliceState
+from paramscope.gui.workers import TaskWorker, WorkerState
 
 
 def test_result_and_progress_arrive_in_gui_thread(qtbot):

@@ -117,29 +117,6 @@ class WorkerState(TaskState):
             self._on_partial(partial)
 
 
-class SliceState(TaskState):
-    """Progress of one step mapped onto ``[lo, hi]`` of an outer state; cancel is the outer's."""
-
-    def __init__(self, outer: TaskState, lo: float, hi: float) -> None:
-        super().__init__()
-        self._outer, self._lo, self._hi = outer, lo, hi
-
-    def cancel(self) -> None:
-        self._outer.cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._outer.cancelled
-
-    def check(self) -> None:
-        self._outer.check()
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        fraction = max(0.0, min(1.0, fraction))
-        self.fraction, self.message = fraction, message
-        self._outer.progress(self._lo + (self._hi - self._lo) * fraction, message)
-
-
 class _Runner(QThread):
     progressed = Signal(float, str)
     partial = Signal(object)

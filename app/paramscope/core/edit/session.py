@@ -33,6 +33,7 @@ from paramscope.core.model.model_statistics import (
 )
 from paramscope.core.model.report import ModelReport, build_report
 from paramscope.core.sources.sources import OpenedModel
+from paramscope.core.tasks import TaskState, part
 
 ChangeListener = Callable[[tuple[str, ...]], None]
 SelectionListener = Callable[[str, object], None]  # ("module" | "tensor" | "group", the new value)
@@ -44,10 +45,10 @@ ON_DEMAND_BYTES = 1 << 30
 
 
 class Session:
-    def __init__(self, opened: OpenedModel, stack: CommandStack | None = None) -> None:
+    def __init__(self, opened: OpenedModel, stack: CommandStack | None = None, state: TaskState | None = None) -> None:
         self.opened = opened
         self.stack = stack if stack is not None else CommandStack()
-        self._read_structure()
+        self._read_structure(state)  # (state: progress and cancel of the report)
         # keyed by names of report.order: complete when as long (missing_summaries)
         self._summaries: dict[str, TensorSummary] = {}
         self._nonfinite: set[str] = set()  # canonical names whose summary counts NaN or Inf
@@ -278,12 +279,16 @@ class Session:
         for listener in list(self._listeners):
             listener(names)
 
-    def _read_structure(self) -> None:
+    def _read_structure(self, state: TaskState | None = None) -> None:
         """The report and what follows from it; it changes only when the structure does."""
         self._places: dict[int, list[tuple[dict, str]]] | None = None  # see _placeholder_places
-        self.report: ModelReport = build_report(self.opened.model)
+        self.report: ModelReport = build_report(self.opened.model, part(state, 0.0, 0.75))
+        if state is not None:
+            state.progress(0.75, "indexing the tensors")
         # Made here, in the worker that opens a file, rather than by the first view that asks.
         self.report.order, self.report.module_order, self.report.module_rows, self.report.unique_params  # noqa: B018
+        if state is not None:
+            state.progress(0.85, "indexing the tensors")
         self._structure_diagnostics: tuple[list[Diagnostic], list[Diagnostic]] | None = None
         self._columns: dict[str, np.ndarray] = {}  # see stat_column
         self._diagnostics: list[Diagnostic] | None = None

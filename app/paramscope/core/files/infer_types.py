@@ -11,9 +11,11 @@ Embedding. These are guesses (shown as such); the class stays ``StateDictModule`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from torch import nn
+
+from paramscope.core.tasks import TaskState, steps
 
 INFERRED_ATTRIBUTE = "_paramscope_inferred_type"  # set on a container; read by the report
 EMBEDDING_HINT = re.compile(r"(^|_)(embed\w*|embeddings?|wte|wpe|tok\w*|pos\w*emb\w*|emb)$", re.IGNORECASE)
@@ -91,16 +93,16 @@ def kind_of(inferred: str) -> str:
     return " or ".join(part.partition("(")[0] for part in inferred.split(" or "))
 
 
-def mark_inferred_types(containers: Iterable[tuple[str, nn.Module]]) -> int:
+def mark_inferred_types(containers: Sequence[tuple[str, nn.Module]], state: TaskState | None = None) -> int:
     """Set :data:`INFERRED_ATTRIBUTE` on each ``(qualified name, container)`` whose own tensors
-    tell its type; returns how many were recognised.
+    tell its type; returns how many were recognised. ``state``: progress and cancel.
 
     Containers of one kind repeat (every ``layers.N.mlp.fc``): a guess is made once per local
     name and shapes, then looked up.
     """
     found = 0
     guesses: dict[tuple[object, ...], str | None] = {}
-    for name, module in containers:
+    for name, module in steps(containers, len(containers), state, "guessing module types"):
         shapes: dict[str, tuple[int, ...] | None] = {}
         for local, tensor in (*module._parameters.items(), *module._buffers.items()):
             if tensor is not None:

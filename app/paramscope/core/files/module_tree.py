@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from paramscope.core import tasks
 from paramscope.core.errors import shown
 from paramscope.core.files.infer_types import mark_inferred_types
 from paramscope.core.model.report import storage_address
+from paramscope.core.tasks import TaskState, steps
 
 if TYPE_CHECKING:
     from paramscope.core.files.statedict import Checkpoint
@@ -122,7 +124,7 @@ def _free_name(parent: nn.Module, wanted: str) -> str:
     return name
 
 
-def _objects(checkpoint: Checkpoint) -> dict[str, nn.Parameter | torch.Tensor]:
+def _objects(checkpoint: Checkpoint, state: TaskState | None) -> dict[str, nn.Parameter | torch.Tensor]:
     """Each name (aliases included) and the object registered under it: a Parameter, or the
     tensor itself for a buffer. Names for one tensor of the file get one object."""
     tensors, aliases = checkpoint.tensors, checkpoint.aliases
@@ -130,10 +132,11 @@ def _objects(checkpoint: Checkpoint) -> dict[str, nn.Parameter | torch.Tensor]:
     # quantized layers (their scale and zero_point are buffers, not weights)
     quantized = frozenset(n.partition("._packed_params.")[0] for n in names if "._packed_params." in n)
     if checkpoint.distinct and not aliases:  # (safetensors, DCP) every name is a tensor of its own
-        return {name: _object(name, tensor, quantized) for name, tensor in tensors.items()}
+        listed = steps(tensors.items(), len(tensors), state, "making parameters")
+        return {name: _object(name, tensor, quantized) for name, tensor in listed}
     by_view: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
     made: dict[str, nn.Parameter | torch.Tensor] = {}
-    for name in names:
+    for name in steps(names, len(names), state, "making parameters"):
         target = aliases.get(name, name) if name not in tensors else name
         if target not in tensors:
             continue
@@ -256,11 +259,13 @@ def _split_deep(name: str, notes: list[str]) -> tuple[str, str, str]:
     return ".".join(parts[:MAX_DEPTH]), ".", ".".join(parts[MAX_DEPTH:])
 
 
-def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.Module, list[str]]:
+def build_module(
+    checkpoint: Checkpoint, kind: str = "state_dict", state: TaskState | None = None
+) -> tuple[nn.Module, list[str]]:
     """Build a module tree from dotted tensor names; returns the root and notes.
 
     Tensors that are the same view of one storage, or a safetensors alias, become one object
-    registered under every name, as in the model that was saved.
+    registered under every name, as in the model that was saved. ``state``: progress and cancel.
 
     Example:
         >>> from paramscope.core.files.statedict import Checkpoint
@@ -270,9 +275,10 @@ def build_module(checkpoint: Checkpoint, kind: str = "state_dict") -> tuple[nn.M
     """
     notes: list[str] = []
     tree = _Tree(StateDictModule(kind), notes)
-    for name, obj in _objects(checkpoint).items():
+    objects = _objects(checkpoint, tasks.part(state, 0.0, 0.3))
+    for name, obj in steps(objects.items(), len(objects), tasks.part(state, 0.3, 0.8), "building the module tree"):
         tree.place(name, obj)
-    mark_inferred_types(tree.made)  # "Linear (inferred)" instead of StateDictModule everywhere
+    mark_inferred_types(tree.made, tasks.part(state, 0.8, 1.0))  # "Linear (inferred)" instead of StateDictModule everywhere
     root = tree.parents[None][0]
     if tree.original:  # an export writes the file's names back
         root.__dict__[ORIGINAL_NAMES] = tree.original

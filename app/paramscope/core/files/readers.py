@@ -23,8 +23,12 @@ from paramscope.core.files.sniff import Sniffed, sniff
 from paramscope.core.files.statedict import Checkpoint, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
+from paramscope.core.tasks import TaskState, part
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
+# Of a file's open, the share of reading (the rest is the module tree): about even for a
+# safetensors file of tiny tensors, where the time is long enough to need a progress bar.
+READ_SHARE = 0.5
 LAZY_FORWARD = (
     "the checkpoint is over 1 GiB, so it opened lazily (each tensor read when looked at): forward "
     "and backward need every weight in memory; open FILE.py:NAME --weights THIS_FOLDER to run it"
@@ -50,7 +54,9 @@ def reading(path: Path) -> Iterator[None]:
             raise bad_file(path, f"cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
 
 
-def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, entry: str | None = None) -> Checkpoint:
+def read_checkpoint(
+    path: Path, trust: bool = False, lazy: bool | None = False, entry: str | None = None, state: TaskState | None = None
+) -> Checkpoint:
     """The tensors (and extras) of a state_dict file or folder: torch, safetensors, a sharded
     index, a DCP folder or a save_pretrained folder.
 
@@ -58,7 +64,8 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, 
     Tensors are read into memory; with ``lazy`` (None: for files over
     :data:`~paramscope.core.files.regions.LAZY_BYTES`) safetensors come back as placeholders
     and ``Checkpoint.loader`` reads one on demand. ``entry`` picks the weight set of a training
-    checkpoint that holds several (``"ema"``).
+    checkpoint that holds several (``"ema"``). ``state``: progress and cancel, for safetensors
+    files and shards (a torch file is one call into torch).
 
     Raises:
         SourceError: one line naming the file and the problem.
@@ -66,7 +73,7 @@ def read_checkpoint(path: Path, trust: bool = False, lazy: bool | None = False, 
     """
     path = Path(path)
     with reading(path):
-        checkpoint = _read_checkpoint(path, trust, lazy, entry)
+        checkpoint = _read_checkpoint(path, trust, lazy, entry, state=state)
     if entry is not None and checkpoint.entry != entry:  # a format without entries
         raise bad_file(path, f"has no entries to choose from (--entry {entry}): it holds one set of weights")
     return checkpoint
@@ -87,7 +94,12 @@ def dcp_folder_of(path: Path) -> Path:
 
 
 def _read_checkpoint(
-    path: Path, trust: bool, lazy: bool | None, entry: str | None, sniffed: Sniffed | None = None
+    path: Path,
+    trust: bool,
+    lazy: bool | None,
+    entry: str | None,
+    sniffed: Sniffed | None = None,
+    state: TaskState | None = None,
 ) -> Checkpoint:
     path = dcp_folder_of(path)
     if path.is_dir():
@@ -98,9 +110,9 @@ def _read_checkpoint(
         path = weights_in_folder(path)  # a save_pretrained folder, or one holding one weights file
     sniffed = sniffed or sniff(path)  # (a zip's directory is parsed here: once per open)
     if sniffed.kind == "safetensors":
-        return read_safetensors(path, lazy)
+        return read_safetensors(path, lazy, state)
     if sniffed.kind == "index":
-        return read_sharded(path, trust, lazy)
+        return read_sharded(path, trust, lazy, state)
     if sniffed.kind in ("npz", "npy"):
         from paramscope.core.files.numpy_io import read_npy, read_npz
 
@@ -134,14 +146,15 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
     return checkpoint.all_tensors()
 
 
-def open_file(path: Path, trust: bool, entry: str | None = None) -> OpenedModel | None:
+def open_file(path: Path, trust: bool, entry: str | None = None, state: TaskState | None = None) -> OpenedModel | None:
     """Open a file or folder source (what :func:`paramscope.core.sources.sources.open_source` calls).
 
-    ``entry``: the weight set to open in a checkpoint that holds several (``"ema"``).
+    ``entry``: the weight set to open in a checkpoint that holds several (``"ema"``); ``state``:
+    progress and cancel (reading, then the module tree).
     """
     path = Path(path)
     with reading(path):
-        opened = _open_file(path, trust, entry)
+        opened = _open_file(path, trust, entry, state)
     if opened is not None and entry is not None and opened.entry != entry:  # a format without entries
         raise bad_file(path, f"has no entries to choose from (--entry {entry}): it holds one set of weights")
     return opened
@@ -156,7 +169,7 @@ def _with_checkpoint(opened: OpenedModel, checkpoint: Checkpoint) -> OpenedModel
     return opened
 
 
-def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None:
+def _open_file(path: Path, trust: bool, entry: str | None, state: TaskState | None) -> OpenedModel | None:
     path = dcp_folder_of(path)
     if path.is_dir():
         from paramscope.core.files.dcp import is_dcp_folder, open_dcp
@@ -165,7 +178,8 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
             return open_dcp(path)
         path = weights_in_folder(path)
     sniffed = sniff(path)
-    checkpoint = _read_checkpoint(path, trust, None, entry, sniffed)  # open_file checks the entry
+    # (open_file checks the entry)
+    checkpoint = _read_checkpoint(path, trust, None, entry, sniffed, part(state, 0.0, READ_SHARE))
     source = str(path)
     known = known_weights(path.name)
     if known in ("adapter_model.safetensors", "adapter_model.bin"):
@@ -188,9 +202,9 @@ def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel | None
         return _with_checkpoint(OpenedModel(model, source, kind, path=path, notes=notes, extras=dict(checkpoint.extras)), checkpoint)
     if not checkpoint.tensors:
         raise SourceError(f"{path}: holds no tensors")
-    model, build_notes = build_module(checkpoint, "sharded" if sniffed.kind == "index" else "state_dict")
-    build_notes += [note] if (note := shard_note(path)) else []
     kind = "sharded" if sniffed.kind == "index" else "state_dict"
+    model, build_notes = build_module(checkpoint, kind, part(state, READ_SHARE, 1.0))
+    build_notes += [note] if (note := shard_note(path)) else []
     opened = OpenedModel(
         model,
         source,

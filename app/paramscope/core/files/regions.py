@@ -21,6 +21,7 @@ import torch
 from paramscope.core.errors import NotInFiles
 from paramscope.core.files import safety
 from paramscope.core.files.safety import bad_file
+from paramscope.core.tasks import TaskState, part, steps
 
 #: Files larger than this open lazily: shape-only placeholders now, a tensor's values when they
 #: are looked at (the session computes statistics on demand above the same size).
@@ -107,22 +108,27 @@ def read_region(handle: BinaryIO, region: Region, path: Path) -> torch.Tensor:
     return tensor
 
 
-def read_regions(path: Path, stamp: FileStamp, regions: Iterable[tuple[str, Region]]) -> dict[str, torch.Tensor]:
+def read_regions(
+    path: Path, stamp: FileStamp, regions: Iterable[tuple[str, Region]], state: TaskState | None = None
+) -> dict[str, torch.Tensor]:
     """Read every region in file order; the file must still be ``stamp`` before and after.
 
     Small tensors lying next to each other are read together (:func:`_read_run`): a checkpoint of
-    100,000 tiny tensors is a few reads, not 100,000.
+    100,000 tiny tensors is a few reads, not 100,000. ``state``: progress and cancel.
     """
     ordered = sorted(regions, key=lambda item: item[1].offset)
     tensors: dict[str, torch.Tensor] = {}
     with open(path, "rb") as handle:
         stamp.check(handle)
         for run in _runs(ordered):
+            share = part(state, len(tensors) / len(ordered), (len(tensors) + len(run)) / len(ordered))
             if len(run) == 1:
+                if share is not None:
+                    share.progress(0.0, "reading the tensors")
                 name, region = run[0]
                 tensors[name] = read_region(handle, region, path)
             else:
-                tensors.update(_read_run(handle, run, path))
+                tensors.update(_read_run(handle, run, path, share))
         stamp.check(handle)  # rewritten while being read: the values may be a mix
     return tensors
 
@@ -149,7 +155,9 @@ def _runs(ordered: list[tuple[str, Region]]) -> Iterator[list[tuple[str, Region]
         yield run
 
 
-def _read_run(handle: BinaryIO, run: list[tuple[str, Region]], path: Path) -> dict[str, torch.Tensor]:
+def _read_run(
+    handle: BinaryIO, run: list[tuple[str, Region]], path: Path, state: TaskState | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors of ``run``, read with one ``readinto`` into a buffer they then share.
 
     Each tensor is ``torch.frombuffer`` over its own bytes of the buffer: a storage of its own (no
@@ -170,7 +178,7 @@ def _read_run(handle: BinaryIO, run: list[tuple[str, Region]], path: Path) -> di
     target.release()
     base = torch.frombuffer(buffer, dtype=torch.uint8).data_ptr()
     tensors: dict[str, torch.Tensor] = {}
-    for name, region in run:
+    for name, region in steps(run, len(run), state, "reading the tensors"):
         itemsize = region.dtype.itemsize
         count = region.nbytes // itemsize if itemsize else 0
         if count == 0:

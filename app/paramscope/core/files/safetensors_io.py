@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from paramscope.core.errors import SourceError, listed
+from paramscope.core.errors import ParamscopeError, listed
 from paramscope.core.files.atomic import UnbufferedFile
 from paramscope.core.files.regions import (
     FileStamp,
@@ -37,6 +37,7 @@ from paramscope.core.files.safety import (
     human_bytes,
 )
 from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.tasks import TaskState, part, steps
 
 # fmt: off
 _ITEMSIZE = {
@@ -139,7 +140,7 @@ def _shown_value(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
+def read_header(path: Path, state: TaskState | None = None) -> tuple[dict[str, dict], dict[str, str], int]:
     """Validated header entries, metadata, and the data start offset.
 
     What ``safetensors`` itself refuses is refused here too, saying which rule: each tensor a
@@ -159,7 +160,7 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
         raw = handle.read(header_len)
     if len(raw) != header_len:
         raise bad_file(path, "ends inside its safetensors header (truncated while read?)")
-    return check_header(path, raw, size)
+    return check_header(path, raw, size, state)
 
 
 def header_length(path: Path | str, first8: bytes, size: int) -> int:
@@ -179,14 +180,16 @@ def header_length(path: Path | str, first8: bytes, size: int) -> int:
     return header_len
 
 
-def check_header(path: Path | str, raw: bytes, size: int) -> tuple[dict[str, dict], dict[str, str], int]:
+def check_header(
+    path: Path | str, raw: bytes, size: int, state: TaskState | None = None
+) -> tuple[dict[str, dict], dict[str, str], int]:
     """:func:`read_header`'s checks on header bytes ``raw`` of a file of ``size`` bytes, from any
-    reader (a local file, ranges fetched over the network)."""
+    reader (a local file, ranges fetched over the network); ``state``: progress and cancel."""
     header = _parse_header(path, raw)
     metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
     data_len = size - 8 - len(raw)
     spans: list[tuple[int, int, str]] = []
-    for name, entry in header.items():
+    for name, entry in steps(header.items(), len(header), state, "checking the header"):
         spans.append(_check_entry(path, name, entry, data_len))
     _check_layout(path, sorted(spans), data_len)
     return header, dict(metadata), 8 + len(raw)
@@ -291,18 +294,21 @@ def _regions(header: dict[str, dict], data_start: int) -> dict[str, Region]:
     }
 
 
-def read_safetensors(path: Path, lazy: bool | None = False) -> Checkpoint:
+def read_safetensors(path: Path, lazy: bool | None = False, state: TaskState | None = None) -> Checkpoint:
     """Open a safetensors file after checking its header; aliases become ties.
 
     Tensors are read into memory (never mapped: see :mod:`regions`). With ``lazy`` (None: when
     the file is larger than :data:`LAZY_BYTES`) they are shape-only placeholders and the
     checkpoint's ``loader`` reads one when asked. Sub-byte float formats, which torch cannot
-    hold, go through the safetensors library after a memory check.
+    hold, go through the safetensors library after a memory check. ``state``: progress and
+    cancel (between the header's checks, the tensors and their order).
 
     Raises:
         SourceError: damaged, lying header, changed while read, or more data than memory.
     """
-    header, metadata, data_start = read_header(path)
+    header, metadata, data_start = read_header(path, part(state, 0.0, 0.5))
+    if state is not None:
+        state.progress(0.5, "reading the tensors")
     total = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in header.values())
     loader = None
     try:
@@ -315,7 +321,7 @@ def read_safetensors(path: Path, lazy: bool | None = False) -> Checkpoint:
                 loader = RegionLoader(path, stamp, regions)
             else:
                 check_fits_memory(path, total)
-                tensors = read_regions(path, stamp, regions.items())
+                tensors = read_regions(path, stamp, regions.items(), part(state, 0.5, 0.8))
         else:
             check_fits_memory(path, total)
             from safetensors.torch import load_file
@@ -323,10 +329,12 @@ def read_safetensors(path: Path, lazy: bool | None = False) -> Checkpoint:
             tensors = load_file(str(path))
     except OSError as exc:
         raise bad_file(path, f"cannot be read: {exc.strerror or exc}") from None
-    except SourceError:
+    except ParamscopeError:  # ours already name the file (or say the user stopped)
         raise
     except Exception as exc:  # the library's errors are not one-line friendly
         raise bad_file(path, f"cannot be read as safetensors: {first_line(exc)}") from None
+    if state is not None:
+        state.progress(0.8, "ordering the names")
     # safetensors keeps no order: sort names naturally so layers.2 comes before layers.10
     tensors = {k: tensors[k] for k in sorted(tensors, key=natural_key)}
     aliases = aliases_from_metadata(metadata, set(tensors))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from paramscope.core import tasks
 from paramscope.core.errors import NotInFiles
 from paramscope.core.files.regions import opens_lazily
 from paramscope.core.files.safety import (
@@ -22,6 +23,7 @@ from paramscope.core.files.safety import (
 )
 from paramscope.core.files.sniff import sniff
 from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.tasks import TaskState
 
 
 def read_index(path: Path) -> tuple[dict[str, str], dict[str, object]]:
@@ -45,11 +47,14 @@ def parse_index(path: Path | str, raw: bytes) -> tuple[dict[str, str], dict[str,
     return weight_map, dict(metadata)
 
 
-def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> Checkpoint:
+def read_sharded(
+    path: Path, trust: bool = False, lazy: bool | None = False, state: TaskState | None = None
+) -> Checkpoint:
     """Load every shard named by the index at ``path``.
 
     ``lazy`` as for one file (None: decided by the shards' total size), so a model split into
-    many small shards is not read whole into memory.
+    many small shards is not read whole into memory. ``state``: progress and cancel, shard by
+    shard (DeepSeek-V3 has 163).
 
     Raises:
         SourceError: missing shard, a shard name outside the folder, a tensor missing from its
@@ -80,13 +85,18 @@ def read_sharded(path: Path, trust: bool = False, lazy: bool | None = False) -> 
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     notes = [f"{len(shards)} shard(s) read through {path.name}"]
-    for shard, shard_path in shards.items():
-        part = read_checkpoint(shard_path, trust=trust, lazy=lazy)
+    wanted: dict[str, list[str]] = {}  # shard -> its names, in the index's order
+    for key, shard in weight_map.items():
+        wanted.setdefault(shard, []).append(key)
+    for number, (shard, shard_path) in enumerate(shards.items()):
+        share = tasks.part(state, number / len(shards), (number + 1) / len(shards))
+        if share is not None:
+            share.progress(0.0, f"reading {shard}")
+        part = read_checkpoint(shard_path, trust=trust, lazy=lazy, state=share)
         if part.module is not None:
             raise bad_file(shard_path, "is a whole pickled module, not a state_dict shard")
-        wanted = [k for k, v in weight_map.items() if v == shard]
         available = part.all_tensors()
-        for key in wanted:
+        for key in wanted[shard]:
             if key not in available:
                 raise bad_file(shard_path, f"does not hold tensor {key!r}, which {path.name} says it does")
             tensors[key] = available[key]

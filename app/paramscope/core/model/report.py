@@ -13,8 +13,10 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from paramscope.core import tasks
 from paramscope.core.model.tensor_stats import data_problem
 from paramscope.core.model.unregistered import Unregistered, unregistered_in
+from paramscope.core.tasks import TaskState, steps
 
 INFERRED_ATTRIBUTE = "_paramscope_inferred_type"  # = core.files.infer_types.INFERRED_ATTRIBUTE (no import: cycle)
 
@@ -225,7 +227,9 @@ class _Collected:
     storages: list[tuple[tuple[str, int], str]]  # (device, storage address), canonical name
 
 
-def _collect(named: list[tuple[str, torch.Tensor]], kind: str, non_persistent: set[str]) -> _Collected:
+def _collect(
+    named: list[tuple[str, torch.Tensor]], kind: str, non_persistent: set[str], state: TaskState | None = None
+) -> _Collected:
     """One :class:`TensorInfo` per distinct tensor of ``named``, under its first name."""
     first: dict[int, tuple[str, torch.Tensor]] = {}
     more: dict[int, list[str]] = {}  # every name of a tensor met under several
@@ -237,7 +241,7 @@ def _collect(named: list[tuple[str, torch.Tensor]], kind: str, non_persistent: s
             first[key] = item
     out = _Collected({}, {}, {}, [])
     strided = torch.strided
-    for key, (canonical, tensor) in first.items():
+    for key, (canonical, tensor) in steps(first.items(), len(first), state, f"describing {kind}s"):
         names = more.get(key)
         lazy = issubclass(type(tensor), _LAZY)  # (isinstance goes through Parameter's metaclass)
         numel = 0 if lazy else tensor.numel()
@@ -317,8 +321,9 @@ def _named(modules: list[tuple[str, nn.Module]], table: str) -> list[tuple[str, 
     return out
 
 
-def build_report(model: nn.Module) -> ModelReport:
-    """Describe ``model``'s structure without reading any tensor values.
+def build_report(model: nn.Module, state: TaskState | None = None) -> ModelReport:
+    """Describe ``model``'s structure without reading any tensor values. ``state``: progress
+    and cancel (a checkpoint of a million tensors takes seconds).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
@@ -333,9 +338,9 @@ def build_report(model: nn.Module) -> ModelReport:
         for name, mod in walked
         for b in mod.__dict__.get("_non_persistent_buffers_set", ())
     }
-    params = _collect(_named(walked, "_parameters"), "parameter", set())
-    buffers = _collect(_named(walked, "_buffers"), "buffer", non_persistent)
-    modules, unregistered, shared_modules = _modules(walked, params, buffers)
+    params = _collect(_named(walked, "_parameters"), "parameter", set(), tasks.part(state, 0.0, 0.4))
+    buffers = _collect(_named(walked, "_buffers"), "buffer", non_persistent, tasks.part(state, 0.4, 0.5))
+    modules, unregistered, shared_modules = _modules(walked, params, buffers, tasks.part(state, 0.5, 1.0))
     if shared_modules or any(p.is_tied for p in params.infos.values()):
         _shared_totals(modules, params.infos)
     else:  # no parameter reachable twice: a subtree's total is its own plus its children's
@@ -354,7 +359,7 @@ def build_report(model: nn.Module) -> ModelReport:
 
 
 def _modules(
-    walked: list[tuple[str, nn.Module]], params: _Collected, buffers: _Collected
+    walked: list[tuple[str, nn.Module]], params: _Collected, buffers: _Collected, state: TaskState | None = None
 ) -> tuple[dict[str, ModuleInfo], list[Unregistered], bool]:
     """A :class:`ModuleInfo` per walked name, the unregistered tensors, and whether a module
     object appears under several names."""
@@ -363,7 +368,7 @@ def _modules(
     unregistered: list[Unregistered] = []
     registered = frozenset([*params.by_id, *buffers.by_id, *(id(m) for _, m in walked)])
     shared_modules = False
-    for name, module in walked:
+    for name, module in steps(walked, len(walked), state, "describing modules"):
         prefix = f"{name}." if name else ""
         own = [params.by_id[id(p)] for p in module._parameters.values() if p is not None]
         children, held = module._modules, module._buffers

@@ -26,6 +26,7 @@ from paramscope.core.files.opened import OpenedModel
 from paramscope.core.sources.demos import DEMOS, build_demo
 from paramscope.core.sources.hub_ids import cached_model, looks_like_model_id, not_cached_message
 from paramscope.core.sources.user_code import UserCodeError, run_python_file
+from paramscope.core.tasks import TaskState
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -91,10 +92,10 @@ def _expand(path: Path) -> Path:
         return path
 
 
-def _open_file(path: Path, trust: bool, entry: str | None) -> OpenedModel:
+def _open_file(path: Path, trust: bool, entry: str | None, state: TaskState | None) -> OpenedModel:
     from paramscope.core.files.readers import open_file  # imported late: it imports this module
 
-    opened = open_file(path, trust, entry)
+    opened = open_file(path, trust, entry, state)
     if opened is None:
         raise SourceError(f"{path}: not a format paramscope can open")
     return opened
@@ -120,6 +121,7 @@ def open_source(
     strip_prefix: str | None = None,
     entry: str | None = None,
     weights_entry: str | None = None,
+    state: TaskState | None = None,
 ) -> OpenedModel:
     """Open ``spec`` (see the module docstring) as a model.
 
@@ -130,6 +132,8 @@ def open_source(
         strip_prefix: a prefix to strip from the weights' keys first, or ``"auto"``.
         entry: the weight set to open when ``spec`` is a checkpoint holding several (``"ema"``).
         weights_entry: the same for the ``weights`` file.
+        state: progress and cancel for a data file (a checkpoint of a million tensors takes
+            half a minute); demos and Python code report nothing.
 
     Raises:
         SourceError: with a one-line message naming the spec or file and the problem.
@@ -161,7 +165,7 @@ def open_source(
             cached = not path.exists()
             if cached:
                 path = _cached_model(spec, label)
-            opened = _open_file(path, trust, entry)
+            opened = _open_file(path, trust, entry, state)
             if cached:  # named by its id (the title, reopening), the folder said in a note
                 opened.notes.insert(0, f"{spec} from the Hugging Face cache: {opened.path.parent if opened.path else path}")
                 opened.source = spec

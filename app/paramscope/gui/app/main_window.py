@@ -7,9 +7,8 @@ are built in modules of their own; this one places the panels and connects them.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -40,6 +39,7 @@ from paramscope.gui.app.first_look import first_look_tensor
 from paramscope.gui.app.init_tools import InitTools
 from paramscope.gui.app.opening import (
     FILE_FILTER,
+    Ahead,
     SourceOpener,
     add_recent_file,
     displayed,
@@ -65,10 +65,6 @@ from paramscope.gui.panels.value_grid import ValueGrid
 from paramscope.gui.plots.heatmap_view import HeatmapView
 from paramscope.gui.plots.spectrum_view import SpectrumView
 from paramscope.gui.state import AppState
-
-if TYPE_CHECKING:
-    from paramscope.core.edit.session import Session
-    from paramscope.core.files.safety import UntrustedFileError
 
 
 class MainWindow(QMainWindow):
@@ -167,6 +163,7 @@ class MainWindow(QMainWindow):
         self.opener.aboutToSwap.connect(self.statistics.cancel)
         self.opener.started.connect(self._on_opening)
         self.opener.opened.connect(self._on_opened)
+        self.opener.progress.connect(self.status.opening.advance)
         self.checkpoint_panel.entryChosen.connect(lambda entry: self.open_source(self.state.session.opened.source, entry=entry))
         self.init_panel.theoryChanged.connect(self.histogram_panel.set_theory)
         self.init_panel.previewReady.connect(self._show_preview)
@@ -258,6 +255,7 @@ class MainWindow(QMainWindow):
         self.selection_label, self.running_label, self.progress_bar = status.selection_label, status.running_label, status.progress_bar
         self.cancel_button, self.changed_label, self.reopen_button = status.cancel_button, status.changed_label, status.reopen_button
         self.cancel_button.clicked.connect(self.statistics.cancel)
+        status.opening.button.clicked.connect(self.stop_opening)
         self.reopen_button.clicked.connect(self.reopen)
         self.file_watch = FileWatch(self)
         self.file_watch.changed.connect(self.status.file_changed)
@@ -313,7 +311,7 @@ class MainWindow(QMainWindow):
         *,
         trust: bool = False,
         weights: str | None = None,
-        ahead: Future[Session | UntrustedFileError] | None = None,
+        ahead: Ahead | None = None,
         **options: str | None,
     ) -> bool:
         """Open ``spec`` (errors are shown, the current model stays); ``opened(bool)`` tells the end.
@@ -341,11 +339,18 @@ class MainWindow(QMainWindow):
     def _on_opening(self, spec: str) -> None:
         self.statusBar().showMessage(f"Opening {displayed(spec)}…")
         self.set_running(True, "opening", f"opening {shown(Path(displayed(spec)).name)}")
+        self.status.opening.start()
 
     def _on_opened(self, _ok: bool) -> None:
         if not self.opener.is_running:
             self.statusBar().clearMessage()
             self.set_running(False, "opening")
+            self.status.opening.stop()
+
+    def stop_opening(self) -> None:
+        """The status bar's Stop: the file being opened is dropped; the model shown stays."""
+        if (spec := self.opener.stop()) is not None:
+            self.statusBar().showMessage(f"Stopped opening {displayed(spec)}; the model shown stays", 15000)
 
     def open_model(self, opened: OpenedModel) -> None:
         self.statistics.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
@@ -24,7 +25,7 @@ from paramscope.core.files.remote_io import is_remote, shown_url
 from paramscope.core.files.safety import UntrustedFileError
 from paramscope.core.sources.hub_ids import cached_model
 from paramscope.core.sources.sources import open_source
-from paramscope.core.tasks import TaskState
+from paramscope.core.tasks import SliceState, TaskState
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker, long_lived_objects
 
@@ -146,9 +147,10 @@ def open_session(
     state.progress(0.0, f"opening {displayed(spec)}")
     try:
         with long_lived_objects():  # ~10^6 objects for 100,000 tensors: out of the collector's walks
-            opened = open_source(spec, trust=trust, weights=weights, **options)
-            state.check()
-            session = Session(opened)  # the report of every tensor: also off the GUI thread
+            opened = open_source(spec, trust=trust, weights=weights, state=SliceState(state, 0.0, 0.6), **options)
+            # the report of every tensor: also off the GUI thread
+            session = Session(opened, state=SliceState(state, 0.6, 0.97))
+            state.progress(0.97, "diagnostics")
             session.diagnostics()  # kept by the session: the Diagnostics panel only shows them
     except UntrustedFileError as exc:
         return exc
@@ -156,9 +158,15 @@ def open_session(
     return session
 
 
-def open_ahead(
-    spec: str, trust: bool = False, weights: str | None = None, **options: str | None
-) -> Future[Session | UntrustedFileError] | None:
+@dataclass(frozen=True)
+class Ahead:
+    """An open started before the window existed: its result to come, and its progress and cancel."""
+
+    future: Future[Session | UntrustedFileError]
+    state: TaskState
+
+
+def open_ahead(spec: str, trust: bool = False, weights: str | None = None, **options: str | None) -> Ahead | None:
     """Start opening a data file in a thread before the window exists; None for a source the
     window opens on the GUI thread (demos, Python code).
 
@@ -167,11 +175,28 @@ def open_ahead(
     """
     if not opens_in_background(spec):
         return None
+    state = TaskState()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paramscope-open")
     try:
-        return executor.submit(open_session, spec, trust, weights, TaskState(), **options)
+        return Ahead(executor.submit(open_session, spec, trust, weights, state, **options), state)
     finally:
         executor.shutdown(wait=False)
+
+
+# How often a worker waiting for an open started ahead passes its progress on and looks for a stop.
+AHEAD_POLL_S = 0.1
+
+
+def take_ahead(ahead: Ahead, state: TaskState) -> Session | UntrustedFileError:
+    """Worker body: wait for ``ahead``'s result, passing its progress on to ``state``; a stop of
+    ``state`` stops the open ahead too (else it would go on reading in the background)."""
+    while True:
+        try:
+            return ahead.future.result(timeout=AHEAD_POLL_S)
+        except TimeoutError:
+            if state.cancelled:
+                ahead.state.cancel()
+            state.progress(ahead.state.fraction, ahead.state.message)  # (raises Cancelled on a stop)
 
 
 class SourceOpener(QObject):
@@ -180,11 +205,14 @@ class SourceOpener(QObject):
     Signals:
         started(str): opening ``spec`` began.
         aboutToSwap(): the new session is ready and replaces the current one now.
+        progress(float, str): fraction done and the step (reading, the module tree, the report).
+        aboutToSwap(): the new session is ready and replaces the current one now.
         opened(bool): opening ended: True, the new session is in place; False, it failed (the
-            message went to ``state.errorOccurred``) or was refused; the old model stays.
+            message went to ``state.errorOccurred``), was refused or stopped; the old model stays.
     """
 
     started = Signal(str)
+    progress = Signal(float, str)
     aboutToSwap = Signal()
     opened = Signal(bool)
 
@@ -194,6 +222,7 @@ class SourceOpener(QObject):
         self.worker = TaskWorker(self)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
+        self.worker.progress.connect(self.progress)
         self._pending: tuple[str, str | None, Callable[[UntrustedFileError], bool] | None, dict[str, str | None]] | None = None
 
     @property
@@ -207,7 +236,7 @@ class SourceOpener(QObject):
         trust: bool = False,
         weights: str | None = None,
         ask: Callable[[UntrustedFileError], bool] | None = None,
-        ahead: Future[Session | UntrustedFileError] | None = None,
+        ahead: Ahead | None = None,
         **options: str | None,
     ) -> None:
         """Start opening ``spec`` (an open still running is cancelled). ``ask``: consent for risky
@@ -216,7 +245,7 @@ class SourceOpener(QObject):
         ``open_source``."""
         self._pending = (spec, weights, ask, options)
         if ahead is not None:
-            self.worker.start(lambda _st: ahead.result(), f"Opening {shown(Path(spec).name)}")
+            self.worker.start(lambda st: take_ahead(ahead, st), f"Opening {shown(Path(spec).name)}")
         else:
             self.worker.start(lambda st: open_session(spec, trust, weights, st, **options), f"Opening {shown(Path(spec).name)}")
         self.started.emit(spec)
@@ -224,6 +253,17 @@ class SourceOpener(QObject):
     def cancel_and_wait(self) -> bool:
         self._pending = None
         return self.worker.cancel_and_wait()
+
+    def stop(self) -> str | None:
+        """The user's Stop: the open under way is cancelled (its thread ends at its next check,
+        within a second even for a million tensors) and ``opened(False)`` says so; the model
+        shown stays. Returns the source stopped, None if nothing was opening."""
+        pending, self._pending = self._pending, None
+        if pending is None or not self.worker.is_running:
+            return None
+        self.worker.cancel()
+        self.opened.emit(False)
+        return pending[0]
 
     def _finished(self, result: Session | UntrustedFileError) -> None:
         pending, self._pending = self._pending, None

@@ -21,8 +21,9 @@ from paramscope.core.model.model_statistics import (
 )
 from paramscope.core.model.report import ModelReport
 from paramscope.core.model.tensor_stats import prefer_compiled
+from paramscope.core.tasks import SliceState
 from paramscope.gui.state import AppState
-from paramscope.gui.workers import SliceState, TaskWorker, WorkerState, long_lived_objects
+from paramscope.gui.workers import TaskWorker, WorkerState, long_lived_objects
 
 # Batches by bytes: small models in one go, large ones deliver results as they come. Each
 # delivery refreshes tree, table and diagnostics on the GUI thread, so not too many of them.

@@ -1,4 +1,5 @@
-"""The main window's status bar: the selection, what is running, statistics progress, file changed.
+"""The main window's status bar: the selection, what is running, progress of opening and of the
+statistics (each with its stop button), file changed.
 
 :class:`WindowStatus` owns these widgets and updates them from the app state and the workers'
 signals; the window keeps them under its own names (``window.running_label``, ...).
@@ -13,8 +14,55 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 from paramscope.gui.state import AppState
 
-# The statistics bar repaints at most this often (each repaint of a big window costs ~25 ms).
+# A progress bar repaints at most this often (each repaint of a big window costs ~25 ms).
 PROGRESS_REPAINT_MS = 150
+
+
+class ProgressPair(QObject):
+    """A progress bar and its stop button for one kind of long work, shown while it runs.
+
+    ``QProgressBar.setValue`` repaints at once (tens of ms in a big window): the bar shows the
+    latest value at most every :data:`PROGRESS_REPAINT_MS`.
+    """
+
+    def __init__(self, bar: QStatusBar, text: str, button: str, tooltip: str) -> None:
+        super().__init__(bar)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setFormat(f"{text} %p%")
+        self.button = QPushButton(button)
+        self.button.setToolTip(tooltip)
+        for widget in (self.progress_bar, self.button):
+            bar.addPermanentWidget(widget)
+            widget.hide()
+        self._pending = (0, "")
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PROGRESS_REPAINT_MS)
+        self._timer.timeout.connect(self._show)
+
+    def start(self) -> None:
+        self._timer.stop()
+        self.progress_bar.setValue(0)
+        self.progress_bar.show()
+        self.button.show()
+
+    def advance(self, fraction: float, message: str) -> None:
+        self._pending = (int(fraction * 100), message)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _show(self) -> None:
+        percent, message = self._pending
+        if percent != self.progress_bar.value():
+            self.progress_bar.setValue(percent)
+        self.progress_bar.setToolTip(message)
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self.progress_bar.hide()
+        self.button.hide()
 
 
 class WindowStatus(QObject):
@@ -27,26 +75,18 @@ class WindowStatus(QObject):
         self.running_label = QLabel()
         self.running_label.setObjectName("runningLabel")
         self._running: dict[str, str] = {}
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 100)
-        self.progress_bar.setMaximumWidth(220)
-        self.progress_bar.setFormat("statistics %p%")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop computing statistics (what is done stays)")
         self.changed_label = QLabel()
         self.changed_label.setObjectName("fileChangedLabel")
         self.reopen_button = QPushButton("Reopen")
         self.reopen_button.setToolTip("Open the new version of the file (asks about unsaved edits first)")
         bar.addWidget(self.selection_label, 1)
-        for widget in (self.running_label, self.progress_bar, self.cancel_button, self.changed_label, self.reopen_button):
+        bar.addPermanentWidget(self.running_label)
+        self.opening = ProgressPair(bar, "opening", "Stop", "Stop opening (the model you have stays)")
+        self.stats = ProgressPair(bar, "statistics", "Cancel", "Stop computing statistics (what is done stays)")
+        self.progress_bar, self.cancel_button = self.stats.progress_bar, self.stats.button
+        for widget in (self.changed_label, self.reopen_button):
             bar.addPermanentWidget(widget)
-        for widget in (self.progress_bar, self.cancel_button, self.changed_label, self.reopen_button):
             widget.hide()
-        self._pending_progress = (0, "")
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setSingleShot(True)
-        self._progress_timer.setInterval(PROGRESS_REPAINT_MS)
-        self._progress_timer.timeout.connect(self._show_progress)
 
     def set_running(self, busy: bool, what: str, text: str | None = None) -> None:
         """Show what long work is going on (several at once are joined)."""
@@ -58,28 +98,15 @@ class WindowStatus(QObject):
 
     def stats_started(self) -> None:
         self.set_running(True, "statistics")
-        self.progress_bar.setValue(0)
-        self.progress_bar.show()
-        self.cancel_button.show()
+        self.stats.start()
 
     def stats_progress(self, fraction: float, message: str) -> None:
-        # QProgressBar.setValue repaints at once (tens of ms in a big window): the bar shows the
-        # latest value at most every PROGRESS_REPAINT_MS.
-        self._pending_progress = (int(fraction * 100), message)
-        if not self._progress_timer.isActive():
-            self._progress_timer.start()
-
-    def _show_progress(self) -> None:
-        percent, message = self._pending_progress
-        if percent != self.progress_bar.value():
-            self.progress_bar.setValue(percent)
-        self.progress_bar.setToolTip(message)
+        self.stats.advance(fraction, message)
 
     def stats_done(self, still_running: bool) -> None:
         if not still_running:
             self.set_running(False, "statistics")
-            self.progress_bar.hide()
-            self.cancel_button.hide()
+            self.stats.stop()
 
     def file_changed(self, path: str) -> None:
         """The opened file was saved over: the values in memory stay; offer the new version."""

@@ -51,12 +51,12 @@ from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.atomic import write_text_atomically
 from paramscope.core.init.compare import CURRENT, Comparison, compare_schemes
-from paramscope.core.tasks import TaskState
+from paramscope.core.tasks import SliceState, TaskState
 from paramscope.gui.models.param_table import fmt_float
 from paramscope.gui.plots import plot_export
 from paramscope.gui.plots.signal_plot import SignalPlot
 from paramscope.gui.state import AppState
-from paramscope.gui.workers import SliceState, TaskWorker
+from paramscope.gui.workers import TaskWorker
 
 #: Item data of the scheme that stands for the Initialize panel's current choice.
 PANEL = "\0panel"

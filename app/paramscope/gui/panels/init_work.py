@@ -25,9 +25,8 @@ from paramscope.core.init.rules import InitCommand, build_commands, preview_rule
 from paramscope.core.init.theory import theory_for
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
-from paramscope.core.tasks import TaskState
+from paramscope.core.tasks import SliceState, TaskState
 from paramscope.gui.plots.histogram_view import Theory
-from paramscope.gui.workers import SliceState
 
 #: The initializer and its arguments at the time of Apply (for the theory curve drawn after).
 Form = tuple[str, dict[str, object]]

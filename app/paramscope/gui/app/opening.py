@@ -256,7 +256,7 @@ class SourceOpener(QObject):
 
     def stop(self) -> str | None:
         """The user's Stop: the open under way is cancelled (its thread ends at its next check,
-        within a second even for a million tensors) and ``opened(False)`` says so; the model
+        within about a second even for a million tensors) and ``opened(False)`` says so; the model
         shown stays. Returns the source stopped, None if nothing was opening."""
         pending, self._pending = self._pending, None
         if pending is None or not self.worker.is_running:

@@ -10,13 +10,15 @@ import torch
 from range_server import RangeServer, replace_file
 from safetensors.torch import save_file
 
-from paramscope.core.errors import SourceError
+from paramscope.core.errors import Cancelled, SourceError
 from paramscope.core.files import remote
+from paramscope.core.files.readers import READ_SHARE
 from paramscope.core.files.remote_cache import RangeCache
 from paramscope.core.files.remote_io import shown_url
 from paramscope.core.model.model_statistics import compute_model_statistics
 from paramscope.core.model.report import build_report
 from paramscope.core.sources.sources import open_source
+from paramscope.core.tasks import TaskState
 
 BIG = 300_000  # float32 elements: 1.2 MB, larger than the header probe
 
@@ -174,6 +176,24 @@ def test_a_sharded_index_opens_from_one_read_per_shard(tmp_path: Path) -> None:
         assert changed == {"model-00001-of-00003.safetensors": BIG * 4}
         for name in ("layers.0.weight", "layers.1.weight"):  # small: read with their shard's header
             assert torch.equal(opened.loader(name), tensors[name])
+
+
+def test_a_sharded_index_reports_its_shards_and_stops_between_them(tmp_path: Path) -> None:
+    root = tmp_path / "sharded"
+    root.mkdir()
+    _write_sharded(root)
+    seen: list[tuple[float, str]] = []
+    with RangeServer(root) as server:
+        url = server.url("model.safetensors.index.json")
+        open_source(url, state=TaskState(lambda fraction, message: seen.append((fraction, message))))
+        headers = [(f, m) for f, m in seen if m.endswith("shard headers")]
+        assert [m for _, m in headers] == [f"read {k} of 3 shard headers" for k in (1, 2, 3)]
+        assert headers[-1][0] == pytest.approx(READ_SHARE)  # reading's share done, then the module tree
+        assert any(m == "building the module tree" for _, m in seen)
+
+        stop = TaskState(lambda _fraction, message: stop.cancel() if message.startswith("read 1 of") else None)
+        with pytest.raises(Cancelled):
+            open_source(url, state=stop)
 
 
 def test_index_shards_outside_its_folder_are_refused(tmp_path: Path) -> None:

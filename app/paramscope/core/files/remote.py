@@ -11,7 +11,7 @@ Other formats are refused with a hint to download them first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import quote, urlsplit
@@ -40,6 +40,7 @@ from paramscope.core.files.safetensors_io import (
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import parse_index
 from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.tasks import TaskState, part
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is
 #: ~20 KB), or a whole index; tensors that lie inside it are served from it.
@@ -155,13 +156,14 @@ def read_remote_tensors(url: str, cache: RangeCache | None = None) -> dict[str, 
         return checkpoint.all_tensors()
 
 
-def open_remote(url: str, cache: RangeCache | None = None) -> OpenedModel:
-    """The model for ``url``: placeholders built into a module tree, with a loader."""
-    from paramscope.core.files.readers import reading
+def open_remote(url: str, cache: RangeCache | None = None, state: TaskState | None = None) -> OpenedModel:
+    """The model for ``url``: placeholders built into a module tree, with a loader. ``state``:
+    progress (shard headers as they arrive, then the module tree) and cancel."""
+    from paramscope.core.files.readers import READ_SHARE, reading
 
     with reading(shown_url(url)):
-        checkpoint, kind = _read_remote(url, cache)
-        model, build_notes = build_module(checkpoint, kind)
+        checkpoint, kind = _read_remote(url, cache, part(state, 0.0, READ_SHARE))
+        model, build_notes = build_module(checkpoint, kind, part(state, READ_SHARE, 1.0))
     return OpenedModel(
         model,
         shown_url(url),
@@ -173,14 +175,14 @@ def open_remote(url: str, cache: RangeCache | None = None) -> OpenedModel:
     )
 
 
-def _read_remote(url: str, cache: RangeCache | None) -> tuple[Checkpoint, str]:
+def _read_remote(url: str, cache: RangeCache | None, state: TaskState | None = None) -> tuple[Checkpoint, str]:
     cache = cache if cache is not None else RangeCache.from_env()
     if url.endswith("/"):
         url = _weights_in_remote_folder(url)
     reader = reader_for(url)
     stamp, probe = reader.first(HEADER_PROBE)
     if probe.lstrip()[:1] == b"{":
-        return _read_index(url, reader, stamp, probe, cache), "sharded"
+        return _read_index(url, reader, stamp, probe, cache, state), "sharded"
     if len(probe) >= 9 and probe[8:9] == b"{":
         shard = _open_safetensors(url, reader, stamp, probe, cache)
         return _checkpoint(shard.tensors, shard.metadata, shard.loader, [], shard.nbytes, url), "state_dict"
@@ -206,7 +208,9 @@ def _open_safetensors(url: str, reader: RangeReader, stamp: RemoteStamp, probe: 
     return _Shard(tensors, metadata, RemoteLoader(RemoteFile(url, reader, stamp, cache, probe), regions), nbytes)
 
 
-def _read_index(url: str, reader: RangeReader, stamp: RemoteStamp, probe: bytes, cache: RangeCache) -> Checkpoint:
+def _read_index(
+    url: str, reader: RangeReader, stamp: RemoteStamp, probe: bytes, cache: RangeCache, state: TaskState | None = None
+) -> Checkpoint:
     shown = reader.url
     if stamp.size > INDEX_LIMIT:
         raise SourceError(f"{shown}: a {human_bytes(stamp.size)} JSON file is too large for an index")
@@ -214,13 +218,15 @@ def _read_index(url: str, reader: RangeReader, stamp: RemoteStamp, probe: bytes,
     weight_map, metadata = parse_index(shown, raw)
     names = list(dict.fromkeys(weight_map.values()))
     urls = {name: shard_url(url, name, shown) for name in names}
-    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(names)))) as pool:
-        shards = dict(zip(names, pool.map(lambda n: _open_shard(urls[n], cache), names), strict=True))
+    shards = _open_shards(urls, cache, state)
     tensors: dict[str, torch.Tensor] = {}
     loaders: dict[str, RemoteLoader] = {}
     aliases: dict[str, str] = {}
+    wanted: dict[str, list[str]] = {}  # shard -> its names, in the index's order
+    for key, name in weight_map.items():
+        wanted.setdefault(name, []).append(key)
     for name, shard in shards.items():
-        for key in (k for k, v in weight_map.items() if v == name):
+        for key in wanted[name]:
             if key not in shard.tensors:
                 raise SourceError(f"{shard.loader.file.shown}: does not hold tensor {key!r}, which {shown} says it does")
             tensors[key] = shard.tensors[key]
@@ -234,6 +240,20 @@ def _read_index(url: str, reader: RangeReader, stamp: RemoteStamp, probe: bytes,
     checkpoint.aliases.update(aliases)
     checkpoint.extras.update(extras)
     return checkpoint
+
+
+def _open_shards(urls: dict[str, str], cache: RangeCache, state: TaskState | None) -> dict[str, _Shard]:
+    """Each shard's header, read :data:`PARALLEL_READS` at a time; progress as they arrive. A
+    failure is raised for the first shard in the index's order that failed, as it names it."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_READS, len(urls))))
+    try:
+        futures = {name: pool.submit(_open_shard, url, cache) for name, url in urls.items()}
+        for done, _future in enumerate(as_completed(futures.values()), 1):
+            if state is not None:  # (a stop raises here: the reads not started are dropped)
+                state.progress(done / len(urls), f"read {done} of {len(urls)} shard headers")
+        return {name: future.result() for name, future in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _open_shard(url: str, cache: RangeCache) -> _Shard:

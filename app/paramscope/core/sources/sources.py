@@ -153,7 +153,7 @@ def open_source(
     elif _is_url(spec):  # before paths: "https://host/x" is no file name
         from paramscope.core.files.remote import open_remote
 
-        opened = open_remote(spec)
+        opened = open_remote(spec, state=state)
     else:
         head, sep, name = spec.rpartition(":")
         if sep and head.endswith(".py") and name.isidentifier():

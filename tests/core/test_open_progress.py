@@ -98,6 +98,23 @@ def test_a_cancel_stops_the_open_inside_each_step(tmp_path: Path, step: str) -> 
     assert state.reached == 2 and state.after == 0
 
 
+@pytest.mark.parametrize("step", ["scanning the pickle", "reading the tensors", "building the module tree"])
+def test_a_torch_file_reports_its_scan_and_reads_and_stops_in_them(tmp_path: Path, step: str) -> None:
+    """A ``.pt`` is scanned by our pure-Python pickle reader, then its storages read: a stop
+    there is a stop, not "damaged" (the scan's errors all mean damaged bytes otherwise)."""
+    path = tmp_path / "many.pt"
+    torch.save({f"blocks.{k}.weight": torch.full((3,), float(k)) for k in range(COUNT)}, path)
+    seen: list[tuple[float, str]] = []
+    _open(path, TaskState(lambda fraction, message: seen.append((fraction, message))))
+    assert [m for m in dict.fromkeys(m for _, m in seen)][:3] == ["scanning the pickle", "reading the tensors", "making parameters"]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    state = _StopAt(step)
+    with pytest.raises(Cancelled):
+        _open(path, state)
+    assert state.reached == 2 and state.after == 0
+
+
 def test_a_sharded_checkpoint_reports_shard_by_shard_and_stops_between(tmp_path: Path) -> None:
     weight_map = {}
     for shard in range(1, 4):

@@ -30,6 +30,7 @@ from paramscope.core.files.pickle_limits import (
     ScanLimits,
     limit_error,
 )
+from paramscope.core.tasks import TaskState
 
 # bytes per element for torch's typed storage class names (legacy and zip format ids)
 _STORAGE_ITEMSIZE = {
@@ -181,9 +182,12 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         scan: PickleScan,
         max_storages: int | None,
         known: int,
+        state: TaskState | None = None,
     ) -> None:
         super().__init__(stream)
         self._scan = scan
+        self._state = state  # progress (of a pickle in memory) and cancel, at each check
+        self._size = 0  # bytes of a pickle in memory (:meth:`load_bytes`), for the progress
         self._classes: dict[str, type] = {}
         self._max_storages = max_storages
         self._known = known
@@ -233,6 +237,8 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def _check(self, opcodes: int, consumed: int = 0) -> int:
         """Refuse when over a limit; return the opcode count of the next check."""
+        if self._state is not None:  # (a stop raises here)
+            self._state.progress(consumed / self._size if self._size else 0.0, "scanning the pickle")
         limits = self.limits()
         if consumed > limits.bytes:  # a pickle in memory (:meth:`load_bytes`)
             raise limit_error("bytes", limits.bytes, limits.storages)
@@ -281,6 +287,7 @@ class _ScanUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         opcode reads at most what is there). A FRAME (protocol 4) raises :class:`_Framed`:
         the caller scans again with :meth:`load`."""
         stream = io.BytesIO(data)
+        self._size = len(data)
         self._file_read, self._file_readline = stream.read, stream.readline
         self._start(stream.read, stream.readline)
         self.dispatch[pickle.FRAME[0]] = _ScanUnpickler._framed
@@ -379,6 +386,7 @@ def scan_pickle(
     scan: PickleScan | None = None,
     max_storages: int | None = None,
     known_storages: int = 0,
+    state: TaskState | None = None,
 ) -> PickleScan:
     """Unpickle ``stream`` inertly and report globals and declared storages.
 
@@ -388,6 +396,7 @@ def scan_pickle(
         max_storages: at most this many storages raise the limits (those the file can hold).
         known_storages: storages the file declared elsewhere (legacy format: the key list
             that follows the object counts them).
+        state: progress and cancel (a pickle of a million tensors takes half a minute).
 
     Raises:
         ScanLimitError: the pickle needs more work or memory than a checkpoint, or nests
@@ -403,7 +412,8 @@ def scan_pickle(
     if isinstance(stream, bytes | bytearray):
         fresh = PickleScan(list(scan.globals), dict(scan.storages))
         try:
-            fresh.top_level = _ScanUnpickler(io.BytesIO(), fresh, max_storages, known_storages).load_bytes(bytes(stream))
+            unpickler = _ScanUnpickler(io.BytesIO(), fresh, max_storages, known_storages, state)
+            fresh.top_level = unpickler.load_bytes(bytes(stream))
         except _Framed:  # protocol 4 and later: the stock loop and its unframer
             pass
         else:
@@ -415,7 +425,7 @@ def scan_pickle(
     bounded: IO[bytes] | BoundedStream = stream
     if not small:
         bounded = BoundedStream(stream, lambda: ScanLimits(known_storages))
-    unpickler = _ScanUnpickler(bounded, scan, max_storages, known_storages)
+    unpickler = _ScanUnpickler(bounded, scan, max_storages, known_storages, state)
     if isinstance(bounded, BoundedStream):
         bounded._allowed = unpickler.limits
     scan.top_level = unpickler.load()

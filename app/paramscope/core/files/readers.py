@@ -126,7 +126,7 @@ def _read_checkpoint(
 
         raise UntrustedFileError(path, "torch's oldest (tar) format is read with full unpickling", "it is a tar-format torch file")
     if sniffed.kind in _TORCH_KINDS:
-        obj = load_torch_file(path, trust, sniffed)
+        obj = load_torch_file(path, trust, sniffed, state)
         try:
             checkpoint = split_checkpoint(obj, str(path), entry)
         except ValueError as exc:

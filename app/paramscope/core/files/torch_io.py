@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from paramscope.core.errors import Cancelled
 from paramscope.core.files.pickle_limits import ScanLimitError, pickle_bytes_limit
 from paramscope.core.files.pickle_scan import PickleScan, scan_pickle
 from paramscope.core.files.regions import FileStamp
@@ -30,12 +31,14 @@ from paramscope.core.files.safety import (
 from paramscope.core.files.sniff import Sniffed, sniff
 from paramscope.core.files.torch_plain import build_plain
 from paramscope.core.files.unknown import placeholders
+from paramscope.core.tasks import TaskState, part
 
 _PICKLE_RISK = "loading it unpickles Python objects, which can run arbitrary code on this computer"
 
 
-def _check_zip(sniffed: Sniffed) -> tuple[PickleScan, dict[str, zipfile.ZipInfo]]:
-    """The scan of a zip checkpoint's pickle and its records, sizes checked."""
+def _check_zip(sniffed: Sniffed, state: TaskState | None = None) -> tuple[PickleScan, dict[str, zipfile.ZipInfo]]:
+    """The scan of a zip checkpoint's pickle and its records, sizes checked; ``state``: the
+    scan's progress and cancel."""
     path = sniffed.path
     try:
         with zipfile.ZipFile(path) as archive:
@@ -66,7 +69,7 @@ def _check_zip(sniffed: Sniffed) -> tuple[PickleScan, dict[str, zipfile.ZipInfo]
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as exc:
         # a damaged directory or entry surfaces as any of these from zipfile
         raise bad_file(path, f"is a damaged zip archive ({first_line(exc)})") from None
-    scan = _scan(path, raw, max_storages=records)
+    scan = _scan(path, raw, max_storages=records, state=state)
     for key, decl in scan.storages.items():
         record = infos.get(f"{sniffed.prefix}/data/{key}" if sniffed.prefix else f"data/{key}")
         if record is None:
@@ -83,12 +86,18 @@ def _check_zip(sniffed: Sniffed) -> tuple[PickleScan, dict[str, zipfile.ZipInfo]
 
 
 def _scan(
-    path: Path, raw: bytes | io.BufferedReader, max_storages: int | None = None, known: int = 0
+    path: Path,
+    raw: bytes | io.BufferedReader,
+    max_storages: int | None = None,
+    known: int = 0,
+    state: TaskState | None = None,
 ) -> PickleScan:
     try:
-        return scan_pickle(raw, max_storages=max_storages, known_storages=known)
+        return scan_pickle(raw, max_storages=max_storages, known_storages=known, state=state)
     except ScanLimitError as exc:  # more work or memory than a checkpoint needs
         raise bad_file(path, str(exc)) from None
+    except Cancelled:  # the user stopped the open: nothing is wrong with the file
+        raise
     except Exception as exc:  # any failure here means damaged bytes; nothing ran
         raise bad_file(path, f"is damaged: its pickle cannot be read ({type(exc).__name__})") from None
 
@@ -149,13 +158,17 @@ def _holds_plain_weights(loaded: Any) -> bool:
     return checkpoint.module is None and bool(checkpoint.tensors)
 
 
-def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = None) -> Any:
+def load_torch_file(
+    path: Path, trust: bool = False, sniffed: Sniffed | None = None, state: TaskState | None = None
+) -> Any:
     """Load a ``torch.save`` file: ``weights_only=True`` unless ``trust``.
 
     Args:
         path: the file (zip or legacy torch format, any extension).
         trust: allow unpickling arbitrary objects (runs code from the file).
         sniffed: the result of :func:`sniff` if already known.
+        state: progress and cancel while the pickle is scanned and the tensors read (a file
+            torch itself must load is one call: no progress there).
 
     Objects of classes outside torch next to plain weights (a training script's config) come
     back as inert :class:`~paramscope.core.files.unknown.UnknownObject` stand-ins.
@@ -167,7 +180,7 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
     sniffed = sniffed or sniff(path)
     records: dict[str, zipfile.ZipInfo] = {}
     if sniffed.kind == "torch_zip":
-        scan, records = _check_zip(sniffed)
+        scan, records = _check_zip(sniffed, part(state, 0.0, 0.5))
     elif sniffed.kind == "torch_legacy":
         scan = _check_legacy(sniffed)
     elif sniffed.kind == "pickle":
@@ -182,7 +195,7 @@ def load_torch_file(path: Path, trust: bool = False, sniffed: Sniffed | None = N
                 return pickle.load(handle)  # noqa: S301  (only with trust, checked above)
         if sniffed.kind == "torch_zip":
             check_fits_memory(path, scan.declared_bytes)
-            plain = build_plain(path, scan, records, sniffed.prefix)
+            plain = build_plain(path, scan, records, sniffed.prefix, part(state, 0.5, 1.0))
             if plain is not None:
                 return plain
         try:

@@ -24,6 +24,7 @@ import torch
 from paramscope.core.files.pickle_scan import PickleScan, _Inert
 from paramscope.core.files.regions import RUN_BYTES, SMALL_BYTES, FileStamp
 from paramscope.core.files.safety import bad_file
+from paramscope.core.tasks import STEP_STRIDE, TaskState
 
 _DTYPES: dict[str, torch.dtype] = {
     "torch.DoubleStorage": torch.float64, "torch.FloatStorage": torch.float32,
@@ -47,8 +48,16 @@ class _NotPlain(Exception):
 
 
 class _Builder:
-    def __init__(self, path: Path, handle: BinaryIO, records: dict[str, zipfile.ZipInfo], prefix: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handle: BinaryIO,
+        records: dict[str, zipfile.ZipInfo],
+        prefix: str,
+        progress: _Progress | None = None,
+    ) -> None:
         self._path = path
+        self._progress = progress
         self._handle = handle
         self._records = records
         self._data = f"{prefix}/data/" if prefix else "data/"
@@ -189,6 +198,8 @@ class _Builder:
             return known
         nbytes = numel * dtype.itemsize
         loaded = (self._read(key, nbytes, dtype.itemsize), dtype)
+        if self._progress is not None:
+            self._progress.read(nbytes)
         if nbytes:
             self._storages[key] = loaded
         return loaded
@@ -231,9 +242,28 @@ def _native_order(handle: BinaryIO, records: dict[str, zipfile.ZipInfo], prefix:
     return signature == b"PK\x03\x04" and handle.read(record.file_size) == sys.byteorder.encode()
 
 
-def build_plain(path: Path, scan: PickleScan, records: dict[str, zipfile.ZipInfo], prefix: str) -> Any | None:
+class _Progress:
+    """Bytes and storages read so far, reported every :data:`STEP_STRIDE` storages or 64 MB:
+    a million tiny tensors, or a few of gigabytes each."""
+
+    def __init__(self, state: TaskState, total_bytes: int) -> None:
+        self.state, self.total = state, max(total_bytes, 1)
+        self.done = self.count = self.reported = 0
+
+    def read(self, nbytes: int) -> None:
+        self.done += nbytes
+        self.count += 1
+        if not self.count % STEP_STRIDE or self.done - self.reported > 1 << 26:
+            self.reported = self.done
+            self.state.progress(self.done / self.total, "reading the tensors")
+
+
+def build_plain(
+    path: Path, scan: PickleScan, records: dict[str, zipfile.ZipInfo], prefix: str, state: TaskState | None = None
+) -> Any | None:
     """What ``torch.load(path, map_location="cpu", weights_only=True)`` returns, or None when
     the pickle holds anything but containers, tensors and parameters (torch loads it then).
+    ``state``: progress (by bytes read) and cancel.
 
     Raises:
         SourceError: the file changed while it was read, or a storage ends early.
@@ -245,7 +275,8 @@ def build_plain(path: Path, scan: PickleScan, records: dict[str, zipfile.ZipInfo
         if not _native_order(handle, records, prefix):
             return None
         try:
-            builder = _Builder(path, handle, records, prefix)
+            progress = _Progress(state, scan.declared_bytes) if state is not None else None
+            builder = _Builder(path, handle, records, prefix, progress)
             builder.read_small(scan.storages)
             loaded = builder.build(scan.top_level)
         except (_NotPlain, RuntimeError, TypeError, ValueError, OverflowError, struct.error):

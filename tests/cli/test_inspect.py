@@ -89,10 +89,11 @@ def test_a_terminal_sees_progress_while_statistics_are_read(tmp_path, monkeypatc
     assert main(["inspect", str(tmp_path / "many.safetensors"), "--json"]) == 0
     written = terminal.getvalue()
     assert "100.0% done" in written and written.endswith("\r" + " " * 68 + "\r")  # the last write wipes the line
+    assert "building the module tree" in written  # the open says how far it is too (a million tensors: 30 s)
     json.loads(capsys.readouterr().out)  # stdout stays the JSON alone
     monkeypatch.setattr(common, "PROGRESS_EVERY_S", 3600.0)  # the first update only
     terminal.seek(0)
     terminal.truncate()
     assert main(["inspect", str(tmp_path / "many.safetensors"), "--json"]) == 0
-    assert terminal.getvalue().count("%") == 1
+    assert terminal.getvalue().count("%") == 2  # the open's first update, then the statistics'
     json.loads(capsys.readouterr().out)  # stdout stays the JSON alone

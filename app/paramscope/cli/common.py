@@ -74,17 +74,21 @@ def add_sync_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_from_args(args: argparse.Namespace) -> Any:
+    """The source the arguments name; on a terminal, how far its open is on stderr (a
+    checkpoint of a million tensors takes half a minute)."""
     from paramscope.core.sources.sources import open_source
 
     # commands with a SOURCE but without every source option (presets) leave them unset
-    return open_source(
-        args.source,
-        trust=args.trust,
-        weights=getattr(args, "weights", None),
-        strip_prefix=getattr(args, "strip_prefix", None),
-        entry=getattr(args, "entry", None),
-        weights_entry=getattr(args, "weights_entry", None),
-    )
+    with terminal_progress() as state:
+        return open_source(
+            args.source,
+            trust=args.trust,
+            weights=getattr(args, "weights", None),
+            strip_prefix=getattr(args, "strip_prefix", None),
+            entry=getattr(args, "entry", None),
+            weights_entry=getattr(args, "weights_entry", None),
+            state=state,
+        )
 
 
 def fmt_number(value: float | str | None, width: int = 10) -> str:

@@ -1,4 +1,5 @@
-"""The histogram of the selected tensor (values or gradient), kept in step with the AppState.
+"""The histogram of the selected tensor (values, gradient, or the weights a float8 tensor's codes
+stand for), kept in step with the AppState.
 
 The Initialize panel's Preview draws here too (before / after / theory), where the eye already
 is; the preview stays until the tensor, its values or the model change.
@@ -6,15 +7,20 @@ is; the preview stays until the tensor, its values or the model change.
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from paramscope.core.edit.session import Session
+from paramscope.core.model.dequantize import dequantize, layout_problem, scale_of
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
+from paramscope.core.tasks import TaskState
 from paramscope.gui.plots.histogram_view import HistogramView, Theory
 from paramscope.gui.state import AppState
 from paramscope.gui.workers import TaskWorker
 
-VALUES, GRADIENT = "values", "gradient"
+VALUES, GRADIENT, DEQUANTIZED = "values", "gradient", "dequantized"
+DEQUANTIZING = "dequantized weights"  # the worker's task while it computes them
 # Below this many elements a missing summary is computed at once instead of waiting for the worker.
 SYNC_SUMMARY_LIMIT = 1 << 20
 
@@ -27,11 +33,14 @@ class HistogramPanel(QWidget):
         self.mode = QComboBox(self)
         self.mode.addItem("Values", VALUES)
         self.mode.addItem("Gradient", GRADIENT)
+        self.mode.addItem("Dequantized", DEQUANTIZED)
+        self.mode.setItemData(2, "float8 weights: the codes times their block's scale (…_scale_inv or …_scale)", Qt.ItemDataRole.ToolTipRole)
         self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
         self._theory: Theory | None = None
         self._preview: tuple[str, Histogram, Theory | None] | None = None  # name, would-be values, theory
         self._grad_cache: dict[str, TensorSummary | None] = {}
-        # Gradients of large tensors are summarized off the GUI thread.
+        self._dequantized: dict[str, TensorSummary] = {}  # canonical name -> its weights' summary
+        # Gradients of large tensors, and float8 weights, are summarized off the GUI thread.
         self._grad_worker = TaskWorker(self)
         self._grad_worker.finished.connect(self._grad_summary_ready)
         self._grad_worker.failed.connect(self.state.errorOccurred)
@@ -77,7 +86,9 @@ class HistogramPanel(QWidget):
 
     # --- state -----------------------------------------------------------------------------
     def _on_session(self) -> None:
+        self._grad_worker.cancel()  # (what it computes is of the model replaced)
         self._grad_cache.clear()
+        self._dequantized.clear()
         self._theory = None
         self._preview = None
         self.refresh()
@@ -95,6 +106,9 @@ class HistogramPanel(QWidget):
     def _on_tensors_changed(self, names: tuple[str, ...]) -> None:
         for name in names:
             self._grad_cache.pop(name, None)
+        if self._grad_worker.what == DEQUANTIZING:  # from values now replaced
+            self._grad_worker.cancel()
+        self._dequantized.clear()  # (a weight or its scale changed: either changes the weights)
         if self._preview is not None and self._preview[0] in names:
             self._preview = None  # the values it was computed from are gone (Apply shows the real ones)
             self.refresh()
@@ -115,6 +129,9 @@ class HistogramPanel(QWidget):
         if self.current_mode == GRADIENT:
             self._show_gradient(name)
             return
+        if self.current_mode == DEQUANTIZED:
+            self._show_dequantized(name)
+            return
         if self._preview is not None:
             self._show_preview(*self._preview)
             return
@@ -126,11 +143,12 @@ class HistogramPanel(QWidget):
             self.view.clear(f"{name}: computing statistics…")
             return
         previous = session.previous_summary(name)
+        scale = scale_of(name, session.report)
         self.view.set_histograms(
             summary.histogram,
             previous.histogram if previous is not None else None,
             self._theory,
-            title=name,
+            title=name if scale is None else f"{name} (float8 codes)",  # (its end survives an elided middle)
         )
 
     def _show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
@@ -147,11 +165,34 @@ class HistogramPanel(QWidget):
     def cancel_and_wait(self) -> None:
         self._grad_worker.cancel_and_wait()
 
-    def _grad_summary_ready(self, result: tuple[str, TensorSummary]) -> None:
-        name, summary = result
-        self._grad_cache[name] = summary
-        if self.current_mode == GRADIENT and self.state.selected_tensor == name:
+    def _grad_summary_ready(self, result: tuple[str, str, TensorSummary]) -> None:
+        mode, name, summary = result
+        if mode == DEQUANTIZED:
+            self._dequantized[name] = summary
+        else:
+            self._grad_cache[name] = summary
+        if self.current_mode == mode and self.state.selected_tensor == name:
             self.refresh()
+
+    def _show_dequantized(self, name: str) -> None:
+        session = self.state.session
+        canonical, scale = session.canonical(name), scale_of(name, session.report)
+        if scale is None:
+            self.view.clear(f"{name} is not stored quantized: no float8 tensor with a {name}_scale_inv or {name}_scale beside it.")
+            return
+        problem = layout_problem(session.report.tensor(name).shape or (), session.report.tensor(scale).shape or ())
+        if problem is not None:
+            self.view.clear(f"{name}: {problem}")
+            return
+        summary = self._dequantized.get(canonical)
+        if summary is None:
+            elements = session.report.tensor(name).numel
+            if elements > SYNC_SUMMARY_LIMIT or session.unread_bytes([name, scale]):  # (lazily opened: read from disk)
+                self.view.clear(f"{name}: computing the dequantized weights…")
+                self._grad_worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, scale, st)), DEQUANTIZING)
+                return
+            summary = self._dequantized[canonical] = _dequantized_summary(session, name, scale)
+        self.view.set_histograms(summary.histogram, title=f"{name} × {scale.removeprefix(name)} (dequantized)")
 
     def _show_gradient(self, name: str) -> None:
         session = self.state.session
@@ -160,7 +201,7 @@ class HistogramPanel(QWidget):
             if grad is not None and grad.numel() > SYNC_SUMMARY_LIMIT:
                 self.view.clear(f"{name}: computing the gradient histogram…")
                 detached = grad.detach()
-                self._grad_worker.start(lambda st: (name, summarize(detached, state=st)), "gradient histogram")
+                self._grad_worker.start(lambda st: (GRADIENT, name, summarize(detached, state=st)), "gradient histogram")
                 return
             self._grad_cache[name] = None if grad is None else summarize(grad.detach())
         summary = self._grad_cache[name]
@@ -168,3 +209,9 @@ class HistogramPanel(QWidget):
             self.view.clear(f"{name} has no gradient (.grad is None): run a backward pass first.")
             return
         self.view.set_histograms(summary.histogram, title=f"gradient of {name}")
+
+
+def _dequantized_summary(session: Session, name: str, scale: str, state: TaskState | None = None) -> TensorSummary:
+    """The summary of ``name``'s weights: its codes times ``scale`` (both read, neither kept;
+    their shapes fit: :func:`layout_problem` said so)."""
+    return summarize(dequantize(session.values(name), session.values(scale)), state=state)

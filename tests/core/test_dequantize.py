@@ -1,0 +1,88 @@
+"""The weights of float8 checkpoints: codes times their block's scale, as DeepSeek-V3 computes them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from paramscope.core.files.module_tree import build_module
+from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.model.dequantize import dequantize, layout_problem, scale_of
+from paramscope.core.model.report import build_report
+
+BLOCK = 128  # DeepSeek-V3's weight_block_size
+
+
+def block_quantize(weight: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """float8 codes and one scale per block, as DeepSeek-V3's checkpoints hold them (the codes
+    of a block reach ±448)."""
+    rows, cols = weight.shape
+    scale = torch.zeros(math.ceil(rows / block), math.ceil(cols / block))
+    codes = torch.empty(rows, cols, dtype=torch.float8_e4m3fn)
+    for i in range(scale.shape[0]):
+        for j in range(scale.shape[1]):
+            part = weight[i * block : (i + 1) * block, j * block : (j + 1) * block]
+            scale[i, j] = part.abs().max() / 448
+            codes[i * block : (i + 1) * block, j * block : (j + 1) * block] = (part / scale[i, j]).to(torch.float8_e4m3fn)
+    return codes, scale
+
+
+def test_block_quantized_weights_come_back_within_float8_precision() -> None:
+    """300x200 in 128x128 blocks: the last block of each dimension is cut short (44 rows, 72
+    columns), where spreading the scale over ceil(n / blocks) codes would misplace it."""
+    weight = torch.randn(300, 200, generator=torch.Generator().manual_seed(0)) * 0.02
+    codes, scale = block_quantize(weight)
+    assert codes.float().abs().max() == 448  # what the Values histogram shows
+    weights = dequantize(codes, scale)
+    assert weights.dtype == torch.float32 and weights.shape == weight.shape
+    by_block = torch.empty_like(weights)
+    for i in range(scale.shape[0]):
+        for j in range(scale.shape[1]):
+            rows, cols = slice(i * BLOCK, (i + 1) * BLOCK), slice(j * BLOCK, (j + 1) * BLOCK)
+            by_block[rows, cols] = codes[rows, cols].float() * scale[i, j]
+    assert torch.equal(weights, by_block)
+    assert (weights - weight).abs().max() <= 0.04 * weight.abs().max()  # e4m3: 3 mantissa bits
+
+
+def test_per_tensor_and_per_channel_scales() -> None:
+    codes = torch.tensor([[1.0, -2.0], [3.0, 4.0], [0.5, 8.0]]).to(torch.float8_e4m3fn)
+    assert torch.equal(dequantize(codes, torch.tensor(0.5)), codes.float() * 0.5)
+    assert torch.equal(dequantize(codes, torch.tensor([[0.5]])), codes.float() * 0.5)
+    per_row = torch.tensor([1.0, 10.0, 100.0])
+    expected = codes.float() * per_row[:, None]
+    assert torch.equal(dequantize(codes, per_row), expected)  # compressed-tensors: [out]
+    assert torch.equal(dequantize(codes, per_row[:, None]), expected)  # [out, 1]
+
+
+@pytest.mark.parametrize(("codes", "scale"), [((300, 200), (301, 2)), ((6, 8), (4, 1)), ((300, 200), (3,)), ((4, 4), (2, 2, 2)), ((4, 6), (0, 1))])
+def test_a_scale_that_fits_no_layout_is_said_from_the_shapes(codes: tuple[int, ...], scale: tuple[int, ...]) -> None:
+    problem = layout_problem(codes, scale)
+    assert problem is not None and str(list(scale)) in problem and str(list(codes)) in problem
+    with pytest.raises(ValueError, match="fits no known layout"):
+        dequantize(torch.zeros(codes).to(torch.float8_e4m3fn), torch.ones(scale))
+    assert layout_problem((300, 200), (3, 2)) is None
+
+
+def test_which_tensors_have_a_scale() -> None:
+    codes, scale = block_quantize(torch.randn(130, 64))
+    model, _ = build_module(
+        Checkpoint(
+            {
+                "q.weight": codes,
+                "q.weight_scale_inv": scale,  # DeepSeek-V3, transformers' fp8
+                "k.weight": codes.clone(),
+                "k.weight_scale": torch.tensor(0.1),  # compressed-tensors
+                "v.weight": torch.randn(4, 4),
+                "v.weight_scale": torch.tensor(0.1),  # float32: stored as it is used
+                "o.weight": codes.clone(),  # float8 without a scale
+            }
+        )
+    )
+    report = build_report(model)
+    assert scale_of("q.weight", report) == "q.weight_scale_inv"
+    assert scale_of("k.weight", report) == "k.weight_scale"
+    assert scale_of("v.weight", report) is None
+    assert scale_of("o.weight", report) is None
+    assert scale_of("q.weight_scale_inv", report) is None

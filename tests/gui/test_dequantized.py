@@ -1,0 +1,83 @@
+"""Show > Dequantized: the histogram of a float8 checkpoint's weights, not of its codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from paramscope.core.edit.session import Session
+from paramscope.core.files import regions
+from paramscope.core.sources.sources import open_source
+from paramscope.gui.panels import histogram_panel as panel_module
+from paramscope.gui.panels.histogram_panel import DEQUANTIZED, VALUES, HistogramPanel
+from paramscope.gui.state import AppState
+
+WEIGHT = torch.randn(300, 200, generator=torch.Generator().manual_seed(0)) * 0.02
+
+
+def _fp8_file(tmp_path: Path) -> Path:
+    """A DeepSeek-V3-style layer: float8 codes, one scale per 128x128 block, a float32 bias."""
+    scale = torch.zeros(3, 2)
+    codes = torch.empty(300, 200, dtype=torch.float8_e4m3fn)
+    for i in range(3):
+        for j in range(2):
+            part = WEIGHT[i * 128 : (i + 1) * 128, j * 128 : (j + 1) * 128]
+            scale[i, j] = part.abs().max() / 448
+            codes[i * 128 : (i + 1) * 128, j * 128 : (j + 1) * 128] = (part / scale[i, j]).to(torch.float8_e4m3fn)
+    path = tmp_path / "model.safetensors"
+    save_file({"proj.weight": codes, "proj.weight_scale_inv": scale, "proj.bias": torch.zeros(300)}, str(path))
+    return path
+
+
+def _panel(qtbot, session: Session) -> tuple[HistogramPanel, AppState]:
+    state = AppState(session)
+    panel = HistogramPanel(state)
+    qtbot.addWidget(panel)
+    return panel, state
+
+
+def test_the_weights_not_the_codes(qtbot, tmp_path: Path) -> None:
+    panel, state = _panel(qtbot, Session(open_source(str(_fp8_file(tmp_path)))))
+    state.select_tensor("proj.weight")
+    low, high = panel.view.x_range()
+    assert high > 300  # the codes reach ±448
+    assert panel.view.fitted_title.text == "proj.weight (float8 codes)"
+    panel.set_mode(DEQUANTIZED)
+    edges = panel.view.current.edges
+    assert edges[0] == pytest.approx(float(WEIGHT.min()), rel=0.04) and edges[-1] == pytest.approx(float(WEIGHT.max()), rel=0.04)
+    assert panel.view.current.counts.sum() == WEIGHT.numel()
+    assert panel.view.fitted_title.text == "proj.weight × _scale_inv (dequantized)"
+    state.select_tensor("proj.bias")  # float32: nothing to dequantize, and it says so
+    assert panel.view.current is None and "not stored quantized" in panel.view.message.text()
+    panel.set_mode(VALUES)
+    assert panel.view.fitted_title.text == "proj.bias"
+
+
+def test_a_lazily_opened_checkpoint_is_dequantized_off_the_gui_thread(qtbot, tmp_path: Path, monkeypatch) -> None:
+    """DeepSeek-V3 is 700 GB and opens lazily: the codes and scales are read in the worker, and
+    not kept (the model stays as light as it opened)."""
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
+    session = Session(open_source(str(_fp8_file(tmp_path))))
+    panel, state = _panel(qtbot, session)
+    panel.set_mode(DEQUANTIZED)
+    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+        state.select_tensor("proj.weight")
+        assert "computing the dequantized weights" in panel.view.message.text()
+    assert panel.view.current.counts.sum() == WEIGHT.numel()
+    assert panel.view.current.edges[-1] == pytest.approx(float(WEIGHT.max()), rel=0.04)
+    assert session.tensor("proj.weight").device.type == "meta"  # read, not kept
+    assert session.tensor("proj.weight_scale_inv").device.type == "meta"
+    panel.cancel_and_wait()
+
+
+def test_large_weights_are_dequantized_in_the_worker(qtbot, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(panel_module, "SYNC_SUMMARY_LIMIT", 1000)
+    panel, state = _panel(qtbot, Session(open_source(str(_fp8_file(tmp_path)))))
+    panel.set_mode(DEQUANTIZED)
+    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+        state.select_tensor("proj.weight")
+    assert panel.view.current.edges[0] == pytest.approx(float(WEIGHT.min()), rel=0.04)
+    panel.cancel_and_wait()

@@ -517,9 +517,9 @@ def test_a_header_pointing_at_another_tensors_bytes_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every tensor's bytes are in the file, yet the header gives embed's place to body's bytes."""
-    from paramscope.core.files import safetensors_io
+    from paramscope.core.files import safetensors_write
 
-    real = safetensors_io.safetensors_layout
+    real = safetensors_write.safetensors_layout
 
     def mixed_up(stored, metadata):
         head, tensors = real(stored, metadata)
@@ -529,7 +529,7 @@ def test_a_header_pointing_at_another_tensors_bytes_is_caught(
         tensors[i], tensors[j] = tensors[j], tensors[i]
         return head, tensors
 
-    monkeypatch.setattr(safetensors_io, "safetensors_layout", mixed_up)
+    monkeypatch.setattr(safetensors_write, "safetensors_layout", mixed_up)
     with pytest.raises(ExportError, match=r"(body|embed)\.weight differs from the model"):
         export_model(_Wide(), tmp_path / "wide.safetensors")
 
@@ -561,10 +561,10 @@ def _tie_lost_in_writing(monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
 
         monkeypatch.setattr(torch, "save", two_copies)
     else:
-        from paramscope.core.files import safetensors_io
+        from paramscope.core.files import safetensors_write
 
         # every name stored as a tensor of its own, no alias in the metadata
-        monkeypatch.setattr(safetensors_io, "dedupe", lambda state: (dict(state), {}))
+        monkeypatch.setattr(safetensors_write, "dedupe", lambda state: (dict(state), {}))
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

@@ -14,7 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file, save_model
 
 from paramscope.core.errors import SourceError
-from paramscope.core.files.safetensors_io import read_header, write_safetensors
+from paramscope.core.files.safetensors_io import read_header
+from paramscope.core.files.safetensors_write import write_safetensors
 from paramscope.core.sources.sources import open_source
 
 

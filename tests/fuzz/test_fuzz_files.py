@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.dcp import read_metadata
-from paramscope.core.files.safetensors_io import read_header, write_safetensors
+from paramscope.core.files.safetensors_io import read_header
+from paramscope.core.files.safetensors_write import write_safetensors
 from paramscope.core.files.sharded import read_index
 from paramscope.core.sources.demos import build_demo
 from paramscope.core.sources.sources import open_source

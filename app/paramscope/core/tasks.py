@@ -70,6 +70,12 @@ def ensure_state(state: TaskState | None) -> TaskState:
     return state if state is not None else TaskState()
 
 
+def advance(state: TaskState | None, fraction: float, message: str) -> None:
+    """``state.progress(fraction, message)`` unless nobody watches (None)."""
+    if state is not None:
+        state.progress(fraction, message)
+
+
 def part(state: TaskState | None, lo: float, hi: float) -> TaskState | None:
     """``state``'s ``[lo, hi]`` for one step of a longer task (None stays None: nobody watches)."""
     return None if state is None else SliceState(state, lo, hi)

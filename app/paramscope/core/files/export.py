@@ -21,12 +21,8 @@ from torch import nn
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.files.atomic import UnbufferedFile, write_atomically
 from paramscope.core.files.module_tree import ORIGINAL_NAMES
-from paramscope.core.files.safetensors_io import (
-    METADATA_KEY,
-    aliases_from_metadata,
-    dedupe,
-    write_safetensors,
-)
+from paramscope.core.files.safetensors_io import METADATA_KEY, aliases_from_metadata
+from paramscope.core.files.safetensors_write import dedupe, write_safetensors
 from paramscope.core.files.safety import first_line
 from paramscope.core.tasks import TaskState, ensure_state
 

@@ -38,7 +38,7 @@ from paramscope.core.files.safetensors_io import (
     natural_key,
 )
 from paramscope.core.files.safety import check_fits_memory, human_bytes
-from paramscope.core.files.sharded import parse_index
+from paramscope.core.files.sharded import names_by_shard, parse_index
 from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.tasks import TaskState, part
 
@@ -222,9 +222,7 @@ def _read_index(
     tensors: dict[str, torch.Tensor] = {}
     loaders: dict[str, RemoteLoader] = {}
     aliases: dict[str, str] = {}
-    wanted: dict[str, list[str]] = {}  # shard -> its names, in the index's order
-    for key, name in weight_map.items():
-        wanted.setdefault(name, []).append(key)
+    wanted = names_by_shard(weight_map)
     for name, shard in shards.items():
         for key in wanted[name]:
             if key not in shard.tensors:

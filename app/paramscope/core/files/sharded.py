@@ -85,9 +85,7 @@ def read_sharded(
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     notes = [f"{len(shards)} shard(s) read through {path.name}"]
-    wanted: dict[str, list[str]] = {}  # shard -> its names, in the index's order
-    for key, shard in weight_map.items():
-        wanted.setdefault(shard, []).append(key)
+    wanted = names_by_shard(weight_map)
     for number, (shard, shard_path) in enumerate(shards.items()):
         share = tasks.part(state, number / len(shards), (number + 1) / len(shards))
         if share is not None:
@@ -109,6 +107,14 @@ def read_sharded(
     extras: dict[str, object] = {"index metadata": dict(metadata)} if metadata else {}
     loader = _by_name(loaders, aliases, path) if loaders else None
     return Checkpoint(tensors, aliases=aliases, extras=extras, notes=notes, loader=loader)
+
+
+def names_by_shard(weight_map: dict[str, str]) -> dict[str, list[str]]:
+    """Each shard's tensor names, in the index's order (one pass: DeepSeek-V3 has 163 shards)."""
+    wanted: dict[str, list[str]] = {}
+    for key, shard in weight_map.items():
+        wanted.setdefault(shard, []).append(key)
+    return wanted
 
 
 def _by_name(

@@ -167,8 +167,7 @@ def load_torch_file(
         path: the file (zip or legacy torch format, any extension).
         trust: allow unpickling arbitrary objects (runs code from the file).
         sniffed: the result of :func:`sniff` if already known.
-        state: progress and cancel while the pickle is scanned and the tensors read (a file
-            torch itself must load is one call: no progress there).
+        state: progress and cancel of the pickle's scan and the reads (not of torch's own load).
 
     Objects of classes outside torch next to plain weights (a training script's config) come
     back as inert :class:`~paramscope.core.files.unknown.UnknownObject` stand-ins.

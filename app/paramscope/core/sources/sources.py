@@ -132,8 +132,7 @@ def open_source(
         strip_prefix: a prefix to strip from the weights' keys first, or ``"auto"``.
         entry: the weight set to open when ``spec`` is a checkpoint holding several (``"ema"``).
         weights_entry: the same for the ``weights`` file.
-        state: progress and cancel for a data file (a checkpoint of a million tensors takes
-            half a minute); demos and Python code report nothing.
+        state: progress and cancel of a data file's open (a million tensors take half a minute).
 
     Raises:
         SourceError: with a one-line message naming the spec or file and the problem.

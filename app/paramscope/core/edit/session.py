@@ -33,7 +33,7 @@ from paramscope.core.model.model_statistics import (
 )
 from paramscope.core.model.report import ModelReport, build_report
 from paramscope.core.sources.sources import OpenedModel
-from paramscope.core.tasks import TaskState, part
+from paramscope.core.tasks import TaskState, advance, part
 
 ChangeListener = Callable[[tuple[str, ...]], None]
 SelectionListener = Callable[[str, object], None]  # ("module" | "tensor" | "group", the new value)
@@ -283,12 +283,10 @@ class Session:
         """The report and what follows from it; it changes only when the structure does."""
         self._places: dict[int, list[tuple[dict, str]]] | None = None  # see _placeholder_places
         self.report: ModelReport = build_report(self.opened.model, part(state, 0.0, 0.75))
-        if state is not None:
-            state.progress(0.75, "indexing the tensors")
+        advance(state, 0.75, "indexing the tensors")
         # Made here, in the worker that opens a file, rather than by the first view that asks.
         self.report.order, self.report.module_order, self.report.module_rows, self.report.unique_params  # noqa: B018
-        if state is not None:
-            state.progress(0.85, "indexing the tensors")
+        advance(state, 0.85, "indexing the tensors")
         self._structure_diagnostics: tuple[list[Diagnostic], list[Diagnostic]] | None = None
         self._columns: dict[str, np.ndarray] = {}  # see stat_column
         self._diagnostics: list[Diagnostic] | None = None

@@ -21,7 +21,7 @@ import torch
 from paramscope.core.errors import NotInFiles
 from paramscope.core.files import safety
 from paramscope.core.files.safety import bad_file
-from paramscope.core.tasks import TaskState, part, steps
+from paramscope.core.tasks import TaskState, advance, part, steps
 
 #: Files larger than this open lazily: shape-only placeholders now, a tensor's values when they
 #: are looked at (the session computes statistics on demand above the same size).
@@ -123,8 +123,7 @@ def read_regions(
         for run in _runs(ordered):
             share = part(state, len(tensors) / len(ordered), (len(tensors) + len(run)) / len(ordered))
             if len(run) == 1:
-                if share is not None:
-                    share.progress(0.0, "reading the tensors")
+                advance(share, 0.0, "reading the tensors")
                 name, region = run[0]
                 tensors[name] = read_region(handle, region, path)
             else:

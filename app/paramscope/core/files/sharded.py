@@ -88,8 +88,7 @@ def read_sharded(
     wanted = names_by_shard(weight_map)
     for number, (shard, shard_path) in enumerate(shards.items()):
         share = tasks.part(state, number / len(shards), (number + 1) / len(shards))
-        if share is not None:
-            share.progress(0.0, f"reading {shard}")
+        tasks.advance(share, 0.0, f"reading {shard}")
         part = read_checkpoint(shard_path, trust=trust, lazy=lazy, state=share)
         if part.module is not None:
             raise bad_file(shard_path, "is a whole pickled module, not a state_dict shard")

@@ -10,6 +10,7 @@ from torch.nn import init
 
 from paramscope.gui.panels.histogram_panel import HistogramPanel
 from paramscope.gui.panels.init_panel import CUSTOM, RULE, SELECTED_MODULE, InitPanel
+from paramscope.gui.panels.init_targets import WRAPPED_LINES
 from paramscope.gui.state import AppState
 
 
@@ -226,3 +227,25 @@ def test_long_target_names_elide_instead_of_scrolling_sideways(panel, qtbot):
     # the list lays its rows out on the event loop
     qtbot.waitUntil(lambda: listing.visualItemRect(listing.item(longest)).width() <= listing.viewport().width())
     assert listing.item(longest).toolTip() == listing.item(longest).text()
+
+
+def test_a_refusal_wraps_to_be_read_whole_in_a_narrow_dock(panel, qtbot):
+    """Cut in the middle, "model.layers.3.mlp.down_p….g. its bfloat16 release)" said neither
+    what nor why; a few lines wrap instead (many stay one row each: they lay out at once)."""
+    widget = panel()
+    widget.resize(260, 600)
+    widget.show()
+    widget.state.select_tensor("0.bias")
+    widget.set_initializer("xavier_uniform_")  # needs 2 dimensions: refused for a bias
+    listing = widget.targets_list
+    refused = next(i for i in range(listing.count()) if "REFUSED" in listing.item(i).text())
+    line = listing.fontMetrics().height()
+    qtbot.waitUntil(lambda: listing.visualItemRect(listing.item(refused)).height() >= 2 * line)
+    assert listing.visualItemRect(listing.item(refused)).width() <= listing.viewport().width()
+    assert not listing.horizontalScrollBar().isVisible()
+    many = panel("demo:tiny_lm")
+    many.target_mode.setCurrentIndex(many.target_mode.findData(RULE))
+    many.rule_edit.setText("*")
+    many.refresh_targets()
+    listing = many.targets_list
+    assert listing.count() > WRAPPED_LINES and listing.uniformItemSizes() and not listing.wordWrap()

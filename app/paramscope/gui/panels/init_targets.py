@@ -32,6 +32,10 @@ TARGET_MODE_LABELS = {
 }
 
 
+# Up to this many target lines wrap instead of eliding (a selected tensor and its refusal).
+WRAPPED_LINES = 8
+
+
 def targets_list() -> QListWidget:
     """A short list whose rows are as wide as the list: long names elide instead of scrolling."""
     listing = QListWidget()
@@ -72,9 +76,14 @@ class TargetsBox(QGroupBox):
         bind_check(self.biases_box, state, "biases")
 
     def show_lines(self, lines: list[str], rule_mode: bool) -> None:
-        """The plan's lines (each elided in the middle, in full on hover)."""
+        """The plan's lines: a few wrap (a refusal's reason is read whole, not cut in the
+        middle); many are one row each, elided in the middle (uniform rows lay out at once
+        for thousands), in full on hover."""
         self.rule_edit.setEnabled(rule_mode)
         self.targets_list.clear()
+        few = len(lines) <= WRAPPED_LINES
+        self.targets_list.setUniformItemSizes(not few)
+        self.targets_list.setWordWrap(few)
         for line in lines:
             self.targets_list.addItem(line)
             item = self.targets_list.item(self.targets_list.count() - 1)

@@ -86,3 +86,20 @@ def test_which_tensors_have_a_scale() -> None:
     assert scale_of("v.weight", report) is None
     assert scale_of("o.weight", report) is None
     assert scale_of("q.weight_scale_inv", report) is None
+
+
+def test_opening_a_quantized_checkpoint_says_what_its_statistics_describe(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from paramscope.core.sources.sources import open_source
+
+    codes, scale = block_quantize(torch.randn(130, 64))
+    path = tmp_path / "fp8.safetensors"
+    save_file({"q.weight": codes, "q.weight_scale_inv": scale, "k.weight": codes.clone(), "norm.weight": torch.ones(64)}, str(path))
+    notes = [n for n in open_source(str(path)).notes if "float8" in n]
+    assert notes == [
+        "1 float8 weight(s) stored quantized, each with its scale beside it (_scale_inv): their statistics "
+        "are of the codes; the weights are the codes times the scale of their block (Histogram > Show > Dequantized)"
+    ]
+    save_file({"q.weight": torch.randn(4, 4), "q.weight_scale": torch.ones(1)}, str(path))  # float32: as used
+    assert not [n for n in open_source(str(path)).notes if "float8" in n]

@@ -23,6 +23,7 @@ from paramscope.core.files.sniff import Sniffed, sniff
 from paramscope.core.files.statedict import Checkpoint, split_checkpoint
 from paramscope.core.files.torch_io import load_torch_file
 from paramscope.core.files.unknown import stand_in_names
+from paramscope.core.model.dequantize import quantized_note
 from paramscope.core.tasks import TaskState, part
 
 _TORCH_KINDS = ("torch_zip", "torch_legacy", "pickle", "tar")
@@ -205,6 +206,7 @@ def _open_file(path: Path, trust: bool, entry: str | None, state: TaskState | No
     kind = "sharded" if sniffed.kind == "index" else "state_dict"
     model, build_notes = build_module(checkpoint, kind, part(state, READ_SHARE, 1.0))
     build_notes += [note] if (note := shard_note(path)) else []
+    build_notes += [note] if (note := quantized_note(checkpoint.tensors)) else []
     opened = OpenedModel(
         model,
         source,

@@ -40,6 +40,7 @@ from paramscope.core.files.safetensors_io import (
 from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import names_by_shard, parse_index
 from paramscope.core.files.statedict import Checkpoint
+from paramscope.core.model.dequantize import quantized_note
 from paramscope.core.tasks import TaskState, part
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is
@@ -164,6 +165,7 @@ def open_remote(url: str, cache: RangeCache | None = None, state: TaskState | No
     with reading(shown_url(url)):
         checkpoint, kind = _read_remote(url, cache, part(state, 0.0, READ_SHARE))
         model, build_notes = build_module(checkpoint, kind, part(state, READ_SHARE, 1.0))
+        build_notes += [note] if (note := quantized_note(checkpoint.tensors)) else []
     return OpenedModel(
         model,
         shown_url(url),

@@ -10,6 +10,7 @@ not the model: its weight is ``W * scale`` with the scale spread over its block,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
@@ -35,6 +36,24 @@ def scale_of(name: str, report: ModelReport) -> str | None:
     if canonical is None or not report.tensor(canonical).dtype.startswith("float8"):
         return None
     return next((name + s for s in SCALE_SUFFIXES if name + s in report.alias_to_name), None)
+
+
+def quantized_note(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """A note for a checkpoint holding float8 weights with their scales beside them: what its
+    statistics describe and where the weights are seen; None when it holds none."""
+    found = [
+        name for name, tensor in tensors.items()
+        if tensor.dtype.is_floating_point and tensor.element_size() == 1
+        and any(name + suffix in tensors for suffix in SCALE_SUFFIXES)
+    ]  # fmt: skip
+    if not found:
+        return None
+    suffix = next(s for s in SCALE_SUFFIXES if found[0] + s in tensors)
+    return (
+        f"{len(found):,} float8 weight(s) stored quantized, each with its scale beside it "
+        f"({suffix}): their statistics are of the codes; the weights are the codes times the "
+        "scale of their block (Histogram > Show > Dequantized)"
+    )
 
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from PySide6.QtGui import QDropEvent, QGuiApplication
 
 from paramscope.core.edit.commands import TensorEditCommand
 from paramscope.gui import colors
+from paramscope.gui.app.window_status import SHOW_AFTER_MS
 from paramscope.gui.models.param_table import COL_MEAN, COL_NAME, COL_SHAPE, NAME_ROLE
 from paramscope.gui.models.tree_model import COL_TYPE
 
@@ -54,6 +55,22 @@ def test_statistics_fill_in_from_the_worker(window, qtbot):
         pass
     assert "…" not in table_column(window, COL_MEAN)
     assert window.progress_bar.isHidden()
+
+
+def test_quick_work_flashes_no_progress_bar(window, qtbot):
+    """A demo's statistics took a blink and flashed a bar in the status bar: a bar appears only
+    for work still running after SHOW_AFTER_MS."""
+    status = window.status
+    bar, button = status.stats.progress_bar, status.stats.button
+    status.stats_started()
+    assert bar.isHidden() and button.isHidden()
+    status.stats_done(still_running=False)  # done within the delay
+    qtbot.wait(SHOW_AFTER_MS + 100)
+    assert bar.isHidden() and button.isHidden()
+    status.stats_started()  # still running after it: shown
+    qtbot.waitUntil(lambda: bar.isVisible() and button.isVisible(), timeout=5_000)
+    status.stats_done(still_running=False)
+    assert bar.isHidden() and button.isHidden()
 
 
 def test_selecting_a_row_selects_the_tensor_and_shows_histogram(open_demo):

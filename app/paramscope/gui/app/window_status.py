@@ -16,6 +16,8 @@ from paramscope.gui.state import AppState
 
 # A progress bar repaints at most this often (each repaint of a big window costs ~25 ms).
 PROGRESS_REPAINT_MS = 150
+# Work shorter than this shows no bar: a demo's open or statistics flashed one in the status bar.
+SHOW_AFTER_MS = 300
 
 
 class ProgressPair(QObject):
@@ -41,10 +43,19 @@ class ProgressPair(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(PROGRESS_REPAINT_MS)
         self._timer.timeout.connect(self._show)
+        self._appear = QTimer(self)
+        self._appear.setSingleShot(True)
+        self._appear.setInterval(SHOW_AFTER_MS)
+        self._appear.timeout.connect(self._appeared)
 
     def start(self) -> None:
+        """Work began: the bar and its button appear if it lasts :data:`SHOW_AFTER_MS`."""
         self._timer.stop()
         self.progress_bar.setValue(0)
+        if self.progress_bar.isHidden():
+            self._appear.start()
+
+    def _appeared(self) -> None:
         self.progress_bar.show()
         self.button.show()
 
@@ -61,6 +72,7 @@ class ProgressPair(QObject):
 
     def stop(self) -> None:
         self._timer.stop()
+        self._appear.stop()
         self.progress_bar.hide()
         self.button.hide()
 

@@ -57,3 +57,42 @@ def test_a_lazily_opened_tensor_is_read_once_for_its_statistics(window, qtbot, t
     qtbot.waitUntil(lambda: window.state.session.summary("embed.weight") is not None, timeout=30_000)
     qtbot.waitUntil(lambda: not window.statistics.is_running, timeout=30_000)
     assert reads == ["embed.weight"]
+
+
+def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, tmp_path, monkeypatch) -> None:
+    """A small tensor of a lazily opened checkpoint was read on the GUI thread for its histogram
+    (a network request for a URL, the window frozen while it took) besides the worker's read,
+    and the Spectrum tab read any tensor there, a 1.85 GB embedding included."""
+    import threading
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from paramscope.core.files import regions
+
+    weight = torch.randn(48, 32, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "big.safetensors"
+    save_file({"proj.weight": weight, "proj.bias": torch.ones(48), "embed.weight": torch.randn(64, 8)}, str(path))
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
+    reads: list[tuple[str, bool]] = []
+    read = regions.RegionLoader.__call__
+
+    def recorded(self: regions.RegionLoader, name: str) -> torch.Tensor:
+        reads.append((name, threading.current_thread() is threading.main_thread()))
+        return read(self, name)
+
+    monkeypatch.setattr(regions.RegionLoader, "__call__", recorded)
+    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
+        window.open_source(str(path))
+    qtbot.waitUntil(lambda: not window.statistics.is_running, timeout=30_000)
+    session = window.state.session
+    with qtbot.waitSignal(window.statistics.allDone, timeout=30_000):
+        window.state.select_tensor("proj.weight")
+    assert session.summary("proj.weight") is not None
+    with qtbot.waitSignal(window.spectrum_view.computed, timeout=30_000) as computed:
+        window.tabs.setCurrentWidget(window.spectrum_view)
+    expected = torch.linalg.svdvals(weight.double()).numpy()
+    assert np.allclose(computed.args[0].singular_values, expected, rtol=1e-10)
+    assert reads and not [name for name, on_gui_thread in reads if on_gui_thread]
+    assert [name for name, _ in reads].count("proj.weight") == 2  # statistics, then the spectrum

@@ -137,7 +137,9 @@ class HistogramPanel(QWidget):
             return
         session = self.state.session
         summary = session.summary(name)
-        if summary is None and session.report.tensor(name).numel <= SYNC_SUMMARY_LIMIT:
+        # (a lazily opened tensor is read by the statistics worker: from disk or the network,
+        # and once; here it would have been read a second time, on the GUI thread)
+        if summary is None and session.report.tensor(name).numel <= SYNC_SUMMARY_LIMIT and not session.unread_bytes([name]):
             summary = session.ensure_summary(name)
         if summary is None:
             self.view.clear(f"{name}: computing statistics…")

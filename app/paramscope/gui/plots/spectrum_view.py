@@ -16,6 +16,7 @@ The tab computes only while it is on screen.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -192,7 +193,7 @@ class SpectrumView(RefreshWhenShown, QWidget):
             return
         session = self.state.session
         experts = experts_layout_of(session.model, name, session.tensor(name))
-        tensor = session.values(name)
+        tensor = session.checkable(name)  # its shape and dtype: a lazily opened one is read below
         max_side = None if self._forced == name else spectra.MAX_SIDE
         reason = spectra.why_not(tensor, max_side)
         if reason is not None:
@@ -200,9 +201,11 @@ class SpectrumView(RefreshWhenShown, QWidget):
             self.compute_button.setText("Compute anyway")
             self.compute_button.setVisible(reason.endswith("(an exact SVD would take long)"))
             return
-        request = SpectraRequest([name], lambda _n: tensor, max_side, experts_of=lambda _n: experts)
+        read_once = functools.cache(lambda _n: session.values(name))  # (the run asks more than once)
+        request = SpectraRequest([name], read_once, max_side, experts_of=lambda _n: experts)
         shape = tuple(tensor.shape)
-        if spectra.svd_cost(shape, experts is not None) <= SYNC_COST:
+        # (a lazily opened tensor is read in the worker: from disk or the network, any size)
+        if spectra.svd_cost(shape, experts is not None) <= SYNC_COST and not session.unread_bytes([name]):
             self._on_result(spectra.run(request))
             return
         what = (f"{shape[0]} experts' {shape[1]} x {shape[2]}" if experts is not None

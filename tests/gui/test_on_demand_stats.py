@@ -96,3 +96,43 @@ def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, t
     assert np.allclose(computed.args[0].singular_values, expected, rtol=1e-10)
     assert reads and not [name for name, on_gui_thread in reads if on_gui_thread]
     assert [name for name, _ in reads].count("proj.weight") == 2  # statistics, then the spectrum
+
+
+def test_the_values_of_a_lazily_opened_tensor_are_read_when_the_tab_is_shown(window, qtbot, tmp_path, monkeypatch) -> None:
+    """The Values tab said "no data: meta" for every tensor of a checkpoint opened lazily."""
+    import threading
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from paramscope.core.files import regions
+
+    weight = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "big.safetensors"
+    save_file({"proj.weight": weight, "proj.bias": torch.arange(5.0)}, str(path))
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
+    reads: list[tuple[str, bool]] = []
+    read = regions.RegionLoader.__call__
+
+    def recorded(self: regions.RegionLoader, name: str) -> torch.Tensor:
+        reads.append((name, threading.current_thread() is threading.main_thread()))
+        return read(self, name)
+
+    monkeypatch.setattr(regions.RegionLoader, "__call__", recorded)
+    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
+        window.open_source(str(path))
+    qtbot.waitUntil(lambda: not window.statistics.is_running, timeout=30_000)
+    grid = window.value_grid
+    with qtbot.waitSignal(window.statistics.allDone, timeout=30_000):
+        window.state.select_tensor("proj.bias")
+    assert "read when this tab is shown" in grid.note.text() and grid.model.rowCount() == 0
+    assert not grid.worker.is_running and reads.count(("proj.bias", False)) == 1  # its statistics only
+    with qtbot.waitSignal(grid.worker.finished, timeout=30_000):
+        window.tabs.setCurrentWidget(grid)
+    window.state.select_tensor("proj.weight")
+    qtbot.waitUntil(lambda: grid.model.rowCount() == 5, timeout=30_000)
+    shown = np.array([[float(grid.model.index(r, c).data()) for c in range(7)] for r in range(5)])
+    assert np.allclose(shown, weight.numpy(), rtol=1e-3, atol=1e-4)  # (shown with 4 significant digits)
+    assert grid.note.text() == "proj.weight: shape [5, 7]"
+    assert not [name for name, on_gui_thread in reads if on_gui_thread]

@@ -484,6 +484,7 @@ class MainWindow(QMainWindow):
         self.histogram_panel.cancel_and_wait()
         self.series_view.cancel_and_wait()
         self.spectrum_view.worker.cancel_and_wait()
+        self.value_grid.worker.cancel_and_wait()
         # an export still running is cancelled (its temporary file removed) before the window goes
         self.files_actions.worker.cancel_and_wait()
         if self.remember:

@@ -3,6 +3,7 @@
 1-D tensors are one row, 2-D tensors their matrix; higher dimensions are shown as rows over
 the leading indices (``[i, j, :]``). A large tensor shows its first and last rows and columns
 around ``…``, as ``print`` summarizes it; meta and lazy tensors say why there is nothing to show.
+A tensor of a lazily opened checkpoint is read in a worker, and only while the tab is shown.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from paramscope.core.model.report import is_lazy
 from paramscope.core.model.tensor_stats import data_problem
 from paramscope.gui import colors
 from paramscope.gui.multidata import OneCallPerCell
+from paramscope.gui.plots.when_shown import RefreshWhenShown
 from paramscope.gui.state import AppState
+from paramscope.gui.workers import TaskWorker
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 MAX_ELEMENTS = 4096
@@ -177,7 +180,7 @@ class ValueGridModel(OneCallPerCell, QAbstractTableModel):
         return self._rows[section] if 0 <= section < len(self._rows) else None
 
 
-class ValueGrid(QWidget):
+class ValueGrid(RefreshWhenShown, QWidget):
     """Shows the selected tensor's values; refreshes when they change."""
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -197,6 +200,9 @@ class ValueGrid(QWidget):
         state.sessionChanged.connect(self.refresh)
         state.tensorSelected.connect(lambda _n: self.refresh())
         state.tensorsChanged.connect(self._on_changed)
+        self.worker = TaskWorker(self)  # reads a lazily opened tensor (from disk or the network)
+        self.worker.finished.connect(self._read)
+        self.worker.failed.connect(self.refresh_failed)
         self.refresh()
 
     def _on_changed(self, names: tuple[str, ...]) -> None:
@@ -204,14 +210,38 @@ class ValueGrid(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
+        self._dirty = False
+        self.worker.cancel()
         name = self.state.selected_tensor if self.state.has_session else None
         if name is None:
             self.model.set_array(None, [])
             self.note.setText("Select a parameter to see its values.")
             return
+        session = self.state.session
+        if session.unread_bytes([name]):  # still in the file: read off the GUI thread, when shown
+            self.model.set_array(None, [])
+            if not self.isVisible():
+                self._dirty = True  # (showEvent refreshes)
+                self.note.setText(f"{name}: still in the file; read when this tab is shown")
+                return
+            self.note.setText(f"{name}: reading its values…")
+            self.worker.start(lambda _state: (name, grid_of(session.values(name))), f"values of {name}")
+            return
         try:
-            grid = grid_of(self.state.session.tensor(name))
+            grid = grid_of(session.tensor(name))
         except Exception as exc:  # a tab showing values must never take the window down
             grid = Grid(None, [], f"no values shown ({type(exc).__name__}: {exc})")
+        self._show(name, grid)
+
+    def _read(self, result: tuple[str, Grid]) -> None:
+        name, grid = result
+        if name == self.state.selected_tensor:
+            self._show(name, grid)
+
+    def _show(self, name: str, grid: Grid) -> None:
         self.model.set_array(grid.array, grid.rows, grid.columns)
         self.note.setText(f"{name}: {' '.join(grid.note.split())}")
+
+    def refresh_failed(self, message: str) -> None:
+        self.model.set_array(None, [])
+        self.note.setText(f"{self.state.selected_tensor or 'values'}: no values shown ({message})")

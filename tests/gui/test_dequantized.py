@@ -51,7 +51,8 @@ def test_the_weights_not_the_codes(qtbot, tmp_path: Path) -> None:
     assert panel.view.current.counts.sum() == WEIGHT.numel()
     assert panel.view.fitted_title.text == "proj.weight × _scale_inv (dequantized)"
     state.select_tensor("proj.bias")  # float32: nothing to dequantize, and it says so
-    assert panel.view.current is None and "not stored quantized" in panel.view.message.text()
+    assert panel.view.current is None
+    assert panel.view.message.text() == "proj.bias: float32, stored as used (Dequantized is for float8 weights stored with a scale)"
     panel.set_mode(VALUES)
     assert panel.view.fitted_title.text == "proj.bias"
 

@@ -180,7 +180,12 @@ class HistogramPanel(QWidget):
         session = self.state.session
         canonical, scale = session.canonical(name), scale_of(name, session.report)
         if scale is None:
-            self.view.clear(f"{name} is not stored quantized: no float8 tensor with a {name}_scale_inv or {name}_scale beside it.")
+            dtype = session.report.tensor(name).dtype
+            self.view.clear(
+                f"{name}: {dtype}, stored as used (Dequantized is for float8 weights stored with a scale)"
+                if not dtype.startswith("float8")
+                else f"{name}: float8 with no _scale_inv or _scale beside it: its values are the weights"
+            )
             return
         problem = layout_problem(session.report.tensor(name).shape or (), session.report.tensor(scale).shape or ())
         if problem is not None:

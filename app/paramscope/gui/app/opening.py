@@ -204,7 +204,6 @@ class SourceOpener(QObject):
 
     Signals:
         started(str): opening ``spec`` began.
-        aboutToSwap(): the new session is ready and replaces the current one now.
         progress(float, str): fraction done and the step (reading, the module tree, the report).
         aboutToSwap(): the new session is ready and replaces the current one now.
         opened(bool): opening ended: True, the new session is in place; False, it failed (the

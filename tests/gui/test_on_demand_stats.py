@@ -59,26 +59,22 @@ def test_a_lazily_opened_tensor_is_read_once_for_its_statistics(window, qtbot, t
     assert reads == ["embed.weight"]
 
 
-def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, tmp_path, monkeypatch) -> None:
-    """A small tensor of a lazily opened checkpoint was read on the GUI thread for its histogram
-    (a network request for a URL, the window frozen while it took) besides the worker's read,
-    and the Spectrum tab read any tensor there, a 1.85 GB embedding included."""
+def _open_lazily(window, qtbot, tmp_path, monkeypatch, tensors: dict) -> list[tuple[str, bool]]:
+    """Open ``tensors`` saved as a file that opens lazily (as one of many gigabytes does); returns
+    the reads of its tensors, ``(name, on the GUI thread)``, as they happen."""
     import threading
 
-    import numpy as np
-    import torch
     from safetensors.torch import save_file
 
     from paramscope.core.files import regions
 
-    weight = torch.randn(48, 32, generator=torch.Generator().manual_seed(0))
     path = tmp_path / "big.safetensors"
-    save_file({"proj.weight": weight, "proj.bias": torch.ones(48), "embed.weight": torch.randn(64, 8)}, str(path))
-    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
+    save_file(tensors, str(path))
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)
     reads: list[tuple[str, bool]] = []
     read = regions.RegionLoader.__call__
 
-    def recorded(self: regions.RegionLoader, name: str) -> torch.Tensor:
+    def recorded(self: regions.RegionLoader, name: str):
         reads.append((name, threading.current_thread() is threading.main_thread()))
         return read(self, name)
 
@@ -86,6 +82,19 @@ def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, t
     with qtbot.waitSignal(window.opener.opened, timeout=30_000):
         window.open_source(str(path))
     qtbot.waitUntil(lambda: not window.statistics.is_running, timeout=30_000)
+    return reads
+
+
+def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, tmp_path, monkeypatch) -> None:
+    """A small tensor of a lazily opened checkpoint was read on the GUI thread for its histogram
+    (a network request for a URL, the window frozen while it took) besides the worker's read,
+    and the Spectrum tab read any tensor there, a 1.85 GB embedding included."""
+    import numpy as np
+    import torch
+
+    weight = torch.randn(48, 32, generator=torch.Generator().manual_seed(0))
+    tensors = {"proj.weight": weight, "proj.bias": torch.ones(48), "embed.weight": torch.randn(64, 8)}
+    reads = _open_lazily(window, qtbot, tmp_path, monkeypatch, tensors)
     session = window.state.session
     with qtbot.waitSignal(window.statistics.allDone, timeout=30_000):
         window.state.select_tensor("proj.weight")
@@ -100,29 +109,11 @@ def test_a_lazily_opened_tensor_is_never_read_on_the_gui_thread(window, qtbot, t
 
 def test_the_values_of_a_lazily_opened_tensor_are_read_when_the_tab_is_shown(window, qtbot, tmp_path, monkeypatch) -> None:
     """The Values tab said "no data: meta" for every tensor of a checkpoint opened lazily."""
-    import threading
-
     import numpy as np
     import torch
-    from safetensors.torch import save_file
-
-    from paramscope.core.files import regions
 
     weight = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
-    path = tmp_path / "big.safetensors"
-    save_file({"proj.weight": weight, "proj.bias": torch.arange(5.0)}, str(path))
-    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # as a file of many gigabytes opens
-    reads: list[tuple[str, bool]] = []
-    read = regions.RegionLoader.__call__
-
-    def recorded(self: regions.RegionLoader, name: str) -> torch.Tensor:
-        reads.append((name, threading.current_thread() is threading.main_thread()))
-        return read(self, name)
-
-    monkeypatch.setattr(regions.RegionLoader, "__call__", recorded)
-    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
-        window.open_source(str(path))
-    qtbot.waitUntil(lambda: not window.statistics.is_running, timeout=30_000)
+    reads = _open_lazily(window, qtbot, tmp_path, monkeypatch, {"proj.weight": weight, "proj.bias": torch.arange(5.0)})
     grid = window.value_grid
     with qtbot.waitSignal(window.statistics.allDone, timeout=30_000):
         window.state.select_tensor("proj.bias")

@@ -9,7 +9,15 @@ import torch
 
 from paramscope.core.files.module_tree import build_module
 from paramscope.core.files.statedict import Checkpoint
-from paramscope.core.model.dequantize import dequantize, layout_problem, scale_of
+from paramscope.core.model.dequantize import (
+    FLOAT8,
+    MXFP4,
+    Quantized,
+    dequantize,
+    dequantize_mxfp4,
+    layout_problem,
+    quantized_in,
+)
 from paramscope.core.model.report import build_report
 
 BLOCK = 128  # DeepSeek-V3's weight_block_size
@@ -81,11 +89,11 @@ def test_which_tensors_have_a_scale() -> None:
         )
     )
     report = build_report(model)
-    assert scale_of("q.weight", report) == "q.weight_scale_inv"
-    assert scale_of("k.weight", report) == "k.weight_scale"
-    assert scale_of("v.weight", report) is None
-    assert scale_of("o.weight", report) is None
-    assert scale_of("q.weight_scale_inv", report) is None
+    assert quantized_in("q.weight", report) == Quantized("q.weight_scale_inv", FLOAT8)
+    assert quantized_in("k.weight", report) == Quantized("k.weight_scale", FLOAT8)
+    assert quantized_in("v.weight", report) is None
+    assert quantized_in("o.weight", report) is None
+    assert quantized_in("q.weight_scale_inv", report) is None
 
 
 def test_opening_a_quantized_checkpoint_says_what_its_statistics_describe(tmp_path) -> None:
@@ -96,10 +104,66 @@ def test_opening_a_quantized_checkpoint_says_what_its_statistics_describe(tmp_pa
     codes, scale = block_quantize(torch.randn(130, 64))
     path = tmp_path / "fp8.safetensors"
     save_file({"q.weight": codes, "q.weight_scale_inv": scale, "k.weight": codes.clone(), "norm.weight": torch.ones(64)}, str(path))
-    notes = [n for n in open_source(str(path)).notes if "float8" in n]
+    notes = [n for n in open_source(str(path)).notes if "quantized" in n]
     assert notes == [
-        "1 float8 weight(s) stored quantized, each with its scale beside it (_scale_inv): their statistics "
-        "are of the codes; the weights are the codes times the scale of their block (Histogram > Show > Dequantized)"
+        "1 weight(s) stored quantized (float8 codes), each with its scale beside it (_scale_inv): their statistics "
+        "are of what is stored; the weights are the codes times the scale of their block (Histogram > Show > Dequantized)"
     ]
     save_file({"q.weight": torch.randn(4, 4), "q.weight_scale": torch.ones(1)}, str(path))  # float32: as used
-    assert not [n for n in open_source(str(path)).notes if "float8" in n]
+    assert not [n for n in open_source(str(path)).notes if "quantized" in n]
+
+
+def mxfp4_pack(weight_exponents: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """gpt-oss's layout from 4-bit codes ``[..., G, 32]`` and exponents ``[..., G]``: two codes a
+    byte, the even one in the low half; exponents biased by 127."""
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    return blocks, (weight_exponents + 127).to(torch.uint8)
+
+
+FP4 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def test_mxfp4_blocks_are_their_codes_times_a_power_of_two() -> None:
+    """Values chosen on the e2m1 grid times 2**e come back exactly, in the order stored."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (2, 6, 3, 32), generator=generator)
+    exponents = torch.randint(-12, 4, (2, 6, 3), generator=generator)
+    expected = (FP4[codes] * torch.pow(2.0, exponents.float()).unsqueeze(-1)).flatten(-2)
+    blocks, scales = mxfp4_pack(exponents, codes)
+    assert torch.equal(dequantize(blocks, scales), expected)  # uint8 codes: MXFP4
+    assert torch.equal(dequantize_mxfp4(blocks, scales.view(torch.float8_e8m0fnu)), expected)  # scales as e8m0
+    assert layout_problem(tuple(blocks.shape), tuple(scales.shape), MXFP4) is None
+    problem = layout_problem(tuple(blocks.shape), (2, 6), MXFP4)
+    assert problem is not None and "not one per block" in problem
+    with pytest.raises(ValueError, match="not one per block"):
+        dequantize_mxfp4(blocks, scales[..., :2])
+
+
+def test_mxfp4_matches_transformers() -> None:
+    """The same numbers as transformers' own ``convert_moe_packed_tensors`` (which transposes
+    each expert to [in, out] for its kernels)."""
+    mxfp4 = pytest.importorskip("transformers.integrations.mxfp4")
+    generator = torch.Generator().manual_seed(1)
+    blocks = torch.randint(0, 256, (2, 6, 3, 16), generator=generator, dtype=torch.uint8)
+    scales = torch.randint(118, 134, (2, 6, 3), generator=generator, dtype=torch.uint8)
+    theirs = mxfp4.convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+    assert torch.equal(dequantize(blocks, scales).transpose(1, 2), theirs)
+
+
+def test_gpt_oss_blocks_and_scales_are_found() -> None:
+    blocks, scales = mxfp4_pack(torch.zeros(2, 4, 1, dtype=torch.long), torch.zeros(2, 4, 1, 32, dtype=torch.long))
+    model, _ = build_module(
+        Checkpoint(
+            {
+                "mlp.experts.gate_up_proj_blocks": blocks,
+                "mlp.experts.gate_up_proj_scales": scales,
+                "mlp.experts.gate_up_proj_bias": torch.zeros(2, 4),
+                "other_blocks": blocks.clone(),  # no scales beside it
+            }
+        )
+    )
+    report = build_report(model)
+    found = quantized_in("mlp.experts.gate_up_proj_blocks", report)
+    assert found == Quantized("mlp.experts.gate_up_proj_scales", MXFP4)
+    assert quantized_in("other_blocks", report) is None
+    assert quantized_in("mlp.experts.gate_up_proj_scales", report) is None

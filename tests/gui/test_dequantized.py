@@ -49,10 +49,12 @@ def test_the_weights_not_the_codes(qtbot, tmp_path: Path) -> None:
     edges = panel.view.current.edges
     assert edges[0] == pytest.approx(float(WEIGHT.min()), rel=0.04) and edges[-1] == pytest.approx(float(WEIGHT.max()), rel=0.04)
     assert panel.view.current.counts.sum() == WEIGHT.numel()
-    assert panel.view.fitted_title.text == "proj.weight × _scale_inv (dequantized)"
+    assert panel.view.fitted_title.text == "proj.weight × weight_scale_inv (dequantized)"
     state.select_tensor("proj.bias")  # float32: nothing to dequantize, and it says so
     assert panel.view.current is None
-    assert panel.view.message.text() == "proj.bias: float32, stored as used (Dequantized is for float8 weights stored with a scale)"
+    assert panel.view.message.text() == (
+        "proj.bias: float32, stored as used (Dequantized is for float8 codes or MXFP4 blocks stored with their scales)"
+    )
     panel.set_mode(VALUES)
     assert panel.view.fitted_title.text == "proj.bias"
 
@@ -82,3 +84,24 @@ def test_large_weights_are_dequantized_in_the_worker(qtbot, tmp_path: Path, monk
         state.select_tensor("proj.weight")
     assert panel.view.current.edges[0] == pytest.approx(float(WEIGHT.min()), rel=0.04)
     panel.cancel_and_wait()
+
+
+def test_gpt_oss_mxfp4_experts(qtbot, tmp_path: Path) -> None:
+    """gpt-oss stores its experts as MXFP4: uint8 bytes of two 4-bit floats, whose histogram
+    says nothing; Dequantized draws the weights."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (4, 8, 2, 32), generator=generator)
+    exponents = torch.full((4, 8, 2), -6)
+    table = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+    weights = table[codes] / 64  # 2 ** -6
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    path = tmp_path / "model.safetensors"
+    save_file({"mlp.experts.down_proj_blocks": blocks, "mlp.experts.down_proj_scales": (exponents + 127).to(torch.uint8)}, str(path))
+    panel, state = _panel(qtbot, Session(open_source(str(path))))
+    state.select_tensor("mlp.experts.down_proj_blocks")
+    assert panel.view.fitted_title.text == "mlp.experts.down_proj_blocks (MXFP4 blocks)"
+    assert panel.view.current.edges[-1] > 100  # bytes, up to 255
+    panel.set_mode(DEQUANTIZED)
+    assert panel.view.current.edges[0] == pytest.approx(float(weights.min())) and panel.view.current.edges[-1] == pytest.approx(float(weights.max()))
+    assert panel.view.current.counts.sum() == weights.numel()
+    assert panel.view.fitted_title.text == "mlp.experts.down_proj_blocks × down_proj_scales (dequantized)"

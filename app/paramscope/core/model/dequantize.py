@@ -1,70 +1,97 @@
-"""The weights of a block-quantized checkpoint: float8 codes times the scale of their block.
+"""The weights of a block-quantized checkpoint: the stored codes times the scale of their block.
 
 DeepSeek-V3 and transformers' fp8 checkpoints store a float8 ``W`` (codes up to ±448) with
 ``W_scale_inv`` beside it, one float32 per 128x128 block; compressed-tensors stores ``W_scale``
-per tensor or per output channel. Statistics and histograms of ``W`` alone describe the codes,
-not the model: its weight is ``W * scale`` with the scale spread over its block, as DeepSeek's
-``weight_dequant`` and transformers' ``FP8Linear`` compute it.
+per tensor or per output channel. gpt-oss stores MXFP4: ``W_blocks`` holds two 4-bit floats per
+byte, 32 per block, and ``W_scales`` one power of two per block (an 8-bit exponent). Statistics
+and histograms of what is stored describe codes or bytes, not the model: its weight is each
+code times its block's scale, as DeepSeek's ``weight_dequant`` and transformers'
+``FP8Linear`` and ``convert_moe_packed_tensors`` compute it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 
 from paramscope.core.model.report import ModelReport
 
-SCALE_SUFFIXES = ("_scale_inv", "_scale")  # the multiplier of W's codes, in both conventions
+SCALE_SUFFIXES = ("_scale_inv", "_scale")  # the multiplier of float8 codes, in both conventions
+FLOAT8, MXFP4 = "float8 codes", "MXFP4 blocks"
+# The 16 values of a 4-bit e2m1 float, by its bits (the OCP microscaling spec; transformers' FP4_VALUES)
+_FP4_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
 
 
-def scale_of(name: str, report: ModelReport) -> str | None:
-    """The name of the scale multiplying float8 tensor ``name`` (``name`` + ``_scale_inv`` or
-    ``_scale``), or None: not float8, or no scale beside it (a float32 weight with a
-    ``weight_scale`` is stored as it is used).
+@dataclass(frozen=True)
+class Quantized:
+    """How a tensor is stored quantized: the name of its scale, and the format (:data:`FLOAT8`
+    or :data:`MXFP4`)."""
+
+    scale: str
+    stored_as: str
+
+
+def quantized_in(name: str, report: ModelReport) -> Quantized | None:
+    """How tensor ``name`` of the report is stored quantized, or None: a float8 tensor with
+    ``name_scale_inv`` or ``name_scale`` beside it, or a uint8 ``X_blocks`` with ``X_scales``
+    (a float32 weight with a ``weight_scale`` is stored as it is used).
 
     Example:
         >>> from torch import nn
         >>> from paramscope.core.model.report import build_report
         >>> net = nn.Linear(2, 2).to(torch.float8_e4m3fn)
         >>> net.register_buffer("weight_scale_inv", torch.ones(1, 1))
-        >>> scale_of("weight", build_report(net)), scale_of("bias", build_report(net))
-        ('weight_scale_inv', None)
+        >>> quantized_in("weight", build_report(net)), quantized_in("bias", build_report(net))
+        (Quantized(scale='weight_scale_inv', stored_as='float8 codes'), None)
     """
-    canonical = report.alias_to_name.get(name)
-    if canonical is None or not report.tensor(canonical).dtype.startswith("float8"):
+    return _quantized(name, lambda n: report.tensor(n).dtype if n in report.alias_to_name else None)
+
+
+def _quantized(name: str, dtype_of: Callable[[str], str | None]) -> Quantized | None:
+    dtype = dtype_of(name)
+    if dtype is None:
         return None
-    return next((name + s for s in SCALE_SUFFIXES if name + s in report.alias_to_name), None)
+    if dtype.startswith("float8"):
+        return next((Quantized(name + s, FLOAT8) for s in SCALE_SUFFIXES if dtype_of(name + s) is not None), None)
+    if dtype == "uint8" and name.endswith("_blocks"):
+        scale = name.removesuffix("_blocks") + "_scales"
+        if dtype_of(scale) in ("uint8", "float8_e8m0fnu"):
+            return Quantized(scale, MXFP4)
+    return None
 
 
 def quantized_note(tensors: Mapping[str, torch.Tensor]) -> str | None:
-    """A note for a checkpoint holding float8 weights with their scales beside them: what its
+    """A note for a checkpoint holding quantized weights with their scales beside them: what its
     statistics describe and where the weights are seen; None when it holds none."""
-    found = [
-        name for name, tensor in tensors.items()
-        if tensor.dtype.is_floating_point and tensor.element_size() == 1
-        and any(name + suffix in tensors for suffix in SCALE_SUFFIXES)
-    ]  # fmt: skip
+    def dtype_of(name: str) -> str | None:
+        tensor = tensors.get(name)
+        return None if tensor is None else str(tensor.dtype).removeprefix("torch.")
+
+    found = [(name, how) for name in tensors if (how := _quantized(name, dtype_of)) is not None]
     if not found:
         return None
-    suffix = next(s for s in SCALE_SUFFIXES if found[0] + s in tensors)
+    name, how = found[0]
+    kinds = " and ".join(sorted({h.stored_as for _, h in found}))
     return (
-        f"{len(found):,} float8 weight(s) stored quantized, each with its scale beside it "
-        f"({suffix}): their statistics are of the codes; the weights are the codes times the "
-        "scale of their block (Histogram > Show > Dequantized)"
+        f"{len(found):,} weight(s) stored quantized ({kinds}), each with its scale beside it "
+        f"({how.scale.removeprefix(name.removesuffix('_blocks'))}): their statistics are of what is "
+        "stored; the weights are the codes times the scale of their block (Histogram > Show > Dequantized)"
     )
 
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``codes`` times their scale, in float32: the weights a quantized layer computes with.
+    """The weights ``codes`` stand for, in float32: what a quantized layer computes with.
 
-    ``scale`` is one number (per tensor), one per output channel (``[out]`` or ``[out, 1]``), or
-    one per block: a tensor of ``codes``' rank whose every size ``s`` covers ``n`` codes in
-    blocks, the last one of a dimension cut short. A block's size is not stored: it is the
-    smallest power of two giving ``s`` blocks (128 in DeepSeek-V3, Qwen3 and transformers' fp8
-    checkpoints: for 200 codes in 2 blocks, 128 and 72, where ``ceil(200 / 2)`` would say 100),
-    else ``ceil(n / s)``.
+    uint8 ``codes`` are MXFP4 blocks (:func:`dequantize_mxfp4`); other codes (float8) are
+    multiplied by ``scale``, which is one number (per tensor), one per output channel (``[out]``
+    or ``[out, 1]``), or one per block: a tensor of ``codes``' rank whose every size ``s``
+    covers ``n`` codes in blocks, the last one of a dimension cut short. A block's size is not
+    stored: it is the smallest power of two giving ``s`` blocks (128 in DeepSeek-V3, Qwen3 and
+    transformers' fp8 checkpoints: for 200 codes in 2 blocks, 128 and 72, where
+    ``ceil(200 / 2)`` would say 100), else ``ceil(n / s)``.
 
     Raises:
         ValueError: the scale's shape fits none of these layouts.
@@ -75,6 +102,8 @@ def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         tensor([[ 10.,  20., 300.],
                 [ 40.,  50., 600.]])
     """
+    if codes.dtype == torch.uint8:
+        return dequantize_mxfp4(codes, scale)
     sizes = _block_sizes(tuple(codes.shape), tuple(scale.shape))
     if sizes is None:
         raise ValueError(_misfit(codes.shape, scale.shape))
@@ -89,10 +118,37 @@ def dequantize(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return values * factor
 
 
-def layout_problem(codes_shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> str | None:
+def dequantize_mxfp4(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """MXFP4 ``blocks`` ``[..., G, 16]`` (two 4-bit e2m1 floats a byte, the low half first) times
+    ``2 ** (scales - 127)``, ``scales`` ``[..., G]`` (one 8-bit exponent per block of 32), as
+    ``[..., G * 32]``: each row as stored (gpt-oss's experts ``[experts, out, in]``; transformers
+    transposes them to ``[experts, in, out]`` for its kernels).
+
+    Raises:
+        ValueError: ``scales`` is not one per block of ``blocks``.
+
+    Example:
+        >>> blocks = torch.tensor([[[0x21] + [0] * 15]], dtype=torch.uint8)  # 0.5 then 1.0
+        >>> dequantize_mxfp4(blocks, torch.tensor([[128]], dtype=torch.uint8))[0, :3]  # x 2
+        tensor([1., 2., 0.])
+    """
+    if blocks.dim() < 2 or tuple(scales.shape) != tuple(blocks.shape[:-1]):
+        raise ValueError(_misfit(blocks.shape, scales.shape, MXFP4))
+    exponents = (scales.view(torch.uint8) if scales.dtype != torch.uint8 else scales).to(torch.int32) - 127
+    table = torch.tensor(_FP4_VALUES, dtype=torch.float32)
+    values = torch.stack((table[(blocks & 0x0F).long()], table[(blocks >> 4).long()]), dim=-1)
+    values = torch.ldexp(values.flatten(-2), exponents.unsqueeze(-1))  # [..., G, 32]
+    return values.flatten(-2)
+
+
+def layout_problem(codes_shape: tuple[int, ...], scale_shape: tuple[int, ...], stored_as: str = FLOAT8) -> str | None:
     """Why a scale of ``scale_shape`` cannot multiply codes of ``codes_shape`` (see
     :func:`dequantize`), or None: known from the shapes, before any value is read."""
-    return _misfit(codes_shape, scale_shape) if _block_sizes(codes_shape, scale_shape) is None else None
+    if stored_as == MXFP4:
+        fits = len(codes_shape) >= 2 and tuple(scale_shape) == tuple(codes_shape[:-1])
+    else:
+        fits = _block_sizes(codes_shape, scale_shape) is not None
+    return None if fits else _misfit(codes_shape, scale_shape, stored_as)
 
 
 def _block_sizes(codes: tuple[int, ...], scale: tuple[int, ...]) -> list[int | None] | None:
@@ -129,7 +185,9 @@ def _block_size(count: int, blocks: int) -> int | None:
     return size if -(-count // size) == blocks else None
 
 
-def _misfit(codes: tuple[int, ...], scale: tuple[int, ...]) -> str:
+def _misfit(codes: tuple[int, ...], scale: tuple[int, ...], stored_as: str = FLOAT8) -> str:
+    if stored_as == MXFP4:
+        return f"MXFP4 scales of shape {list(scale)} are not one per block of blocks of shape {list(codes)}"
     return (
         f"a scale of shape {list(scale)} fits no known layout for codes of shape "
         f"{list(codes)} (one per tensor, per output channel, or per block)"

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.edit.session import Session
-from paramscope.core.model.dequantize import dequantize, layout_problem, scale_of
+from paramscope.core.model.dequantize import dequantize, layout_problem, quantized_in
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.core.tasks import TaskState
@@ -145,12 +145,12 @@ class HistogramPanel(QWidget):
             self.view.clear(f"{name}: computing statistics…")
             return
         previous = session.previous_summary(name)
-        scale = scale_of(name, session.report)
+        quantized = quantized_in(name, session.report)
         self.view.set_histograms(
             summary.histogram,
             previous.histogram if previous is not None else None,
             self._theory,
-            title=name if scale is None else f"{name} (float8 codes)",  # (its end survives an elided middle)
+            title=name if quantized is None else f"{name} ({quantized.stored_as})",  # (its end survives an elided middle)
         )
 
     def _show_preview(self, name: str, after: Histogram, theory: Theory | None) -> None:
@@ -178,16 +178,18 @@ class HistogramPanel(QWidget):
 
     def _show_dequantized(self, name: str) -> None:
         session = self.state.session
-        canonical, scale = session.canonical(name), scale_of(name, session.report)
-        if scale is None:
+        canonical, quantized = session.canonical(name), quantized_in(name, session.report)
+        if quantized is None:
             dtype = session.report.tensor(name).dtype
             self.view.clear(
-                f"{name}: {dtype}, stored as used (Dequantized is for float8 weights stored with a scale)"
-                if not dtype.startswith("float8")
-                else f"{name}: float8 with no _scale_inv or _scale beside it: its values are the weights"
+                f"{name}: float8 with no _scale_inv or _scale beside it: its values are the weights"
+                if dtype.startswith("float8")
+                else f"{name}: {dtype}, stored as used (Dequantized is for float8 codes or MXFP4 blocks stored with their scales)"
             )
             return
-        problem = layout_problem(session.report.tensor(name).shape or (), session.report.tensor(scale).shape or ())
+        scale = quantized.scale
+        shapes = (session.report.tensor(name).shape or (), session.report.tensor(scale).shape or ())
+        problem = layout_problem(*shapes, quantized.stored_as)
         if problem is not None:
             self.view.clear(f"{name}: {problem}")
             return
@@ -199,7 +201,7 @@ class HistogramPanel(QWidget):
                 self._grad_worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, scale, st)), DEQUANTIZING)
                 return
             summary = self._dequantized[canonical] = _dequantized_summary(session, name, scale)
-        self.view.set_histograms(summary.histogram, title=f"{name} × {scale.removeprefix(name)} (dequantized)")
+        self.view.set_histograms(summary.histogram, title=f"{name} × {scale.rpartition('.')[2]} (dequantized)")
 
     def _show_gradient(self, name: str) -> None:
         session = self.state.session

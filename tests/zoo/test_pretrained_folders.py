@@ -155,7 +155,7 @@ def test_a_quantized_folder_shows_its_stored_tensors(tmp_path: Path, layout: str
     for name, value in tensors.items():
         assert written[name].dtype == value.dtype and torch.equal(written[name], value), name
     expected = (
-        f"config.json describes a {layout} quantized model" if declared
+        f"config.json describes a model quantized with {layout}" if declared
         else "the files do not fit config.json's LlamaForCausalLM ("
     )
     assert any(note.startswith(expected) for note in opened.notes), opened.notes

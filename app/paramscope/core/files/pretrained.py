@@ -73,8 +73,8 @@ def build_pretrained(folder: Path, checkpoint: Checkpoint) -> tuple[nn.Module | 
     quantized = config.get("quantization_config")
     if quantized is not None:  # GPTQ, AWQ, bitsandbytes: layers of that library hold other tensors
         method = quantized.get("quant_method") if isinstance(quantized, dict) else None
-        what = f"{method} " if isinstance(method, str) and method.isprintable() and len(method) < 40 else ""
-        return None, [f"config.json describes a {what}quantized model, whose layers only its quantization library builds; shown from the tensors as stored"]
+        what = f" with {method}" if isinstance(method, str) and method.isprintable() and len(method) < 40 else ""
+        return None, [f"config.json describes a model quantized{what}, whose layers only its quantization library builds; shown from the tensors as stored"]
     # A lazily opened folder (over 1 GiB) is built on the meta device: shapes and ties only; the
     # checkpoint's loader reads each tensor when it is looked at or edited.
     lazy = checkpoint.loader is not None

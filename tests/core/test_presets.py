@@ -160,6 +160,35 @@ def test_block_quantized_float8_weights_and_their_scales_are_refused_saying_why(
     assert not torch.equal(written["layers.0.gate.weight"], state["layers.0.gate.weight"])
 
 
+def test_gpt_oss_mxfp4_experts_are_refused_as_quantized(tmp_path):
+    """gpt-oss stores its experts as MXFP4 bytes with a scale per block: an init of either
+    (the Initialize panel's selected tensor) is refused as quantized, not merely as "needs a
+    floating-point tensor"; the scales as scales."""
+    from safetensors.torch import save_file
+
+    from paramscope.core.init.quantized import quantized_problem
+
+    state = {
+        "mlp.experts.down_proj_blocks": torch.zeros(2, 4, 1, 16, dtype=torch.uint8),
+        "mlp.experts.down_proj_scales": torch.full((2, 4, 1), 127, dtype=torch.uint8),
+        "mlp.experts.down_proj_bias": torch.zeros(2, 4),
+        "other_scales": torch.ones(3, dtype=torch.uint8),  # no blocks beside it
+    }
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    report = Session(open_source(str(path))).report
+    assert quantized_problem("mlp.experts.down_proj_blocks", report) == (
+        "stored quantized, scaled by mlp.experts.down_proj_scales: new values would keep the old scales; "
+        "initialize the unquantized model (e.g. its bfloat16 release)"
+    )
+    assert quantized_problem("mlp.experts.down_proj_scales", report) == (
+        "a quantization scale of mlp.experts.down_proj_blocks, not a weight: initialize the unquantized model "
+        "(e.g. its bfloat16 release)"
+    )
+    assert quantized_problem("mlp.experts.down_proj_bias", report) is None
+    assert quantized_problem("other_scales", report) is None
+
+
 @pytest.mark.parametrize("preset", ["gpt2", "bert", "fixup"])
 def test_a_mixture_of_experts_is_drawn_too(preset):
     """transformers 5 stacks the experts in 3-D parameters named gate_up_proj and down_proj: the

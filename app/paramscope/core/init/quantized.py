@@ -1,6 +1,7 @@
-"""Block-quantized weights: a float8 ``W`` stored with its scales beside it (``W_scale_inv`` in
-DeepSeek-V3 and transformers' fp8 checkpoints, ``W_scale`` in compressed-tensors), the model's
-weight being ``W`` times the scale of its block.
+"""Block-quantized weights: float8 codes stored with their scales beside them (``W_scale_inv`` in
+DeepSeek-V3 and transformers' fp8 checkpoints, ``W_scale`` in compressed-tensors), or gpt-oss's
+MXFP4 ``X_blocks`` with ``X_scales``; the model's weight is each code times its block's scale
+(:mod:`paramscope.core.model.dequantize`).
 
 An init cannot apply to either half: drawing ``W`` anew keeps the old scales (a normal(0, 0.02)
 weight became ~1e-4 times that), and the scales, whose names hold "weight", were drawn as weights
@@ -9,15 +10,10 @@ weight became ~1e-4 times that), and the scales, whose names hold "weight", were
 
 from __future__ import annotations
 
+from paramscope.core.model.dequantize import SCALE_SUFFIXES, quantized_in
 from paramscope.core.model.report import ModelReport
 
-SCALE_SUFFIXES = ("_scale_inv", "_scale")
 _UNQUANTIZED = "initialize the unquantized model (e.g. its bfloat16 release)"
-
-
-def _quantized(report: ModelReport, name: str) -> bool:
-    canonical = report.alias_to_name.get(name)
-    return canonical is not None and report.tensor(canonical).dtype.startswith("float8")
 
 
 def quantized_problem(name: str, report: ModelReport) -> str | None:
@@ -25,11 +21,20 @@ def quantized_problem(name: str, report: ModelReport) -> str | None:
 
     A float8 ``mlp.down_proj.weight`` beside ``mlp.down_proj.weight_scale_inv`` gives "stored
     quantized, scaled by mlp.down_proj.weight_scale_inv: ..."; the scale gives "a quantization
-    scale of mlp.down_proj.weight, not a weight: ...". A float32 weight with a scale: None.
+    scale of mlp.down_proj.weight, not a weight: ..."; gpt-oss's ``down_proj_blocks`` and
+    ``down_proj_scales`` the same. A float32 weight with a scale: None.
     """
-    for suffix in SCALE_SUFFIXES:
-        if name.endswith(suffix) and _quantized(report, name[: -len(suffix)]):
-            return f"a quantization scale of {name[: -len(suffix)]}, not a weight: {_UNQUANTIZED}"
-        if name + suffix in report.alias_to_name and _quantized(report, name):
-            return f"stored quantized, scaled by {name + suffix}: new values would keep the old scales; {_UNQUANTIZED}"
+    quantized = quantized_in(name, report)
+    if quantized is not None:
+        return f"stored quantized, scaled by {quantized.scale}: new values would keep the old scales; {_UNQUANTIZED}"
+    for weight in _scaled_by(name):
+        found = quantized_in(weight, report)
+        if found is not None and found.scale == name:
+            return f"a quantization scale of {weight}, not a weight: {_UNQUANTIZED}"
     return None
+
+
+def _scaled_by(scale: str) -> list[str]:
+    """The names of the tensors ``scale`` may be the scale of."""
+    names = [scale.removesuffix(suffix) for suffix in SCALE_SUFFIXES if scale.endswith(suffix)]
+    return names + ([scale.removesuffix("_scales") + "_blocks"] if scale.endswith("_scales") else [])

@@ -127,3 +127,16 @@ def test_the_values_of_a_lazily_opened_tensor_are_read_when_the_tab_is_shown(win
     assert np.allclose(shown, weight.numpy(), rtol=1e-3, atol=1e-4)  # (shown with 4 significant digits)
     assert grid.note.text() == "proj.weight: shape [5, 7]"
     assert not [name for name, on_gui_thread in reads if on_gui_thread]
+
+
+def test_copy_values_of_a_lazily_opened_tensor_copies_its_values(window, qtbot, tmp_path, monkeypatch) -> None:
+    """Copy values gave "tensor(..., device='meta', size=(5,))" for a checkpoint opened lazily."""
+    import torch
+
+    _open_lazily(window, qtbot, tmp_path, monkeypatch, {"proj.weight": torch.ones(300, 1000), "proj.bias": torch.arange(5.0)})
+    session = window.state.session
+    assert session.tensor("proj.bias").device.type == "meta"
+    assert window.row_menus.values_text("proj.bias") == str(torch.arange(5.0))
+    assert session.tensor("proj.bias").device.type == "meta"  # read, not kept
+    # 1.2 MB: not read on the GUI thread
+    assert window.row_menus.values_text("proj.weight") == "proj.weight: [300, 1000] float32, still in the file: the Values tab reads it"

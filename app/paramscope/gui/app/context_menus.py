@@ -30,6 +30,9 @@ def find_action(menu: QMenu, text: str):
     raise KeyError(text)
 
 
+# A lazily opened tensor up to this size is read for Copy values on the GUI thread (~1 ms from disk).
+COPY_READ_BYTES = 1 << 20
+
 class RowMenus(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -121,7 +124,14 @@ class RowMenus(QObject):
             self.window.raise_dock(self.window.tied_dock)
 
     def values_text(self, name: str) -> str:
-        return str(self.state.session.tensor(name))
+        """What ``print(param)`` shows. A lazily opened tensor is read first when small (here, on
+        the GUI thread: at most :data:`COPY_READ_BYTES`), else the text says where to see it."""
+        session = self.state.session
+        unread = session.unread_bytes([name])
+        if unread > COPY_READ_BYTES:
+            info = session.report.tensor(name)
+            return f"{name}: {info.shape_text()} {info.dtype}, still in the file: the Values tab reads it"
+        return str(session.values(name) if unread else session.tensor(name))
 
     def module_text(self, module: str) -> str:
         model = self.state.session.model

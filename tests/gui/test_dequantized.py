@@ -105,3 +105,37 @@ def test_gpt_oss_mxfp4_experts(qtbot, tmp_path: Path) -> None:
     assert panel.view.current.edges[0] == pytest.approx(float(weights.min())) and panel.view.current.edges[-1] == pytest.approx(float(weights.max()))
     assert panel.view.current.counts.sum() == weights.numel()
     assert panel.view.fitted_title.text == "mlp.experts.down_proj_blocks × down_proj_scales (dequantized)"
+
+
+def test_heatmap_and_spectrum_draw_the_weights(window, qtbot, tmp_path: Path) -> None:
+    """The heatmap of float8 codes showed the scales' 128x128 blocks, and the spectrum was of the
+    codes; MXFP4 bytes had neither ("uint8: not floating-point")."""
+    import numpy as np
+
+    from paramscope.core.model.dequantize import dequantize
+
+    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
+        window.open_source(str(_fp8_file(tmp_path)))
+    session = window.state.session
+    expected = dequantize(session.tensor("proj.weight"), session.tensor("proj.weight_scale_inv")).detach()
+    window.state.select_tensor("proj.weight")  # (opening selected it: the largest)
+    with qtbot.waitSignal(window.heatmap_view.shown, timeout=30_000):
+        window.tabs.setCurrentWidget(window.heatmap_view)
+    assert window.heatmap_view.title == "proj.weight [300, 200] dequantized"
+    assert np.allclose(window.heatmap_view.array, expected.double().numpy())
+    with qtbot.waitSignal(window.spectrum_view.computed, timeout=60_000) as computed:
+        window.tabs.setCurrentWidget(window.spectrum_view)
+    assert np.allclose(computed.args[0].singular_values, torch.linalg.svdvals(expected.double()).numpy(), rtol=1e-10)
+    assert window.spectrum_view.plot.titleLabel.text == "200 singular values (dequantized)"
+
+    codes = torch.randint(0, 16, (2, 8, 2, 32), generator=torch.Generator().manual_seed(0))
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    path = tmp_path / "gpt-oss.safetensors"
+    save_file({"experts.down_proj_blocks": blocks, "experts.down_proj_scales": torch.full((2, 8, 2), 120, dtype=torch.uint8)}, str(path))
+    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
+        window.open_source(str(path))
+    session = window.state.session
+    expected = dequantize(session.tensor("experts.down_proj_blocks"), session.tensor("experts.down_proj_scales")).detach()
+    with qtbot.waitSignal(window.spectrum_view.computed, timeout=60_000) as computed:
+        window.state.select_tensor("experts.down_proj_blocks")
+    assert np.allclose(computed.args[0].singular_values, torch.linalg.svdvals(expected.flatten(1).double()).numpy(), rtol=1e-10)

@@ -33,6 +33,7 @@ class Heatmap:
     nonfinite: int = 0  # NaN/Inf values (drawn as 0)
     message: str = ""
     experts: int = 0  # a stack of this many experts' matrices, drawn one under another
+    dequantized: bool = False  # the weights of a tensor stored quantized (codes times scales)
 
     @property
     def title(self) -> str:
@@ -41,7 +42,7 @@ class Heatmap:
         reshaped = " (flattened to rows × rest)" if self.flattened else ""
         if self.experts:
             reshaped = f" ({self.experts} experts, one under another)"
-        title = f"{self.name} {list(self.shape)}{reshaped}"
+        title = f"{self.name} {list(self.shape)}{' dequantized' if self.dequantized else ''}{reshaped}"
         if self.factor > 1:
             title += f", downsampled {self.factor}× (largest |value| per block)"
         return title

@@ -11,7 +11,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.edit.session import Session
-from paramscope.core.model.dequantize import dequantize, layout_problem, quantized_in
+from paramscope.core.edit.weights import weights
+from paramscope.core.model.dequantize import layout_problem, quantized_in
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
 from paramscope.core.tasks import TaskState
@@ -198,9 +199,9 @@ class HistogramPanel(QWidget):
             elements = session.report.tensor(name).numel
             if elements > SYNC_SUMMARY_LIMIT or session.unread_bytes([name, scale]):  # (lazily opened: read from disk)
                 self.view.clear(f"{name}: computing the dequantized weights…")
-                self._grad_worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, scale, st)), DEQUANTIZING)
+                self._grad_worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, st)), DEQUANTIZING)
                 return
-            summary = self._dequantized[canonical] = _dequantized_summary(session, name, scale)
+            summary = self._dequantized[canonical] = _dequantized_summary(session, name)
         self.view.set_histograms(summary.histogram, title=f"{name} × {scale.rpartition('.')[2]} (dequantized)")
 
     def _show_gradient(self, name: str) -> None:
@@ -220,7 +221,7 @@ class HistogramPanel(QWidget):
         self.view.set_histograms(summary.histogram, title=f"gradient of {name}")
 
 
-def _dequantized_summary(session: Session, name: str, scale: str, state: TaskState | None = None) -> TensorSummary:
-    """The summary of ``name``'s weights: its codes times ``scale`` (both read, neither kept;
+def _dequantized_summary(session: Session, name: str, state: TaskState | None = None) -> TensorSummary:
+    """The summary of ``name``'s weights: its codes times its scale (both read, neither kept;
     their shapes fit: :func:`layout_problem` said so)."""
-    return summarize(dequantize(session.values(name), session.values(scale)), state=state)
+    return summarize(weights(session, name), state=state)

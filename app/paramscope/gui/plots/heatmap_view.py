@@ -9,13 +9,19 @@ meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from paramscope.core.edit.session import Session
+from paramscope.core.edit.weights import weights, weights_read
+from paramscope.core.model.dequantize import quantized_in
 from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.heatmap import MAX_DISPLAY, Heatmap, as_matrix, block_maxabs, heatmap_of
+from paramscope.core.tasks import TaskState
 from paramscope.gui.plots.drawn_units import SHORT_LABELS, unit_for, unit_text
 from paramscope.gui.plots.fitted_title import FittedTitle
 from paramscope.gui.plots.when_shown import RefreshWhenShown
@@ -102,18 +108,16 @@ class HeatmapView(RefreshWhenShown, QWidget):
             return
         session = self.state.session
         info = session.report.tensor(name)
-        to_load = session.tensor(name).device.type == "meta" and session.opened.loader is not None
+        to_load = session.unread_bytes(weights_read(session, name)) > 0  # (lazily opened: read in the worker)
         experts = experts_layout_of(session.model, name, session.tensor(name))
         if info.numel <= BACKGROUND_NUMEL and not to_load:
             self.worker.cancel()
-            self._draw(heatmap_of(name, session.values(name), experts=experts))
+            self._draw(_weights_heatmap(session, name, experts))
             return
         self._asked = self._what()
         self.message.setText(f"{name}: computing the heatmap…")
         self.message.setVisible(True)
-        self.worker.start(
-            lambda task_state: heatmap_of(name, session.values(name), task_state, experts), f"heatmap of {name}"
-        )
+        self.worker.start(lambda task_state: _weights_heatmap(session, name, experts, task_state), f"heatmap of {name}")
 
     def refresh_failed(self, message: str) -> None:
         self._clear(f"{self.state.selected_tensor or 'heatmap'}: {message}", self.state.selected_tensor or "")
@@ -160,3 +164,10 @@ class HeatmapView(RefreshWhenShown, QWidget):
         self.message.setText(message)
         self.message.setVisible(True)
         self.shown.emit(name)
+
+
+def _weights_heatmap(session: Session, name: str, experts: bool | None, state: TaskState | None = None) -> Heatmap:
+    """The heatmap of ``name``'s weights: dequantized where it is stored quantized (its codes'
+    heatmap shows the scales' blocks, its MXFP4 bytes nothing)."""
+    heatmap = heatmap_of(name, weights(session, name), state, experts)
+    return dataclasses.replace(heatmap, dequantized=True) if quantized_in(name, session.report) is not None else heatmap

@@ -33,7 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from paramscope.core.edit.weights import weights, weights_read, weights_stand_in
 from paramscope.core.model import spectra
+from paramscope.core.model.dequantize import quantized_in
 from paramscope.core.model.expert_spectra import ExpertsSpectrum
 from paramscope.core.model.experts import experts_layout_of
 from paramscope.core.model.spectra import SpectraRequest, SpectraResult, Spectrum
@@ -95,6 +97,7 @@ class SpectrumView(RefreshWhenShown, QWidget):
         self.worker = TaskWorker(self)
         self._dirty = True
         self._forced: str | None = None  # a tensor the user asked to compute despite its size
+        self._dequantized = False  # the tensor shown is stored quantized: its weights' spectrum
         self._build()
         self.worker.finished.connect(self._on_result)
         self.worker.failed.connect(lambda message: self._clear(" ".join(message.split())))
@@ -193,7 +196,9 @@ class SpectrumView(RefreshWhenShown, QWidget):
             return
         session = self.state.session
         experts = experts_layout_of(session.model, name, session.tensor(name))
-        tensor = session.checkable(name)  # its shape and dtype: a lazily opened one is read below
+        # its shape and dtype (a lazily opened one is read below); a quantized one's weights
+        tensor = weights_stand_in(session, name)
+        self._dequantized = quantized_in(name, session.report) is not None
         max_side = None if self._forced == name else spectra.MAX_SIDE
         reason = spectra.why_not(tensor, max_side)
         if reason is not None:
@@ -201,11 +206,12 @@ class SpectrumView(RefreshWhenShown, QWidget):
             self.compute_button.setText("Compute anyway")
             self.compute_button.setVisible(reason.endswith("(an exact SVD would take long)"))
             return
-        read_once = functools.cache(lambda _n: session.values(name))  # (the run asks more than once)
+        read_once = functools.cache(lambda _n: weights(session, name))  # (the run asks more than once)
         request = SpectraRequest([name], read_once, max_side, experts_of=lambda _n: experts)
         shape = tuple(tensor.shape)
         # (a lazily opened tensor is read in the worker: from disk or the network, any size)
-        if spectra.svd_cost(shape, experts is not None) <= SYNC_COST and not session.unread_bytes([name]):
+        reads = weights_read(session, name)
+        if spectra.svd_cost(shape, experts is not None) <= SYNC_COST and not session.unread_bytes(reads):
             self._on_result(spectra.run(request))
             return
         what = (f"{shape[0]} experts' {shape[1]} x {shape[2]}" if experts is not None
@@ -264,7 +270,8 @@ class SpectrumView(RefreshWhenShown, QWidget):
             x, y = law.curve(edges * unit, len(values))
             self.law_item.setData(x / unit, y)
         self.law_item.setVisible(overlay)
-        self.plot.setTitle(f"{len(values)} singular values")  # the tensor's name is in the text below
+        # the tensor's name is in the text below
+        self.plot.setTitle(f"{len(values)} singular values" + (" (dequantized)" if self._dequantized else ""))
         self.histogram_plot.setTitle("histogram" + (", dashed: M–P law" if overlay else ""))
         zeros = int(np.sum(values == 0))
         note = f"\n{zeros} singular value(s) are 0 (not drawn on the log scale)" if zeros else ""

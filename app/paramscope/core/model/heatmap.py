@@ -42,10 +42,10 @@ class Heatmap:
         reshaped = " (flattened to rows × rest)" if self.flattened else ""
         if self.experts:
             reshaped = f" ({self.experts} experts, one under another)"
-        title = f"{self.name} {list(self.shape)}{' dequantized' if self.dequantized else ''}{reshaped}"
+        title = f"{self.name} {list(self.shape)}{reshaped}"
         if self.factor > 1:
             title += f", downsampled {self.factor}× (largest |value| per block)"
-        return title
+        return title + (", dequantized" if self.dequantized else "")  # (the end survives an elided middle)
 
 
 def as_matrix(tensor: torch.Tensor) -> torch.Tensor | None:

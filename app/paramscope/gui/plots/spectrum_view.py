@@ -270,11 +270,12 @@ class SpectrumView(RefreshWhenShown, QWidget):
             x, y = law.curve(edges * unit, len(values))
             self.law_item.setData(x / unit, y)
         self.law_item.setVisible(overlay)
-        # the tensor's name is in the text below
-        self.plot.setTitle(f"{len(values)} singular values" + (" (dequantized)" if self._dequantized else ""))
+        self.plot.setTitle(f"{len(values)} singular values")  # the tensor's name is in the text below
         self.histogram_plot.setTitle("histogram" + (", dashed: M–P law" if overlay else ""))
         zeros = int(np.sum(values == 0))
         note = f"\n{zeros} singular value(s) are 0 (not drawn on the log scale)" if zeros else ""
+        if self._dequantized:  # (in the text: the plot's title has no room for it)
+            note += "\nof the weights, dequantized: the stored codes times their block's scale"
         self.message.setText(describe(spectrum) + note)
 
     def _clear(self, message: str) -> None:

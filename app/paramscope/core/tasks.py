@@ -7,6 +7,7 @@ whether the user cancelled. The GUI passes a state backed by a worker thread, te
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -88,16 +89,19 @@ Item = TypeVar("Item")
 STEP_STRIDE = 4096
 
 
-def steps(items: Iterable[Item], total: int, state: TaskState | None, message: str) -> Iterator[Item]:
+def steps(items: Iterable[Item], total: int, state: TaskState | None, message: str) -> Iterable[Item]:
     """``items``, reporting to ``state`` (and so stopping on cancel) every :data:`STEP_STRIDE`.
 
     For loops over a checkpoint's tensors: opening a million of them takes half a minute, and
-    a cancelled open must stop within a fraction of a second, not at the end.
+    a cancelled open must stop within a fraction of a second, not at the end. Nobody watching
+    (None): ``items`` themselves.
     """
-    if state is None:
-        yield from items
-        return
-    for index, item in enumerate(items):
-        if not index % STEP_STRIDE:
-            state.progress(index / total if total else 0.0, message)
-        yield item
+    return items if state is None else _reporting(iter(items), total, state, message)
+
+
+def _reporting(items: Iterator[Item], total: int, state: TaskState, message: str) -> Iterator[Item]:
+    done = 0
+    while chunk := list(itertools.islice(items, STEP_STRIDE)):  # (a chunk at a time: ~10 ns an item)
+        state.progress(done / total if total else 0.0, message)
+        yield from chunk
+        done += len(chunk)

@@ -172,3 +172,13 @@ def test_lsuv_without_the_models_code_is_one_line(open_demo, qtbot, tmp_path):
     window.errorShown.connect(errors.append)
     qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
     assert len(errors) == 1 and "\n" not in errors[0] and "needs the model's code" in errors[0]
+
+
+def test_fan_notes_of_a_lazy_parameter_raise_nothing(window, qtbot):
+    """A lazy parameter has no shape until a forward: the fan notes asked for its dim() and the
+    event loop got a traceback (found by the monkey test)."""
+    assert window.open_source("demo:lazy")
+    lazy = next(n for n, i in window.state.session.report.parameters.items() if i.shape is None)
+    pick(window, lazy, "kaiming_normal_")  # fans used
+    qtbot.wait(50)  # (pytest-qt fails the test on an exception in a slot)
+    assert notes_of(window) == ""

@@ -36,8 +36,12 @@ FILTERS = ["", "", "weight", "bias", "0", "Linear", "zz", "["]
 
 
 def _bytes(model) -> dict[str, bytes]:
-    return {k: b"meta" if v.is_meta else v.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-            for k, v in model.state_dict().items()}  # fmt: skip
+    def of(value: torch.Tensor) -> bytes:
+        if isinstance(value, torch.nn.parameter.UninitializedTensorMixin):
+            return b"lazy"  # (no values before a forward)
+        return b"meta" if value.is_meta else value.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+
+    return {k: of(v) for k, v in model.state_dict().items()}
 
 
 class Monkey:
@@ -203,6 +207,13 @@ class Monkey:
         if self.rng.random() < 0.7:
             self._wait_workers()
 
+    def switch_view(self) -> None:
+        """Another plot tab, another histogram mode (values, gradient, dequantized)."""
+        window = self.window
+        window.tabs.setCurrentIndex(self.rng.randrange(window.tabs.count()))
+        mode = window.histogram_panel.mode
+        mode.setCurrentIndex(self.rng.randrange(mode.count()))
+
     def zero_grad(self) -> None:
         if self._has_session():
             self._wait_workers()
@@ -222,6 +233,10 @@ class Monkey:
         for widget in QApplication.topLevelWidgets():
             if isinstance(widget, QMessageBox) and widget.isVisible():
                 widget.close()
+
+
+def has_uninitialized(model: torch.nn.Module) -> bool:
+    return any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters())
 
 
 def qtbot_click(qtbot, button) -> None:
@@ -262,6 +277,20 @@ def test_monkey(qtbot, tmp_path, monkeypatch):
                     return result
 
                 stack.push = push
+            mirror_materialized()
+
+    def mirror_materialized() -> None:
+        """A backward in the window ran the lazy demo's forward and so gave its lazy parameters
+        their shapes and values (the session rebuilt): the reference takes the same."""
+        reference = getattr(monkey, "reference", None)
+        model = window.state.session.model
+        if reference is None or not has_uninitialized(reference.model) or has_uninitialized(model):
+            return
+        if set(dict(reference.model.named_parameters())) != set(dict(model.named_parameters())):
+            return  # another model opened
+        with torch.no_grad():
+            reference.model.load_state_dict(model.state_dict())  # (materializes lazy parameters)
+        reference.rebuild()
 
     window.state.sessionChanged.connect(on_session)
     Monkey._pushes = 0
@@ -270,6 +299,7 @@ def test_monkey(qtbot, tmp_path, monkeypatch):
         (monkey.open_demo, 1), (monkey.select_tree_row, 6), (monkey.select_table_row, 6), (monkey.filter, 3),
         (monkey.initialize, 8), (monkey.value_edit, 6), (monkey.undo, 5), (monkey.redo, 3),
         (monkey.backward, 3), (monkey.zero_grad, 2), (monkey.export, 1), (monkey.close_dialogs, 2),
+        (monkey.switch_view, 3),
     ]  # fmt: skip
     functions, weights = zip(*actions, strict=True)
     for _step in range(STEPS):

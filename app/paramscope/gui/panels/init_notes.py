@@ -53,9 +53,10 @@ def fan_lines(panel: InitPanel) -> list[str]:
         return []
     notes: dict[str, list[str]] = {}
     for target in panel.target_names():
-        tensor = session.tensor(target)
-        if tensor.dim() < 3:  # only convolutions and stacked experts have a note: no module looked up
+        shape = session.report.tensor(target).shape  # (None: a lazy parameter, no shape yet)
+        if shape is None or len(shape) < 3:  # only convolutions and stacked experts have a note
             continue
+        tensor = session.tensor(target)
         try:
             module = session.model.get_submodule(owner_module_name(target))
         except AttributeError:

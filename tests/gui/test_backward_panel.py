@@ -230,3 +230,22 @@ def test_parameter_names_are_readable_in_a_dock_wide_panel(qtbot):
     panel.input_edit.setText("rand(1, 2)")
     run_and_wait(qtbot, panel, state)
     assert panel.table.columnWidth(0) > longest  # ... and after it
+
+
+def test_a_backward_that_fails_after_the_forward_shaped_lazy_parameters_rebuilds(qtbot):
+    """An integer input shapes the lazy layers (the forward's first step) and then fails in
+    their matmul: the parameters had shapes and values while the tree, table and report still
+    said "uninitialized", and edits went to tensors the report did not describe (found by the
+    monkey test)."""
+    panel, state = make_panel(qtbot, "demo:lazy")
+    assert state.session.report.parameters["0.weight"].shape is None
+    panel.input_edit.setText("randint(2, 4, high=10)")
+    with qtbot.waitSignal(panel.failed, timeout=60_000) as failed:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_running)
+    assert "\n" not in failed.args[0]
+    model = state.session.model
+    shaped = {n: tuple(p.shape) for n, p in model.named_parameters() if not isinstance(p, nn.parameter.UninitializedParameter)}
+    assert shaped  # (the forward shaped some: else this test tests nothing)
+    report = state.session.report.parameters
+    assert {n: report[n].shape for n in shaped} == shaped

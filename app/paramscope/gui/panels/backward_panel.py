@@ -30,8 +30,10 @@ from PySide6.QtWidgets import (
 from paramscope.core.backward.backward import BackwardResult, run, zero_grad
 from paramscope.core.backward.gradient_norms import norms_from_result
 from paramscope.core.backward.losses import STRUCTURE_NOTE
+from paramscope.core.edit.session import Session
 from paramscope.core.errors import ParamscopeError
 from paramscope.core.model.diagnostics import ERROR, WARNING
+from paramscope.core.model.report import is_lazy
 from paramscope.core.state.backward_state import EXPLORE_INPUTS, MODES, BackwardState
 from paramscope.gui import colors
 from paramscope.gui.models.param_table import fmt_float
@@ -219,6 +221,8 @@ class BackwardPanel(QWidget):
         self.state.errorOccurred.emit(message)
 
     def _on_failed(self, message: str) -> None:
+        if self.state.has_session and _shaped_lazily(self.state.session):
+            self.state.session.rebuild()  # the forward shaped lazy parameters, then failed
         if self._gradients_cleared():  # a backward that raised while replacing .grad
             self.result = None
             self.state.forget_grad_norms()  # measured again, in a worker
@@ -329,3 +333,10 @@ class BackwardPanel(QWidget):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _shaped_lazily(session: Session) -> bool:
+    """The report lists a lazy parameter (no shape) that the model no longer holds as lazy: a
+    forward shaped it."""
+    lazy = [name for name, info in session.report.parameters.items() if info.shape is None]
+    return any(not is_lazy(session.tensor(name)) for name in lazy)

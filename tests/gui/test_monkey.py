@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from safetensors.torch import save_file
 
 from paramscope.core.edit.session import Session
 from paramscope.core.edit.value_edits import value_edit_command
+from paramscope.core.files import regions
 from paramscope.core.init.rule_parse import InitRule
 from paramscope.core.init.rules import build_commands
 from paramscope.core.init.selectors import Selector
@@ -73,6 +75,17 @@ class Monkey:
         if self.window.open_source(f"demo:{name}"):
             self.reference = Session(open_source(f"demo:{name}"))
             self.done.append(f"open {name}")
+
+    def open_file(self) -> None:
+        """A checkpoint opened lazily (as a large one is) in the worker, sometimes stopped."""
+        path = self.rng.choice(self.files)
+        with self.qtbot.waitSignal(self.window.opened, timeout=30_000) as ended:
+            started = self.window.open_source(str(path))
+            if started and self.rng.random() < 0.3:
+                self.window.stop_opening()
+        if ended.args == [True]:
+            self.reference = Session(open_source(str(path)))
+            self.done.append(f"open {path.name}")
 
     def select_tree_row(self) -> None:
         view = self.window.tree_panel.view
@@ -235,6 +248,20 @@ class Monkey:
                 widget.close()
 
 
+def quantized_files(folder: Path) -> list[Path]:
+    """A float8 checkpoint with block scales, and gpt-oss-like MXFP4 experts beside a norm."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 4, generator=generator)
+    fp8 = folder / "fp8.safetensors"
+    save_file({"proj.weight": (weight / 0.01).to(torch.float8_e4m3fn), "proj.weight_scale_inv": torch.full((1, 1), 0.01),
+               "proj.bias": torch.zeros(6), "norm.weight": torch.ones(6)}, str(fp8))  # fmt: skip
+    mxfp4 = folder / "mxfp4.safetensors"
+    save_file({"experts.down_proj_blocks": torch.randint(0, 256, (2, 4, 1, 16), generator=generator, dtype=torch.uint8),
+               "experts.down_proj_scales": torch.full((2, 4, 1), 120, dtype=torch.uint8),
+               "norm.weight": torch.ones(4)}, str(mxfp4))  # fmt: skip
+    return [fp8, mxfp4]
+
+
 def has_uninitialized(model: torch.nn.Module) -> bool:
     return any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters())
 
@@ -262,6 +289,8 @@ def test_monkey(qtbot, tmp_path, monkeypatch):
     qtbot.addWidget(window)
     window.show()
     monkey = Monkey(window, qtbot, rng, tmp_path)
+    monkey.files = quantized_files(tmp_path)
+    monkeypatch.setattr(regions, "LAZY_BYTES", 0)  # they open lazily, as checkpoints of many gigabytes do
 
     # count pushes on whatever stack is current, so a changed model is noticed exactly
     def on_session() -> None:
@@ -302,7 +331,7 @@ def test_monkey(qtbot, tmp_path, monkeypatch):
         (monkey.open_demo, 1), (monkey.select_tree_row, 6), (monkey.select_table_row, 6), (monkey.filter, 3),
         (monkey.initialize, 8), (monkey.value_edit, 6), (monkey.undo, 5), (monkey.redo, 3),
         (monkey.backward, 3), (monkey.zero_grad, 2), (monkey.export, 1), (monkey.close_dialogs, 2),
-        (monkey.switch_view, 3),
+        (monkey.switch_view, 3), (monkey.open_file, 1),
     ]  # fmt: skip
     functions, weights = zip(*actions, strict=True)
     for _step in range(STEPS):

@@ -26,6 +26,7 @@ from paramscope.core.errors import NotInFiles, SourceError, shown
 from paramscope.core.files.dcp_metadata import METADATA_FILE, DcpEntry, DcpMetadata, read_metadata
 from paramscope.core.files.dcp_storage import check_data_files
 from paramscope.core.files.safety import check_fits_memory
+from paramscope.core.tasks import TaskState, part
 
 __all__ = [
     "NOT_LOADED",
@@ -132,12 +133,13 @@ def read_dcp_checkpoint(folder: Path) -> Any:
     return Checkpoint(tensors, extras=_extras(metadata.entries), distinct=True)
 
 
-def open_dcp(folder: Path) -> Any:
-    """Open a DCP folder lazily: shape-only placeholders now, each tensor's values on demand."""
+def open_dcp(folder: Path, state: TaskState | None = None) -> Any:
+    """Open a DCP folder lazily: shape-only placeholders now, each tensor's values on demand.
+    ``state``: progress and cancel (the metadata, then the module tree)."""
     from paramscope.core.files.opened import OpenedModel
     from paramscope.core.files.statedict import NO_FORWARD, Checkpoint, build_module
 
-    metadata = read_metadata(folder)
+    metadata = read_metadata(folder, part(state, 0.0, 0.8))
     entries = metadata.entries
     tensors = {e.key: torch.empty(e.shape or (), dtype=e.dtype, device="meta") for e in entries if e.is_tensor}
     if not tensors:
@@ -145,7 +147,8 @@ def open_dcp(folder: Path) -> Any:
     by_key = {e.key: e for e in entries}
     extras = _extras(entries)
     # Placeholders are all meta tensors (no memory): they must not be taken for views of one storage.
-    model, notes = build_module(Checkpoint(tensors, extras=extras, distinct=True), "distributed checkpoint")
+    checkpoint = Checkpoint(tensors, extras=extras, distinct=True)
+    model, notes = build_module(checkpoint, "distributed checkpoint", part(state, 0.8, 1.0))
     shards = len({info.relative_path for info in metadata.metadata.storage_data.values()})
 
     def load(name: str) -> torch.Tensor:

@@ -176,7 +176,7 @@ def _open_file(path: Path, trust: bool, entry: str | None, state: TaskState | No
         from paramscope.core.files.dcp import is_dcp_folder, open_dcp
 
         if is_dcp_folder(path):
-            return open_dcp(path)
+            return open_dcp(path, state)
         path = weights_in_folder(path)
     sniffed = sniff(path)
     # (open_file checks the entry)

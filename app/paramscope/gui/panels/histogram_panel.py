@@ -1,5 +1,5 @@
-"""The histogram of the selected tensor (values, gradient, or the weights a float8 tensor's codes
-stand for), kept in step with the AppState.
+"""The histogram of the selected tensor (values, gradient, or the weights a quantized tensor's
+float8 codes or MXFP4 blocks stand for), kept in step with the AppState.
 
 The Initialize panel's Preview draws here too (before / after / theory), where the eye already
 is; the preview stays until the tensor, its values or the model change.
@@ -35,13 +35,14 @@ class HistogramPanel(QWidget):
         self.mode.addItem("Values", VALUES)
         self.mode.addItem("Gradient", GRADIENT)
         self.mode.addItem("Dequantized", DEQUANTIZED)
-        self.mode.setItemData(2, "float8 weights: the codes times their block's scale (…_scale_inv or …_scale)", Qt.ItemDataRole.ToolTipRole)
+        tip = "quantized weights (float8 codes, MXFP4 blocks): each code times its block's scale"
+        self.mode.setItemData(2, tip, Qt.ItemDataRole.ToolTipRole)
         self.mode.currentIndexChanged.connect(lambda _i: self.refresh())
         self._theory: Theory | None = None
         self._preview: tuple[str, Histogram, Theory | None] | None = None  # name, would-be values, theory
         self._grad_cache: dict[str, TensorSummary | None] = {}
         self._dequantized: dict[str, TensorSummary] = {}  # canonical name -> its weights' summary
-        # Gradients of large tensors, and float8 weights, are summarized off the GUI thread.
+        # Gradients of large tensors, and quantized weights, are summarized off the GUI thread.
         self._grad_worker = TaskWorker(self)
         self._grad_worker.finished.connect(self._grad_summary_ready)
         self._grad_worker.failed.connect(self.state.errorOccurred)

@@ -158,3 +158,28 @@ def test_a_distributed_checkpoint_reports_its_metadata_and_stops_in_it(tmp_path:
     with pytest.raises(Cancelled):
         _open(folder, state)
     assert state.reached == 2 and state.after == 0
+
+
+def test_reading_weights_to_load_reports_and_stops(tmp_path: Path) -> None:
+    """Load weights… and --weights read a whole file: it says how far, and stops when asked."""
+    from paramscope.core.sources.weights import WeightsInputs, run_read_weights
+
+    path = _many(tmp_path)
+    model = open_source(str(path)).model
+    seen: list[tuple[float, str]] = []
+    tensors, report = run_read_weights(WeightsInputs(str(path), model), TaskState(lambda f, m: seen.append((f, m))))
+    assert len(tensors) == COUNT and report.fits
+    steps = list(dict.fromkeys(m for _, m in seen))
+    assert steps[1:4] == ["checking the header", "reading the tensors", "ordering the names"]
+    assert max(f for f, m in seen if m == "reading the tensors") < 0.8  # then "comparing with the model"
+    state = _StopAt("checking the header")
+    with pytest.raises(Cancelled):
+        run_read_weights(WeightsInputs(str(path), model), state)
+    assert state.after == 0
+
+    seen.clear()  # --weights: the source's open, then the file's reading, in one bar
+    opened = open_source(str(path), weights=str(path), state=TaskState(lambda f, m: seen.append((f, m))))
+    assert "weights loaded from" in opened.notes[-1]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and max(f for f, m in seen if m == "building the module tree") <= 0.5
+    assert min(f for f, m in seen if m == "reading the tensors" and f > 0.25) >= 0.5

@@ -26,7 +26,7 @@ from paramscope.core.files.opened import OpenedModel
 from paramscope.core.sources.demos import DEMOS, build_demo
 from paramscope.core.sources.hub_ids import cached_model, looks_like_model_id, not_cached_message
 from paramscope.core.sources.user_code import UserCodeError, run_python_file
-from paramscope.core.tasks import TaskState
+from paramscope.core.tasks import TaskState, part
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -164,12 +164,12 @@ def open_source(
             cached = not path.exists()
             if cached:
                 path = _cached_model(spec, label)
-            opened = _open_file(path, trust, entry, state)
+            opened = _open_file(path, trust, entry, part(state, 0.0, 0.5) if weights is not None else state)
             if cached:  # named by its id (the title, reopening), the folder said in a note
                 opened.notes.insert(0, f"{spec} from the Hugging Face cache: {opened.path.parent if opened.path else path}")
                 opened.source = spec
     if weights is not None:
         from paramscope.core.sources.weights import load_weights_into
 
-        load_weights_into(opened, Path(weights), strip_prefix=strip_prefix, entry=weights_entry)
+        load_weights_into(opened, Path(weights), strip_prefix=strip_prefix, entry=weights_entry, state=part(state, 0.5, 1.0))
     return opened

@@ -23,23 +23,28 @@ from paramscope.core.files.weights_fit import (
     model_tensors,
     refusal,
 )
-from paramscope.core.tasks import TaskState, ensure_state
+from paramscope.core.tasks import TaskState, ensure_state, part
 
 if TYPE_CHECKING:
     from paramscope.core.files.opened import OpenedModel
 
 
-def read_weights(source: str | Path, trust: bool = False, entry: str | None = None) -> dict[str, torch.Tensor]:
+def read_weights(
+    source: str | Path, trust: bool = False, entry: str | None = None, state: TaskState | None = None
+) -> dict[str, torch.Tensor]:
     """Tensors of any state_dict source: a file, a URL, or a model source (``demo:``, ``file.py:NAME``).
 
-    ``entry``: the weight set of a checkpoint holding several (``"ema"``).
+    ``entry``: the weight set of a checkpoint holding several (``"ema"``); ``state``: progress
+    and cancel while a file is read.
     """
     from paramscope.core.files.readers import state_dict_of
 
-    return state_dict_of(weights_checkpoint(source, trust, entry))
+    return state_dict_of(weights_checkpoint(source, trust, entry, state))
 
 
-def weights_checkpoint(source: str | Path, trust: bool = False, entry: str | None = None) -> Checkpoint:
+def weights_checkpoint(
+    source: str | Path, trust: bool = False, entry: str | None = None, state: TaskState | None = None
+) -> Checkpoint:
     """What :func:`read_weights` reads, with the file's notes, extras and optimizer states."""
     from paramscope.core.files.readers import read_checkpoint
     from paramscope.core.files.remote_io import is_remote
@@ -50,7 +55,7 @@ def weights_checkpoint(source: str | Path, trust: bool = False, entry: str | Non
         return Checkpoint(read_remote_tensors(str(source).strip()))
     path = Path(source).expanduser()
     if path.exists():
-        return read_checkpoint(path, trust, entry=entry)
+        return read_checkpoint(path, trust, entry=entry, state=state)
     from paramscope.core.files.statedict import split_checkpoint
     from paramscope.core.sources.sources import open_source
 
@@ -74,7 +79,7 @@ def run_read_weights(inputs: WeightsInputs, state: TaskState | None = None) -> t
     """Worker entry: read the weights and compare them with the model (nothing is applied)."""
     state = ensure_state(state)
     state.progress(0.0, f"reading {inputs.source}")
-    tensors = read_weights(inputs.source, inputs.trust)
+    tensors = read_weights(inputs.source, inputs.trust, state=part(state, 0.0, 0.8))
     state.progress(0.8, "comparing with the model")
     report = compare_weights(inputs.model, tensors)
     state.progress(1.0, report.summary())
@@ -88,20 +93,22 @@ def load_weights_into(
     trust: bool = False,
     strip_prefix: str | None = None,
     entry: str | None = None,
+    state: TaskState | None = None,
 ) -> WeightsReport:
     """Load the state_dict at ``path`` into a freshly opened model (``--weights FILE``).
 
     ``strip_prefix`` removes that prefix from the file's keys first; ``"auto"`` applies the key
     change the report suggests (a wrapper's prefix, PEFT's adapter name). ``entry`` picks the
-    weight set of a checkpoint holding several. What the checkpoint holds beside the weights
-    (epoch, optimizer state...) goes to ``opened``'s notes and extras.
+    weight set of a checkpoint holding several; ``state`` reports its reading. What the
+    checkpoint holds beside the weights (epoch, optimizer state...) goes to ``opened``'s notes
+    and extras.
 
     Raises:
         ParamscopeError: the file cannot be read, or (strict) its keys do not fit the model.
     """
     from paramscope.core.files.readers import state_dict_of
 
-    checkpoint = weights_checkpoint(path, trust, entry)
+    checkpoint = weights_checkpoint(path, trust, entry, state)
     tensors = state_dict_of(checkpoint)
     report = compare_weights(opened.model, tensors)
     adapter = False

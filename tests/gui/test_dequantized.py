@@ -139,3 +139,20 @@ def test_heatmap_and_spectrum_draw_the_weights(window, qtbot, tmp_path: Path) ->
     with qtbot.waitSignal(window.spectrum_view.computed, timeout=60_000) as computed:
         window.state.select_tensor("experts.down_proj_blocks")
     assert np.allclose(computed.args[0].singular_values, torch.linalg.svdvals(expected.flatten(1).double()).numpy(), rtol=1e-10)
+
+
+def test_the_table_says_a_quantized_rows_statistics_are_of_the_codes(window, qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    from paramscope.gui.models.param_table import COL_STD, NAME_ROLE
+
+    with qtbot.waitSignal(window.opener.opened, timeout=30_000):
+        window.open_source(str(_fp8_file(tmp_path)))
+    model = window.param_panel.proxy
+    rows = {model.index(r, 0).data(NAME_ROLE): r for r in range(model.rowCount())}
+    tip = model.index(rows["proj.weight"], COL_STD).data(Qt.ItemDataRole.ToolTipRole)
+    assert tip.endswith(
+        "stored quantized (float8 codes), scaled by proj.weight_scale_inv: these statistics are of what is "
+        "stored; Histogram > Show > Dequantized draws the weights"
+    )
+    assert "quantized" not in model.index(rows["proj.bias"], COL_STD).data(Qt.ItemDataRole.ToolTipRole)

@@ -24,6 +24,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 
 from paramscope.core.edit.session import Session
+from paramscope.core.model.dequantize import quantized_in
 from paramscope.core.model.model_statistics import NO_NUMBER
 from paramscope.core.model.report import TensorInfo
 from paramscope.core.model.tensor_stats import TensorStats
@@ -407,6 +408,9 @@ class ParameterTableModel(OneCallPerCell, QAbstractTableModel):
             lines.append(f"tied ({group.kind}): " + ", ".join(group.names))
         if info.note:
             lines.append(info.note)
+        if self._session is not None and (quantized := quantized_in(info.name, self._session.report)):
+            lines.append(f"stored quantized ({quantized.stored_as}), scaled by {quantized.scale}: these statistics "
+                         "are of what is stored; Histogram > Show > Dequantized draws the weights")  # fmt: skip
         stats = self._stats(info)
         if stats is not None and stats.nonfinite:
             lines.append(f"{stats.nan} NaN, {stats.posinf} +Inf, {stats.neginf} -Inf")

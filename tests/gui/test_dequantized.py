@@ -66,7 +66,7 @@ def test_a_lazily_opened_checkpoint_is_dequantized_off_the_gui_thread(qtbot, tmp
     session = Session(open_source(str(_fp8_file(tmp_path))))
     panel, state = _panel(qtbot, session)
     panel.set_mode(DEQUANTIZED)
-    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
         state.select_tensor("proj.weight")
         assert "computing the dequantized weights" in panel.view.message.text()
     assert panel.view.current.counts.sum() == WEIGHT.numel()
@@ -80,7 +80,7 @@ def test_large_weights_are_dequantized_in_the_worker(qtbot, tmp_path: Path, monk
     monkeypatch.setattr(panel_module, "SYNC_SUMMARY_LIMIT", 1000)
     panel, state = _panel(qtbot, Session(open_source(str(_fp8_file(tmp_path)))))
     panel.set_mode(DEQUANTIZED)
-    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
         state.select_tensor("proj.weight")
     assert panel.view.current.edges[0] == pytest.approx(float(WEIGHT.min()), rel=0.04)
     panel.cancel_and_wait()

@@ -118,7 +118,7 @@ def test_gradient_histogram_of_a_large_tensor_is_computed_off_the_gui_thread(qtb
     qtbot.addWidget(panel)
     panel.set_mode(GRADIENT)
     assert net.weight.numel() > panel_module.SYNC_SUMMARY_LIMIT
-    with qtbot.waitSignal(panel._grad_worker.finished, timeout=30_000):
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
         state.select_tensor("weight")
     assert panel._grad_cache["weight"].stats.mean == 1.0
     panel.cancel_and_wait()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from paramscope.core.edit.session import Session
-from paramscope.core.model.dequantize import FLOAT8, dequantize, quantized_in
+from paramscope.core.model.dequantize import dequantize, quantized_in, weights_shape
 
 
 def weights(session: Session, name: str) -> torch.Tensor:
@@ -39,7 +39,5 @@ def weights_stand_in(session: Session, name: str) -> torch.Tensor:
     quantized = quantized_in(name, session.report)
     if quantized is None:
         return session.checkable(name)
-    shape = tuple(session.report.tensor(name).shape or ())
-    if quantized.stored_as != FLOAT8:  # MXFP4: [..., G, 16] bytes are [..., G * 32] weights
-        shape = (*shape[:-2], shape[-2] * shape[-1] * 2) if len(shape) >= 2 else shape
+    shape = weights_shape(tuple(session.report.tensor(name).shape or ()), quantized.stored_as)
     return torch.empty_strided(shape, (0,) * len(shape), dtype=torch.float32)

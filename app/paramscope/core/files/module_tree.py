@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from paramscope.core import tasks
 from paramscope.core.errors import shown
 from paramscope.core.files.infer_types import mark_inferred_types
 from paramscope.core.model.report import storage_address
-from paramscope.core.tasks import TaskState, steps
+from paramscope.core.tasks import TaskState, part, steps
 
 if TYPE_CHECKING:
     from paramscope.core.files.statedict import Checkpoint
@@ -275,10 +274,10 @@ def build_module(
     """
     notes: list[str] = []
     tree = _Tree(StateDictModule(kind), notes)
-    objects = _objects(checkpoint, tasks.part(state, 0.0, 0.3))
-    for name, obj in steps(objects.items(), len(objects), tasks.part(state, 0.3, 0.8), "building the module tree"):
+    objects = _objects(checkpoint, part(state, 0.0, 0.3))
+    for name, obj in steps(objects.items(), len(objects), part(state, 0.3, 0.8), "building the module tree"):
         tree.place(name, obj)
-    mark_inferred_types(tree.made, tasks.part(state, 0.8, 1.0))  # "Linear (inferred)" instead of StateDictModule everywhere
+    mark_inferred_types(tree.made, part(state, 0.8, 1.0))  # "Linear (inferred)" instead of StateDictModule everywhere
     root = tree.parents[None][0]
     if tree.original:  # an export writes the file's names back
         root.__dict__[ORIGINAL_NAMES] = tree.original

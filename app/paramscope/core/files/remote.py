@@ -41,7 +41,7 @@ from paramscope.core.files.safety import check_fits_memory, human_bytes
 from paramscope.core.files.sharded import names_by_shard, parse_index
 from paramscope.core.files.statedict import Checkpoint
 from paramscope.core.model.dequantize import quantized_note
-from paramscope.core.tasks import TaskState, part
+from paramscope.core.tasks import TaskState, advance, part
 
 #: The first read of a file: the whole header of most safetensors files (a Llama shard's is
 #: ~20 KB), or a whole index; tensors that lie inside it are served from it.
@@ -249,8 +249,8 @@ def _open_shards(urls: dict[str, str], cache: RangeCache, state: TaskState | Non
     try:
         futures = {name: pool.submit(_open_shard, url, cache) for name, url in urls.items()}
         for done, _future in enumerate(as_completed(futures.values()), 1):
-            if state is not None:  # (a stop raises here: the reads not started are dropped)
-                state.progress(done / len(urls), f"read {done} of {len(urls)} shard headers")
+            # (a stop raises here: the reads not started are dropped)
+            advance(state, done / len(urls), f"read {done} of {len(urls)} shard headers")
         return {name: future.result() for name, future in futures.items()}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -10,7 +10,7 @@ weight became ~1e-4 times that), and the scales, whose names hold "weight", were
 
 from __future__ import annotations
 
-from paramscope.core.model.dequantize import SCALE_SUFFIXES, quantized_in
+from paramscope.core.model.dequantize import quantized_in, scaled_by
 from paramscope.core.model.report import ModelReport
 
 _UNQUANTIZED = "initialize the unquantized model (e.g. its bfloat16 release)"
@@ -27,14 +27,8 @@ def quantized_problem(name: str, report: ModelReport) -> str | None:
     quantized = quantized_in(name, report)
     if quantized is not None:
         return f"stored quantized, scaled by {quantized.scale}: new values would keep the old scales; {_UNQUANTIZED}"
-    for weight in _scaled_by(name):
+    for weight in scaled_by(name):
         found = quantized_in(weight, report)
         if found is not None and found.scale == name:
             return f"a quantization scale of {weight}, not a weight: {_UNQUANTIZED}"
     return None
-
-
-def _scaled_by(scale: str) -> list[str]:
-    """The names of the tensors ``scale`` may be the scale of."""
-    names = [scale.removesuffix(suffix) for suffix in SCALE_SUFFIXES if scale.endswith(suffix)]
-    return names + ([scale.removesuffix("_scales") + "_blocks"] if scale.endswith("_scales") else [])

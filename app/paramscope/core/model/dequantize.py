@@ -63,6 +63,21 @@ def _quantized(name: str, dtype_of: Callable[[str], str | None]) -> Quantized | 
     return None
 
 
+def scaled_by(scale: str) -> list[str]:
+    """The names of the tensors ``scale`` may be the scale of (``W`` for ``W_scale_inv``,
+    ``X_blocks`` for ``X_scales``); :func:`quantized_in` of each says whether it is."""
+    names = [scale.removesuffix(suffix) for suffix in SCALE_SUFFIXES if scale.endswith(suffix)]
+    return names + ([scale.removesuffix("_scales") + "_blocks"] if scale.endswith("_scales") else [])
+
+
+def weights_shape(codes_shape: tuple[int, ...], stored_as: str) -> tuple[int, ...]:
+    """The shape of the weights codes of ``codes_shape`` stand for: the same for float8, and
+    ``[..., G * 32]`` for MXFP4 blocks ``[..., G, 16]`` (:func:`dequantize_mxfp4`)."""
+    if stored_as == MXFP4 and len(codes_shape) >= 2:
+        return (*codes_shape[:-2], codes_shape[-2] * codes_shape[-1] * 2)
+    return tuple(codes_shape)
+
+
 def quantized_note(tensors: Mapping[str, torch.Tensor]) -> str | None:
     """A note for a checkpoint holding quantized weights with their scales beside them: what its
     statistics describe and where the weights are seen; None when it holds none."""

@@ -13,10 +13,9 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from paramscope.core import tasks
 from paramscope.core.model.tensor_stats import data_problem
 from paramscope.core.model.unregistered import Unregistered, unregistered_in
-from paramscope.core.tasks import TaskState, steps
+from paramscope.core.tasks import TaskState, part, steps
 
 INFERRED_ATTRIBUTE = "_paramscope_inferred_type"  # = core.files.infer_types.INFERRED_ATTRIBUTE (no import: cycle)
 
@@ -338,9 +337,9 @@ def build_report(model: nn.Module, state: TaskState | None = None) -> ModelRepor
         for name, mod in walked
         for b in mod.__dict__.get("_non_persistent_buffers_set", ())
     }
-    params = _collect(_named(walked, "_parameters"), "parameter", set(), tasks.part(state, 0.0, 0.4))
-    buffers = _collect(_named(walked, "_buffers"), "buffer", non_persistent, tasks.part(state, 0.4, 0.5))
-    modules, unregistered, shared_modules = _modules(walked, params, buffers, tasks.part(state, 0.5, 1.0))
+    params = _collect(_named(walked, "_parameters"), "parameter", set(), part(state, 0.0, 0.4))
+    buffers = _collect(_named(walked, "_buffers"), "buffer", non_persistent, part(state, 0.4, 0.5))
+    modules, unregistered, shared_modules = _modules(walked, params, buffers, part(state, 0.5, 1.0))
     if shared_modules or any(p.is_tied for p in params.infos.values()):
         _shared_totals(modules, params.infos)
     else:  # no parameter reachable twice: a subtree's total is its own plus its children's

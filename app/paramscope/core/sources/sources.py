@@ -142,6 +142,7 @@ def open_source(
     if not spec:
         raise SourceError("empty source: give demo:NAME, FILE.py:NAME, package.module:NAME or a file")
     opened: OpenedModel
+    opening = part(state, 0.0, 0.5) if weights is not None else state  # (then the weights' file)
     if entry is not None and not _expand(Path(spec)).exists():
         raise SourceError(f"{label}: --entry {shown(entry)} picks a weight set in a checkpoint file; this is not a file")
     if spec.startswith("demo:"):
@@ -152,7 +153,7 @@ def open_source(
     elif _is_url(spec):  # before paths: "https://host/x" is no file name
         from paramscope.core.files.remote import open_remote
 
-        opened = open_remote(spec, state=state)
+        opened = open_remote(spec, state=opening)
     else:
         head, sep, name = spec.rpartition(":")
         if sep and head.endswith(".py") and name.isidentifier():
@@ -164,7 +165,7 @@ def open_source(
             cached = not path.exists()
             if cached:
                 path = _cached_model(spec, label)
-            opened = _open_file(path, trust, entry, part(state, 0.0, 0.5) if weights is not None else state)
+            opened = _open_file(path, trust, entry, opening)
             if cached:  # named by its id (the title, reopening), the folder said in a note
                 opened.notes.insert(0, f"{spec} from the Hugging Face cache: {opened.path.parent if opened.path else path}")
                 opened.source = spec

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from paramscope.core.edit.session import Session
-from paramscope.core.edit.weights import weights
+from paramscope.core.edit.weights import weights, weights_read
 from paramscope.core.model.dequantize import layout_problem, quantized_in
 from paramscope.core.model.model_statistics import TensorSummary, summarize
 from paramscope.core.model.tensor_stats import Histogram
@@ -42,10 +42,10 @@ class HistogramPanel(QWidget):
         self._preview: tuple[str, Histogram, Theory | None] | None = None  # name, would-be values, theory
         self._grad_cache: dict[str, TensorSummary | None] = {}
         self._dequantized: dict[str, TensorSummary] = {}  # canonical name -> its weights' summary
-        # Gradients of large tensors, and quantized weights, are summarized off the GUI thread.
-        self._grad_worker = TaskWorker(self)
-        self._grad_worker.finished.connect(self._grad_summary_ready)
-        self._grad_worker.failed.connect(self.state.errorOccurred)
+        # Gradients of large tensors, and quantized weights, are summarized here, off the GUI thread.
+        self.worker = TaskWorker(self)
+        self.worker.finished.connect(self._summary_ready)
+        self.worker.failed.connect(self.state.errorOccurred)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show:"))
@@ -88,7 +88,7 @@ class HistogramPanel(QWidget):
 
     # --- state -----------------------------------------------------------------------------
     def _on_session(self) -> None:
-        self._grad_worker.cancel()  # (what it computes is of the model replaced)
+        self.worker.cancel()  # (what it computes is of the model replaced)
         self._grad_cache.clear()
         self._dequantized.clear()
         self._theory = None
@@ -108,8 +108,8 @@ class HistogramPanel(QWidget):
     def _on_tensors_changed(self, names: tuple[str, ...]) -> None:
         for name in names:
             self._grad_cache.pop(name, None)
-        if self._grad_worker.what == DEQUANTIZING:  # from values now replaced
-            self._grad_worker.cancel()
+        if self.worker.what == DEQUANTIZING:  # from values now replaced
+            self.worker.cancel()
         self._dequantized.clear()  # (a weight or its scale changed: either changes the weights)
         if self._preview is not None and self._preview[0] in names:
             self._preview = None  # the values it was computed from are gone (Apply shows the real ones)
@@ -167,9 +167,9 @@ class HistogramPanel(QWidget):
         )
 
     def cancel_and_wait(self) -> None:
-        self._grad_worker.cancel_and_wait()
+        self.worker.cancel_and_wait()
 
-    def _grad_summary_ready(self, result: tuple[str, str, TensorSummary]) -> None:
+    def _summary_ready(self, result: tuple[str, str, TensorSummary]) -> None:
         mode, name, summary = result
         if mode == DEQUANTIZED:
             self._dequantized[name] = summary
@@ -198,9 +198,9 @@ class HistogramPanel(QWidget):
         summary = self._dequantized.get(canonical)
         if summary is None:
             elements = session.report.tensor(name).numel
-            if elements > SYNC_SUMMARY_LIMIT or session.unread_bytes([name, scale]):  # (lazily opened: read from disk)
+            if elements > SYNC_SUMMARY_LIMIT or session.unread_bytes(weights_read(session, name)):  # (lazily opened)
                 self.view.clear(f"{name}: computing the dequantized weights…")
-                self._grad_worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, st)), DEQUANTIZING)
+                self.worker.start(lambda st: (DEQUANTIZED, canonical, _dequantized_summary(session, name, st)), DEQUANTIZING)
                 return
             summary = self._dequantized[canonical] = _dequantized_summary(session, name)
         self.view.set_histograms(summary.histogram, title=f"{name} × {scale.rpartition('.')[2]} (dequantized)")
@@ -212,7 +212,7 @@ class HistogramPanel(QWidget):
             if grad is not None and grad.numel() > SYNC_SUMMARY_LIMIT:
                 self.view.clear(f"{name}: computing the gradient histogram…")
                 detached = grad.detach()
-                self._grad_worker.start(lambda st: (GRADIENT, name, summarize(detached, state=st)), "gradient histogram")
+                self.worker.start(lambda st: (GRADIENT, name, summarize(detached, state=st)), "gradient histogram")
                 return
             self._grad_cache[name] = None if grad is None else summarize(grad.detach())
         summary = self._grad_cache[name]

@@ -137,12 +137,11 @@ def open_source(
     Raises:
         SourceError: with a one-line message naming the spec or file and the problem.
     """
-    spec = spec.strip()
+    spec, opening = spec.strip(), part(state, 0.0, 0.5) if weights is not None else state  # (then the weights)
     label = shown(spec)
     if not spec:
         raise SourceError("empty source: give demo:NAME, FILE.py:NAME, package.module:NAME or a file")
     opened: OpenedModel
-    opening = part(state, 0.0, 0.5) if weights is not None else state  # (then the weights' file)
     if entry is not None and not _expand(Path(spec)).exists():
         raise SourceError(f"{label}: --entry {shown(entry)} picks a weight set in a checkpoint file; this is not a file")
     if spec.startswith("demo:"):
